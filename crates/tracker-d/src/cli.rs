@@ -1,0 +1,117 @@
+//! Command line of `tracker-d`: every flag also reads an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// The Crawling@Home tracker: hands out Common Crawl jobs with leases to scrapers and GPU
+/// scorers, stages their bundles and keeps the dedup sets, leaderboard and dashboard.
+#[derive(Debug, Parser)]
+#[command(name = "tracker-d", version, about, long_about = None, args_override_self = true)]
+pub struct Cli {
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(long, env = "TRACKER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How log lines are written to stderr (journald adds its own timestamps under systemd).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the tracker's HTTP server.
+    Serve(ServeArgs),
+    /// Add jobs from a Common Crawl `wat.paths.gz` or a list of WAT URLs.
+    Import(ImportArgs),
+}
+
+/// Flags of `tracker-d serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "TRACKER_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Database: `sqlite://PATH` (created if missing) or `postgres://USER:PASS@HOST/NAME`.
+    #[arg(long, env = "TRACKER_DATABASE_URL", default_value = "sqlite://tracker.sqlite")]
+    pub database_url: String,
+    /// Most database connections (PostgreSQL; SQLite always uses one writer).
+    #[arg(long, env = "TRACKER_DB_CONNECTIONS", default_value_t = 16)]
+    pub db_connections: u32,
+    /// URL that workers reach this tracker at, used in signed bundle URLs.
+    /// Defaults to `http://` plus the bound address; required when listening on 0.0.0.0.
+    #[arg(long, env = "TRACKER_PUBLIC_URL")]
+    pub public_url: Option<url::Url>,
+    /// Folder of the staging blob store (bundles between scrapers and GPU daemons).
+    #[arg(long, env = "TRACKER_BLOB_DIR", default_value = "staging")]
+    pub blob_dir: PathBuf,
+    /// Key that signs bundle URLs (at least 32 characters). Defaults to a random key kept in the database.
+    #[arg(long, env = "TRACKER_SIGNING_KEY", hide_env_values = true)]
+    pub signing_key: Option<String>,
+    /// Secret for the admin endpoints, sent in the `x-cah-admin-secret` header. Unset: admin endpoints refuse everyone.
+    #[arg(long, env = "TRACKER_ADMIN_SECRET", hide_env_values = true)]
+    pub admin_secret: Option<String>,
+    /// How long a claimed job stays with its client without a heartbeat (e.g. `30m`, `90s`).
+    #[arg(long, env = "TRACKER_LEASE", default_value = "30m", value_parser = humantime::parse_duration)]
+    pub lease: std::time::Duration,
+    /// Forget clients silent for this long (2021: 2 h); their jobs go back to the queue.
+    #[arg(long, env = "TRACKER_CLIENT_TIMEOUT", default_value = "2h", value_parser = humantime::parse_duration)]
+    pub client_timeout: std::time::Duration,
+    /// How often the reaper expires leases, forgets idle clients and collects blobs.
+    #[arg(long, env = "TRACKER_REAP_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub reap_interval: std::time::Duration,
+    /// How long signed upload and download URLs stay valid.
+    #[arg(long, env = "TRACKER_URL_TTL", default_value = "6h", value_parser = humantime::parse_duration)]
+    pub url_ttl: std::time::Duration,
+    /// Keep a closed job's bundle this long before deleting it.
+    #[arg(long, env = "TRACKER_BLOB_GRACE", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub blob_grace: std::time::Duration,
+    /// Largest bundle accepted, in bytes.
+    #[arg(long, env = "TRACKER_MAX_BUNDLE_BYTES", default_value_t = 4 << 30)]
+    pub max_bundle_bytes: u64,
+    /// Largest JSON request body, in bytes.
+    #[arg(long, env = "TRACKER_MAX_JSON_BYTES", default_value_t = 8 << 20)]
+    pub max_json_bytes: usize,
+    /// Registrations allowed per minute from one address, on average.
+    #[arg(long, env = "TRACKER_REGISTER_PER_MINUTE", default_value_t = 30)]
+    pub register_per_minute: u32,
+    /// Registrations allowed at once from one address.
+    #[arg(long, env = "TRACKER_REGISTER_BURST", default_value_t = 60)]
+    pub register_burst: u32,
+    /// Legacy `upload_address` string for 2021 clients (an rsync target); defaults to our upload-URL endpoint.
+    #[arg(long, env = "TRACKER_UPLOAD_ADDRESS")]
+    pub upload_address: Option<String>,
+    /// On SIGTERM, wait this long for requests in flight.
+    #[arg(long, env = "TRACKER_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: std::time::Duration,
+}
+
+/// Flags of `tracker-d import`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// Database, as for `serve`.
+    #[arg(long, env = "TRACKER_DATABASE_URL", default_value = "sqlite://tracker.sqlite")]
+    pub database_url: String,
+    /// A `wat.paths.gz` (gzip or plain text, local path or http(s) URL), one WAT per line.
+    #[arg(env = "TRACKER_IMPORT_SOURCE")]
+    pub source: String,
+    /// Base URL for relative paths in the source.
+    #[arg(long, env = "TRACKER_IMPORT_BASE_URL", default_value = "https://data.commoncrawl.org/")]
+    pub base_url: url::Url,
+    /// Import at most this many WATs.
+    #[arg(long, env = "TRACKER_IMPORT_LIMIT")]
+    pub limit: Option<usize>,
+    /// Shuffle the WATs (claims then spread over crawl segments instead of walking them in order).
+    #[arg(long, env = "TRACKER_IMPORT_SHUFFLE")]
+    pub shuffle: bool,
+}

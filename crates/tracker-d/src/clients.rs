@@ -1,0 +1,220 @@
+//! Registered clients: registration, the touch that every call makes, lookups and the idle reaper.
+
+use cah_protocol::ClientType;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::db::{Db, DbError, to_u64};
+use crate::names;
+
+/// A registered client, as the handlers need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Client {
+    /// The secret token.
+    pub token: String,
+    /// Display name.
+    pub display_name: String,
+    /// Role.
+    pub client_type: ClientType,
+    /// Leaderboard name.
+    pub nickname: String,
+    /// Address it registered from.
+    pub address: String,
+}
+
+/// A client as the dashboard shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientSummary {
+    /// Display name.
+    pub display_name: String,
+    /// Role.
+    pub client_type: ClientType,
+    /// Leaderboard name.
+    pub nickname: String,
+    /// Last progress string.
+    pub progress: String,
+    /// Jobs completed.
+    pub jobs_completed: u64,
+    /// Registration time, unix milliseconds.
+    pub first_seen: i64,
+    /// Last call, unix milliseconds.
+    pub last_seen: i64,
+    /// The job it holds, if any.
+    pub job: Option<u64>,
+}
+
+/// Registers a client and returns it.
+pub async fn register(
+    db: &Db,
+    nickname: &str,
+    client_type: ClientType,
+    address: &str,
+    now: i64,
+) -> Result<Client, DbError> {
+    let client = Client {
+        token: uuid::Uuid::new_v4().simple().to_string(),
+        display_name: names::display_name(),
+        client_type,
+        nickname: nickname.to_owned(),
+        address: address.to_owned(),
+    };
+    sqlx::query(
+        "INSERT INTO clients (token, display_name, kind, nickname, progress, first_seen, last_seen, address) \
+         VALUES ($1, $2, $3, $4, 'Initialized', $5, $5, $6)",
+    )
+    .bind(&client.token)
+    .bind(&client.display_name)
+    .bind(client.client_type.as_str())
+    .bind(&client.nickname)
+    .bind(now)
+    .bind(&client.address)
+    .execute(db.pool())
+    .await?;
+    Ok(client)
+}
+
+/// Marks the client as seen (and sets its progress); `None` if the token is unknown or reaped.
+pub async fn touch(
+    db: &Db,
+    token: &str,
+    progress: Option<&str>,
+    now: i64,
+) -> Result<Option<Client>, DbError> {
+    let row = match progress {
+        Some(progress) => {
+            sqlx::query(
+                "UPDATE clients SET last_seen = $1, progress = $2 WHERE token = $3 \
+                 RETURNING token, display_name, kind, nickname, address",
+            )
+            .bind(now)
+            .bind(progress)
+            .bind(token)
+            .fetch_optional(db.pool())
+            .await?
+        }
+        None => {
+            sqlx::query(
+                "UPDATE clients SET last_seen = $1 WHERE token = $2 \
+                 RETURNING token, display_name, kind, nickname, address",
+            )
+            .bind(now)
+            .bind(token)
+            .fetch_optional(db.pool())
+            .await?
+        }
+    };
+    row.as_ref().map(client).transpose()
+}
+
+/// Forgets a client.
+pub async fn remove(db: &Db, token: &str) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM clients WHERE token = $1")
+        .bind(token)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// The most recently seen CPU client at `address` that holds no job: the 2021 full-WAT client
+/// registers one and then calls `lookup-wat` without its token.
+pub async fn idle_cpu_client_at(db: &Db, address: &str) -> Result<Option<String>, DbError> {
+    let token: Option<String> = sqlx::query_scalar(
+        "SELECT token FROM clients c WHERE address = $1 AND kind = 'CPU' AND NOT EXISTS \
+         (SELECT 1 FROM jobs j WHERE j.holder = c.token AND j.status = 'pending') \
+         ORDER BY last_seen DESC LIMIT 1",
+    )
+    .bind(address)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(token)
+}
+
+/// Tokens of the clients registered from `address`.
+pub async fn tokens_at(db: &Db, address: &str) -> Result<Vec<String>, DbError> {
+    let tokens = sqlx::query_scalar("SELECT token FROM clients WHERE address = $1")
+        .bind(address)
+        .fetch_all(db.pool())
+        .await?;
+    Ok(tokens)
+}
+
+/// Releases the jobs of clients idle since before `cutoff` and forgets those clients.
+pub async fn reap_idle(db: &Db, cutoff: i64) -> Result<u64, DbError> {
+    let mut transaction = db.pool().begin().await?;
+    sqlx::query(
+        "UPDATE jobs SET status = 'open', holder = NULL, lease_until = NULL WHERE status = 'pending' \
+         AND holder IN (SELECT token FROM clients WHERE last_seen < $1)",
+    )
+    .bind(cutoff)
+    .execute(&mut *transaction)
+    .await?;
+    let removed = sqlx::query("DELETE FROM clients WHERE last_seen < $1")
+        .bind(cutoff)
+        .execute(&mut *transaction)
+        .await?
+        .rows_affected();
+    transaction.commit().await?;
+    Ok(removed)
+}
+
+/// Clients, most recently seen first, at most `limit` per type (all if `None`).
+pub async fn list(db: &Db, limit: Option<u32>) -> Result<Vec<ClientSummary>, DbError> {
+    let rows = sqlx::query(
+        "SELECT c.display_name, c.kind, c.nickname, c.progress, c.jobs_completed, c.first_seen, \
+         c.last_seen, (SELECT MIN(number) FROM jobs j WHERE j.holder = c.token AND j.status = 'pending') AS job \
+         FROM clients c ORDER BY c.last_seen DESC",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    let mut per_type = std::collections::HashMap::<ClientType, u32>::new();
+    let mut clients = Vec::new();
+    for row in &rows {
+        let client_type = parse_type(row)?;
+        let seen = per_type.entry(client_type).or_default();
+        if limit.is_some_and(|limit| *seen >= limit) {
+            continue;
+        }
+        *seen += 1;
+        let job: Option<i64> = row.try_get("job")?;
+        clients.push(ClientSummary {
+            display_name: row.try_get("display_name")?,
+            client_type,
+            nickname: row.try_get("nickname")?,
+            progress: row.try_get("progress")?,
+            jobs_completed: to_u64(row.try_get("jobs_completed")?),
+            first_seen: row.try_get("first_seen")?,
+            last_seen: row.try_get("last_seen")?,
+            job: job.map(to_u64),
+        });
+    }
+    Ok(clients)
+}
+
+/// Registered clients per type.
+pub async fn count_by_type(db: &Db) -> Result<Vec<(ClientType, u64)>, DbError> {
+    let rows = sqlx::query("SELECT kind, COUNT(*) AS n FROM clients GROUP BY kind")
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|row| Ok((parse_type(row)?, to_u64(row.try_get("n")?))))
+        .collect()
+}
+
+fn client(row: &AnyRow) -> Result<Client, DbError> {
+    Ok(Client {
+        token: row.try_get("token")?,
+        display_name: row.try_get("display_name")?,
+        client_type: parse_type(row)?,
+        nickname: row.try_get("nickname")?,
+        address: row.try_get("address")?,
+    })
+}
+
+fn parse_type(row: &AnyRow) -> Result<ClientType, DbError> {
+    let kind: String = row.try_get("kind")?;
+    ClientType::parse(&kind).ok_or_else(|| {
+        DbError::Sql(sqlx::Error::Decode(
+            format!("unknown client kind {kind:?} in database").into(),
+        ))
+    })
+}

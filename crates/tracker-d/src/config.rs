@@ -1,0 +1,187 @@
+//! Validated configuration of `tracker-d serve`, built from the command line before anything binds.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::cli::ServeArgs;
+
+/// A secret whose `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for comparisons and signing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Everything `serve` needs, validated.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to bind.
+    pub listen: SocketAddr,
+    /// Database URL (may hold a password).
+    pub database_url: Secret,
+    /// Most PostgreSQL connections.
+    pub db_connections: u32,
+    /// Public URL; `None` means derive it from the bound address.
+    pub public_url: Option<Url>,
+    /// Staging folder.
+    pub blob_dir: PathBuf,
+    /// URL signing key; `None` means the one kept in the database.
+    pub signing_key: Option<Secret>,
+    /// Largest bundle.
+    pub max_bundle_bytes: u64,
+    /// Largest JSON body.
+    pub max_json_bytes: usize,
+    /// Reaper period.
+    pub reap_interval: Duration,
+    /// Grace on shutdown.
+    pub shutdown_grace: Duration,
+    /// Settings the running tracker consults.
+    pub settings: Settings,
+}
+
+/// Run-time settings of the tracker service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Lease of a claim.
+    pub lease: Duration,
+    /// Idle time after which a client is forgotten.
+    pub client_timeout: Duration,
+    /// Lifetime of signed URLs.
+    pub url_ttl: Duration,
+    /// How long bundles of closed jobs are kept.
+    pub blob_grace: Duration,
+    /// Registration rate per address.
+    pub register_per_minute: u32,
+    /// Registration burst per address.
+    pub register_burst: u32,
+    /// Admin secret.
+    pub admin_secret: Option<Secret>,
+    /// Legacy upload address.
+    pub upload_address: Option<String>,
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl TryFrom<ServeArgs> for ServeConfig {
+    type Error = ConfigError;
+
+    fn try_from(args: ServeArgs) -> Result<Self, Self::Error> {
+        let fail = |message: &str| Err(ConfigError(message.to_owned()));
+        if !(args.database_url.starts_with("sqlite:")
+            || args.database_url.starts_with("postgres://")
+            || args.database_url.starts_with("postgresql://"))
+        {
+            return fail("--database-url must start with sqlite:// or postgres://");
+        }
+        if args.listen.ip().is_unspecified() && args.public_url.is_none() {
+            return fail(
+                "--public-url is required when listening on all interfaces, so signed bundle urls point somewhere reachable",
+            );
+        }
+        if let Some(url) = &args.public_url {
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return fail("--public-url must be an http(s) URL with a host");
+            }
+        }
+        if args.signing_key.as_ref().is_some_and(|key| key.len() < 32) {
+            return fail("--signing-key must be at least 32 characters");
+        }
+        if args.admin_secret.as_ref().is_some_and(|secret| secret.len() < 16) {
+            return fail("--admin-secret must be at least 16 characters");
+        }
+        if args.lease < Duration::from_millis(100) || args.client_timeout < args.lease {
+            return fail("--lease must be at least 100ms and --client-timeout at least the lease");
+        }
+        if args.reap_interval.is_zero() || args.url_ttl.is_zero() {
+            return fail("--reap-interval and --url-ttl must be positive");
+        }
+        if args.max_bundle_bytes == 0 || args.max_json_bytes < 1024 || args.db_connections == 0 {
+            return fail(
+                "--max-bundle-bytes, --db-connections must be positive and --max-json-bytes at least 1024",
+            );
+        }
+        Ok(ServeConfig {
+            listen: args.listen,
+            database_url: Secret(args.database_url),
+            db_connections: args.db_connections,
+            public_url: args.public_url,
+            blob_dir: args.blob_dir,
+            signing_key: args.signing_key.map(Secret),
+            max_bundle_bytes: args.max_bundle_bytes,
+            max_json_bytes: args.max_json_bytes,
+            reap_interval: args.reap_interval,
+            shutdown_grace: args.shutdown_grace,
+            settings: Settings {
+                lease: args.lease,
+                client_timeout: args.client_timeout,
+                url_ttl: args.url_ttl,
+                blob_grace: args.blob_grace,
+                register_per_minute: args.register_per_minute,
+                register_burst: args.register_burst,
+                admin_secret: args.admin_secret.map(Secret),
+                upload_address: args.upload_address,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn parse(extra: &[&str]) -> Result<ServeConfig, ConfigError> {
+        let mut argv = vec!["tracker-d", "serve"];
+        argv.extend_from_slice(extra);
+        let Command::Serve(args) = Cli::try_parse_from(argv).expect("parses").command else {
+            panic!("serve expected");
+        };
+        ServeConfig::try_from(args)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = parse(&[]).expect("valid");
+        assert_eq!(config.settings.lease, Duration::from_secs(1800));
+        assert!(format!("{config:?}").contains("***"));
+    }
+
+    #[test]
+    fn refuses_what_cannot_work() {
+        for bad in [
+            &["--database-url", "mysql://x"][..],
+            &["--listen", "0.0.0.0:80"],
+            &["--signing-key", "short"],
+            &["--lease", "10ms"],
+            &["--lease", "3h"],
+            &["--public-url", "ftp://x"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse(&["--listen", "0.0.0.0:80", "--public-url", "http://tracker.example"]).is_ok());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let config = parse(&["--admin-secret", "0123456789abcdef-admin"]).expect("valid");
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
+    }
+}

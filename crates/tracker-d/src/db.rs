@@ -1,0 +1,153 @@
+//! The tracker's database: one pool over SQLite (embedded default) or PostgreSQL (at scale).
+//!
+//! Both dialects share the same SQL except where they differ on purpose (the claim's
+//! `FOR UPDATE SKIP LOCKED`, column types in the schema). Times are unix milliseconds in
+//! `BIGINT` columns, and unsigned numbers are stored as their `i64` bit pattern.
+
+mod schema;
+
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The URL names no database we support.
+    #[error("unsupported database url {0:?}: use sqlite://PATH or postgres://USER@HOST/NAME")]
+    UnsupportedUrl(String),
+    /// The database refused or failed a statement.
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+/// Which SQL dialect the pool speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// SQLite, one writer connection.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// A connected, migrated database.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl Db {
+    /// Connects to `url`, creating a SQLite file if needed, and runs the embedded migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Db, DbError> {
+        sqlx::any::install_default_drivers();
+        let dialect = dialect_of(url)?;
+        let url = match dialect {
+            Dialect::Sqlite if !url.contains("mode=") && !url.contains(":memory:") => {
+                let separator = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{separator}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool_options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        let pool = match dialect {
+            // One connection: SQLite has one writer anyway, and a single connection never
+            // sees SQLITE_BUSY on a deferred transaction that upgrades to a write.
+            Dialect::Sqlite => {
+                pool_options
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .after_connect(|connection, _| {
+                        Box::pin(async move {
+                            connection
+                                .execute(
+                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                                     PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;",
+                                )
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Dialect::Postgres => {
+                pool_options
+                    .max_connections(max_connections)
+                    .connect_with(options)
+                    .await?
+            }
+        };
+        let db = Db { pool, dialect };
+        schema::migrate(&db).await?;
+        Ok(db)
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The dialect.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Closes every connection, waiting for statements in flight.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn dialect_of(url: &str) -> Result<Dialect, DbError> {
+    if url.starts_with("sqlite:") {
+        Ok(Dialect::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Dialect::Postgres)
+    } else {
+        Err(DbError::UnsupportedUrl(url.to_owned()))
+    }
+}
+
+/// Milliseconds since the unix epoch.
+pub fn now_ms() -> i64 {
+    let elapsed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Stores an unsigned value in a signed `BIGINT` column.
+pub fn to_i64(value: u64) -> i64 {
+    value as i64
+}
+
+/// Reads an unsigned value back from a signed `BIGINT` column.
+pub fn to_u64(value: i64) -> u64 {
+    value as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialects_by_scheme() {
+        assert_eq!(dialect_of("sqlite://x.db").unwrap(), Dialect::Sqlite);
+        assert_eq!(dialect_of("sqlite::memory:").unwrap(), Dialect::Sqlite);
+        assert_eq!(dialect_of("postgres://u@h/d").unwrap(), Dialect::Postgres);
+        assert!(dialect_of("mysql://h/d").is_err());
+    }
+
+    #[test]
+    fn unsigned_round_trip() {
+        for value in [0, 1, u64::MAX, 1 << 63] {
+            assert_eq!(to_u64(to_i64(value)), value);
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Embedded migrations, one list per dialect, applied in order and recorded in `schema_version`.
+
+use sqlx::Executor;
+
+use super::{Db, DbError, Dialect};
+
+/// Migrations in order. `{bigint}` and `{without_rowid}` are filled per dialect.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE jobs (
+    number {bigint} PRIMARY KEY,
+    url TEXT NOT NULL,
+    wat_index {bigint} NOT NULL,
+    shard {bigint} NOT NULL,
+    start_id {bigint} NOT NULL,
+    end_id {bigint} NOT NULL,
+    stage TEXT NOT NULL DEFAULT 'cpu',
+    status TEXT NOT NULL DEFAULT 'open',
+    holder TEXT,
+    lease_until {bigint},
+    gpu_url TEXT,
+    cpu_completor TEXT,
+    completor TEXT,
+    pairs {bigint},
+    shuffle_key {bigint} NOT NULL,
+    attempts {bigint} NOT NULL DEFAULT 0,
+    cpu_done_at {bigint},
+    closed_at {bigint},
+    UNIQUE (url, shard)
+);
+CREATE INDEX jobs_open ON jobs (stage, status, shuffle_key);
+CREATE INDEX jobs_holder ON jobs (holder);
+CREATE INDEX jobs_lease ON jobs (status, lease_until);
+CREATE INDEX jobs_gpu_url ON jobs (gpu_url);
+CREATE INDEX jobs_closed_at ON jobs (closed_at);
+CREATE INDEX jobs_cpu_done_at ON jobs (cpu_done_at);
+CREATE INDEX jobs_wat ON jobs (wat_index);
+CREATE TABLE clients (
+    token TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    nickname TEXT NOT NULL,
+    progress TEXT NOT NULL,
+    jobs_completed {bigint} NOT NULL DEFAULT 0,
+    first_seen {bigint} NOT NULL,
+    last_seen {bigint} NOT NULL,
+    address TEXT NOT NULL
+);
+CREATE INDEX clients_last_seen ON clients (last_seen);
+CREATE INDEX clients_display_name ON clients (display_name);
+CREATE TABLE leaderboard (
+    nickname TEXT PRIMARY KEY,
+    jobs_completed {bigint} NOT NULL DEFAULT 0,
+    pairs_scraped {bigint} NOT NULL DEFAULT 0
+);
+CREATE TABLE cpu_leaderboard (
+    nickname TEXT PRIMARY KEY,
+    jobs_completed {bigint} NOT NULL DEFAULT 0
+);
+CREATE TABLE blobs (
+    key TEXT PRIMARY KEY,
+    job_number {bigint} NOT NULL,
+    size {bigint} NOT NULL,
+    sha256 TEXT NOT NULL,
+    created_at {bigint} NOT NULL
+);
+CREATE TABLE dedup (
+    set_id {bigint} NOT NULL,
+    hash {bigint} NOT NULL,
+    PRIMARY KEY (set_id, hash)
+){without_rowid};
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#];
+
+pub(super) async fn migrate(db: &Db) -> Result<(), DbError> {
+    let pool = db.pool();
+    pool.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+        .await?;
+    let applied: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
+        .fetch_one(pool)
+        .await?;
+    let applied = applied.unwrap_or(0);
+    for (index, migration) in MIGRATIONS.iter().enumerate() {
+        let version = i64::try_from(index).unwrap_or(i64::MAX) + 1;
+        if version <= applied {
+            continue;
+        }
+        let sql = render(migration, db.dialect());
+        let mut transaction = pool.begin().await?;
+        for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+            transaction.execute(statement).await?;
+        }
+        sqlx::query("INSERT INTO schema_version (version) VALUES ($1)")
+            .bind(version)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        tracing::info!(version, "applied database migration");
+    }
+    Ok(())
+}
+
+fn render(migration: &str, dialect: Dialect) -> String {
+    let (bigint, without_rowid) = match dialect {
+        Dialect::Sqlite => ("INTEGER", " WITHOUT ROWID"),
+        Dialect::Postgres => ("BIGINT", ""),
+    };
+    migration
+        .replace("{bigint}", bigint)
+        .replace("{without_rowid}", without_rowid)
+}

@@ -1,0 +1,66 @@
+//! `PUT` and `GET /blobs/{key}`: the staging store behind signed URLs.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cah_protocol::ext::StoredBlob;
+use serde::Deserialize;
+use tokio_util::io::ReaderStream;
+
+use super::error::AppError;
+use crate::staging::StagingError;
+use crate::tracker::TrackerError;
+
+type Tracker = State<super::State>;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Signed {
+    expires: i64,
+    signature: String,
+}
+
+pub(super) async fn put(
+    State(tracker): Tracker,
+    Path(key): Path<String>,
+    Query(signed): Query<Signed>,
+    body: Body,
+) -> Result<Json<StoredBlob>, AppError> {
+    let stored = tracker
+        .put_blob(&key, signed.expires, &signed.signature, body.into_data_stream())
+        .await?;
+    Ok(Json(stored))
+}
+
+pub(super) async fn get(
+    State(tracker): Tracker,
+    Path(key): Path<String>,
+    Query(signed): Query<Signed>,
+) -> Result<Response, AppError> {
+    let staging = tracker.staging();
+    staging
+        .verify("GET", &key, signed.expires, &signed.signature)
+        .map_err(TrackerError::from)?;
+    let path = staging.path(&key);
+    let file = tokio::fs::File::open(&path).await.map_err(|error| {
+        TrackerError::from(if error.kind() == std::io::ErrorKind::NotFound {
+            StagingError::NotFound(key.clone())
+        } else {
+            StagingError::Io { path: path.clone(), source: error }
+        })
+    })?;
+    let length = file
+        .metadata()
+        .await
+        .map_err(|source| TrackerError::from(StagingError::Io { path, source }))?
+        .len();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (header::CONTENT_LENGTH, length.to_string()),
+        ],
+        Body::from_stream(ReaderStream::new(file)),
+    )
+        .into_response())
+}

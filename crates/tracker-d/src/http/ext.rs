@@ -1,0 +1,101 @@
+//! Handlers of our extensions under `/api/ext/`.
+
+use axum::Json;
+use axum::extract::State;
+use cah_protocol::ext::{
+    ClaimRequest, ClaimResponse, ClientInfo, CompleteRequest, DedupRequest, DedupResponse,
+    HeartbeatRequest, HeartbeatResponse, InfoResponse, InvalidRequest, JobRequest,
+    UploadUrlResponse,
+};
+
+use super::error::{AppError, JsonBody};
+use crate::clients;
+
+type Tracker = State<super::State>;
+
+pub(super) async fn info(State(tracker): Tracker) -> Json<InfoResponse> {
+    Json(InfoResponse {
+        api_version: cah_protocol::API_VERSION,
+        server: format!("tracker-d {}", env!("CARGO_PKG_VERSION")),
+        lease_seconds: tracker.settings().lease.as_secs(),
+        max_bundle_bytes: tracker.staging().max_bytes(),
+    })
+}
+
+pub(super) async fn claim(
+    State(tracker): Tracker,
+    JsonBody(request): JsonBody<ClaimRequest>,
+) -> Result<Json<ClaimResponse>, AppError> {
+    let jobs = tracker
+        .claim(&request.token, request.max_jobs, request.whole_wat)
+        .await?;
+    Ok(Json(ClaimResponse { jobs }))
+}
+
+pub(super) async fn heartbeat(
+    State(tracker): Tracker,
+    JsonBody(request): JsonBody<HeartbeatRequest>,
+) -> Result<Json<HeartbeatResponse>, AppError> {
+    Ok(Json(tracker.heartbeat(&request.token, &request.progress).await?))
+}
+
+pub(super) async fn complete(
+    State(tracker): Tracker,
+    JsonBody(request): JsonBody<CompleteRequest>,
+) -> Result<&'static str, AppError> {
+    tracker.complete(&request).await?;
+    Ok("success")
+}
+
+pub(super) async fn release(
+    State(tracker): Tracker,
+    JsonBody(request): JsonBody<JobRequest>,
+) -> Result<&'static str, AppError> {
+    tracker.release(&request.token, request.number).await?;
+    Ok("success")
+}
+
+pub(super) async fn invalid(
+    State(tracker): Tracker,
+    JsonBody(request): JsonBody<InvalidRequest>,
+) -> Result<&'static str, AppError> {
+    tracker
+        .invalid(&request.token, request.number, &request.reason)
+        .await?;
+    Ok("success")
+}
+
+pub(super) async fn upload_url(
+    State(tracker): Tracker,
+    JsonBody(request): JsonBody<JobRequest>,
+) -> Result<Json<UploadUrlResponse>, AppError> {
+    Ok(Json(tracker.upload_url(&request.token, request.number).await?))
+}
+
+pub(super) async fn dedup(
+    State(tracker): Tracker,
+    JsonBody(request): JsonBody<DedupRequest>,
+) -> Result<Json<DedupResponse>, AppError> {
+    let new = tracker
+        .dedup(&request.token, request.set, &request.hashes, request.add)
+        .await?;
+    Ok(Json(DedupResponse { new }))
+}
+
+pub(super) async fn clients(State(tracker): Tracker) -> Result<Json<Vec<ClientInfo>>, AppError> {
+    let listed = clients::list(tracker.db(), None)
+        .await
+        .map_err(crate::tracker::TrackerError::from)?;
+    Ok(Json(
+        listed
+            .into_iter()
+            .map(|client| ClientInfo {
+                display_name: client.display_name,
+                client_type: client.client_type,
+                nickname: client.nickname,
+                progress: client.progress,
+                last_seen: client.last_seen / 1000,
+            })
+            .collect(),
+    ))
+}

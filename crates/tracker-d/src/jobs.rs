@@ -1,0 +1,365 @@
+//! The job table: atomic claims with leases, heartbeats, completions, releases and the reaper's expiry.
+//!
+//! A job is half of a WAT (`shard` 0 or 1), numbered as in 2021 (WAT k gives jobs 2k-1 and 2k).
+//! Its life: `cpu/open` → `cpu/pending` (claimed) → `gpu/open` (bundle handed off) → `gpu/pending`
+//! → `gpu/closed`; a HYBRID client closes a `cpu/pending` job directly. Every transition out of
+//! `pending` is guarded by `holder = token AND status = 'pending'`, so a job is completed at
+//! most once and never by a client whose lease was reaped.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::db::{Db, DbError, Dialect, now_ms, to_i64, to_u64};
+
+/// Which queue a job is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Waiting for, or being scraped by, a CPU or HYBRID client.
+    Cpu,
+    /// Waiting for, or being scored by, a GPU client.
+    Gpu,
+}
+
+impl Stage {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Cpu => "cpu",
+            Stage::Gpu => "gpu",
+        }
+    }
+}
+
+/// A claimed job as the handlers need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedJob {
+    /// The job's number.
+    pub number: u64,
+    /// The WAT URL.
+    pub url: String,
+    /// Half of the WAT.
+    pub shard: u8,
+    /// First sample ID.
+    pub start_id: u64,
+    /// One past the last sample ID.
+    pub end_id: u64,
+    /// The handoff of the bundle, for GPU jobs.
+    pub gpu_url: Option<String>,
+    /// Lease expiry, unix milliseconds.
+    pub lease_until: i64,
+}
+
+/// Claims up to `max_jobs` open jobs of `stage` for `holder` in one atomic statement.
+pub async fn claim(
+    db: &Db,
+    holder: &str,
+    stage: Stage,
+    max_jobs: u32,
+    lease_until: i64,
+) -> Result<Vec<ClaimedJob>, DbError> {
+    let sql = claim_sql(
+        db.dialect(),
+        "SELECT number FROM jobs WHERE stage = $3 AND status = 'open' ORDER BY shuffle_key, number LIMIT $4",
+    );
+    let rows = sqlx::query(&sql)
+        .bind(holder)
+        .bind(lease_until)
+        .bind(stage.as_str())
+        .bind(i64::from(max_jobs.max(1)))
+        .fetch_all(db.pool())
+        .await?;
+    sorted(&rows)
+}
+
+/// Claims every open CPU half of one WAT for `holder`, so the WAT is streamed once.
+pub async fn claim_whole_wat(
+    db: &Db,
+    holder: &str,
+    lease_until: i64,
+) -> Result<Vec<ClaimedJob>, DbError> {
+    let lock = match db.dialect() {
+        Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
+        Dialect::Sqlite => "",
+    };
+    let selection = format!(
+        "SELECT number FROM jobs WHERE stage = 'cpu' AND status = 'open' AND wat_index = \
+         (SELECT wat_index FROM jobs WHERE stage = 'cpu' AND status = 'open' \
+         ORDER BY shuffle_key, number LIMIT 1 {lock})"
+    );
+    let rows = sqlx::query(&claim_sql(db.dialect(), &selection))
+        .bind(holder)
+        .bind(lease_until)
+        .fetch_all(db.pool())
+        .await?;
+    sorted(&rows)
+}
+
+/// Claims the open CPU halves of the WAT at `url` for `holder` (the full-WAT `lookup-wat`).
+pub async fn claim_wat_by_url(
+    db: &Db,
+    holder: &str,
+    url: &str,
+    lease_until: i64,
+) -> Result<Vec<ClaimedJob>, DbError> {
+    let sql = claim_sql(
+        db.dialect(),
+        "SELECT number FROM jobs WHERE url = $3 AND stage = 'cpu' AND status = 'open'",
+    );
+    let rows = sqlx::query(&sql)
+        .bind(holder)
+        .bind(lease_until)
+        .bind(url)
+        .fetch_all(db.pool())
+        .await?;
+    sorted(&rows)
+}
+
+/// The claim statement around `selection` (which picks job numbers; `$1` is the holder and
+/// `$2` the lease expiry).
+///
+/// SQLite runs one writer at a time, so a single `UPDATE … WHERE number IN (selection)` is
+/// atomic. PostgreSQL gets a locking CTE: it is evaluated exactly once, and `SKIP LOCKED`
+/// lets concurrent claims pass each other instead of queueing (or deadlocking) on the same
+/// rows. In both, the `status = 'open'` re-check is what makes a double assignment impossible.
+fn claim_sql(dialect: Dialect, selection: &str) -> String {
+    const SET: &str =
+        "SET status = 'pending', holder = $1, lease_until = $2, attempts = jobs.attempts + 1";
+    match dialect {
+        Dialect::Sqlite => format!(
+            "UPDATE jobs {SET} WHERE number IN ({selection}) AND status = 'open' \
+             RETURNING number, url, shard, start_id, end_id, gpu_url, lease_until"
+        ),
+        Dialect::Postgres => format!(
+            "WITH picked AS ({selection} FOR UPDATE SKIP LOCKED) \
+             UPDATE jobs {SET} FROM picked WHERE jobs.number = picked.number AND jobs.status = 'open' \
+             RETURNING jobs.number, jobs.url, jobs.shard, jobs.start_id, jobs.end_id, jobs.gpu_url, jobs.lease_until"
+        ),
+    }
+}
+
+fn sorted(rows: &[AnyRow]) -> Result<Vec<ClaimedJob>, DbError> {
+    let mut jobs: Vec<ClaimedJob> = rows.iter().map(claimed_job).collect::<Result<_, _>>()?;
+    jobs.sort_by_key(|job| job.number);
+    Ok(jobs)
+}
+
+/// A random WAT URL whose CPU halves are all still open, for `/custom/get-cpu-wat`.
+pub async fn open_wat_url(db: &Db) -> Result<Option<String>, DbError> {
+    let url: Option<String> = sqlx::query_scalar(
+        "SELECT url FROM jobs j WHERE stage = 'cpu' AND status = 'open' AND NOT EXISTS \
+         (SELECT 1 FROM jobs o WHERE o.wat_index = j.wat_index AND o.number <> j.number \
+         AND NOT (o.stage = 'cpu' AND o.status = 'open')) ORDER BY shuffle_key, number LIMIT 1",
+    )
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(url)
+}
+
+/// Renews the lease of every job `holder` holds; returns their numbers.
+pub async fn renew(db: &Db, holder: &str, lease_until: i64) -> Result<Vec<u64>, DbError> {
+    let numbers: Vec<i64> = sqlx::query_scalar(
+        "UPDATE jobs SET lease_until = $1 WHERE holder = $2 AND status = 'pending' RETURNING number",
+    )
+    .bind(lease_until)
+    .bind(holder)
+    .fetch_all(db.pool())
+    .await?;
+    let mut numbers: Vec<u64> = numbers.into_iter().map(to_u64).collect();
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+/// The jobs `holder` holds, lowest number first.
+pub async fn held(db: &Db, holder: &str) -> Result<Vec<u64>, DbError> {
+    let numbers: Vec<i64> = sqlx::query_scalar(
+        "SELECT number FROM jobs WHERE holder = $1 AND status = 'pending' ORDER BY number",
+    )
+    .bind(holder)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(numbers.into_iter().map(to_u64).collect())
+}
+
+/// Puts `holder`'s jobs (or just `number`) back into their open queue; returns how many.
+pub async fn release(db: &Db, holder: &str, number: Option<u64>) -> Result<u64, DbError> {
+    let result = match number {
+        Some(number) => {
+            sqlx::query(
+                "UPDATE jobs SET status = 'open', holder = NULL, lease_until = NULL \
+                 WHERE holder = $1 AND status = 'pending' AND number = $2",
+            )
+            .bind(holder)
+            .bind(to_i64(number))
+            .execute(db.pool())
+            .await?
+        }
+        None => {
+            sqlx::query(
+                "UPDATE jobs SET status = 'open', holder = NULL, lease_until = NULL \
+                 WHERE holder = $1 AND status = 'pending'",
+            )
+            .bind(holder)
+            .execute(db.pool())
+            .await?
+        }
+    };
+    Ok(result.rows_affected())
+}
+
+/// What a completion does to a held job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Completion {
+    /// A CPU client handed off a bundle: the job becomes an open GPU job.
+    HandOff {
+        /// Where the GPU client finds the bundle (`blob:<key>` or a legacy handoff string).
+        gpu_url: String,
+    },
+    /// A HYBRID client (on a CPU job) or a GPU client (on a GPU job) closed it.
+    Close {
+        /// The stage the job must be in.
+        stage: Stage,
+        /// Pairs kept; zero is fine.
+        pairs: u64,
+    },
+}
+
+/// Applies `completion` to job `number` if `holder` still holds it, crediting `nickname`
+/// on the right leaderboard in the same transaction. Returns whether it applied.
+pub async fn complete(
+    db: &Db,
+    holder: &str,
+    nickname: &str,
+    number: u64,
+    completion: &Completion,
+) -> Result<bool, DbError> {
+    let now = now_ms();
+    let mut transaction = db.pool().begin().await?;
+    let applied = match completion {
+        Completion::HandOff { gpu_url } => {
+            sqlx::query(
+                "UPDATE jobs SET stage = 'gpu', status = 'open', holder = NULL, lease_until = NULL, \
+                 gpu_url = $1, cpu_completor = $2, cpu_done_at = $3 \
+                 WHERE number = $4 AND holder = $5 AND status = 'pending' AND stage = 'cpu'",
+            )
+            .bind(gpu_url)
+            .bind(nickname)
+            .bind(now)
+            .bind(to_i64(number))
+            .bind(holder)
+            .execute(&mut *transaction)
+            .await?
+        }
+        Completion::Close { stage, pairs } => {
+            sqlx::query(
+                "UPDATE jobs SET status = 'closed', holder = NULL, lease_until = NULL, \
+                 completor = $1, pairs = $2, closed_at = $3 \
+                 WHERE number = $4 AND holder = $5 AND status = 'pending' AND stage = $6",
+            )
+            .bind(nickname)
+            .bind(to_i64(*pairs))
+            .bind(now)
+            .bind(to_i64(number))
+            .bind(holder)
+            .bind(stage.as_str())
+            .execute(&mut *transaction)
+            .await?
+        }
+    };
+    if applied.rows_affected() != 1 {
+        transaction.rollback().await?;
+        return Ok(false);
+    }
+    match completion {
+        Completion::HandOff { .. } => {
+            sqlx::query(
+                "INSERT INTO cpu_leaderboard (nickname, jobs_completed) VALUES ($1, 1) \
+                 ON CONFLICT (nickname) DO UPDATE SET jobs_completed = cpu_leaderboard.jobs_completed + 1",
+            )
+            .bind(nickname)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        Completion::Close { pairs, .. } => {
+            sqlx::query(
+                "INSERT INTO leaderboard (nickname, jobs_completed, pairs_scraped) VALUES ($1, 1, $2) \
+                 ON CONFLICT (nickname) DO UPDATE SET jobs_completed = leaderboard.jobs_completed + 1, \
+                 pairs_scraped = leaderboard.pairs_scraped + $2",
+            )
+            .bind(nickname)
+            .bind(to_i64(*pairs))
+            .execute(&mut *transaction)
+            .await?;
+        }
+    }
+    sqlx::query("UPDATE clients SET jobs_completed = jobs_completed + 1 WHERE token = $1")
+        .bind(holder)
+        .execute(&mut *transaction)
+        .await?;
+    transaction.commit().await?;
+    Ok(true)
+}
+
+/// A GPU client could not use the bundle: the job goes back to the CPU queue to be scraped
+/// again (the bundle is what was broken, so it must be produced anew).
+pub async fn invalidate(db: &Db, holder: &str, number: u64) -> Result<bool, DbError> {
+    let result = sqlx::query(
+        "UPDATE jobs SET stage = 'cpu', status = 'open', holder = NULL, lease_until = NULL, \
+         gpu_url = NULL, cpu_completor = NULL, cpu_done_at = NULL \
+         WHERE number = $1 AND holder = $2 AND status = 'pending' AND stage = 'gpu'",
+    )
+    .bind(to_i64(number))
+    .bind(holder)
+    .execute(db.pool())
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Returns expired leases to the open queues; returns how many.
+pub async fn expire_leases(db: &Db, now: i64) -> Result<u64, DbError> {
+    let result = sqlx::query(
+        "UPDATE jobs SET status = 'open', holder = NULL, lease_until = NULL \
+         WHERE status = 'pending' AND lease_until < $1",
+    )
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(result.rows_affected())
+}
+
+/// Counts open jobs of `stage`.
+pub async fn open_count(db: &Db, stage: Stage) -> Result<u64, DbError> {
+    let count: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE stage = $1 AND status = 'open'")
+            .bind(stage.as_str())
+            .fetch_one(db.pool())
+            .await?;
+    Ok(to_u64(count))
+}
+
+/// Of the given handoff addresses, those whose job is closed or that no job carries.
+pub async fn completed_addresses(db: &Db, addresses: &[String]) -> Result<Vec<String>, DbError> {
+    let mut completed = Vec::new();
+    for address in addresses {
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM jobs WHERE gpu_url = $1 LIMIT 1")
+                .bind(address)
+                .fetch_optional(db.pool())
+                .await?;
+        if status.is_none_or(|status| status == "closed") {
+            completed.push(address.clone());
+        }
+    }
+    Ok(completed)
+}
+
+fn claimed_job(row: &AnyRow) -> Result<ClaimedJob, DbError> {
+    Ok(ClaimedJob {
+        number: to_u64(row.try_get("number")?),
+        url: row.try_get("url")?,
+        shard: u8::try_from(row.try_get::<i64, _>("shard")?).unwrap_or(0),
+        start_id: to_u64(row.try_get("start_id")?),
+        end_id: to_u64(row.try_get("end_id")?),
+        gpu_url: row.try_get("gpu_url")?,
+        lease_until: row.try_get("lease_until")?,
+    })
+}

@@ -1,0 +1,130 @@
+//! `tracker-d`: the Crawling@Home tracker, as a library so tests start it in-process.
+//!
+//! Layout: [`cli`] and [`config`] turn flags into a validated [`ServeConfig`]; [`db`] owns the
+//! pool and schema; [`jobs`], [`clients`], [`dedup`] and [`staging`] are the stores;
+//! [`tracker`] is the service every endpoint calls; [`http`] is the axum surface.
+
+pub mod cli;
+pub mod clients;
+pub mod config;
+pub mod db;
+pub mod dedup;
+pub mod http;
+pub mod import;
+pub mod jobs;
+pub mod metrics;
+pub mod names;
+pub mod rate_limit;
+pub mod shutdown;
+pub mod staging;
+pub mod stats;
+pub mod telemetry;
+pub mod tracker;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::ServeConfig;
+
+use crate::db::Db;
+use crate::staging::Staging;
+use crate::tracker::Tracker;
+
+/// Validated config in, bound listener out: binds `config.listen` and serves until `shutdown`.
+pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let db = Db::connect(config.database_url.expose(), config.db_connections)
+        .await
+        .context("failed to open the tracker database")?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", config.listen))?;
+    serve(listener, db, config, shutdown).await
+}
+
+/// Serves on an already bound listener until `shutdown` resolves, then drains for the grace period.
+pub async fn serve(
+    listener: TcpListener,
+    db: Db,
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr().context("listener has no local address")?;
+    let public_url = match &config.public_url {
+        Some(url) => url.clone(),
+        None => url::Url::parse(&format!("http://{addr}")).context("bound address is not a url")?,
+    };
+    let signing_key = match &config.signing_key {
+        Some(key) => key.expose().as_bytes().to_vec(),
+        None => stored_signing_key(&db).await?,
+    };
+    let staging = Staging::open(
+        config.blob_dir.clone(),
+        signing_key,
+        config.settings.url_ttl,
+        config.max_bundle_bytes,
+    )
+    .await
+    .context("failed to open the staging blob store")?;
+    let tracker = Arc::new(Tracker::new(db.clone(), staging, config.settings.clone(), public_url.clone()));
+    let token = CancellationToken::new();
+    let reaper = tokio::spawn(reap_forever(Arc::clone(&tracker), config.reap_interval, token.clone()));
+    let app = http::router(Arc::clone(&tracker), config.max_json_bytes);
+    tracing::info!(%addr, %public_url, database = ?db.dialect(), "listening");
+    let stop = token.clone();
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = shutdown => {}
+                () = stop.cancelled() => {}
+            }
+        });
+    let serving = tokio::spawn(async move { server.await });
+    let grace = config.shutdown_grace;
+    let stopped = token.clone();
+    let result = tokio::select! {
+        result = serving => result.context("server task panicked")?.context("server failed"),
+        () = async move { stopped.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "requests still in flight after the shutdown grace, stopping anyway");
+            Ok(())
+        }
+    };
+    token.cancel();
+    let _ = reaper.await;
+    db.close().await;
+    tracing::info!("tracker stopped");
+    result
+}
+
+async fn reap_forever(tracker: Arc<Tracker>, interval: std::time::Duration, token: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = token.cancelled() => return,
+        }
+        if let Err(error) = tracker.reap().await {
+            tracing::warn!(error = %error, "reaper round failed, retrying next tick");
+        }
+    }
+}
+
+/// The URL-signing key kept in the database, created on first start, so signed URLs survive restarts.
+async fn stored_signing_key(db: &Db) -> anyhow::Result<Vec<u8>> {
+    let fresh = hex::encode(rand::random::<[u8; 32]>());
+    sqlx::query("INSERT INTO meta (key, value) VALUES ('signing_key', $1) ON CONFLICT (key) DO NOTHING")
+        .bind(&fresh)
+        .execute(db.pool())
+        .await
+        .context("failed to store the signing key")?;
+    let key: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'signing_key'")
+        .fetch_one(db.pool())
+        .await
+        .context("failed to read the signing key")?;
+    Ok(key.into_bytes())
+}

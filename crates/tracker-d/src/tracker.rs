@@ -1,0 +1,280 @@
+//! The tracker service: every operation the HTTP layer offers, over the database and staging store.
+
+mod full_wat;
+mod work;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cah_protocol::ClientType;
+use cah_protocol::ext::{BundleLocation, DedupSet};
+use cah_protocol::legacy::NewResponse;
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::clients;
+use crate::config::Settings;
+use crate::db::{Db, DbError, now_ms};
+use crate::dedup;
+use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
+use crate::staging::{Staging, StagingError};
+use crate::stats::{self, Stats};
+
+/// Why a tracker operation failed; the HTTP layer maps each to a status code.
+#[derive(Debug, thiserror::Error)]
+pub enum TrackerError {
+    /// The token is unknown or its client was reaped: register again (404).
+    #[error("worker not found or timed out: register again with /api/new")]
+    UnknownToken,
+    /// Nothing to hand out right now (403 in the 2021 API).
+    #[error("no jobs available, retry later")]
+    NoJobs,
+    /// The client does not hold that job (its lease expired, or it was completed) (409).
+    #[error("{0}")]
+    NotHeld(String),
+    /// The request is malformed or inconsistent (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// Too many registrations from this address (429).
+    #[error("too many registrations from this address, retry in {} s", .0.as_secs().max(1))]
+    RateLimited(Duration),
+    /// Missing or wrong admin secret (401).
+    #[error("missing or wrong admin secret in the x-cah-admin-secret header")]
+    Unauthorized,
+    /// Staging store refusal or failure.
+    #[error(transparent)]
+    Staging(#[from] StagingError),
+    /// The database failed (503).
+    #[error("database unavailable: {0}")]
+    Db(#[from] DbError),
+}
+
+/// Shared state of a running tracker.
+#[derive(Debug)]
+pub struct Tracker {
+    db: Db,
+    staging: Staging,
+    settings: Settings,
+    public_url: Url,
+    metrics: Metrics,
+    limiter: RateLimiter,
+    stats_cache: Mutex<Option<(Instant, Arc<Stats>)>>,
+}
+
+/// How long dashboard figures are reused before they are counted again.
+const STATS_TTL: Duration = Duration::from_secs(5);
+
+impl Tracker {
+    /// Assembles a tracker over an open database and staging store.
+    pub fn new(db: Db, staging: Staging, settings: Settings, public_url: Url) -> Tracker {
+        let limiter = RateLimiter::new(settings.register_per_minute, settings.register_burst);
+        Tracker {
+            db,
+            staging,
+            settings,
+            public_url,
+            metrics: Metrics::default(),
+            limiter,
+            stats_cache: Mutex::new(None),
+        }
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The staging store.
+    pub fn staging(&self) -> &Staging {
+        &self.staging
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Counters for `/metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The URL clients reach this tracker at.
+    pub fn public_url(&self) -> &Url {
+        &self.public_url
+    }
+
+    /// `/api/new`: registers a client, rate-limited per address.
+    pub async fn register(
+        &self,
+        nickname: &str,
+        client_type: ClientType,
+        address: IpAddr,
+    ) -> Result<NewResponse, TrackerError> {
+        if let Err(wait) = self.limiter.check(address, Instant::now()) {
+            self.metrics.inc(&self.metrics.registrations_limited);
+            return Err(TrackerError::RateLimited(wait));
+        }
+        let nickname = clean_label(nickname, 64);
+        let nickname = if nickname.is_empty() { "anonymous".to_owned() } else { nickname };
+        let client =
+            clients::register(&self.db, &nickname, client_type, &address.to_string(), now_ms())
+                .await?;
+        self.metrics.inc(&self.metrics.registrations);
+        tracing::info!(display_name = %client.display_name, %nickname, client_type = %client_type, %address, "client registered");
+        Ok(NewResponse {
+            token: client.token,
+            display_name: client.display_name,
+            upload_address: self.upload_address(),
+        })
+    }
+
+    /// The legacy upload address: the configured rsync-style target, else our upload-URL endpoint.
+    pub fn upload_address(&self) -> String {
+        self.settings.upload_address.clone().unwrap_or_else(|| {
+            let base = self.public_url.as_str().trim_end_matches('/');
+            format!("{base}{}", cah_protocol::paths::EXT_UPLOAD_URL)
+        })
+    }
+
+    /// Touches the client behind `token` (and its progress), or fails with `UnknownToken`.
+    pub(crate) async fn client(
+        &self,
+        token: &str,
+        progress: Option<&str>,
+    ) -> Result<clients::Client, TrackerError> {
+        let progress = progress.map(|progress| clean_label(progress, 255));
+        clients::touch(&self.db, token, progress.as_deref(), now_ms())
+            .await?
+            .ok_or(TrackerError::UnknownToken)
+    }
+
+    /// `/api/validateWorker`.
+    pub async fn validate(&self, token: &str) -> Result<bool, TrackerError> {
+        match self.client(token, None).await {
+            Ok(_) => Ok(true),
+            Err(TrackerError::UnknownToken) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `/api/bye`: releases the client's jobs and forgets it.
+    pub async fn bye(&self, token: &str) -> Result<(), TrackerError> {
+        let client = self.client(token, None).await?;
+        crate::jobs::release(&self.db, &client.token, None).await?;
+        clients::remove(&self.db, &client.token).await?;
+        tracing::info!(display_name = %client.display_name, "client said bye");
+        Ok(())
+    }
+
+    /// `/api/ext/dedup`.
+    pub async fn dedup(
+        &self,
+        token: &str,
+        set: DedupSet,
+        hashes: &[u64],
+        add: bool,
+    ) -> Result<Vec<bool>, TrackerError> {
+        self.client(token, None).await?;
+        if hashes.len() > dedup::MAX_HASHES_PER_REQUEST {
+            return Err(TrackerError::Invalid(format!(
+                "at most {} hashes per request",
+                dedup::MAX_HASHES_PER_REQUEST
+            )));
+        }
+        let new = dedup::check(&self.db, set, hashes, add).await?;
+        self.metrics.add(&self.metrics.dedup_checked, hashes.len() as u64);
+        self.metrics.add(
+            &self.metrics.dedup_new,
+            new.iter().filter(|is_new| **is_new).count() as u64,
+        );
+        Ok(new)
+    }
+
+    /// Dashboard figures, recounted at most every few seconds.
+    pub async fn stats(&self) -> Result<Arc<Stats>, TrackerError> {
+        let mut cache = self.stats_cache.lock().await;
+        if let Some((at, stats)) = cache.as_ref() {
+            if at.elapsed() < STATS_TTL {
+                return Ok(Arc::clone(stats));
+            }
+        }
+        let stats = Arc::new(stats::collect(&self.db).await?);
+        *cache = Some((Instant::now(), Arc::clone(&stats)));
+        Ok(stats)
+    }
+
+    /// Where a GPU client finds the bundle of a job handed off as `gpu_url`.
+    pub(crate) async fn bundle_location(&self, gpu_url: &str) -> Result<BundleLocation, TrackerError> {
+        match gpu_url.strip_prefix("blob:") {
+            Some(key) => {
+                let described = self.staging.describe(&self.db, key).await?;
+                Ok(BundleLocation {
+                    url: self.staging.get_url(&self.public_url, key),
+                    sha256: described.as_ref().map(|(_, sha256)| sha256.clone()),
+                    size: described.map(|(size, _)| size),
+                })
+            }
+            None => Ok(BundleLocation {
+                url: gpu_url.to_owned(),
+                sha256: None,
+                size: None,
+            }),
+        }
+    }
+
+    /// Checks the admin secret from the request header, in constant time.
+    pub fn check_admin(&self, given: Option<&str>) -> Result<(), TrackerError> {
+        let (Some(expected), Some(given)) = (self.settings.admin_secret.as_ref(), given) else {
+            return Err(TrackerError::Unauthorized);
+        };
+        let expected = expected.expose().as_bytes();
+        let given = given.as_bytes();
+        let same = expected.len() == given.len()
+            && expected
+                .iter()
+                .zip(given)
+                .fold(0_u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if same { Ok(()) } else { Err(TrackerError::Unauthorized) }
+    }
+
+    /// Runs one round of the reaper: expired leases, idle clients, staged blobs.
+    pub async fn reap(&self) -> Result<(), TrackerError> {
+        let now = now_ms();
+        let expired = crate::jobs::expire_leases(&self.db, now).await?;
+        let idle_cutoff = now - i64::try_from(self.settings.client_timeout.as_millis()).unwrap_or(i64::MAX / 2);
+        let reaped = clients::reap_idle(&self.db, idle_cutoff).await?;
+        let collected = self
+            .staging
+            .collect_garbage(&self.db, self.settings.blob_grace)
+            .await?;
+        self.metrics.add(&self.metrics.leases_expired, expired);
+        self.metrics.add(&self.metrics.clients_reaped, reaped);
+        self.metrics.add(&self.metrics.blobs_collected, collected);
+        if expired > 0 || reaped > 0 || collected > 0 {
+            tracing::info!(expired, reaped, collected, "reaper returned work");
+        }
+        Ok(())
+    }
+}
+
+/// Trims, drops control characters and caps the length of a user-supplied label.
+fn clean_label(text: &str, max_chars: usize) -> String {
+    text.trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn labels_are_cleaned() {
+        assert_eq!(super::clean_label("  a\u{0}b\nc ", 10), "abc");
+        assert_eq!(super::clean_label("abcdef", 3), "abc");
+    }
+}

@@ -1,0 +1,147 @@
+//! The 2021 full-WAT (`/custom/*`) flow, with the reservation 2021 lacked, and other legacy reads.
+
+use std::net::IpAddr;
+
+use cah_protocol::legacy::{CustomResponse, MarkAsDoneCpuRequest, ShardInfo};
+use cah_protocol::{ClientType, IdString};
+
+use super::{Tracker, TrackerError};
+use crate::clients;
+use crate::jobs;
+
+impl Tracker {
+    /// `/api/jobCount`: open jobs for that type.
+    pub async fn job_count(&self, client_type: ClientType) -> Result<u64, TrackerError> {
+        Ok(jobs::open_count(&self.db, super::work::stage_of(client_type)).await?)
+    }
+
+    /// `/custom/get-cpu-wat`: a WAT whose halves are all open, or `None`.
+    pub async fn get_cpu_wat(&self) -> Result<Option<String>, TrackerError> {
+        Ok(jobs::open_wat_url(&self.db).await?)
+    }
+
+    /// `/custom/lookup-wat`: reserves the open halves of `url`.
+    ///
+    /// 2021 reserved nothing here, so two workers could scrape the same WAT. We reserve for
+    /// the client named by `token` or, for the 2021 client that sends no token, for an idle
+    /// CPU client registered from the caller's address (the full-WAT client registers one first).
+    pub async fn lookup_wat(
+        &self,
+        url: &str,
+        token: Option<&str>,
+        address: IpAddr,
+    ) -> Result<CustomResponse, TrackerError> {
+        let holder = match token {
+            Some(token) => {
+                let client = self.client(token, None).await?;
+                if client.client_type != ClientType::Cpu {
+                    return Ok(failed("full-WAT jobs are for CPU clients"));
+                }
+                client.token
+            }
+            None => match clients::idle_cpu_client_at(&self.db, &address.to_string()).await? {
+                Some(token) => token,
+                None => return Ok(failed("register a CPU client (GET /api/new?type=CPU) first")),
+            },
+        };
+        let previous = jobs::held(&self.db, &holder).await?;
+        let claimed = jobs::claim_wat_by_url(&self.db, &holder, url, self.lease_until()).await?;
+        if claimed.is_empty() {
+            return Ok(failed("Could not find WAT/WARC."));
+        }
+        // Like newJob, a new reservation replaces the previous one, but only once it succeeded.
+        for number in previous {
+            jobs::release(&self.db, &holder, Some(number)).await?;
+        }
+        self.metrics.add(&self.metrics.claims, claimed.len() as u64);
+        let shards = claimed
+            .into_iter()
+            .map(|job| {
+                (job.number, ShardInfo {
+                    url: job.url,
+                    start_id: IdString(job.start_id),
+                    end_id: IdString(job.end_id),
+                    shard: job.shard,
+                })
+            })
+            .collect();
+        Ok(CustomResponse {
+            status: "success".into(),
+            detail: None,
+            shards: Some(shards),
+            completed: None,
+        })
+    }
+
+    /// `/custom/markasdone-cpu`: hands off each listed shard that the caller (or a client
+    /// registered from the same address, which `lookup-wat` may have reserved for) holds.
+    pub async fn mark_as_done_cpu(
+        &self,
+        request: &MarkAsDoneCpuRequest,
+    ) -> Result<CustomResponse, TrackerError> {
+        let token = request
+            .token
+            .as_deref()
+            .ok_or_else(|| TrackerError::Invalid("markasdone-cpu needs your token".into()))?;
+        let caller = self.client(token, None).await?;
+        let mut completed = 0;
+        for number in &request.shards {
+            let Some(url) = request.urls.get(&number.to_string()) else {
+                return Ok(failed(&format!("no url given for shard {number}")));
+            };
+            let mut done = false;
+            for holder in clients::tokens_at(&self.db, &caller.address).await? {
+                if !jobs::held(&self.db, &holder).await?.contains(number) {
+                    continue;
+                }
+                let as_caller = clients::Client {
+                    token: holder,
+                    client_type: ClientType::Cpu,
+                    ..caller.clone()
+                };
+                self.complete_as(&as_caller, *number, Some(url), None).await?;
+                done = true;
+                break;
+            }
+            completed += u64::from(done);
+        }
+        Ok(CustomResponse {
+            status: "success".into(),
+            detail: None,
+            shards: None,
+            completed: Some(completed),
+        })
+    }
+
+    /// `/api/isCompleted`: addresses whose job is closed or that no job carries.
+    pub async fn is_completed(&self, addresses: &[String]) -> Result<Vec<String>, TrackerError> {
+        if addresses.len() > 10_000 {
+            return Err(TrackerError::Invalid("at most 10000 addresses per request".into()));
+        }
+        Ok(jobs::completed_addresses(&self.db, addresses).await?)
+    }
+
+    /// Reopens a job (admin): back to the CPU queue, whatever its state.
+    pub async fn reset_job(&self, number: u64) -> Result<bool, TrackerError> {
+        let result = sqlx::query(
+            "UPDATE jobs SET stage = 'cpu', status = 'open', holder = NULL, lease_until = NULL, \
+             gpu_url = NULL, cpu_completor = NULL, completor = NULL, pairs = NULL, \
+             cpu_done_at = NULL, closed_at = NULL WHERE number = $1",
+        )
+        .bind(crate::db::to_i64(number))
+        .execute(self.db.pool())
+        .await
+        .map_err(crate::db::DbError::from)?;
+        Ok(result.rows_affected() == 1)
+    }
+}
+
+fn failed(detail: &str) -> CustomResponse {
+    CustomResponse {
+        status: "failed".into(),
+        detail: Some(detail.to_owned()),
+        shards: None,
+        completed: None,
+    }
+}
+
