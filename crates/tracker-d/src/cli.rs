@@ -31,7 +31,7 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the tracker's HTTP server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Add jobs from a Common Crawl `wat.paths.gz` or a list of WAT URLs.
     Import(ImportArgs),
 }
@@ -43,7 +43,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TRACKER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
     /// Database: `sqlite://PATH` (created if missing) or `postgres://USER:PASS@HOST/NAME`.
-    #[arg(long, env = "TRACKER_DATABASE_URL", default_value = "sqlite://tracker.sqlite")]
+    #[arg(
+        long,
+        env = "TRACKER_DATABASE_URL",
+        default_value = "sqlite://tracker.sqlite"
+    )]
     pub database_url: String,
     /// Most database connections (PostgreSQL; SQLite always uses one writer).
     #[arg(long, env = "TRACKER_DB_CONNECTIONS", default_value_t = 16)]
@@ -100,13 +104,21 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ImportArgs {
     /// Database, as for `serve`.
-    #[arg(long, env = "TRACKER_DATABASE_URL", default_value = "sqlite://tracker.sqlite")]
+    #[arg(
+        long,
+        env = "TRACKER_DATABASE_URL",
+        default_value = "sqlite://tracker.sqlite"
+    )]
     pub database_url: String,
     /// A `wat.paths.gz` (gzip or plain text, local path or http(s) URL), one WAT per line.
     #[arg(env = "TRACKER_IMPORT_SOURCE")]
     pub source: String,
     /// Base URL for relative paths in the source.
-    #[arg(long, env = "TRACKER_IMPORT_BASE_URL", default_value = "https://data.commoncrawl.org/")]
+    #[arg(
+        long,
+        env = "TRACKER_IMPORT_BASE_URL",
+        default_value = "https://data.commoncrawl.org/"
+    )]
     pub base_url: url::Url,
     /// Import at most this many WATs.
     #[arg(long, env = "TRACKER_IMPORT_LIMIT")]

@@ -94,15 +94,19 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 "--public-url is required when listening on all interfaces, so signed bundle urls point somewhere reachable",
             );
         }
-        if let Some(url) = &args.public_url {
-            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-                return fail("--public-url must be an http(s) URL with a host");
-            }
+        if let Some(url) = &args.public_url
+            && (!matches!(url.scheme(), "http" | "https") || url.host().is_none())
+        {
+            return fail("--public-url must be an http(s) URL with a host");
         }
         if args.signing_key.as_ref().is_some_and(|key| key.len() < 32) {
             return fail("--signing-key must be at least 32 characters");
         }
-        if args.admin_secret.as_ref().is_some_and(|secret| secret.len() < 16) {
+        if args
+            .admin_secret
+            .as_ref()
+            .is_some_and(|secret| secret.len() < 16)
+        {
             return fail("--admin-secret must be at least 16 characters");
         }
         if args.lease < Duration::from_millis(100) || args.client_timeout < args.lease {
@@ -154,7 +158,7 @@ mod tests {
         let Command::Serve(args) = Cli::try_parse_from(argv).expect("parses").command else {
             panic!("serve expected");
         };
-        ServeConfig::try_from(args)
+        ServeConfig::try_from(*args)
     }
 
     #[test]
@@ -176,7 +180,15 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
-        assert!(parse(&["--listen", "0.0.0.0:80", "--public-url", "http://tracker.example"]).is_ok());
+        assert!(
+            parse(&[
+                "--listen",
+                "0.0.0.0:80",
+                "--public-url",
+                "http://tracker.example"
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

@@ -45,10 +45,17 @@ pub async fn check(
             for hash in chunk {
                 query = query.bind(to_i64(*hash));
             }
-            absent.extend(query.fetch_all(&mut *transaction).await?.into_iter().map(to_u64));
+            absent.extend(
+                query
+                    .fetch_all(&mut *transaction)
+                    .await?
+                    .into_iter()
+                    .map(to_u64),
+            );
         } else {
-            let placeholders: Vec<String> =
-                (0..chunk.len()).map(|index| format!("${}", index + 2)).collect();
+            let placeholders: Vec<String> = (0..chunk.len())
+                .map(|index| format!("${}", index + 2))
+                .collect();
             let sql = format!(
                 "SELECT hash FROM dedup WHERE set_id = $1 AND hash IN ({})",
                 placeholders.join(", ")

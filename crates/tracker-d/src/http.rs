@@ -29,20 +29,29 @@ pub fn router(tracker: State, max_json_bytes: usize) -> Router {
         .route(paths::LEADERBOARD, get(pages::leaderboard))
         .route(paths::DATA, get(pages::data))
         .route(paths::METRICS, get(pages::metrics))
-        .route("/worker/{client_type}/{display_name}/data", get(pages::worker_data))
+        .route(
+            "/worker/{client_type}/{display_name}/data",
+            get(pages::worker_data),
+        )
         .route(paths::NEW, get(legacy::new))
         .route(paths::VALIDATE_WORKER, post(legacy::validate_worker))
         .route(paths::JOB_COUNT, get(legacy::job_count))
         .route(paths::NEW_JOB, post(legacy::new_job))
         .route(paths::UPDATE_PROGRESS, post(legacy::update_progress))
         .route(paths::MARK_AS_DONE, post(legacy::mark_as_done))
-        .route(paths::GPU_INVALID_DOWNLOAD, post(legacy::gpu_invalid_download))
+        .route(
+            paths::GPU_INVALID_DOWNLOAD,
+            post(legacy::gpu_invalid_download),
+        )
         .route(paths::BYE, post(legacy::bye))
         .route(paths::GET_UPLOAD_ADDRESS, get(legacy::get_upload_address))
         .route(paths::IS_COMPLETED, post(legacy::is_completed))
         .route(paths::CUSTOM_GET_CPU_WAT, get(legacy::get_cpu_wat))
         .route(paths::CUSTOM_LOOKUP_WAT, post(legacy::lookup_wat))
-        .route(paths::CUSTOM_MARK_AS_DONE_CPU, post(legacy::mark_as_done_cpu))
+        .route(
+            paths::CUSTOM_MARK_AS_DONE_CPU,
+            post(legacy::mark_as_done_cpu),
+        )
         .route(paths::EXT_INFO, get(ext::info))
         .route(paths::EXT_CLAIM, post(ext::claim))
         .route(paths::EXT_HEARTBEAT, post(ext::heartbeat))

@@ -80,7 +80,10 @@ pub struct ImportSummary {
 }
 
 /// Reads `source` (a local path or an http(s) URL; gzip or plain text) into absolute WAT URLs.
-pub async fn read_source(source: &str, options: &ImportOptions) -> Result<Vec<String>, ImportError> {
+pub async fn read_source(
+    source: &str,
+    options: &ImportOptions,
+) -> Result<Vec<String>, ImportError> {
     let bytes = if source.starts_with("http://") || source.starts_with("https://") {
         let fetch_error = |source_error| ImportError::Fetch {
             url: source.to_owned(),
@@ -90,10 +93,12 @@ pub async fn read_source(source: &str, options: &ImportOptions) -> Result<Vec<St
         let response = response.error_for_status().map_err(fetch_error)?;
         response.bytes().await.map_err(fetch_error)?.to_vec()
     } else {
-        tokio::fs::read(source).await.map_err(|error| ImportError::Read {
-            path: source.to_owned(),
-            source: error,
-        })?
+        tokio::fs::read(source)
+            .await
+            .map_err(|error| ImportError::Read {
+                path: source.to_owned(),
+                source: error,
+            })?
     };
     let text = decode(source, bytes)?;
     let mut urls = Vec::new();
@@ -102,10 +107,12 @@ pub async fn read_source(source: &str, options: &ImportOptions) -> Result<Vec<St
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        urls.push(absolute(line, &options.base_url).ok_or_else(|| ImportError::BadLine {
-            line: index + 1,
-            text: line.chars().take(200).collect(),
-        })?);
+        urls.push(
+            absolute(line, &options.base_url).ok_or_else(|| ImportError::BadLine {
+                line: index + 1,
+                text: line.chars().take(200).collect(),
+            })?,
+        );
     }
     if options.shuffle {
         urls.shuffle(&mut rand::rng());
@@ -196,7 +203,9 @@ fn absolute(line: &str, base: &Url) -> Option<String> {
     if line.contains("://") || line.contains(char::is_whitespace) {
         return None;
     }
-    base.join(line.trim_start_matches('/')).ok().map(String::from)
+    base.join(line.trim_start_matches('/'))
+        .ok()
+        .map(String::from)
 }
 
 #[cfg(test)]
@@ -207,10 +216,17 @@ mod tests {
     fn relative_paths_join_the_base() {
         let base = Url::parse("https://data.commoncrawl.org/").unwrap();
         assert_eq!(
-            absolute("crawl-data/CC-MAIN-2024-51/segments/1/wat/a.warc.wat.gz", &base).unwrap(),
+            absolute(
+                "crawl-data/CC-MAIN-2024-51/segments/1/wat/a.warc.wat.gz",
+                &base
+            )
+            .unwrap(),
             "https://data.commoncrawl.org/crawl-data/CC-MAIN-2024-51/segments/1/wat/a.warc.wat.gz"
         );
-        assert_eq!(absolute("http://x.test/a.gz", &base).unwrap(), "http://x.test/a.gz");
+        assert_eq!(
+            absolute("http://x.test/a.gz", &base).unwrap(),
+            "http://x.test/a.gz"
+        );
         assert!(absolute("ftp://x/a", &base).is_none());
         assert!(absolute("two words", &base).is_none());
     }

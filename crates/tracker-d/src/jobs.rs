@@ -235,20 +235,18 @@ pub async fn complete(
     let now = now_ms();
     let mut transaction = db.pool().begin().await?;
     let applied = match completion {
-        Completion::HandOff { gpu_url } => {
-            sqlx::query(
-                "UPDATE jobs SET stage = 'gpu', status = 'open', holder = NULL, lease_until = NULL, \
+        Completion::HandOff { gpu_url } => sqlx::query(
+            "UPDATE jobs SET stage = 'gpu', status = 'open', holder = NULL, lease_until = NULL, \
                  gpu_url = $1, cpu_completor = $2, cpu_done_at = $3 \
                  WHERE number = $4 AND holder = $5 AND status = 'pending' AND stage = 'cpu'",
-            )
-            .bind(gpu_url)
-            .bind(nickname)
-            .bind(now)
-            .bind(to_i64(number))
-            .bind(holder)
-            .execute(&mut *transaction)
-            .await?
-        }
+        )
+        .bind(gpu_url)
+        .bind(nickname)
+        .bind(now)
+        .bind(to_i64(number))
+        .bind(holder)
+        .execute(&mut *transaction)
+        .await?,
         Completion::Close { stage, pairs } => {
             sqlx::query(
                 "UPDATE jobs SET status = 'closed', holder = NULL, lease_until = NULL, \

@@ -36,7 +36,10 @@ use crate::staging::Staging;
 use crate::tracker::Tracker;
 
 /// Validated config in, bound listener out: binds `config.listen` and serves until `shutdown`.
-pub async fn run(config: ServeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let db = Db::connect(config.database_url.expose(), config.db_connections)
         .await
         .context("failed to open the tracker database")?;
@@ -53,7 +56,9 @@ pub async fn serve(
     config: ServeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let addr = listener.local_addr().context("listener has no local address")?;
+    let addr = listener
+        .local_addr()
+        .context("listener has no local address")?;
     let public_url = match &config.public_url {
         Some(url) => url.clone(),
         None => url::Url::parse(&format!("http://{addr}")).context("bound address is not a url")?,
@@ -70,19 +75,31 @@ pub async fn serve(
     )
     .await
     .context("failed to open the staging blob store")?;
-    let tracker = Arc::new(Tracker::new(db.clone(), staging, config.settings.clone(), public_url.clone()));
+    let tracker = Arc::new(Tracker::new(
+        db.clone(),
+        staging,
+        config.settings.clone(),
+        public_url.clone(),
+    ));
     let token = CancellationToken::new();
-    let reaper = tokio::spawn(reap_forever(Arc::clone(&tracker), config.reap_interval, token.clone()));
+    let reaper = tokio::spawn(reap_forever(
+        Arc::clone(&tracker),
+        config.reap_interval,
+        token.clone(),
+    ));
     let app = http::router(Arc::clone(&tracker), config.max_json_bytes);
     tracing::info!(%addr, %public_url, database = ?db.dialect(), "listening");
     let stop = token.clone();
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                () = shutdown => {}
-                () = stop.cancelled() => {}
-            }
-        });
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = stop.cancelled() => {}
+        }
+    });
     let serving = tokio::spawn(async move { server.await });
     let grace = config.shutdown_grace;
     let stopped = token.clone();
@@ -100,7 +117,11 @@ pub async fn serve(
     result
 }
 
-async fn reap_forever(tracker: Arc<Tracker>, interval: std::time::Duration, token: CancellationToken) {
+async fn reap_forever(
+    tracker: Arc<Tracker>,
+    interval: std::time::Duration,
+    token: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -117,11 +138,13 @@ async fn reap_forever(tracker: Arc<Tracker>, interval: std::time::Duration, toke
 /// The URL-signing key kept in the database, created on first start, so signed URLs survive restarts.
 async fn stored_signing_key(db: &Db) -> anyhow::Result<Vec<u8>> {
     let fresh = hex::encode(rand::random::<[u8; 32]>());
-    sqlx::query("INSERT INTO meta (key, value) VALUES ('signing_key', $1) ON CONFLICT (key) DO NOTHING")
-        .bind(&fresh)
-        .execute(db.pool())
-        .await
-        .context("failed to store the signing key")?;
+    sqlx::query(
+        "INSERT INTO meta (key, value) VALUES ('signing_key', $1) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(&fresh)
+    .execute(db.pool())
+    .await
+    .context("failed to store the signing key")?;
     let key: String = sqlx::query_scalar("SELECT value FROM meta WHERE key = 'signing_key'")
         .fetch_one(db.pool())
         .await

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve(args) => match ServeConfig::try_from(args) {
+        Command::Serve(args) => match ServeConfig::try_from(*args) {
             Ok(config) => runtime.block_on(tracker_d::run(config, shutdown::signal())),
             Err(error) => {
                 tracing::error!(error = %error, "invalid configuration");
@@ -49,9 +49,11 @@ async fn run_import(args: ImportArgs) -> anyhow::Result<()> {
         .await
         .context("failed to open the tracker database")?;
     let bar = indicatif::ProgressBar::new(urls.len() as u64).with_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} WATs ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {pos}/{len} WATs ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_message("importing");
     let summary = import::import(&db, &urls, options.shuffle, |done| bar.set_position(done))

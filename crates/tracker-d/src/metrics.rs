@@ -55,36 +55,108 @@ impl Metrics {
     pub fn render(&self, stats: &Stats) -> String {
         let mut out = String::new();
         let counters: [(&str, &str, &AtomicU64); 15] = [
-            ("tracker_registrations_total", "clients registered", &self.registrations),
-            ("tracker_registrations_limited_total", "registrations refused by the rate limit", &self.registrations_limited),
+            (
+                "tracker_registrations_total",
+                "clients registered",
+                &self.registrations,
+            ),
+            (
+                "tracker_registrations_limited_total",
+                "registrations refused by the rate limit",
+                &self.registrations_limited,
+            ),
             ("tracker_claims_total", "jobs claimed", &self.claims),
-            ("tracker_heartbeats_total", "heartbeats received", &self.heartbeats),
-            ("tracker_handoffs_total", "CPU jobs handed off to the GPU queue", &self.handoffs),
+            (
+                "tracker_heartbeats_total",
+                "heartbeats received",
+                &self.heartbeats,
+            ),
+            (
+                "tracker_handoffs_total",
+                "CPU jobs handed off to the GPU queue",
+                &self.handoffs,
+            ),
             ("tracker_closes_total", "jobs closed", &self.closes),
-            ("tracker_pairs_total", "pairs credited by closed jobs", &self.pairs),
-            ("tracker_invalid_bundles_total", "bundles reported unusable", &self.invalid_bundles),
-            ("tracker_leases_expired_total", "leases expired by the reaper", &self.leases_expired),
-            ("tracker_clients_reaped_total", "idle clients forgotten", &self.clients_reaped),
-            ("tracker_blobs_stored_total", "bundles stored", &self.blobs_stored),
-            ("tracker_blob_bytes_total", "bundle bytes stored", &self.blob_bytes),
-            ("tracker_blobs_collected_total", "bundles garbage-collected", &self.blobs_collected),
-            ("tracker_dedup_checked_total", "hashes checked against dedup sets", &self.dedup_checked),
-            ("tracker_dedup_new_total", "hashes that were new", &self.dedup_new),
+            (
+                "tracker_pairs_total",
+                "pairs credited by closed jobs",
+                &self.pairs,
+            ),
+            (
+                "tracker_invalid_bundles_total",
+                "bundles reported unusable",
+                &self.invalid_bundles,
+            ),
+            (
+                "tracker_leases_expired_total",
+                "leases expired by the reaper",
+                &self.leases_expired,
+            ),
+            (
+                "tracker_clients_reaped_total",
+                "idle clients forgotten",
+                &self.clients_reaped,
+            ),
+            (
+                "tracker_blobs_stored_total",
+                "bundles stored",
+                &self.blobs_stored,
+            ),
+            (
+                "tracker_blob_bytes_total",
+                "bundle bytes stored",
+                &self.blob_bytes,
+            ),
+            (
+                "tracker_blobs_collected_total",
+                "bundles garbage-collected",
+                &self.blobs_collected,
+            ),
+            (
+                "tracker_dedup_checked_total",
+                "hashes checked against dedup sets",
+                &self.dedup_checked,
+            ),
+            (
+                "tracker_dedup_new_total",
+                "hashes that were new",
+                &self.dedup_new,
+            ),
         ];
         for (name, help, counter) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", counter.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                counter.load(Ordering::Relaxed)
+            );
         }
-        let _ = writeln!(out, "# HELP tracker_jobs jobs by stage and status\n# TYPE tracker_jobs gauge");
+        let _ = writeln!(
+            out,
+            "# HELP tracker_jobs jobs by stage and status\n# TYPE tracker_jobs gauge"
+        );
         for (stage, status, count) in &stats.jobs_by_state {
-            let _ = writeln!(out, "tracker_jobs{{stage=\"{stage}\",status=\"{status}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "tracker_jobs{{stage=\"{stage}\",status=\"{status}\"}} {count}"
+            );
         }
-        let _ = writeln!(out, "# HELP tracker_clients registered clients by type\n# TYPE tracker_clients gauge");
+        let _ = writeln!(
+            out,
+            "# HELP tracker_clients registered clients by type\n# TYPE tracker_clients gauge"
+        );
         for (client_type, count) in &stats.clients_by_type {
             let _ = writeln!(out, "tracker_clients{{type=\"{client_type}\"}} {count}");
         }
-        let _ = writeln!(out, "# HELP tracker_dedup_entries entries per dedup set\n# TYPE tracker_dedup_entries gauge");
+        let _ = writeln!(
+            out,
+            "# HELP tracker_dedup_entries entries per dedup set\n# TYPE tracker_dedup_entries gauge"
+        );
         for (set, count) in &stats.dedup_sizes {
-            let _ = writeln!(out, "tracker_dedup_entries{{set=\"{}\"}} {count}", set.as_str());
+            let _ = writeln!(
+                out,
+                "tracker_dedup_entries{{set=\"{}\"}} {count}",
+                set.as_str()
+            );
         }
         out
     }

@@ -31,7 +31,10 @@ impl RateLimiter {
 
     /// Takes one token for `address`; `Err(wait)` says how long until one is free.
     pub fn check(&self, address: IpAddr, now: Instant) -> Result<(), Duration> {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         // Forget idle full buckets now and then, so the map stays bounded by active addresses.
         if buckets.len() > 10_000 {
             let refill = self.burst / (self.per_minute / 60.0).max(f64::MIN_POSITIVE);
@@ -70,9 +73,23 @@ mod tests {
             assert!(limiter.check(address, start).is_ok());
         }
         let wait = limiter.check(address, start).unwrap_err();
-        assert!(wait > Duration::from_millis(900) && wait <= Duration::from_secs(1), "{wait:?}");
-        assert!(limiter.check(other, start).is_ok(), "addresses are independent");
-        assert!(limiter.check(address, start + Duration::from_secs(1)).is_ok());
-        assert!(limiter.check(address, start + Duration::from_secs(1)).is_err());
+        assert!(
+            wait > Duration::from_millis(900) && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+        assert!(
+            limiter.check(other, start).is_ok(),
+            "addresses are independent"
+        );
+        assert!(
+            limiter
+                .check(address, start + Duration::from_secs(1))
+                .is_ok()
+        );
+        assert!(
+            limiter
+                .check(address, start + Duration::from_secs(1))
+                .is_err()
+        );
     }
 }

@@ -204,7 +204,11 @@ impl Staging {
         })
     }
 
-    async fn write_part<S, E>(&self, tmp: &Path, body: &mut S) -> Result<(u64, String), StagingError>
+    async fn write_part<S, E>(
+        &self,
+        tmp: &Path,
+        body: &mut S,
+    ) -> Result<(u64, String), StagingError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -305,7 +309,9 @@ pub fn new_key(number: u64) -> String {
 pub fn valid_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 100
-        && key.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+        && key
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
 }
 
 async fn sync_dir(dir: &Path) -> std::io::Result<()> {

@@ -92,20 +92,29 @@ pub async fn collect(db: &Db) -> Result<Stats, DbError> {
         let sql = format!(
             "SELECT {column} / {HOUR_MS} AS hour, COUNT(*) AS n FROM jobs WHERE {column} >= $1 GROUP BY {column} / {HOUR_MS}"
         );
-        for row in sqlx::query(&sql).bind(first_hour).fetch_all(db.pool()).await? {
+        for row in sqlx::query(&sql)
+            .bind(first_hour)
+            .fetch_all(db.pool())
+            .await?
+        {
             let hour: i64 = row.try_get("hour")?;
             let index = usize::try_from(hour - first_hour / HOUR_MS).unwrap_or(usize::MAX);
             if let Some(entry) = per_hour.get_mut(index) {
                 let count = to_u64(row.try_get("n")?);
-                if slot == 1 { entry.1 = count } else { entry.2 = count }
+                if slot == 1 {
+                    entry.1 = count
+                } else {
+                    entry.2 = count
+                }
             }
         }
     }
     stats.per_hour = per_hour;
-    let closed_last_hour: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE closed_at >= $1")
-        .bind(now - HOUR_MS)
-        .fetch_one(db.pool())
-        .await?;
+    let closed_last_hour: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE closed_at >= $1")
+            .bind(now - HOUR_MS)
+            .fetch_one(db.pool())
+            .await?;
     stats.closed_last_hour = to_u64(closed_last_hour);
     stats.eta = eta(stats.total_jobs - stats.closed_jobs, stats.closed_last_hour);
     for row in sqlx::query("SELECT nickname, jobs_completed, pairs_scraped FROM leaderboard ORDER BY jobs_completed DESC, nickname LIMIT 100")
@@ -145,7 +154,10 @@ pub fn eta(remaining: u64, per_hour: u64) -> String {
     if hours > 0 {
         parts.push(format!("{hours} hour{}", if hours == 1 { "" } else { "s" }));
     }
-    parts.push(format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" }));
+    parts.push(format!(
+        "{minutes} minute{}",
+        if minutes == 1 { "" } else { "s" }
+    ));
     parts.join(", ")
 }
 

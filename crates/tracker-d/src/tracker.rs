@@ -118,10 +118,19 @@ impl Tracker {
             return Err(TrackerError::RateLimited(wait));
         }
         let nickname = clean_label(nickname, 64);
-        let nickname = if nickname.is_empty() { "anonymous".to_owned() } else { nickname };
-        let client =
-            clients::register(&self.db, &nickname, client_type, &address.to_string(), now_ms())
-                .await?;
+        let nickname = if nickname.is_empty() {
+            "anonymous".to_owned()
+        } else {
+            nickname
+        };
+        let client = clients::register(
+            &self.db,
+            &nickname,
+            client_type,
+            &address.to_string(),
+            now_ms(),
+        )
+        .await?;
         self.metrics.inc(&self.metrics.registrations);
         tracing::info!(display_name = %client.display_name, %nickname, client_type = %client_type, %address, "client registered");
         Ok(NewResponse {
@@ -185,7 +194,8 @@ impl Tracker {
             )));
         }
         let new = dedup::check(&self.db, set, hashes, add).await?;
-        self.metrics.add(&self.metrics.dedup_checked, hashes.len() as u64);
+        self.metrics
+            .add(&self.metrics.dedup_checked, hashes.len() as u64);
         self.metrics.add(
             &self.metrics.dedup_new,
             new.iter().filter(|is_new| **is_new).count() as u64,
@@ -196,10 +206,10 @@ impl Tracker {
     /// Dashboard figures, recounted at most every few seconds.
     pub async fn stats(&self) -> Result<Arc<Stats>, TrackerError> {
         let mut cache = self.stats_cache.lock().await;
-        if let Some((at, stats)) = cache.as_ref() {
-            if at.elapsed() < STATS_TTL {
-                return Ok(Arc::clone(stats));
-            }
+        if let Some((at, stats)) = cache.as_ref()
+            && at.elapsed() < STATS_TTL
+        {
+            return Ok(Arc::clone(stats));
         }
         let stats = Arc::new(stats::collect(&self.db).await?);
         *cache = Some((Instant::now(), Arc::clone(&stats)));
@@ -207,7 +217,10 @@ impl Tracker {
     }
 
     /// Where a GPU client finds the bundle of a job handed off as `gpu_url`.
-    pub(crate) async fn bundle_location(&self, gpu_url: &str) -> Result<BundleLocation, TrackerError> {
+    pub(crate) async fn bundle_location(
+        &self,
+        gpu_url: &str,
+    ) -> Result<BundleLocation, TrackerError> {
         match gpu_url.strip_prefix("blob:") {
             Some(key) => {
                 let described = self.staging.describe(&self.db, key).await?;
@@ -238,14 +251,19 @@ impl Tracker {
                 .zip(given)
                 .fold(0_u8, |acc, (a, b)| acc | (a ^ b))
                 == 0;
-        if same { Ok(()) } else { Err(TrackerError::Unauthorized) }
+        if same {
+            Ok(())
+        } else {
+            Err(TrackerError::Unauthorized)
+        }
     }
 
     /// Runs one round of the reaper: expired leases, idle clients, staged blobs.
     pub async fn reap(&self) -> Result<(), TrackerError> {
         let now = now_ms();
         let expired = crate::jobs::expire_leases(&self.db, now).await?;
-        let idle_cutoff = now - i64::try_from(self.settings.client_timeout.as_millis()).unwrap_or(i64::MAX / 2);
+        let idle_cutoff =
+            now - i64::try_from(self.settings.client_timeout.as_millis()).unwrap_or(i64::MAX / 2);
         let reaped = clients::reap_idle(&self.db, idle_cutoff).await?;
         let collected = self
             .staging

@@ -11,21 +11,36 @@ async fn writes_need_a_registered_token() {
     tracker.import(1, 0).await;
     for (path, body) in [
         ("/api/newJob", json!({"token": "nope", "type": "CPU"})),
-        ("/api/updateProgress", json!({"token": "nope", "progress": "x"})),
+        (
+            "/api/updateProgress",
+            json!({"token": "nope", "progress": "x"}),
+        ),
         ("/api/markAsDone", json!({"token": "nope", "count": 1})),
         ("/api/bye", json!({"token": "nope"})),
         ("/api/ext/claim", json!({"token": "nope"})),
-        ("/api/ext/heartbeat", json!({"token": "nope", "progress": "x"})),
+        (
+            "/api/ext/heartbeat",
+            json!({"token": "nope", "progress": "x"}),
+        ),
         ("/api/ext/uploadUrl", json!({"token": "nope", "number": 1})),
-        ("/api/ext/dedup", json!({"token": "nope", "set": "main", "hashes": [1]})),
-        ("/custom/markasdone-cpu", json!({"token": "nope", "shards": [1], "urls": {"1": "x"}, "nickname": "n"})),
+        (
+            "/api/ext/dedup",
+            json!({"token": "nope", "set": "main", "hashes": [1]}),
+        ),
+        (
+            "/custom/markasdone-cpu",
+            json!({"token": "nope", "shards": [1], "urls": {"1": "x"}, "nickname": "n"}),
+        ),
     ] {
         let (status, text) = tracker.post(path, &body).await;
         assert_eq!(status, 404, "{path}: {text}");
         assert!(text.contains("register again"), "{path}: {text}");
     }
     let (status, text) = tracker
-        .post("/custom/markasdone-cpu", &json!({"shards": [1], "urls": {"1": "x"}, "nickname": "n"}))
+        .post(
+            "/custom/markasdone-cpu",
+            &json!({"shards": [1], "urls": {"1": "x"}, "nickname": "n"}),
+        )
         .await;
     assert_eq!(status, 400, "a token is required: {text}");
     tracker.stop().await;
@@ -37,16 +52,29 @@ async fn admin_secret_travels_only_in_a_header() {
     tracker.import(1, 0).await;
     let url = tracker.url("/admin/reset-job");
     let send = |secret: Option<&str>, query: &str| {
-        let mut request = tracker.http.post(format!("{url}{query}")).json(&json!({"number": 1}));
+        let mut request = tracker
+            .http
+            .post(format!("{url}{query}"))
+            .json(&json!({"number": 1}));
         if let Some(secret) = secret {
             request = request.header(cah_protocol::ADMIN_SECRET_HEADER, secret);
         }
         request.send()
     };
     assert_eq!(send(None, "").await.unwrap().status(), 401);
-    assert_eq!(send(Some("wrong-secret-wrong-secret"), "").await.unwrap().status(), 401);
+    assert_eq!(
+        send(Some("wrong-secret-wrong-secret"), "")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
     let in_query = format!("?password={ADMIN_SECRET}");
-    assert_eq!(send(None, &in_query).await.unwrap().status(), 401, "query strings are ignored");
+    assert_eq!(
+        send(None, &in_query).await.unwrap().status(),
+        401,
+        "query strings are ignored"
+    );
     assert_eq!(send(Some(ADMIN_SECRET), "").await.unwrap().status(), 200);
     tracker.stop().await;
 
@@ -77,7 +105,10 @@ async fn bad_json_and_oversized_bodies_get_clear_errors() {
     for (body, needle) in [
         (b"{not json".to_vec(), "invalid JSON"),
         (b"{}".to_vec(), "missing field `token`"),
-        (br#"{"token": "t", "type": "XPU"}"#.to_vec(), "unknown client type"),
+        (
+            br#"{"token": "t", "type": "XPU"}"#.to_vec(),
+            "unknown client type",
+        ),
         (b"\xff\xfe".to_vec(), "invalid JSON"),
     ] {
         let response = send(body).await.unwrap();
@@ -108,7 +139,11 @@ async fn registrations_are_rate_limited_per_address() {
         .await
         .unwrap();
     assert_eq!(response.status(), 429);
-    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     tracker.stop().await;
 }

@@ -7,9 +7,18 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 use support::{BACKENDS, TestTracker};
 
-async fn check(tracker: &TestTracker, token: &str, set: &str, hashes: &[u64], add: bool) -> Vec<bool> {
+async fn check(
+    tracker: &TestTracker,
+    token: &str,
+    set: &str,
+    hashes: &[u64],
+    add: bool,
+) -> Vec<bool> {
     let answer: Value = tracker
-        .post_ok("/api/ext/dedup", &json!({"token": token, "set": set, "hashes": hashes, "add": add}))
+        .post_ok(
+            "/api/ext/dedup",
+            &json!({"token": token, "set": set, "hashes": hashes, "add": add}),
+        )
         .await;
     serde_json::from_value(answer["new"].clone()).expect("flags")
 }
@@ -20,12 +29,29 @@ async fn sets_answer_exactly_and_survive_restarts() {
         let tracker = TestTracker::start(backend, &[]).await;
         let token = tracker.register("dedup", "CPU").await;
         let big = u64::MAX - 3;
-        assert_eq!(check(&tracker, &token, "parsed", &[1, 2, 2, big], true).await, [true, true, false, true]);
-        assert_eq!(check(&tracker, &token, "parsed", &[2, 3, big], true).await, [false, true, false]);
-        assert_eq!(check(&tracker, &token, "clipped", &[2], false).await, [true], "sets are separate");
-        assert_eq!(check(&tracker, &token, "clipped", &[2], false).await, [true], "add=false adds nothing");
+        assert_eq!(
+            check(&tracker, &token, "parsed", &[1, 2, 2, big], true).await,
+            [true, true, false, true]
+        );
+        assert_eq!(
+            check(&tracker, &token, "parsed", &[2, 3, big], true).await,
+            [false, true, false]
+        );
+        assert_eq!(
+            check(&tracker, &token, "clipped", &[2], false).await,
+            [true],
+            "sets are separate"
+        );
+        assert_eq!(
+            check(&tracker, &token, "clipped", &[2], false).await,
+            [true],
+            "add=false adds nothing"
+        );
         let (status, text) = tracker
-            .post("/api/ext/dedup", &json!({"token": token, "set": "nolang", "hashes": [1]}))
+            .post(
+                "/api/ext/dedup",
+                &json!({"token": token, "set": "nolang", "hashes": [1]}),
+            )
             .await;
         assert_eq!(status, 400, "{text}");
 
@@ -38,7 +64,10 @@ async fn sets_answer_exactly_and_survive_restarts() {
             "{backend:?}"
         );
         let (_, metrics) = restarted.get("/metrics").await;
-        assert!(metrics.contains("tracker_dedup_entries{set=\"parsed\"} 5"), "{metrics}");
+        assert!(
+            metrics.contains("tracker_dedup_entries{set=\"parsed\"} 5"),
+            "{metrics}"
+        );
         restarted.stop().await;
     }
 }
@@ -57,14 +86,22 @@ async fn concurrent_callers_never_both_get_new() {
             mine.rotate_left(worker * 250);
             tasks.push(tokio::spawn(async move {
                 let flags = check(&tracker, &token, "main", &mine, true).await;
-                mine.into_iter().zip(flags).filter(|(_, new)| *new).map(|(h, _)| h).collect::<Vec<_>>()
+                mine.into_iter()
+                    .zip(flags)
+                    .filter(|(_, new)| *new)
+                    .map(|(h, _)| h)
+                    .collect::<Vec<_>>()
             }));
         }
         let mut claimed = Vec::new();
         for task in tasks {
             claimed.extend(task.await.expect("task"));
         }
-        assert_eq!(claimed.len(), hashes.len(), "{backend:?}: each hash is new exactly once");
+        assert_eq!(
+            claimed.len(),
+            hashes.len(),
+            "{backend:?}: each hash is new exactly once"
+        );
         assert_eq!(claimed.iter().collect::<HashSet<_>>().len(), hashes.len());
         let tracker = std::sync::Arc::into_inner(tracker).expect("sole owner");
         tracker.stop().await;

@@ -7,7 +7,14 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::{BACKENDS, TestTracker};
 
-const SHORT: &[&str] = &["--lease", "400ms", "--reap-interval", "50ms", "--client-timeout", "1h"];
+const SHORT: &[&str] = &[
+    "--lease",
+    "400ms",
+    "--reap-interval",
+    "50ms",
+    "--client-timeout",
+    "1h",
+];
 
 #[tokio::test]
 async fn expired_lease_returns_the_job_and_blocks_the_old_holder() {
@@ -18,22 +25,38 @@ async fn expired_lease_returns_the_job_and_blocks_the_old_holder() {
         let fast = tracker.register("fast", "HYBRID").await;
         let jobs = tracker.claim(&slow, 2, false).await;
         assert_eq!(jobs.len(), 2);
-        assert!(tracker.claim(&fast, 1, false).await.is_empty(), "{backend:?}: all held");
+        assert!(
+            tracker.claim(&fast, 1, false).await.is_empty(),
+            "{backend:?}: all held"
+        );
 
         tokio::time::sleep(Duration::from_millis(900)).await;
         let taken = tracker.claim(&fast, 2, false).await;
         assert_eq!(taken.len(), 2, "{backend:?}: the reaper returned both jobs");
 
         let heartbeat: Value = tracker
-            .post_ok("/api/ext/heartbeat", &json!({"token": slow, "progress": "still here"}))
+            .post_ok(
+                "/api/ext/heartbeat",
+                &json!({"token": slow, "progress": "still here"}),
+            )
             .await;
-        assert_eq!(heartbeat["jobs"], json!([]), "the slow client learns it lost its jobs");
+        assert_eq!(
+            heartbeat["jobs"],
+            json!([]),
+            "the slow client learns it lost its jobs"
+        );
         let (status, body) = tracker
-            .post("/api/ext/complete", &json!({"token": slow, "number": jobs[0]["number"], "count": 5}))
+            .post(
+                "/api/ext/complete",
+                &json!({"token": slow, "number": jobs[0]["number"], "count": 5}),
+            )
             .await;
         assert_eq!(status, 409, "{backend:?}: {body}");
         let (status, _) = tracker
-            .post("/api/ext/complete", &json!({"token": fast, "number": jobs[0]["number"], "count": 5}))
+            .post(
+                "/api/ext/complete",
+                &json!({"token": fast, "number": jobs[0]["number"], "count": 5}),
+            )
             .await;
         assert_eq!(status, 200);
         tracker.stop().await;
@@ -52,10 +75,16 @@ async fn heartbeats_keep_the_lease() {
         for _ in 0..10 {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let (status, body) = tracker
-                .post("/api/updateProgress", &json!({"token": worker, "progress": "working", "type": "CPU"}))
+                .post(
+                    "/api/updateProgress",
+                    &json!({"token": worker, "progress": "working", "type": "CPU"}),
+                )
                 .await;
             assert_eq!((status, body.as_str()), (200, "success"));
-            assert!(tracker.claim(&other, 1, false).await.is_empty(), "{backend:?}: lease held");
+            assert!(
+                tracker.claim(&other, 1, false).await.is_empty(),
+                "{backend:?}: lease held"
+            );
         }
         tracker.stop().await;
     }
@@ -66,7 +95,14 @@ async fn idle_clients_are_forgotten_and_must_register_again() {
     for backend in BACKENDS {
         let tracker = TestTracker::start(
             backend,
-            &["--lease", "200ms", "--client-timeout", "300ms", "--reap-interval", "50ms"],
+            &[
+                "--lease",
+                "200ms",
+                "--client-timeout",
+                "300ms",
+                "--reap-interval",
+                "50ms",
+            ],
         )
         .await;
         tracker.import(1, 0).await;

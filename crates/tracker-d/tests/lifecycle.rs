@@ -18,46 +18,84 @@ async fn lifecycle(backend: Backend) {
     let cpu = tracker.register("alice", "CPU").await;
     let gpu = tracker.register("bob", "GPU").await;
 
-    assert_eq!(tracker.get("/api/jobCount?type=CPU").await, (200, "4".into()));
-    assert_eq!(tracker.get("/api/jobCount?type=GPU").await, (200, "0".into()));
-    let (status, body) = tracker.post("/api/newJob", &json!({"token": gpu, "type": "GPU"})).await;
+    assert_eq!(
+        tracker.get("/api/jobCount?type=CPU").await,
+        (200, "4".into())
+    );
+    assert_eq!(
+        tracker.get("/api/jobCount?type=GPU").await,
+        (200, "0".into())
+    );
+    let (status, body) = tracker
+        .post("/api/newJob", &json!({"token": gpu, "type": "GPU"}))
+        .await;
     assert_eq!(status, 403, "no GPU work yet: {body}");
 
-    let job: Value = tracker.post_ok("/api/newJob", &json!({"token": cpu, "type": "CPU"})).await;
+    let job: Value = tracker
+        .post_ok("/api/newJob", &json!({"token": cpu, "type": "CPU"}))
+        .await;
     let number = job["number"].as_u64().expect("number");
     assert_eq!(number, 1, "{backend:?}: claims walk the import order");
     assert_eq!(job["url"], "http://cc.test/wat/0.warc.wat.gz");
-    assert_eq!((job["start_id"].as_str(), job["end_id"].as_str()), (Some("0"), Some("500000")));
+    assert_eq!(
+        (job["start_id"].as_str(), job["end_id"].as_str()),
+        (Some("0"), Some("500000"))
+    );
     assert_eq!(job["shard"], 0);
 
     let (status, body) = tracker
-        .post("/api/updateProgress", &json!({"token": cpu, "progress": "Downloading images", "type": "CPU"}))
+        .post(
+            "/api/updateProgress",
+            &json!({"token": cpu, "progress": "Downloading images", "type": "CPU"}),
+        )
         .await;
     assert_eq!((status, body.as_str()), (200, "success"));
 
     let bundle_bytes: Vec<u8> = (0..200_000_u32).map(|i| (i % 251) as u8).collect();
     let handoff = tracker.upload(&cpu, number, bundle_bytes.clone()).await;
     let (status, body) = tracker
-        .post("/api/markAsDone", &json!({"token": cpu, "type": "CPU", "url": handoff}))
+        .post(
+            "/api/markAsDone",
+            &json!({"token": cpu, "type": "CPU", "url": handoff}),
+        )
         .await;
     assert_eq!((status, body.as_str()), (200, "success"));
     let (status, _) = tracker
-        .post("/api/markAsDone", &json!({"token": cpu, "type": "CPU", "url": handoff}))
+        .post(
+            "/api/markAsDone",
+            &json!({"token": cpu, "type": "CPU", "url": handoff}),
+        )
         .await;
     assert_eq!(status, 403, "a second completion is refused as in 2021");
 
-    assert_eq!(tracker.get("/api/jobCount?type=GPU").await, (200, "1".into()));
-    let gpu_job: Value = tracker.post_ok("/api/newJob", &json!({"token": gpu, "type": "GPU"})).await;
+    assert_eq!(
+        tracker.get("/api/jobCount?type=GPU").await,
+        (200, "1".into())
+    );
+    let gpu_job: Value = tracker
+        .post_ok("/api/newJob", &json!({"token": gpu, "type": "GPU"}))
+        .await;
     assert_eq!(gpu_job["number"], number);
     let bundle_url = gpu_job["url"].as_str().expect("url");
-    assert!(bundle_url.contains("/blobs/") && bundle_url.contains("signature="), "{bundle_url}");
-    let fetched = tracker.http.get(bundle_url).send().await.expect("get bundle");
+    assert!(
+        bundle_url.contains("/blobs/") && bundle_url.contains("signature="),
+        "{bundle_url}"
+    );
+    let fetched = tracker
+        .http
+        .get(bundle_url)
+        .send()
+        .await
+        .expect("get bundle");
     assert_eq!(fetched.status(), 200);
     assert_eq!(fetched.bytes().await.expect("bytes").to_vec(), bundle_bytes);
 
     // A GPU job that yields nothing is still a finished job (2021 refused count 0).
     let (status, body) = tracker
-        .post("/api/markAsDone", &json!({"token": gpu, "type": "GPU", "count": 0}))
+        .post(
+            "/api/markAsDone",
+            &json!({"token": gpu, "type": "GPU", "count": 0}),
+        )
         .await;
     assert_eq!((status, body.as_str()), (200, "success"));
 
@@ -65,29 +103,48 @@ async fn lifecycle(backend: Backend) {
     assert_eq!(data["completion_str"], "1 / 4");
     assert_eq!(data["total_connected_workers"], 2);
     let completed: Vec<String> = tracker
-        .post_ok("/api/isCompleted", &json!({"addresses": [handoff, "rsync never-seen"]}))
+        .post_ok(
+            "/api/isCompleted",
+            &json!({"addresses": [handoff, "rsync never-seen"]}),
+        )
         .await;
-    assert_eq!(completed.len(), 2, "closed and unknown addresses are both completed");
+    assert_eq!(
+        completed.len(),
+        2,
+        "closed and unknown addresses are both completed"
+    );
 
     let (status, page) = tracker.get("/leaderboard").await;
     assert_eq!(status, 200);
     assert!(page.contains("alice") && page.contains("bob"), "{page}");
     let (status, page) = tracker.get("/").await;
     assert_eq!(status, 200);
-    assert!(page.contains("jobs-per-hour") && page.contains("Downloading images"), "{page}");
+    assert!(
+        page.contains("jobs-per-hour") && page.contains("Downloading images"),
+        "{page}"
+    );
     let (status, metrics) = tracker.get("/metrics").await;
     assert_eq!(status, 200);
     assert!(metrics.contains("tracker_closes_total 1"), "{metrics}");
-    assert!(metrics.contains("tracker_jobs{stage=\"gpu\",status=\"closed\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("tracker_jobs{stage=\"gpu\",status=\"closed\"} 1"),
+        "{metrics}"
+    );
 
-    let (status, body) = tracker.post("/api/bye", &json!({"token": cpu, "type": "CPU"})).await;
+    let (status, body) = tracker
+        .post("/api/bye", &json!({"token": cpu, "type": "CPU"}))
+        .await;
     assert_eq!((status, body.as_str()), (200, "success"));
     assert_eq!(
-        tracker.post("/api/validateWorker", &json!({"token": cpu, "type": "CPU"})).await,
+        tracker
+            .post("/api/validateWorker", &json!({"token": cpu, "type": "CPU"}))
+            .await,
         (200, "False".into())
     );
     assert_eq!(
-        tracker.post("/api/validateWorker", &json!({"token": gpu, "type": "GPU"})).await,
+        tracker
+            .post("/api/validateWorker", &json!({"token": gpu, "type": "GPU"}))
+            .await,
         (200, "True".into())
     );
     tracker.stop().await;
@@ -99,25 +156,43 @@ async fn hybrid_closes_directly_and_new_job_releases_the_previous_one() {
         let tracker = TestTracker::start(backend, &[]).await;
         tracker.import(1, 0).await;
         let hybrid = tracker.register("carol", "hybrid").await;
-        let first: Value = tracker.post_ok("/api/newJob", &json!({"token": hybrid})).await;
+        let first: Value = tracker
+            .post_ok("/api/newJob", &json!({"token": hybrid}))
+            .await;
         // newJob releases the job the client held before claiming, so the lowest open job
         // is the same one again (without the release it would be the second job).
-        let again: Value = tracker.post_ok("/api/newJob", &json!({"token": hybrid})).await;
+        let again: Value = tracker
+            .post_ok("/api/newJob", &json!({"token": hybrid}))
+            .await;
         assert_eq!(again["number"], first["number"], "{backend:?}");
         let other = tracker.register("carl", "hybrid").await;
-        let second: Value = tracker.post_ok("/api/newJob", &json!({"token": other})).await;
+        let second: Value = tracker
+            .post_ok("/api/newJob", &json!({"token": other}))
+            .await;
         assert_ne!(second["number"], first["number"], "{backend:?}");
         let (status, _) = tracker
-            .post("/api/markAsDone", &json!({"token": hybrid, "type": "HYBRID", "count": 42}))
+            .post(
+                "/api/markAsDone",
+                &json!({"token": hybrid, "type": "HYBRID", "count": 42}),
+            )
             .await;
         assert_eq!(status, 200);
         let (status, body) = tracker
-            .post("/api/markAsDone", &json!({"token": hybrid, "type": "HYBRID"}))
+            .post(
+                "/api/markAsDone",
+                &json!({"token": hybrid, "type": "HYBRID"}),
+            )
             .await;
         assert_eq!(status, 403, "nothing held any more: {body}");
         let states = tracker.job_states().await;
-        assert!(states.contains(&("cpu".into(), "closed".into(), 1)), "{states:?}");
-        assert!(states.contains(&("cpu".into(), "pending".into(), 1)), "{states:?}");
+        assert!(
+            states.contains(&("cpu".into(), "closed".into(), 1)),
+            "{states:?}"
+        );
+        assert!(
+            states.contains(&("cpu".into(), "pending".into(), 1)),
+            "{states:?}"
+        );
         tracker.stop().await;
     }
 }
@@ -135,16 +210,27 @@ async fn invalid_bundle_sends_the_job_back_to_scraping() {
             .post("/api/markAsDone", &json!({"token": cpu, "type": "CPU", "url": "rsync 0b5e8a0e2c5e4bb4a3f2b8e9d1c0f7a6"}))
             .await;
         assert_eq!(status, 200, "{body}");
-        let gpu_job: Value = tracker.post_ok("/api/newJob", &json!({"token": gpu, "type": "GPU"})).await;
-        assert_eq!(gpu_job["url"], "rsync 0b5e8a0e2c5e4bb4a3f2b8e9d1c0f7a6", "legacy handoffs pass through");
+        let gpu_job: Value = tracker
+            .post_ok("/api/newJob", &json!({"token": gpu, "type": "GPU"}))
+            .await;
+        assert_eq!(
+            gpu_job["url"], "rsync 0b5e8a0e2c5e4bb4a3f2b8e9d1c0f7a6",
+            "legacy handoffs pass through"
+        );
         let (status, _) = tracker
-            .post("/api/gpuInvalidDownload", &json!({"token": gpu, "type": "GPU"}))
+            .post(
+                "/api/gpuInvalidDownload",
+                &json!({"token": gpu, "type": "GPU"}),
+            )
             .await;
         assert_eq!(status, 200);
         assert_eq!(tracker.get("/api/jobCount?type=GPU").await.1, "0");
         assert_eq!(tracker.get("/api/jobCount?type=CPU").await.1, "2");
         let again = tracker.claim(&cpu, 2, false).await;
-        assert!(again.iter().any(|job| job["number"] == number), "{backend:?}: {again:?}");
+        assert!(
+            again.iter().any(|job| job["number"] == number),
+            "{backend:?}: {again:?}"
+        );
         tracker.stop().await;
     }
 }
@@ -162,7 +248,10 @@ async fn sample_id_ranges_never_overlap() {
             break;
         }
         for job in jobs {
-            ranges.push((job["start_id"].as_u64().expect("start"), job["end_id"].as_u64().expect("end")));
+            ranges.push((
+                job["start_id"].as_u64().expect("start"),
+                job["end_id"].as_u64().expect("end"),
+            ));
         }
     }
     assert_eq!(ranges.len(), 150, "75 WATs, two halves each");

@@ -1,10 +1,10 @@
 //! `PUT` and `GET /blobs/{key}`: the staging store behind signed URLs.
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use cah_protocol::ext::StoredBlob;
 use serde::Deserialize;
 use tokio_util::io::ReaderStream;
@@ -28,7 +28,12 @@ pub(super) async fn put(
     body: Body,
 ) -> Result<Json<StoredBlob>, AppError> {
     let stored = tracker
-        .put_blob(&key, signed.expires, &signed.signature, body.into_data_stream())
+        .put_blob(
+            &key,
+            signed.expires,
+            &signed.signature,
+            body.into_data_stream(),
+        )
         .await?;
     Ok(Json(stored))
 }
@@ -47,7 +52,10 @@ pub(super) async fn get(
         TrackerError::from(if error.kind() == std::io::ErrorKind::NotFound {
             StagingError::NotFound(key.clone())
         } else {
-            StagingError::Io { path: path.clone(), source: error }
+            StagingError::Io {
+                path: path.clone(),
+                source: error,
+            }
         })
     })?;
     let length = file

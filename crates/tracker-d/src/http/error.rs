@@ -39,7 +39,11 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, detail, retry_after) = match self {
             AppError::BadBody(detail) => (StatusCode::BAD_REQUEST, detail, None),
-            AppError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large".to_owned(), None),
+            AppError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large".to_owned(),
+                None,
+            ),
             AppError::Ext(error) => status_of(&error, false),
             AppError::Legacy(error) => status_of(&error, true),
         };
@@ -49,10 +53,10 @@ impl IntoResponse for AppError {
             tracing::debug!(%status, error = %detail, "request refused");
         }
         let mut response = (status, detail).into_response();
-        if let Some(seconds) = retry_after {
-            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
+        if let Some(seconds) = retry_after
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
     }
@@ -94,13 +98,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = AppError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::TooLarge
-            } else {
-                AppError::BadBody(rejection.body_text())
-            }
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    AppError::TooLarge
+                } else {
+                    AppError::BadBody(rejection.body_text())
+                }
+            })?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|error| AppError::BadBody(format!("invalid JSON body: {error}")))

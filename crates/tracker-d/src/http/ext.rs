@@ -36,7 +36,9 @@ pub(super) async fn heartbeat(
     State(tracker): Tracker,
     JsonBody(request): JsonBody<HeartbeatRequest>,
 ) -> Result<Json<HeartbeatResponse>, AppError> {
-    Ok(Json(tracker.heartbeat(&request.token, &request.progress).await?))
+    Ok(Json(
+        tracker.heartbeat(&request.token, &request.progress).await?,
+    ))
 }
 
 pub(super) async fn complete(
@@ -69,7 +71,9 @@ pub(super) async fn upload_url(
     State(tracker): Tracker,
     JsonBody(request): JsonBody<JobRequest>,
 ) -> Result<Json<UploadUrlResponse>, AppError> {
-    Ok(Json(tracker.upload_url(&request.token, request.number).await?))
+    Ok(Json(
+        tracker.upload_url(&request.token, request.number).await?,
+    ))
 }
 
 pub(super) async fn dedup(

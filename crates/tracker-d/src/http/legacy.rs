@@ -33,7 +33,10 @@ pub(super) async fn validate_worker(
     State(tracker): Tracker,
     JsonBody(request): JsonBody<TokenRequest>,
 ) -> Result<&'static str, AppError> {
-    let valid = tracker.validate(&request.token).await.map_err(AppError::legacy)?;
+    let valid = tracker
+        .validate(&request.token)
+        .await
+        .map_err(AppError::legacy)?;
     Ok(if valid { "True" } else { "False" })
 }
 
@@ -41,7 +44,10 @@ pub(super) async fn job_count(
     State(tracker): Tracker,
     Query(query): Query<TypeQuery>,
 ) -> Result<String, AppError> {
-    let count = tracker.job_count(query.client_type).await.map_err(AppError::legacy)?;
+    let count = tracker
+        .job_count(query.client_type)
+        .await
+        .map_err(AppError::legacy)?;
     Ok(count.to_string())
 }
 
@@ -49,7 +55,10 @@ pub(super) async fn new_job(
     State(tracker): Tracker,
     JsonBody(request): JsonBody<TokenRequest>,
 ) -> Result<Json<JobResponse>, AppError> {
-    let job = tracker.legacy_new_job(&request.token).await.map_err(AppError::legacy)?;
+    let job = tracker
+        .legacy_new_job(&request.token)
+        .await
+        .map_err(AppError::legacy)?;
     Ok(Json(job))
 }
 
@@ -68,7 +77,10 @@ pub(super) async fn mark_as_done(
     State(tracker): Tracker,
     JsonBody(request): JsonBody<MarkAsDoneRequest>,
 ) -> Result<&'static str, AppError> {
-    tracker.legacy_mark_as_done(&request).await.map_err(AppError::legacy)?;
+    tracker
+        .legacy_mark_as_done(&request)
+        .await
+        .map_err(AppError::legacy)?;
     Ok(SUCCESS)
 }
 
@@ -76,7 +88,10 @@ pub(super) async fn gpu_invalid_download(
     State(tracker): Tracker,
     JsonBody(request): JsonBody<TokenRequest>,
 ) -> Result<&'static str, AppError> {
-    tracker.legacy_invalid(&request.token).await.map_err(AppError::legacy)?;
+    tracker
+        .legacy_invalid(&request.token)
+        .await
+        .map_err(AppError::legacy)?;
     Ok(SUCCESS)
 }
 
@@ -84,7 +99,10 @@ pub(super) async fn bye(
     State(tracker): Tracker,
     JsonBody(request): JsonBody<TokenRequest>,
 ) -> Result<&'static str, AppError> {
-    tracker.bye(&request.token).await.map_err(AppError::legacy)?;
+    tracker
+        .bye(&request.token)
+        .await
+        .map_err(AppError::legacy)?;
     Ok(SUCCESS)
 }
 
@@ -126,6 +144,9 @@ pub(super) async fn mark_as_done_cpu(
     State(tracker): Tracker,
     JsonBody(request): JsonBody<MarkAsDoneCpuRequest>,
 ) -> Result<Json<CustomResponse>, AppError> {
-    let response = tracker.mark_as_done_cpu(&request).await.map_err(AppError::legacy)?;
+    let response = tracker
+        .mark_as_done_cpu(&request)
+        .await
+        .map_err(AppError::legacy)?;
     Ok(Json(response))
 }

@@ -18,7 +18,11 @@ type Tracker = State<super::State>;
 pub(super) async fn data(State(tracker): Tracker) -> Result<Json<DataResponse>, AppError> {
     let stats = tracker.stats().await?;
     Ok(Json(DataResponse {
-        completion_str: format!("{} / {}", thousands(stats.closed_jobs), thousands(stats.total_jobs)),
+        completion_str: format!(
+            "{} / {}",
+            thousands(stats.closed_jobs),
+            thousands(stats.total_jobs)
+        ),
         completion_float: stats.completion(),
         total_connected_workers: stats.connected(),
         total_pairs_scraped: stats.total_pairs,
@@ -99,13 +103,19 @@ pub(super) async fn dashboard(State(tracker): Tracker) -> Result<Html<String>, A
              <tr><th>worker</th><th>nickname</th><th>job</th><th>progress</th><th>jobs done</th><th>last seen</th></tr>"
         );
         let now = crate::db::now_ms();
-        for client in stats.clients.iter().filter(|client| client.client_type == client_type) {
+        for client in stats
+            .clients
+            .iter()
+            .filter(|client| client.client_type == client_type)
+        {
             let _ = write!(
                 page,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} s ago</td></tr>",
                 escape(&client.display_name),
                 escape(&client.nickname),
-                client.job.map_or_else(|| "-".to_owned(), |job| job.to_string()),
+                client
+                    .job
+                    .map_or_else(|| "-".to_owned(), |job| job.to_string()),
                 escape(&client.progress),
                 client.jobs_completed,
                 (now - client.last_seen).max(0) / 1000,
@@ -141,11 +151,22 @@ fn head(title: &str) -> String {
 fn leaderboard_tables(page: &mut String, stats: &Stats, limit: usize) {
     page.push_str("<h3>Scoring (GPU and hybrid)</h3><table id=\"leaderboard-gpu\"><tr><th>#</th><th>nickname</th><th>jobs</th><th>pairs</th></tr>");
     for (rank, (nickname, jobs, pairs)) in stats.leaderboard.iter().take(limit).enumerate() {
-        let _ = write!(page, "<tr><td>{}</td><td>{}</td><td>{jobs}</td><td>{}</td></tr>", rank + 1, escape(nickname), thousands(*pairs));
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{jobs}</td><td>{}</td></tr>",
+            rank + 1,
+            escape(nickname),
+            thousands(*pairs)
+        );
     }
     page.push_str("</table><h3>Scraping (CPU)</h3><table id=\"leaderboard-cpu\"><tr><th>#</th><th>nickname</th><th>jobs</th></tr>");
     for (rank, (nickname, jobs)) in stats.cpu_leaderboard.iter().take(limit).enumerate() {
-        let _ = write!(page, "<tr><td>{}</td><td>{}</td><td>{jobs}</td></tr>", rank + 1, escape(nickname));
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{jobs}</td></tr>",
+            rank + 1,
+            escape(nickname)
+        );
     }
     page.push_str("</table>");
 }
@@ -177,7 +198,11 @@ fn chart(stats: &Stats) -> String {
         }
         if index % 4 == 0 {
             let hour = (hour_start / 3_600_000) % 24;
-            let _ = write!(svg, "<text x=\"{x}\" y=\"{}\" font-size=\"10\">{hour:02}:00</text>", height + 14);
+            let _ = write!(
+                svg,
+                "<text x=\"{x}\" y=\"{}\" font-size=\"10\">{hour:02}:00</text>",
+                height + 14
+            );
         }
     }
     svg.push_str("</svg><p><span style=\"color:#58c\">■</span> scraped <span style=\"color:#2a7\">■</span> closed (UTC hours)</p>");
@@ -203,7 +228,7 @@ fn thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
             out.push(',');
         }
         out.push(digit);

@@ -41,7 +41,11 @@ impl Tracker {
             }
             None => match clients::idle_cpu_client_at(&self.db, &address.to_string()).await? {
                 Some(token) => token,
-                None => return Ok(failed("register a CPU client (GET /api/new?type=CPU) first")),
+                None => {
+                    return Ok(failed(
+                        "register a CPU client (GET /api/new?type=CPU) first",
+                    ));
+                }
             },
         };
         let previous = jobs::held(&self.db, &holder).await?;
@@ -57,12 +61,15 @@ impl Tracker {
         let shards = claimed
             .into_iter()
             .map(|job| {
-                (job.number, ShardInfo {
-                    url: job.url,
-                    start_id: IdString(job.start_id),
-                    end_id: IdString(job.end_id),
-                    shard: job.shard,
-                })
+                (
+                    job.number,
+                    ShardInfo {
+                        url: job.url,
+                        start_id: IdString(job.start_id),
+                        end_id: IdString(job.end_id),
+                        shard: job.shard,
+                    },
+                )
             })
             .collect();
         Ok(CustomResponse {
@@ -99,7 +106,8 @@ impl Tracker {
                     client_type: ClientType::Cpu,
                     ..caller.clone()
                 };
-                self.complete_as(&as_caller, *number, Some(url), None).await?;
+                self.complete_as(&as_caller, *number, Some(url), None)
+                    .await?;
                 done = true;
                 break;
             }
@@ -116,7 +124,9 @@ impl Tracker {
     /// `/api/isCompleted`: addresses whose job is closed or that no job carries.
     pub async fn is_completed(&self, addresses: &[String]) -> Result<Vec<String>, TrackerError> {
         if addresses.len() > 10_000 {
-            return Err(TrackerError::Invalid("at most 10000 addresses per request".into()));
+            return Err(TrackerError::Invalid(
+                "at most 10000 addresses per request".into(),
+            ));
         }
         Ok(jobs::completed_addresses(&self.db, addresses).await?)
     }
@@ -144,4 +154,3 @@ fn failed(detail: &str) -> CustomResponse {
         completed: None,
     }
 }
-

@@ -2,9 +2,9 @@
 
 use bytes::Bytes;
 use cah_protocol::ClientType;
+use cah_protocol::IdString;
 use cah_protocol::ext::{self, StoredBlob, UploadUrlResponse};
 use cah_protocol::legacy::{JobResponse, MarkAsDoneRequest};
-use cah_protocol::IdString;
 use futures_util::Stream;
 
 use super::{Tracker, TrackerError};
@@ -54,7 +54,9 @@ impl Tracker {
     ) -> Result<Vec<ext::Job>, TrackerError> {
         let client = self.client(token, None).await?;
         if max_jobs == 0 || max_jobs > 1000 {
-            return Err(TrackerError::Invalid("max_jobs must be between 1 and 1000".into()));
+            return Err(TrackerError::Invalid(
+                "max_jobs must be between 1 and 1000".into(),
+            ));
         }
         let stage = stage_of(client.client_type);
         let claimed = if whole_wat && stage == Stage::Cpu {
@@ -103,7 +105,10 @@ impl Tracker {
     }
 
     /// `/api/markAsDone`: completes the client's (lowest-numbered) job.
-    pub async fn legacy_mark_as_done(&self, request: &MarkAsDoneRequest) -> Result<(), TrackerError> {
+    pub async fn legacy_mark_as_done(
+        &self,
+        request: &MarkAsDoneRequest,
+    ) -> Result<(), TrackerError> {
         let client = self.client(&request.token, None).await?;
         let held = jobs::held(&self.db, &client.token).await?;
         let number = *held.first().ok_or_else(|| {
@@ -116,8 +121,13 @@ impl Tracker {
     /// `/api/ext/complete`.
     pub async fn complete(&self, request: &ext::CompleteRequest) -> Result<(), TrackerError> {
         let client = self.client(&request.token, None).await?;
-        self.complete_as(&client, request.number, request.bundle.as_deref(), request.count)
-            .await
+        self.complete_as(
+            &client,
+            request.number,
+            request.bundle.as_deref(),
+            request.count,
+        )
+        .await
     }
 
     pub(super) async fn complete_as(
@@ -145,8 +155,14 @@ impl Tracker {
                 })?,
             },
         };
-        let applied =
-            jobs::complete(&self.db, &client.token, &client.nickname, number, &completion).await?;
+        let applied = jobs::complete(
+            &self.db,
+            &client.token,
+            &client.nickname,
+            number,
+            &completion,
+        )
+        .await?;
         if !applied {
             return Err(TrackerError::NotHeld(format!(
                 "job {number} is not held by you: its lease expired or it was already completed"
@@ -169,7 +185,9 @@ impl Tracker {
             return Ok(());
         };
         if !staging::valid_key(key) || key_job(key) != Some(number) {
-            return Err(TrackerError::Invalid(format!("{bundle} is not a bundle of job {number}")));
+            return Err(TrackerError::Invalid(format!(
+                "{bundle} is not a bundle of job {number}"
+            )));
         }
         if self.staging.describe(&self.db, key).await?.is_none() {
             return Err(TrackerError::Invalid(format!(
@@ -186,14 +204,22 @@ impl Tracker {
         let number = *held
             .first()
             .ok_or_else(|| TrackerError::NotHeld("you do not hold a job".into()))?;
-        self.invalid(&client.token, number, "legacy gpuInvalidDownload").await
+        self.invalid(&client.token, number, "legacy gpuInvalidDownload")
+            .await
     }
 
     /// `/api/ext/invalid`.
-    pub async fn invalid(&self, token: &str, number: u64, reason: &str) -> Result<(), TrackerError> {
+    pub async fn invalid(
+        &self,
+        token: &str,
+        number: u64,
+        reason: &str,
+    ) -> Result<(), TrackerError> {
         let client = self.client(token, None).await?;
         if !jobs::invalidate(&self.db, &client.token, number).await? {
-            return Err(TrackerError::NotHeld(format!("you do not hold GPU job {number}")));
+            return Err(TrackerError::NotHeld(format!(
+                "you do not hold GPU job {number}"
+            )));
         }
         self.metrics.add(&self.metrics.invalid_bundles, 1);
         tracing::warn!(number, display_name = %client.display_name, reason = %reason.chars().take(200).collect::<String>(), "bundle reported invalid, job goes back to scraping");
@@ -204,16 +230,24 @@ impl Tracker {
     pub async fn release(&self, token: &str, number: u64) -> Result<(), TrackerError> {
         let client = self.client(token, None).await?;
         if jobs::release(&self.db, &client.token, Some(number)).await? == 0 {
-            return Err(TrackerError::NotHeld(format!("you do not hold job {number}")));
+            return Err(TrackerError::NotHeld(format!(
+                "you do not hold job {number}"
+            )));
         }
         Ok(())
     }
 
     /// `/api/ext/uploadUrl`: a signed PUT URL for a CPU job the client holds.
-    pub async fn upload_url(&self, token: &str, number: u64) -> Result<UploadUrlResponse, TrackerError> {
+    pub async fn upload_url(
+        &self,
+        token: &str,
+        number: u64,
+    ) -> Result<UploadUrlResponse, TrackerError> {
         let client = self.client(token, None).await?;
         if !jobs::held(&self.db, &client.token).await?.contains(&number) {
-            return Err(TrackerError::NotHeld(format!("you do not hold job {number}")));
+            return Err(TrackerError::NotHeld(format!(
+                "you do not hold job {number}"
+            )));
         }
         let key = staging::new_key(number);
         let (put_url, expires_at_ms) = self.staging.put_url(&self.public_url, &key);

@@ -41,7 +41,9 @@ pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
             sqlx::Executor::execute(&mut connection, format!("CREATE DATABASE {name}").as_str())
                 .await
                 .expect("create a test database");
-            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+            let base = admin
+                .rsplit_once('/')
+                .map_or(admin.as_str(), |(base, _)| base);
             format!("{base}/{name}")
         }
     }
@@ -67,7 +69,11 @@ impl TestTracker {
     }
 
     /// Starts a tracker over an existing database and folder.
-    pub async fn start_on(dir: tempfile::TempDir, database_url: String, extra: &[&str]) -> TestTracker {
+    pub async fn start_on(
+        dir: tempfile::TempDir,
+        database_url: String,
+        extra: &[&str],
+    ) -> TestTracker {
         let blob_dir = dir.path().join("staging");
         let mut argv = vec![
             "tracker-d".to_owned(),
@@ -89,7 +95,7 @@ impl TestTracker {
         let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command else {
             unreachable!("serve was given");
         };
-        let config = ServeConfig::try_from(args).expect("valid config");
+        let config = ServeConfig::try_from(*args).expect("valid config");
         let db = Db::connect(&database_url, 8).await.expect("database opens");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -130,7 +136,9 @@ impl TestTracker {
             .map(|i| format!("http://cc.test/wat/{}.warc.wat.gz", offset + i))
             .collect();
         let db = Db::connect(&self.database_url, 2).await.expect("db");
-        import::import(&db, &urls, false, |_| {}).await.expect("import");
+        import::import(&db, &urls, false, |_| {})
+            .await
+            .expect("import");
         db.close().await;
     }
 
@@ -140,12 +148,24 @@ impl TestTracker {
 
     pub async fn get(&self, path: &str) -> (u16, String) {
         let response = self.http.get(self.url(path)).send().await.expect("get");
-        (response.status().as_u16(), response.text().await.expect("body"))
+        (
+            response.status().as_u16(),
+            response.text().await.expect("body"),
+        )
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (u16, String) {
-        let response = self.http.post(self.url(path)).json(body).send().await.expect("post");
-        (response.status().as_u16(), response.text().await.expect("body"))
+        let response = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("post");
+        (
+            response.status().as_u16(),
+            response.text().await.expect("body"),
+        )
     }
 
     /// POSTs and decodes a 200 JSON answer, panicking with the body otherwise.
@@ -179,7 +199,10 @@ impl TestTracker {
     /// Uploads `bytes` as the bundle of `number` and returns the handoff string.
     pub async fn upload(&self, token: &str, number: u64, bytes: Vec<u8>) -> String {
         let issued: Value = self
-            .post_ok("/api/ext/uploadUrl", &json!({"token": token, "number": number}))
+            .post_ok(
+                "/api/ext/uploadUrl",
+                &json!({"token": token, "number": number}),
+            )
             .await;
         let response = self
             .http
@@ -189,7 +212,12 @@ impl TestTracker {
             .send()
             .await
             .expect("put");
-        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+        assert_eq!(
+            response.status(),
+            200,
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
         format!("blob:{}", issued["key"].as_str().expect("key"))
     }
 

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The project's checks: formatting, lints with warnings denied, every test, protocol crate alone.
+# Starts a throwaway PostgreSQL on loopback for the tracker suites unless CAH_TEST_POSTGRES_URL is set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+if [ -z "${CAH_TEST_POSTGRES_URL:-}" ]; then
+  pg_dir=$(mktemp -d /tmp/cah-ci-postgres.XXXXXX)
+  pg_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  trap 'scripts/postgres.sh stop "$pg_dir"; rm -rf "$pg_dir"' EXIT
+  CAH_TEST_POSTGRES_URL=$(scripts/postgres.sh start "$pg_dir" "$pg_port")
+  export CAH_TEST_POSTGRES_URL
+fi
+
+cargo test --workspace --locked
+# The wire crate must build alone, without features unified from the rest of the workspace.
+cargo check -p cah-protocol --locked
+scripts/verify-units.sh
