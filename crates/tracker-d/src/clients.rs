@@ -4,7 +4,7 @@ use cah_protocol::ClientType;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::db::{Db, DbError, to_u64};
+use crate::db::{Db, DbError, to_i64, to_u64};
 use crate::names;
 
 /// A registered client, as the handlers need it.
@@ -73,37 +73,50 @@ pub async fn register(
     Ok(client)
 }
 
-/// Marks the client as seen (and sets its progress); `None` if the token is unknown or reaped.
-pub async fn touch(
-    db: &Db,
-    token: &str,
-    progress: Option<&str>,
-    now: i64,
-) -> Result<Option<Client>, DbError> {
-    let row = match progress {
-        Some(progress) => {
-            sqlx::query(
-                "UPDATE clients SET last_seen = $1, progress = $2 WHERE token = $3 \
-                 RETURNING token, display_name, kind, nickname, address",
-            )
-            .bind(now)
-            .bind(progress)
-            .bind(token)
-            .fetch_optional(db.pool())
-            .await?
-        }
-        None => {
-            sqlx::query(
-                "UPDATE clients SET last_seen = $1 WHERE token = $2 \
-                 RETURNING token, display_name, kind, nickname, address",
-            )
-            .bind(now)
-            .bind(token)
-            .fetch_optional(db.pool())
-            .await?
-        }
-    };
+/// The client behind `token`, straight from the database (no touch).
+pub async fn lookup(db: &Db, token: &str) -> Result<Option<Client>, DbError> {
+    let row = sqlx::query(
+        "SELECT token, display_name, kind, nickname, address FROM clients WHERE token = $1",
+    )
+    .bind(token)
+    .fetch_optional(db.pool())
+    .await?;
     row.as_ref().map(client).transpose()
+}
+
+/// A touch not yet written: when the client was last seen, and its newest progress string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingTouch {
+    /// The client's token.
+    pub token: String,
+    /// Last call, unix milliseconds.
+    pub last_seen: i64,
+    /// Newest progress string, if one arrived since the last write.
+    pub progress: Option<String>,
+    /// Jobs completed since the last write.
+    pub jobs_completed: u64,
+}
+
+/// Writes batched touches in one transaction.
+pub async fn flush(db: &Db, touches: &[PendingTouch]) -> Result<(), DbError> {
+    if touches.is_empty() {
+        return Ok(());
+    }
+    let mut transaction = db.pool().begin().await?;
+    for touch in touches {
+        sqlx::query(
+            "UPDATE clients SET last_seen = $1, progress = COALESCE($2, progress), \
+             jobs_completed = jobs_completed + $3 WHERE token = $4",
+        )
+        .bind(touch.last_seen)
+        .bind(touch.progress.as_deref())
+        .bind(to_i64(touch.jobs_completed))
+        .bind(&touch.token)
+        .execute(&mut *transaction)
+        .await?;
+    }
+    transaction.commit().await?;
+    Ok(())
 }
 
 /// Forgets a client.
@@ -138,8 +151,9 @@ pub async fn tokens_at(db: &Db, address: &str) -> Result<Vec<String>, DbError> {
     Ok(tokens)
 }
 
-/// Releases the jobs of clients idle since before `cutoff` and forgets those clients.
-pub async fn reap_idle(db: &Db, cutoff: i64) -> Result<u64, DbError> {
+/// Releases the jobs of clients idle since before `cutoff`, forgets those clients and
+/// returns their tokens.
+pub async fn reap_idle(db: &Db, cutoff: i64) -> Result<Vec<String>, DbError> {
     let mut transaction = db.pool().begin().await?;
     sqlx::query(
         "UPDATE jobs SET status = 'open', holder = NULL, lease_until = NULL WHERE status = 'pending' \
@@ -148,11 +162,11 @@ pub async fn reap_idle(db: &Db, cutoff: i64) -> Result<u64, DbError> {
     .bind(cutoff)
     .execute(&mut *transaction)
     .await?;
-    let removed = sqlx::query("DELETE FROM clients WHERE last_seen < $1")
-        .bind(cutoff)
-        .execute(&mut *transaction)
-        .await?
-        .rows_affected();
+    let removed: Vec<String> =
+        sqlx::query_scalar("DELETE FROM clients WHERE last_seen < $1 RETURNING token")
+            .bind(cutoff)
+            .fetch_all(&mut *transaction)
+            .await?;
     transaction.commit().await?;
     Ok(removed)
 }

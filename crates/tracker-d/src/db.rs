@@ -64,12 +64,11 @@ impl Db {
                     .max_lifetime(None)
                     .after_connect(|connection, _| {
                         Box::pin(async move {
-                            connection
-                                .execute(
-                                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                     PRAGMA busy_timeout = 5000; PRAGMA temp_store = MEMORY;",
-                                )
-                                .await?;
+                            // One statement per call: a multi-statement string may stop after
+                            // the first pragma, silently leaving `synchronous = FULL`.
+                            for pragma in SQLITE_PRAGMAS {
+                                connection.execute(*pragma).await?;
+                            }
                             Ok(())
                         })
                     })
@@ -103,6 +102,15 @@ impl Db {
         self.pool.close().await;
     }
 }
+
+/// WAL with `synchronous = NORMAL`: a commit is durable against a process crash (SIGKILL) at
+/// once and against power loss from the next checkpoint; no fsync per commit.
+const SQLITE_PRAGMAS: &[&str] = &[
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA busy_timeout = 5000",
+    "PRAGMA temp_store = MEMORY",
+];
 
 fn dialect_of(url: &str) -> Result<Dialect, DbError> {
     if url.starts_with("sqlite:") {
@@ -142,6 +150,26 @@ mod tests {
         assert_eq!(dialect_of("sqlite::memory:").unwrap(), Dialect::Sqlite);
         assert_eq!(dialect_of("postgres://u@h/d").unwrap(), Dialect::Postgres);
         assert!(dialect_of("mysql://h/d").is_err());
+    }
+
+    #[tokio::test]
+    async fn sqlite_runs_in_wal_without_fsync_per_commit() {
+        let dir = std::env::temp_dir().join(format!("cah-db-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Db::connect(&format!("sqlite://{}/t.sqlite", dir.display()), 1)
+            .await
+            .unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!((mode.as_str(), synchronous), ("wal", 1), "1 is NORMAL");
+        db.close().await;
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -125,8 +125,10 @@ fn claim_sql(dialect: Dialect, selection: &str) -> String {
     const SET: &str =
         "SET status = 'pending', holder = $1, lease_until = $2, attempts = jobs.attempts + 1";
     match dialect {
+        // `+status` keeps SQLite's planner on the primary key: with a plain `status = 'open'`
+        // it walks the status index over every open job (measured: 29 ms instead of 60 µs).
         Dialect::Sqlite => format!(
-            "UPDATE jobs {SET} WHERE number IN ({selection}) AND status = 'open' \
+            "UPDATE jobs {SET} WHERE number IN ({selection}) AND +status = 'open' \
              RETURNING number, url, shard, start_id, end_id, gpu_url, lease_until"
         ),
         Dialect::Postgres => format!(
@@ -224,7 +226,7 @@ pub enum Completion {
 }
 
 /// Applies `completion` to job `number` if `holder` still holds it, crediting `nickname`
-/// on the right leaderboard in the same transaction. Returns whether it applied.
+/// on the right leaderboard atomically with it. Returns whether it applied.
 pub async fn complete(
     db: &Db,
     holder: &str,
@@ -233,68 +235,90 @@ pub async fn complete(
     completion: &Completion,
 ) -> Result<bool, DbError> {
     let now = now_ms();
-    let mut transaction = db.pool().begin().await?;
-    let applied = match completion {
-        Completion::HandOff { gpu_url } => sqlx::query(
+    let (update, credit) = completion_sql(completion);
+    match db.dialect() {
+        // One statement: the credit happens only for the row the update returned.
+        Dialect::Postgres => {
+            let sql = format!("WITH done AS ({update} RETURNING number) {credit}");
+            let rows =
+                bind_completion(sqlx::query(&sql), completion, holder, nickname, number, now)
+                    .fetch_all(db.pool())
+                    .await?;
+            Ok(rows.len() == 1)
+        }
+        Dialect::Sqlite => {
+            let mut transaction = db.pool().begin().await?;
+            let updated = bind_completion(
+                sqlx::query(update),
+                completion,
+                holder,
+                nickname,
+                number,
+                now,
+            )
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+            if updated != 1 {
+                transaction.rollback().await?;
+                return Ok(false);
+            }
+            // SQLite's upsert needs a WHERE after INSERT … SELECT to parse.
+            let credit = credit.replace(" FROM done", " WHERE true");
+            let query = sqlx::query(&credit).bind(nickname);
+            let query = match completion {
+                Completion::HandOff { .. } => query,
+                Completion::Close { pairs, .. } => query.bind(to_i64(*pairs)),
+            };
+            query.execute(&mut *transaction).await?;
+            transaction.commit().await?;
+            Ok(true)
+        }
+    }
+}
+
+/// The guarded update of a completion and the leaderboard credit that goes with it: `$1`
+/// nickname, `$2` gpu_url or pairs, `$3` now, `$4` number, `$5` holder, `$6` stage (the
+/// credit uses only `$1` and, for a close, `$2`).
+fn completion_sql(completion: &Completion) -> (&'static str, &'static str) {
+    match completion {
+        Completion::HandOff { .. } => (
             "UPDATE jobs SET stage = 'gpu', status = 'open', holder = NULL, lease_until = NULL, \
-                 gpu_url = $1, cpu_completor = $2, cpu_done_at = $3 \
-                 WHERE number = $4 AND holder = $5 AND status = 'pending' AND stage = 'cpu'",
-        )
-        .bind(gpu_url)
-        .bind(nickname)
+             gpu_url = $2, cpu_completor = $1, cpu_done_at = $3 \
+             WHERE number = $4 AND holder = $5 AND status = 'pending' AND stage = $6",
+            "INSERT INTO cpu_leaderboard (nickname, jobs_completed) SELECT $1, 1 FROM done \
+             ON CONFLICT (nickname) DO UPDATE SET jobs_completed = cpu_leaderboard.jobs_completed + 1 \
+             RETURNING nickname",
+        ),
+        Completion::Close { .. } => (
+            "UPDATE jobs SET status = 'closed', holder = NULL, lease_until = NULL, \
+             completor = $1, pairs = $2, closed_at = $3 \
+             WHERE number = $4 AND holder = $5 AND status = 'pending' AND stage = $6",
+            "INSERT INTO leaderboard (nickname, jobs_completed, pairs_scraped) SELECT $1, 1, $2 FROM done \
+             ON CONFLICT (nickname) DO UPDATE SET jobs_completed = leaderboard.jobs_completed + 1, \
+             pairs_scraped = leaderboard.pairs_scraped + excluded.pairs_scraped RETURNING nickname",
+        ),
+    }
+}
+
+fn bind_completion<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    completion: &'q Completion,
+    holder: &'q str,
+    nickname: &'q str,
+    number: u64,
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let query = query.bind(nickname);
+    let (query, stage) = match completion {
+        Completion::HandOff { gpu_url } => (query.bind(gpu_url.as_str()), Stage::Cpu),
+        Completion::Close { stage, pairs } => (query.bind(to_i64(*pairs)), *stage),
+    };
+    query
         .bind(now)
         .bind(to_i64(number))
         .bind(holder)
-        .execute(&mut *transaction)
-        .await?,
-        Completion::Close { stage, pairs } => {
-            sqlx::query(
-                "UPDATE jobs SET status = 'closed', holder = NULL, lease_until = NULL, \
-                 completor = $1, pairs = $2, closed_at = $3 \
-                 WHERE number = $4 AND holder = $5 AND status = 'pending' AND stage = $6",
-            )
-            .bind(nickname)
-            .bind(to_i64(*pairs))
-            .bind(now)
-            .bind(to_i64(number))
-            .bind(holder)
-            .bind(stage.as_str())
-            .execute(&mut *transaction)
-            .await?
-        }
-    };
-    if applied.rows_affected() != 1 {
-        transaction.rollback().await?;
-        return Ok(false);
-    }
-    match completion {
-        Completion::HandOff { .. } => {
-            sqlx::query(
-                "INSERT INTO cpu_leaderboard (nickname, jobs_completed) VALUES ($1, 1) \
-                 ON CONFLICT (nickname) DO UPDATE SET jobs_completed = cpu_leaderboard.jobs_completed + 1",
-            )
-            .bind(nickname)
-            .execute(&mut *transaction)
-            .await?;
-        }
-        Completion::Close { pairs, .. } => {
-            sqlx::query(
-                "INSERT INTO leaderboard (nickname, jobs_completed, pairs_scraped) VALUES ($1, 1, $2) \
-                 ON CONFLICT (nickname) DO UPDATE SET jobs_completed = leaderboard.jobs_completed + 1, \
-                 pairs_scraped = leaderboard.pairs_scraped + $2",
-            )
-            .bind(nickname)
-            .bind(to_i64(*pairs))
-            .execute(&mut *transaction)
-            .await?;
-        }
-    }
-    sqlx::query("UPDATE clients SET jobs_completed = jobs_completed + 1 WHERE token = $1")
-        .bind(holder)
-        .execute(&mut *transaction)
-        .await?;
-    transaction.commit().await?;
-    Ok(true)
+        .bind(stage.as_str())
 }
 
 /// A GPU client could not use the bundle: the job goes back to the CPU queue to be scraped

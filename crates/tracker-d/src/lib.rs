@@ -5,6 +5,7 @@
 //! [`tracker`] is the service every endpoint calls; [`http`] is the axum surface.
 
 pub mod cli;
+pub mod client_cache;
 pub mod clients;
 pub mod config;
 pub mod db;
@@ -117,23 +118,38 @@ pub async fn serve(
     result
 }
 
+/// Writes client touches every second and runs the reaper every `interval`, until cancelled;
+/// a last flush on the way out keeps "last seen" and progress current across restarts.
 async fn reap_forever(
     tracker: Arc<Tracker>,
     interval: std::time::Duration,
     token: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(interval);
+    let mut ticker = tokio::time::interval(interval.min(TOUCH_FLUSH_INTERVAL));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_reap = tokio::time::Instant::now();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            () = token.cancelled() => return,
+            () = token.cancelled() => break,
         }
-        if let Err(error) = tracker.reap().await {
+        let result = if last_reap.elapsed() >= interval {
+            last_reap = tokio::time::Instant::now();
+            tracker.reap().await
+        } else {
+            tracker.flush_touches().await
+        };
+        if let Err(error) = result {
             tracing::warn!(error = %error, "reaper round failed, retrying next tick");
         }
     }
+    if let Err(error) = tracker.flush_touches().await {
+        tracing::warn!(error = %error, "could not write the last client touches");
+    }
 }
+
+/// How often client touches (last seen, progress) are written.
+const TOUCH_FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The URL-signing key kept in the database, created on first start, so signed URLs survive restarts.
 async fn stored_signing_key(db: &Db) -> anyhow::Result<Vec<u8>> {

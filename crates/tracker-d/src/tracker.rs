@@ -13,6 +13,7 @@ use cah_protocol::legacy::NewResponse;
 use tokio::sync::Mutex;
 use url::Url;
 
+use crate::client_cache::ClientCache;
 use crate::clients;
 use crate::config::Settings;
 use crate::db::{Db, DbError, now_ms};
@@ -60,11 +61,12 @@ pub struct Tracker {
     public_url: Url,
     metrics: Metrics,
     limiter: RateLimiter,
+    clients: ClientCache,
     stats_cache: Mutex<Option<(Instant, Arc<Stats>)>>,
 }
 
 /// How long dashboard figures are reused before they are counted again.
-const STATS_TTL: Duration = Duration::from_secs(5);
+const STATS_TTL: Duration = Duration::from_secs(2);
 
 impl Tracker {
     /// Assembles a tracker over an open database and staging store.
@@ -77,6 +79,7 @@ impl Tracker {
             public_url,
             metrics: Metrics::default(),
             limiter,
+            clients: ClientCache::default(),
             stats_cache: Mutex::new(None),
         }
     }
@@ -131,6 +134,7 @@ impl Tracker {
             now_ms(),
         )
         .await?;
+        self.clients.insert(client.clone(), None, now_ms());
         self.metrics.inc(&self.metrics.registrations);
         tracing::info!(display_name = %client.display_name, %nickname, client_type = %client_type, %address, "client registered");
         Ok(NewResponse {
@@ -155,9 +159,39 @@ impl Tracker {
         progress: Option<&str>,
     ) -> Result<clients::Client, TrackerError> {
         let progress = progress.map(|progress| clean_label(progress, 255));
-        clients::touch(&self.db, token, progress.as_deref(), now_ms())
+        let now = now_ms();
+        if let Some(client) = self.clients.touch(token, progress.as_deref(), now) {
+            return Ok(client);
+        }
+        let client = clients::lookup(&self.db, token)
             .await?
-            .ok_or(TrackerError::UnknownToken)
+            .ok_or(TrackerError::UnknownToken)?;
+        self.clients
+            .insert(client.clone(), progress.as_deref(), now);
+        Ok(client)
+    }
+
+    /// Writes the touches collected since the last flush, renewing the leases of every client
+    /// that called (any call renews, as in 2021; heartbeats renew at once as well).
+    pub async fn flush_touches(&self) -> Result<(), TrackerError> {
+        let touches = self.clients.take_touches();
+        if touches.is_empty() {
+            return Ok(());
+        }
+        let lease_ms = i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX / 2);
+        let result = async {
+            clients::flush(&self.db, &touches).await?;
+            for touch in &touches {
+                crate::jobs::renew(&self.db, &touch.token, touch.last_seen + lease_ms).await?;
+            }
+            Ok::<(), crate::db::DbError>(())
+        }
+        .await;
+        if let Err(error) = result {
+            self.clients.restore(touches);
+            return Err(error.into());
+        }
+        Ok(())
     }
 
     /// `/api/validateWorker`.
@@ -174,6 +208,7 @@ impl Tracker {
         let client = self.client(token, None).await?;
         crate::jobs::release(&self.db, &client.token, None).await?;
         clients::remove(&self.db, &client.token).await?;
+        self.clients.remove(&client.token);
         tracing::info!(display_name = %client.display_name, "client said bye");
         Ok(())
     }
@@ -260,11 +295,17 @@ impl Tracker {
 
     /// Runs one round of the reaper: expired leases, idle clients, staged blobs.
     pub async fn reap(&self) -> Result<(), TrackerError> {
+        // Idleness is judged on what the database knows, so write the touches first.
+        self.flush_touches().await?;
         let now = now_ms();
         let expired = crate::jobs::expire_leases(&self.db, now).await?;
         let idle_cutoff =
             now - i64::try_from(self.settings.client_timeout.as_millis()).unwrap_or(i64::MAX / 2);
-        let reaped = clients::reap_idle(&self.db, idle_cutoff).await?;
+        let reaped_tokens = clients::reap_idle(&self.db, idle_cutoff).await?;
+        for token in &reaped_tokens {
+            self.clients.remove(token);
+        }
+        let reaped = reaped_tokens.len() as u64;
         let collected = self
             .staging
             .collect_garbage(&self.db, self.settings.blob_grace)

@@ -117,12 +117,21 @@ async fn lifecycle(backend: Backend) {
     let (status, page) = tracker.get("/leaderboard").await;
     assert_eq!(status, 200);
     assert!(page.contains("alice") && page.contains("bob"), "{page}");
-    let (status, page) = tracker.get("/").await;
-    assert_eq!(status, 200);
-    assert!(
-        page.contains("jobs-per-hour") && page.contains("Downloading images"),
-        "{page}"
-    );
+    // Progress strings reach the dashboard within the touch flush (1 s) plus the figures' cache.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, page) = tracker.get("/").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("jobs-per-hour"), "{page}");
+        if page.contains("Downloading images") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "progress never shown: {page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     let (status, metrics) = tracker.get("/metrics").await;
     assert_eq!(status, 200);
     assert!(metrics.contains("tracker_closes_total 1"), "{metrics}");

@@ -27,7 +27,7 @@ CREATE TABLE jobs (
     closed_at {bigint},
     UNIQUE (url, shard)
 );
-CREATE INDEX jobs_open ON jobs (stage, status, shuffle_key);
+CREATE INDEX jobs_open ON jobs (stage, status, shuffle_key, number);
 CREATE INDEX jobs_holder ON jobs (holder);
 CREATE INDEX jobs_lease ON jobs (status, lease_until);
 CREATE INDEX jobs_gpu_url ON jobs (gpu_url);

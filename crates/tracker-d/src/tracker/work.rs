@@ -168,6 +168,7 @@ impl Tracker {
                 "job {number} is not held by you: its lease expired or it was already completed"
             )));
         }
+        self.clients.credit(&client.token);
         match completion {
             Completion::HandOff { .. } => self.metrics.add(&self.metrics.handoffs, 1),
             Completion::Close { pairs, .. } => {
