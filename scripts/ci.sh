@@ -15,6 +15,10 @@ if [ -z "${CAH_TEST_POSTGRES_URL:-}" ]; then
   export CAH_TEST_POSTGRES_URL
 fi
 
+# Real photos for the test web (scikit-image's samples from PyPI, re-encoded once and cached).
+scripts/prepare-photos.sh
+export CAH_TESTKIT_REQUIRE_PHOTOS=1
+
 cargo test --workspace --locked
 # The wire crate must build alone, without features unified from the rest of the workspace.
 cargo check -p cah-protocol --locked
