@@ -32,7 +32,10 @@ fn registration() {
 #[test]
 fn job_handout_keeps_string_ids() {
     let job: JobResponse = round_trip("job_response.json");
-    assert_eq!((job.start_id, job.end_id), (IdString(0), IdString(1_000_000)));
+    assert_eq!(
+        (job.start_id, job.end_id),
+        (IdString(0), IdString(1_000_000))
+    );
     assert_eq!((job.shard, job.number), (1, 2));
     let gpu: JobResponse = round_trip("gpu_job_response.json");
     assert!(gpu.url.starts_with("rsync "));
@@ -45,7 +48,10 @@ fn worker_calls() {
     let progress: UpdateProgressRequest = round_trip("update_progress.json");
     assert_eq!(progress.progress, "Downloading images");
     let cpu: MarkAsDoneRequest = round_trip("mark_as_done_cpu.json");
-    assert_eq!(cpu.url.as_deref(), Some("rsync 0b5e8a0e2c5e4bb4a3f2b8e9d1c0f7a6"));
+    assert_eq!(
+        cpu.url.as_deref(),
+        Some("rsync 0b5e8a0e2c5e4bb4a3f2b8e9d1c0f7a6")
+    );
     assert_eq!(cpu.start_id, Some(IdString(4_000_000)));
     let gpu: MarkAsDoneRequest = round_trip("mark_as_done_gpu.json");
     assert_eq!(gpu.count, Some(7324));
@@ -59,7 +65,13 @@ fn full_wat_endpoints() {
     assert!(lookup.token.is_none());
     let shards: CustomResponse = round_trip("lookup_wat_response.json");
     let shards = shards.shards.expect("shards listed");
-    assert_eq!(shards.iter().map(|(n, s)| (*n, s.shard)).collect::<Vec<_>>(), [(1, 0), (2, 1)]);
+    assert_eq!(
+        shards
+            .iter()
+            .map(|(n, s)| (*n, s.shard))
+            .collect::<Vec<_>>(),
+        [(1, 0), (2, 1)]
+    );
     let failed: CustomResponse = round_trip("custom_failed.json");
     assert_eq!(failed.status, "failed");
     let done: MarkAsDoneCpuRequest = round_trip("markasdone_cpu_request.json");
@@ -100,9 +112,10 @@ fn missing_type_defaults_to_hybrid_as_in_2021() {
 
 #[test]
 fn ids_decode_from_numbers_and_reject_garbage() {
-    let job: ShardInfo =
-        serde_json::from_str(r#"{"url": "u", "start_id": 500000, "end_id": "1000000", "shard": 1}"#)
-            .expect("decodes");
+    let job: ShardInfo = serde_json::from_str(
+        r#"{"url": "u", "start_id": 500000, "end_id": "1000000", "shard": 1}"#,
+    )
+    .expect("decodes");
     assert_eq!(job.start_id, IdString(500_000));
     assert!(serde_json::from_str::<IdString>(r#""12a""#).is_err());
     assert!(serde_json::from_str::<IdString>("-4").is_err());
@@ -119,9 +132,10 @@ fn unknown_fields_are_tolerated() {
 fn extension_defaults() {
     let claim: ext::ClaimRequest = serde_json::from_str(r#"{"token": "t"}"#).expect("decodes");
     assert_eq!((claim.max_jobs, claim.whole_wat), (1, false));
-    let dedup: ext::DedupRequest =
-        serde_json::from_str(r#"{"token": "t", "set": "clipped", "hashes": [18446744073709551615]}"#)
-            .expect("decodes");
+    let dedup: ext::DedupRequest = serde_json::from_str(
+        r#"{"token": "t", "set": "clipped", "hashes": [18446744073709551615]}"#,
+    )
+    .expect("decodes");
     assert_eq!(dedup.set, ext::DedupSet::Clipped);
     assert_eq!(dedup.hashes, [u64::MAX]);
     assert!(dedup.add);

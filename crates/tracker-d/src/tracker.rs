@@ -39,7 +39,7 @@ pub enum TrackerError {
     #[error("{0}")]
     Invalid(String),
     /// Too many registrations from this address (429).
-    #[error("too many registrations from this address, retry in {} s", .0.as_secs().max(1))]
+    #[error("too many registrations from this address, retry in {} s", .0.as_secs_f64().ceil().max(1.0))]
     RateLimited(Duration),
     /// Missing or wrong admin secret (401).
     #[error("missing or wrong admin secret in the x-cah-admin-secret header")]

@@ -83,7 +83,8 @@ fn status_of(error: &TrackerError, legacy: bool) -> (StatusCode, String, Option<
         TrackerError::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     let retry_after = match error {
-        TrackerError::RateLimited(wait) => Some(wait.as_secs().max(1)),
+        // Rounded up: a client that waits exactly this long must find a token free.
+        TrackerError::RateLimited(wait) => Some(wait.as_secs_f64().ceil().max(1.0) as u64),
         TrackerError::Db(_) => Some(1),
         _ => None,
     };

@@ -1,0 +1,325 @@
+//! The accounts file (TOML, `deny_unknown_fields`): Hetzner projects with their tokens, leaderboard
+//! nicknames and node caps (2021's `.env` lines, reference §4.2), plus the bootstrap settings.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use url::Url;
+
+use crate::secret::Secret;
+
+/// One Hetzner project the swarm may use, in fill order.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// Short name, used in tables and the `account` label.
+    pub name: String,
+    pub token: Secret,
+    /// Leaderboard nickname written into the nodes' env file.
+    pub nickname: String,
+    pub cap: NodeCap,
+}
+
+/// How many nodes of the swarm an account may hold (2021's `max_nodes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeCap {
+    /// `-1`: as many as the account's server limit allows.
+    UpToLimit,
+    /// `0`: skip this account.
+    Skip,
+    /// `n > 0`: at most n.
+    AtMost(u32),
+}
+
+/// What cloud-init installs on a node.
+#[derive(Debug, Clone)]
+pub struct BootstrapSettings {
+    /// Where nodes download the scraper-d binary.
+    pub scraper_url: Url,
+    /// Its expected SHA-256, lowercase hex.
+    pub scraper_sha256: String,
+    /// Tracker URL as the nodes reach it.
+    pub tracker_url: Url,
+    /// File with the swarm's enrollment token; default `<state dir>/<swarm>.enrollment` (generated).
+    pub enrollment_token_file: Option<PathBuf>,
+    /// Private SSH key for the swarm; default `<state dir>/<swarm>_ed25519` (generated).
+    pub ssh_key: Option<PathBuf>,
+}
+
+/// The whole file.
+#[derive(Debug, Clone)]
+pub struct AccountsFile {
+    pub accounts: Vec<Account>,
+    pub bootstrap: Option<BootstrapSettings>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    bootstrap: Option<RawBootstrap>,
+    #[serde(default, rename = "account")]
+    accounts: Vec<RawAccount>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBootstrap {
+    scraper_url: Url,
+    scraper_sha256: String,
+    tracker_url: Url,
+    #[serde(default)]
+    enrollment_token_file: Option<PathBuf>,
+    #[serde(default)]
+    ssh_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    name: String,
+    #[serde(default)]
+    token_env: Option<String>,
+    #[serde(default)]
+    token_file: Option<PathBuf>,
+    nickname: String,
+    #[serde(default = "unlimited")]
+    max_nodes: i64,
+}
+
+fn unlimited() -> i64 {
+    -1
+}
+
+impl NodeCap {
+    /// Room left for new nodes given `existing` ones; `None` means "until the account's limit".
+    pub fn room(self, existing: usize) -> Option<usize> {
+        match self {
+            NodeCap::UpToLimit => None,
+            NodeCap::Skip => Some(0),
+            NodeCap::AtMost(cap) => Some((cap as usize).saturating_sub(existing)),
+        }
+    }
+}
+
+/// Reads and validates the accounts file; `env` looks up environment variables (tokens).
+pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<AccountsFile> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read the accounts file {}; create it from deploy/swarm.example.toml or pass --config",
+            path.display()
+        )
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, base, env).with_context(|| format!("invalid accounts file {}", path.display()))
+}
+
+/// Parses the file's text; relative paths are taken from `base`.
+pub fn parse(
+    text: &str,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<AccountsFile> {
+    let raw: RawFile = toml::from_str(text)?;
+    if raw.accounts.is_empty() {
+        bail!("no [[account]] entries; add one per Hetzner project");
+    }
+    let mut accounts = Vec::new();
+    for entry in raw.accounts {
+        if !valid_label_value(&entry.name) || entry.name.is_empty() {
+            bail!(
+                "account name {:?} must be 1-63 letters, digits, '-', '_' or '.'",
+                entry.name
+            );
+        }
+        if accounts
+            .iter()
+            .any(|account: &Account| account.name == entry.name)
+        {
+            bail!("account name {:?} appears twice", entry.name);
+        }
+        if entry.nickname.is_empty()
+            || entry.nickname.len() > 64
+            || !entry
+                .nickname
+                .chars()
+                .all(|c| c.is_alphanumeric() || "-_.@ ".contains(c))
+        {
+            bail!(
+                "account {}: nickname {:?} must be 1-64 letters, digits, spaces or -_.@",
+                entry.name,
+                entry.nickname
+            );
+        }
+        let cap = match entry.max_nodes {
+            -1 => NodeCap::UpToLimit,
+            0 => NodeCap::Skip,
+            n if n > 0 => NodeCap::AtMost(u32::try_from(n).unwrap_or(u32::MAX)),
+            n => bail!(
+                "account {}: max_nodes {n} must be -1 (up to the account limit), 0 (skip) or positive",
+                entry.name
+            ),
+        };
+        let token = if cap == NodeCap::Skip {
+            Secret::new("")
+        } else {
+            read_token(&entry, base, env)?
+        };
+        accounts.push(Account {
+            name: entry.name,
+            token,
+            nickname: entry.nickname,
+            cap,
+        });
+    }
+    let bootstrap = raw
+        .bootstrap
+        .map(|raw| -> anyhow::Result<BootstrapSettings> {
+            let sha = raw.scraper_sha256.to_ascii_lowercase();
+            if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
+                bail!("bootstrap.scraper_sha256 must be 64 hex digits (sha256sum of the binary)");
+            }
+            if raw.scraper_url.scheme() != "https" && raw.scraper_url.scheme() != "http" {
+                bail!("bootstrap.scraper_url must be an http(s) URL");
+            }
+            Ok(BootstrapSettings {
+                scraper_url: raw.scraper_url,
+                scraper_sha256: sha,
+                tracker_url: raw.tracker_url,
+                enrollment_token_file: raw.enrollment_token_file.map(|path| base.join(path)),
+                ssh_key: raw.ssh_key.map(|path| base.join(path)),
+            })
+        })
+        .transpose()?;
+    Ok(AccountsFile {
+        accounts,
+        bootstrap,
+    })
+}
+
+fn read_token(
+    entry: &RawAccount,
+    base: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Secret> {
+    let token = match (&entry.token_env, &entry.token_file) {
+        (Some(variable), None) => env(variable).with_context(|| {
+            format!(
+                "account {}: environment variable {variable} is not set; export the project's API token there",
+                entry.name
+            )
+        })?,
+        (None, Some(file)) => {
+            let path = base.join(file);
+            std::fs::read_to_string(&path).with_context(|| {
+                format!("account {}: cannot read token file {}", entry.name, path.display())
+            })?
+        }
+        _ => bail!(
+            "account {}: set exactly one of token_env or token_file",
+            entry.name
+        ),
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        bail!("account {}: the API token is empty", entry.name);
+    }
+    Ok(Secret::new(token))
+}
+
+/// Label values: at most 63 characters of alphanumerics and `-_.`, alphanumeric at both ends.
+pub fn valid_label_value(value: &str) -> bool {
+    value.len() <= 63
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && value
+            .chars()
+            .next()
+            .is_none_or(|c| c.is_ascii_alphanumeric())
+        && value
+            .chars()
+            .last()
+            .is_none_or(|c| c.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn parses_accounts_and_caps() {
+        let env = |name: &str| (name == "TOKEN_A").then(|| "secret-a".to_owned());
+        let file = parse(
+            r#"
+            [[account]]
+            name = "a"
+            token_env = "TOKEN_A"
+            nickname = "alice"
+            [[account]]
+            name = "b"
+            token_env = "UNSET"
+            nickname = "bob"
+            max_nodes = 0
+            "#,
+            Path::new("."),
+            &env,
+        )
+        .expect("valid");
+        assert_eq!(file.accounts.len(), 2);
+        assert_eq!(file.accounts[0].cap, NodeCap::UpToLimit);
+        assert_eq!(file.accounts[0].token.expose(), "secret-a");
+        assert_eq!(file.accounts[1].cap, NodeCap::Skip);
+        assert!(!format!("{file:?}").contains("secret-a"));
+        assert_eq!(NodeCap::AtMost(3).room(1), Some(2));
+        assert_eq!(NodeCap::AtMost(3).room(5), Some(0));
+    }
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../../../deploy/swarm.example.toml");
+        let env = |name: &str| {
+            name.starts_with("HCLOUD_TOKEN_")
+                .then(|| format!("token-of-{name}"))
+        };
+        let file = parse(text, Path::new("."), &env).expect("example is valid");
+        let caps: Vec<NodeCap> = file.accounts.iter().map(|account| account.cap).collect();
+        assert_eq!(
+            caps,
+            vec![NodeCap::UpToLimit, NodeCap::AtMost(10), NodeCap::Skip]
+        );
+        assert!(file.bootstrap.is_some());
+    }
+
+    #[test]
+    fn refuses_bad_files() {
+        let cases = [
+            (
+                "[[account]]\nname = \"a\"\ntoken_env = \"X\"\nnickname = \"n\"\ncolour = 1\n",
+                "unknown field",
+            ),
+            (
+                "[[account]]\nname = \"a\"\ntoken_env = \"X\"\nnickname = \"n\"\n",
+                "X is not set",
+            ),
+            (
+                "[[account]]\nname = \"a\"\nnickname = \"n\"\n",
+                "exactly one of",
+            ),
+            (
+                "[[account]]\nname = \"a\"\ntoken_env = \"X\"\nnickname = \"n\"\nmax_nodes = -2\n",
+                "max_nodes",
+            ),
+            ("", "no [[account]]"),
+        ];
+        for (text, expected) in cases {
+            let error = parse(text, Path::new("."), &no_env).expect_err(text);
+            let message = format!("{error:#}");
+            assert!(message.contains(expected), "{text:?}: {message}");
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! The swarm as a set of labelled servers: listing it, growing it (`up`) and deleting it (`down`).
+//!
+//! Only servers carrying both `managed-by=cah-swarm` and `swarm=NAME` are ever counted, changed or
+//! deleted; the labels are checked client-side after every list and again just before a delete.
+
+mod create;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+pub(crate) use create::{Created, Creator, Outcome};
+
+use crate::cli::{DownArgs, UpArgs};
+use crate::config::Ctl;
+use crate::hcloud::{Server, ServerType};
+use crate::status;
+
+/// The label every server we create carries.
+pub const MANAGED_BY: (&str, &str) = ("managed-by", "cah-swarm");
+/// The label naming the swarm.
+pub const SWARM_LABEL: &str = "swarm";
+/// The label naming the account (its entry in the accounts file).
+pub const ACCOUNT_LABEL: &str = "account";
+
+/// One server of the swarm and the account it lives in.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Index into [`Ctl::projects`].
+    pub project: usize,
+    pub server: Server,
+}
+
+/// `managed-by=cah-swarm,swarm=NAME`.
+pub fn label_selector(swarm: &str) -> String {
+    format!("{}={},{SWARM_LABEL}={swarm}", MANAGED_BY.0, MANAGED_BY.1)
+}
+
+/// Whether `labels` say the server belongs to `swarm` (the client-side check).
+pub fn is_ours(labels: &BTreeMap<String, String>, swarm: &str) -> bool {
+    labels.get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1)
+        && labels.get(SWARM_LABEL).map(String::as_str) == Some(swarm)
+}
+
+/// `cah-SWARM-N`.
+pub fn node_name(swarm: &str, index: u32) -> String {
+    format!("cah-{swarm}-{index}")
+}
+
+/// N of `cah-SWARM-N`.
+pub fn node_index(swarm: &str, name: &str) -> Option<u32> {
+    name.strip_prefix(&format!("cah-{swarm}-"))?.parse().ok()
+}
+
+/// Every node of the swarm in every account, without those being deleted, ordered by name index.
+pub async fn list_nodes(ctl: &Ctl) -> anyhow::Result<Vec<Node>> {
+    let selector = label_selector(&ctl.swarm);
+    let mut nodes = Vec::new();
+    for (index, project) in ctl.projects.iter().enumerate() {
+        let servers =
+            project.api.list_servers(&selector).await.with_context(|| {
+                format!("cannot list servers of account {}", project.account.name)
+            })?;
+        nodes.extend(
+            servers
+                .into_iter()
+                .filter(|server| is_ours(&server.labels, &ctl.swarm) && server.status != "deleting")
+                .map(|server| Node {
+                    project: index,
+                    server,
+                }),
+        );
+    }
+    nodes.sort_by_key(|node| (node_index(&ctl.swarm, &node.server.name), node.server.id));
+    Ok(nodes)
+}
+
+/// `swarm-ctl up N`.
+pub async fn up(ctl: &Ctl, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    if args.wait_ready {
+        ctl.tracker()?;
+    }
+    let existing = list_nodes(ctl).await?;
+    let wanted = args.count as usize;
+    let types = ctl.projects[0]
+        .api
+        .server_types()
+        .await
+        .context("cannot read the server types")?;
+    if existing.len() >= wanted {
+        writeln!(
+            out,
+            "swarm {} already has {} nodes ({wanted} asked); nothing to create (`swarm-ctl down` removes nodes)",
+            ctl.swarm,
+            existing.len()
+        )?;
+        write!(out, "{}", status::nodes_table(ctl, &existing, &types, None))?;
+        return Ok(());
+    }
+    let server_type = types
+        .iter()
+        .find(|candidate| candidate.name == args.server_type)
+        .with_context(|| {
+            let names: Vec<&str> = types.iter().map(|known| known.name.as_str()).collect();
+            format!(
+                "unknown server type {}; known: {}",
+                args.server_type,
+                names.join(", ")
+            )
+        })?;
+    let mut locations = choose_locations(server_type, &args.location)?;
+    let mut per_location: HashMap<String, usize> = HashMap::new();
+    let mut per_project = vec![0usize; ctl.projects.len()];
+    for node in &existing {
+        *per_location
+            .entry(node.server.location.name.clone())
+            .or_default() += 1;
+        per_project[node.project] += 1;
+    }
+    let next_index = existing
+        .iter()
+        .filter_map(|node| node_index(&ctl.swarm, &node.server.name))
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let mut creator = Creator::new(
+        ctl,
+        next_index,
+        server_type.name.clone(),
+        args.image.clone(),
+    )
+    .await?;
+    let mut missing = wanted - existing.len();
+    let mut created: Vec<Created> = Vec::new();
+    writeln!(
+        out,
+        "swarm {}: {} nodes, creating {missing}",
+        ctl.swarm,
+        existing.len()
+    )?;
+    'accounts: for (project_index, project) in ctl.projects.iter().enumerate() {
+        let mut room = project.account.cap.room(per_project[project_index]);
+        while missing > 0 && room != Some(0) {
+            let Some(location) = pick_location(&locations, &per_location) else {
+                break 'accounts;
+            };
+            match creator.create(project_index, &location).await? {
+                Outcome::Created(node) => {
+                    *per_location
+                        .entry(node.server.location.name.clone())
+                        .or_default() += 1;
+                    per_project[project_index] += 1;
+                    room = room.map(|room| room - 1);
+                    missing -= 1;
+                    created.push(*node);
+                }
+                Outcome::AccountFull(reason) => {
+                    writeln!(
+                        out,
+                        "account {} is at its server limit ({reason}); moving on",
+                        project.account.name
+                    )?;
+                    break;
+                }
+                Outcome::LocationUnavailable(reason) => {
+                    writeln!(
+                        out,
+                        "{} is not available in {location} now ({reason}); using the other locations",
+                        server_type.name
+                    )?;
+                    locations.retain(|known| *known != location);
+                }
+            }
+        }
+    }
+    wait_created(ctl, &created).await?;
+    let mut nodes = list_nodes(ctl).await?;
+    if args.wait_ready && !created.is_empty() {
+        let names: Vec<String> = created
+            .iter()
+            .map(|node| node.server.name.clone())
+            .collect();
+        status::wait_ready(ctl, &names).await?;
+        nodes = list_nodes(ctl).await?;
+    }
+    let heartbeats = match &ctl.tracker {
+        Some(_) => Some(status::heartbeats(ctl, &nodes).await?),
+        None => None,
+    };
+    write!(
+        out,
+        "{}",
+        status::nodes_table(ctl, &nodes, &types, heartbeats.as_ref())
+    )?;
+    if missing > 0 {
+        if locations.is_empty() {
+            bail!(
+                "created {} of {} missing nodes: {} is unavailable in every chosen location; try --location or --server-type",
+                created.len(),
+                created.len() + missing,
+                server_type.name
+            );
+        }
+        bail!(
+            "created {} of {} missing nodes: every account is at its cap or server limit; add accounts or raise max_nodes",
+            created.len(),
+            created.len() + missing
+        );
+    }
+    writeln!(out, "swarm {} has {} nodes", ctl.swarm, nodes.len())?;
+    Ok(())
+}
+
+/// The requested locations checked against the type, or every location offering it.
+fn choose_locations(server_type: &ServerType, requested: &[String]) -> anyhow::Result<Vec<String>> {
+    let offered: Vec<String> = if server_type.locations.is_empty() {
+        server_type
+            .prices
+            .iter()
+            .map(|price| price.location.clone())
+            .collect()
+    } else {
+        server_type
+            .locations
+            .iter()
+            .map(|location| location.name.clone())
+            .collect()
+    };
+    if requested.is_empty() {
+        return Ok(offered);
+    }
+    let mut chosen = Vec::new();
+    for location in requested {
+        let location = location.trim();
+        if !server_type.offered_in(location) {
+            bail!(
+                "server type {} is not offered in {location}; it is offered in: {}",
+                server_type.name,
+                offered.join(", ")
+            );
+        }
+        if !chosen.iter().any(|known: &String| known == location) {
+            chosen.push(location.to_owned());
+        }
+    }
+    Ok(chosen)
+}
+
+/// Round-robin over locations: the one with the fewest nodes, ties in the given order.
+fn pick_location(locations: &[String], per_location: &HashMap<String, usize>) -> Option<String> {
+    locations
+        .iter()
+        .min_by_key(|location| per_location.get(*location).copied().unwrap_or(0))
+        .cloned()
+}
+
+/// Waits for the create actions with a progress bar, then for every new server to run.
+pub(crate) async fn wait_created(ctl: &Ctl, created: &[Created]) -> anyhow::Result<()> {
+    if created.is_empty() {
+        return Ok(());
+    }
+    let total: usize = created.iter().map(|node| node.action_ids.len()).sum();
+    let bar = progress_bar(total as u64 + created.len() as u64, "booting");
+    let mut done_before = 0u64;
+    for (project_index, project) in ctl.projects.iter().enumerate() {
+        let ids: Vec<i64> = created
+            .iter()
+            .filter(|node| node.project == project_index)
+            .flat_map(|node| node.action_ids.iter().copied())
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        project
+            .api
+            .wait_actions(&ids, ctl.poll_interval, ctl.wait_timeout, |done, _| {
+                bar.set_position(done_before + done as u64);
+            })
+            .await
+            .with_context(|| {
+                format!(
+                    "servers of account {} did not come up",
+                    project.account.name
+                )
+            })?;
+        done_before += ids.len() as u64;
+    }
+    let wanted: HashSet<i64> = created.iter().map(|node| node.server.id).collect();
+    let deadline = tokio::time::Instant::now() + ctl.wait_timeout;
+    loop {
+        let nodes = list_nodes(ctl).await?;
+        let running = nodes
+            .iter()
+            .filter(|node| wanted.contains(&node.server.id) && node.server.status == "running")
+            .count();
+        bar.set_position(done_before + running as u64);
+        if running == wanted.len() {
+            bar.finish_and_clear();
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "only {running} of {} new servers are running after {:?}; check them with `swarm-ctl status`",
+                wanted.len(),
+                ctl.wait_timeout
+            );
+        }
+        tokio::time::sleep(ctl.poll_interval).await;
+    }
+}
+
+/// A bar on stderr (hidden when stderr is not a terminal).
+pub(crate) fn progress_bar(total: u64, message: &'static str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(message);
+    bar
+}
+
+/// `swarm-ctl down`.
+pub async fn down(ctl: &Ctl, args: &DownArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let nodes = list_nodes(ctl).await?;
+    if nodes.is_empty() {
+        writeln!(out, "swarm {} has no servers; nothing to delete", ctl.swarm)?;
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|node| {
+            vec![
+                node.server.name.clone(),
+                ctl.projects[node.project].account.name.clone(),
+                node.server.status.clone(),
+                node.server.ipv4().unwrap_or("-").to_owned(),
+                node.server.location.name.clone(),
+            ]
+        })
+        .collect();
+    write!(
+        out,
+        "{}",
+        crate::report::table(&["NAME", "ACCOUNT", "STATUS", "IPV4", "LOCATION"], &rows)
+    )?;
+    if !args.yes {
+        writeln!(
+            out,
+            "dry run: would delete these {} servers of swarm {}; run again with --yes to delete them",
+            nodes.len(),
+            ctl.swarm
+        )?;
+        return Ok(());
+    }
+    let mut actions: Vec<(usize, i64)> = Vec::new();
+    for node in &nodes {
+        if let Some(action) = delete_checked(ctl, node).await? {
+            actions.push((node.project, action));
+        }
+    }
+    let bar = progress_bar(actions.len() as u64, "deleting");
+    let mut done_before = 0u64;
+    for (project_index, project) in ctl.projects.iter().enumerate() {
+        let ids: Vec<i64> = actions
+            .iter()
+            .filter(|(project, _)| *project == project_index)
+            .map(|(_, id)| *id)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        project
+            .api
+            .wait_actions(&ids, ctl.poll_interval, ctl.wait_timeout, |done, _| {
+                bar.set_position(done_before + done as u64);
+            })
+            .await
+            .with_context(|| format!("deleting servers of account {}", project.account.name))?;
+        done_before += ids.len() as u64;
+    }
+    bar.finish_and_clear();
+    writeln!(
+        out,
+        "deleted {} servers of swarm {}",
+        actions.len(),
+        ctl.swarm
+    )?;
+    Ok(())
+}
+
+/// Deletes `node` after reading its labels again; `None` when it is no longer ours or gone.
+pub(crate) async fn delete_checked(ctl: &Ctl, node: &Node) -> anyhow::Result<Option<i64>> {
+    let project = &ctl.projects[node.project];
+    let current = match project.api.get_server(node.server.id).await {
+        Ok(server) => server,
+        Err(error) if error.code() == Some(&crate::hcloud::ErrorCode::NotFound) => return Ok(None),
+        Err(error) => return Err(error).context("cannot re-read a server before deleting it"),
+    };
+    if !is_ours(&current.labels, &ctl.swarm) {
+        tracing::warn!(name = %current.name, id = current.id, "labels changed since listing, not deleting");
+        return Ok(None);
+    }
+    let action = project
+        .api
+        .delete_server(current.id)
+        .await
+        .with_context(|| format!("cannot delete server {}", current.name))?;
+    tracing::info!(name = %current.name, account = %project.account.name, "server deleted");
+    Ok(Some(action.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_names() {
+        let ours = BTreeMap::from([
+            ("managed-by".to_owned(), "cah-swarm".to_owned()),
+            ("swarm".to_owned(), "alpha".to_owned()),
+        ]);
+        assert!(is_ours(&ours, "alpha"));
+        assert!(!is_ours(&ours, "beta"));
+        assert!(!is_ours(&BTreeMap::new(), "alpha"));
+        assert_eq!(label_selector("alpha"), "managed-by=cah-swarm,swarm=alpha");
+        assert_eq!(node_index("alpha", &node_name("alpha", 12)), Some(12));
+        assert_eq!(node_index("alpha", "cah-alphabet-1"), None);
+        let locations = vec!["fsn1".to_owned(), "nbg1".to_owned()];
+        let counts = HashMap::from([("fsn1".to_owned(), 2)]);
+        assert_eq!(pick_location(&locations, &counts).as_deref(), Some("nbg1"));
+    }
+}

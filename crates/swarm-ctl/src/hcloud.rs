@@ -1,0 +1,357 @@
+//! A small hand-written Hetzner Cloud API client (reference §1.11): typed errors keyed on the
+//! API's error `code`, pagination, `RateLimit-*` pacing, 429 retries with backoff, action polling.
+//!
+//! Layout: `hcloud/types.rs` holds the serde shapes, `hcloud/endpoints.rs` one method per call,
+//! `hcloud/rate.rs` the retry policy and the rate-limit bookkeeping.
+
+mod endpoints;
+mod rate;
+mod types;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use url::Url;
+
+pub use rate::{RateLimit, RetryPolicy};
+pub use types::*;
+
+use crate::secret::Secret;
+
+/// The real API; tests and compatible clouds pass another base URL.
+pub const DEFAULT_API_URL: &str = "https://api.hetzner.cloud/v1";
+
+/// Largest `per_page` the API accepts.
+const PER_PAGE: u32 = 50;
+
+/// An error of the Hetzner Cloud API or of reaching it.
+#[derive(Debug, thiserror::Error)]
+pub enum HcloudError {
+    /// The API answered with `{"error": {code, message, details}}`.
+    #[error("hetzner api refused {call}: {code} (http {status}): {message}")]
+    Api {
+        call: String,
+        status: u16,
+        code: ErrorCode,
+        message: String,
+        details: Value,
+    },
+    /// No answer (connection refused, timeout, TLS).
+    #[error("could not reach the hetzner api for {call}")]
+    Transport {
+        call: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// An answer that is not the JSON we expect.
+    #[error("unexpected answer from the hetzner api for {call}: {detail}")]
+    Decode { call: String, detail: String },
+    /// An action finished with `status: error`.
+    #[error("hetzner action {id} ({command}) failed: {code}: {message}")]
+    ActionFailed {
+        id: i64,
+        command: String,
+        code: String,
+        message: String,
+    },
+    /// Waiting took longer than allowed.
+    #[error("gave up after {after:?} waiting for {what}")]
+    Timeout { what: String, after: Duration },
+    /// The client could not be built.
+    #[error("invalid hetzner api settings: {0}")]
+    Config(String),
+}
+
+/// The API's error codes (reference §1.9); callers match on these, never on HTTP statuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorCode {
+    Unauthorized,
+    Forbidden,
+    InvalidInput,
+    JsonError,
+    Locked,
+    NotFound,
+    RateLimitExceeded,
+    ResourceLimitExceeded,
+    ResourceUnavailable,
+    PlacementError,
+    UniquenessError,
+    Protected,
+    Conflict,
+    Timeout,
+    ServerError,
+    ServiceError,
+    Unavailable,
+    Maintenance,
+    TokenReadonly,
+    /// A code this client does not know, or none (a proxy's error page).
+    Other(String),
+}
+
+/// A client of one project (one token).
+#[derive(Debug)]
+pub struct Hcloud {
+    http: reqwest::Client,
+    base_url: String,
+    token: Secret,
+    retry: RetryPolicy,
+    rate: Mutex<Option<RateLimit>>,
+}
+
+impl ErrorCode {
+    pub fn parse(code: &str) -> Self {
+        match code {
+            "unauthorized" => Self::Unauthorized,
+            "forbidden" => Self::Forbidden,
+            "invalid_input" => Self::InvalidInput,
+            "json_error" => Self::JsonError,
+            "locked" => Self::Locked,
+            "not_found" => Self::NotFound,
+            "rate_limit_exceeded" => Self::RateLimitExceeded,
+            "resource_limit_exceeded" => Self::ResourceLimitExceeded,
+            "resource_unavailable" => Self::ResourceUnavailable,
+            "placement_error" => Self::PlacementError,
+            "uniqueness_error" => Self::UniquenessError,
+            "protected" => Self::Protected,
+            "conflict" => Self::Conflict,
+            "timeout" => Self::Timeout,
+            "server_error" => Self::ServerError,
+            "service_error" => Self::ServiceError,
+            "unavailable" => Self::Unavailable,
+            "maintenance" => Self::Maintenance,
+            "token_readonly" => Self::TokenReadonly,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::InvalidInput => "invalid_input",
+            Self::JsonError => "json_error",
+            Self::Locked => "locked",
+            Self::NotFound => "not_found",
+            Self::RateLimitExceeded => "rate_limit_exceeded",
+            Self::ResourceLimitExceeded => "resource_limit_exceeded",
+            Self::ResourceUnavailable => "resource_unavailable",
+            Self::PlacementError => "placement_error",
+            Self::UniquenessError => "uniqueness_error",
+            Self::Protected => "protected",
+            Self::Conflict => "conflict",
+            Self::Timeout => "timeout",
+            Self::ServerError => "server_error",
+            Self::ServiceError => "service_error",
+            Self::Unavailable => "unavailable",
+            Self::Maintenance => "maintenance",
+            Self::TokenReadonly => "token_readonly",
+            Self::Other(code) => code,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+impl HcloudError {
+    /// The API error code, when the API answered with one.
+    pub fn code(&self) -> Option<&ErrorCode> {
+        match self {
+            Self::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// Worth retrying as is: the hcloud-go set (conflict, rate limits, timeouts, 502/503/504, no answer).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Api { code, status, .. } => {
+                matches!(
+                    code,
+                    ErrorCode::RateLimitExceeded | ErrorCode::Conflict | ErrorCode::Timeout
+                ) || matches!(status, 502..=504)
+            }
+            Self::Transport { source, .. } => source.is_connect() || source.is_timeout(),
+            _ => false,
+        }
+    }
+}
+
+impl Hcloud {
+    /// A client for the project behind `token`.
+    pub fn new(base_url: &Url, token: Secret, retry: RetryPolicy) -> Result<Self, HcloudError> {
+        if base_url.scheme() != "http" && base_url.scheme() != "https" {
+            return Err(HcloudError::Config(format!(
+                "api url {base_url} is not http or https"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("swarm-ctl/", env!("CARGO_PKG_VERSION")))
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|error| HcloudError::Config(format!("http client: {error}")))?;
+        Ok(Hcloud {
+            http,
+            base_url: base_url.as_str().trim_end_matches('/').to_owned(),
+            token,
+            retry,
+            rate: Mutex::new(None),
+        })
+    }
+
+    /// The last `RateLimit-*` headers seen.
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        *self
+            .rate
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// One call with retries of transient failures; the body decoded as `T`.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<T, HcloudError> {
+        let call = format!("{method} {path}");
+        let mut attempt = 0u32;
+        loop {
+            if let Some(pause) = self
+                .rate_limit()
+                .and_then(|rate| rate.pause_before_request())
+                .map(|pause| pause.min(self.retry.cap))
+            {
+                tracing::debug!(pause = ?pause, "rate limit nearly used up, pacing requests");
+                tokio::time::sleep(pause).await;
+            }
+            let result = self.send_once(&method, path, query, body, &call).await;
+            match result {
+                Ok(value) => {
+                    return serde_json::from_value(value).map_err(|error| HcloudError::Decode {
+                        call,
+                        detail: error.to_string(),
+                    });
+                }
+                Err(error) if error.is_retryable() && attempt < self.retry.max_retries => {
+                    let floor = match error.code() {
+                        Some(ErrorCode::RateLimitExceeded) => {
+                            self.rate_limit().map(|rate| rate.refill_interval())
+                        }
+                        _ => None,
+                    };
+                    let delay = self.retry.delay(attempt, floor);
+                    tracing::warn!(%call, attempt, delay = ?delay, error = %chain(&error), "hetzner api call failed, retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    async fn send_once(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        call: &str,
+    ) -> Result<Value, HcloudError> {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base_url))
+            .bearer_auth(self.token.expose())
+            .query(query);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let transport = |source| HcloudError::Transport {
+            call: call.to_owned(),
+            source,
+        };
+        let response = request.send().await.map_err(transport)?;
+        if let Some(rate) = RateLimit::from_headers(response.headers()) {
+            *self
+                .rate
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(rate);
+        }
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(transport)?;
+        let value: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            match serde_json::from_slice(&bytes) {
+                Ok(value) => value,
+                Err(_) if status >= 400 => Value::Null,
+                Err(error) => {
+                    return Err(HcloudError::Decode {
+                        call: call.to_owned(),
+                        detail: error.to_string(),
+                    });
+                }
+            }
+        };
+        if status < 400 {
+            return Ok(value);
+        }
+        let error = &value["error"];
+        Err(HcloudError::Api {
+            call: call.to_owned(),
+            status,
+            code: ErrorCode::parse(error["code"].as_str().unwrap_or("")),
+            message: error["message"]
+                .as_str()
+                .map_or_else(|| format!("http status {status}"), str::to_owned),
+            details: error["details"].clone(),
+        })
+    }
+
+    /// Every item of a paginated list, following `meta.pagination.next_page`.
+    async fn list_all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        root: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<T>, HcloudError> {
+        let mut items = Vec::new();
+        let mut page = 1u64;
+        loop {
+            let mut paged: Vec<(&str, String)> = query.to_vec();
+            paged.push(("page", page.to_string()));
+            paged.push(("per_page", PER_PAGE.to_string()));
+            let mut body: Value = self.call(Method::GET, path, &paged, None).await?;
+            let batch: Vec<T> =
+                serde_json::from_value(body[root].take()).map_err(|error| HcloudError::Decode {
+                    call: format!("GET {path}"),
+                    detail: format!("{root}: {error}"),
+                })?;
+            items.extend(batch);
+            match body["meta"]["pagination"]["next_page"].as_u64() {
+                Some(next) if next > page => page = next,
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
+/// An error and its causes, `: `-separated.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

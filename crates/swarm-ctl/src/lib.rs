@@ -1,0 +1,51 @@
+//! `swarm-ctl`: runs a Hetzner Cloud swarm of Crawling@Home scrapers safely from a laptop.
+//!
+//! Layout:
+//! - `cli.rs`: [`Args`], every flag with its environment variable.
+//! - `config.rs`: [`config::Ctl`], the validated settings and one API client per account.
+//! - `accounts.rs`: the TOML accounts file (tokens, nicknames, node caps, bootstrap settings).
+//! - `secret.rs`: [`secret::Secret`], a token that never prints.
+//! - `hcloud.rs` + `hcloud/`: the Hetzner Cloud API client (typed errors, pagination, rate limits, actions).
+//! - `fleet.rs` + `fleet/`: listing, growing (`up`) and deleting (`down`) the labelled servers.
+//! - `bootstrap.rs`: cloud-init user data from `deploy/cloud-init.yaml` and `systemd/scraper-d.service`.
+//! - `keys.rs`: the swarm's SSH key and enrollment token.
+//! - `status.rs`: the nodes table, prices, and tracker heartbeats; `heal.rs`: restart or recreate stale nodes.
+//! - `ssh.rs`: `logs` and `restart` over SSH.
+//! - `report.rs`: plain-text tables.
+
+pub mod accounts;
+pub mod bootstrap;
+pub mod cli;
+pub mod config;
+pub mod fleet;
+pub mod hcloud;
+pub mod heal;
+pub mod keys;
+pub mod report;
+pub mod secret;
+pub mod ssh;
+pub mod status;
+pub mod telemetry;
+
+use std::io::Write;
+
+pub use cli::{Args, Command};
+use config::Ctl;
+
+/// Runs one command; `env` looks up environment variables named in the accounts file, and
+/// everything meant for the user goes to `out`.
+pub async fn run(
+    args: Args,
+    env: &dyn Fn(&str) -> Option<String>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let ctl = Ctl::from_args(&args, env)?;
+    match &args.command {
+        Command::Up(up) => fleet::up(&ctl, up, out).await,
+        Command::Down(down) => fleet::down(&ctl, down, out).await,
+        Command::Status => status::status(&ctl, out).await,
+        Command::Logs(logs) => ssh::logs(&ctl, logs, out).await,
+        Command::Restart => ssh::restart(&ctl, out).await,
+        Command::Heal(heal) => heal::heal(&ctl, heal, out).await,
+    }
+}

@@ -1,0 +1,249 @@
+//! `swarm-ctl status`: nodes joined with their prices and their tracker heartbeats.
+//!
+//! A tracker client belongs to a node when its progress string starts with the node's name
+//! (scraper-d reads `SCRAPER_NODE_NAME` from its env file and prefixes its progress with it),
+//! or its nickname or display name is the node's name, or, failing those, when its nickname is
+//! the account's nickname and that account has a single node. The freshest such client wins.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, bail};
+use cah_protocol::ext::ClientInfo;
+use cah_tracker_client::TrackerClient;
+
+use crate::config::Ctl;
+use crate::fleet::{self, Node};
+use crate::hcloud::ServerType;
+use crate::report::{self, short_duration, table, unix_now};
+
+/// A node's newest tracker client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heartbeat {
+    /// Unix seconds of its last call.
+    pub last_seen: i64,
+    pub progress: String,
+    pub display_name: String,
+}
+
+/// `swarm-ctl status`.
+pub async fn status(ctl: &Ctl, out: &mut dyn Write) -> anyhow::Result<()> {
+    let nodes = fleet::list_nodes(ctl).await?;
+    let types = ctl.projects[0]
+        .api
+        .server_types()
+        .await
+        .context("cannot read the server types")?;
+    let heartbeats = match &ctl.tracker {
+        Some(_) => Some(heartbeats(ctl, &nodes).await?),
+        None => None,
+    };
+    write!(
+        out,
+        "{}",
+        nodes_table(ctl, &nodes, &types, heartbeats.as_ref())
+    )?;
+    let hourly: f64 = nodes
+        .iter()
+        .filter_map(|node| hourly_price(&types, node))
+        .sum();
+    writeln!(
+        out,
+        "{} nodes, {hourly:.4} EUR/h net (about {:.2} EUR/month)",
+        nodes.len(),
+        hourly * 730.0
+    )?;
+    Ok(())
+}
+
+/// The nodes table; heartbeat columns only when `heartbeats` is given.
+pub fn nodes_table(
+    ctl: &Ctl,
+    nodes: &[Node],
+    types: &[ServerType],
+    heartbeats: Option<&HashMap<String, Heartbeat>>,
+) -> String {
+    let now = SystemTime::now();
+    let mut header = vec![
+        "NAME", "ACCOUNT", "STATUS", "IPV4", "LOCATION", "TYPE", "AGE", "EUR/H",
+    ];
+    if heartbeats.is_some() {
+        header.extend(["HEARTBEAT", "PROGRESS"]);
+    }
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|node| {
+            let age = report::parse_api_time(&node.server.created)
+                .and_then(|created| now.duration_since(created).ok())
+                .map_or_else(|| "-".to_owned(), short_duration);
+            let mut row = vec![
+                node.server.name.clone(),
+                ctl.projects[node.project].account.name.clone(),
+                node.server.status.clone(),
+                node.server.ipv4().unwrap_or("-").to_owned(),
+                node.server.location.name.clone(),
+                node.server.server_type.name.clone(),
+                age,
+                hourly_price(types, node)
+                    .map_or_else(|| "-".to_owned(), |price| format!("{price:.4}")),
+            ];
+            if let Some(heartbeats) = heartbeats {
+                match heartbeats.get(&node.server.name) {
+                    Some(beat) => {
+                        let ago = u64::try_from(unix_now() - beat.last_seen).unwrap_or(0);
+                        row.push(format!("{} ago", short_duration(Duration::from_secs(ago))));
+                        row.push(beat.progress.chars().take(60).collect());
+                    }
+                    None => row.extend(["never".to_owned(), "-".to_owned()]),
+                }
+            }
+            row
+        })
+        .collect();
+    table(&header, &rows)
+}
+
+fn hourly_price(types: &[ServerType], node: &Node) -> Option<f64> {
+    types
+        .iter()
+        .find(|known| known.name == node.server.server_type.name)?
+        .hourly_net(&node.server.location.name)
+}
+
+/// Each node's newest tracker client, by node name.
+pub async fn heartbeats(ctl: &Ctl, nodes: &[Node]) -> anyhow::Result<HashMap<String, Heartbeat>> {
+    let url = ctl.tracker()?;
+    let client = TrackerClient::with_defaults(url.clone()).context("invalid tracker url")?;
+    let clients = client
+        .clients()
+        .await
+        .with_context(|| format!("cannot list the clients of the tracker at {url}"))?;
+    let named: Vec<(String, String)> = nodes
+        .iter()
+        .map(|node| {
+            (
+                node.server.name.clone(),
+                ctl.projects[node.project].account.nickname.clone(),
+            )
+        })
+        .collect();
+    Ok(match_clients(&named, &clients))
+}
+
+/// Matches tracker clients to `(node name, account nickname)` pairs (see the module comment).
+pub fn match_clients(
+    nodes: &[(String, String)],
+    clients: &[ClientInfo],
+) -> HashMap<String, Heartbeat> {
+    let mut nodes_per_nickname: HashMap<&str, usize> = HashMap::new();
+    for (_, nickname) in nodes {
+        *nodes_per_nickname.entry(nickname.as_str()).or_default() += 1;
+    }
+    let mut matched: HashMap<String, Heartbeat> = HashMap::new();
+    for (name, nickname) in nodes {
+        let direct = |client: &&ClientInfo| {
+            names_node(&client.progress, name)
+                || client.nickname == *name
+                || client.display_name == *name
+        };
+        let mut candidates: Vec<&ClientInfo> = clients.iter().filter(direct).collect();
+        if candidates.is_empty() && nodes_per_nickname.get(nickname.as_str()) == Some(&1) {
+            candidates = clients
+                .iter()
+                .filter(|client| client.nickname == *nickname)
+                .collect();
+        }
+        if let Some(best) = candidates.into_iter().max_by_key(|client| client.last_seen) {
+            matched.insert(
+                name.clone(),
+                Heartbeat {
+                    last_seen: best.last_seen,
+                    progress: best.progress.clone(),
+                    display_name: best.display_name.clone(),
+                },
+            );
+        }
+    }
+    matched
+}
+
+/// `progress` is `NAME`, or starts with `NAME:` or `NAME ` (so `cah-a-1` never matches `cah-a-10`).
+fn names_node(progress: &str, name: &str) -> bool {
+    progress
+        .strip_prefix(name)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(':') || rest.starts_with(' '))
+}
+
+/// Waits until every node in `names` has a tracker client.
+pub async fn wait_ready(ctl: &Ctl, names: &[String]) -> anyhow::Result<()> {
+    ctl.tracker()?;
+    let bar = fleet::progress_bar(names.len() as u64, "reaching the tracker");
+    let deadline = tokio::time::Instant::now() + ctl.wait_timeout;
+    loop {
+        let nodes = fleet::list_nodes(ctl).await?;
+        let beats = heartbeats(ctl, &nodes).await?;
+        let ready = names
+            .iter()
+            .filter(|name| beats.contains_key(*name))
+            .count();
+        bar.set_position(ready as u64);
+        if ready == names.len() {
+            bar.finish_and_clear();
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let waiting: Vec<&str> = names
+                .iter()
+                .filter(|name| !beats.contains_key(*name))
+                .map(String::as_str)
+                .collect();
+            bail!(
+                "{} nodes never reached the tracker within {:?}: {}; read their boot logs with `swarm-ctl logs NODE`",
+                waiting.len(),
+                ctl.wait_timeout,
+                waiting.join(", ")
+            );
+        }
+        tokio::time::sleep(ctl.poll_interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(nickname: &str, progress: &str, last_seen: i64) -> ClientInfo {
+        ClientInfo {
+            display_name: format!("d-{last_seen}"),
+            client_type: cah_protocol::ClientType::Cpu,
+            nickname: nickname.to_owned(),
+            progress: progress.to_owned(),
+            last_seen,
+        }
+    }
+
+    #[test]
+    fn matches_by_progress_prefix_then_nickname() {
+        let nodes = vec![
+            ("cah-a-1".to_owned(), "alice".to_owned()),
+            ("cah-a-10".to_owned(), "alice".to_owned()),
+            ("cah-a-2".to_owned(), "bob".to_owned()),
+            ("cah-a-3".to_owned(), "carol".to_owned()),
+        ];
+        let clients = vec![
+            client("alice", "cah-a-1: job 4", 100),
+            client("alice", "cah-a-1: job 3", 50),
+            client("alice", "cah-a-10 starting", 70),
+            client("bob", "Initialized", 80),
+        ];
+        let matched = match_clients(&nodes, &clients);
+        assert_eq!(matched["cah-a-1"].last_seen, 100);
+        assert_eq!(matched["cah-a-10"].last_seen, 70);
+        assert_eq!(
+            matched["cah-a-2"].last_seen, 80,
+            "bob has one node, matched by nickname"
+        );
+        assert!(!matched.contains_key("cah-a-3"));
+    }
+}

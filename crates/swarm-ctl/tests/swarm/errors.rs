@@ -1,0 +1,106 @@
+//! API trouble: 429 storms, injected server errors, and refusals that must tell the user what to do.
+
+use super::support::World;
+
+#[tokio::test]
+async fn survives_a_rate_limit_storm() {
+    let world = World::single().await;
+    world.hetzner.inject_rate_limit_storm(8);
+    world.ok(&["up", "2"]).await;
+    assert_eq!(world.servers(0).await.len(), 2);
+    let n_429 = world
+        .hetzner
+        .requests()
+        .iter()
+        .filter(|request| request.status == 429)
+        .count();
+    assert_eq!(n_429, 8, "every 429 was retried");
+    world.hetzner.inject_errors(3, 503, "unavailable");
+    world.ok(&["status"]).await;
+}
+
+#[tokio::test]
+async fn gives_up_after_bounded_retries() {
+    let world = World::single().await;
+    world.hetzner.inject_rate_limit_storm(50);
+    let (result, _) = world.run(&["status"]).await;
+    let message = format!("{:#}", result.expect_err("retries are bounded"));
+    assert!(message.contains("rate_limit_exceeded"), "{message}");
+    let n_429 = world
+        .hetzner
+        .requests()
+        .iter()
+        .filter(|request| request.status == 429)
+        .count();
+    assert_eq!(n_429, 13, "one attempt plus --api-retries 12");
+}
+
+#[tokio::test]
+async fn refusals_say_what_to_do() {
+    let world = World::single().await;
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["up", "1", "--server-type", "cx99"],
+            "unknown server type cx99; known: cx22",
+        ),
+        (
+            &["up", "1", "--location", "fsn1,ash"],
+            "server type cx22 is not offered in ash; it is offered in: fsn1, nbg1, hel1",
+        ),
+        (
+            &["logs", "cah-alpha-404"],
+            "swarm alpha has no node cah-alpha-404",
+        ),
+        (&["heal"], "pass --tracker or set SWARM_TRACKER_URL"),
+        (
+            &["up", "1", "--wait-ready"],
+            "pass --tracker or set SWARM_TRACKER_URL",
+        ),
+    ];
+    for (command, expected) in cases {
+        let (result, _) = world.run(command).await;
+        let message = format!("{:#}", result.expect_err("refused"));
+        assert!(message.contains(expected), "{command:?}: {message}");
+    }
+    assert_eq!(world.count_requests("POST", "/v1/servers"), 0);
+
+    // A wrong token: the API's code comes through, the token does not.
+    std::fs::write(world.dir.path().join("main.token"), "not-a-token").expect("write token");
+    let (result, _) = world.run(&["status"]).await;
+    let message = format!("{:#}", result.expect_err("unauthorized"));
+    assert!(
+        message.contains("unauthorized") && !message.contains("not-a-token"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn missing_accounts_file_is_explained() {
+    let world = World::single().await;
+    std::fs::remove_file(world.dir.path().join("swarm.toml")).expect("remove");
+    let (result, _) = world.run(&["status"]).await;
+    let message = format!("{:#}", result.expect_err("no file"));
+    assert!(
+        message.contains("create it from deploy/swarm.example.toml or pass --config"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn unsafe_bootstrap_values_fail_before_any_change() {
+    let world = World::single().await;
+    let path = world.dir.path().join("swarm.toml");
+    let text = std::fs::read_to_string(&path).expect("read");
+    std::fs::write(&path, text.replace("/scraper-d\"", "/scraper-d$(reboot)\"")).expect("write");
+    let (result, _) = world.run(&["up", "2"]).await;
+    let message = format!("{:#}", result.expect_err("refused"));
+    assert!(
+        message.contains("SCRAPER_URL") && message.contains("cannot go into cloud-init"),
+        "{message}"
+    );
+    assert_eq!(
+        world.count_requests("POST", "/v1/"),
+        0,
+        "nothing was created or uploaded"
+    );
+}

@@ -1,0 +1,241 @@
+//! `heal`, `status` and `up --wait-ready` with a real tracker-d in-process: nodes whose tracker
+//! clients went silent are restarted over SSH, or recreated when that fails.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cah_protocol::ClientType;
+use cah_tracker_client::{Session, TrackerClient};
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tracker_d::cli::{Cli, Command};
+use url::Url;
+
+use super::support::{World, names};
+
+/// A tracker-d on 127.0.0.1:0 over SQLite in `dir`; stops when the sender is dropped.
+async fn start_tracker(dir: &Path) -> (Url, oneshot::Sender<()>) {
+    let database_url = format!("sqlite://{}", dir.join("tracker.sqlite").display());
+    let argv = [
+        "tracker-d".to_owned(),
+        "serve".to_owned(),
+        "--database-url".to_owned(),
+        database_url.clone(),
+        "--blob-dir".to_owned(),
+        dir.join("staging").display().to_string(),
+        "--shutdown-grace".to_owned(),
+        "1s".to_owned(),
+    ];
+    let Command::Serve(args) = Cli::try_parse_from(argv).expect("tracker flags").command else {
+        unreachable!("serve was given");
+    };
+    let config = tracker_d::ServeConfig::try_from(*args).expect("tracker config");
+    let db = tracker_d::db::Db::connect(&database_url, 4)
+        .await
+        .expect("tracker database");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url =
+        Url::parse(&format!("http://{}/", listener.local_addr().expect("addr"))).expect("url");
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(tracker_d::serve(listener, db, config, async move {
+        let _ = stopped.await;
+    }));
+    (url, stop)
+}
+
+/// A fake `ssh` that appends its arguments to `log` and exits with `code`.
+fn fake_ssh(dir: &Path, code: i32) -> PathBuf {
+    let path = dir.join(format!("fake-ssh-{code}"));
+    let log = dir.join("ssh.log");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> '{}'\nexit {code}\n",
+            log.display()
+        ),
+    )
+    .expect("script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+/// Waits until the tracker lists a client with `progress` seen at or after `since` (touches are flushed every second).
+async fn until_listed(tracker: &TrackerClient, progress: &str, since: i64) {
+    for _ in 0..100 {
+        let clients = tracker.clients().await.expect("clients");
+        if clients
+            .iter()
+            .any(|client| client.progress == progress && client.last_seen >= since)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the tracker never listed {progress:?}");
+}
+
+async fn beat(session: &Session, progress: &str, tracker: &TrackerClient) {
+    let since = swarm_ctl::report::unix_now();
+    session.update_progress(progress).await.expect("heartbeat");
+    until_listed(tracker, progress, since).await;
+}
+
+#[tokio::test]
+async fn heal_restarts_then_recreates_silent_nodes() {
+    let mut world = World::single().await;
+    let (url, _stop) = start_tracker(world.dir.path()).await;
+    world.extra_args = vec!["--tracker".into(), url.to_string()];
+    world.ok(&["up", "3"]).await;
+    let tracker = TrackerClient::with_defaults(url.clone()).expect("client");
+    let healthy = tracker
+        .register("nick-main", ClientType::Cpu)
+        .await
+        .expect("register");
+    let silent = tracker
+        .register("nick-main", ClientType::Cpu)
+        .await
+        .expect("register");
+    beat(&silent, "cah-alpha-2: job 7", &tracker).await;
+    beat(&healthy, "cah-alpha-1: job 1", &tracker).await;
+    // cah-alpha-3 never reaches the tracker; cah-alpha-2 goes silent now.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    beat(&healthy, "cah-alpha-1: job 2", &tracker).await;
+
+    let text = world.ok(&["status"]).await;
+    assert!(
+        text.contains("HEARTBEAT") && text.contains("cah-alpha-1: job 2"),
+        "{text}"
+    );
+
+    let ok_ssh = fake_ssh(world.dir.path(), 0);
+    let dry = world.ok(&["heal", "--stale-after", "3s"]).await;
+    assert!(
+        dry.contains("cah-alpha-2: unhealthy")
+            && dry.contains("cah-alpha-3: unhealthy, last heartbeat never"),
+        "{dry}"
+    );
+    assert!(!dry.contains("cah-alpha-1: unhealthy"), "{dry}");
+    assert!(dry.contains("dry run"), "{dry}");
+
+    world
+        .extra_args
+        .extend(["--ssh-command".into(), ok_ssh.display().to_string()]);
+    let text = world
+        .ok(&[
+            "heal",
+            "--stale-after",
+            "3s",
+            "--recheck-after",
+            "0s",
+            "--yes",
+        ])
+        .await;
+    assert!(
+        text.contains("cah-alpha-2: restarted scraper-d")
+            && text.contains("cah-alpha-3: restarted scraper-d"),
+        "{text}"
+    );
+    let log = std::fs::read_to_string(world.dir.path().join("ssh.log")).expect("ssh log");
+    assert_eq!(log.lines().count(), 2, "{log}");
+    assert!(
+        log.lines().all(|line| line
+            .ends_with("-- systemctl restart scraper-d && systemctl is-active scraper-d")),
+        "{log}"
+    );
+    assert!(
+        log.contains("-l root 203.0.113."),
+        "ssh goes to the node's address as root: {log}"
+    );
+    assert_eq!(
+        names(&world.servers(0).await).len(),
+        3,
+        "a restart recreates nothing"
+    );
+
+    // The restart did not bring the heartbeats back: after the recheck the silent nodes are replaced.
+    beat(&healthy, "cah-alpha-1: job 3", &tracker).await;
+    let text = world
+        .ok(&[
+            "heal",
+            "--stale-after",
+            "3s",
+            "--recheck-after",
+            "300ms",
+            "--yes",
+        ])
+        .await;
+    assert!(
+        text.contains("cah-alpha-2: still silent 300ms after the restart; recreating it"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cah-alpha-2: deleted, replaced by cah-alpha-4"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cah-alpha-3: deleted, replaced by cah-alpha-5"),
+        "{text}"
+    );
+    assert_eq!(
+        names(&world.servers(0).await),
+        vec!["cah-alpha-1", "cah-alpha-4", "cah-alpha-5"]
+    );
+    let text = world.ok(&["heal", "--stale-after", "3s"]).await;
+    assert!(
+        text.contains("all 3 nodes of swarm alpha are healthy"),
+        "new nodes get time to boot: {text}"
+    );
+
+    // The new nodes never report either, and SSH to them fails: they are replaced at once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    beat(&healthy, "cah-alpha-1: job 4", &tracker).await;
+    let failing_ssh = fake_ssh(world.dir.path(), 255);
+    let last = world.extra_args.len() - 1;
+    world.extra_args[last] = failing_ssh.display().to_string();
+    let text = world.ok(&["heal", "--stale-after", "3s", "--yes"]).await;
+    assert!(
+        text.contains("cah-alpha-4: restart failed") && text.contains("recreating it"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cah-alpha-4: deleted, replaced by cah-alpha-6"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cah-alpha-5: deleted, replaced by cah-alpha-7"),
+        "{text}"
+    );
+    assert_eq!(
+        names(&world.servers(0).await),
+        vec!["cah-alpha-1", "cah-alpha-6", "cah-alpha-7"]
+    );
+}
+
+#[tokio::test]
+async fn up_waits_until_nodes_reach_the_tracker() {
+    let mut world = World::single().await;
+    let (url, _stop) = start_tracker(world.dir.path()).await;
+    world.extra_args = vec!["--tracker".into(), url.to_string()];
+    let tracker = TrackerClient::with_defaults(url).expect("client");
+    let node = tokio::spawn(async move {
+        // The node "boots": scraper-d registers and reports progress with its node name.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let session = tracker
+            .register("nick-main", ClientType::Cpu)
+            .await
+            .expect("register");
+        session
+            .update_progress("cah-alpha-1: starting")
+            .await
+            .expect("heartbeat");
+        session
+    });
+    let text = world.ok(&["up", "1", "--wait-ready"]).await;
+    assert!(
+        text.contains("HEARTBEAT") && text.contains(" ago"),
+        "the node has a heartbeat: {text}"
+    );
+    node.await.expect("node task");
+}

@@ -1,0 +1,57 @@
+//! `tracker-d import` from a Common Crawl `wat.paths.gz` served over HTTP, as Common Crawl serves it.
+
+mod support;
+
+use cah_testkit::commoncrawl::{CommonCrawlServer, write_crawl};
+use cah_testkit::wat::WatConfig;
+use serde_json::Value;
+use support::{Backend, TestTracker};
+
+#[tokio::test]
+async fn imports_a_served_listing_once() {
+    let crawl_dir = tempfile::tempdir().expect("tempdir");
+    let configs: Vec<WatConfig> = (0..3)
+        .map(|index| WatConfig {
+            file_index: index,
+            n_pages: 2,
+            ..WatConfig::small(80, 7)
+        })
+        .collect();
+    let crawl = write_crawl(crawl_dir.path(), &configs).expect("crawl written");
+    let server = CommonCrawlServer::start_local(crawl_dir.path()).await.expect("server");
+    let listing = format!("{}{}", server.base_url(), crawl.listing_path());
+
+    let tracker = TestTracker::start(Backend::Sqlite, &[]).await;
+    for _ in 0..2 {
+        let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_tracker-d"))
+            .args(["import", "--database-url", &tracker.database_url, "--base-url"])
+            .arg(server.base_url())
+            .arg(&listing)
+            .status()
+            .await
+            .expect("run import");
+        assert!(status.success(), "the second import skips what the first created");
+    }
+    assert_eq!(tracker.get("/api/jobCount?type=CPU").await.1, "6", "3 WATs, two halves each, once");
+    let hybrid = tracker.register("reader", "HYBRID").await;
+    let jobs = tracker.claim(&hybrid, 10, false).await;
+    let base = server.base_url();
+    for job in &jobs {
+        let url = job["wat_url"].as_str().expect("url");
+        assert!(url.starts_with(&base) && url.ends_with(".warc.wat.gz"), "{url}");
+        let response = tracker.http.get(url).send().await.expect("fetch the WAT");
+        assert_eq!(response.status(), 200, "{url} is served");
+    }
+    let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_tracker-d"))
+        .args(["import", "--database-url", &tracker.database_url])
+        .arg(format!("{}crawl-data/missing/wat.paths.gz", server.base_url()))
+        .output()
+        .await
+        .expect("run import");
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("404"), "{stderr}");
+    let _: Value = serde_json::from_str(&tracker.get("/data").await.1).expect("data");
+    tracker.stop().await;
+    server.shutdown().await;
+}
