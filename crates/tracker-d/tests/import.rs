@@ -18,33 +18,53 @@ async fn imports_a_served_listing_once() {
         })
         .collect();
     let crawl = write_crawl(crawl_dir.path(), &configs).expect("crawl written");
-    let server = CommonCrawlServer::start_local(crawl_dir.path()).await.expect("server");
+    let server = CommonCrawlServer::start_local(crawl_dir.path())
+        .await
+        .expect("server");
     let listing = format!("{}{}", server.base_url(), crawl.listing_path());
 
     let tracker = TestTracker::start(Backend::Sqlite, &[]).await;
     for _ in 0..2 {
         let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_tracker-d"))
-            .args(["import", "--database-url", &tracker.database_url, "--base-url"])
+            .args([
+                "import",
+                "--database-url",
+                &tracker.database_url,
+                "--base-url",
+            ])
             .arg(server.base_url())
             .arg(&listing)
             .status()
             .await
             .expect("run import");
-        assert!(status.success(), "the second import skips what the first created");
+        assert!(
+            status.success(),
+            "the second import skips what the first created"
+        );
     }
-    assert_eq!(tracker.get("/api/jobCount?type=CPU").await.1, "6", "3 WATs, two halves each, once");
+    assert_eq!(
+        tracker.get("/api/jobCount?type=CPU").await.1,
+        "6",
+        "3 WATs, two halves each, once"
+    );
     let hybrid = tracker.register("reader", "HYBRID").await;
     let jobs = tracker.claim(&hybrid, 10, false).await;
     let base = server.base_url();
     for job in &jobs {
         let url = job["wat_url"].as_str().expect("url");
-        assert!(url.starts_with(&base) && url.ends_with(".warc.wat.gz"), "{url}");
+        assert!(
+            url.starts_with(&base) && url.ends_with(".warc.wat.gz"),
+            "{url}"
+        );
         let response = tracker.http.get(url).send().await.expect("fetch the WAT");
         assert_eq!(response.status(), 200, "{url} is served");
     }
     let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_tracker-d"))
         .args(["import", "--database-url", &tracker.database_url])
-        .arg(format!("{}crawl-data/missing/wat.paths.gz", server.base_url()))
+        .arg(format!(
+            "{}crawl-data/missing/wat.paths.gz",
+            server.base_url()
+        ))
         .output()
         .await
         .expect("run import");
