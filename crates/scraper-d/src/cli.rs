@@ -1,0 +1,208 @@
+//! Command-line flags (each also an `SCRAPER_*` environment variable) and their validation.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::error::ScraperError;
+use crate::extract::{DEFAULT_MAX_RECORD_BYTES, ExtractConfig};
+use crate::filters::{Blocklist, FilterConfig};
+use crate::halves::{HalfJob, IdRange};
+use crate::language::LanguageDetector;
+use crate::output::OutputFormat;
+use crate::source::HttpConfig;
+use crate::telemetry::LogFormat;
+
+/// Crawling@Home CPU worker: Common Crawl WAT files to image–text candidates.
+#[derive(Debug, Parser)]
+#[command(name = "scraper-d", version)]
+pub struct Args {
+    /// Log line format on stderr (`RUST_LOG` sets the level, default info).
+    #[arg(
+        long,
+        env = "SCRAPER_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Stream one WAT file (path or http(s) URL) and write its image–text candidates.
+    Extract(ExtractArgs),
+}
+
+/// Which halves of the WAT to extract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HalfChoice {
+    /// Records with an even index.
+    #[value(name = "0")]
+    Zero,
+    /// Records with an odd index.
+    #[value(name = "1")]
+    One,
+    /// Both, each candidate tagged with its half and numbered from that half's range.
+    Both,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExtractArgs {
+    /// The `.warc.wat.gz` to read: a local path, or an http:// or https:// URL (streamed, resumed with Range requests when the connection breaks).
+    #[arg(env = "SCRAPER_WAT")]
+    pub source: String,
+    /// Output format.
+    #[arg(long, env = "SCRAPER_FORMAT", value_enum, default_value = "jsonl")]
+    pub format: OutputFormat,
+    /// Output file, written as PATH.tmp and renamed when complete; JSON lines go to stdout without it.
+    #[arg(long, env = "SCRAPER_OUTPUT")]
+    pub output: Option<PathBuf>,
+    /// Print the final summary as one JSON object on stderr instead of text.
+    #[arg(long, env = "SCRAPER_SUMMARY_JSON")]
+    pub summary_json: bool,
+    /// Which half: record i of the file belongs to half i mod 2.
+    #[arg(long, env = "SCRAPER_HALF", value_enum, default_value = "both")]
+    pub half: HalfChoice,
+    /// Sample-ID range START..END (end exclusive) of half 0.
+    #[arg(long, env = "SCRAPER_HALF0_IDS", default_value = "0..1000000000")]
+    pub half0_ids: IdRange,
+    /// Sample-ID range START..END (end exclusive) of half 1.
+    #[arg(
+        long,
+        env = "SCRAPER_HALF1_IDS",
+        default_value = "1000000000..2000000000"
+    )]
+    pub half1_ids: IdRange,
+    /// Minimum alt text length in characters, after cleanup.
+    #[arg(long, env = "SCRAPER_MIN_ALT_CHARS", default_value_t = crate::filters::DEFAULT_MIN_ALT_CHARS)]
+    pub min_alt_chars: usize,
+    /// Alt texts are cut to this many characters.
+    #[arg(long, env = "SCRAPER_MAX_ALT_CHARS", default_value_t = crate::filters::DEFAULT_MAX_ALT_CHARS)]
+    pub max_alt_chars: usize,
+    /// Longest image URL kept, in bytes.
+    #[arg(long, env = "SCRAPER_MAX_URL_BYTES", default_value_t = crate::filters::DEFAULT_MAX_URL_BYTES)]
+    pub max_url_bytes: usize,
+    /// Comma-separated path extensions to drop (matched on the last path segment, case-insensitive); empty keeps all.
+    #[arg(
+        long,
+        env = "SCRAPER_DROP_EXTENSIONS",
+        default_value = "svg,gif,ico",
+        value_delimiter = ','
+    )]
+    pub drop_extensions: Vec<String>,
+    /// Keep pages whose HTTP status is not 2xx.
+    #[arg(long, env = "SCRAPER_KEEP_NON_2XX")]
+    pub keep_non_2xx: bool,
+    /// Keep image URLs whose host is an IP address.
+    #[arg(long, env = "SCRAPER_ALLOW_IP_HOSTS")]
+    pub allow_ip_hosts: bool,
+    /// Blocklist file: one URL, domain, SHA-256/MD5 URL hash or pair hash per line.
+    #[arg(long, env = "SCRAPER_BLOCKLIST")]
+    pub blocklist: Option<PathBuf>,
+    /// Language detector for the tags: whichlang (16 languages, fast), whatlang (69 languages, about 45x slower) or off.
+    #[arg(
+        long,
+        env = "SCRAPER_LANGUAGE_DETECTOR",
+        value_enum,
+        default_value = "whichlang"
+    )]
+    pub language_detector: LanguageDetector,
+    /// Comma-separated ISO 639-3 codes (eng,deu,...) to keep; all languages by default.
+    #[arg(long, env = "SCRAPER_LANGUAGES", value_delimiter = ',')]
+    pub languages: Vec<String>,
+    /// Dedup only identical (URL, alt) pairs, not repeated URLs with another alt.
+    #[arg(long, env = "SCRAPER_DEDUP_PAIRS_ONLY")]
+    pub dedup_pairs_only: bool,
+    /// Records inflating to more than this many bytes are skipped (counted as record_too_large).
+    #[arg(long, env = "SCRAPER_MAX_RECORD_BYTES", default_value_t = DEFAULT_MAX_RECORD_BYTES)]
+    pub max_record_bytes: usize,
+    /// Failed download attempts in a row before giving up.
+    #[arg(long, env = "SCRAPER_HTTP_ATTEMPTS", default_value_t = 8)]
+    pub http_attempts: u32,
+    /// First retry delay of a download, doubled per failure in a row (e.g. 500ms, 2s).
+    #[arg(long, env = "SCRAPER_HTTP_RETRY_DELAY", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub http_retry_delay: Duration,
+}
+
+/// A validated `extract` command.
+#[derive(Debug, Clone)]
+pub struct ExtractCommand {
+    pub source: crate::source::WatSource,
+    pub format: OutputFormat,
+    pub output: Option<PathBuf>,
+    pub summary_json: bool,
+    pub extract: ExtractConfig,
+    pub http: HttpConfig,
+}
+
+impl TryFrom<ExtractArgs> for ExtractCommand {
+    type Error = ScraperError;
+
+    fn try_from(args: ExtractArgs) -> Result<Self, Self::Error> {
+        if args.format == OutputFormat::Parquet && args.output.is_none() {
+            return Err(ScraperError::Config("parquet output needs --output".into()));
+        }
+        if args.max_record_bytes < 1024 {
+            return Err(ScraperError::Config(
+                "--max-record-bytes must be at least 1024".into(),
+            ));
+        }
+        let halves = match args.half {
+            HalfChoice::Zero => vec![HalfJob::new(0, args.half0_ids)?],
+            HalfChoice::One => vec![HalfJob::new(1, args.half1_ids)?],
+            HalfChoice::Both => vec![
+                HalfJob::new(0, args.half0_ids)?,
+                HalfJob::new(1, args.half1_ids)?,
+            ],
+        };
+        let blocklist = args.blocklist.as_deref().map(Blocklist::load).transpose()?;
+        let languages: HashSet<String> = args
+            .languages
+            .iter()
+            .map(|code| code.trim().to_ascii_lowercase())
+            .filter(|code| !code.is_empty())
+            .collect();
+        let filters = FilterConfig {
+            min_alt_chars: args.min_alt_chars,
+            max_alt_chars: args.max_alt_chars,
+            max_url_bytes: args.max_url_bytes,
+            drop_extensions: args
+                .drop_extensions
+                .iter()
+                .map(|extension| {
+                    extension
+                        .trim()
+                        .trim_start_matches('.')
+                        .to_ascii_lowercase()
+                })
+                .filter(|extension| !extension.is_empty())
+                .collect(),
+            keep_non_2xx: args.keep_non_2xx,
+            allow_ip_hosts: args.allow_ip_hosts,
+            blocklist,
+            language_detector: args.language_detector,
+            languages: (!languages.is_empty()).then_some(languages),
+            dedup_urls: !args.dedup_pairs_only,
+        };
+        let mut http = HttpConfig::standard();
+        http.max_attempts = args.http_attempts.max(1);
+        http.retry_delay = args.http_retry_delay;
+        Ok(Self {
+            source: crate::source::WatSource::parse(&args.source)?,
+            format: args.format,
+            output: args.output,
+            summary_json: args.summary_json,
+            extract: ExtractConfig {
+                halves,
+                filters,
+                max_record_bytes: args.max_record_bytes,
+            },
+            http,
+        })
+    }
+}

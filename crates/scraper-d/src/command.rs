@@ -1,0 +1,82 @@
+//! The `extract` command: open the source, run the extractor, write the output, summarize.
+
+use std::time::Instant;
+
+use crate::candidates::Candidate;
+use crate::cli::ExtractCommand;
+use crate::error::ScraperError;
+use crate::extract::Extractor;
+use crate::output::CandidateWriter;
+use crate::source::{self, WatSource};
+use crate::summary::Summary;
+
+/// Runs `extract` on the calling thread (which must not be a tokio worker); an HTTP source is
+/// downloaded by a task on `runtime`.
+pub fn run_extract(
+    command: &ExtractCommand,
+    runtime: &tokio::runtime::Handle,
+) -> Result<Summary, ScraperError> {
+    let started = Instant::now();
+    let mut writer = match &command.output {
+        Some(path) => CandidateWriter::create(path, command.format)?,
+        None => CandidateWriter::jsonl_stream(Box::new(std::io::stdout())),
+    };
+    let result = extract_into(command, runtime, &mut writer);
+    let (counts, label) = match result {
+        Ok(done) => done,
+        Err(error) => {
+            writer.abandon();
+            return Err(error);
+        }
+    };
+    writer.finish()?;
+    let summary = Summary::new(label, counts, started.elapsed());
+    tracing::info!(
+        n_candidates = summary.counts.candidates,
+        n_records = summary.counts.records,
+        elapsed_s = summary.elapsed_s,
+        "extraction finished"
+    );
+    Ok(summary)
+}
+
+fn extract_into(
+    command: &ExtractCommand,
+    runtime: &tokio::runtime::Handle,
+    writer: &mut CandidateWriter,
+) -> Result<(crate::Counts, String), ScraperError> {
+    Ok(match &command.source {
+        WatSource::File(path) => {
+            let file = source::open_file(path)?;
+            let extractor = Extractor::new(file, command.extract.clone())?;
+            (drain(extractor, writer)?, path.display().to_string())
+        }
+        WatSource::Http(url) => {
+            let client = reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(30))
+                .read_timeout(std::time::Duration::from_secs(60))
+                .build()
+                .map_err(|error| ScraperError::Download {
+                    url: url.to_string(),
+                    detail: error.to_string(),
+                })?;
+            let reader = source::spawn_download(runtime, client, url.clone(), command.http.clone());
+            let resumes = reader.resume_counter();
+            let extractor = Extractor::new(reader, command.extract.clone())?;
+            let mut counts = drain(extractor, writer)?;
+            counts.resumes = resumes.load(std::sync::atomic::Ordering::Relaxed);
+            (counts, url.to_string())
+        }
+    })
+}
+
+fn drain<R: std::io::Read>(
+    mut extractor: Extractor<R>,
+    writer: &mut CandidateWriter,
+) -> Result<crate::Counts, ScraperError> {
+    for candidate in extractor.by_ref() {
+        let candidate: Candidate = candidate?;
+        writer.write(&candidate)?;
+    }
+    Ok(extractor.into_counts())
+}

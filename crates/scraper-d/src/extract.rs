@@ -1,0 +1,239 @@
+//! The extraction pipeline: WAT records in, [`Candidate`]s out, as an iterator over any byte source.
+//!
+//! Per record: keep the halves asked for (record `i` is half `i mod 2`), skip records without
+//! `"IMG@/src"` in their bytes before any JSON parsing, parse the envelope, keep `response`
+//! records with a 2xx status, resolve the page base, find the page licence, then filter each
+//! `IMG@/src` link (see [`crate::filters`]), tag its language, dedup within the half and take
+//! the next sample ID of the half.
+
+use std::collections::VecDeque;
+use std::io::Read;
+
+use memchr::memmem::Finder;
+use url::Url;
+
+use crate::candidates::{Candidate, Counts, SkipReason};
+use crate::dedup::{SeenInJob, pair_hash};
+use crate::error::ScraperError;
+use crate::filters::{self, FilterConfig};
+use crate::halves::{HalfJob, IdAllocator};
+use crate::record::{self, Parsed};
+use crate::wat::{RecordEvent, WatReader, WatRecord};
+use crate::{language, license, urls};
+
+/// Default cap on one record's decompressed size (16 MiB); larger ones are counted and skipped.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+
+/// What to extract.
+#[derive(Debug, Clone)]
+pub struct ExtractConfig {
+    /// One half, or both (each with its own ID range).
+    pub halves: Vec<HalfJob>,
+    pub filters: FilterConfig,
+    /// Records inflating to more than this are skipped as `record_too_large`.
+    pub max_record_bytes: usize,
+}
+
+/// Extracts candidates from a WAT byte stream; an `Iterator` of `Result<Candidate, _>` where an
+/// `Err` (the source failed) ends the iteration. Bad input is counted in [`Extractor::counts`].
+pub struct Extractor<R> {
+    reader: WatReader<R>,
+    state: State,
+    pending: VecDeque<Candidate>,
+    finished: bool,
+}
+
+struct State {
+    filters: FilterConfig,
+    halves: [Option<HalfState>; 2],
+    counts: Counts,
+    images: Finder<'static>,
+    licenses: Finder<'static>,
+}
+
+struct HalfState {
+    ids: IdAllocator,
+    seen: SeenInJob,
+}
+
+impl<R: Read> Extractor<R> {
+    /// An extractor over the compressed bytes of a `.warc.wat.gz`.
+    pub fn new(source: R, config: ExtractConfig) -> Result<Self, ScraperError> {
+        if config.halves.is_empty() {
+            return Err(ScraperError::Config("no half to extract".into()));
+        }
+        let mut halves = [None, None];
+        for half in &config.halves {
+            let slot = &mut halves[usize::from(half.half & 1)];
+            if slot.is_some() {
+                return Err(ScraperError::Config(format!(
+                    "half {} given twice",
+                    half.half
+                )));
+            }
+            *slot = Some(HalfState {
+                ids: IdAllocator::new(half.ids),
+                seen: SeenInJob::default(),
+            });
+        }
+        Ok(Self {
+            reader: WatReader::new(source, config.max_record_bytes),
+            state: State {
+                filters: config.filters,
+                halves,
+                counts: Counts::default(),
+                images: Finder::new(b"\"IMG@/src\""),
+                licenses: Finder::new(b"creativecommons.org/"),
+            },
+            pending: VecDeque::new(),
+            finished: false,
+        })
+    }
+
+    /// Counts so far (final once the iterator returned `None`).
+    pub fn counts(&self) -> &Counts {
+        &self.state.counts
+    }
+
+    /// Takes the counts out (for callers that consumed the iterator by value elsewhere).
+    pub fn into_counts(self) -> Counts {
+        self.state.counts
+    }
+
+    /// Records how many times an HTTP source resumed (see [`crate::source::HttpReader::resumes`]).
+    pub fn set_resumes(&mut self, resumes: u64) {
+        self.state.counts.resumes = resumes;
+    }
+
+    fn sync_byte_counts(&mut self) {
+        self.state.counts.bytes_compressed = self.reader.compressed_bytes();
+        self.state.counts.bytes_decompressed = self.reader.decompressed_bytes();
+    }
+}
+
+impl<R: Read> Iterator for Extractor<R> {
+    type Item = Result<Candidate, ScraperError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(candidate) = self.pending.pop_front() {
+                return Some(Ok(candidate));
+            }
+            if self.finished {
+                return None;
+            }
+            match self.reader.next_event() {
+                Ok(Some(RecordEvent::Record(record))) => {
+                    self.state.record(record, &mut self.pending);
+                }
+                Ok(Some(RecordEvent::Skipped(reason))) => self.state.counts.skip(reason),
+                Ok(None) => {
+                    self.finished = true;
+                    self.sync_byte_counts();
+                }
+                Err(error) => {
+                    self.finished = true;
+                    self.sync_byte_counts();
+                    return Some(Err(ScraperError::Source(error)));
+                }
+            }
+        }
+    }
+}
+
+impl State {
+    fn record(&mut self, record: WatRecord<'_>, out: &mut VecDeque<Candidate>) {
+        self.counts.records += 1;
+        let half = (record.index % 2) as u8;
+        if self.halves[usize::from(half)].is_none() {
+            self.counts.records_other_half += 1;
+            return;
+        }
+        if record.warc_type != b"metadata" {
+            return;
+        }
+        // A JSON envelope starts with `{`: this catches binary payloads without parsing them.
+        if record.body.trim_ascii_start().first() != Some(&b'{') {
+            return self.counts.skip(SkipReason::InvalidJson);
+        }
+        if self.images.find(record.body).is_none() {
+            self.counts.records_without_images += 1;
+            return;
+        }
+        let page = match record::parse(record.body) {
+            Ok(Parsed::Response(page)) => page,
+            Ok(Parsed::NotResponse) => return,
+            Err(reason) => return self.counts.skip(reason),
+        };
+        self.counts.responses += 1;
+        if !self.filters.keep_non_2xx {
+            let status = page
+                .status
+                .as_deref()
+                .and_then(|status| status.trim().parse::<u16>().ok());
+            if !status.is_some_and(|status| (200..300).contains(&status)) {
+                return self.counts.skip(SkipReason::Non2xxStatus);
+            }
+        }
+        let Ok(page_url) = Url::parse(page.target_uri.trim()) else {
+            return self.counts.skip(SkipReason::MissingKeys);
+        };
+        let base = urls::page_base(&page_url, page.base.as_deref());
+        let page_license = if self.licenses.find(record.body).is_some() {
+            license::page_license(&page.head_links, &page.links)
+        } else {
+            None
+        };
+        for link in &page.links {
+            if link.path.as_deref() != Some("IMG@/src") {
+                continue;
+            }
+            self.counts.image_links += 1;
+            let kept = match filters::check_link(
+                &self.filters,
+                &base,
+                link.url.as_deref(),
+                link.alt.as_deref(),
+            ) {
+                Ok(kept) => kept,
+                Err(reason) => {
+                    self.counts.skip(reason);
+                    continue;
+                }
+            };
+            let language = language::detect(self.filters.language_detector, &kept.alt);
+            if let Some(languages) = &self.filters.languages
+                && !language.is_some_and(|code| languages.contains(code))
+            {
+                self.counts.skip(SkipReason::Language);
+                continue;
+            }
+            let pair = pair_hash(&kept.url, &kept.alt);
+            let Some(half_state) = self.halves[usize::from(half)].as_mut() else {
+                continue;
+            };
+            if let Err(reason) = half_state
+                .seen
+                .insert(&kept.url, pair, self.filters.dedup_urls)
+            {
+                self.counts.skip(reason);
+                continue;
+            }
+            let Some(sample_id) = half_state.ids.next_id() else {
+                self.counts.skip(SkipReason::IdsExhausted);
+                continue;
+            };
+            self.counts.candidates += 1;
+            out.push_back(Candidate {
+                sample_id,
+                half,
+                url: kept.url,
+                alt: kept.alt.into_owned(),
+                page_url: page.target_uri.trim().to_owned(),
+                license: page_license.map(str::to_owned),
+                language: language.map(str::to_owned),
+                pair_hash: pair,
+            });
+        }
+    }
+}

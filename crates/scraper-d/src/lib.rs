@@ -1,0 +1,38 @@
+//! `scraper-d`: the Crawling@Home CPU worker. Part 1: Common Crawl WAT files to image–text candidates.
+//!
+//! Layout:
+//! - `wat.rs` (+ `wat/gzip.rs`, `wat/warc.rs`): a WAT byte stream as WARC records, member by
+//!   member, with damage counted and skipped.
+//! - `record.rs`: the JSON envelope of a record, parsed only along the paths we use.
+//! - `urls.rs`, `filters.rs` (+ `filters/alt.rs`, `filters/blocklist.rs`), `license.rs`,
+//!   `language.rs`: what makes a link a candidate.
+//! - `dedup.rs`: the pair hash, per-job dedup, and cross-job dedup through the tracker.
+//! - `halves.rs`: halves of a WAT and the sample-ID rule.
+//! - `extract.rs`: [`Extractor`], an iterator of [`Candidate`]s over any `Read`.
+//! - `source.rs` (+ `source/http.rs`): files and resumable HTTP downloads.
+//! - `output.rs` (+ `output/parquet.rs`): JSON lines and Parquet files, written atomically.
+//! - `cli.rs`, `command.rs`, `summary.rs`, `telemetry.rs`: the binary's flags and glue.
+
+pub mod candidates;
+pub mod cli;
+pub mod command;
+pub mod dedup;
+pub mod error;
+pub mod extract;
+pub mod filters;
+pub mod halves;
+pub mod language;
+pub mod license;
+pub mod output;
+pub mod record;
+pub mod source;
+pub mod summary;
+pub mod telemetry;
+pub mod urls;
+pub mod wat;
+
+pub use candidates::{Candidate, Counts, SkipReason};
+pub use error::ScraperError;
+pub use extract::{ExtractConfig, Extractor};
+pub use filters::FilterConfig;
+pub use halves::{HalfJob, IdRange};

@@ -1,0 +1,235 @@
+//! A WAT download as a blocking `Read`: an async task streams the body into a bounded channel and
+//! resumes a broken transfer with `Range: bytes=N-`.
+//!
+//! The task runs on a tokio runtime; the reader is read from a plain thread (or
+//! `spawn_blocking`), so inflating and parsing never block the async workers.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_RANGE, RANGE};
+use tokio::sync::mpsc;
+
+/// Download behaviour.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Failed attempts in a row (no byte received in between) before giving up.
+    pub max_attempts: u32,
+    /// Wait before the first retry; doubles on each failure in a row, capped at 30 s.
+    pub retry_delay: Duration,
+    /// Chunks buffered between the download task and the reader (bounds memory).
+    pub queue_chunks: usize,
+}
+
+impl HttpConfig {
+    /// 8 attempts, 500 ms first delay, 64 chunks.
+    pub fn standard() -> Self {
+        Self {
+            max_attempts: 8,
+            retry_delay: Duration::from_millis(500),
+            queue_chunks: 64,
+        }
+    }
+}
+
+/// The reading end of a download started by [`spawn_download`].
+pub struct HttpReader {
+    chunks: mpsc::Receiver<std::io::Result<Bytes>>,
+    current: Bytes,
+    resumes: Arc<AtomicU64>,
+}
+
+impl HttpReader {
+    /// How many times the download resumed with a Range request so far.
+    pub fn resumes(&self) -> u64 {
+        self.resumes.load(Ordering::Relaxed)
+    }
+
+    /// A shared handle on the resume count, readable after the reader moved into an extractor.
+    pub fn resume_counter(&self) -> Arc<AtomicU64> {
+        self.resumes.clone()
+    }
+}
+
+impl Read for HttpReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(error)) => return Err(error),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        let _ = self.current.split_to(n);
+        Ok(n)
+    }
+}
+
+/// Starts downloading `url` on `runtime`; the returned reader yields the body's bytes exactly once
+/// each, across resumptions, and fails with an IO error when the download gives up.
+pub fn spawn_download(
+    runtime: &tokio::runtime::Handle,
+    client: reqwest::Client,
+    url: url::Url,
+    config: HttpConfig,
+) -> HttpReader {
+    let (sender, chunks) = mpsc::channel(config.queue_chunks.max(1));
+    let resumes = Arc::new(AtomicU64::new(0));
+    let task_resumes = resumes.clone();
+    runtime.spawn(async move {
+        if let Err(error) = download(&client, &url, &config, &sender, &task_resumes).await {
+            tracing::warn!(%url, error = %error, "wat download failed");
+            let _ = sender.send(Err(error)).await;
+        }
+    });
+    HttpReader {
+        chunks,
+        current: Bytes::new(),
+        resumes,
+    }
+}
+
+async fn download(
+    client: &reqwest::Client,
+    url: &url::Url,
+    config: &HttpConfig,
+    sender: &mpsc::Sender<std::io::Result<Bytes>>,
+    resumes: &AtomicU64,
+) -> std::io::Result<()> {
+    let mut offset = 0u64;
+    let mut total: Option<u64> = None;
+    let mut failures = 0u32;
+    loop {
+        let attempt = fetch_from(client, url, offset, &mut total, sender).await;
+        let (received, outcome) = match attempt {
+            Ok(received) => (received, Ok(())),
+            Err((received, error)) => (received, Err(error)),
+        };
+        offset += received;
+        if received > 0 {
+            failures = 0;
+        }
+        let error = match outcome {
+            Ok(()) if total.is_none_or(|total| offset >= total) => return Ok(()),
+            Ok(()) => Attempt::Retry(format!("body ended at {offset} of {total:?} bytes")),
+            Err(error) => error,
+        };
+        let detail = match error {
+            Attempt::Fatal(detail) => return Err(std::io::Error::other(detail)),
+            Attempt::ReaderGone => return Ok(()),
+            Attempt::Retry(detail) => detail,
+        };
+        failures += 1;
+        if failures >= config.max_attempts {
+            return Err(std::io::Error::other(format!(
+                "gave up after {failures} failed attempts: {detail}"
+            )));
+        }
+        let delay = config
+            .retry_delay
+            .saturating_mul(1 << (failures - 1).min(6))
+            .min(Duration::from_secs(30));
+        tracing::warn!(%url, offset, attempt = failures, error = %detail, "wat download interrupted, resuming");
+        tokio::time::sleep(delay).await;
+        if offset > 0 {
+            resumes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+enum Attempt {
+    Retry(String),
+    Fatal(String),
+    ReaderGone,
+}
+
+/// One request from `offset`; returns the bytes forwarded, with the error that ended it, if any.
+async fn fetch_from(
+    client: &reqwest::Client,
+    url: &url::Url,
+    offset: u64,
+    total: &mut Option<u64>,
+    sender: &mpsc::Sender<std::io::Result<Bytes>>,
+) -> Result<u64, (u64, Attempt)> {
+    let mut request = client.get(url.clone());
+    if offset > 0 {
+        request = request.header(RANGE, format!("bytes={offset}-"));
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|error| (0, Attempt::Retry(format!("request failed: {error}"))))?;
+    let status = response.status();
+    if status == StatusCode::RANGE_NOT_SATISFIABLE && *total == Some(offset) {
+        return Ok(0);
+    }
+    if status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+    {
+        return Err((0, Attempt::Retry(format!("status {status}"))));
+    }
+    if !status.is_success() {
+        return Err((0, Attempt::Fatal(format!("status {status}"))));
+    }
+    // Bytes of this response that were already forwarded (a server that ignored the Range).
+    let mut skip = if status == StatusCode::PARTIAL_CONTENT {
+        let (start, full) = parse_content_range(&response).ok_or_else(|| {
+            (
+                0,
+                Attempt::Retry("206 without a valid Content-Range".to_owned()),
+            )
+        })?;
+        if start > offset {
+            return Err((
+                0,
+                Attempt::Fatal(format!("range starts at {start}, not {offset}")),
+            ));
+        }
+        if full.is_some() {
+            *total = full;
+        }
+        offset - start
+    } else {
+        if let Some(length) = response.content_length() {
+            *total = Some(length);
+        }
+        offset
+    };
+    let mut received = 0u64;
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let mut chunk =
+            chunk.map_err(|error| (received, Attempt::Retry(format!("body broke: {error}"))))?;
+        if skip > 0 {
+            let dropped = skip.min(chunk.len() as u64);
+            let _ = chunk.split_to(dropped as usize);
+            skip -= dropped;
+        }
+        if chunk.is_empty() {
+            continue;
+        }
+        let len = chunk.len() as u64;
+        if sender.send(Ok(chunk)).await.is_err() {
+            return Err((received, Attempt::ReaderGone));
+        }
+        received += len;
+    }
+    Ok(received)
+}
+
+/// `Content-Range: bytes START-END/TOTAL` gives `(START, Some(TOTAL))` (`TOTAL` may be `*`).
+fn parse_content_range(response: &reqwest::Response) -> Option<(u64, Option<u64>)> {
+    let value = response.headers().get(CONTENT_RANGE)?.to_str().ok()?;
+    let rest = value.trim().strip_prefix("bytes ")?;
+    let (range, full) = rest.split_once('/')?;
+    let (start, _) = range.split_once('-')?;
+    Some((start.trim().parse().ok()?, full.trim().parse().ok()))
+}

@@ -1,0 +1,179 @@
+//! Image URLs: resolution against the page (RFC 3986 via `url`), scheme, length, extension and host checks.
+
+use url::{Host, Url};
+
+use crate::candidates::SkipReason;
+
+/// The base URL of a page: `Head.Base` resolved against the page URL when that works, else the
+/// page URL itself (what Common Crawl's own link extractor does; 2021 used a string dirname).
+pub fn page_base(page_url: &Url, head_base: Option<&str>) -> Url {
+    head_base
+        .map(str::trim)
+        .filter(|base| !base.is_empty())
+        .and_then(|base| page_url.join(base).ok())
+        .unwrap_or_else(|| page_url.clone())
+}
+
+/// Resolves a raw `src` value against `base`: trimmed, `data:`/`javascript:` refused by name,
+/// http(s) only, fragment dropped. The length, extension and host checks are separate.
+pub fn resolve(base: &Url, raw: &str) -> Result<Url, SkipReason> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Err(SkipReason::UrlEmpty);
+    }
+    if starts_with_ignore_case(raw, "data:") {
+        return Err(SkipReason::DataUri);
+    }
+    if starts_with_ignore_case(raw, "javascript:") {
+        return Err(SkipReason::JavascriptUri);
+    }
+    let mut url = base.join(raw).map_err(|_| SkipReason::UrlInvalid)?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(SkipReason::SchemeNotHttp);
+    }
+    url.set_fragment(None);
+    Ok(url)
+}
+
+/// The lowercase extension of the last path segment (`/a/b.JPG?x` gives `jpg`), if any.
+pub fn path_extension(url: &Url) -> Option<String> {
+    let segment = url.path().rsplit('/').next()?;
+    let (stem, extension) = segment.rsplit_once('.')?;
+    (!stem.is_empty() && !extension.is_empty()).then(|| extension.to_ascii_lowercase())
+}
+
+/// Checks that the host is a plausible public DNS name: at most 253 bytes, at least two labels
+/// of 1 to 63 bytes of letters, digits, `-` and `_`, no label starting or ending with `-`, and a
+/// top-level label that is not all digits. IP literals are refused unless `allow_ip`.
+pub fn check_host(url: &Url, allow_ip: bool) -> Result<(), SkipReason> {
+    match url.host() {
+        None => Err(SkipReason::Hostname),
+        Some(Host::Ipv4(_) | Host::Ipv6(_)) if allow_ip => Ok(()),
+        Some(Host::Ipv4(_) | Host::Ipv6(_)) => Err(SkipReason::IpHost),
+        Some(Host::Domain(domain)) => {
+            let domain = domain.strip_suffix('.').unwrap_or(domain);
+            let labels: Vec<&str> = domain.split('.').collect();
+            let label_ok = |label: &&str| {
+                (1..=63).contains(&label.len())
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label
+                        .bytes()
+                        .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')
+            };
+            let tld_ok = labels
+                .last()
+                .is_some_and(|tld| !tld.bytes().all(|byte| byte.is_ascii_digit()));
+            if domain.len() <= 253 && labels.len() >= 2 && labels.iter().all(label_ok) && tld_ok {
+                Ok(())
+            } else {
+                Err(SkipReason::Hostname)
+            }
+        }
+    }
+}
+
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.len() >= prefix.len()
+        && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).expect("test url parses")
+    }
+
+    #[test]
+    fn resolution_table() {
+        let page = url("http://site.test:8080/dir/post.html?x=1#top");
+        let cases: &[(Option<&str>, &str, Result<&str, SkipReason>)] = &[
+            (None, "a.jpg", Ok("http://site.test:8080/dir/a.jpg")),
+            (None, "../a.jpg", Ok("http://site.test:8080/a.jpg")),
+            (None, "/a.jpg", Ok("http://site.test:8080/a.jpg")),
+            (None, "//cdn.test/a.jpg", Ok("http://cdn.test/a.jpg")),
+            (None, "?y=2", Ok("http://site.test:8080/dir/post.html?y=2")),
+            (
+                None,
+                "  a.jpg#frag \n",
+                Ok("http://site.test:8080/dir/a.jpg"),
+            ),
+            (
+                None,
+                "https://x.test/a b.jpg",
+                Ok("https://x.test/a%20b.jpg"),
+            ),
+            (Some("/"), "a.jpg", Ok("http://site.test:8080/a.jpg")),
+            (
+                Some("sub/"),
+                "a.jpg",
+                Ok("http://site.test:8080/dir/sub/a.jpg"),
+            ),
+            (
+                Some("https://cdn.test/x/"),
+                "a.jpg",
+                Ok("https://cdn.test/x/a.jpg"),
+            ),
+            (
+                Some("http://[::1"),
+                "a.jpg",
+                Ok("http://site.test:8080/dir/a.jpg"),
+            ),
+            (None, "", Err(SkipReason::UrlEmpty)),
+            (None, "   ", Err(SkipReason::UrlEmpty)),
+            (None, "data:image/gif;base64,R0l", Err(SkipReason::DataUri)),
+            (None, " DATA:image/png,x", Err(SkipReason::DataUri)),
+            (None, "javascript:void(0)", Err(SkipReason::JavascriptUri)),
+            (None, "mailto:a@b.test", Err(SkipReason::SchemeNotHttp)),
+            (None, "ftp://f.test/a.jpg", Err(SkipReason::SchemeNotHttp)),
+            (None, "http://[::1", Err(SkipReason::UrlInvalid)),
+        ];
+        for (base, raw, expected) in cases {
+            let base = page_base(&page, *base);
+            let got = resolve(&base, raw).map(String::from);
+            assert_eq!(
+                got.as_deref().map_err(|e| *e),
+                *expected,
+                "{base} + {raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn extension_table() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("http://a.test/x.svg", Some("svg")),
+            ("http://a.test/x.GIF?size=2", Some("gif")),
+            ("http://a.test/svg/x.jpg", Some("jpg")),
+            ("http://a.test/x.svg.png", Some("png")),
+            ("http://a.test/image.gifts/x", None),
+            ("http://a.test/x.jpg?f=a.svg", Some("jpg")),
+            ("http://a.test/.ico", None),
+            ("http://a.test/", None),
+            ("http://a.test/x.", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(path_extension(&url(text)).as_deref(), *expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn host_table() {
+        let cases: &[(&str, bool, Result<(), SkipReason>)] = &[
+            ("http://img-0001.photos.test/a.jpg", false, Ok(())),
+            ("http://xn--bcher-kva.example/a.jpg", false, Ok(())),
+            ("http://my_host.example.com/a.jpg", false, Ok(())),
+            ("http://localhost/a.jpg", false, Err(SkipReason::Hostname)),
+            ("http://a.b-/a.jpg", false, Err(SkipReason::Hostname)),
+            ("http://-a.test/a.jpg", false, Err(SkipReason::Hostname)),
+            ("http://127.0.0.1/a.jpg", false, Err(SkipReason::IpHost)),
+            ("http://[::1]/a.jpg", false, Err(SkipReason::IpHost)),
+            ("http://127.0.0.1/a.jpg", true, Ok(())),
+        ];
+        for (text, allow_ip, expected) in cases {
+            assert_eq!(check_host(&url(text), *allow_ip), *expected, "{text}");
+        }
+    }
+}

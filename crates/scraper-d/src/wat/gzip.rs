@@ -1,0 +1,336 @@
+//! Gzip members one at a time, with resynchronisation after damage and a cap on member size.
+//!
+//! Common Crawl compresses every WARC record as its own gzip member (reference §3.2). Decoding
+//! member by member (instead of `MultiGzDecoder`) lets a damaged member be counted and skipped:
+//! after an error the reader scans forward for the next gzip header (`1f 8b 08`).
+
+use std::io::Read;
+
+use flate2::{Crc, Decompress, FlushDecompress, Status};
+
+/// Size of the compressed input buffer.
+const INPUT_BUFFER: usize = 256 * 1024;
+/// Output space reserved before each inflate call.
+const OUTPUT_STEP: usize = 64 * 1024;
+/// A member header longer than this (file name, comment, extra field) is treated as damage.
+const MAX_HEADER: usize = 64 * 1024;
+
+/// What reading one member gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Member {
+    /// The member decoded and its CRC and length matched; the output holds it.
+    Complete,
+    /// The member decoded but exceeded the size cap; its output was discarded.
+    TooLarge,
+    /// The deflate data, the CRC or the length was wrong; the output is unusable.
+    Corrupt,
+    /// The input ended inside the member; nothing follows.
+    Truncated,
+    /// Bytes that are not a gzip header were skipped to reach the next member.
+    Garbage,
+}
+
+/// Reads gzip members from a byte source.
+pub(crate) struct MemberReader<R> {
+    source: R,
+    input: Box<[u8]>,
+    pos: usize,
+    len: usize,
+    eof: bool,
+    inflate: Decompress,
+    n_compressed: u64,
+    n_decompressed: u64,
+}
+
+impl<R: Read> MemberReader<R> {
+    pub(crate) fn new(source: R) -> Self {
+        Self {
+            source,
+            input: vec![0; INPUT_BUFFER].into_boxed_slice(),
+            pos: 0,
+            len: 0,
+            eof: false,
+            inflate: Decompress::new(false),
+            n_compressed: 0,
+            n_decompressed: 0,
+        }
+    }
+
+    /// Compressed bytes consumed so far.
+    pub(crate) fn compressed_bytes(&self) -> u64 {
+        self.n_compressed
+    }
+
+    /// Decompressed bytes produced so far (discarded ones included).
+    pub(crate) fn decompressed_bytes(&self) -> u64 {
+        self.n_decompressed
+    }
+
+    /// Reads the next member into `out` (cleared first), keeping at most `cap` bytes.
+    /// `Ok(None)` at the end of the input; `Err` only when the source itself fails.
+    pub(crate) fn next_member(
+        &mut self,
+        out: &mut Vec<u8>,
+        cap: usize,
+    ) -> std::io::Result<Option<Member>> {
+        out.clear();
+        if !self.fill(1)? {
+            return Ok(None);
+        }
+        if !self.at_magic()? {
+            self.skip_to_magic()?;
+            return Ok(Some(Member::Garbage));
+        }
+        let Some(header_len) = self.header_len()? else {
+            return self.truncated_or_corrupt();
+        };
+        self.consume(header_len);
+        self.inflate.reset(false);
+        let mut crc = Crc::new();
+        let mut too_large = false;
+        loop {
+            if self.pos == self.len && !self.fill(1)? {
+                return Ok(Some(Member::Truncated));
+            }
+            if out.len() >= cap {
+                // Keep decoding to find the member's end, but only to check the CRC.
+                crc.update(out);
+                out.clear();
+                too_large = true;
+            }
+            if out.capacity() - out.len() < OUTPUT_STEP {
+                out.reserve(OUTPUT_STEP.max(out.len().min(cap)));
+            }
+            let (in_before, out_before) = (self.inflate.total_in(), self.inflate.total_out());
+            let status = self.inflate.decompress_vec(
+                &self.input[self.pos..self.len],
+                out,
+                FlushDecompress::None,
+            );
+            let consumed = (self.inflate.total_in() - in_before) as usize;
+            let produced = self.inflate.total_out() - out_before;
+            self.consume(consumed);
+            self.n_decompressed += produced;
+            match status {
+                Ok(Status::StreamEnd) => break,
+                Ok(Status::Ok | Status::BufError) => {
+                    if consumed == 0 && produced == 0 && self.pos < self.len {
+                        // No progress with input and output space available: damaged data.
+                        return Ok(Some(Member::Corrupt));
+                    }
+                }
+                Err(_) => return Ok(Some(Member::Corrupt)),
+            }
+        }
+        if !self.fill(8)? {
+            self.consume(self.len - self.pos);
+            return Ok(Some(Member::Truncated));
+        }
+        let trailer = &self.input[self.pos..self.pos + 8];
+        let expected_crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
+        let expected_len = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
+        self.consume(8);
+        crc.update(out);
+        // ISIZE is the length modulo 2^32 (RFC 1952), hence the truncating cast.
+        let actual_len = self.inflate.total_out() as u32;
+        if crc.sum() != expected_crc || actual_len != expected_len {
+            out.clear();
+            return Ok(Some(Member::Corrupt));
+        }
+        if too_large {
+            out.clear();
+            return Ok(Some(Member::TooLarge));
+        }
+        Ok(Some(Member::Complete))
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+        self.n_compressed += n as u64;
+    }
+
+    /// Makes at least `min` unread bytes available if the source has them; false if it ends first.
+    fn fill(&mut self, min: usize) -> std::io::Result<bool> {
+        while self.len - self.pos < min {
+            if self.eof {
+                return Ok(false);
+            }
+            if self.pos > 0 {
+                self.input.copy_within(self.pos..self.len, 0);
+                self.len -= self.pos;
+                self.pos = 0;
+            }
+            if self.len == self.input.len() {
+                return Ok(true);
+            }
+            match self.source.read(&mut self.input[self.len..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.len += n,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(true)
+    }
+
+    fn at_magic(&mut self) -> std::io::Result<bool> {
+        if !self.fill(3)? {
+            return Ok(false);
+        }
+        Ok(self.input[self.pos..self.pos + 3] == [0x1f, 0x8b, 0x08])
+    }
+
+    /// Skips at least one byte, then up to the next `1f 8b 08` or the end of the input.
+    fn skip_to_magic(&mut self) -> std::io::Result<()> {
+        self.consume(1);
+        loop {
+            if !self.fill(3)? {
+                self.consume(self.len - self.pos);
+                return Ok(());
+            }
+            let window = &self.input[self.pos..self.len];
+            match memchr::memmem::find(window, &[0x1f, 0x8b, 0x08]) {
+                Some(offset) => {
+                    self.consume(offset);
+                    return Ok(());
+                }
+                // Keep the last two bytes: they may start a header split across reads.
+                None => self.consume(window.len() - 2),
+            }
+        }
+    }
+
+    /// The length of the member header at `pos` (RFC 1952 §2.3), or `None` if it is damaged.
+    fn header_len(&mut self) -> std::io::Result<Option<usize>> {
+        if !self.fill(10)? {
+            return Ok(None);
+        }
+        let flags = self.input[self.pos + 3];
+        let mut len = 10;
+        if flags & 0x04 != 0 {
+            if !self.fill(len + 2)? {
+                return Ok(None);
+            }
+            let extra = &self.input[self.pos + len..self.pos + len + 2];
+            len += 2 + usize::from(u16::from_le_bytes([extra[0], extra[1]]));
+        }
+        for flag in [0x08, 0x10] {
+            if flags & flag != 0 {
+                loop {
+                    if len > MAX_HEADER || !self.fill(len + 1)? {
+                        return Ok(None);
+                    }
+                    len += 1;
+                    if self.input[self.pos + len - 1] == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        if flags & 0x02 != 0 {
+            len += 2;
+        }
+        if len > MAX_HEADER || !self.fill(len)? {
+            return Ok(None);
+        }
+        Ok(Some(len))
+    }
+
+    fn truncated_or_corrupt(&mut self) -> std::io::Result<Option<Member>> {
+        if self.eof && self.len - self.pos < MAX_HEADER {
+            self.consume(self.len - self.pos);
+            return Ok(Some(Member::Truncated));
+        }
+        self.skip_to_magic()?;
+        Ok(Some(Member::Corrupt))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use flate2::Compression;
+    use flate2::write::GzEncoder;
+
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+        encoder.write_all(data).expect("write to vec");
+        encoder.finish().expect("finish gzip")
+    }
+
+    fn read_all(bytes: &[u8], cap: usize) -> Vec<(Member, Vec<u8>)> {
+        let mut reader = MemberReader::new(bytes);
+        let mut out = Vec::new();
+        let mut members = Vec::new();
+        while let Some(member) = reader.next_member(&mut out, cap).expect("slice reads") {
+            members.push((member, out.clone()));
+        }
+        members
+    }
+
+    #[test]
+    fn members_damage_and_resync() {
+        let big: Vec<u8> = (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let mut corrupt = gzip(b"will be damaged, long enough to damage in the middle of it");
+        let middle = corrupt.len() / 2;
+        corrupt[middle] ^= 0xff;
+        let truncated = gzip(b"cut short");
+        type Case<'a> = (Vec<u8>, usize, Vec<(Member, &'a [u8])>);
+        let cases: Vec<Case<'_>> = vec![
+            (
+                [gzip(b"one"), gzip(b"two")].concat(),
+                100,
+                vec![(Member::Complete, b"one"), (Member::Complete, b"two")],
+            ),
+            (
+                [gzip(&big), gzip(b"after")].concat(),
+                1000,
+                vec![(Member::TooLarge, b""), (Member::Complete, b"after")],
+            ),
+            (
+                [b"junk".to_vec(), gzip(b"ok")].concat(),
+                100,
+                vec![(Member::Garbage, b""), (Member::Complete, b"ok")],
+            ),
+            (
+                [corrupt, gzip(b"next")].concat(),
+                100,
+                vec![(Member::Corrupt, b""), (Member::Complete, b"next")],
+            ),
+            (
+                [gzip(b"first"), truncated[..truncated.len() - 5].to_vec()].concat(),
+                100,
+                vec![(Member::Complete, b"first"), (Member::Truncated, b"")],
+            ),
+            (Vec::new(), 100, vec![]),
+        ];
+        for (input, cap, expected) in cases {
+            let got = read_all(&input, cap);
+            // A member damaged mid-stream may leave its tail behind as garbage.
+            let got: Vec<(Member, &[u8])> = got
+                .iter()
+                .enumerate()
+                .filter(|(index, (member, _))| {
+                    !(*member == Member::Garbage
+                        && *index > 0
+                        && got[index - 1].0 == Member::Corrupt)
+                })
+                .map(|(_, pair)| pair)
+                .map(|(member, out)| {
+                    let out: &[u8] = if *member == Member::Complete {
+                        out
+                    } else {
+                        b""
+                    };
+                    (*member, out)
+                })
+                .collect();
+            assert_eq!(got, expected);
+        }
+        let whole = read_all(&gzip(&big), usize::MAX);
+        assert_eq!(whole[0].1, big);
+    }
+}

@@ -1,0 +1,90 @@
+//! The `scraper-d extract` binary: atomic output files, Parquet and JSON lines, the summary.
+
+use std::process::Command;
+
+use cah_testkit::wat::{FaultMix, WatConfig, generate_to_vec};
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_scraper-d"))
+}
+
+#[test]
+fn extract_writes_parquet_and_jsonl_with_a_summary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = WatConfig {
+        n_pages: 100,
+        faults: FaultMix::Fast,
+        ..WatConfig::small(8080, 51)
+    };
+    let (bytes, _, _) = generate_to_vec(&config).expect("generate");
+    let wat = dir.path().join("file.warc.wat.gz");
+    std::fs::write(&wat, &bytes).expect("write wat");
+
+    let parquet_path = dir.path().join("out.parquet");
+    let output = binary()
+        .args([
+            "extract",
+            "--format",
+            "parquet",
+            "--summary-json",
+            "--output",
+        ])
+        .arg(&parquet_path)
+        .arg(&wat)
+        .output()
+        .expect("run scraper-d");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let summary_line = stderr.lines().last().expect("summary line");
+    let summary: serde_json::Value = serde_json::from_str(summary_line).expect("summary json");
+    let n_candidates = summary["candidates"].as_u64().expect("candidates");
+    assert!(n_candidates > 50);
+    assert!(summary["skipped"]["extension"].as_u64().is_some());
+    let file = std::fs::File::open(&parquet_path).expect("parquet file");
+    let reader = parquet::file::reader::SerializedFileReader::new(file).expect("parquet reads");
+    let rows = parquet::file::reader::FileReader::metadata(&reader)
+        .file_metadata()
+        .num_rows();
+    assert_eq!(rows as u64, n_candidates);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty());
+
+    let output = binary()
+        .args(["extract", "--half", "1"])
+        .arg(&wat)
+        .output()
+        .expect("run scraper-d");
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).expect("utf-8 jsonl");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("json line"))
+        .collect();
+    assert!(!lines.is_empty() && (lines.len() as u64) < n_candidates);
+    assert!(lines.iter().all(|line| line["half"] == 1));
+    assert_eq!(lines[0]["sample_id"], 1_000_000_000u64);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("skipped:"));
+
+    let failed_output = dir.path().join("failed.jsonl");
+    let failed = binary()
+        .args(["extract", "--output"])
+        .arg(&failed_output)
+        .arg(dir.path().join("missing.warc.wat.gz"))
+        .output()
+        .expect("run scraper-d");
+    assert_eq!(failed.status.code(), Some(1));
+    let mut failed_tmp = failed_output.clone().into_os_string();
+    failed_tmp.push(".tmp");
+    assert!(std::fs::metadata(&failed_output).is_err() && std::fs::metadata(&failed_tmp).is_err());
+
+    let refused = binary()
+        .args(["extract", "--format", "parquet"])
+        .arg(&wat)
+        .output()
+        .expect("run scraper-d");
+    assert_eq!(refused.status.code(), Some(64));
+}

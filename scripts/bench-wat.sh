@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Benchmarks scraper-d's WAT extraction on one core against cc2dataset's method (Python fastwarc +
+# simdjson, scripts/cc2dataset_wat.py) and against plain decompression (gzip -dc), on the same
+# generated WAT file. Prints MB/s (compressed MB, 10^6 bytes), records/s, peak RSS and the ratios.
+#
+#   BENCH_WAT_MB=100 scripts/bench-wat.sh     # default ~100 MB file; 400 for the full run
+#
+# Needs: cargo, python3 with pip (PyPI), /usr/bin/time (Debian package `time`, installed with
+# apt-get when missing and running as root). Everything it downloads or writes stays in target/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MB="${BENCH_WAT_MB:-100}"
+OUT="target/bench-wat"
+PY="target/wat-peer-py"
+mkdir -p "$OUT"
+
+if [[ ! -x /usr/bin/time ]]; then
+    if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
+        apt-get install -y -qq time >/dev/null
+    else
+        echo "bench-wat: /usr/bin/time is missing (apt-get install time)" >&2
+        exit 1
+    fi
+fi
+
+echo "== building release binaries" >&2
+cargo build --release --quiet -p scraper-d -p cah-testkit
+cargo build --release --quiet -p scraper-d --example inflate_wat
+
+echo "== generating (or reusing) a ${MB} MB WAT file" >&2
+WAT="$(target/release/cah-testkit wat --target-mb "$MB" --out-dir "$OUT/crawl-${MB}mb" | sed -n 's/^path=//p')"
+BYTES="$(stat -c %s "$WAT")"
+
+if [[ ! -f "$PY/.installed" ]]; then
+    echo "== installing the Python peer's packages into $PY" >&2
+    python3 -m pip install --quiet --disable-pip-version-check --target "$PY" \
+        fastwarc==0.15.2 pysimdjson==7.0.2 orjson==3.13.0
+    touch "$PY/.installed"
+fi
+
+CPU="taskset -c 0"
+command -v taskset >/dev/null || CPU=""
+
+# Runs a command under /usr/bin/time; sets SECONDS_TAKEN and RSS_KB.
+measure() {
+    local log="$OUT/time.txt"
+    local start end
+    start="$(date +%s.%N)"
+    /usr/bin/time -v -o "$log" "$@"
+    end="$(date +%s.%N)"
+    SECONDS_TAKEN="$(python3 -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$start" "$end")"
+    RSS_KB="$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$log")"
+}
+
+echo "== 1. scraper-d extract (release, one thread)" >&2
+measure $CPU target/release/scraper-d extract --summary-json "$WAT" >/dev/null 2>"$OUT/ours.stderr"
+OURS_S="$SECONDS_TAKEN"; OURS_RSS="$RSS_KB"
+SUMMARY="$(tail -n 1 "$OUT/ours.stderr")"
+RECORDS="$(echo "$SUMMARY" | python3 -c 'import json,sys; print(json.load(sys.stdin)["records"])')"
+OURS_CANDIDATES="$(echo "$SUMMARY" | python3 -c 'import json,sys; print(json.load(sys.stdin)["candidates"])')"
+
+echo "== 2. cc2dataset method (fastwarc + simdjson, one thread)" >&2
+measure env PYTHONPATH="$PY" $CPU python3 scripts/cc2dataset_wat.py "$WAT" >"$OUT/peer.json"
+PEER_S="$SECONDS_TAKEN"; PEER_RSS="$RSS_KB"
+PEER_CANDIDATES="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["candidates"])' "$OUT/peer.json")"
+
+echo "== 2b. the same with orjson" >&2
+measure env PYTHONPATH="$PY" $CPU python3 scripts/cc2dataset_wat.py --json orjson "$WAT" >"$OUT/peer-orjson.json"
+ORJSON_S="$SECONDS_TAKEN"; ORJSON_RSS="$RSS_KB"
+
+echo "== 3. plain decompression (gzip -dc > /dev/null)" >&2
+measure $CPU sh -c "gzip -dc '$WAT' >/dev/null"
+ZCAT_S="$SECONDS_TAKEN"; ZCAT_RSS="$RSS_KB"
+
+echo "== 3b. plain decompression (flate2 + zlib-rs MultiGzDecoder, the backend scraper-d uses)" >&2
+measure $CPU target/release/examples/inflate_wat "$WAT" 2>/dev/null
+INFLATE_S="$SECONDS_TAKEN"; INFLATE_RSS="$RSS_KB"
+
+python3 - "$BYTES" "$RECORDS" "$OURS_S" "$OURS_RSS" "$PEER_S" "$PEER_RSS" "$ZCAT_S" "$ZCAT_RSS" \
+    "$OURS_CANDIDATES" "$PEER_CANDIDATES" "$WAT" "$ORJSON_S" "$ORJSON_RSS" "$INFLATE_S" "$INFLATE_RSS" <<'PYEOF'
+import sys
+(bytes_, records, ours_s, ours_rss, peer_s, peer_rss, zcat_s, zcat_rss,
+ ours_c, peer_c, wat, orjson_s, orjson_rss, inflate_s, inflate_rss) = sys.argv[1:]
+bytes_, records = int(bytes_), int(records)
+rows = [("scraper-d", float(ours_s), int(ours_rss)),
+        ("cc2dataset (fastwarc+simdjson)", float(peer_s), int(peer_rss)),
+        ("cc2dataset method with orjson", float(orjson_s), int(orjson_rss)),
+        ("gzip -dc", float(zcat_s), int(zcat_rss)),
+        ("flate2/zlib-rs inflate loop", float(inflate_s), int(inflate_rss))]
+print(f"file: {wat} ({bytes_ / 1e6:.1f} MB, {records} records)")
+print(f"{'method':<32} {'seconds':>8} {'MB/s':>8} {'records/s':>10} {'peak RSS MB':>12}")
+for name, seconds, rss in rows:
+    print(f"{name:<32} {seconds:8.2f} {bytes_ / 1e6 / seconds:8.1f} {records / seconds:10.0f} {rss / 1024:12.1f}")
+ours, peer, orjson, zcat, inflate = (r[1] for r in rows)
+print(f"ours/peer speed: {peer / ours:.2f}x (simdjson), {orjson / ours:.2f}x (orjson)")
+print(f"ours/decompression speed: {zcat / ours:.2f} (gzip -dc), {inflate / ours:.2f} (zlib-rs loop)")
+print(f"candidates: scraper-d {ours_c} (all filters), peer {peer_c} (cc2dataset's filters)")
+PYEOF
