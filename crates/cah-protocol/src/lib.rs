@@ -2,8 +2,10 @@
 //!
 //! The 2021 types live in [`legacy`] and are shaped exactly as the 2021 server and client sent them,
 //! so that old clients keep working. Everything new lives in [`ext`], under the `/api/ext/` prefix.
+//! The bundle format between scraper and GPU daemon lives in [`bundle`].
 //! This crate depends on `serde` only: no IO, no HTTP, no logic beyond (de)serialisation.
 
+pub mod bundle;
 pub mod ext;
 pub mod legacy;
 pub mod paths;

@@ -141,3 +141,16 @@ fn extension_defaults() {
     assert!(dedup.add);
     assert!(serde_json::from_str::<ext::DedupSet>(r#""nolang""#).is_err());
 }
+
+#[test]
+fn bundle_metadata_names_width_and_height() {
+    let line = r#"{"sample_id": 500001, "file": "500001.jpg", "url": "http://a.test/x.jpg", "final_url": "http://cdn.test/x.jpg", "alt": "a red bicycle", "page_url": "http://a.test/", "license": null, "language": "eng", "original_width": 1024, "original_height": 768, "width": 341, "height": 256, "bytes": 18211, "sha256": "00"}"#;
+    let sample: cah_protocol::bundle::BundleSample = serde_json::from_str(line).expect("decodes");
+    assert_eq!((sample.original_width, sample.original_height), (1024, 768));
+    assert_eq!((sample.width, sample.height), (341, 256));
+    let encoded = serde_json::to_value(&sample).expect("encodes");
+    assert_eq!(
+        encoded,
+        serde_json::from_str::<serde_json::Value>(line).unwrap()
+    );
+}
