@@ -12,6 +12,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 for unit in systemd/*.service; do
   name=$(basename "$unit")
+  # Build the binaries the unit starts, so verify can check they exist.
+  for binary in $(grep -o '/usr/local/bin/[A-Za-z0-9_-]*' "$unit" | sort -u | xargs -n1 basename); do
+    cargo build --quiet --locked --bin "$binary"
+  done
   sed "s#/usr/local/bin/#$target/debug/#g" "$unit" >"$work/$name"
   out=$(systemd-analyze verify "$work/$name" 2>&1 || true)
   # Users that exist only on deployed machines are not an error of the unit file.
