@@ -102,7 +102,7 @@ pub async fn flush(db: &Db, touches: &[PendingTouch]) -> Result<(), DbError> {
     if touches.is_empty() {
         return Ok(());
     }
-    let mut transaction = db.pool().begin().await?;
+    let mut transaction = db.relaxed_pool().begin().await?;
     for touch in touches {
         sqlx::query(
             "UPDATE clients SET last_seen = $1, progress = COALESCE($2, progress), \

@@ -36,6 +36,7 @@ pub enum Dialect {
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
+    relaxed: AnyPool,
     dialect: Dialect,
 }
 
@@ -72,17 +73,41 @@ impl Db {
                             Ok(())
                         })
                     })
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await?
             }
             Dialect::Postgres => {
                 pool_options
                     .max_connections(max_connections)
+                    .connect_with(options.clone())
+                    .await?
+            }
+        };
+        let relaxed = match dialect {
+            Dialect::Sqlite => pool.clone(),
+            // Claims, lease renewals and touches may be lost if PostgreSQL itself crashes: a
+            // lost claim or renewal only makes a lease end early, and the completion guard
+            // (`holder = token`) still keeps every job completed once. Completions, imports
+            // and dedup additions stay on the durable pool.
+            Dialect::Postgres => {
+                AnyPoolOptions::new()
+                    .acquire_timeout(Duration::from_secs(30))
+                    .max_connections(max_connections)
+                    .after_connect(|connection, _| {
+                        Box::pin(async move {
+                            connection.execute("SET synchronous_commit = off").await?;
+                            Ok(())
+                        })
+                    })
                     .connect_with(options)
                     .await?
             }
         };
-        let db = Db { pool, dialect };
+        let db = Db {
+            pool,
+            relaxed,
+            dialect,
+        };
         schema::migrate(&db).await?;
         Ok(db)
     }
@@ -90,6 +115,12 @@ impl Db {
     /// The pool.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The pool for writes that may be lost in a database crash without harm (PostgreSQL
+    /// `synchronous_commit = off`; the same pool on SQLite).
+    pub fn relaxed_pool(&self) -> &AnyPool {
+        &self.relaxed
     }
 
     /// The dialect.
@@ -100,6 +131,7 @@ impl Db {
     /// Closes every connection, waiting for statements in flight.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.relaxed.close().await;
     }
 }
 

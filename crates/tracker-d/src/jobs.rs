@@ -66,7 +66,7 @@ pub async fn claim(
         .bind(lease_until)
         .bind(stage.as_str())
         .bind(i64::from(max_jobs.max(1)))
-        .fetch_all(db.pool())
+        .fetch_all(db.relaxed_pool())
         .await?;
     sorted(&rows)
 }
@@ -89,7 +89,7 @@ pub async fn claim_whole_wat(
     let rows = sqlx::query(&claim_sql(db.dialect(), &selection))
         .bind(holder)
         .bind(lease_until)
-        .fetch_all(db.pool())
+        .fetch_all(db.relaxed_pool())
         .await?;
     sorted(&rows)
 }
@@ -109,7 +109,7 @@ pub async fn claim_wat_by_url(
         .bind(holder)
         .bind(lease_until)
         .bind(url)
-        .fetch_all(db.pool())
+        .fetch_all(db.relaxed_pool())
         .await?;
     sorted(&rows)
 }
@@ -164,7 +164,7 @@ pub async fn renew(db: &Db, holder: &str, lease_until: i64) -> Result<Vec<u64>, 
     )
     .bind(lease_until)
     .bind(holder)
-    .fetch_all(db.pool())
+    .fetch_all(db.relaxed_pool())
     .await?;
     let mut numbers: Vec<u64> = numbers.into_iter().map(to_u64).collect();
     numbers.sort_unstable();
