@@ -1,5 +1,6 @@
 //! A tracker-d process killed with SIGKILL mid-run and restarted loses nothing: claims, tokens,
 //! handoffs and closed jobs are all still there, and the run finishes with every job done once.
+//! SIGTERM then stops it gracefully.
 
 mod support;
 
@@ -232,6 +233,23 @@ async fn sigkill(backend: Backend) {
         closed.len() as u64 + 2 * held.len() as u64 + (40 - closed.len() - held.len()) as u64,
         "{backend:?}: every job credited exactly once"
     );
-    tracker.child.kill().expect("kill");
-    tracker.child.wait().expect("reap");
+    // SIGTERM: a graceful stop, exit status 0, within the shutdown grace.
+    let pid = tracker.child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("send SIGTERM");
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if let Some(status) = tracker.child.try_wait().expect("poll") {
+            assert!(status.success(), "{backend:?}: SIGTERM exit {status:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tracker-d ignored SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
