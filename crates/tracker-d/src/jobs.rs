@@ -339,8 +339,10 @@ pub async fn invalidate(db: &Db, holder: &str, number: u64) -> Result<bool, DbEr
 /// Returns expired leases to the open queues; returns how many.
 pub async fn expire_leases(db: &Db, now: i64) -> Result<u64, DbError> {
     let result = sqlx::query(
+        // `holder IS NOT NULL` steers both planners to the partial holder index: only held
+        // jobs are looked at, however large the table.
         "UPDATE jobs SET status = 'open', holder = NULL, lease_until = NULL \
-         WHERE status = 'pending' AND lease_until < $1",
+         WHERE holder IS NOT NULL AND status = 'pending' AND lease_until < $1",
     )
     .bind(now)
     .execute(db.pool())
