@@ -6,9 +6,11 @@ cd "$(dirname "$0")/.."
 
 # clip-gpu-d links libtorch from the PyPI torch wheel (tch 0.24 + torch 2.11.0), and its parity
 # tests run Hugging Face transformers and OpenAI's CLIP package as references.
-scripts/setup-torch.sh
-# shellcheck source=scripts/torch-env.sh
-source scripts/torch-env.sh
+if [ -d crates/clip-gpu-d ]; then
+  scripts/setup-torch.sh
+  # shellcheck source=scripts/torch-env.sh
+  source scripts/torch-env.sh
+fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
