@@ -6,6 +6,14 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod download;
+mod fetch;
+mod run;
+
+pub use download::DownloadArgs;
+pub use fetch::FetchArgs;
+pub use run::RunArgs;
+
 use crate::error::ScraperError;
 use crate::extract::{DEFAULT_MAX_RECORD_BYTES, ExtractConfig};
 use crate::filters::{Blocklist, FilterConfig};
@@ -35,7 +43,11 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Stream one WAT file (path or http(s) URL) and write its image–text candidates.
-    Extract(ExtractArgs),
+    Extract(Box<ExtractArgs>),
+    /// Run as the worker daemon: claim jobs, download images, upload bundles (systemd service).
+    Run(Box<RunArgs>),
+    /// Download a list of image URLs (one per line) into one bundle, without a tracker (benchmarks, checks).
+    Fetch(Box<FetchArgs>),
 }
 
 /// Which halves of the WAT to extract.

@@ -1,4 +1,7 @@
-//! The `extract` command: open the source, run the extractor, write the output, summarize.
+//! The `extract` command: open the source, run the extractor, write the output, summarize
+//! (`command/fetch.rs`: the `fetch` command).
+
+pub mod fetch;
 
 use std::time::Instant;
 

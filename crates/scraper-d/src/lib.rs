@@ -13,22 +13,37 @@
 //! - `output.rs` (+ `output/parquet.rs`): JSON lines and Parquet files, written atomically.
 //! - `cli.rs`, `command.rs`, `summary.rs`, `telemetry.rs`: the binary's flags and glue.
 
+pub mod bundle;
 pub mod candidates;
 pub mod cli;
 pub mod command;
+pub mod config;
+pub mod daemon;
 pub mod dedup;
 pub mod error;
 pub mod extract;
+pub mod fetch;
 pub mod filters;
 pub mod halves;
+pub mod job;
 pub mod language;
 pub mod license;
+pub mod metrics;
 pub mod output;
+pub mod politeness;
 pub mod record;
+pub mod resize;
+pub mod resolver;
+pub mod robots;
+pub mod safety;
+pub mod shutdown;
 pub mod source;
+pub mod stats;
 pub mod summary;
+pub mod systemd;
 pub mod telemetry;
 pub mod urls;
+pub mod validate;
 pub mod wat;
 
 pub use candidates::{Candidate, Counts, SkipReason};

@@ -1,6 +1,9 @@
-//! Logging setup: `tracing` to stderr, `RUST_LOG` filter (default `info`), text or JSON lines.
+//! Logging setup: `tracing` with a `RUST_LOG` filter (default `info`); to journald when
+//! systemd's `JOURNAL_STREAM` is set (structured fields kept), else to stderr as text or JSON.
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -11,9 +14,18 @@ pub enum LogFormat {
 
 /// Installs the global subscriber (a second call is a no-op).
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        let _ = tracing_subscriber::registry()
+            .with(filter())
+            .with(journald.with_syslog_identifier("scraper-d".to_owned()))
+            .try_init();
+        return;
+    }
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -1,0 +1,192 @@
+//! Reading a scraper's bundle (`cah_protocol::bundle`) as hostile input.
+//!
+//! Only flat names are accepted (`{sample_id}.{jpg|png|webp}`, `samples.jsonl`, `stats.json`):
+//! no directories, links, absolute paths or `..`. Every entry is size-capped before it is read,
+//! every image must be listed in `samples.jsonl` and match its byte count and SHA-256, and
+//! sample IDs must lie in the job's range. Any violation rejects the whole bundle.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+use cah_protocol::bundle::{BundleSample, SAMPLES_FILE, STATS_FILE};
+use sha2::{Digest, Sha256};
+
+/// Largest image entry we read.
+pub const MAX_IMAGE_BYTES: u64 = 32 * 1024 * 1024;
+/// Largest metadata entry we read.
+pub const MAX_METADATA_BYTES: u64 = 256 * 1024 * 1024;
+/// Most entries in one bundle.
+pub const MAX_ENTRIES: usize = 200_000;
+
+/// Why a bundle is rejected; the text goes to the tracker as the invalid reason.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("failed to read the bundle tar")]
+    Io(#[from] std::io::Error),
+    #[error("entry {name:?} is not allowed: {reason}")]
+    BadEntry { name: String, reason: &'static str },
+    #[error("entry {name:?} of {size} bytes exceeds the limit of {limit}")]
+    TooLarge { name: String, size: u64, limit: u64 },
+    #[error("the bundle has no {SAMPLES_FILE}")]
+    NoSamples,
+    #[error("line {line} of {SAMPLES_FILE} is invalid: {detail}")]
+    BadSample { line: usize, detail: String },
+    #[error("image {0:?} is not listed in {SAMPLES_FILE}")]
+    Unlisted(String),
+    #[error("the bundle has more than {MAX_ENTRIES} entries")]
+    TooManyEntries,
+}
+
+/// One sample with its image bytes.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub meta: BundleSample,
+    pub image: Vec<u8>,
+}
+
+/// Reads and checks the bundle at `path` for a job owning sample IDs `start_id..end_id`.
+pub fn read_bundle(path: &Path, start_id: u64, end_id: u64) -> Result<Vec<Sample>, BundleError> {
+    let file = std::fs::File::open(path)?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let mut images: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut samples_text: Option<Vec<u8>> = None;
+    let mut n_entries = 0;
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        n_entries += 1;
+        if n_entries > MAX_ENTRIES {
+            return Err(BundleError::TooManyEntries);
+        }
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        check_name(&name)?;
+        if !entry.header().entry_type().is_file() {
+            return Err(bad(&name, "not a regular file"));
+        }
+        let size = entry.header().size()?;
+        let limit = if name == SAMPLES_FILE || name == STATS_FILE {
+            MAX_METADATA_BYTES
+        } else {
+            MAX_IMAGE_BYTES
+        };
+        if size > limit {
+            return Err(BundleError::TooLarge { name, size, limit });
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        (&mut entry).take(limit + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 != size {
+            return Err(bad(&name, "its size differs from its header"));
+        }
+        if name == SAMPLES_FILE {
+            if samples_text.replace(bytes).is_some() {
+                return Err(bad(&name, "duplicate entry"));
+            }
+        } else if name == STATS_FILE {
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .map_err(|_| bad(&name, "not JSON"))?;
+        } else if images.insert(name.clone(), bytes).is_some() {
+            return Err(bad(&name, "duplicate entry"));
+        }
+    }
+    let samples_text = samples_text.ok_or(BundleError::NoSamples)?;
+    let mut samples = Vec::new();
+    for (index, line) in samples_text.split(|byte| *byte == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let bad_sample = |detail: String| BundleError::BadSample {
+            line: index + 1,
+            detail,
+        };
+        let meta: BundleSample =
+            serde_json::from_slice(line).map_err(|error| bad_sample(error.to_string()))?;
+        if !(start_id..end_id).contains(&meta.sample_id) {
+            return Err(bad_sample(format!(
+                "sample id {} is outside the job's range {start_id}..{end_id}",
+                meta.sample_id
+            )));
+        }
+        let stem = meta.file.rsplit_once('.').map(|(stem, _)| stem);
+        if stem != Some(meta.sample_id.to_string().as_str()) {
+            return Err(bad_sample(format!(
+                "file {:?} is not named after sample {}",
+                meta.file, meta.sample_id
+            )));
+        }
+        let image = images
+            .remove(&meta.file)
+            .ok_or_else(|| bad_sample(format!("image {:?} is missing or repeated", meta.file)))?;
+        if image.len() as u64 != meta.bytes {
+            return Err(bad_sample(format!(
+                "image {:?} has {} bytes, not {}",
+                meta.file,
+                image.len(),
+                meta.bytes
+            )));
+        }
+        if hex::encode(Sha256::digest(&image)) != meta.sha256.to_ascii_lowercase() {
+            return Err(bad_sample(format!(
+                "image {:?} does not match its sha256",
+                meta.file
+            )));
+        }
+        samples.push(Sample { meta, image });
+    }
+    if let Some(name) = images.into_keys().next() {
+        return Err(BundleError::Unlisted(name));
+    }
+    Ok(samples)
+}
+
+/// The image's extension as stored (`jpg`, `png` or `webp`).
+pub fn image_extension(file: &str) -> &str {
+    file.rsplit_once('.').map_or("jpg", |(_, ext)| ext)
+}
+
+fn check_name(name: &str) -> Result<(), BundleError> {
+    if name == SAMPLES_FILE || name == STATS_FILE {
+        return Ok(());
+    }
+    let Some((stem, ext)) = name.split_once('.') else {
+        return Err(bad(name, "not a flat image name"));
+    };
+    if stem.is_empty() || !stem.bytes().all(|byte| byte.is_ascii_digit()) {
+        return Err(bad(name, "not a flat image name"));
+    }
+    if !matches!(ext, "jpg" | "png" | "webp") {
+        return Err(bad(name, "not a jpg, png or webp image"));
+    }
+    Ok(())
+}
+
+fn bad(name: &str, reason: &'static str) -> BundleError {
+    BundleError::BadEntry {
+        name: name.to_owned(),
+        reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_flat() {
+        for good in ["12.jpg", "0.png", "99.webp", SAMPLES_FILE, STATS_FILE] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for evil in [
+            "../1.jpg",
+            "/1.jpg",
+            "a/1.jpg",
+            "1.jpg/",
+            "1.exe",
+            "x.jpg",
+            "1.tar.jpg",
+            ".jpg",
+            "",
+        ] {
+            assert!(check_name(evil).is_err(), "{evil}");
+        }
+    }
+}

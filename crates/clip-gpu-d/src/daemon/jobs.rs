@@ -1,0 +1,261 @@
+//! Claiming GPU jobs, renewing their leases, and fetching and checking their bundles.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cah_protocol::ext::{BundleLocation, Job};
+use cah_tracker_client::Session;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::bundle::Sample;
+use crate::metrics::{Metrics, Stage};
+
+/// A job whose bundle was fetched and checked, with the permit that counts it as held.
+#[derive(Debug)]
+pub(super) struct LoadedJob {
+    pub(super) number: u64,
+    pub(super) samples: Vec<Sample>,
+    pub(super) permit: OwnedSemaphorePermit,
+}
+
+/// What the claimer needs.
+#[derive(Debug, Clone)]
+pub(super) struct ClaimContext {
+    pub(super) session: Session,
+    pub(super) max_jobs: u32,
+    pub(super) poll_interval: Duration,
+    pub(super) max_bundle_bytes: u64,
+    pub(super) work_dir: PathBuf,
+    pub(super) http: reqwest::Client,
+    pub(super) metrics: Arc<Metrics>,
+}
+
+/// Why a fetched bundle cannot be used; reported to the tracker as invalid.
+#[derive(Debug, thiserror::Error)]
+enum FetchError {
+    #[error("bundle url {0:?} is not an http(s) url")]
+    NotHttp(String),
+    #[error("bundle download failed: {0}")]
+    Http(String),
+    #[error("bundle is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("bundle has {got} bytes, the tracker said {expected}")]
+    Size { got: u64, expected: u64 },
+    #[error("bundle sha256 {got} differs from the tracker's {expected}")]
+    Digest { got: String, expected: String },
+    #[error("job has no bundle location")]
+    NoBundle,
+    #[error(transparent)]
+    Bundle(#[from] crate::bundle::BundleError),
+    #[error("local io failed: {0}")]
+    Local(String),
+}
+
+/// Claims jobs while permits are free, and fetches each on its own task, until `stop`.
+pub(super) async fn claim_loop(
+    context: ClaimContext,
+    jobs: mpsc::Sender<LoadedJob>,
+    stop: CancellationToken,
+) {
+    let _ = tokio::fs::remove_dir_all(&context.work_dir).await;
+    if let Err(error) = tokio::fs::create_dir_all(&context.work_dir).await {
+        warn!(error = %error, dir = %context.work_dir.display(), "failed to create the download folder");
+    }
+    let permits = Arc::new(Semaphore::new(context.max_jobs as usize));
+    let mut fetches = tokio::task::JoinSet::new();
+    loop {
+        let first = tokio::select! {
+            () = stop.cancelled() => break,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        let mut held = vec![first];
+        while let Ok(permit) = Arc::clone(&permits).try_acquire_owned() {
+            held.push(permit);
+        }
+        let claimed = match context.session.claim(held.len() as u32, false).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                warn!(error = %error, "claim failed");
+                Vec::new()
+            }
+        };
+        if claimed.is_empty() {
+            drop(held);
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(context.poll_interval) => continue,
+            }
+        }
+        info!(n_jobs = claimed.len(), "claimed gpu jobs");
+        Metrics::add(&context.metrics.jobs_claimed, claimed.len() as u64);
+        context
+            .metrics
+            .held_jobs
+            .fetch_add(claimed.len() as i64, std::sync::atomic::Ordering::Relaxed);
+        for job in claimed {
+            let Some(permit) = held.pop() else {
+                // The tracker gave more than asked: give the extra back.
+                warn!(
+                    job = job.number,
+                    "tracker sent more jobs than asked; releasing"
+                );
+                let _ = context.session.release(job.number).await;
+                continue;
+            };
+            let span = info_span!("job", job = job.number);
+            fetches.spawn(fetch(context.clone(), job, permit, jobs.clone()).instrument(span));
+        }
+        while fetches.try_join_next().is_some() {}
+    }
+    while fetches.join_next().await.is_some() {}
+}
+
+/// Renews the leases of every held job until `stop`.
+pub(super) async fn heartbeat(session: Session, lease: Duration, stop: CancellationToken) {
+    let every = (lease / 3).max(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match session.heartbeat("scoring").await {
+            Ok(response) => debug!(held = response.jobs.len(), "leases renewed"),
+            Err(error) => warn!(error = %error, "heartbeat failed"),
+        }
+    }
+}
+
+async fn fetch(
+    context: ClaimContext,
+    job: Job,
+    permit: OwnedSemaphorePermit,
+    jobs: mpsc::Sender<LoadedJob>,
+) {
+    let path = context.work_dir.join(format!("job-{}.tar", job.number));
+    let started = std::time::Instant::now();
+    let result = load(&context, &job, &path).await;
+    context.metrics.observe(Stage::Download, started.elapsed());
+    let _ = tokio::fs::remove_file(&path).await;
+    match result {
+        Ok(samples) => {
+            debug!(n_samples = samples.len(), "bundle loaded");
+            let loaded = LoadedJob {
+                number: job.number,
+                samples,
+                permit,
+            };
+            if jobs.send(loaded).await.is_err() {
+                warn!("scorer stopped; the job's lease will expire");
+            }
+        }
+        Err(error) => {
+            let reason = error.to_string();
+            Metrics::add(&context.metrics.jobs_invalid, 1);
+            context
+                .metrics
+                .held_jobs
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            warn!(reason = %reason, "bundle rejected; reporting the job invalid");
+            if let Err(error) = context.session.report_invalid(job.number, &reason).await {
+                warn!(error = %error, "failed to report the job invalid");
+            }
+        }
+    }
+}
+
+async fn load(context: &ClaimContext, job: &Job, path: &Path) -> Result<Vec<Sample>, FetchError> {
+    let location = job.bundle.as_ref().ok_or(FetchError::NoBundle)?;
+    download(&context.http, location, path, context.max_bundle_bytes).await?;
+    let (path, start, end) = (path.to_owned(), job.start_id, job.end_id);
+    tokio::task::spawn_blocking(move || crate::bundle::read_bundle(&path, start, end))
+        .await
+        .map_err(|error| FetchError::Local(error.to_string()))?
+        .map_err(FetchError::from)
+}
+
+/// Streams the bundle to `path`, checking its size and SHA-256 against the tracker's.
+async fn download(
+    http: &reqwest::Client,
+    location: &BundleLocation,
+    path: &Path,
+    max_bytes: u64,
+) -> Result<(), FetchError> {
+    let url = url::Url::parse(&location.url)
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https"))
+        .ok_or_else(|| FetchError::NotHttp(location.url.clone()))?;
+    let limit = location.size.map_or(max_bytes, |size| size.min(max_bytes));
+    if location.size.is_some_and(|size| size > max_bytes) {
+        return Err(FetchError::TooLarge { limit: max_bytes });
+    }
+    let mut last_error = String::new();
+    for attempt in 0..3u32 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+        }
+        match download_once(http, &url, path, limit).await {
+            Ok((got, digest)) => {
+                if let Some(expected) = location.size
+                    && got != expected
+                {
+                    return Err(FetchError::Size { got, expected });
+                }
+                if let Some(expected) = &location.sha256
+                    && !digest.eq_ignore_ascii_case(expected)
+                {
+                    return Err(FetchError::Digest {
+                        got: digest,
+                        expected: expected.clone(),
+                    });
+                }
+                return Ok(());
+            }
+            Err(FetchError::Http(error)) => {
+                warn!(attempt, error = %error, "bundle download failed");
+                last_error = error;
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Err(FetchError::Http(last_error))
+}
+
+async fn download_once(
+    http: &reqwest::Client,
+    url: &url::Url,
+    path: &Path,
+    limit: u64,
+) -> Result<(u64, String), FetchError> {
+    let local = |error: std::io::Error| FetchError::Local(format!("{}: {error}", path.display()));
+    let mut response = http
+        .get(url.clone())
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|error| FetchError::Http(error.to_string()))?;
+    let mut file = tokio::fs::File::create(path).await.map_err(local)?;
+    let mut hasher = Sha256::new();
+    let mut got = 0u64;
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|error| FetchError::Http(error.to_string()))?
+    {
+        got += chunk.len() as u64;
+        if got > limit {
+            return Err(FetchError::TooLarge { limit });
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(local)?;
+    }
+    file.flush().await.map_err(local)?;
+    Ok((got, hex::encode(hasher.finalize())))
+}

@@ -1,0 +1,275 @@
+//! OpenAI's image `_transform`, <https://github.com/openai/CLIP/blob/main/clip/clip.py>:
+//! `Resize(224, BICUBIC)` (shorter side, long side truncated), `CenterCrop(224)` (offset with
+//! Python's `round`), convert to RGB; `ToTensor` and `Normalize` run on the model's device
+//! (see `model::IMAGE_MEAN`/`IMAGE_STD`), so the CPU ships `u8` pixels.
+//!
+//! JPEG is decoded by libjpeg-turbo configured as Pillow configures it (see `jpeg`), and resized
+//! in Pillow's mode (grey, RGB or CMYK) before the conversion to RGB, so JPEG pixels are Pillow's.
+//! PNG and WebP are decoded by the `image` crate, whose pixels equal Pillow's for them.
+//!
+//! Differences from Pillow we accept: PNG and WebP images are converted to RGB before resizing
+//! (equal for RGB and grey images; Pillow would resize RGBA premultiplied and palette images
+//! with nearest-neighbour), and a JPEG that libjpeg-turbo refuses or warns about (corrupt data,
+//! which Pillow may still decode) falls back to the `image` crate, whose decoder differs from
+//! libjpeg-turbo by a few levels on some pixels.
+
+mod jpeg;
+mod resample;
+
+use std::io::Cursor;
+
+use image::{ImageFormat, ImageReader, Limits};
+use rayon::prelude::*;
+use tracing::debug;
+
+use resample::{Image8, resize_bicubic};
+
+/// Largest decoded side we accept; larger images are refused before decoding.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+/// Largest decoder allocation, against decompression bombs.
+pub const MAX_DECODE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Why an image could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum PreprocessError {
+    #[error("unrecognised image format")]
+    Format(#[source] std::io::Error),
+    #[error("failed to decode image")]
+    Decode(#[from] image::ImageError),
+    #[error("image of {width}x{height} is empty")]
+    Empty { width: u32, height: u32 },
+    #[error("image of {width}x{height} exceeds the decoding limits")]
+    TooLarge { width: u32, height: u32 },
+}
+
+/// Decodes JPEG, PNG or WebP bytes and returns `side × side × 3` RGB pixels.
+pub fn preprocess(bytes: &[u8], side: usize) -> Result<Vec<u8>, PreprocessError> {
+    let decoded = if matches!(image::guess_format(bytes), Ok(ImageFormat::Jpeg)) {
+        match jpeg::decode(bytes) {
+            Ok(decoded) => decoded,
+            Err(jpeg::Failure::TooLarge { width, height }) => {
+                return Err(PreprocessError::TooLarge { width, height });
+            }
+            Err(jpeg::Failure::Library(error)) => {
+                debug!(error = %error, "libjpeg-turbo refused a jpeg, decoding it with the image crate");
+                decode_rgb(bytes)?
+            }
+        }
+    } else {
+        decode_rgb(bytes)?
+    };
+    Ok(decoded.mode.to_rgb(transform(&decoded.image, side)))
+}
+
+/// Prepares many images on the current rayon pool, keeping their order.
+pub fn preprocess_batch<B: AsRef<[u8]> + Sync>(
+    images: &[B],
+    side: usize,
+) -> Vec<Result<Vec<u8>, PreprocessError>> {
+    images
+        .par_iter()
+        .map(|bytes| preprocess(bytes.as_ref(), side))
+        .collect()
+}
+
+/// Pillow's mode of a decoded image, which `_transform` resizes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `L`: one channel.
+    Grey,
+    /// `RGB`: three channels.
+    Rgb,
+    /// `CMYK`: four channels, not inverted.
+    Cmyk,
+}
+
+/// Decoded pixels in the mode Pillow opens the image in.
+#[derive(Debug)]
+struct Decoded {
+    image: Image8,
+    mode: Mode,
+}
+
+// === impl Mode ===
+
+impl Mode {
+    /// Pillow's `convert("RGB")` (`libImaging/Convert.c`), on pixels of this mode.
+    fn to_rgb(self, pixels: Vec<u8>) -> Vec<u8> {
+        match self {
+            Mode::Rgb => pixels,
+            Mode::Grey => pixels.iter().flat_map(|value| [*value; 3]).collect(),
+            Mode::Cmyk => pixels.chunks_exact(4).flat_map(cmyk_to_rgb).collect(),
+        }
+    }
+}
+
+/// Pillow's `cmyk2rgb`: `255 - k - round(c * (255 - k) / 255)` per channel, in its integer form.
+fn cmyk_to_rgb(cmyk: &[u8]) -> [u8; 3] {
+    let not_k = 255 - u32::from(cmyk[3]);
+    // Pillow's MULDIV255: a * b / 255, rounded, exact for 8-bit operands.
+    let scaled = |value: u8| {
+        let product = u32::from(value) * not_k + 128;
+        ((product >> 8) + product) >> 8
+    };
+    [cmyk[0], cmyk[1], cmyk[2]].map(|value| not_k.saturating_sub(scaled(value)) as u8)
+}
+
+/// Decodes with the `image` crate and converts to RGB, within the decompression-bomb limits.
+fn decode_rgb(bytes: &[u8]) -> Result<Decoded, PreprocessError> {
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(PreprocessError::Format)?;
+    reader.limits(limits);
+    let decoded = reader.decode()?;
+    let (width, height) = (decoded.width(), decoded.height());
+    if width == 0 || height == 0 {
+        return Err(PreprocessError::Empty { width, height });
+    }
+    let rgb = decoded.into_rgb8();
+    Ok(Decoded {
+        image: Image8 {
+            width: width as usize,
+            height: height as usize,
+            channels: 3,
+            pixels: rgb.into_raw(),
+        },
+        mode: Mode::Rgb,
+    })
+}
+
+/// Resize of the shorter side to `side`, then the centre crop.
+fn transform(image: &Image8, side: usize) -> Vec<u8> {
+    let (width, height) = resized_size(image.width, image.height, side);
+    let resized = resize_bicubic(image, width, height);
+    let top = crop_offset(height, side);
+    let left = crop_offset(width, side);
+    let channels = resized.channels;
+    let mut out = Vec::with_capacity(side * side * channels);
+    for y in top..top + side {
+        let start = (y * resized.width + left) * channels;
+        out.extend_from_slice(&resized.pixels[start..start + side * channels]);
+    }
+    out
+}
+
+/// torchvision's `_compute_resized_output_size` for an int size: the long side is truncated.
+fn resized_size(width: usize, height: usize, side: usize) -> (usize, usize) {
+    let (short, long) = if width <= height {
+        (width, height)
+    } else {
+        (height, width)
+    };
+    let new_long = ((side as f64 * long as f64 / short as f64) as usize).max(side);
+    if width <= height {
+        (side, new_long)
+    } else {
+        (new_long, side)
+    }
+}
+
+/// torchvision's `CenterCrop`: `int(round((size - crop) / 2.0))`, halves to even.
+fn crop_offset(size: usize, crop: usize) -> usize {
+    let difference = size.saturating_sub(crop);
+    let half = difference / 2;
+    if difference % 2 == 1 && half % 2 == 1 {
+        half + 1
+    } else {
+        half
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_offsets_follow_torchvision() {
+        assert_eq!(resized_size(640, 480, 224), (298, 224));
+        assert_eq!(resized_size(480, 640, 224), (224, 298));
+        assert_eq!(resized_size(1000, 1000, 224), (224, 224));
+        assert_eq!(crop_offset(298, 224), 37);
+        assert_eq!(crop_offset(227, 224), 2); // round(1.5) = 2
+        assert_eq!(crop_offset(229, 224), 2); // round(2.5) = 2
+        assert_eq!(crop_offset(224, 224), 0);
+    }
+
+    #[test]
+    fn prepares_a_png() {
+        let mut png = Vec::new();
+        let image =
+            image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 128]));
+        image
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .expect("encode png");
+        let pixels = preprocess(&png, 32).expect("preprocess");
+        assert_eq!(pixels.len(), 32 * 32 * 3);
+        assert!(preprocess(b"not an image", 32).is_err());
+    }
+
+    fn encode_jpeg(image: impl Into<image::DynamicImage>) -> Vec<u8> {
+        let mut jpeg = Vec::new();
+        image
+            .into()
+            .write_to(&mut Cursor::new(&mut jpeg), ImageFormat::Jpeg)
+            .expect("encode jpeg");
+        jpeg
+    }
+
+    #[test]
+    fn decodes_jpegs_in_pillows_mode() {
+        let grey = encode_jpeg(image::GrayImage::from_fn(40, 30, |x, y| {
+            image::Luma([(x * 6 + y) as u8])
+        }));
+        let decoded = jpeg::decode(&grey).expect("decode grey");
+        assert_eq!(decoded.mode, Mode::Grey);
+        assert_eq!(decoded.image.channels, 1);
+        let colour = encode_jpeg(image::RgbImage::from_fn(40, 30, |x, y| {
+            image::Rgb([x as u8 * 6, y as u8 * 8, 90])
+        }));
+        let decoded = jpeg::decode(&colour).expect("decode colour");
+        assert_eq!(decoded.mode, Mode::Rgb);
+        assert_eq!((decoded.image.width, decoded.image.height), (40, 30));
+        for bytes in [&grey, &colour] {
+            assert_eq!(
+                preprocess(bytes, 16).expect("preprocess").len(),
+                16 * 16 * 3
+            );
+        }
+        assert!(preprocess(&[0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3], 16).is_err());
+    }
+
+    #[test]
+    fn refuses_jpegs_over_the_limits_before_decoding() {
+        let mut jpeg = encode_jpeg(image::RgbImage::new(8, 8));
+        // The baseline frame header: FF C0, length, precision, height, width.
+        let frame = jpeg
+            .windows(2)
+            .position(|pair| pair == [0xFF, 0xC0])
+            .expect("SOF0 marker");
+        let side = (MAX_IMAGE_SIDE + 1) as u16;
+        jpeg[frame + 5..frame + 7].copy_from_slice(&side.to_be_bytes());
+        jpeg[frame + 7..frame + 9].copy_from_slice(&8u16.to_be_bytes());
+        assert!(matches!(
+            preprocess(&jpeg, 16),
+            Err(PreprocessError::TooLarge { width: 8, height }) if height == MAX_IMAGE_SIDE + 1
+        ));
+    }
+
+    #[test]
+    fn converts_like_pillow() {
+        // Pillow 12: `Image.new("CMYK", (1, 1), cmyk).convert("RGB")`.
+        for (cmyk, rgb) in [
+            ([0, 0, 0, 0], [255, 255, 255]),
+            ([255, 0, 0, 0], [0, 255, 255]),
+            ([0, 0, 0, 255], [0, 0, 0]),
+            ([128, 64, 1, 128], [63, 95, 127]),
+        ] {
+            assert_eq!(cmyk_to_rgb(&cmyk), rgb, "cmyk {cmyk:?}");
+        }
+        assert_eq!(Mode::Grey.to_rgb(vec![7, 9]), vec![7, 7, 7, 9, 9, 9]);
+    }
+}

@@ -1,0 +1,450 @@
+//! Dataset shards in a local folder, in img2dataset's and clip-retrieval's layout:
+//! `NNNNN.tar` (webdataset: `key.{jpg,png,webp}`, `key.txt`, `key.json`), `NNNNN.parquet`,
+//! `img_emb/img_emb_NNNNN.npy`, `text_emb/text_emb_NNNNN.npy` (float32, parquet row order)
+//! and `NNNNN_stats.json`.
+//!
+//! **Visibility.** Files are written under `*.tmp` names and renamed in a fixed order: the two
+//! `.npy`, the parquet, the tar, and `NNNNN_stats.json` last. As in img2dataset's incremental
+//! mode, a shard is complete exactly when its `_stats.json` exists.
+//!
+//! **Restart.** Before the first rename, `NNNNN.pending` records the shard's pair hashes. It is
+//! removed once the hashes are in the tracker's `main` set and the shard's jobs are completed.
+//! At start, [`recover`] deletes temporary files; a pending shard without its stats file is
+//! deleted (its jobs were never completed, so the tracker hands them out again), and a pending
+//! shard with it is returned so its hashes are added to `main` again: the re-issued jobs then
+//! drop those pairs as duplicates. So a crash anywhere loses no pair and writes none twice.
+
+mod parquet;
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use cah_protocol::bundle::BundleSample;
+use serde_json::json;
+
+use crate::bundle::image_extension;
+use crate::tags::NsfwTag;
+
+/// A pair that passed every filter, with its image and embeddings.
+#[derive(Debug, Clone)]
+pub struct KeptPair {
+    pub sample: BundleSample,
+    pub image: Vec<u8>,
+    pub hash: u64,
+    pub job: u64,
+    pub similarity: f32,
+    pub nsfw: NsfwTag,
+    pub image_embedding: Vec<f32>,
+    pub text_embedding: Vec<f32>,
+}
+
+/// A shard that became visible; its hashes still go to `main` and its jobs to the tracker.
+#[derive(Debug, Clone)]
+pub struct FinishedShard {
+    pub number: u32,
+    pub hashes: Vec<u64>,
+    pub jobs: Vec<u64>,
+}
+
+/// What [`recover`] found.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// The number of the next shard.
+    pub next_number: u32,
+    /// Visible shards whose commit to the tracker may not have finished.
+    pub uncommitted: Vec<FinishedShard>,
+    /// Incomplete shards that were deleted.
+    pub deleted: Vec<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShardError {
+    #[error("failed to write {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to write parquet {path}")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: ::parquet::errors::ParquetError,
+    },
+    #[error("pending marker {path} is unreadable")]
+    Marker { path: PathBuf },
+}
+
+/// One row of the parquet, without the image bytes.
+#[derive(Debug, Clone)]
+struct Row {
+    key: String,
+    sample: BundleSample,
+    hash: u64,
+    job: u64,
+    similarity: f32,
+    nsfw: NsfwTag,
+}
+
+/// Appends kept pairs to the open shard and closes it at `shard_size` rows.
+pub struct ShardWriter {
+    dir: PathBuf,
+    shard_size: usize,
+    number: u32,
+    rows: Vec<Row>,
+    image_embeddings: Vec<f32>,
+    text_embeddings: Vec<f32>,
+    dim: usize,
+    tar: Option<tar::Builder<BufWriter<File>>>,
+}
+
+impl std::fmt::Debug for ShardWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardWriter")
+            .field("dir", &self.dir)
+            .field("number", &self.number)
+            .field("open_rows", &self.rows.len())
+            .finish()
+    }
+}
+
+impl ShardWriter {
+    pub fn new(dir: &Path, shard_size: usize, next_number: u32) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            shard_size: shard_size.max(1),
+            number: next_number,
+            rows: Vec::new(),
+            image_embeddings: Vec::new(),
+            text_embeddings: Vec::new(),
+            dim: 0,
+            tar: None,
+        }
+    }
+
+    /// The number of the open shard.
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+
+    pub fn open_rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Appends a pair; returns the shard it completed, if it filled one.
+    pub fn push(&mut self, pair: KeptPair) -> Result<Option<FinishedShard>, ShardError> {
+        let width = digits(self.shard_size.saturating_sub(1)).max(4);
+        let key = format!("{:05}{:0width$}", self.number, self.rows.len());
+        if self.tar.is_none() {
+            let path = self.path(&format!("{:05}.tar.tmp", self.number));
+            let file = File::create(&path).map_err(|source| ShardError::Io { path, source })?;
+            self.tar = Some(tar::Builder::new(BufWriter::new(file)));
+        }
+        let ext = image_extension(&pair.sample.file).to_owned();
+        let metadata = json!({
+            "key": key,
+            "sample_id": pair.sample.sample_id,
+            "url": pair.sample.url,
+            "caption": pair.sample.alt,
+            "page_url": pair.sample.page_url,
+            "license": pair.sample.license,
+            "language": pair.sample.language,
+            "width": pair.sample.width,
+            "height": pair.sample.height,
+            "original_width": pair.sample.original_width,
+            "original_height": pair.sample.original_height,
+            "similarity": pair.similarity,
+            "NSFW": pair.nsfw.as_str(),
+            "sha256": pair.sample.sha256,
+            "hash": pair.hash,
+            "job": pair.job,
+            "status": "success",
+        });
+        let tar_path = self.path(&format!("{:05}.tar.tmp", self.number));
+        let io = |source| ShardError::Io {
+            path: tar_path.clone(),
+            source,
+        };
+        let tar = self
+            .tar
+            .as_mut()
+            .ok_or_else(|| io(std::io::Error::other("tar not open")))?;
+        append(tar, &format!("{key}.{ext}"), &pair.image).map_err(io)?;
+        append(tar, &format!("{key}.txt"), pair.sample.alt.as_bytes()).map_err(io)?;
+        append(tar, &format!("{key}.json"), metadata.to_string().as_bytes()).map_err(io)?;
+        self.dim = pair.image_embedding.len();
+        self.image_embeddings.extend(&pair.image_embedding);
+        self.text_embeddings.extend(&pair.text_embedding);
+        self.rows.push(Row {
+            key,
+            sample: pair.sample,
+            hash: pair.hash,
+            job: pair.job,
+            similarity: pair.similarity,
+            nsfw: pair.nsfw,
+        });
+        if self.rows.len() >= self.shard_size {
+            return self.finish();
+        }
+        Ok(None)
+    }
+
+    /// Closes the open shard, however short, and makes it visible; `None` when it is empty.
+    pub fn finish(&mut self) -> Result<Option<FinishedShard>, ShardError> {
+        let Some(tar) = self.tar.take() else {
+            return Ok(None);
+        };
+        let number = self.number;
+        let dir = self.dir.clone();
+        let name = |suffix: &str| dir.join(format!("{number:05}{suffix}"));
+        let tar_tmp = name(".tar.tmp");
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| ShardError::Io { path, source }
+        };
+        let mut inner = tar.into_inner().map_err(io(&tar_tmp))?;
+        inner.flush().map_err(io(&tar_tmp))?;
+        inner.get_ref().sync_all().map_err(io(&tar_tmp))?;
+        drop(inner);
+
+        let rows = std::mem::take(&mut self.rows);
+        let hashes: Vec<u64> = rows.iter().map(|row| row.hash).collect();
+        let mut jobs: Vec<u64> = rows.iter().map(|row| row.job).collect();
+        jobs.sort_unstable();
+        jobs.dedup();
+        let marker = name(".pending");
+        let marker_text = json!({ "hashes": hashes, "jobs": jobs }).to_string();
+        std::fs::write(&marker, marker_text).map_err(io(&marker))?;
+
+        let parquet_tmp = name(".parquet.tmp");
+        parquet::write(&parquet_tmp, &rows).map_err(|source| ShardError::Parquet {
+            path: parquet_tmp.clone(),
+            source,
+        })?;
+        let mut nsfw_counts = BTreeMap::new();
+        for row in &rows {
+            *nsfw_counts.entry(row.nsfw.as_str()).or_insert(0u64) += 1;
+        }
+        let stats = json!({
+            "shard": format!("{number:05}"),
+            "count": rows.len(),
+            "successes": rows.len(),
+            "jobs": jobs,
+            "nsfw": nsfw_counts,
+            "embedding_dim": self.dim,
+            "embedding_dtype": "float32",
+        });
+        let stats_tmp = name("_stats.json.tmp");
+        std::fs::write(
+            &stats_tmp,
+            serde_json::to_vec_pretty(&stats).unwrap_or_default(),
+        )
+        .map_err(io(&stats_tmp))?;
+
+        // The fixed order: embeddings, parquet, tar, and the stats file last.
+        for (kind, values) in [
+            ("img_emb", std::mem::take(&mut self.image_embeddings)),
+            ("text_emb", std::mem::take(&mut self.text_embeddings)),
+        ] {
+            let folder = self.dir.join(kind);
+            std::fs::create_dir_all(&folder).map_err(io(&folder))?;
+            let path = folder.join(format!("{kind}_{number:05}.npy"));
+            crate::npy::write_f32(&path, rows.len(), self.dim, &values).map_err(io(&path))?;
+        }
+        for (from, to) in [
+            (parquet_tmp, name(".parquet")),
+            (tar_tmp, name(".tar")),
+            (stats_tmp, name("_stats.json")),
+        ] {
+            std::fs::rename(&from, &to).map_err(io(&to))?;
+        }
+        self.number += 1;
+        Ok(Some(FinishedShard {
+            number,
+            hashes,
+            jobs,
+        }))
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// Marks shard `number` as committed to the tracker (removes its pending marker).
+pub fn mark_committed(dir: &Path, number: u32) -> Result<(), ShardError> {
+    let path = dir.join(format!("{number:05}.pending"));
+    std::fs::remove_file(&path).map_err(|source| ShardError::Io { path, source })
+}
+
+/// Cleans the output folder after a crash and finds the next shard number (see the module doc).
+pub fn recover(dir: &Path) -> Result<Recovery, ShardError> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ShardError::Io { path, source }
+    };
+    for folder in [dir.to_owned(), dir.join("img_emb"), dir.join("text_emb")] {
+        std::fs::create_dir_all(&folder).map_err(io(&folder))?;
+    }
+    let mut recovery = Recovery::default();
+    let mut pending = Vec::new();
+    for folder in [dir.to_owned(), dir.join("img_emb"), dir.join("text_emb")] {
+        for entry in std::fs::read_dir(&folder).map_err(io(&folder))? {
+            let path = entry.map_err(io(&folder))?.path();
+            let name = path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name.ends_with(".tmp") {
+                std::fs::remove_file(&path).map_err(io(&path))?;
+            } else if let Some(number) = shard_number(&name, "_stats.json") {
+                recovery.next_number = recovery.next_number.max(number + 1);
+            } else if let Some(number) = shard_number(&name, ".pending") {
+                pending.push(number);
+            }
+        }
+    }
+    pending.sort_unstable();
+    for number in pending {
+        let marker = dir.join(format!("{number:05}.pending"));
+        if dir.join(format!("{number:05}_stats.json")).is_file() {
+            let text = std::fs::read(&marker).map_err(io(&marker))?;
+            let value: serde_json::Value =
+                serde_json::from_slice(&text).map_err(|_| ShardError::Marker {
+                    path: marker.clone(),
+                })?;
+            let hashes = value["hashes"]
+                .as_array()
+                .ok_or_else(|| ShardError::Marker {
+                    path: marker.clone(),
+                })?
+                .iter()
+                .filter_map(serde_json::Value::as_u64)
+                .collect();
+            recovery.uncommitted.push(FinishedShard {
+                number,
+                hashes,
+                jobs: Vec::new(),
+            });
+        } else {
+            for path in [
+                dir.join(format!("img_emb/img_emb_{number:05}.npy")),
+                dir.join(format!("text_emb/text_emb_{number:05}.npy")),
+                dir.join(format!("{number:05}.parquet")),
+                dir.join(format!("{number:05}.tar")),
+                marker,
+            ] {
+                match std::fs::remove_file(&path) {
+                    Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(ShardError::Io {
+                            path,
+                            source: error,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            recovery.deleted.push(number);
+        }
+    }
+    Ok(recovery)
+}
+
+fn shard_number(name: &str, suffix: &str) -> Option<u32> {
+    let stem = name.strip_suffix(suffix)?;
+    (stem.len() >= 5 && stem.bytes().all(|byte| byte.is_ascii_digit()))
+        .then(|| stem.parse().ok())
+        .flatten()
+}
+
+fn digits(mut value: usize) -> usize {
+    let mut count = 1;
+    while value >= 10 {
+        value /= 10;
+        count += 1;
+    }
+    count
+}
+
+fn append(tar: &mut tar::Builder<BufWriter<File>>, name: &str, data: &[u8]) -> std::io::Result<()> {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mtime(0);
+    header.set_cksum();
+    tar.append_data(&mut header, name, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(sample_id: u64) -> KeptPair {
+        KeptPair {
+            sample: BundleSample {
+                sample_id,
+                file: format!("{sample_id}.jpg"),
+                url: format!("http://a.test/{sample_id}.jpg"),
+                final_url: format!("http://a.test/{sample_id}.jpg"),
+                alt: format!("caption {sample_id}"),
+                page_url: "http://a.test/".to_owned(),
+                license: None,
+                language: Some("eng".to_owned()),
+                original_width: 10,
+                original_height: 20,
+                width: 10,
+                height: 20,
+                bytes: 3,
+                sha256: "00".to_owned(),
+            },
+            image: vec![1, 2, 3],
+            hash: sample_id * 7,
+            job: 1,
+            similarity: 0.5,
+            nsfw: NsfwTag::Unlikely,
+            image_embedding: vec![1.0, 0.0],
+            text_embedding: vec![0.0, 1.0],
+        }
+    }
+
+    #[test]
+    fn shards_appear_whole_and_recovery_cleans_half_ones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path();
+        let mut writer = ShardWriter::new(out, 2, recover(out).expect("recover").next_number);
+        assert!(writer.push(pair(1)).expect("push").is_none());
+        assert!(!out.join("00000_stats.json").is_file());
+        let finished = writer.push(pair(2)).expect("push").expect("full shard");
+        assert_eq!(
+            (finished.number, finished.hashes.as_slice()),
+            (0, &[7, 14][..])
+        );
+        for name in [
+            "00000.tar",
+            "00000.parquet",
+            "00000_stats.json",
+            "img_emb/img_emb_00000.npy",
+        ] {
+            assert!(out.join(name).is_file(), "{name}");
+        }
+        // A crash after shard 0 became visible but before it was committed, and in shard 1.
+        writer.push(pair(3)).expect("push");
+        drop(writer);
+        let recovery = recover(out).expect("recover");
+        assert_eq!(recovery.next_number, 1);
+        assert_eq!(recovery.uncommitted.len(), 1);
+        assert_eq!(recovery.uncommitted[0].hashes, [7, 14]);
+        assert!(
+            !out.join("00001.tar.tmp").is_file(),
+            "temporary files are removed"
+        );
+        mark_committed(out, 0).expect("commit");
+        assert!(recover(out).expect("recover").uncommitted.is_empty());
+        assert_eq!(digits(9_999), 4);
+        assert_eq!(shard_number("00012_stats.json", "_stats.json"), Some(12));
+        assert_eq!(shard_number("x_stats.json", "_stats.json"), None);
+    }
+}

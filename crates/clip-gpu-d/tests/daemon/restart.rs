@@ -1,0 +1,86 @@
+//! A daemon killed mid-run and restarted leaves no duplicate and no lost shard.
+
+use std::collections::BTreeSet;
+
+use cah_protocol::ClientType;
+
+use crate::parity_support;
+use crate::support::{
+    RealTracker, check_dataset, daemon_config, eventually, good_bundle, hand_in, with_metadata,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_and_restart_keep_every_pair_once() {
+    let tracker = RealTracker::start(&["--lease", "2s", "--reap-interval", "100ms"]).await;
+    tracker.import(3).await;
+    let cpu = tracker.register("cpu", ClientType::Cpu).await;
+    let jobs = cpu.claim(6, false).await.expect("claim");
+    assert_eq!(jobs.len(), 6);
+    let photos = parity_support::photos();
+    let mut blobs = Vec::new();
+    let mut expected = BTreeSet::new();
+    for (index, job) in jobs.iter().enumerate() {
+        let chosen = &photos[index * 3..index * 3 + 3];
+        let number = job.number;
+        let (entries, samples) = good_bundle(job, chosen, move |i| {
+            format!("http://img.test/{number}/{i}.jpg")
+        });
+        expected.extend(samples.iter().map(|sample| sample.sample_id));
+        blobs.push(hand_in(&cpu, number, with_metadata(entries, &samples, number)).await);
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = dir.path().join("dataset");
+    // First run: killed (its future dropped) as soon as the first shard is visible.
+    let config = daemon_config(
+        &tracker.base_url,
+        &output,
+        &["--shard-size", "4", "--max-jobs", "6"],
+    );
+    let first_shard = output.join("00000_stats.json");
+    tokio::select! {
+        result = clip_gpu_d::daemon::run(config, std::future::pending()) => panic!("daemon stopped early: {result:?}"),
+        () = eventually("the first shard", || async { first_shard.is_file().then_some(()) }) => {}
+    }
+    // A crash in the middle of a shard: leftovers of a half-written shard 00090.
+    std::fs::write(output.join("00090.tar.tmp"), b"partial").expect("plant");
+    std::fs::write(
+        output.join("00090.pending"),
+        br#"{"hashes":[1],"jobs":[1]}"#,
+    )
+    .expect("plant");
+
+    // Second run: the first run's jobs come back after their leases expire.
+    let config = daemon_config(&tracker.base_url, &output, &["--shard-size", "4"]);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = clip_gpu_d::daemon::run(config, async move {
+        let _ = stopped.await;
+    });
+    let client = tracker.client();
+    let driver = async {
+        eventually("every job to complete", || async {
+            let done = client.is_completed(&blobs).await.expect("is completed");
+            (done.len() == blobs.len()).then_some(())
+        })
+        .await;
+        let _ = stop.send(());
+    };
+    let (result, ()) = tokio::join!(daemon, driver);
+    result.expect("daemon ran");
+
+    let summary = check_dataset(&output);
+    let ids: BTreeSet<u64> = summary.sample_ids.iter().copied().collect();
+    assert_eq!(
+        summary.sample_ids.len(),
+        ids.len(),
+        "no pair twice: {summary:?}"
+    );
+    assert_eq!(ids, expected, "no pair lost");
+    assert_eq!(summary.unique_keys, summary.rows);
+    assert!(summary.leftover_tmp.is_empty(), "{summary:?}");
+    assert!(
+        !output.join("00090.pending").is_file(),
+        "the half shard's marker is gone"
+    );
+    tracker.stop().await;
+}

@@ -1,0 +1,88 @@
+//! The real binary drains on SIGTERM: it stops claiming, scores the jobs it holds, closes the
+//! open (short) shard, completes the jobs and exits 0.
+
+use cah_protocol::ClientType;
+
+use crate::parity_support;
+use crate::support::{RealTracker, check_dataset, eventually, good_bundle, hand_in, with_metadata};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_held_jobs_into_a_short_shard() {
+    let tracker = RealTracker::start(&[]).await;
+    tracker.import(1).await;
+    let cpu = tracker.register("cpu", ClientType::Cpu).await;
+    let jobs = cpu.claim(2, false).await.expect("claim");
+    let photos = parity_support::photos();
+    let mut blobs = Vec::new();
+    for (index, job) in jobs.iter().enumerate() {
+        let number = job.number;
+        let (entries, samples) = good_bundle(job, &photos[index * 2..index * 2 + 2], move |i| {
+            format!("http://img.test/{number}/{i}.jpg")
+        });
+        blobs.push(hand_in(&cpu, number, with_metadata(entries, &samples, number)).await);
+    }
+    // An ephemeral port for the metrics endpoint, so the test sees when the jobs are held.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = dir.path().join("dataset");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_clip-gpu-d"))
+        .args([
+            "run",
+            "--devices",
+            "cpu",
+            "--threshold",
+            "-1",
+            "--tags",
+            "off",
+        ])
+        .args([
+            "--shard-size",
+            "100",
+            "--flush-interval",
+            "1h",
+            "--poll-interval",
+            "100ms",
+        ])
+        .arg("--tracker")
+        .arg(tracker.base_url.as_str())
+        .arg("--model")
+        .arg(parity_support::tiny_model())
+        .arg("--output")
+        .arg(&output)
+        .arg("--metrics-listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .spawn()
+        .expect("spawn clip-gpu-d");
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    eventually("both jobs scored into the open shard", || async {
+        let text = reqwest::get(&metrics_url).await.ok()?.text().await.ok()?;
+        text.contains("clip_pairs_kept_total 4\n").then_some(())
+    })
+    .await;
+    assert!(
+        !output.join("00000_stats.json").is_file(),
+        "the shard is still open"
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().expect("pid").to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait())
+        .await
+        .expect("clip-gpu-d exits after SIGTERM")
+        .expect("wait");
+    assert!(exit.success(), "{exit:?}");
+    let done = tracker
+        .client()
+        .is_completed(&blobs)
+        .await
+        .expect("is completed");
+    assert_eq!(done.len(), 2, "both jobs completed during the drain");
+    let summary = check_dataset(&output);
+    assert_eq!((summary.rows, summary.shards.len()), (4, 1), "{summary:?}");
+    tracker.stop().await;
+}

@@ -1,0 +1,296 @@
+//! A real tracker-d on 127.0.0.1:0, a CPU client that uploads bundles, bundle builders and the
+//! Python dataset checker.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cah_protocol::ClientType;
+use cah_protocol::bundle::{BundleSample, SAMPLES_FILE, STATS_FILE};
+use cah_protocol::ext::Job;
+use cah_tracker_client::{BundleBody, JobOutput, Session, TrackerClient};
+use clap::Parser;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tracker_d::ServeConfig;
+use tracker_d::cli::{Cli, Command};
+use tracker_d::db::Db;
+use url::Url;
+
+use crate::parity_support;
+
+/// A tracker-d serving in this test's runtime.
+pub(crate) struct RealTracker {
+    pub(crate) base_url: Url,
+    database_url: String,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl RealTracker {
+    pub(crate) async fn start(extra: &[&str]) -> RealTracker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_url = format!("sqlite://{}", dir.path().join("tracker.sqlite").display());
+        let blob_dir = dir.path().join("staging");
+        let mut argv: Vec<String> = [
+            "tracker-d",
+            "serve",
+            "--database-url",
+            &database_url,
+            "--blob-dir",
+            &blob_dir.display().to_string(),
+            "--register-per-minute",
+            "100000",
+            "--register-burst",
+            "100000",
+            "--shutdown-grace",
+            "2s",
+        ]
+        .iter()
+        .map(|arg| (*arg).to_owned())
+        .collect();
+        argv.extend(extra.iter().map(|flag| (*flag).to_owned()));
+        let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command else {
+            unreachable!("serve was given");
+        };
+        let config = ServeConfig::try_from(*args).expect("valid config");
+        let db = Db::connect(&database_url, 8).await.expect("database opens");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(tracker_d::serve(listener, db, config, async move {
+            let _ = stopped.await;
+        }));
+        RealTracker {
+            base_url: Url::parse(&format!("http://{addr}/")).expect("base url"),
+            database_url,
+            stop,
+            task,
+            _dir: dir,
+        }
+    }
+
+    /// Imports `n_wats` WATs: `2 n_wats` jobs.
+    pub(crate) async fn import(&self, n_wats: usize) {
+        let urls: Vec<String> = (0..n_wats)
+            .map(|index| format!("http://cc.test/wat/{index}.warc.wat.gz"))
+            .collect();
+        let db = Db::connect(&self.database_url, 2).await.expect("db");
+        tracker_d::import::import(&db, &urls, false, |_| {})
+            .await
+            .expect("import");
+        db.close().await;
+    }
+
+    pub(crate) fn client(&self) -> TrackerClient {
+        TrackerClient::with_defaults(self.base_url.clone()).expect("client")
+    }
+
+    pub(crate) async fn register(&self, nickname: &str, client_type: ClientType) -> Session {
+        self.client()
+            .register(nickname, client_type)
+            .await
+            .expect("register")
+    }
+
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .expect("tracker task")
+            .expect("tracker result");
+    }
+}
+
+/// One tar entry of a hand-built bundle.
+pub(crate) enum Entry {
+    File(String, Vec<u8>),
+    Symlink(String, String),
+}
+
+/// A bundle's bytes from raw entries; names go into the header unchecked, as an attacker would.
+pub(crate) fn tar_bytes(entries: &[Entry]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in entries {
+        let mut header = tar::Header::new_old();
+        let (name, data, kind, link) = match entry {
+            Entry::File(name, data) => (name, data.as_slice(), tar::EntryType::Regular, None),
+            Entry::Symlink(name, target) => (name, &[][..], tar::EntryType::Symlink, Some(target)),
+        };
+        let raw = &mut header.as_old_mut().name;
+        raw[..name.len()].copy_from_slice(name.as_bytes());
+        if let Some(target) = link {
+            header.as_old_mut().linkname[..target.len()].copy_from_slice(target.as_bytes());
+        }
+        header.set_entry_type(kind);
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append(&header, data).expect("append");
+    }
+    builder.into_inner().expect("tar")
+}
+
+/// A well-formed bundle of `photos` for `job`; `alt` names each sample's caption.
+pub(crate) fn good_bundle(
+    job: &Job,
+    photos: &[PathBuf],
+    url_of: impl Fn(usize) -> String,
+) -> (Vec<Entry>, Vec<BundleSample>) {
+    let mut entries = Vec::new();
+    let mut samples = Vec::new();
+    for (index, photo) in photos.iter().enumerate() {
+        let bytes = std::fs::read(photo).expect("photo");
+        let ext = photo.extension().and_then(|ext| ext.to_str()).expect("ext");
+        let (width, height) = image::image_dimensions(photo).expect("dimensions");
+        let sample_id = job.start_id + index as u64;
+        let file = format!("{sample_id}.{ext}");
+        samples.push(BundleSample {
+            sample_id,
+            file: file.clone(),
+            url: url_of(index),
+            final_url: url_of(index),
+            alt: format!(
+                "a photo called {}",
+                photo.file_stem().and_then(|s| s.to_str()).unwrap_or("x")
+            ),
+            page_url: format!("http://page.test/{}", job.number),
+            license: (index % 2 == 0)
+                .then(|| "https://creativecommons.org/licenses/by/4.0/".to_owned()),
+            language: Some("eng".to_owned()),
+            original_width: width,
+            original_height: height,
+            width,
+            height,
+            bytes: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+        });
+        entries.push(Entry::File(file, bytes));
+    }
+    (entries, samples)
+}
+
+/// Appends `samples.jsonl` and `stats.json` to image entries.
+pub(crate) fn with_metadata(
+    mut entries: Vec<Entry>,
+    samples: &[BundleSample],
+    job: u64,
+) -> Vec<u8> {
+    let lines: String = samples
+        .iter()
+        .map(|sample| serde_json::to_string(sample).expect("json") + "\n")
+        .collect();
+    entries.push(Entry::File(SAMPLES_FILE.to_owned(), lines.into_bytes()));
+    let stats = serde_json::json!({"format_version": 1, "job": job, "candidates": samples.len(), "stored": samples.len(), "outcomes": {}});
+    entries.push(Entry::File(
+        STATS_FILE.to_owned(),
+        stats.to_string().into_bytes(),
+    ));
+    tar_bytes(&entries)
+}
+
+/// Uploads `bundle` for a job the CPU session holds and completes it; returns `blob:<key>`.
+pub(crate) async fn hand_in(cpu: &Session, number: u64, bundle: Vec<u8>) -> String {
+    let target = cpu.upload_url(number).await.expect("upload url");
+    cpu.upload_bundle(&target, BundleBody::Bytes(bundle.into()))
+        .await
+        .expect("upload");
+    let blob = format!("blob:{}", target.key);
+    cpu.complete(number, JobOutput::Bundle(blob.clone()))
+        .await
+        .expect("complete cpu job");
+    blob
+}
+
+/// A daemon config for the tiny checkpoint on the CPU.
+pub(crate) fn daemon_config(
+    tracker: &Url,
+    output: &Path,
+    extra: &[&str],
+) -> clip_gpu_d::daemon::Config {
+    clip_gpu_d::telemetry::init(clip_gpu_d::telemetry::LogFormat::Text);
+    let model = parity_support::tiny_model();
+    let mut argv: Vec<String> = vec![
+        "clip-gpu-d".into(),
+        "run".into(),
+        "--tracker".into(),
+        tracker.to_string(),
+        "--model".into(),
+        model.display().to_string(),
+        "--output".into(),
+        output.display().to_string(),
+        "--devices".into(),
+        "cpu".into(),
+        "--cpu-threads".into(),
+        "2".into(),
+        "--threshold".into(),
+        "-1".into(),
+        // Random weights tag everything as underage; the tag rules have their own unit tests.
+        "--tags".into(),
+        "off".into(),
+        "--batch-size".into(),
+        "4".into(),
+        "--poll-interval".into(),
+        "100ms".into(),
+        "--flush-interval".into(),
+        "1s".into(),
+    ];
+    argv.extend(extra.iter().map(|flag| (*flag).to_owned()));
+    let args = <clip_gpu_d::embed::Args as Parser>::try_parse_from(argv).expect("flags parse");
+    let clip_gpu_d::embed::Command::Run(run) = args.command else {
+        unreachable!("run was given");
+    };
+    clip_gpu_d::daemon::Config::try_from(*run).expect("valid config")
+}
+
+/// Polls `check` every 100 ms until it yields, for at most 60 s.
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    for _ in 0..600 {
+        if let Some(value) = check().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// What check_dataset.py found.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct DatasetSummary {
+    pub(crate) shards: Vec<serde_json::Value>,
+    pub(crate) rows: usize,
+    pub(crate) unique_keys: usize,
+    pub(crate) sample_ids: Vec<u64>,
+    pub(crate) leftover_tmp: Vec<String>,
+}
+
+/// Reads the dataset with webdataset, pyarrow and numpy; fails with the fix when they are missing.
+pub(crate) fn check_dataset(output: &Path) -> DatasetSummary {
+    let python = parity_support::python();
+    let works = std::process::Command::new(&python)
+        .args(["-c", "import webdataset, pyarrow, numpy"])
+        .status()
+        .is_ok_and(|status| status.success());
+    assert!(
+        works,
+        "the dataset tests need webdataset, pyarrow and numpy in {}: run scripts/setup-torch.sh",
+        python.display()
+    );
+    let output = std::process::Command::new(&python)
+        .arg(parity_support::test_script("check_dataset.py"))
+        .arg(output)
+        .output()
+        .expect("spawn python");
+    assert!(
+        output.status.success(),
+        "check_dataset.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("summary json")
+}

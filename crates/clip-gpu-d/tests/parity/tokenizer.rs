@@ -1,0 +1,78 @@
+//! Token ids equal OpenAI's `clip.tokenize(texts, truncate=True)` on thousands of strings.
+
+use clip_gpu_d::Tokenizer;
+use clip_gpu_d::tokenizer::CONTEXT_LENGTH;
+use serde::Deserialize;
+
+use crate::support;
+
+#[derive(Deserialize)]
+struct Case {
+    text: String,
+    ids: Vec<i64>,
+    mojibake: bool,
+}
+
+#[test]
+fn token_ids_match_openai_simple_tokenizer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reference = dir.path().join("tokens.json");
+    support::run_python(
+        &support::test_script("tokenizer_reference.py"),
+        &[reference.as_os_str(), "3000".as_ref()],
+    );
+    let cases: Vec<Case> =
+        serde_json::from_slice(&std::fs::read(&reference).expect("read")).expect("parse");
+    let tokenizer =
+        Tokenizer::from_file(&support::tiny_model().join("tokenizer.json")).expect("tokenizer");
+    assert_eq!(tokenizer.vocab_size(), 49408);
+    let mut mismatches = Vec::new();
+    let mut mojibake_mismatches = 0;
+    let n_mojibake = cases.iter().filter(|case| case.mojibake).count();
+    for case in &cases {
+        assert_eq!(case.ids.len(), CONTEXT_LENGTH);
+        let ours = tokenizer.tokenize(&case.text);
+        if ours[..] == case.ids[..] {
+            continue;
+        }
+        if case.mojibake {
+            // ftfy's mojibake repair is not ported (see tokenizer/clean.rs).
+            mojibake_mismatches += 1;
+        } else {
+            mismatches.push((case.text.clone(), ours.to_vec(), case.ids.clone()));
+        }
+    }
+    for (text, ours, theirs) in mismatches.iter().take(5) {
+        eprintln!("mismatch for {text:?}:\n  ours   {ours:?}\n  openai {theirs:?}");
+    }
+    eprintln!(
+        "tokenizer parity: {} mismatches out of {} strings without mojibake; {mojibake_mismatches} of {n_mojibake} strings that ftfy repairs as mojibake differ",
+        mismatches.len(),
+        cases.len() - n_mojibake
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} strings tokenize differently",
+        mismatches.len()
+    );
+    assert!(
+        mojibake_mismatches * 100 <= cases.len(),
+        "more than 1% of all strings differ through mojibake"
+    );
+}
+
+#[test]
+fn known_ids_from_the_reference() {
+    let tokenizer =
+        Tokenizer::from_file(&support::tiny_model().join("tokenizer.json")).expect("tokenizer");
+    assert_eq!(
+        tokenizer.encode("a photo of a cat"),
+        [320, 1125, 539, 320, 2368]
+    );
+    assert_eq!(tokenizer.encode("a diagram"), [320, 22697]);
+    let long = tokenizer.tokenize(&"a ".repeat(500));
+    assert_eq!(long[0], 49406);
+    assert_eq!(long[CONTEXT_LENGTH - 1], 49407);
+    let empty = tokenizer.tokenize("");
+    assert_eq!(&empty[..3], &[49406, 49407, 0]);
+}

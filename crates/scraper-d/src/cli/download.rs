@@ -1,0 +1,117 @@
+//! Image download flags shared by `scraper-d run` and `scraper-d fetch` (each also a
+//! `SCRAPER_*` variable).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::config::DownloadSettings;
+use crate::error::ScraperError;
+use crate::fetch::FetchConfig;
+use crate::resize::ResizeConfig;
+use crate::resolver::ResolverSettings;
+use crate::safety::AddressPolicy;
+use crate::validate::ValidateConfig;
+
+#[derive(Debug, clap::Args)]
+pub struct DownloadArgs {
+    /// Nameserver IP:PORT (repeatable, or comma-separated); the system's resolv.conf when unset.
+    #[arg(
+        long = "nameserver",
+        env = "SCRAPER_NAMESERVERS",
+        value_delimiter = ','
+    )]
+    pub nameservers: Vec<SocketAddr>,
+    /// Connect to private, loopback, link-local and metadata addresses too (never on a public node).
+    #[arg(long, env = "SCRAPER_ALLOW_PRIVATE_ADDRESSES")]
+    pub allow_private_addresses: bool,
+    /// Networks allowed although special (repeatable, comma-separated), e.g. 127.0.0.1/32.
+    #[arg(
+        long = "allow-cidr",
+        env = "SCRAPER_ALLOW_CIDRS",
+        value_delimiter = ','
+    )]
+    pub allow_cidrs: Vec<IpNet>,
+    /// Contact URL put in the User-Agent, so site owners can reach the operator.
+    #[arg(
+        long,
+        env = "SCRAPER_CONTACT_URL",
+        default_value = "https://github.com/crawling-at-home/cah-swarm"
+    )]
+    pub contact_url: String,
+    /// Deadline of one image request (connect, headers, body).
+    #[arg(long, env = "SCRAPER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Largest image body in bytes.
+    #[arg(long, env = "SCRAPER_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_body_bytes: u64,
+    /// Image downloads in flight at once (1-vCPU default).
+    #[arg(long, env = "SCRAPER_CONCURRENCY", default_value_t = 64)]
+    pub concurrency: usize,
+    /// Requests to one host at once.
+    #[arg(long, env = "SCRAPER_PER_HOST", default_value_t = 2)]
+    pub per_host: usize,
+    /// Do not fetch or obey robots.txt.
+    #[arg(long, env = "SCRAPER_IGNORE_ROBOTS")]
+    pub ignore_robots: bool,
+    /// Consecutive failures that stop requests to a host (0: never).
+    #[arg(long, env = "SCRAPER_BREAKER_THRESHOLD", default_value_t = 8)]
+    pub breaker_threshold: u32,
+    /// Smallest image accepted, in bytes.
+    #[arg(long, env = "SCRAPER_MIN_IMAGE_BYTES", default_value_t = 5000)]
+    pub min_image_bytes: usize,
+    /// Largest pixel count accepted (read from the header before decoding).
+    #[arg(long, env = "SCRAPER_MAX_PIXELS", default_value_t = 40_000_000)]
+    pub max_pixels: u64,
+    /// Stored images are resized so their shorter side is this long (never enlarged).
+    #[arg(long, env = "SCRAPER_RESIZE", default_value_t = 256)]
+    pub resize: u32,
+    /// JPEG quality of stored images.
+    #[arg(long, env = "SCRAPER_JPEG_QUALITY", default_value_t = 95, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub jpeg_quality: u8,
+}
+
+impl DownloadArgs {
+    /// Validates the flags into download settings.
+    pub fn settings(&self) -> Result<DownloadSettings, ScraperError> {
+        if self.concurrency == 0 || self.per_host == 0 {
+            return Err(ScraperError::Config(
+                "--concurrency and --per-host must be at least 1".into(),
+            ));
+        }
+        let user_agent = format!(
+            "scraper-d/{} (Crawling@Home image-text crawler; +{})",
+            env!("CARGO_PKG_VERSION"),
+            self.contact_url
+        );
+        let mut fetch = FetchConfig::standard(user_agent);
+        fetch.timeout = self.timeout;
+        fetch.max_body_bytes = self.max_body_bytes;
+        fetch.max_in_flight = self.concurrency;
+        fetch.politeness.per_host = self.per_host;
+        fetch.politeness.respect_robots = !self.ignore_robots;
+        fetch.politeness.breaker_threshold = self.breaker_threshold;
+        let mut resolver = ResolverSettings::standard();
+        resolver.nameservers = self.nameservers.clone();
+        Ok(DownloadSettings {
+            resolver,
+            policy: AddressPolicy {
+                allow_all: self.allow_private_addresses,
+                allowed: self.allow_cidrs.clone(),
+            },
+            fetch,
+            validate: ValidateConfig {
+                min_bytes: self.min_image_bytes,
+                max_pixels: self.max_pixels,
+                ..ValidateConfig::standard()
+            },
+            resize: ResizeConfig {
+                shorter_side: self.resize,
+                jpeg_quality: self.jpeg_quality,
+            },
+            decode_threads: std::thread::available_parallelism().map_or(1, usize::from),
+            concurrency: self.concurrency,
+        })
+    }
+}

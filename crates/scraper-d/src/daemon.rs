@@ -1,0 +1,165 @@
+//! `scraper-d run`: register, claim whole WATs, work them (see `daemon/claim.rs`), repeat until
+//! stopped; systemd readiness, watchdog and status along the way.
+
+mod claim;
+mod progress;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cah_protocol::ClientType;
+use cah_tracker_client::{Session, TrackerClient, TrackerError};
+use tokio::sync::Semaphore;
+
+use crate::config::RunConfig;
+use crate::fetch::Fetcher;
+use crate::job::Pipeline;
+use crate::metrics::Metrics;
+use crate::resolver::Resolver;
+use crate::shutdown::{AbortOnDrop, Stop};
+use crate::systemd;
+
+pub use claim::ClaimOutcome;
+
+/// What one run did, for logs and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Jobs completed (bundle uploaded and accepted).
+    pub completed: Vec<u64>,
+    /// Jobs given back (shutdown, or a WAT that could not be read).
+    pub released: Vec<u64>,
+    /// Jobs whose lease was lost while working on them.
+    pub lost: Vec<u64>,
+}
+
+/// Runs the daemon until `shutdown` resolves (then finishes or releases the current jobs
+/// within `config.shutdown_grace`), or, with `exit_when_idle`, until no job is left.
+pub async fn run(
+    config: RunConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<RunSummary> {
+    let stop = Stop::spawn(shutdown);
+    std::fs::create_dir_all(&config.work_dir)
+        .with_context(|| format!("failed to create {}", config.work_dir.display()))?;
+    remove_stale_bundles(&config.work_dir);
+    let metrics = Arc::new(Metrics::default());
+    if let Some(address) = config.metrics_listen {
+        crate::metrics::serve(address, metrics.clone())
+            .await
+            .with_context(|| format!("failed to serve metrics on {address}"))?;
+    }
+    let resolver = Resolver::new(&config.resolver, config.policy.clone())
+        .context("failed to build the dns resolver")?;
+    let fetcher =
+        Fetcher::new(config.fetch.clone(), resolver).context("failed to build the http client")?;
+    let pipeline = Pipeline {
+        fetcher,
+        validate: Arc::new(config.validate.clone()),
+        resize: Arc::new(config.resize.clone()),
+        cpu: Arc::new(Semaphore::new(config.decode_threads.max(1))),
+        concurrency: config.concurrency,
+    };
+    let wat_client = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(30))
+        .build()
+        .context("failed to build the wat http client")?;
+    let tracker = TrackerClient::with_defaults(config.tracker.clone())
+        .context("failed to build the tracker client")?;
+    let Some(mut session) = register(&tracker, &config, &stop).await else {
+        return Ok(RunSummary::default());
+    };
+    systemd::ready(&format!("{}: idle", config.node_name));
+    let watchdog = systemd::spawn_watchdog().map(AbortOnDrop);
+    let mut summary = RunSummary::default();
+    let worker = claim::Worker {
+        config: &config,
+        pipeline: &pipeline,
+        wat_client: &wat_client,
+        stop: &stop,
+        metrics: &metrics,
+    };
+    while !stop.is_stopping() {
+        let jobs = match session.claim(2, true).await {
+            Ok(jobs) => jobs,
+            Err(TrackerError::TimedOut) => {
+                tracing::warn!("the tracker forgot this client, registering again");
+                if let Err(error) = session.reregister().await {
+                    tracing::warn!(error = %error, "registration failed");
+                    idle(&config, &stop).await;
+                }
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "claim failed");
+                idle(&config, &stop).await;
+                continue;
+            }
+        };
+        if jobs.is_empty() {
+            if config.exit_when_idle {
+                tracing::info!("no job left, exiting");
+                break;
+            }
+            tracing::debug!("no job available");
+            idle(&config, &stop).await;
+            continue;
+        }
+        let outcome = Box::pin(worker.work(&session, jobs)).await;
+        summary.completed.extend(outcome.completed);
+        summary.released.extend(outcome.released);
+        summary.lost.extend(outcome.lost);
+        let forgotten = pipeline.fetcher.forget_idle_hosts();
+        tracing::debug!(hosts = forgotten, "per-host state dropped");
+        systemd::status(&format!("{}: idle", config.node_name));
+    }
+    systemd::stopping();
+    drop(watchdog);
+    if let Err(error) = tokio::time::timeout(Duration::from_secs(5), session.bye()).await {
+        tracing::debug!(error = %error, "bye timed out");
+    }
+    tracing::info!(
+        completed = summary.completed.len(),
+        released = summary.released.len(),
+        lost = summary.lost.len(),
+        "scraper stopped"
+    );
+    Ok(summary)
+}
+
+async fn register(tracker: &TrackerClient, config: &RunConfig, stop: &Stop) -> Option<Session> {
+    loop {
+        match tracker.register(&config.nickname, ClientType::Cpu).await {
+            Ok(session) => return Some(session),
+            Err(error) => tracing::warn!(error = %error, "registration failed, retrying"),
+        }
+        idle(config, stop).await;
+        if stop.is_stopping() {
+            return None;
+        }
+    }
+}
+
+async fn idle(config: &RunConfig, stop: &Stop) {
+    tokio::select! {
+        _ = tokio::time::sleep(config.idle_wait) => {}
+        _ = stop.wait() => {}
+    }
+}
+
+/// Bundles left by a crash belong to jobs whose leases expire: never upload them.
+fn remove_stale_bundles(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("job-") && (name.ends_with(".tar") || name.ends_with(".tar.tmp")) {
+            tracing::info!(file = %name, "removing a bundle left by an earlier run");
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}

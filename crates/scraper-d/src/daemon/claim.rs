@@ -1,0 +1,251 @@
+//! Works one claim (both halves of a WAT): extract, download, bundle, upload, complete; a
+//! heartbeat task alongside; on a stop, the grace period, then the unfinished jobs released.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use cah_protocol::ext::Job;
+use cah_tracker_client::{BundleBody, JobOutput, Session};
+
+use super::progress::Progress;
+use crate::config::RunConfig;
+use crate::extract::{DEFAULT_MAX_RECORD_BYTES, ExtractConfig, Extractor};
+use crate::job::Pipeline;
+use crate::metrics::Metrics;
+use crate::shutdown::{AbortOnDrop, Stop};
+use crate::{Candidate, HalfJob, bundle, source, systemd};
+
+/// What became of the jobs of one claim.
+#[derive(Debug, Default)]
+pub struct ClaimOutcome {
+    pub completed: Vec<u64>,
+    pub released: Vec<u64>,
+    pub lost: Vec<u64>,
+}
+
+pub(crate) struct Worker<'a> {
+    pub(crate) config: &'a RunConfig,
+    pub(crate) pipeline: &'a Pipeline,
+    pub(crate) wat_client: &'a reqwest::Client,
+    pub(crate) stop: &'a Stop,
+    pub(crate) metrics: &'a Metrics,
+}
+
+/// Jobs of the claim not yet completed, and those the tracker says we lost.
+#[derive(Debug, Default)]
+struct Held {
+    open: HashSet<u64>,
+    lost: HashSet<u64>,
+}
+
+impl Worker<'_> {
+    pub(crate) async fn work(&self, session: &Session, jobs: Vec<Job>) -> ClaimOutcome {
+        let numbers: Vec<u64> = jobs.iter().map(|job| job.number).collect();
+        tracing::info!(jobs = ?numbers, wat = %jobs[0].wat_url, "claimed");
+        let held = Arc::new(Mutex::new(Held {
+            open: numbers.iter().copied().collect(),
+            lost: HashSet::new(),
+        }));
+        let progress = Arc::new(Progress::new(&self.config.node_name));
+        // Aborted on drop too, so a cancelled run (a crash in tests) stops renewing leases.
+        let heartbeat = AbortOnDrop(tokio::spawn(heartbeat_loop(
+            session.clone(),
+            progress.clone(),
+            held.clone(),
+            self.config.heartbeat_interval,
+        )));
+        let mut outcome = ClaimOutcome::default();
+        let work = self.work_jobs(session, &jobs, &progress, &held, &mut outcome);
+        let stopped = async {
+            self.stop.wait().await;
+            tracing::info!(
+                grace_ms = self.config.shutdown_grace.as_millis() as u64,
+                "finishing the current jobs before exiting"
+            );
+            tokio::time::sleep(self.config.shutdown_grace).await;
+        };
+        let finished = tokio::select! {
+            result = work => {
+                if let Err(error) = result {
+                    tracing::warn!(error = %format_args!("{error:#}"), "claim failed");
+                }
+                true
+            }
+            _ = stopped => false,
+        };
+        drop(heartbeat);
+        if !finished {
+            tracing::warn!("grace period over, releasing the unfinished jobs");
+        }
+        let (open, lost) = match held.lock() {
+            Ok(held) => (held.open.clone(), held.lost.clone()),
+            Err(_) => (HashSet::new(), HashSet::new()),
+        };
+        for number in numbers {
+            if outcome.completed.contains(&number) {
+                continue;
+            }
+            if lost.contains(&number) {
+                outcome.lost.push(number);
+            } else if open.contains(&number) {
+                match session.release(number).await {
+                    Ok(()) => tracing::info!(job = number, "job released"),
+                    Err(error) => {
+                        tracing::warn!(job = number, error = %error, "release failed, the lease will expire")
+                    }
+                }
+                outcome.released.push(number);
+            }
+            bundle::discard(&self.bundle_path(number));
+        }
+        outcome
+    }
+
+    fn bundle_path(&self, number: u64) -> std::path::PathBuf {
+        self.config.work_dir.join(format!("job-{number}.tar"))
+    }
+
+    async fn work_jobs(
+        &self,
+        session: &Session,
+        jobs: &[Job],
+        progress: &Progress,
+        held: &Mutex<Held>,
+        outcome: &mut ClaimOutcome,
+    ) -> anyhow::Result<()> {
+        let first = jobs[0].number;
+        progress.set(format!("job {first} extracting"), 0);
+        let mut by_half = self.extract(jobs).await?;
+        for job in jobs {
+            let number = job.number;
+            if is_lost(held, number) {
+                continue;
+            }
+            let candidates = by_half.remove(&job.shard).unwrap_or_default();
+            progress.set(format!("job {number} downloading"), candidates.len() as u64);
+            systemd::status(&progress.text());
+            let path = self.bundle_path(number);
+            let half = self
+                .pipeline
+                .run_half(number, candidates, &path, progress.done.clone())
+                .await
+                .with_context(|| format!("failed to write the bundle of job {number}"))?;
+            self.metrics.record_half(&half.outcomes);
+            if is_lost(held, number) {
+                tracing::warn!(
+                    job = number,
+                    "lease lost before upload, dropping the bundle"
+                );
+                continue;
+            }
+            progress.set(format!("job {number} uploading"), 0);
+            let target = session.upload_url(number).await?;
+            let stored = session
+                .upload_bundle(&target, BundleBody::File(half.bundle.clone()))
+                .await?;
+            progress.set(format!("job {number} completing"), 0);
+            let completion = session
+                .complete(number, JobOutput::Bundle(format!("blob:{}", target.key)))
+                .await?;
+            tracing::info!(
+                job = number,
+                candidates = half.stats.candidates,
+                stored = half.stats.stored,
+                bytes = stored.size,
+                completion = ?completion,
+                "job completed"
+            );
+            self.metrics.jobs_completed.inc();
+            if let Ok(mut held) = held.lock() {
+                held.open.remove(&number);
+            }
+            outcome.completed.push(number);
+            bundle::discard(&half.bundle);
+        }
+        Ok(())
+    }
+
+    /// Extracts the candidates of every claimed half in one pass over the WAT.
+    async fn extract(&self, jobs: &[Job]) -> anyhow::Result<BTreeMap<u8, Vec<Candidate>>> {
+        let halves = jobs
+            .iter()
+            .map(HalfJob::from_job)
+            .collect::<Result<Vec<_>, _>>()?;
+        let extract_config = ExtractConfig {
+            halves,
+            filters: self.config.filters.clone(),
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        };
+        let url = url::Url::parse(&jobs[0].wat_url).context("the job's wat url is invalid")?;
+        let runtime = tokio::runtime::Handle::current();
+        let reader = source::spawn_download(
+            &runtime,
+            self.wat_client.clone(),
+            url,
+            self.config.wat_http.clone(),
+        );
+        let (candidates, counts) = tokio::task::spawn_blocking(move || {
+            let mut extractor = Extractor::new(reader, extract_config)?;
+            let candidates = extractor.by_ref().collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, crate::ScraperError>((candidates, extractor.into_counts()))
+        })
+        .await
+        .context("the extraction task failed")?
+        .context("failed to extract the wat")?;
+        tracing::info!(
+            candidates = candidates.len(),
+            records = counts.records,
+            "wat extracted"
+        );
+        let mut by_half: BTreeMap<u8, Vec<Candidate>> = BTreeMap::new();
+        for candidate in candidates {
+            by_half.entry(candidate.half).or_default().push(candidate);
+        }
+        Ok(by_half)
+    }
+}
+
+fn is_lost(held: &Mutex<Held>, number: u64) -> bool {
+    held.lock()
+        .map(|held| held.lost.contains(&number))
+        .unwrap_or(false)
+}
+
+/// Heartbeats every `interval` and on every phase change; marks jobs the tracker dropped.
+async fn heartbeat_loop(
+    session: Session,
+    progress: Arc<Progress>,
+    held: Arc<Mutex<Held>>,
+    interval: std::time::Duration,
+) {
+    loop {
+        let text = progress.text();
+        match session.heartbeat(&text).await {
+            Ok(response) => {
+                let still: HashSet<u64> = response.jobs.into_iter().collect();
+                if let Ok(mut held) = held.lock() {
+                    let dropped: Vec<u64> = held
+                        .open
+                        .iter()
+                        .copied()
+                        .filter(|number| !still.contains(number))
+                        .collect();
+                    for number in dropped {
+                        if held.lost.insert(number) {
+                            tracing::warn!(
+                                job = number,
+                                "the tracker says this job's lease was lost"
+                            );
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(error = %error, "heartbeat failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = progress.changed.notified() => {}
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Image downloads: reqwest over our resolver, a global and a per-host limit, one deadline per
+//! request (connect, headers and body), a body cap, redirects followed by hand (at most 5, each
+//! target checked again), robots.txt and `X-Robots-Tag`, each failure named as an [`Outcome`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_LENGTH, LOCATION, RETRY_AFTER};
+use tokio::sync::Semaphore;
+use url::Url;
+
+use crate::politeness::{HostState, Hosts, PolitenessConfig, parse_retry_after};
+use crate::resolver::{ResolveError, Resolver};
+use crate::robots::{RobotsRules, x_robots_opts_out};
+use crate::stats::Outcome;
+
+/// The product token robots.txt groups are matched against.
+pub const ROBOTS_AGENT: &str = "scraper-d";
+
+/// Download settings.
+#[derive(Debug, Clone)]
+pub struct FetchConfig {
+    /// The `User-Agent` header.
+    pub user_agent: String,
+    /// Deadline of one HTTP request: connect, headers and body (default 10 s).
+    pub timeout: Duration,
+    /// Largest body read (default 10 MiB); a larger one is `too_big`.
+    pub max_body_bytes: u64,
+    /// Redirects followed (default 5).
+    pub max_redirects: u32,
+    /// Requests in flight at once over all hosts (default 64, for a 1-vCPU node: downloads
+    /// wait on the network, decoding is bounded separately).
+    pub max_in_flight: usize,
+    pub politeness: PolitenessConfig,
+}
+
+impl FetchConfig {
+    /// The defaults named on each field.
+    pub fn standard(user_agent: String) -> Self {
+        FetchConfig {
+            user_agent,
+            timeout: Duration::from_secs(10),
+            max_body_bytes: 10 * 1024 * 1024,
+            max_redirects: 5,
+            max_in_flight: 64,
+            politeness: PolitenessConfig::standard(),
+        }
+    }
+}
+
+/// A downloaded body and where it came from in the end.
+#[derive(Debug)]
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    pub final_url: Url,
+}
+
+/// Fetches images; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    resolver: Resolver,
+    hosts: Arc<Hosts>,
+    global: Arc<Semaphore>,
+    config: Arc<FetchConfig>,
+}
+
+enum Step {
+    Redirect(String),
+    Body(Vec<u8>),
+}
+
+impl Fetcher {
+    /// Builds the HTTP client (TLS verified, no proxy, no automatic redirects).
+    pub fn new(config: FetchConfig, resolver: Resolver) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .user_agent(config.user_agent.clone())
+            .dns_resolver(Arc::new(resolver.clone()))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(config.timeout)
+            .pool_max_idle_per_host(config.politeness.per_host)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(Fetcher {
+            client,
+            resolver,
+            hosts: Arc::new(Hosts::new(config.politeness.clone())),
+            global: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            config: Arc::new(config),
+        })
+    }
+
+    /// Forgets per-host state of hosts not in use (between claims, so memory stays bounded).
+    pub fn forget_idle_hosts(&self) -> usize {
+        self.hosts.forget_idle()
+    }
+
+    /// Downloads `url`, following redirects; every failure is one outcome.
+    pub async fn fetch(&self, url: &Url) -> Result<Fetched, Outcome> {
+        let mut current = url.clone();
+        let mut visited: HashSet<String> = HashSet::new();
+        let mut hops = 0u32;
+        loop {
+            visited.insert(current.as_str().to_owned());
+            let state = self.host_state(&current)?;
+            if state.is_open() {
+                return Err(Outcome::CircuitOpen);
+            }
+            let step = self.fetch_one(&current, &state).await;
+            let step = match step {
+                Ok(step) => step,
+                Err(outcome) => {
+                    self.hosts.record(&state, outcome);
+                    return Err(outcome);
+                }
+            };
+            self.hosts.record(&state, Outcome::Ok);
+            match step {
+                Step::Body(bytes) => {
+                    return Ok(Fetched {
+                        bytes,
+                        final_url: current,
+                    });
+                }
+                Step::Redirect(location) => {
+                    hops += 1;
+                    let next = current.join(&location).map_err(|_| Outcome::BadUrl)?;
+                    if visited.contains(next.as_str()) {
+                        return Err(Outcome::RedirectLoop);
+                    }
+                    if hops > self.config.max_redirects {
+                        return Err(Outcome::TooManyRedirects);
+                    }
+                    current = next;
+                }
+            }
+        }
+    }
+
+    fn host_state(&self, url: &Url) -> Result<Arc<HostState>, Outcome> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Outcome::BadUrl);
+        }
+        let host = url.host_str().ok_or(Outcome::BadUrl)?;
+        let port = url.port_or_known_default().ok_or(Outcome::BadUrl)?;
+        Ok(self.hosts.get(&format!("{host}:{port}")))
+    }
+
+    /// One HTTP request of a chain: address check, robots, backoff, slots, deadline.
+    async fn fetch_one(&self, url: &Url, state: &HostState) -> Result<Step, Outcome> {
+        let host = url.host_str().ok_or(Outcome::BadUrl)?;
+        self.resolver
+            .resolve(host)
+            .await
+            .map_err(|error| match error {
+                ResolveError::Dns { .. } => Outcome::DnsFailure,
+                ResolveError::Refused { .. } => Outcome::PrivateAddress,
+            })?;
+        if self.config.politeness.respect_robots {
+            let rules = state.robots.get_or_init(|| self.fetch_robots(url)).await;
+            let mut path = url.path().to_owned();
+            if let Some(query) = url.query() {
+                path.push('?');
+                path.push_str(query);
+            }
+            if !rules.allows(&path) {
+                return Err(Outcome::Robots);
+            }
+        }
+        let _global = self.global.acquire().await.map_err(|_| Outcome::BadUrl)?;
+        let _slot = state.slots.acquire().await.map_err(|_| Outcome::BadUrl)?;
+        if let Some(until) = state.backoff_until() {
+            tokio::time::sleep_until(until).await;
+        }
+        match tokio::time::timeout(self.config.timeout, self.request(url, state)).await {
+            Ok(result) => result,
+            Err(_) => Err(Outcome::Timeout),
+        }
+    }
+
+    async fn request(&self, url: &Url, state: &HostState) -> Result<Step, Outcome> {
+        let mut response = self
+            .client
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|error| send_outcome(&error))?;
+        let status = response.status();
+        if status.is_redirection() {
+            if let Some(location) = response.headers().get(LOCATION) {
+                let location = location.to_str().map_err(|_| Outcome::BadUrl)?;
+                return Ok(Step::Redirect(location.to_owned()));
+            }
+            return Err(Outcome::HttpOther);
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(parse_retry_after);
+            self.hosts.back_off(state, retry_after);
+        }
+        if status.is_client_error() {
+            return Err(Outcome::Http4xx);
+        }
+        if status.is_server_error() {
+            return Err(Outcome::Http5xx);
+        }
+        if !status.is_success() {
+            return Err(Outcome::HttpOther);
+        }
+        let opted_out = response
+            .headers()
+            .get_all("x-robots-tag")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .any(|value| x_robots_opts_out(value, ROBOTS_AGENT));
+        if opted_out {
+            return Err(Outcome::OptOut);
+        }
+        let declared = response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.config.max_body_bytes) {
+            return Err(Outcome::TooBig);
+        }
+        let capacity = declared
+            .unwrap_or(64 * 1024)
+            .min(self.config.max_body_bytes);
+        let mut bytes = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if (bytes.len() + chunk.len()) as u64 > self.config.max_body_bytes {
+                        return Err(Outcome::TooBig);
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(Step::Body(bytes)),
+                Err(error) if error.is_timeout() => return Err(Outcome::Timeout),
+                Err(_) => return Err(Outcome::BodyError),
+            }
+        }
+    }
+
+    /// robots.txt of `url`'s origin: 2xx parsed, 4xx (and 3xx) allow all, 5xx or no answer
+    /// disallow all.
+    async fn fetch_robots(&self, url: &Url) -> RobotsRules {
+        let Ok(robots_url) = url.join("/robots.txt") else {
+            return RobotsRules::AllowAll;
+        };
+        let request = async {
+            let response = self.client.get(robots_url).send().await.ok()?;
+            let status = response.status();
+            if status.is_success() {
+                let body = response.bytes().await.ok()?;
+                let cut = &body[..body.len().min(512 * 1024)];
+                Some(RobotsRules::parse(
+                    &String::from_utf8_lossy(cut),
+                    ROBOTS_AGENT,
+                ))
+            } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+                Some(RobotsRules::DisallowAll)
+            } else {
+                Some(RobotsRules::AllowAll)
+            }
+        };
+        let rules = tokio::time::timeout(self.config.timeout, request)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(RobotsRules::DisallowAll);
+        tracing::debug!(url = %url, rules = ?rules, "robots.txt read");
+        rules
+    }
+}
+
+fn send_outcome(error: &reqwest::Error) -> Outcome {
+    if error.is_timeout() {
+        Outcome::Timeout
+    } else if error.is_connect() {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+        while let Some(cause) = source {
+            if let Some(resolve) = cause.downcast_ref::<ResolveError>() {
+                return match resolve {
+                    ResolveError::Dns { .. } => Outcome::DnsFailure,
+                    ResolveError::Refused { .. } => Outcome::PrivateAddress,
+                };
+            }
+            source = cause.source();
+        }
+        Outcome::ConnectFailure
+    } else if error.is_builder() {
+        Outcome::BadUrl
+    } else {
+        Outcome::ConnectFailure
+    }
+}

@@ -1,0 +1,202 @@
+//! Per-host state: a concurrency limit, robots.txt rules fetched once, a backoff after
+//! 429/503 honouring `Retry-After`, and a circuit breaker after repeated failures.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OnceCell, Semaphore};
+use tokio::time::Instant;
+
+use crate::robots::RobotsRules;
+use crate::stats::Outcome;
+
+/// Politeness settings.
+#[derive(Debug, Clone)]
+pub struct PolitenessConfig {
+    /// Requests to one host at once (default 2).
+    pub per_host: usize,
+    /// Fetch and obey robots.txt (default on).
+    pub respect_robots: bool,
+    /// Consecutive failures (connect, timeout, 5xx, opt-out) that open a host's circuit;
+    /// 0 disables the breaker (default 8).
+    pub breaker_threshold: u32,
+    /// Longest wait honoured for one host's `Retry-After` (default 30 s); a longer backoff is
+    /// cut to this.
+    pub max_backoff: Duration,
+    /// Backoff after a 429/503 without `Retry-After` (default 5 s).
+    pub default_backoff: Duration,
+}
+
+impl PolitenessConfig {
+    /// The defaults named on each field.
+    pub fn standard() -> Self {
+        PolitenessConfig {
+            per_host: 2,
+            respect_robots: true,
+            breaker_threshold: 8,
+            max_backoff: Duration::from_secs(30),
+            default_backoff: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One host's state.
+#[derive(Debug)]
+pub struct HostState {
+    pub slots: Semaphore,
+    pub robots: OnceCell<RobotsRules>,
+    consecutive_failures: AtomicU32,
+    open: AtomicBool,
+    backoff_until: Mutex<Option<Instant>>,
+}
+
+impl HostState {
+    fn new(per_host: usize) -> Self {
+        HostState {
+            slots: Semaphore::new(per_host.max(1)),
+            robots: OnceCell::new(),
+            consecutive_failures: AtomicU32::new(0),
+            open: AtomicBool::new(false),
+            backoff_until: Mutex::new(None),
+        }
+    }
+
+    /// Whether the circuit breaker stopped requests to this host.
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// When requests to this host may go again, if it is backing off.
+    pub fn backoff_until(&self) -> Option<Instant> {
+        self.backoff_until
+            .lock()
+            .ok()
+            .and_then(|until| *until)
+            .filter(|until| *until > Instant::now())
+    }
+}
+
+/// Every host seen by one process.
+#[derive(Debug)]
+pub struct Hosts {
+    config: PolitenessConfig,
+    hosts: Mutex<HashMap<String, Arc<HostState>>>,
+}
+
+impl Hosts {
+    pub fn new(config: PolitenessConfig) -> Self {
+        Hosts {
+            config,
+            hosts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &PolitenessConfig {
+        &self.config
+    }
+
+    /// The state of `host` (`name:port`), created on first use.
+    pub fn get(&self, host: &str) -> Arc<HostState> {
+        let mut hosts = match self.hosts.lock() {
+            Ok(hosts) => hosts,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        hosts
+            .entry(host.to_owned())
+            .or_insert_with(|| Arc::new(HostState::new(self.config.per_host)))
+            .clone()
+    }
+
+    /// Forgets every host not in use (robots rules, breaker and backoff state), so the map
+    /// does not grow across jobs; called between claims.
+    pub fn forget_idle(&self) -> usize {
+        let mut hosts = match self.hosts.lock() {
+            Ok(hosts) => hosts,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let before = hosts.len();
+        hosts.retain(|_, state| Arc::strong_count(state) > 1);
+        before - hosts.len()
+    }
+
+    /// Hosts known.
+    pub fn len(&self) -> usize {
+        self.hosts.lock().map(|hosts| hosts.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Records the outcome of a request to `state`'s host.
+    pub fn record(&self, state: &HostState, outcome: Outcome) {
+        if outcome.is_host_failure() {
+            let failures = state.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.config.breaker_threshold > 0
+                && failures >= self.config.breaker_threshold
+                && !state.open.swap(true, Ordering::Relaxed)
+            {
+                tracing::info!(failures, "host circuit opened");
+            }
+        } else if !matches!(outcome, Outcome::CircuitOpen) {
+            state.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Makes `state`'s host wait after a 429/503 (`retry_after` from the header).
+    pub fn back_off(&self, state: &HostState, retry_after: Option<Duration>) {
+        let wait = retry_after
+            .unwrap_or(self.config.default_backoff)
+            .min(self.config.max_backoff);
+        let until = Instant::now() + wait;
+        if let Ok(mut current) = state.backoff_until.lock()
+            && current.is_none_or(|current| current < until)
+        {
+            *current = Some(until);
+        }
+    }
+}
+
+/// Parses `Retry-After` as seconds (an HTTP date counts as the default backoff).
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn breaker_opens_after_consecutive_failures_and_backoff_is_capped() {
+        let hosts = Hosts::new(PolitenessConfig {
+            breaker_threshold: 3,
+            max_backoff: Duration::from_secs(2),
+            ..PolitenessConfig::standard()
+        });
+        let state = hosts.get("a.test:80");
+        hosts.record(&state, Outcome::Timeout);
+        hosts.record(&state, Outcome::Http5xx);
+        hosts.record(&state, Outcome::Ok);
+        hosts.record(&state, Outcome::Timeout);
+        hosts.record(&state, Outcome::ConnectFailure);
+        assert!(!state.is_open(), "a success resets the count");
+        hosts.record(&state, Outcome::OptOut);
+        assert!(state.is_open());
+        assert!(!hosts.get("b.test:80").is_open());
+
+        let before = Instant::now();
+        hosts.back_off(&state, parse_retry_after("3600"));
+        let until = state.backoff_until().expect("backing off");
+        assert!(until <= before + Duration::from_secs(2) + Duration::from_millis(50));
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+
+        assert_eq!(hosts.forget_idle(), 1, "b.test is not in use");
+        assert_eq!(hosts.len(), 1);
+        drop(state);
+        assert_eq!(hosts.forget_idle(), 1);
+        assert!(hosts.is_empty());
+    }
+}

@@ -1,0 +1,118 @@
+//! Resizes a decoded picture (shorter side to 256 by default, aspect kept, never enlarged)
+//! with `fast_image_resize` (SIMD) and encodes it as JPEG.
+//!
+//! Large JPEGs arrive here already decoded at a reduced scale (see `validate.rs`).
+
+use fast_image_resize::images::Image;
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::codecs::jpeg::JpegEncoder;
+
+use crate::validate::Decoded;
+
+/// Resize and encoding settings.
+#[derive(Debug, Clone)]
+pub struct ResizeConfig {
+    /// Target length of the shorter side (default 256); smaller pictures keep their size.
+    pub shorter_side: u32,
+    /// JPEG quality 1–100 (default 95, as img2dataset).
+    pub jpeg_quality: u8,
+}
+
+impl ResizeConfig {
+    /// The defaults named on each field.
+    pub fn standard() -> Self {
+        ResizeConfig {
+            shorter_side: 256,
+            jpeg_quality: 95,
+        }
+    }
+}
+
+/// A stored picture: JPEG bytes and their pixel size.
+#[derive(Debug)]
+pub struct Stored {
+    pub jpeg: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The size a `width`×`height` picture is stored at.
+pub fn target_size(width: u32, height: u32, shorter_side: u32) -> (u32, u32) {
+    let shorter = width.min(height);
+    if shorter <= shorter_side || shorter == 0 {
+        return (width, height);
+    }
+    let scale = |side: u32| -> u32 {
+        let scaled = (u64::from(side) * u64::from(shorter_side) + u64::from(shorter) / 2)
+            / u64::from(shorter);
+        u32::try_from(scaled).unwrap_or(u32::MAX).max(1)
+    };
+    if width <= height {
+        (shorter_side, scale(height))
+    } else {
+        (scale(width), shorter_side)
+    }
+}
+
+/// Resizes and encodes; `None` when the resizer or encoder fails (counted as a decode error).
+pub fn resize_and_encode(decoded: Decoded, config: &ResizeConfig) -> Option<Stored> {
+    let rgb = decoded.image.into_rgb8();
+    let (width, height) = rgb.dimensions();
+    let (target_width, target_height) = target_size(width, height, config.shorter_side);
+    let pixels = if (target_width, target_height) == (width, height) {
+        rgb.into_raw()
+    } else {
+        let source = Image::from_vec_u8(width, height, rgb.into_raw(), PixelType::U8x3).ok()?;
+        let mut target = Image::new(target_width, target_height, PixelType::U8x3);
+        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+        Resizer::new().resize(&source, &mut target, &options).ok()?;
+        target.into_vec()
+    };
+    let mut jpeg = Vec::with_capacity(pixels.len() / 8);
+    JpegEncoder::new_with_quality(&mut jpeg, config.jpeg_quality)
+        .encode(
+            &pixels,
+            target_width,
+            target_height,
+            image::ExtendedColorType::Rgb8,
+        )
+        .ok()?;
+    Some(Stored {
+        jpeg,
+        width: target_width,
+        height: target_height,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shorter_side_becomes_256_and_small_pictures_stay() {
+        assert_eq!(target_size(1024, 512, 256), (512, 256));
+        assert_eq!(target_size(512, 1024, 256), (256, 512));
+        assert_eq!(target_size(1000, 333, 256), (769, 256));
+        assert_eq!(target_size(200, 900, 256), (200, 900));
+        assert_eq!(target_size(256, 256, 256), (256, 256));
+    }
+
+    #[test]
+    fn a_picture_is_resized_and_encoded() {
+        let image = image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+            640,
+            480,
+            image::Rgb([200, 10, 10]),
+        ));
+        let decoded = Decoded {
+            image,
+            format: image::ImageFormat::Png,
+            original_width: 640,
+            original_height: 480,
+        };
+        let stored = resize_and_encode(decoded, &ResizeConfig::standard()).expect("stored");
+        assert_eq!((stored.width, stored.height), (341, 256));
+        let back = image::load_from_memory(&stored.jpeg).expect("jpeg decodes");
+        assert_eq!((back.width(), back.height()), (341, 256));
+    }
+}

@@ -1,0 +1,186 @@
+//! robots.txt rules (the group for our agent token, else `*`; longest match wins, `Allow`
+//! on a tie; `*` and `$` wildcards) and the `X-Robots-Tag` opt-outs, as img2dataset reads them.
+
+/// The rules of one host for our user agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RobotsRules {
+    /// Everything allowed (a 4xx robots.txt, or no group applies).
+    AllowAll,
+    /// Everything disallowed (a 5xx or unreachable robots.txt).
+    DisallowAll,
+    /// `(allow, pattern)` rules of the group that applies.
+    Rules(Vec<(bool, String)>),
+}
+
+impl RobotsRules {
+    /// Parses a robots.txt body for `agent` (a product token such as `scraper-d`).
+    pub fn parse(body: &str, agent: &str) -> Self {
+        let agent = agent.to_ascii_lowercase();
+        let mut specific: Option<Vec<(bool, String)>> = None;
+        let mut star: Option<Vec<(bool, String)>> = None;
+        // The agents of the group being read, and whether its rules started.
+        let mut group_agents: Vec<String> = Vec::new();
+        let mut group_rules: Vec<(bool, String)> = Vec::new();
+        let mut in_rules = false;
+        let mut finish = |agents: &[String], rules: &[(bool, String)]| {
+            for name in agents {
+                if name == "*" {
+                    star.get_or_insert_with(Vec::new).extend_from_slice(rules);
+                } else if !name.is_empty() && agent.contains(name.as_str()) {
+                    specific
+                        .get_or_insert_with(Vec::new)
+                        .extend_from_slice(rules);
+                }
+            }
+        };
+        for raw_line in body.lines() {
+            let line = raw_line.split('#').next().unwrap_or_default().trim();
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let key = key.trim().to_ascii_lowercase();
+            let value = value.trim();
+            match key.as_str() {
+                "user-agent" => {
+                    if in_rules {
+                        finish(&group_agents, &group_rules);
+                        group_agents.clear();
+                        group_rules.clear();
+                        in_rules = false;
+                    }
+                    group_agents.push(value.to_ascii_lowercase());
+                }
+                "allow" | "disallow" => {
+                    in_rules = true;
+                    if !value.is_empty() {
+                        group_rules.push((key == "allow", value.to_owned()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        finish(&group_agents, &group_rules);
+        match specific.or(star) {
+            Some(rules) if !rules.is_empty() => RobotsRules::Rules(rules),
+            _ => RobotsRules::AllowAll,
+        }
+    }
+
+    /// Whether `path` (path and query) may be fetched.
+    pub fn allows(&self, path: &str) -> bool {
+        match self {
+            RobotsRules::AllowAll => true,
+            RobotsRules::DisallowAll => false,
+            RobotsRules::Rules(rules) => {
+                let mut best: Option<(usize, bool)> = None;
+                for (allow, pattern) in rules {
+                    if pattern_matches(pattern, path) {
+                        let better = match best {
+                            None => true,
+                            Some((length, best_allow)) => {
+                                pattern.len() > length
+                                    || (pattern.len() == length && *allow && !best_allow)
+                            }
+                        };
+                        if better {
+                            best = Some((pattern.len(), *allow));
+                        }
+                    }
+                }
+                best.is_none_or(|(_, allow)| allow)
+            }
+        }
+    }
+}
+
+/// A robots.txt pattern: a prefix with `*` for any run and a final `$` for the end.
+fn pattern_matches(pattern: &str, path: &str) -> bool {
+    let (pattern, anchored) = match pattern.strip_suffix('$') {
+        Some(stripped) => (stripped, true),
+        None => (pattern, false),
+    };
+    let mut pieces = pattern.split('*');
+    let Some(first) = pieces.next() else {
+        return true;
+    };
+    let Some(mut rest) = path.strip_prefix(first) else {
+        return false;
+    };
+    let pieces: Vec<&str> = pieces.collect();
+    for (index, piece) in pieces.iter().enumerate() {
+        let last = index + 1 == pieces.len();
+        if last && anchored {
+            return rest.ends_with(piece);
+        }
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    !anchored || rest.is_empty() || (pieces.is_empty() && rest.is_empty())
+}
+
+/// The `X-Robots-Tag` directives that opt an image out (img2dataset's default list).
+pub const OPT_OUT_DIRECTIVES: [&str; 4] = ["noai", "noimageai", "noindex", "noimageindex"];
+
+/// Whether one `X-Robots-Tag` header value opts out for `agent`, as img2dataset decides:
+/// directives are comma-separated; a leading `name:` limits the value to that user agent.
+pub fn x_robots_opts_out(value: &str, agent: &str) -> bool {
+    let agent = agent.to_ascii_lowercase();
+    let value = value.trim().to_ascii_lowercase();
+    let directives = match value.split_once(':') {
+        Some((name, rest)) if !OPT_OUT_DIRECTIVES.iter().any(|d| name.contains(d)) => {
+            let name = name.trim();
+            if name != "*" && !agent.contains(name) {
+                return false;
+            }
+            rest.to_owned()
+        }
+        _ => value,
+    };
+    directives
+        .split(',')
+        .map(str::trim)
+        .any(|directive| OPT_OUT_DIRECTIVES.contains(&directive))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_and_longest_match() {
+        let body = "User-agent: BadBot\nDisallow: /\n\nUser-agent: *\nDisallow: /private/\nAllow: /private/ok$\n";
+        let rules = RobotsRules::parse(body, "scraper-d");
+        assert!(rules.allows("/ok/a.jpg"));
+        assert!(!rules.allows("/private/a.jpg"));
+        assert!(rules.allows("/private/ok"));
+        assert!(!rules.allows("/private/ok/x"));
+        let bad = RobotsRules::parse(body, "badbot/1.0");
+        assert!(!bad.allows("/ok/a.jpg"));
+        let all = RobotsRules::parse("User-agent: *\nDisallow: /\n", "scraper-d");
+        assert!(!all.allows("/x"));
+        let empty = RobotsRules::parse("User-agent: *\nDisallow:\n", "scraper-d");
+        assert_eq!(empty, RobotsRules::AllowAll);
+        let wildcard = RobotsRules::parse("User-agent: *\nDisallow: /*.png$\n", "x");
+        assert!(!wildcard.allows("/a/b.png"));
+        assert!(wildcard.allows("/a/b.png?x=1"));
+    }
+
+    #[test]
+    fn x_robots_tag_directives() {
+        for value in [
+            "noai",
+            "noimageai",
+            "NoIndex",
+            "noimageindex",
+            "nofollow, noai",
+        ] {
+            assert!(x_robots_opts_out(value, "scraper-d"), "{value}");
+        }
+        for value in ["none", "nofollow", "otherbot: noai", ""] {
+            assert!(!x_robots_opts_out(value, "scraper-d"), "{value}");
+        }
+        assert!(x_robots_opts_out("scraper-d: noimageai", "scraper-d/0.1"));
+    }
+}

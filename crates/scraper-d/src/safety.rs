@@ -1,0 +1,95 @@
+//! Which resolved addresses the fetcher may connect to: no private, loopback, link-local,
+//! metadata or otherwise special address unless the operator allows it.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// The address rule of one fetcher.
+#[derive(Debug, Clone, Default)]
+pub struct AddressPolicy {
+    /// Allow every address (`--allow-private-addresses`).
+    pub allow_all: bool,
+    /// Networks allowed even though they are special (`--allow-cidr 127.0.0.1/32`).
+    pub allowed: Vec<IpNet>,
+}
+
+impl AddressPolicy {
+    /// Whether the fetcher may connect to `ip`.
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        if self.allow_all || self.allowed.iter().any(|net| net.contains(&ip)) {
+            return true;
+        }
+        is_public(ip)
+    }
+}
+
+/// Whether `ip` is an ordinary public unicast address.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let octets = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local() // 169.254.0.0/16, the metadata address included
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || octets[0] == 0
+                || (octets[0] == 100 && (octets[1] & 0xc0) == 64) // 100.64.0.0/10 carrier NAT
+                || (octets[0] == 192 && octets[1] == 0 && octets[2] == 0) // 192.0.0.0/24
+                || (octets[0] == 198 && (octets[1] & 0xfe) == 18) // 198.18.0.0/15 benchmarks
+                || octets[0] >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(mapped) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(mapped));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link local
+                || first == 0x2001 && v6.segments()[1] == 0xdb8)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_addresses_are_refused_unless_allowed() {
+        let policy = AddressPolicy::default();
+        for text in [
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = text.parse().expect("ip");
+            assert!(!policy.permits(ip), "{text} must be refused");
+        }
+        for text in ["93.184.216.34", "2606:4700::1111", "1.1.1.1"] {
+            let ip: IpAddr = text.parse().expect("ip");
+            assert!(policy.permits(ip), "{text} is public");
+        }
+        let loopback_only = AddressPolicy {
+            allow_all: false,
+            allowed: vec!["127.0.0.1/32".parse().expect("net")],
+        };
+        assert!(loopback_only.permits("127.0.0.1".parse().expect("ip")));
+        assert!(!loopback_only.permits("127.0.0.2".parse().expect("ip")));
+        assert!(!loopback_only.permits("169.254.169.254".parse().expect("ip")));
+    }
+}

@@ -1,0 +1,135 @@
+//! Outcome classes of one image fetch and their counts per job (into `BundleStats`).
+
+use std::collections::BTreeMap;
+
+/// What happened to one candidate image. The names are the keys of `BundleStats::outcomes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    /// Stored in the bundle.
+    Ok,
+    /// The host name did not resolve (NXDOMAIN, SERVFAIL, REFUSED, no records, no answer).
+    DnsFailure,
+    /// The TCP or TLS connection failed.
+    ConnectFailure,
+    /// The per-request deadline (connect, headers and body together) ran out.
+    Timeout,
+    /// The connection broke while the body was read.
+    BodyError,
+    /// A 4xx status.
+    Http4xx,
+    /// A 5xx status.
+    Http5xx,
+    /// Another non-2xx status (1xx, a 3xx without `Location`).
+    HttpOther,
+    /// `X-Robots-Tag` opted the image out (noai, noimageai, noindex, noimageindex).
+    OptOut,
+    /// robots.txt disallows the URL for our user agent.
+    Robots,
+    /// Fewer bytes than the minimum.
+    TooSmall,
+    /// A body over the byte cap, or a header claiming more pixels than the cap.
+    TooBig,
+    /// Not one of the accepted formats (sniffed from the bytes).
+    BadFormat,
+    /// The picture failed to decode.
+    DecodeError,
+    /// The host resolved to (or a redirect pointed at) a refused address.
+    PrivateAddress,
+    /// A redirect pointed back at a URL already visited.
+    RedirectLoop,
+    /// More redirects than allowed.
+    TooManyRedirects,
+    /// The host's circuit breaker is open after repeated failures.
+    CircuitOpen,
+    /// A URL the HTTP client cannot request.
+    BadUrl,
+}
+
+impl Outcome {
+    /// Every outcome, in a fixed order.
+    pub const ALL: [Outcome; 19] = [
+        Outcome::Ok,
+        Outcome::DnsFailure,
+        Outcome::ConnectFailure,
+        Outcome::Timeout,
+        Outcome::BodyError,
+        Outcome::Http4xx,
+        Outcome::Http5xx,
+        Outcome::HttpOther,
+        Outcome::OptOut,
+        Outcome::Robots,
+        Outcome::TooSmall,
+        Outcome::TooBig,
+        Outcome::BadFormat,
+        Outcome::DecodeError,
+        Outcome::PrivateAddress,
+        Outcome::RedirectLoop,
+        Outcome::TooManyRedirects,
+        Outcome::CircuitOpen,
+        Outcome::BadUrl,
+    ];
+
+    /// The stable snake_case name used in stats and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::DnsFailure => "dns_failure",
+            Outcome::ConnectFailure => "connect_failure",
+            Outcome::Timeout => "timeout",
+            Outcome::BodyError => "body_error",
+            Outcome::Http4xx => "http_4xx",
+            Outcome::Http5xx => "http_5xx",
+            Outcome::HttpOther => "http_other",
+            Outcome::OptOut => "opt_out",
+            Outcome::Robots => "robots",
+            Outcome::TooSmall => "too_small",
+            Outcome::TooBig => "too_big",
+            Outcome::BadFormat => "bad_format",
+            Outcome::DecodeError => "decode_error",
+            Outcome::PrivateAddress => "private_address",
+            Outcome::RedirectLoop => "redirect_loop",
+            Outcome::TooManyRedirects => "too_many_redirects",
+            Outcome::CircuitOpen => "circuit_open",
+            Outcome::BadUrl => "bad_url",
+        }
+    }
+
+    /// Whether this outcome counts against the host's circuit breaker.
+    pub fn is_host_failure(self) -> bool {
+        matches!(
+            self,
+            Outcome::ConnectFailure | Outcome::Timeout | Outcome::Http5xx | Outcome::OptOut
+        )
+    }
+}
+
+/// Outcome counts of one job half.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutcomeCounts {
+    counts: BTreeMap<Outcome, u64>,
+}
+
+impl OutcomeCounts {
+    /// Counts one outcome.
+    pub fn add(&mut self, outcome: Outcome) {
+        *self.counts.entry(outcome).or_default() += 1;
+    }
+
+    /// The count of `outcome`.
+    pub fn get(&self, outcome: Outcome) -> u64 {
+        self.counts.get(&outcome).copied().unwrap_or_default()
+    }
+
+    /// All outcomes counted.
+    pub fn total(&self) -> u64 {
+        self.counts.values().sum()
+    }
+
+    /// The counts by name, as `BundleStats::outcomes` holds them (zeros left out).
+    pub fn by_name(&self) -> BTreeMap<String, u64> {
+        self.counts
+            .iter()
+            .map(|(outcome, count)| (outcome.as_str().to_owned(), *count))
+            .collect()
+    }
+}

@@ -1,0 +1,214 @@
+//! Checks a downloaded body before and while decoding: size, format sniffed from the bytes,
+//! pixel count read from the header before any pixel is decoded.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageFormat, ImageReader};
+
+use crate::stats::Outcome;
+
+/// Limits of image validation.
+#[derive(Debug, Clone)]
+pub struct ValidateConfig {
+    /// Smaller bodies are `too_small` (default 5,000 bytes).
+    pub min_bytes: usize,
+    /// Headers claiming more pixels are `too_big` (default 40 megapixels).
+    pub max_pixels: u64,
+    /// Accepted formats (default JPEG, PNG, WebP).
+    pub formats: Vec<ImageFormat>,
+}
+
+impl ValidateConfig {
+    /// The defaults named on each field.
+    pub fn standard() -> Self {
+        ValidateConfig {
+            min_bytes: 5_000,
+            max_pixels: 40_000_000,
+            formats: vec![ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::WebP],
+        }
+    }
+}
+
+/// A decoded picture with the size it was downloaded at.
+#[derive(Debug)]
+pub struct Decoded {
+    pub image: DynamicImage,
+    pub format: ImageFormat,
+    pub original_width: u32,
+    pub original_height: u32,
+}
+
+/// Validates and decodes `bytes`, or names why not. A JPEG whose shorter side is at least
+/// twice `scale_to` is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (jpeg-decoder),
+/// never below `scale_to`; the full decoder is used when that path cannot serve it.
+pub fn decode(
+    bytes: &[u8],
+    config: &ValidateConfig,
+    scale_to: Option<u32>,
+) -> Result<Decoded, Outcome> {
+    if bytes.len() < config.min_bytes {
+        return Err(Outcome::TooSmall);
+    }
+    let format = image::guess_format(bytes).map_err(|_| Outcome::BadFormat)?;
+    if !config.formats.contains(&format) {
+        return Err(Outcome::BadFormat);
+    }
+    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(|_| Outcome::DecodeError)?;
+    if width == 0 || height == 0 {
+        return Err(Outcome::DecodeError);
+    }
+    if u64::from(width) * u64::from(height) > config.max_pixels {
+        return Err(Outcome::TooBig);
+    }
+    if format == ImageFormat::Jpeg
+        && let Some(shorter_side) = scale_to
+        && width.min(height) >= shorter_side.saturating_mul(2)
+        && let Some(image) = decode_jpeg_scaled(bytes, width, height, shorter_side)
+    {
+        return Ok(Decoded {
+            image,
+            format,
+            original_width: width,
+            original_height: height,
+        });
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(width);
+    limits.max_image_height = Some(height);
+    // Four bytes per pixel plus slack: a header that lies about its size cannot allocate more.
+    limits.max_alloc = Some(config.max_pixels.saturating_mul(4).saturating_add(1 << 20));
+    reader.limits(limits);
+    let image = reader.decode().map_err(|_| Outcome::DecodeError)?;
+    Ok(Decoded {
+        image,
+        format,
+        original_width: width,
+        original_height: height,
+    })
+}
+
+/// DCT-domain downscaled decoding: the IDCT computes only the needed frequencies, so a 4 MP
+/// photo for a 256-pixel thumbnail costs about a sixteenth of a full decode.
+fn decode_jpeg_scaled(
+    bytes: &[u8],
+    width: u32,
+    height: u32,
+    shorter_side: u32,
+) -> Option<DynamicImage> {
+    let (target_width, target_height) = crate::resize::target_size(width, height, shorter_side);
+    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
+    let (out_width, out_height) = decoder
+        .scale(
+            u16::try_from(target_width).ok()?,
+            u16::try_from(target_height).ok()?,
+        )
+        .ok()?;
+    let (out_width, out_height) = (u32::from(out_width), u32::from(out_height));
+    if out_width.min(out_height) < shorter_side {
+        return None;
+    }
+    let pixels = decoder.decode().ok()?;
+    // The layout is read from the buffer size, not `Decoder::info()`, whose match arms panic
+    // on formats it did not expect (and release builds abort on a panic).
+    let n_pixels = usize::try_from(u64::from(out_width) * u64::from(out_height)).ok()?;
+    if pixels.len() == n_pixels.checked_mul(3)? {
+        image::RgbImage::from_raw(out_width, out_height, pixels).map(DynamicImage::ImageRgb8)
+    } else if pixels.len() == n_pixels {
+        image::GrayImage::from_raw(out_width, out_height, pixels).map(DynamicImage::ImageLuma8)
+    } else {
+        None // CMYK (4 bytes per pixel) or 16-bit: the full decoder handles it.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encoded(width: u32, height: u32, format: ImageFormat) -> Vec<u8> {
+        let image = image::RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([
+                (x * 7 % 251) as u8,
+                (y * 13 % 251) as u8,
+                ((x ^ y) % 251) as u8,
+            ])
+        });
+        let mut bytes = Vec::new();
+        DynamicImage::ImageRgb8(image)
+            .write_to(&mut Cursor::new(&mut bytes), format)
+            .expect("encode");
+        bytes
+    }
+
+    #[test]
+    fn outcomes_follow_the_checks_in_order() {
+        let config = ValidateConfig::standard();
+        assert_eq!(
+            decode(&[0xff; 10], &config, None).err(),
+            Some(Outcome::TooSmall)
+        );
+        assert_eq!(
+            decode(&[b'<'; 6000], &config, None).err(),
+            Some(Outcome::BadFormat)
+        );
+        let png = encoded(300, 200, ImageFormat::Png);
+        let decoded = decode(&png, &config, None).expect("valid png");
+        assert_eq!(
+            (decoded.original_width, decoded.original_height),
+            (300, 200)
+        );
+        let gif = encoded(300, 200, ImageFormat::Gif);
+        assert!(gif.len() >= 5000);
+        assert_eq!(decode(&gif, &config, None).err(), Some(Outcome::BadFormat));
+        let small_cap = ValidateConfig {
+            max_pixels: 1000,
+            ..ValidateConfig::standard()
+        };
+        assert_eq!(decode(&png, &small_cap, None).err(), Some(Outcome::TooBig));
+        let mut corrupt = png.clone();
+        corrupt.truncate(png.len() / 2);
+        assert_eq!(
+            decode(&corrupt, &config, None).err(),
+            Some(Outcome::DecodeError)
+        );
+    }
+}
+
+#[cfg(test)]
+mod scaled_tests {
+    use super::*;
+
+    #[test]
+    fn large_jpegs_are_decoded_at_a_reduced_scale_never_below_the_target() {
+        let image = image::RgbImage::from_fn(1024, 768, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+        });
+        let mut jpeg = Vec::new();
+        DynamicImage::ImageRgb8(image)
+            .write_to(&mut Cursor::new(&mut jpeg), ImageFormat::Jpeg)
+            .expect("encode");
+        let config = ValidateConfig::standard();
+        let scaled = decode(&jpeg, &config, Some(256)).expect("decodes");
+        assert_eq!((scaled.original_width, scaled.original_height), (1024, 768));
+        // 1/2 scale: 512x384, the smallest IDCT scale whose shorter side is at least 256.
+        assert_eq!((scaled.image.width(), scaled.image.height()), (512, 384));
+        let full = decode(&jpeg, &config, None).expect("decodes");
+        assert_eq!((full.image.width(), full.image.height()), (1024, 768));
+        let grey =
+            image::GrayImage::from_fn(1024, 768, |x, y| image::Luma([((x * y) % 251) as u8]));
+        let mut grey_jpeg = Vec::new();
+        DynamicImage::ImageLuma8(grey)
+            .write_to(&mut Cursor::new(&mut grey_jpeg), ImageFormat::Jpeg)
+            .expect("encode");
+        let scaled_grey = decode(&grey_jpeg, &config, Some(256)).expect("decodes");
+        assert_eq!(
+            (scaled_grey.image.width(), scaled_grey.image.height()),
+            (512, 384)
+        );
+        assert_eq!(scaled_grey.image.color(), image::ColorType::L8);
+        let small = decode(&jpeg, &config, Some(1000)).expect("decodes");
+        assert_eq!((small.image.width(), small.image.height()), (1024, 768));
+    }
+}

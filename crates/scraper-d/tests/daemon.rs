@@ -1,0 +1,10 @@
+//! Integration tests of `scraper-d run`'s pieces and the whole daemon against cah-testkit's web,
+//! DNS and Common Crawl servers and a real tracker-d (SQLite), all on loopback.
+
+mod daemon {
+    mod binary;
+    mod faults;
+    mod full_job;
+    mod lifecycle;
+    mod support;
+}

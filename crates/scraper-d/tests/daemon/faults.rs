@@ -1,0 +1,224 @@
+//! Every fault class of the test web gives exactly the outcome cah-testkit predicts, per URL
+//! and in a bundle's counts.
+
+use std::collections::BTreeMap;
+
+use cah_protocol::bundle::BundleStats;
+use cah_testkit::web::{Expected, classify};
+use futures_util::future::join_all;
+use scraper_d::Candidate;
+use scraper_d::resolver::ResolveError;
+use scraper_d::stats::Outcome;
+
+use super::support::{self, outcome_for};
+
+const PATHS: &[&str] = &[
+    "/ok/a.jpg",
+    "/ok/b.png",
+    "/ok/c.webp",
+    "/ok/d.gif",
+    "/pixel/e.gif",
+    "/status/404/f.jpg",
+    "/status/403/g.jpg",
+    "/status/500/h.jpg",
+    "/status/503/i.jpg",
+    "/status/200/j.jpg",
+    "/ratelimit/1/k.jpg",
+    "/redirect/2/ok/l.jpg",
+    "/redirect/5/ok/m.png",
+    "/redirect/6/ok/n.jpg",
+    "/redirect-host/img-0999.cdn.test/ok/o.jpg",
+    "/redirect-host/dead-img.cdn.test/ok/o.jpg",
+    "/loop/p.jpg",
+    "/private-redirect/10/q.jpg",
+    "/private-redirect/172/q.jpg",
+    "/private-redirect/192/q.jpg",
+    "/private-redirect/metadata/q.jpg",
+    "/private-redirect/hetzner-metadata/q.jpg",
+    "/private-redirect/localhost/q.jpg",
+    "/private-redirect/zero/q.jpg",
+    "/private-redirect/ipv6/q.jpg",
+    "/slow/200/ok/r.jpg",
+    "/slow/3000/ok/s.jpg",
+    "/drip/t.jpg",
+    "/endless/u.jpg",
+    "/huge-length/v.jpg",
+    "/reset/w.jpg",
+    "/wrongtype/x.png",
+    "/notimage/y.jpg",
+    "/empty/z.jpg",
+    "/truncated/a.png",
+    "/corrupt/b.png",
+    "/corrupt/b.webp",
+    "/bomb/c.png",
+    "/bomb/d.jpg",
+    "/bomb/e.webp",
+    "/zipbomb/f.png",
+    "/xrobots/noai/g.jpg",
+    "/xrobots/noimageai/g.jpg",
+    "/xrobots/noindex/g.jpg",
+    "/xrobots/noimageindex/g.jpg",
+    "/xrobots/none/g.jpg",
+    "/private/h.jpg",
+    "/nothing-here/i.jpg",
+];
+
+const FLAGGED_HOSTS: &[&str] = &[
+    "dead-img.photos.test",
+    "servfail-img.photos.test",
+    "refused-img.photos.test",
+    "drop-img.photos.test",
+    "nodata-img.photos.test",
+    "private-img.photos.test",
+    "metadata-img.photos.test",
+    "slow-img.photos.test",
+    "nobots-img.photos.test",
+    "robotserror-img.photos.test",
+    "noai-img.photos.test",
+    "noimageindex-img.photos.test",
+    "img.unknown-zone.example",
+];
+
+fn candidate(index: usize, url: String) -> Candidate {
+    Candidate {
+        sample_id: 1000 + index as u64,
+        half: 0,
+        url,
+        alt: format!("picture number {index}"),
+        page_url: "http://blog.test/page.html".to_owned(),
+        license: None,
+        language: None,
+        pair_hash: index as u64,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_fault_class_gets_the_predicted_outcome() {
+    let test_web = support::start_web().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut config = support::run_config("http://127.0.0.1:9/", test_web.dns.addr(), work.path());
+    config.validate.min_bytes = 1;
+    let pipeline = support::pipeline(&config);
+
+    let mut urls = Vec::new();
+    for (index, path) in PATHS.iter().enumerate() {
+        urls.push(
+            test_web
+                .web
+                .url(&format!("img-{index:04}.photos.test"), path),
+        );
+    }
+    for host in FLAGGED_HOSTS {
+        urls.push(test_web.web.url(host, "/ok/a.jpg"));
+    }
+    urls.push(
+        test_web
+            .web
+            .url("norobots-img.photos.test", "/private/a.jpg"),
+    );
+
+    let expected: Vec<Outcome> = urls
+        .iter()
+        .map(|url| match classify(url) {
+            // A corrupt WebP keeps only 8 bytes of magic (`RIFF` and a size), not `WEBP`
+            // at bytes 8..12, so sniffing from the bytes cannot tell it is WebP at all.
+            Expected::Corrupt if url.ends_with(".webp") => Outcome::BadFormat,
+            expected => outcome_for(&expected),
+        })
+        .collect();
+    let candidates: Vec<Candidate> = urls
+        .iter()
+        .enumerate()
+        .map(|(index, url)| candidate(index, url.clone()))
+        .collect();
+    let got: Vec<Outcome> = join_all(candidates.clone().into_iter().map(|candidate| async {
+        match pipeline.process(candidate).await {
+            Ok(_) => Outcome::Ok,
+            Err(outcome) => outcome,
+        }
+    }))
+    .await;
+    let mismatches: Vec<String> = urls
+        .iter()
+        .zip(expected.iter().zip(&got))
+        .filter(|(_, (want, got))| want != got)
+        .map(|(url, (want, got))| format!("{url}: want {want:?}, got {got:?}"))
+        .collect();
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+
+    // The same list as one job half: the bundle's stats count exactly these outcomes.
+    let mut want_counts: BTreeMap<String, u64> = BTreeMap::new();
+    for outcome in &expected {
+        *want_counts.entry(outcome.as_str().to_owned()).or_default() += 1;
+    }
+    let path = work.path().join("job-1.tar");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let half = pipeline
+        .run_half(1, candidates, &path, done.clone())
+        .await
+        .expect("bundle written");
+    assert_eq!(half.stats.outcomes, want_counts);
+    assert_eq!(half.stats.candidates, urls.len() as u64);
+    assert_eq!(
+        done.load(std::sync::atomic::Ordering::Relaxed),
+        urls.len() as u64
+    );
+    let stats: BundleStats = read_stats(&path);
+    assert_eq!(stats.outcomes, want_counts);
+    assert_eq!(stats.stored, want_counts["ok"]);
+    assert!(!work.path().join("job-1.tar.tmp").exists());
+}
+
+fn read_stats(path: &std::path::Path) -> BundleStats {
+    let mut archive = tar::Archive::new(std::fs::File::open(path).expect("bundle"));
+    for entry in archive.entries().expect("entries") {
+        let entry = entry.expect("entry");
+        if entry.path().expect("path").to_string_lossy() == "stats.json" {
+            return serde_json::from_reader(entry).expect("stats json");
+        }
+    }
+    panic!("no stats.json in the bundle");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resolver_caches_answers_and_failures_and_refuses_private_ones() {
+    let test_web = support::start_web().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let config = support::run_config("http://127.0.0.1:9/", test_web.dns.addr(), work.path());
+    let resolver = scraper_d::resolver::Resolver::new(&config.resolver, config.policy.clone())
+        .expect("resolver");
+    for _ in 0..3 {
+        let addresses = resolver.resolve("img-0001.photos.test").await.expect("ok");
+        assert_eq!(addresses, vec![std::net::IpAddr::from([127, 0, 0, 1])]);
+        let error = resolver
+            .resolve("dead-img.photos.test")
+            .await
+            .expect_err("nx");
+        assert!(matches!(error, ResolveError::Dns { .. }), "{error}");
+        let error = resolver
+            .resolve("metadata-img.photos.test")
+            .await
+            .expect_err("refused");
+        assert!(matches!(error, ResolveError::Refused { .. }), "{error}");
+    }
+    let stats = test_web.dns.stats();
+    // A and AAAA at most once each: later lookups come from the cache (negative ones too).
+    for name in [
+        "img-0001.photos.test",
+        "dead-img.photos.test",
+        "metadata-img.photos.test",
+    ] {
+        assert!(
+            stats.queries_for(name) <= 2,
+            "{name}: {}",
+            stats.queries_for(name)
+        );
+    }
+    let error = resolver.resolve("localhost").await.expect_err("localhost");
+    assert!(matches!(error, ResolveError::Refused { .. }));
+    let error = resolver
+        .resolve("169.254.169.254")
+        .await
+        .expect_err("metadata literal");
+    assert!(matches!(error, ResolveError::Refused { .. }));
+}

@@ -1,0 +1,143 @@
+//! SIGTERM and crash behaviour: jobs are finished within the grace period or released, a
+//! killed run loses nothing (leases expire) and a rerun uploads each bundle once.
+
+use std::time::{Duration, Instant};
+
+use cah_protocol::ClientType;
+use cah_tracker_client::TrackerClient;
+
+use super::full_job::{Crawl, small_crawl};
+use super::support::{self, TestTracker};
+
+/// Resolves once the Common Crawl server saw a request, i.e. once the daemon claimed a job.
+async fn wat_requested(crawl: &Crawl) {
+    let started = Instant::now();
+    while crawl.server.requests().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no wat request"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn open_cpu_jobs(tracker: &TestTracker) -> u64 {
+    let base = url::Url::parse(&tracker.base).expect("base");
+    TrackerClient::with_defaults(base)
+        .expect("client")
+        .job_count(ClientType::Cpu)
+        .await
+        .expect("job count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_jobs_that_cannot_finish_within_the_grace_period() {
+    let test_web = support::start_web().await;
+    let crawl = small_crawl(test_web.web.port(), 2).await;
+    // The WAT download fails three times first: about 3.5 s of retries.
+    crawl.server.inject_failures(3, 503);
+    let tracker = TestTracker::start(&[]).await;
+    tracker.import(std::slice::from_ref(&crawl.wat_url)).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut config = support::run_config(&tracker.base, test_web.dns.addr(), work.path());
+    config.shutdown_grace = Duration::from_millis(300);
+    let (signal, signalled) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(scraper_d::daemon::run(config, async move {
+        let _ = signalled.await;
+    }));
+    wat_requested(&crawl).await;
+    assert_eq!(open_cpu_jobs(&tracker).await, 0, "both halves are claimed");
+    let sent = Instant::now();
+    signal.send(()).expect("daemon listens");
+    let summary = daemon.await.expect("task").expect("daemon runs");
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(summary.completed.is_empty());
+    assert_eq!(summary.released.len(), 2, "{summary:?}");
+    // Released, not waiting for a lease (30 minutes) to expire.
+    assert_eq!(open_cpu_jobs(&tracker).await, 2);
+    tracker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_current_jobs_finish_within_the_grace_period() {
+    let test_web = support::start_web().await;
+    let crawl = small_crawl(test_web.web.port(), 2).await;
+    crawl.server.inject_failures(1, 503);
+    let tracker = TestTracker::start(&[]).await;
+    tracker.import(std::slice::from_ref(&crawl.wat_url)).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut config = support::run_config(&tracker.base, test_web.dns.addr(), work.path());
+    config.shutdown_grace = Duration::from_secs(20);
+    config.exit_when_idle = false;
+    let (signal, signalled) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(scraper_d::daemon::run(config, async move {
+        let _ = signalled.await;
+    }));
+    wat_requested(&crawl).await;
+    signal.send(()).expect("daemon listens");
+    let summary = tokio::time::timeout(Duration::from_secs(20), daemon)
+        .await
+        .expect("exits within the grace period")
+        .expect("task")
+        .expect("daemon runs");
+    assert_eq!(summary.completed.len(), 2, "{summary:?}");
+    assert!(summary.released.is_empty());
+    tracker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_run_loses_no_job_and_the_rerun_uploads_each_bundle_once() {
+    let test_web = support::start_web().await;
+    let crawl = small_crawl(test_web.web.port(), 2).await;
+    crawl.server.inject_failures(3, 503);
+    let tracker = TestTracker::start(&["--lease", "1s", "--reap-interval", "100ms"]).await;
+    tracker.import(std::slice::from_ref(&crawl.wat_url)).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let config = support::run_config(&tracker.base, test_web.dns.addr(), work.path());
+
+    let crashed = tokio::spawn(scraper_d::daemon::run(
+        config.clone(),
+        std::future::pending(),
+    ));
+    wat_requested(&crawl).await;
+    crashed.abort();
+    assert!(crashed.await.expect_err("aborted").is_cancelled());
+
+    // Nothing renews the leases any more: the reaper puts both halves back.
+    let started = Instant::now();
+    while open_cpu_jobs(&tracker).await < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "leases never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let summary = scraper_d::daemon::run(config, std::future::pending())
+        .await
+        .expect("rerun");
+    assert_eq!(summary.completed.len(), 2, "{summary:?}");
+    let blobs = count_files(&tracker.dir.path().join("staging"));
+    assert_eq!(blobs, 2, "one upload per job");
+    tracker.stop().await;
+}
+
+fn count_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                count_files(&path)
+            } else {
+                usize::from(!path.to_string_lossy().ends_with(".tmp"))
+            }
+        })
+        .sum()
+}

@@ -1,0 +1,206 @@
+//! Shared helpers: the test web, a tracker, configs that reach only 127.0.0.1.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cah_testkit::dns::{DnsConfig, DnsServer};
+use cah_testkit::images::ImageKind;
+use cah_testkit::names::DnsBehaviour;
+use cah_testkit::photos::PhotoCorpus;
+use cah_testkit::web::{Expected, WebConfig, WebServer};
+use clap::Parser;
+use scraper_d::config::RunConfig;
+use scraper_d::fetch::Fetcher;
+use scraper_d::job::Pipeline;
+use scraper_d::resolver::Resolver;
+use scraper_d::stats::Outcome;
+use tokio::net::TcpListener;
+use tracker_d::cli::{Cli, Command};
+
+/// The per-request deadline of the tests.
+pub(crate) const TIMEOUT: Duration = Duration::from_millis(1500);
+
+pub(crate) struct TestWeb {
+    pub(crate) dns: DnsServer,
+    pub(crate) web: WebServer,
+}
+
+pub(crate) async fn start_web() -> TestWeb {
+    let dns = DnsServer::start_local(DnsConfig::quick())
+        .await
+        .expect("dns starts");
+    let corpus = PhotoCorpus::shared().expect("photos");
+    let web = WebServer::start_local(WebConfig::standard(), corpus)
+        .await
+        .expect("web starts");
+    TestWeb { dns, web }
+}
+
+/// A run config whose resolver asks only `dns` and whose fetcher may reach only 127.0.0.1.
+pub(crate) fn run_config(tracker: &str, dns: SocketAddr, work_dir: &Path) -> RunConfig {
+    let argv = [
+        "scraper-d",
+        "run",
+        "--tracker",
+        tracker,
+        "--nickname",
+        "scraper-test",
+        "--node-name",
+        "node-7",
+        "--work-dir",
+        &work_dir.display().to_string(),
+        "--nameserver",
+        &dns.to_string(),
+        "--allow-cidr",
+        "127.0.0.1/32",
+        "--timeout",
+        "1500ms",
+        "--breaker-threshold",
+        "0",
+        "--heartbeat",
+        "200ms",
+        "--idle-wait",
+        "100ms",
+        "--shutdown-grace",
+        "1s",
+        "--exit-when-idle",
+    ];
+    let args = scraper_d::cli::Args::try_parse_from(argv).expect("flags parse");
+    let scraper_d::cli::Command::Run(run) = args.command else {
+        panic!("run was given");
+    };
+    let mut config = RunConfig::try_from(*run).expect("valid config");
+    // `slow-` names answer after 300 ms; `drop-` names cost one timeout.
+    config.resolver.timeout = Duration::from_millis(1000);
+    config.resolver.attempts = 1;
+    config.fetch.politeness.max_backoff = Duration::from_millis(50);
+    config.decode_threads = 2;
+    config
+}
+
+pub(crate) fn pipeline(config: &RunConfig) -> Pipeline {
+    let resolver = Resolver::new(&config.resolver, config.policy.clone()).expect("resolver");
+    Pipeline {
+        fetcher: Fetcher::new(config.fetch.clone(), resolver).expect("fetcher"),
+        validate: Arc::new(config.validate.clone()),
+        resize: Arc::new(config.resize.clone()),
+        cpu: Arc::new(tokio::sync::Semaphore::new(config.decode_threads)),
+        concurrency: config.concurrency,
+    }
+}
+
+/// The outcome our fetcher must report for what cah-testkit predicts, with at least
+/// `min_bytes` for a picture and `TIMEOUT` per request.
+pub(crate) fn outcome_for(expected: &Expected) -> Outcome {
+    let image = |kind: &ImageKind| match kind {
+        ImageKind::Jpeg | ImageKind::Png | ImageKind::Webp => Outcome::Ok,
+        _ => Outcome::BadFormat,
+    };
+    match expected.after_redirects(5) {
+        Expected::Image { kind } | Expected::WrongContentType { kind } => image(&kind),
+        Expected::RobotsTag { tag, kind } => {
+            if ["noai", "noimageai", "noindex", "noimageindex"].contains(&tag.as_str()) {
+                Outcome::OptOut
+            } else {
+                image(&kind)
+            }
+        }
+        Expected::Status { status, .. } => match status {
+            400..=499 => Outcome::Http4xx,
+            500..=599 => Outcome::Http5xx,
+            200..=299 => Outcome::BadFormat,
+            _ => Outcome::HttpOther,
+        },
+        Expected::Redirected { .. } => unreachable!("after_redirects resolves chains"),
+        Expected::RedirectLoop => Outcome::RedirectLoop,
+        Expected::TooManyRedirects => Outcome::TooManyRedirects,
+        Expected::PrivateRedirect { .. } => Outcome::PrivateAddress,
+        Expected::SlowHeaders { delay, then } => {
+            if delay >= TIMEOUT {
+                Outcome::Timeout
+            } else {
+                outcome_for(&then)
+            }
+        }
+        Expected::SlowBody => Outcome::Timeout,
+        Expected::EndlessBody | Expected::HugeContentLength => Outcome::TooBig,
+        Expected::ConnectionReset => Outcome::BodyError,
+        Expected::NotAnImage => Outcome::BadFormat,
+        Expected::EmptyBody => Outcome::TooSmall,
+        Expected::Truncated | Expected::Corrupt => Outcome::DecodeError,
+        Expected::Bomb | Expected::ZipBomb => Outcome::TooBig,
+        Expected::RobotsDisallowed => Outcome::Robots,
+        Expected::Dns(DnsBehaviour::Private | DnsBehaviour::Metadata) => Outcome::PrivateAddress,
+        Expected::Dns(_) => Outcome::DnsFailure,
+    }
+}
+
+/// A running tracker-d on SQLite.
+pub(crate) struct TestTracker {
+    pub(crate) base: String,
+    pub(crate) database_url: String,
+    pub(crate) dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestTracker {
+    pub(crate) async fn start(extra: &[&str]) -> TestTracker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_url = format!("sqlite://{}", dir.path().join("tracker.sqlite").display());
+        let blob_dir = dir.path().join("staging").display().to_string();
+        let mut argv = vec![
+            "tracker-d",
+            "serve",
+            "--database-url",
+            &database_url,
+            "--blob-dir",
+            &blob_dir,
+            "--shutdown-grace",
+            "1s",
+        ];
+        argv.extend_from_slice(extra);
+        let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command else {
+            panic!("serve was given");
+        };
+        let config = tracker_d::ServeConfig::try_from(*args).expect("valid config");
+        let db = tracker_d::db::Db::connect(&database_url, 4)
+            .await
+            .expect("db");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(tracker_d::serve(listener, db, config, async move {
+            let _ = stopped.await;
+        }));
+        TestTracker {
+            base: format!("http://{addr}/"),
+            database_url,
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Imports WAT URLs as jobs (two halves each).
+    pub(crate) async fn import(&self, urls: &[String]) {
+        let db = tracker_d::db::Db::connect(&self.database_url, 2)
+            .await
+            .expect("db");
+        tracker_d::import::import(&db, urls, false, |_| {})
+            .await
+            .expect("import");
+        db.close().await;
+    }
+
+    pub(crate) async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("tracker task").expect("tracker stops");
+        }
+    }
+}
