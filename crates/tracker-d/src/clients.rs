@@ -97,23 +97,60 @@ pub struct PendingTouch {
     pub jobs_completed: u64,
 }
 
-/// Writes batched touches in one transaction.
-pub async fn flush(db: &Db, touches: &[PendingTouch]) -> Result<(), DbError> {
+/// Touches written per statement (four parameters each).
+const TOUCHES_PER_STATEMENT: usize = 200;
+
+/// Writes batched touches, and renews the leases of the touched clients to `last_seen + lease_ms`,
+/// in one transaction of a few statements (an `UPDATE … FROM (VALUES …)` per 200 clients;
+/// VALUES columns are named `column1…` in both dialects).
+pub async fn flush(db: &Db, touches: &[PendingTouch], lease_ms: i64) -> Result<(), DbError> {
     if touches.is_empty() {
         return Ok(());
     }
     let mut transaction = db.relaxed_pool().begin().await?;
-    for touch in touches {
-        sqlx::query(
-            "UPDATE clients SET last_seen = $1, progress = COALESCE($2, progress), \
-             jobs_completed = jobs_completed + $3 WHERE token = $4",
-        )
-        .bind(touch.last_seen)
-        .bind(touch.progress.as_deref())
-        .bind(to_i64(touch.jobs_completed))
-        .bind(&touch.token)
-        .execute(&mut *transaction)
-        .await?;
+    for chunk in touches.chunks(TOUCHES_PER_STATEMENT) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = 4 * i;
+                format!(
+                    "(${}, CAST(${} AS BIGINT), ${}, CAST(${} AS BIGINT))",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4
+                )
+            })
+            .collect();
+        let sql = format!(
+            "UPDATE clients SET last_seen = v.column2, progress = COALESCE(v.column3, clients.progress), \
+             jobs_completed = clients.jobs_completed + v.column4 FROM (VALUES {}) AS v \
+             WHERE clients.token = v.column1",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for touch in chunk {
+            query = query
+                .bind(touch.token.as_str())
+                .bind(touch.last_seen)
+                .bind(touch.progress.as_deref())
+                .bind(to_i64(touch.jobs_completed));
+        }
+        query.execute(&mut *transaction).await?;
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, CAST(${} AS BIGINT))", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let sql = format!(
+            "UPDATE jobs SET lease_until = v.column2 FROM (VALUES {}) AS v \
+             WHERE jobs.holder = v.column1 AND jobs.status = 'pending' AND jobs.lease_until < v.column2",
+            rows.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for touch in chunk {
+            query = query
+                .bind(touch.token.as_str())
+                .bind(touch.last_seen + lease_ms);
+        }
+        query.execute(&mut *transaction).await?;
     }
     transaction.commit().await?;
     Ok(())

@@ -179,15 +179,7 @@ impl Tracker {
             return Ok(());
         }
         let lease_ms = i64::try_from(self.settings.lease.as_millis()).unwrap_or(i64::MAX / 2);
-        let result = async {
-            clients::flush(&self.db, &touches).await?;
-            for touch in &touches {
-                crate::jobs::renew(&self.db, &touch.token, touch.last_seen + lease_ms).await?;
-            }
-            Ok::<(), crate::db::DbError>(())
-        }
-        .await;
-        if let Err(error) = result {
+        if let Err(error) = clients::flush(&self.db, &touches, lease_ms).await {
             self.clients.restore(touches);
             return Err(error.into());
         }

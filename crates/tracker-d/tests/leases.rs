@@ -117,3 +117,37 @@ async fn idle_clients_are_forgotten_and_must_register_again() {
         tracker.stop().await;
     }
 }
+
+#[tokio::test]
+async fn any_call_renews_the_lease_as_in_2021() {
+    for backend in BACKENDS {
+        let tracker = TestTracker::start(backend, SHORT).await;
+        tracker.import(1, 0).await;
+        let worker = tracker.register("chatty", "CPU").await;
+        let other = tracker.register("eager", "CPU").await;
+        assert_eq!(tracker.claim(&worker, 2, false).await.len(), 2);
+        // No heartbeat at all: only other calls, which are written in batches and renew leases.
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let (status, body) = tracker
+                .post(
+                    "/api/validateWorker",
+                    &json!({"token": worker, "type": "CPU"}),
+                )
+                .await;
+            assert_eq!((status, body.as_str()), (200, "True"));
+            assert!(
+                tracker.claim(&other, 1, false).await.is_empty(),
+                "{backend:?}: lease held"
+            );
+        }
+        // Silence: the lease runs out.
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(
+            tracker.claim(&other, 2, false).await.len(),
+            2,
+            "{backend:?}"
+        );
+        tracker.stop().await;
+    }
+}
