@@ -20,6 +20,8 @@ pub mod shutdown;
 pub mod staging;
 pub mod stats;
 pub mod telemetry;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod tracker;
 
 use std::future::Future;

@@ -1,27 +1,16 @@
 //! A real tracker-d on `127.0.0.1:0` over a fresh SQLite or PostgreSQL database, for contract tests.
 //!
-//! A trimmed copy of tracker-d's own `tests/support/mod.rs`: this crate only needs to start a
-//! tracker, import jobs and point a client at it, and sharing that module would couple the
-//! two test suites.
+//! The tracker itself comes from `tracker_d::testing` (feature `test-support`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cah_protocol::ClientType;
 use cah_tracker_client::{ClientConfig, RetryPolicy, Session, TrackerClient};
-use clap::Parser;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tracker_d::ServeConfig;
-use tracker_d::cli::{Cli, Command};
 use tracker_d::db::Db;
+use tracker_d::testing::{InProcess, fresh_database};
 use url::Url;
 
-/// The database a tracker runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub(crate) use tracker_d::testing::Backend;
 
 /// The URL of the `index`-th imported WAT (0-based); WAT `index` gives jobs `2 index + 1`
 /// (shard 0) and `2 index + 2` (shard 1).
@@ -37,36 +26,11 @@ pub(crate) fn now_ms() -> i64 {
     i64::try_from(since_epoch.as_millis()).expect("milliseconds fit in i64")
 }
 
-/// A fresh, empty database URL for `backend`: a file in `dir`, or a new PostgreSQL database.
-async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
-    match backend {
-        Backend::Sqlite => format!("sqlite://{}", dir.join("tracker.sqlite").display()),
-        Backend::Postgres => {
-            let admin = std::env::var("CAH_TEST_POSTGRES_URL").expect(
-                "PostgreSQL tests need CAH_TEST_POSTGRES_URL (for example postgres://postgres@127.0.0.1:55432/postgres); \
-                 scripts/ci.sh starts a throwaway server and sets it",
-            );
-            let name = format!("client_{:032x}", rand::random::<u128>());
-            let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-                .await
-                .expect("connect to the test PostgreSQL server");
-            sqlx::Executor::execute(&mut connection, format!("CREATE DATABASE {name}").as_str())
-                .await
-                .expect("create a test database");
-            let base = admin
-                .rsplit_once('/')
-                .map_or(admin.as_str(), |(base, _)| base);
-            format!("{base}/{name}")
-        }
-    }
-}
-
 /// A tracker-d serving in this test's runtime until [`RealTracker::stop`].
 pub(crate) struct RealTracker {
     base_url: Url,
     database_url: String,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    server: InProcess,
     _dir: tempfile::TempDir,
 }
 
@@ -75,39 +39,11 @@ impl RealTracker {
     pub(crate) async fn start(backend: Backend, extra: &[&str]) -> RealTracker {
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = fresh_database(backend, dir.path()).await;
-        let blob_dir = dir.path().join("staging");
-        let mut argv = vec![
-            "tracker-d".to_owned(),
-            "serve".to_owned(),
-            "--database-url".to_owned(),
-            database_url.clone(),
-            "--blob-dir".to_owned(),
-            blob_dir.display().to_string(),
-            // Every test registers from 127.0.0.1; only the flood test wants the limit.
-            "--register-per-minute".to_owned(),
-            "100000".to_owned(),
-            "--register-burst".to_owned(),
-            "100000".to_owned(),
-            "--shutdown-grace".to_owned(),
-            "2s".to_owned(),
-        ];
-        argv.extend(extra.iter().map(|flag| (*flag).to_owned()));
-        let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command else {
-            unreachable!("serve was given");
-        };
-        let config = ServeConfig::try_from(*args).expect("valid config");
-        let db = Db::connect(&database_url, 8).await.expect("database opens");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(tracker_d::serve(listener, db, config, async move {
-            let _ = stopped.await;
-        }));
+        let server = InProcess::start(&database_url, &dir.path().join("staging"), extra).await;
         RealTracker {
-            base_url: Url::parse(&format!("http://{addr}/")).expect("base url"),
+            base_url: Url::parse(&format!("{}/", server.base())).expect("base url"),
             database_url,
-            stop,
-            task,
+            server,
             _dir: dir,
         }
     }
@@ -151,11 +87,7 @@ impl RealTracker {
 
     /// Stops the server gracefully and checks that it stopped without error.
     pub(crate) async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task
-            .await
-            .expect("server task")
-            .expect("server stopped cleanly");
+        self.server.stop().await;
     }
 }
 

@@ -10,11 +10,8 @@ use cah_protocol::ext::Job;
 use cah_tracker_client::{BundleBody, JobOutput, Session, TrackerClient};
 use clap::Parser;
 use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tracker_d::ServeConfig;
-use tracker_d::cli::{Cli, Command};
 use tracker_d::db::Db;
+use tracker_d::testing::InProcess;
 use url::Url;
 
 use crate::parity_support;
@@ -23,8 +20,7 @@ use crate::parity_support;
 pub(crate) struct RealTracker {
     pub(crate) base_url: Url,
     database_url: String,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    server: InProcess,
     _dir: tempfile::TempDir,
 }
 
@@ -32,41 +28,11 @@ impl RealTracker {
     pub(crate) async fn start(extra: &[&str]) -> RealTracker {
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = format!("sqlite://{}", dir.path().join("tracker.sqlite").display());
-        let blob_dir = dir.path().join("staging");
-        let mut argv: Vec<String> = [
-            "tracker-d",
-            "serve",
-            "--database-url",
-            &database_url,
-            "--blob-dir",
-            &blob_dir.display().to_string(),
-            "--register-per-minute",
-            "100000",
-            "--register-burst",
-            "100000",
-            "--shutdown-grace",
-            "2s",
-        ]
-        .iter()
-        .map(|arg| (*arg).to_owned())
-        .collect();
-        argv.extend(extra.iter().map(|flag| (*flag).to_owned()));
-        let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command else {
-            unreachable!("serve was given");
-        };
-        let config = ServeConfig::try_from(*args).expect("valid config");
-        let db = Db::connect(&database_url, 8).await.expect("database opens");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(tracker_d::serve(listener, db, config, async move {
-            let _ = stopped.await;
-        }));
+        let server = InProcess::start(&database_url, &dir.path().join("staging"), extra).await;
         RealTracker {
-            base_url: Url::parse(&format!("http://{addr}/")).expect("base url"),
+            base_url: Url::parse(&format!("{}/", server.base())).expect("base url"),
             database_url,
-            stop,
-            task,
+            server,
             _dir: dir,
         }
     }
@@ -95,11 +61,7 @@ impl RealTracker {
     }
 
     pub(crate) async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task
-            .await
-            .expect("tracker task")
-            .expect("tracker result");
+        self.server.stop().await;
     }
 }
 

@@ -16,8 +16,8 @@ use scraper_d::fetch::Fetcher;
 use scraper_d::job::Pipeline;
 use scraper_d::resolver::Resolver;
 use scraper_d::stats::Outcome;
-use tokio::net::TcpListener;
-use tracker_d::cli::{Cli, Command};
+
+use tracker_d::testing::InProcess;
 
 /// The per-request deadline of the tests.
 pub(crate) const TIMEOUT: Duration = Duration::from_millis(1500);
@@ -142,45 +142,19 @@ pub(crate) struct TestTracker {
     pub(crate) base: String,
     pub(crate) database_url: String,
     pub(crate) dir: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    server: Option<InProcess>,
 }
 
 impl TestTracker {
     pub(crate) async fn start(extra: &[&str]) -> TestTracker {
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = format!("sqlite://{}", dir.path().join("tracker.sqlite").display());
-        let blob_dir = dir.path().join("staging").display().to_string();
-        let mut argv = vec![
-            "tracker-d",
-            "serve",
-            "--database-url",
-            &database_url,
-            "--blob-dir",
-            &blob_dir,
-            "--shutdown-grace",
-            "1s",
-        ];
-        argv.extend_from_slice(extra);
-        let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command else {
-            panic!("serve was given");
-        };
-        let config = tracker_d::ServeConfig::try_from(*args).expect("valid config");
-        let db = tracker_d::db::Db::connect(&database_url, 4)
-            .await
-            .expect("db");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(tracker_d::serve(listener, db, config, async move {
-            let _ = stopped.await;
-        }));
+        let server = InProcess::start(&database_url, &dir.path().join("staging"), extra).await;
         TestTracker {
-            base: format!("http://{addr}/"),
+            base: format!("{}/", server.base()),
             database_url,
             dir,
-            stop: Some(stop),
-            task: Some(task),
+            server: Some(server),
         }
     }
 
@@ -196,11 +170,8 @@ impl TestTracker {
     }
 
     pub(crate) async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("tracker task").expect("tracker stops");
+        if let Some(server) = self.server.take() {
+            server.stop().await;
         }
     }
 }

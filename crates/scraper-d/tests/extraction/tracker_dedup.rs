@@ -2,11 +2,9 @@
 
 use cah_protocol::ClientType;
 use cah_tracker_client::TrackerClient;
-use clap::Parser;
 use scraper_d::SkipReason;
 use scraper_d::dedup::dedup_with_tracker;
-use tokio::net::TcpListener;
-use tracker_d::cli::{Cli, Command};
+use tracker_d::testing::InProcess;
 
 use super::support;
 
@@ -14,30 +12,8 @@ use super::support;
 async fn the_second_job_drops_pairs_the_tracker_has_seen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let database_url = format!("sqlite://{}", dir.path().join("tracker.sqlite").display());
-    let argv = [
-        "tracker-d",
-        "serve",
-        "--database-url",
-        &database_url,
-        "--blob-dir",
-        &dir.path().join("staging").display().to_string(),
-        "--shutdown-grace",
-        "1s",
-    ];
-    let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command else {
-        panic!("serve was given");
-    };
-    let config = tracker_d::ServeConfig::try_from(*args).expect("valid config");
-    let db = tracker_d::db::Db::connect(&database_url, 4)
-        .await
-        .expect("db");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(tracker_d::serve(listener, db, config, async move {
-        let _ = stopped.await;
-    }));
-    let base = url::Url::parse(&format!("http://{addr}/")).expect("url");
+    let server = InProcess::start(&database_url, &dir.path().join("staging"), &[]).await;
+    let base = url::Url::parse(&format!("{}/", server.base())).expect("url");
     let session = TrackerClient::with_defaults(base)
         .expect("client")
         .register("scraper-test", ClientType::Cpu)
@@ -69,9 +45,5 @@ async fn the_second_job_drops_pairs_the_tracker_has_seen() {
     );
     assert_eq!(counts.candidates, second_half.len() as u64);
 
-    let _ = stop.send(());
-    server
-        .await
-        .expect("server task")
-        .expect("server stops cleanly");
+    server.stop().await;
 }

@@ -1,53 +1,18 @@
 //! Test support: a real tracker-d on 127.0.0.1:0 over SQLite or PostgreSQL, and raw protocol calls.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tracker_d::cli::{Cli, Command};
 use tracker_d::db::Db;
-use tracker_d::{ServeConfig, import};
+use tracker_d::testing::InProcess;
 
-/// The databases every suite runs against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+pub use tracker_d::testing::{BACKENDS, Backend, fresh_database};
 
 pub const ADMIN_SECRET: &str = "test-admin-secret-0123456789";
-
-/// A fresh, empty database URL for `backend`.
-pub async fn fresh_database(backend: Backend, dir: &std::path::Path) -> String {
-    match backend {
-        Backend::Sqlite => format!("sqlite://{}", dir.join("tracker.sqlite").display()),
-        Backend::Postgres => {
-            let admin = std::env::var("CAH_TEST_POSTGRES_URL").expect(
-                "PostgreSQL tests need CAH_TEST_POSTGRES_URL (for example postgres://postgres@127.0.0.1:55432/postgres); \
-                 scripts/ci.sh starts a throwaway server and sets it",
-            );
-            let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-            let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
-                .await
-                .expect("connect to the test PostgreSQL server");
-            sqlx::Executor::execute(&mut connection, format!("CREATE DATABASE {name}").as_str())
-                .await
-                .expect("create a test database");
-            let base = admin
-                .rsplit_once('/')
-                .map_or(admin.as_str(), |(base, _)| base);
-            format!("{base}/{name}")
-        }
-    }
-}
 
 /// A running tracker.
 pub struct TestTracker {
@@ -56,8 +21,7 @@ pub struct TestTracker {
     pub database_url: String,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    server: Option<InProcess>,
 }
 
 impl TestTracker {
@@ -74,38 +38,12 @@ impl TestTracker {
         database_url: String,
         extra: &[&str],
     ) -> TestTracker {
-        let blob_dir = dir.path().join("staging");
-        let mut argv = vec![
-            "tracker-d".to_owned(),
-            "serve".to_owned(),
-            "--database-url".to_owned(),
-            database_url.clone(),
-            "--blob-dir".to_owned(),
-            blob_dir.display().to_string(),
-            "--admin-secret".to_owned(),
-            ADMIN_SECRET.to_owned(),
-            "--register-per-minute".to_owned(),
-            "100000".to_owned(),
-            "--register-burst".to_owned(),
-            "100000".to_owned(),
-            "--shutdown-grace".to_owned(),
-            "2s".to_owned(),
-        ];
-        argv.extend(extra.iter().map(|s| (*s).to_owned()));
-        let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command else {
-            unreachable!("serve was given");
-        };
-        let config = ServeConfig::try_from(*args).expect("valid config");
-        let db = Db::connect(&database_url, 8).await.expect("database opens");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(tracker_d::serve(listener, db, config, async move {
-            let _ = stopped.await;
-        }));
+        let mut flags = vec!["--admin-secret", ADMIN_SECRET];
+        flags.extend_from_slice(extra);
+        let server = InProcess::start(&database_url, &dir.path().join("staging"), &flags).await;
         TestTracker {
-            addr,
-            base: format!("http://{addr}"),
+            addr: server.addr,
+            base: server.base(),
             database_url,
             dir,
             http: reqwest::Client::builder()
@@ -113,18 +51,14 @@ impl TestTracker {
                 .pool_max_idle_per_host(256)
                 .build()
                 .expect("client"),
-            stop: Some(stop),
-            task: Some(task),
+            server: Some(server),
         }
     }
 
     /// Stops the server gracefully and returns its folder (for restarts).
     pub async fn stop(mut self) -> (tempfile::TempDir, String) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("server task").expect("server result");
+        if let Some(server) = self.server.take() {
+            server.stop().await;
         }
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
         (dir, self.database_url.clone())
@@ -135,11 +69,7 @@ impl TestTracker {
         let urls: Vec<String> = (0..n)
             .map(|i| format!("http://cc.test/wat/{}.warc.wat.gz", offset + i))
             .collect();
-        let db = Db::connect(&self.database_url, 2).await.expect("db");
-        import::import(&db, &urls, false, |_| {})
-            .await
-            .expect("import");
-        db.close().await;
+        tracker_d::testing::import_urls(&self.database_url, &urls).await;
     }
 
     pub fn url(&self, path: &str) -> String {

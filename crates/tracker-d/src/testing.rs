@@ -1,0 +1,125 @@
+//! A real tracker-d started in-process for the tests of this and other crates (feature `test-support`).
+//!
+//! Test code: failures panic with a message that says what to do.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::cli::{Cli, Command};
+use crate::db::Db;
+use crate::{ServeConfig, import};
+
+/// The databases a suite can run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in the test's folder.
+    Sqlite,
+    /// A fresh database on the server named by `CAH_TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+/// Both backends, for suites that run against each.
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+/// A fresh, empty database URL for `backend` (a file in `dir`, or a new PostgreSQL database).
+pub async fn fresh_database(backend: Backend, dir: &Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("tracker.sqlite").display()),
+        Backend::Postgres => {
+            let admin = std::env::var("CAH_TEST_POSTGRES_URL").expect(
+                "PostgreSQL tests need CAH_TEST_POSTGRES_URL (for example postgres://postgres@127.0.0.1:55432/postgres); \
+                 scripts/ci.sh starts a throwaway server and sets it",
+            );
+            let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+                .await
+                .expect("connect to the test PostgreSQL server");
+            sqlx::Executor::execute(&mut connection, format!("CREATE DATABASE {name}").as_str())
+                .await
+                .expect("create a test database");
+            let base = admin
+                .rsplit_once('/')
+                .map_or(admin.as_str(), |(base, _)| base);
+            format!("{base}/{name}")
+        }
+    }
+}
+
+/// A tracker serving on `127.0.0.1:0` in the caller's runtime until [`InProcess::stop`].
+#[derive(Debug)]
+pub struct InProcess {
+    /// The bound address.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl InProcess {
+    /// Serves `database_url` with blobs in `blob_dir`. Registrations are not rate-limited and
+    /// the shutdown grace is 2 s unless `extra` serve flags say otherwise (later flags win).
+    pub async fn start(database_url: &str, blob_dir: &Path, extra: &[&str]) -> InProcess {
+        let mut argv: Vec<String> = [
+            "tracker-d",
+            "serve",
+            "--database-url",
+            database_url,
+            "--register-per-minute",
+            "100000",
+            "--register-burst",
+            "100000",
+            "--shutdown-grace",
+            "2s",
+        ]
+        .iter()
+        .map(|arg| (*arg).to_owned())
+        .collect();
+        argv.push("--blob-dir".to_owned());
+        argv.push(blob_dir.display().to_string());
+        argv.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command else {
+            unreachable!("serve was given");
+        };
+        let config = ServeConfig::try_from(*args).expect("valid config");
+        let db = Db::connect(database_url, 8).await.expect("database opens");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(crate::serve(listener, db, config, async move {
+            let _ = stopped.await;
+        }));
+        InProcess {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops the server gracefully and checks that it ended well.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+/// Imports `urls` as jobs (two halves each) straight into the database.
+pub async fn import_urls(database_url: &str, urls: &[String]) -> import::ImportSummary {
+    let db = Db::connect(database_url, 2).await.expect("database opens");
+    let summary = import::import(&db, urls, false, |_| {})
+        .await
+        .expect("import");
+    db.close().await;
+    summary
+}
