@@ -83,16 +83,20 @@ elapsed=$(python3 -c "import time; print(round(time.time() - $started, 1))")
 
 echo
 echo "== summary"
-curl -fsS "$tracker/data" | python3 -c '
+curl -fsS "$tracker/data" | python3 -c "
 import json, sys
 d = json.load(sys.stdin)
-print(f"jobs closed:     {d[\"completion_str\"]} ({d[\"completion_float\"]:.1f} %)")
-print(f"workers:         {d[\"total_connected_workers\"]}")
-print(f"pairs credited:  {d[\"total_pairs_scraped\"]}")
-print(f"eta:             {d[\"eta\"]}")'
+print('jobs closed:     %s (%.1f %%)' % (d['completion_str'], d['completion_float']))
+print('workers:         %s' % d['total_connected_workers'])
+print('pairs credited:  %s' % d['total_pairs_scraped'])
+print('eta:             %s' % d['eta'])"
 curl -fsS "$tracker/metrics" | grep -E '^tracker_(claims|handoffs|closes|blobs_stored|blob_bytes|heartbeats)_total' | sed 's/^/metric:          /'
 echo "wall time:       ${elapsed} s"
-echo "work folder:     $work (tracker.sqlite, staging/, logs)"
+if [ "$keep" = 1 ]; then
+  echo "work folder:     $work (tracker.sqlite, staging/, logs)"
+else
+  echo "work folder:     removed on exit (run with --keep to keep it and the dashboard running)"
+fi
 if [ "$keep" = 1 ]; then
   echo "== everything keeps running: open $tracker/ in a browser; Ctrl-C stops it"
   wait
