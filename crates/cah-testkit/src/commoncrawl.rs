@@ -6,7 +6,6 @@ use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -17,10 +16,9 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::error::TestkitError;
+use crate::serving::Serving;
 use crate::wat::{self, ExpectedCandidate, WatConfig, WatSummary};
 
 /// One WAT file written into a crawl folder.
@@ -171,8 +169,7 @@ struct FileState {
 pub struct CommonCrawlServer {
     addr: SocketAddr,
     state: Arc<FileState>,
-    cancel: CancellationToken,
-    task: Option<JoinHandle<()>>,
+    serving: Serving,
 }
 
 impl CommonCrawlServer {
@@ -184,23 +181,17 @@ impl CommonCrawlServer {
             requests: Mutex::new(Vec::new()),
             failures: Mutex::new(VecDeque::new()),
         });
-        let cancel = CancellationToken::new();
         let router = Router::new().fallback(serve_file).with_state(state.clone());
-        let shutdown = cancel.clone().cancelled_owned();
-        let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, router)
+        let serving = Serving::spawn("common crawl file server", |shutdown| {
+            axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::warn!(error = %error, "common crawl file server stopped with an error");
-            }
+                .into_future()
         });
         tracing::info!(%addr, root = %root.display(), "common crawl file server listening");
         Ok(Self {
             addr,
             state,
-            cancel,
-            task: Some(task),
+            serving,
         })
     }
 
@@ -240,23 +231,7 @@ impl CommonCrawlServer {
     }
 
     pub async fn shutdown(mut self) {
-        self.cancel.cancel();
-        if let Some(mut task) = self.task.take()
-            && tokio::time::timeout(Duration::from_secs(2), &mut task)
-                .await
-                .is_err()
-        {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for CommonCrawlServer {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.serving.shutdown().await;
     }
 }
 

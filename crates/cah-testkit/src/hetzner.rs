@@ -18,10 +18,9 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::error::TestkitError;
+use crate::serving::Serving;
 pub use routes::fingerprint;
 use state::World;
 
@@ -82,8 +81,7 @@ struct Shared {
 pub struct HetznerServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    cancel: CancellationToken,
-    task: Option<JoinHandle<()>>,
+    serving: Serving,
 }
 
 /// The router of the fake API (every path goes to one handler).
@@ -104,23 +102,17 @@ impl HetznerServer {
         let shared = Arc::new(Shared {
             world: Mutex::new(World::new(config)),
         });
-        let cancel = CancellationToken::new();
-        let shutdown = cancel.clone().cancelled_owned();
         let app = router(shared.clone());
-        let task = tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app)
+        let serving = Serving::spawn("fake hetzner api", |shutdown| {
+            axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::warn!(error = %error, "fake hetzner api stopped with an error");
-            }
+                .into_future()
         });
         tracing::info!(%addr, n_projects, "fake hetzner api listening");
         Ok(Self {
             addr,
             shared,
-            cancel,
-            task: Some(task),
+            serving,
         })
     }
 
@@ -185,14 +177,7 @@ impl HetznerServer {
     }
 
     pub async fn shutdown(mut self) {
-        self.cancel.cancel();
-        if let Some(mut task) = self.task.take()
-            && tokio::time::timeout(Duration::from_secs(2), &mut task)
-                .await
-                .is_err()
-        {
-            task.abort();
-        }
+        self.serving.shutdown().await;
     }
 
     fn world(&self) -> std::sync::MutexGuard<'_, World> {
@@ -200,14 +185,5 @@ impl HetznerServer {
             .world
             .lock()
             .expect("hetzner world lock poisoned")
-    }
-}
-
-impl Drop for HetznerServer {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
     }
 }

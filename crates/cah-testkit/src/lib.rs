@@ -22,6 +22,7 @@ pub mod images;
 pub mod names;
 pub mod photos;
 pub mod rng;
+mod serving;
 pub mod wat;
 pub mod web;
 pub mod world;

@@ -16,13 +16,12 @@ use std::time::Duration;
 use axum::Router;
 use bytes::Bytes;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::error::TestkitError;
 use crate::images::{self, ImageKind};
 use crate::photos::{Photo, PhotoCorpus};
 use crate::rng::stable_hash;
+use crate::serving::Serving;
 use scheme::Route;
 pub use scheme::{Expected, classify, classify_ignoring_robots};
 pub use stats::WebStats;
@@ -65,8 +64,7 @@ struct Assets {
 pub struct WebServer {
     addr: SocketAddr,
     state: Arc<WebState>,
-    cancel: CancellationToken,
-    task: Option<JoinHandle<()>>,
+    serving: Serving,
 }
 
 impl WebState {
@@ -141,22 +139,15 @@ impl WebServer {
     ) -> Result<Self, TestkitError> {
         let addr = listener.local_addr().map_err(TestkitError::Socket)?;
         let state = Arc::new(WebState::new(config, corpus, addr.port())?);
-        let cancel = CancellationToken::new();
-        let task = tokio::spawn({
+        let serving = Serving::spawn("image hosts", {
             let state = state.clone();
-            let shutdown = cancel.clone().cancelled_owned();
-            async move {
-                if let Err(error) = serve(listener, state, shutdown).await {
-                    tracing::warn!(error = %error, "web server stopped with an error");
-                }
-            }
+            |shutdown| serve(listener, state, shutdown)
         });
         tracing::info!(%addr, corpus = ?state.corpus.source(), "image hosts listening");
         Ok(Self {
             addr,
             state,
-            cancel,
-            task: Some(task),
+            serving,
         })
     }
 
@@ -233,23 +224,7 @@ impl WebServer {
 
     /// Stops serving; waits up to 2 s for in-flight responses (endless bodies never end), then aborts.
     pub async fn shutdown(mut self) {
-        self.cancel.cancel();
-        if let Some(mut task) = self.task.take()
-            && tokio::time::timeout(Duration::from_secs(2), &mut task)
-                .await
-                .is_err()
-        {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for WebServer {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.serving.shutdown().await;
     }
 }
 

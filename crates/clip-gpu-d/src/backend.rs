@@ -31,6 +31,17 @@ pub struct Embeddings {
     pub values: Vec<f32>,
 }
 
+impl Embeddings {
+    /// No rows, for an empty batch.
+    pub fn empty(dim: usize) -> Embeddings {
+        Embeddings {
+            rows: 0,
+            dim,
+            values: Vec::new(),
+        }
+    }
+}
+
 /// What a backend reports.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {

@@ -119,11 +119,7 @@ impl TorchBackend {
 impl Backend for TorchBackend {
     fn embed_images(&self, batch: &ImageBatch) -> Result<Embeddings, BackendError> {
         if batch.n_images == 0 {
-            return Ok(Embeddings {
-                rows: 0,
-                dim: self.dim(),
-                values: Vec::new(),
-            });
+            return Ok(Embeddings::empty(self.dim()));
         }
         let features = self
             .model
@@ -134,11 +130,7 @@ impl Backend for TorchBackend {
 
     fn embed_texts(&self, batch: &TextBatch) -> Result<Embeddings, BackendError> {
         if batch.n_texts == 0 {
-            return Ok(Embeddings {
-                rows: 0,
-                dim: self.dim(),
-                values: Vec::new(),
-            });
+            return Ok(Embeddings::empty(self.dim()));
         }
         let features = self
             .model
