@@ -1,6 +1,6 @@
 //! `tracker-d import` from a Common Crawl `wat.paths.gz` served over HTTP, as Common Crawl serves it.
 
-mod support;
+use super::support;
 
 use cah_testkit::commoncrawl::{CommonCrawlServer, write_crawl};
 use cah_testkit::wat::WatConfig;

@@ -1,6 +1,6 @@
 //! The whole CPU → GPU job lifecycle through the 2021 endpoints, on SQLite and PostgreSQL.
 
-mod support;
+use super::support;
 
 use serde_json::{Value, json};
 use support::{BACKENDS, Backend, TestTracker};

@@ -2,7 +2,7 @@
 //! handoffs and closed jobs are all still there, and the run finishes with every job done once.
 //! SIGTERM then stops it gracefully.
 
-mod support;
+use super::support;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -1,6 +1,6 @@
 //! Refusals: unknown tokens, admin secrets, bad JSON, oversized bodies and registration floods.
 
-mod support;
+use super::support;
 
 use serde_json::json;
 use support::{ADMIN_SECRET, Backend, TestTracker};

@@ -1,6 +1,6 @@
 //! The 2021 full-WAT client flow (`/custom/*`), now with the reservation 2021 lacked.
 
-mod support;
+use super::support;
 
 use serde_json::{Value, json};
 use support::{BACKENDS, TestTracker};

@@ -1,6 +1,6 @@
 //! Dedup sets: exact answers, atomic under concurrency, persistent across restarts.
 
-mod support;
+use super::support;
 
 use std::collections::HashSet;
 

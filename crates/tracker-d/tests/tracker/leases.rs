@@ -1,6 +1,6 @@
 //! Leases: heartbeats keep a job, silence loses it to the reaper, and a lost job cannot be completed.
 
-mod support;
+use super::support;
 
 use std::time::Duration;
 

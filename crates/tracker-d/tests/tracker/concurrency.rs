@@ -1,7 +1,7 @@
 //! Hundreds of simulated workers claim, heartbeat, complete and crash at once: no job is ever
 //! held by two live workers, none is lost, and each is completed exactly once per stage.
 
-mod support;
+use super::support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -3,8 +3,7 @@
 use cah_testkit::hetzner::{HetznerConfig, ProjectConfig};
 use serde_json::{Value, json};
 
-#[path = "support/hetzner_api.rs"]
-mod hetzner_api;
+use super::hetzner_api;
 
 use hetzner_api::{Api, KEY, error_code};
 

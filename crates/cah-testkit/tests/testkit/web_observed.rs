@@ -14,8 +14,7 @@ use futures_util::StreamExt;
 use hickory_proto::op::ResponseCode;
 use hickory_resolver::proto::ProtoErrorKind;
 
-#[path = "support/web_harness.rs"]
-mod web_harness;
+use super::web_harness;
 
 use web_harness::{Harness, harness};
 

@@ -5,8 +5,7 @@ use std::time::Duration;
 use cah_testkit::hetzner::{HetznerConfig, fingerprint};
 use serde_json::{Value, json};
 
-#[path = "support/hetzner_api.rs"]
-mod hetzner_api;
+use super::hetzner_api;
 
 use hetzner_api::{Api, KEY, error_code};
 

@@ -8,8 +8,7 @@ use cah_testkit::images::{self, ImageKind};
 use cah_testkit::photos::PhotoCorpus;
 use cah_testkit::web::{Expected, classify};
 
-#[path = "support/web_harness.rs"]
-mod web_harness;
+use super::web_harness;
 
 use web_harness::{Harness, harness};
 

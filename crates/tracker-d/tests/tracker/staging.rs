@@ -1,6 +1,6 @@
 //! The staging blob store: signatures, expiry, size cap, atomic visibility and garbage collection.
 
-mod support;
+use super::support;
 
 use std::time::Duration;
 

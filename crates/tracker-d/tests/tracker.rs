@@ -1,0 +1,15 @@
+//! Integration tests of tracker-d over real HTTP on loopback, against SQLite and (when
+//! `CAH_TEST_POSTGRES_URL` is set) PostgreSQL; one test binary so the suite links once.
+
+mod tracker {
+    mod auth;
+    mod concurrency;
+    mod crash;
+    mod dedup;
+    mod full_wat;
+    mod import;
+    mod leases;
+    mod lifecycle;
+    mod staging;
+    mod support;
+}
