@@ -46,6 +46,8 @@ pub struct RunConfig {
     pub shutdown_grace: Duration,
     /// Stop when a claim finds no job (tests and one-shot runs).
     pub exit_when_idle: bool,
+    /// Cross-job dedup through the tracker's `parsed` set (see [`crate::dedup`]).
+    pub tracker_dedup: bool,
     /// Serve Prometheus metrics here.
     pub metrics_listen: Option<SocketAddr>,
 }

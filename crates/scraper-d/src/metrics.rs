@@ -32,6 +32,8 @@ impl Counter {
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub jobs_completed: Counter,
+    /// Candidates skipped because the tracker's `parsed` set held their pair.
+    pub seen_by_tracker: Counter,
     outcomes: [Counter; Outcome::ALL.len()],
 }
 
@@ -53,6 +55,12 @@ impl Metrics {
         text.push_str(&format!(
             "scraper_jobs_completed_total {}\n",
             self.jobs_completed.get()
+        ));
+        text.push_str("# HELP scraper_seen_by_tracker_total Candidates skipped because another job had scraped their pair.\n");
+        text.push_str("# TYPE scraper_seen_by_tracker_total counter\n");
+        text.push_str(&format!(
+            "scraper_seen_by_tracker_total {}\n",
+            self.seen_by_tracker.get()
         ));
         text.push_str("# HELP scraper_images_total Candidate images by outcome.\n");
         text.push_str("# TYPE scraper_images_total counter\n");

@@ -3,6 +3,7 @@
 
 mod daemon {
     mod binary;
+    mod cross_job_dedup;
     mod faults;
     mod full_job;
     mod lifecycle;

@@ -45,6 +45,10 @@ pub struct RunArgs {
     /// Exit when the tracker has no job.
     #[arg(long, env = "SCRAPER_EXIT_WHEN_IDLE")]
     pub exit_when_idle: bool,
+    /// Skip pairs the tracker's `parsed` dedup set already holds (other jobs scraped them), and
+    /// add a job's pairs to it once the job is completed. `false` scrapes every pair of a job.
+    #[arg(long, env = "SCRAPER_TRACKER_DEDUP", default_value_t = true, action = clap::ArgAction::Set)]
+    pub tracker_dedup: bool,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9102).
     #[arg(long, env = "SCRAPER_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -80,6 +84,7 @@ impl TryFrom<RunArgs> for RunConfig {
             idle_wait: args.idle_wait,
             shutdown_grace: args.shutdown_grace,
             exit_when_idle: args.exit_when_idle,
+            tracker_dedup: args.tracker_dedup,
             metrics_listen: args.metrics_listen,
         })
     }

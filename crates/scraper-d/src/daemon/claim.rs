@@ -123,6 +123,8 @@ impl Worker<'_> {
                 continue;
             }
             let candidates = by_half.remove(&job.shard).unwrap_or_default();
+            let candidates = self.drop_seen(session, number, candidates).await;
+            let hashes: Vec<u64> = candidates.iter().map(|c| c.pair_hash).collect();
             progress.set(format!("job {number} downloading"), candidates.len() as u64);
             systemd::status(&progress.text());
             let path = self.bundle_path(number);
@@ -157,6 +159,11 @@ impl Worker<'_> {
                 "job completed"
             );
             self.metrics.jobs_completed.inc();
+            if self.config.tracker_dedup
+                && let Err(error) = crate::dedup::record_with_tracker(session, &hashes).await
+            {
+                tracing::warn!(job = number, error = %error, "could not add the job's pairs to the tracker's parsed set");
+            }
             if let Ok(mut held) = held.lock() {
                 held.open.remove(&number);
             }
@@ -164,6 +171,38 @@ impl Worker<'_> {
             bundle::discard(&half.bundle);
         }
         Ok(())
+    }
+
+    /// Without the pairs other jobs already scraped (when tracker dedup is on); on a tracker
+    /// failure, every candidate, since clip-gpu-d's `main` set still drops duplicates.
+    async fn drop_seen(
+        &self,
+        session: &Session,
+        number: u64,
+        candidates: Vec<Candidate>,
+    ) -> Vec<Candidate> {
+        if !self.config.tracker_dedup || candidates.is_empty() {
+            return candidates;
+        }
+        let all = candidates.clone();
+        match crate::dedup::drop_seen_by_tracker(session, candidates).await {
+            Ok((kept, seen)) => {
+                if seen > 0 {
+                    tracing::info!(
+                        job = number,
+                        seen,
+                        kept = kept.len(),
+                        "skipping pairs other jobs scraped"
+                    );
+                }
+                self.metrics.seen_by_tracker.add(seen as u64);
+                kept
+            }
+            Err(error) => {
+                tracing::warn!(job = number, error = %error, "tracker dedup failed, keeping every candidate");
+                all
+            }
+        }
     }
 
     /// Extracts the candidates of every claimed half in one pass over the WAT.
