@@ -12,6 +12,8 @@
 //! The parity test (tests/parity/tokenizer.rs) measures it against OpenAI's `SimpleTokenizer`.
 
 mod clean;
+mod ftfy_tables;
+mod mojibake;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

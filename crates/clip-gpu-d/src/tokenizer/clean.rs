@@ -2,12 +2,15 @@
 //! `whitespace_clean`, from <https://github.com/openai/CLIP/blob/main/clip/simple_tokenizer.py>.
 //!
 //! ftfy has no Rust port. This follows `ftfy.fix_text` 6.3 with its default settings, step by
-//! step and until nothing changes, except mojibake repair (`fix_encoding`), which is left out.
+//! step and until nothing changes; mojibake repair (`fix_encoding`) is in `mojibake.rs`.
+//! `fix_surrogates` has nothing to do: Rust strings hold no surrogates.
 
 use std::sync::LazyLock;
 
 use regex::Regex;
 use unicode_normalization::UnicodeNormalization;
+
+use super::mojibake;
 
 /// `ftfy.fix_text`, then Python's `html.unescape` twice, then `str.strip`.
 pub(super) fn basic_clean(text: &str) -> String {
@@ -36,7 +39,7 @@ fn fix_text(text: &str) -> String {
     out
 }
 
-/// `ftfy.fix_and_explain` without `fix_encoding`: apply the fixers until the text is stable.
+/// `ftfy.fix_and_explain`: apply the fixers until the text is stable.
 fn fix_segment(segment: &str, unescape: bool) -> String {
     let mut text = segment.to_owned();
     loop {
@@ -44,6 +47,7 @@ fn fix_segment(segment: &str, unescape: bool) -> String {
         if unescape {
             text = ftfy_unescape_html(&text);
         }
+        text = mojibake::fix_encoding(&text);
         let fixed: String = text
             .replace("\r\n", "\n")
             .chars()
@@ -239,6 +243,10 @@ mod tests {
             ("\u{93}c1\u{94}", "\"c1\""),
             ("ctrl\u{7}\u{feff}chars", "ctrlchars"),
             ("&ampx &notit; &NTILDE;", "&x ¬it; Ñ"),
+            // Mojibake repair runs after ftfy's HTML unescaping and before the other fixers.
+            ("cafÃ&copy; â€œquotesâ€\u{9d}", "café \"quotes\""),
+            ("Ã©\u{85} &Atilde;&copy;", "é… é"),
+            ("ï¬\u{81}ne", "fine"),
         ];
         for (input, expected) in cases {
             assert_eq!(basic_clean(input), expected, "input {input:?}");

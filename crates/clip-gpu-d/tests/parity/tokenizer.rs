@@ -32,13 +32,8 @@ fn token_ids_match_openai_simple_tokenizer() {
     for case in &cases {
         assert_eq!(case.ids.len(), CONTEXT_LENGTH);
         let ours = tokenizer.tokenize(&case.text);
-        if ours[..] == case.ids[..] {
-            continue;
-        }
-        if case.mojibake {
-            // ftfy's mojibake repair is not ported (see tokenizer/clean.rs).
-            mojibake_mismatches += 1;
-        } else {
+        if ours[..] != case.ids[..] {
+            mojibake_mismatches += usize::from(case.mojibake);
             mismatches.push((case.text.clone(), ours.to_vec(), case.ids.clone()));
         }
     }
@@ -46,18 +41,20 @@ fn token_ids_match_openai_simple_tokenizer() {
         eprintln!("mismatch for {text:?}:\n  ours   {ours:?}\n  openai {theirs:?}");
     }
     eprintln!(
-        "tokenizer parity: {} mismatches out of {} strings without mojibake; {mojibake_mismatches} of {n_mojibake} strings that ftfy repairs as mojibake differ",
+        "tokenizer parity: {} mismatches out of {} strings, {mojibake_mismatches} of them among the {n_mojibake} strings that ftfy repairs as mojibake",
         mismatches.len(),
-        cases.len() - n_mojibake
+        cases.len()
     );
     assert!(
         mismatches.is_empty(),
         "{} strings tokenize differently",
         mismatches.len()
     );
+    // The script appends 60 strings of mojibake; without ftfy's `fix_encoding` most of them
+    // tokenize differently.
     assert!(
-        mojibake_mismatches * 100 <= cases.len(),
-        "more than 1% of all strings differ through mojibake"
+        n_mojibake >= 50,
+        "only {n_mojibake} strings exercise mojibake repair"
     );
 }
 
