@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # The checks of clip-gpu-d that need a GPU: CUDA parity against PyTorch/transformers, tower
-# throughput against Hugging Face fp16 sdpa, and peak GPU memory.
+# throughput against Hugging Face fp16 sdpa, peak GPU memory, and the whole daemon end to end.
 #
 # Three modes:
 #   scripts/gpu-check.sh prepare       (development machine) builds target/release/clip-gpu-d
-#       and assembles target/gpu-check/ (binary, tiny test checkpoint, a few photos, captions,
-#       the Python helpers), well under the 64 MiB the device tool carries.
+#       and target/release/tracker-d and assembles target/gpu-check/ (both binaries stripped,
+#       tiny test checkpoint, a few photos, thumbnails of all 28 test photos, captions, the
+#       Python helpers), well under the 64 MiB the device tool carries (prepare fails above 48 MiB).
 #   scripts/gpu-check.sh run           (GPU machine) runs every check with the PyTorch there
 #       (default /opt/torch/.venv/bin/python, transformers preinstalled; no Rust, no network).
 #       With the device tool, after `prepare` here:
 #         run(command="bash scripts/gpu-check.sh run", carry=["target/gpu-check"], timeout_s=540)
 #       It builds a random-weight ViT-B/32-shaped checkpoint there (too big to carry), writes
-#       results to $OUT (or target/gpu-check/results) and prints them; ~3-5 minutes.
+#       results to $OUT (or target/gpu-check/results) and prints them; ~4-6 minutes (the daemon check ~1-2).
 #   scripts/gpu-check.sh --cpu-dry-run (development machine, no GPU) runs the same `run` path
 #       on the CPU with the tiny checkpoint, small batches and the torch venv, so this script
 #       itself is tested (cargo test runs it: tests/parity/gpu_check.rs).
-# Env: CLIP_GPU_D_BIN (an already built binary; skips the release build), CLIP_GPU_CHECK_KIT
-#      (kit folder, default target/gpu-check), GPU_PYTHON (python with torch and transformers
-#      on the GPU machine), OUT (results folder; the device tool sets it), CAH_TORCH_PYTHON.
+# Env: CLIP_GPU_D_BIN, TRACKER_D_BIN (already built binaries; skip their release builds),
+#      CLIP_GPU_CHECK_KIT (kit folder, default target/gpu-check), GPU_PYTHON (python with torch
+#      and transformers on the GPU machine), OUT (results folder; the device tool sets it),
+#      CLIP_GPU_CHECK_WORK (scratch folder of the daemon check, default $TMPDIR/clip-gpu-check-daemon;
+#      the kit's daemon-work for --cpu-dry-run), CAH_TORCH_PYTHON.
 #
 # Checks of `run` (each prints one JSON line; the script fails if a parity check fails):
 #   parity: clip-gpu-d embed on the device in f32, f16, bf16 against transformers CLIPModel fp32
@@ -27,6 +30,12 @@
 #   throughput: clip-gpu-d bench vs hf_bench.py (transformers, sdpa), fp16, batches 256 and 1024.
 #   memory: peak GPU memory (nvidia-smi, whole process) of clip-gpu-d at batch 256, and
 #     transformers' max_memory_allocated at batch 256.
+#   daemon: tracker-d and `clip-gpu-d run` end to end (daemon_bench.py): 40 bundles of 5,000
+#     real-photo thumbnails handed in through the tracker's upload path, scored with the
+#     ViT-B/32-shaped checkpoint in fp16 at batch 256 on cuda (threshold -1 and tags off, so
+#     every pair is written); prints pairs scored per second and the model thread's busy
+#     fraction from the daemon's metrics. Target on an H200: 15,000 pairs/s, busy >= 0.8
+#     (reported as meets_target; the run fails only if the daemon fails or loses pairs).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,21 +43,46 @@ kit="${CLIP_GPU_CHECK_KIT:-$repo_root/target/gpu-check}"
 mode="${1:-run}"
 
 prepare() {
-    local bin="${CLIP_GPU_D_BIN:-}"
+    local bin="${CLIP_GPU_D_BIN:-}" tracker_bin="${TRACKER_D_BIN:-}"
     if [[ -z "$bin" ]]; then
         # shellcheck source=scripts/torch-env.sh
         source "$repo_root/scripts/torch-env.sh"
         (cd "$repo_root" && cargo build --release -p clip-gpu-d)
         bin="$repo_root/target/release/clip-gpu-d"
     fi
+    if [[ -z "$tracker_bin" ]]; then
+        (cd "$repo_root" && cargo build --release -p tracker-d)
+        tracker_bin="$repo_root/target/release/tracker-d"
+    fi
     local python="${CAH_TORCH_PYTHON:-$repo_root/.venv/bin/python}"
     "$repo_root/scripts/prepare-photos.sh" >/dev/null
     "$python" "$repo_root/scripts/make-test-model.py" --out "$repo_root/target/clip-test-models/tiny" >/dev/null
     rm -rf "$kit"
-    mkdir -p "$kit/photos" "$kit/python"
+    mkdir -p "$kit/photos" "$kit/python" "$kit/thumbs"
     cp "$bin" "$kit/clip-gpu-d"
-    # Debug sections make the release binary ~57 MB; stripped it is ~5 MB (the carry limit is 64 MiB).
-    if command -v strip >/dev/null; then strip "$kit/clip-gpu-d"; fi
+    cp "$tracker_bin" "$kit/tracker-d"
+    # Debug sections make the release binaries ~105 MB and ~47 MB; stripped they are about 16 MB
+    # and 8.5 MB, and the kit about 34 MiB (the carry limit is 64 MiB).
+    if command -v strip >/dev/null; then strip "$kit/clip-gpu-d" "$kit/tracker-d"; fi
+    # Bundle images for the daemon check, as scraper-d stores them: JPEG, shorter side 256.
+    "$python" - "$repo_root/target/testkit-photos" "$kit/thumbs" <<'PY'
+import json, os, sys
+from PIL import Image
+source, out = sys.argv[1], sys.argv[2]
+manifest = []
+for name in sorted(os.listdir(source)):
+    if not name.endswith((".jpg", ".png", ".webp")):
+        continue
+    image = Image.open(os.path.join(source, name)).convert("RGB")
+    scale = 256 / min(image.size)
+    if scale < 1:
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.BICUBIC)
+    file = os.path.splitext(name)[0] + ".jpg"
+    image.save(os.path.join(out, file), quality=90)
+    caption = "a photo of " + name.split("-")[0].replace("_", " ")
+    manifest.append({"file": file, "width": image.width, "height": image.height, "caption": caption})
+json.dump(manifest, open(os.path.join(out, "manifest.json"), "w"), indent=1)
+PY
     cp -r "$repo_root/target/clip-test-models/tiny" "$kit/tiny"
     for photo in astronaut-0.80mp-base.jpg chelsea-0.30mp-base.jpg coffee-0.24mp-base.webp \
         hubble_deep_field-0.20mp-base.png motorcycle_left-0.37mp-base.jpg rocket-0.27mp-base.jpg; do
@@ -57,12 +91,20 @@ prepare() {
     cp "$repo_root/scripts/make-test-model.py" "$repo_root"/crates/clip-gpu-d/tests/python/*.py "$kit/python/"
     printf '%s\n' "a photo of a cat" "an astronaut in a white suit" "a cup of coffee" "the hubble deep field" \
         "a red motorcycle" "a rocket on the launch pad" "" "Σίσυφος &amp; 🙂" > "$kit/texts.txt"
-    echo "gpu-check kit ready in $kit ($(du -sh "$kit" | cut -f1))"
+    local kit_kib
+    kit_kib="$(du -sk "$kit" | cut -f1)"
+    # Only the release kit travels (the dry run's debug binaries are far larger).
+    if [[ "${1:-}" == carried ]] && (( kit_kib > 48 * 1024 )); then
+        echo "error: the kit is $((kit_kib / 1024)) MiB; it must stay well under the 64 MiB the device tool carries" >&2
+        return 1
+    fi
+    echo "gpu-check kit ready in $kit ($((kit_kib / 1024)) MiB)"
 }
 
 run_checks() {
     local device="$1" python="$2" bench_model_kind="$3" iterations="$4"
-    shift 4
+    local daemon_bundles="$5" daemon_samples="$6" daemon_batch="$7"
+    shift 7
     local batches=("$@")
     local out="${OUT:-$kit/results}"
     local bin="$kit/clip-gpu-d"
@@ -121,8 +163,16 @@ run_checks() {
     "$bin" --log-format json bench --model "$bench_model" --device "$device" --dtype "$bench_dtype" \
         --batch-sizes "${batches[@]}" --iterations "$iterations" --output "$out/bench-ours.json" 2>>"$out/clip-gpu-d.log"
     echo "{\"check\": \"throughput-ours\", \"result\": $(tr -d '\n' < "$out/bench-ours.json")}"
+
+    # The whole daemon: tracker-d, bundles through its upload path, `clip-gpu-d run`. The
+    # scratch folder (tracker staging and dataset, GBs on the GPU machine) stays outside $OUT.
+    "$python" "$kit/python/daemon_bench.py" --tracker-bin "$kit/tracker-d" --daemon-bin "$bin" \
+        --model "$bench_model" --thumbs "$kit/thumbs" --device "$device" --dtype "$bench_dtype" \
+        --bundles "$daemon_bundles" --samples "$daemon_samples" --batch-size "$daemon_batch" \
+        --work "${CLIP_GPU_CHECK_WORK:-${TMPDIR:-/tmp}/clip-gpu-check-daemon}" --logs "$out" |
+        tee "$out/daemon-bench.json" || status=1
     if [[ "$status" != 0 ]]; then
-        echo "gpu-check: a parity check failed (see $out/parity.jsonl)" >&2
+        echo "gpu-check: a parity or daemon check failed (see $out/parity.jsonl and $out/daemon-bench*)" >&2
         return 1
     fi
     echo "gpu-check: all checks passed; results in $out"
@@ -130,16 +180,16 @@ run_checks() {
 
 case "$mode" in
     prepare)
-        prepare
+        prepare carried
         echo 'on the GPU machine: run(command="bash scripts/gpu-check.sh run", carry=["target/gpu-check"], timeout_s=540)'
         ;;
     run)
         [[ -x "$kit/clip-gpu-d" ]] || { echo "error: no $kit/clip-gpu-d; run scripts/gpu-check.sh prepare first" >&2; exit 1; }
-        run_checks "${CLIP_GPU_CHECK_DEVICE:-cuda}" "${GPU_PYTHON:-/opt/torch/.venv/bin/python}" full 20 256 1024
+        run_checks "${CLIP_GPU_CHECK_DEVICE:-cuda}" "${GPU_PYTHON:-/opt/torch/.venv/bin/python}" full 20 40 5000 256 256 1024
         ;;
     --cpu-dry-run)
         prepare
-        OUT="${OUT:-$kit/results-cpu}" run_checks cpu "${CAH_TORCH_PYTHON:-$repo_root/.venv/bin/python}" tiny 2 4 8
+        OUT="${OUT:-$kit/results-cpu}" CLIP_GPU_CHECK_WORK="${CLIP_GPU_CHECK_WORK:-$kit/daemon-work}" run_checks cpu "${CAH_TORCH_PYTHON:-$repo_root/.venv/bin/python}" tiny 2 4 24 8 4 8
         ;;
     *)
         echo "usage: $0 prepare | run | --cpu-dry-run" >&2

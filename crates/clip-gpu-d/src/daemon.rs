@@ -7,172 +7,42 @@
 //! the scorer decodes and preprocesses on the CPU pool, batches samples across jobs for the
 //! model threads (one per device), filters and tags; the committer writes shards and
 //! completes each job only after the shard holding its last pair is visible.
+//!
+//! Around them: `registration` registers again when the tracker forgets the daemon, and
+//! `holdings` knows which jobs are still the daemon's; `liveness` tells the systemd watchdog
+//! whether the stages move. On shutdown the daemon drains until `--drain-timeout`, then
+//! releases what it still holds.
 
 mod commit;
+mod config;
+mod holdings;
 mod jobs;
+mod liveness;
+mod registration;
 mod scoring;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use cah_protocol::ClientType;
-use cah_tracker_client::TrackerClient;
+use cah_tracker_client::{TrackerClient, TrackerError};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use url::Url;
 
+pub use self::config::{Config, RunArgs, parse_devices};
+use self::liveness::Liveness;
+use self::registration::Registration;
 use crate::backend::BackendThread;
 use crate::backend::torch::{RuntimeInfo, TorchBackend};
 use crate::metrics::Metrics;
-use crate::model::{DeviceSpec, Precision};
-use crate::tags::{NsfwPolicy, TagMode};
+use crate::output::Output;
+use crate::output::s3::ShardBucket;
 use crate::tokenizer::Tokenizer;
 
-/// Options of `run` (each also read from its `CLIP_*` environment variable).
-#[derive(Debug, Clone, clap::Args)]
-pub struct RunArgs {
-    /// Base URL of tracker-d.
-    #[arg(long, env = "CLIP_TRACKER_URL")]
-    pub tracker: Url,
-    /// Checkpoint folder with config.json, model.safetensors and tokenizer.json.
-    #[arg(long, env = "CLIP_MODEL_DIR")]
-    pub model: PathBuf,
-    /// Output folder of the dataset shards.
-    #[arg(long, env = "CLIP_OUTPUT")]
-    pub output: PathBuf,
-    /// `cpu`, or CUDA device indices separated by commas (`0,1`): one model thread per device.
-    #[arg(long, env = "CLIP_DEVICES", default_value = "0")]
-    pub devices: String,
-    /// Weight and activation precision: f32, f16 or bf16.
-    #[arg(long, env = "CLIP_DTYPE", default_value = "f32")]
-    pub dtype: Precision,
-    /// Pairs per forward pass.
-    #[arg(long, env = "CLIP_BATCH_SIZE", default_value_t = 256)]
-    pub batch_size: usize,
-    /// Pairs per output shard.
-    #[arg(long, env = "CLIP_SHARD_SIZE", default_value_t = 10_000)]
-    pub shard_size: usize,
-    /// Keep pairs whose image–text cosine similarity is at least this (LAION-5B English: 0.28).
-    #[arg(
-        long,
-        env = "CLIP_THRESHOLD",
-        default_value_t = 0.28,
-        allow_hyphen_values = true
-    )]
-    pub threshold: f32,
-    /// What to do with pairs tagged NSFW or UNSURE (underage and animal ones are always dropped).
-    #[arg(long, env = "CLIP_NSFW_POLICY", value_enum, default_value = "tag")]
-    pub nsfw_policy: NsfwPolicy,
-    /// Zero-shot NSFW/underage/animal tagging; `off` only for test checkpoints or post-hoc tagging.
-    #[arg(long, env = "CLIP_TAGS", value_enum, default_value = "on")]
-    pub tags: TagMode,
-    /// Most jobs held at once (claimed and not yet completed). Their bundles' images are held
-    /// in memory, so memory is bounded by about this many times the bundle size.
-    #[arg(long, env = "CLIP_MAX_JOBS", default_value_t = 8)]
-    pub max_jobs: u32,
-    /// Name on the tracker's leaderboard.
-    #[arg(long, env = "CLIP_NICKNAME", default_value = "clip-gpu-d")]
-    pub nickname: String,
-    /// Wait between claims when the tracker has no GPU work.
-    #[arg(long, env = "CLIP_POLL_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub poll_interval: Duration,
-    /// Close a short shard when no new pair arrived for this long (its jobs then complete).
-    #[arg(long, env = "CLIP_FLUSH_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
-    pub flush_interval: Duration,
-    /// Largest bundle downloaded, in bytes.
-    #[arg(long, env = "CLIP_MAX_BUNDLE_BYTES", default_value_t = 4 << 30)]
-    pub max_bundle_bytes: u64,
-    /// libtorch CPU threads (default: libtorch's choice).
-    #[arg(long, env = "CLIP_CPU_THREADS")]
-    pub cpu_threads: Option<i32>,
-    /// Serve Prometheus metrics at `http://ADDR/metrics` (off when unset).
-    #[arg(long, env = "CLIP_METRICS_LISTEN")]
-    pub metrics_listen: Option<SocketAddr>,
-}
-
-/// Validated [`RunArgs`].
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub tracker: Url,
-    pub model: PathBuf,
-    pub output: PathBuf,
-    pub devices: Vec<DeviceSpec>,
-    pub dtype: Precision,
-    pub batch_size: usize,
-    pub shard_size: usize,
-    pub threshold: f32,
-    pub nsfw_policy: NsfwPolicy,
-    pub tags: TagMode,
-    pub max_jobs: u32,
-    pub nickname: String,
-    pub poll_interval: Duration,
-    pub flush_interval: Duration,
-    pub max_bundle_bytes: u64,
-    pub cpu_threads: Option<i32>,
-    pub metrics_listen: Option<SocketAddr>,
-}
-
-impl TryFrom<RunArgs> for Config {
-    type Error = anyhow::Error;
-
-    fn try_from(args: RunArgs) -> anyhow::Result<Self> {
-        anyhow::ensure!(args.batch_size > 0, "--batch-size must be positive");
-        anyhow::ensure!(args.shard_size > 0, "--shard-size must be positive");
-        anyhow::ensure!(args.max_jobs > 0, "--max-jobs must be positive");
-        anyhow::ensure!(args.threshold.is_finite(), "--threshold must be a number");
-        anyhow::ensure!(
-            args.model.join("config.json").is_file(),
-            "--model {} has no config.json",
-            args.model.display()
-        );
-        Ok(Self {
-            devices: parse_devices(&args.devices)?,
-            tracker: args.tracker,
-            model: args.model,
-            output: args.output,
-            dtype: args.dtype,
-            batch_size: args.batch_size,
-            shard_size: args.shard_size,
-            threshold: args.threshold,
-            nsfw_policy: args.nsfw_policy,
-            tags: args.tags,
-            max_jobs: args.max_jobs,
-            nickname: args.nickname,
-            poll_interval: args.poll_interval,
-            flush_interval: args.flush_interval,
-            max_bundle_bytes: args.max_bundle_bytes,
-            cpu_threads: args.cpu_threads,
-            metrics_listen: args.metrics_listen,
-        })
-    }
-}
-
-/// `cpu`, or CUDA indices such as `0,1` (also `cuda:0,cuda:1`).
-pub fn parse_devices(text: &str) -> anyhow::Result<Vec<DeviceSpec>> {
-    let mut devices = Vec::new();
-    for part in text
-        .split(',')
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-    {
-        let device = match part.parse::<usize>() {
-            Ok(index) => DeviceSpec::Cuda(index),
-            Err(_) => part
-                .parse::<DeviceSpec>()
-                .map_err(|error| anyhow::anyhow!("--devices: {error}"))?,
-        };
-        anyhow::ensure!(!devices.contains(&device), "--devices names {device} twice");
-        devices.push(device);
-    }
-    anyhow::ensure!(!devices.is_empty(), "--devices is empty");
-    Ok(devices)
-}
-
 /// Runs the daemon until `shutdown` resolves, then drains: stops claiming, finishes the jobs
-/// it holds, closes the open shard, completes the jobs and returns.
+/// it holds, closes the open shard, completes the jobs and returns. Past `--drain-timeout` it
+/// discards the open shard and releases the jobs it still holds instead.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(
@@ -192,14 +62,28 @@ pub async fn run_with_listener(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
+    let bucket = match &config.output {
+        Output::Local(_) => None,
+        Output::S3(location) => Some(ShardBucket::connect(location, &config.s3)?),
+    };
+    let published = match &bucket {
+        Some(bucket) => bucket.published().await?,
+        None => Default::default(),
+    };
     let recovery = tokio::task::spawn_blocking({
-        let output = config.output.clone();
-        move || crate::shard::recover(&output)
+        let shard_dir = config.shard_dir.clone();
+        move || crate::shard::recover(&shard_dir, &published)
     })
     .await
     .context("recovery task failed")?
-    .with_context(|| format!("failed to recover {}", config.output.display()))?;
-    info!(output = %config.output.display(), next_shard = recovery.next_number, deleted = ?recovery.deleted, "output folder ready");
+    .with_context(|| format!("failed to recover {}", config.shard_dir.display()))?;
+    info!(
+        output = %config.output,
+        shard_dir = %config.shard_dir.display(),
+        next_shard = recovery.next_number,
+        deleted = ?recovery.deleted,
+        "output ready"
+    );
 
     let tokenizer_path = config.model.join("tokenizer.json");
     let tokenizer = Tokenizer::from_file(&tokenizer_path)
@@ -222,14 +106,35 @@ pub async fn run_with_listener(
         .map(|info| Duration::from_secs(info.lease_seconds.max(1)))
         .unwrap_or(Duration::from_secs(300));
     info!(tracker = %config.tracker, lease_s = lease.as_secs(), "tracker reached");
-    let committer =
-        commit::Committer::start(&config, session.clone(), recovery, Arc::clone(&metrics)).await?;
+    let registration = Arc::new(Registration::new(session, Arc::clone(&metrics)));
+    let liveness = Liveness::new();
+    let committer = commit::Committer::start(
+        &config,
+        Arc::clone(&registration),
+        recovery,
+        bucket,
+        (Arc::clone(&metrics), Arc::clone(&liveness)),
+    )
+    .await?;
     let prompts = scoring::embed_prompts(&backends[0], &tokenizer).await?;
 
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    // READY=1 after a forward pass (the prompts), as external-interfaces.md §2.3 asks.
+    crate::systemd::ready();
     // Dropping `run` (a caller's timeout, or a test's simulated crash) stops its tasks too.
     let root = CancellationToken::new();
     let _cancel_on_drop = root.clone().drop_guard();
+    if let Some(interval) = crate::systemd::watchdog_interval() {
+        // A stage busy for a whole watchdog interval (the committer: three) is wedged; the
+        // pings stop and systemd restarts the daemon at most one more interval later.
+        let (liveness, stop) = (Arc::clone(&liveness), root.clone());
+        tokio::spawn(async move {
+            let check = move || liveness.check(interval);
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = crate::systemd::watchdog(interval, check) => {}
+            }
+        });
+    }
     if let Some(listener) = metrics_listener {
         info!(addr = ?listener.local_addr().ok(), "serving metrics");
         let stop = root.clone();
@@ -241,19 +146,21 @@ pub async fn run_with_listener(
     }
     let stop_claiming = root.child_token();
     let stop_heartbeat = root.child_token();
+    let abandon = root.child_token();
     let heartbeat = tokio::spawn(jobs::heartbeat(
-        session.clone(),
+        Arc::clone(&registration),
         lease,
         stop_heartbeat.clone(),
     ));
     let (job_sender, job_receiver) = tokio::sync::mpsc::channel(config.max_jobs as usize);
+    let work_dir = config.shard_dir.join(".downloads");
     let claimer = tokio::spawn(jobs::claim_loop(
         jobs::ClaimContext {
-            session: session.clone(),
+            registration: Arc::clone(&registration),
             max_jobs: config.max_jobs,
             poll_interval: config.poll_interval,
             max_bundle_bytes: config.max_bundle_bytes,
-            work_dir: config.output.join(".downloads"),
+            work_dir: work_dir.clone(),
             http: reqwest::Client::new(),
             metrics: Arc::clone(&metrics),
         },
@@ -271,6 +178,9 @@ pub async fn run_with_listener(
         tags: config.tags,
         metrics: Arc::clone(&metrics),
         flush_interval: config.flush_interval,
+        registration: Arc::clone(&registration),
+        liveness,
+        abandon: abandon.clone(),
     };
     let scoring = scorer.run(job_receiver, committer);
     tokio::pin!(scoring);
@@ -278,23 +188,65 @@ pub async fn run_with_listener(
     let result = tokio::select! {
         result = &mut scoring => result,
         () = &mut shutdown => {
-            info!("draining: no new claims; finishing held jobs");
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+            info!(
+                drain_timeout_s = config.drain_timeout.as_secs_f64(),
+                "draining: no new claims; finishing held jobs"
+            );
+            crate::systemd::stopping();
             stop_claiming.cancel();
-            scoring.await
+            tokio::select! {
+                result = &mut scoring => result,
+                () = tokio::time::sleep(config.drain_timeout) => {
+                    warn!(
+                        held = registration.holdings.claims().len(),
+                        "drain deadline passed; discarding the open shard and releasing the held jobs"
+                    );
+                    abandon.cancel();
+                    scoring.await
+                }
+            }
         }
     };
     stop_claiming.cancel();
-    if let Err(error) = claimer.await {
-        warn!(error = %error, "claimer task failed");
+    if abandon.is_cancelled() {
+        // Downloads still running would never finish in time.
+        claimer.abort();
+    }
+    match claimer.await {
+        Err(error) if !error.is_cancelled() => warn!(error = %error, "claimer task failed"),
+        _ => {}
     }
     stop_heartbeat.cancel();
     let _ = heartbeat.await;
-    if let Err(error) = session.bye().await {
+    if abandon.is_cancelled() {
+        release_held(&registration, &metrics).await;
+        let _ = tokio::fs::remove_dir_all(&work_dir).await;
+    }
+    if let Err(error) = registration.session().0.bye().await {
         warn!(error = %error, "failed to say bye to the tracker");
     }
     info!("stopped");
     result
+}
+
+/// Gives every job still held back to the tracker, which hands it out again at once instead of
+/// when its lease expires.
+async fn release_held(registration: &Registration, metrics: &Metrics) {
+    let numbers = registration.holdings.take_all();
+    let (session, _) = registration.session();
+    let mut released = Vec::new();
+    for number in numbers {
+        match session.release(number).await {
+            Ok(()) => released.push(number),
+            // The tracker forgot this daemon: its jobs are back in the queue already.
+            Err(TrackerError::TimedOut) => break,
+            Err(error) => {
+                warn!(job = number, error = %error, "failed to release a job; its lease will expire instead");
+            }
+        }
+    }
+    Metrics::add(&metrics.jobs_released, released.len() as u64);
+    info!(jobs = ?released, "released the jobs still held");
 }
 
 async fn start_backends(config: &Config) -> anyhow::Result<Vec<BackendThread>> {
@@ -315,25 +267,4 @@ async fn start_backends(config: &Config) -> anyhow::Result<Vec<BackendThread>> {
         backends.push(backend);
     }
     Ok(backends)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn devices_parse() {
-        assert_eq!(parse_devices("cpu").expect("cpu"), [DeviceSpec::Cpu]);
-        assert_eq!(
-            parse_devices("0,1").expect("cuda"),
-            [DeviceSpec::Cuda(0), DeviceSpec::Cuda(1)]
-        );
-        assert_eq!(
-            parse_devices("cuda:2").expect("cuda"),
-            [DeviceSpec::Cuda(2)]
-        );
-        assert!(parse_devices("0,0").is_err());
-        assert!(parse_devices("gpu").is_err());
-        assert!(parse_devices("").is_err());
-    }
 }

@@ -10,7 +10,8 @@
 //! - [`npy`]: a writer of NumPy `.npy` files.
 //! - [`daemon`]: the `run` command, a GPU daemon that turns tracker bundles into a dataset, over
 //!   [`bundle`] (hostile bundle reader), [`tags`] (NSFW/underage/animal tags), [`dedup`] (pair
-//!   hash), [`shard`] (dataset shards) and [`shutdown`] (signals).
+//!   hash), [`shard`] (dataset shards, TFRecord included), [`output`] (local folder or S3
+//!   upload from a spool), [`shutdown`] (signals) and [`systemd`] (readiness and the watchdog).
 
 pub mod backend;
 pub mod bundle;
@@ -21,9 +22,11 @@ pub mod embed;
 pub mod metrics;
 pub mod model;
 pub mod npy;
+pub mod output;
 pub mod preprocess;
 pub mod shard;
 pub mod shutdown;
+pub mod systemd;
 pub mod tags;
 pub mod telemetry;
 pub mod tokenizer;

@@ -20,13 +20,16 @@ pub enum Stage {
     Preprocess,
     Embed,
     Write,
+    /// A shard's upload to S3.
+    Upload,
 }
 
-const STAGES: [(Stage, &str); 4] = [
+const STAGES: [(Stage, &str); 5] = [
     (Stage::Download, "download"),
     (Stage::Preprocess, "preprocess"),
     (Stage::Embed, "embed"),
     (Stage::Write, "write"),
+    (Stage::Upload, "upload"),
 ];
 
 /// The daemon's counters and gauges.
@@ -35,6 +38,12 @@ pub struct Metrics {
     pub jobs_claimed: AtomicU64,
     pub jobs_completed: AtomicU64,
     pub jobs_invalid: AtomicU64,
+    /// Jobs the tracker took back (an expired lease, or a token it forgot) before completion.
+    pub jobs_lost: AtomicU64,
+    /// Jobs given back at the drain deadline.
+    pub jobs_released: AtomicU64,
+    /// Registrations after the tracker forgot this daemon's token.
+    pub reregistrations: AtomicU64,
     pub pairs_scored: AtomicU64,
     pub pairs_kept: AtomicU64,
     pub pairs_duplicate: AtomicU64,
@@ -44,8 +53,8 @@ pub struct Metrics {
     pub queued_samples: AtomicI64,
     /// Jobs held (claimed, not yet completed or reported).
     pub held_jobs: AtomicI64,
-    stage_micros: [AtomicU64; 4],
-    stage_calls: [AtomicU64; 4],
+    stage_micros: [AtomicU64; 5],
+    stage_calls: [AtomicU64; 5],
 }
 
 impl Metrics {
@@ -81,6 +90,21 @@ impl Metrics {
                 "clip_jobs_invalid_total",
                 "GPU jobs whose bundle was reported invalid.",
                 &self.jobs_invalid,
+            ),
+            (
+                "clip_jobs_lost_total",
+                "GPU jobs the tracker took back before they were completed.",
+                &self.jobs_lost,
+            ),
+            (
+                "clip_jobs_released_total",
+                "GPU jobs released at the drain deadline.",
+                &self.jobs_released,
+            ),
+            (
+                "clip_tracker_reregistrations_total",
+                "Registrations again after the tracker forgot this daemon.",
+                &self.reregistrations,
             ),
             (
                 "clip_pairs_scored_total",

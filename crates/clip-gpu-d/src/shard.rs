@@ -1,20 +1,26 @@
 //! Dataset shards in a local folder, in img2dataset's and clip-retrieval's layout:
 //! `NNNNN.tar` (webdataset: `key.{jpg,png,webp}`, `key.txt`, `key.json`), `NNNNN.parquet`,
-//! `img_emb/img_emb_NNNNN.npy`, `text_emb/text_emb_NNNNN.npy` (float32, parquet row order)
-//! and `NNNNN_stats.json`.
+//! `img_emb/img_emb_NNNNN.npy`, `text_emb/text_emb_NNNNN.npy` (float32 or float16, parquet
+//! row order),
+//! optionally `NNNNN.tfrecord` (`tf.train.Example` records), and `NNNNN_stats.json`.
 //!
-//! **Visibility.** Files are written under `*.tmp` names and renamed in a fixed order: the two
-//! `.npy`, the parquet, the tar, and `NNNNN_stats.json` last. As in img2dataset's incremental
-//! mode, a shard is complete exactly when its `_stats.json` exists.
+//! **Visibility.** Files are written under `*.tmp` names and renamed in a fixed order
+//! ([`shard_files`]): the two `.npy`, the parquet, the tar, the tfrecord, and
+//! `NNNNN_stats.json` last. As in img2dataset's incremental mode, a shard is complete exactly
+//! when its `_stats.json` exists. The S3 output uploads in the same order from a local spool
+//! folder, so there too a shard is complete exactly when its stats object exists.
 //!
 //! **Restart.** Before the first rename, `NNNNN.pending` records the shard's pair hashes. It is
 //! removed once the hashes are in the tracker's `main` set and the shard's jobs are completed.
-//! At start, [`recover`] deletes temporary files; a pending shard without its stats file is
-//! deleted (its jobs were never completed, so the tracker hands them out again), and a pending
-//! shard with it is returned so its hashes are added to `main` again: the re-issued jobs then
-//! drop those pairs as duplicates. So a crash anywhere loses no pair and writes none twice.
+//! At start, [`recover`] deletes temporary files; a pending shard without its stats file (here
+//! or, for the S3 output, in the bucket) is deleted (its jobs were never completed, so the
+//! tracker hands them out again), and a pending shard with it is returned so its hashes are
+//! added to `main` again: the re-issued jobs then drop those pairs as duplicates. So a crash
+//! anywhere loses no pair and writes none twice.
 
 mod parquet;
+mod recovery;
+mod tfrecord;
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -25,7 +31,10 @@ use cah_protocol::bundle::BundleSample;
 use serde_json::json;
 
 use crate::bundle::image_extension;
+use crate::npy::EmbeddingDtype;
 use crate::tags::NsfwTag;
+
+pub use recovery::{Recovery, mark_committed, recover, shard_number};
 
 /// A pair that passed every filter, with its image and embeddings.
 #[derive(Debug, Clone)]
@@ -46,17 +55,6 @@ pub struct FinishedShard {
     pub number: u32,
     pub hashes: Vec<u64>,
     pub jobs: Vec<u64>,
-}
-
-/// What [`recover`] found.
-#[derive(Debug, Default)]
-pub struct Recovery {
-    /// The number of the next shard.
-    pub next_number: u32,
-    /// Visible shards whose commit to the tracker may not have finished.
-    pub uncommitted: Vec<FinishedShard>,
-    /// Incomplete shards that were deleted.
-    pub deleted: Vec<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,16 +86,30 @@ struct Row {
     nsfw: NsfwTag,
 }
 
+/// What each shard holds.
+#[derive(Debug, Clone, Copy)]
+pub struct ShardFormat {
+    /// Rows per shard (the last one before a flush may be shorter).
+    pub shard_size: usize,
+    /// Also write `NNNNN.tfrecord`.
+    pub tfrecord: bool,
+    /// How the `.npy` embeddings are stored.
+    pub embedding_dtype: EmbeddingDtype,
+}
+
 /// Appends kept pairs to the open shard and closes it at `shard_size` rows.
 pub struct ShardWriter {
     dir: PathBuf,
     shard_size: usize,
+    write_tfrecord: bool,
+    embedding_dtype: EmbeddingDtype,
     number: u32,
     rows: Vec<Row>,
     image_embeddings: Vec<f32>,
     text_embeddings: Vec<f32>,
     dim: usize,
     tar: Option<tar::Builder<BufWriter<File>>>,
+    tfrecord: Option<BufWriter<File>>,
 }
 
 impl std::fmt::Debug for ShardWriter {
@@ -111,16 +123,19 @@ impl std::fmt::Debug for ShardWriter {
 }
 
 impl ShardWriter {
-    pub fn new(dir: &Path, shard_size: usize, next_number: u32) -> Self {
+    pub fn new(dir: &Path, format: ShardFormat, next_number: u32) -> Self {
         Self {
             dir: dir.to_owned(),
-            shard_size: shard_size.max(1),
+            shard_size: format.shard_size.max(1),
+            write_tfrecord: format.tfrecord,
+            embedding_dtype: format.embedding_dtype,
             number: next_number,
             rows: Vec::new(),
             image_embeddings: Vec::new(),
             text_embeddings: Vec::new(),
             dim: 0,
             tar: None,
+            tfrecord: None,
         }
     }
 
@@ -141,6 +156,11 @@ impl ShardWriter {
             let path = self.path(&format!("{:05}.tar.tmp", self.number));
             let file = File::create(&path).map_err(|source| ShardError::Io { path, source })?;
             self.tar = Some(tar::Builder::new(BufWriter::new(file)));
+        }
+        if self.write_tfrecord && self.tfrecord.is_none() {
+            let path = self.path(&format!("{:05}.tfrecord.tmp", self.number));
+            let file = File::create(&path).map_err(|source| ShardError::Io { path, source })?;
+            self.tfrecord = Some(BufWriter::new(file));
         }
         let ext = image_extension(&pair.sample.file).to_owned();
         let metadata = json!({
@@ -174,6 +194,13 @@ impl ShardWriter {
         append(tar, &format!("{key}.{ext}"), &pair.image).map_err(io)?;
         append(tar, &format!("{key}.txt"), pair.sample.alt.as_bytes()).map_err(io)?;
         append(tar, &format!("{key}.json"), metadata.to_string().as_bytes()).map_err(io)?;
+        if let Some(records) = self.tfrecord.as_mut() {
+            let example = tfrecord::pair_example(&key, &ext, &pair);
+            tfrecord::write_record(records, &example).map_err(|source| ShardError::Io {
+                path: self.dir.join(format!("{:05}.tfrecord.tmp", self.number)),
+                source,
+            })?;
+        }
         self.dim = pair.image_embedding.len();
         self.image_embeddings.extend(&pair.image_embedding);
         self.text_embeddings.extend(&pair.text_embedding);
@@ -208,6 +235,18 @@ impl ShardWriter {
         inner.flush().map_err(io(&tar_tmp))?;
         inner.get_ref().sync_all().map_err(io(&tar_tmp))?;
         drop(inner);
+        let tfrecord_tmp = name(".tfrecord.tmp");
+        let has_tfrecord = match self.tfrecord.take() {
+            Some(records) => {
+                let file = records
+                    .into_inner()
+                    .map_err(|error| error.into_error())
+                    .map_err(io(&tfrecord_tmp))?;
+                file.sync_all().map_err(io(&tfrecord_tmp))?;
+                true
+            }
+            None => false,
+        };
 
         let rows = std::mem::take(&mut self.rows);
         let hashes: Vec<u64> = rows.iter().map(|row| row.hash).collect();
@@ -234,7 +273,7 @@ impl ShardWriter {
             "jobs": jobs,
             "nsfw": nsfw_counts,
             "embedding_dim": self.dim,
-            "embedding_dtype": "float32",
+            "embedding_dtype": self.embedding_dtype.numpy_name(),
         });
         let stats_tmp = name("_stats.json.tmp");
         std::fs::write(
@@ -243,7 +282,7 @@ impl ShardWriter {
         )
         .map_err(io(&stats_tmp))?;
 
-        // The fixed order: embeddings, parquet, tar, and the stats file last.
+        // The fixed order of `shard_files`: embeddings, parquet, tar, tfrecord, stats last.
         for (kind, values) in [
             ("img_emb", std::mem::take(&mut self.image_embeddings)),
             ("text_emb", std::mem::take(&mut self.text_embeddings)),
@@ -251,13 +290,15 @@ impl ShardWriter {
             let folder = self.dir.join(kind);
             std::fs::create_dir_all(&folder).map_err(io(&folder))?;
             let path = folder.join(format!("{kind}_{number:05}.npy"));
-            crate::npy::write_f32(&path, rows.len(), self.dim, &values).map_err(io(&path))?;
+            crate::npy::write(&path, rows.len(), self.dim, &values, self.embedding_dtype)
+                .map_err(io(&path))?;
         }
-        for (from, to) in [
-            (parquet_tmp, name(".parquet")),
-            (tar_tmp, name(".tar")),
-            (stats_tmp, name("_stats.json")),
-        ] {
+        let mut renames = vec![(parquet_tmp, name(".parquet")), (tar_tmp, name(".tar"))];
+        if has_tfrecord {
+            renames.push((tfrecord_tmp, name(".tfrecord")));
+        }
+        renames.push((stats_tmp, name("_stats.json")));
+        for (from, to) in renames {
             std::fs::rename(&from, &to).map_err(io(&to))?;
         }
         self.number += 1;
@@ -268,95 +309,59 @@ impl ShardWriter {
         }))
     }
 
+    /// Deletes the open shard's temporary files and forgets its rows: nothing of it is ever
+    /// visible (the drain deadline, when its jobs are released instead of completed).
+    pub fn discard(&mut self) -> Result<(), ShardError> {
+        self.tar = None;
+        self.tfrecord = None;
+        self.rows.clear();
+        self.image_embeddings.clear();
+        self.text_embeddings.clear();
+        for suffix in [".tar.tmp", ".tfrecord.tmp"] {
+            let path = self.path(&format!("{:05}{suffix}", self.number));
+            match std::fs::remove_file(&path) {
+                Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(ShardError::Io { path, source });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 }
 
-/// Marks shard `number` as committed to the tracker (removes its pending marker).
-pub fn mark_committed(dir: &Path, number: u32) -> Result<(), ShardError> {
-    let path = dir.join(format!("{number:05}.pending"));
-    std::fs::remove_file(&path).map_err(|source| ShardError::Io { path, source })
+/// Shard `number`'s files relative to the output folder, in the order they become visible:
+/// the stats file is last. The tfrecord exists only when the shard was written with it.
+pub fn shard_files(number: u32) -> [String; 6] {
+    [
+        format!("img_emb/img_emb_{number:05}.npy"),
+        format!("text_emb/text_emb_{number:05}.npy"),
+        format!("{number:05}.parquet"),
+        format!("{number:05}.tar"),
+        format!("{number:05}.tfrecord"),
+        format!("{number:05}_stats.json"),
+    ]
 }
 
-/// Cleans the output folder after a crash and finds the next shard number (see the module doc).
-pub fn recover(dir: &Path) -> Result<Recovery, ShardError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| ShardError::Io { path, source }
-    };
-    for folder in [dir.to_owned(), dir.join("img_emb"), dir.join("text_emb")] {
-        std::fs::create_dir_all(&folder).map_err(io(&folder))?;
-    }
-    let mut recovery = Recovery::default();
-    let mut pending = Vec::new();
-    for folder in [dir.to_owned(), dir.join("img_emb"), dir.join("text_emb")] {
-        for entry in std::fs::read_dir(&folder).map_err(io(&folder))? {
-            let path = entry.map_err(io(&folder))?.path();
-            let name = path
-                .file_name()
-                .map(|name| name.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if name.ends_with(".tmp") {
-                std::fs::remove_file(&path).map_err(io(&path))?;
-            } else if let Some(number) = shard_number(&name, "_stats.json") {
-                recovery.next_number = recovery.next_number.max(number + 1);
-            } else if let Some(number) = shard_number(&name, ".pending") {
-                pending.push(number);
+/// Deletes shard `number`'s files from `dir` (not its pending marker), the stats file first so
+/// that the shard stops being complete before any of its data goes; missing files are fine.
+pub fn remove_shard_files(dir: &Path, number: u32) -> Result<(), ShardError> {
+    let mut names = shard_files(number);
+    names.rotate_right(1);
+    for name in names {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ShardError::Io { path, source });
             }
+            _ => {}
         }
     }
-    pending.sort_unstable();
-    for number in pending {
-        let marker = dir.join(format!("{number:05}.pending"));
-        if dir.join(format!("{number:05}_stats.json")).is_file() {
-            let text = std::fs::read(&marker).map_err(io(&marker))?;
-            let value: serde_json::Value =
-                serde_json::from_slice(&text).map_err(|_| ShardError::Marker {
-                    path: marker.clone(),
-                })?;
-            let hashes = value["hashes"]
-                .as_array()
-                .ok_or_else(|| ShardError::Marker {
-                    path: marker.clone(),
-                })?
-                .iter()
-                .filter_map(serde_json::Value::as_u64)
-                .collect();
-            recovery.uncommitted.push(FinishedShard {
-                number,
-                hashes,
-                jobs: Vec::new(),
-            });
-        } else {
-            for path in [
-                dir.join(format!("img_emb/img_emb_{number:05}.npy")),
-                dir.join(format!("text_emb/text_emb_{number:05}.npy")),
-                dir.join(format!("{number:05}.parquet")),
-                dir.join(format!("{number:05}.tar")),
-                marker,
-            ] {
-                match std::fs::remove_file(&path) {
-                    Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(ShardError::Io {
-                            path,
-                            source: error,
-                        });
-                    }
-                    _ => {}
-                }
-            }
-            recovery.deleted.push(number);
-        }
-    }
-    Ok(recovery)
-}
-
-fn shard_number(name: &str, suffix: &str) -> Option<u32> {
-    let stem = name.strip_suffix(suffix)?;
-    (stem.len() >= 5 && stem.bytes().all(|byte| byte.is_ascii_digit()))
-        .then(|| stem.parse().ok())
-        .flatten()
+    Ok(())
 }
 
 fn digits(mut value: usize) -> usize {
@@ -380,6 +385,8 @@ fn append(tar: &mut tar::Builder<BufWriter<File>>, name: &str, data: &[u8]) -> s
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     fn pair(sample_id: u64) -> KeptPair {
@@ -410,11 +417,21 @@ mod tests {
         }
     }
 
+    fn format(shard_size: usize, tfrecord: bool) -> ShardFormat {
+        ShardFormat {
+            shard_size,
+            tfrecord,
+            embedding_dtype: EmbeddingDtype::F32,
+        }
+    }
+
     #[test]
     fn shards_appear_whole_and_recovery_cleans_half_ones() {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = dir.path();
-        let mut writer = ShardWriter::new(out, 2, recover(out).expect("recover").next_number);
+        let none = BTreeSet::new();
+        let next = recover(out, &none).expect("recover").next_number;
+        let mut writer = ShardWriter::new(out, format(2, false), next);
         assert!(writer.push(pair(1)).expect("push").is_none());
         assert!(!out.join("00000_stats.json").is_file());
         let finished = writer.push(pair(2)).expect("push").expect("full shard");
@@ -430,11 +447,13 @@ mod tests {
         ] {
             assert!(out.join(name).is_file(), "{name}");
         }
+        assert!(!out.join("00000.tfrecord").exists(), "tfrecord is opt-in");
         // A crash after shard 0 became visible but before it was committed, and in shard 1.
         writer.push(pair(3)).expect("push");
         drop(writer);
-        let recovery = recover(out).expect("recover");
+        let recovery = recover(out, &none).expect("recover");
         assert_eq!(recovery.next_number, 1);
+        assert_eq!(recovery.complete, [0]);
         assert_eq!(recovery.uncommitted.len(), 1);
         assert_eq!(recovery.uncommitted[0].hashes, [7, 14]);
         assert!(
@@ -442,9 +461,70 @@ mod tests {
             "temporary files are removed"
         );
         mark_committed(out, 0).expect("commit");
-        assert!(recover(out).expect("recover").uncommitted.is_empty());
+        assert!(recover(out, &none).expect("recover").uncommitted.is_empty());
         assert_eq!(digits(9_999), 4);
         assert_eq!(shard_number("00012_stats.json", "_stats.json"), Some(12));
         assert_eq!(shard_number("x_stats.json", "_stats.json"), None);
+    }
+
+    #[test]
+    fn tfrecord_holds_one_record_per_row_and_is_renamed_before_the_stats() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path();
+        recover(out, &BTreeSet::new()).expect("recover");
+        let mut writer = ShardWriter::new(out, format(3, true), 0);
+        writer.push(pair(1)).expect("push");
+        writer.push(pair(2)).expect("push");
+        assert!(out.join("00000.tfrecord.tmp").is_file());
+        writer.finish().expect("finish").expect("a short shard");
+        let bytes = std::fs::read(out.join("00000.tfrecord")).expect("tfrecord");
+        let mut offset = 0;
+        let mut n_records = 0;
+        while offset < bytes.len() {
+            let length = u64::from_le_bytes(bytes[offset..offset + 8].try_into().expect("8"));
+            offset += 8 + 4 + length as usize + 4;
+            n_records += 1;
+        }
+        assert_eq!((offset, n_records), (bytes.len(), 2));
+        assert_eq!(
+            shard_files(0).last().map(String::as_str),
+            Some("00000_stats.json")
+        );
+        assert!(out.join("00000_stats.json").is_file());
+        // A discarded shard leaves nothing, and the next one takes its number.
+        writer.push(pair(3)).expect("push");
+        assert!(out.join("00001.tar.tmp").is_file() && out.join("00001.tfrecord.tmp").is_file());
+        writer.discard().expect("discard");
+        assert_eq!((writer.open_rows(), writer.number()), (0, 1));
+        assert!(!out.join("00001.tar.tmp").exists() && !out.join("00001.tfrecord.tmp").exists());
+        assert!(
+            writer.finish().expect("finish").is_none(),
+            "nothing left to close"
+        );
+    }
+
+    #[test]
+    fn shards_published_elsewhere_count_as_complete() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path();
+        recover(out, &BTreeSet::new()).expect("recover");
+        // Shard 4 was uploaded and its local files deleted, but its commit did not finish;
+        // shard 5 never completed anywhere.
+        std::fs::write(out.join("00004.pending"), br#"{"hashes":[9],"jobs":[1]}"#).expect("marker");
+        std::fs::write(out.join("00005.pending"), br#"{"hashes":[8],"jobs":[2]}"#).expect("marker");
+        std::fs::write(out.join("00005.tar"), b"half").expect("tar");
+        let recovery = recover(out, &BTreeSet::from([2, 4])).expect("recover");
+        assert_eq!(recovery.next_number, 5);
+        assert_eq!(recovery.uncommitted.len(), 1);
+        assert_eq!(
+            (
+                recovery.uncommitted[0].number,
+                recovery.uncommitted[0].hashes.as_slice()
+            ),
+            (4, &[9][..])
+        );
+        assert_eq!(recovery.deleted, [5]);
+        assert!(!out.join("00005.tar").exists() && !out.join("00005.pending").exists());
+        assert!(recovery.complete.is_empty());
     }
 }

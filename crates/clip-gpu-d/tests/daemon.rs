@@ -1,16 +1,25 @@
 //! End to end tests of `clip-gpu-d run` on the CPU with the tiny random checkpoint: bundles
 //! built from real photos go through a real in-process tracker-d, and the dataset is read
-//! back by Python's webdataset, pyarrow and numpy (tests/python/check_dataset.py).
+//! back by Python's webdataset, pyarrow, numpy and tfrecord (tests/python/check_dataset.py);
+//! the S3 output goes to a real S3 server, s3s-fs.
 
 #![allow(clippy::print_stderr)]
 
 #[path = "daemon/dataset.rs"]
 mod dataset;
+#[path = "daemon/drain.rs"]
+mod drain;
+#[path = "daemon/forgotten.rs"]
+mod forgotten;
 #[allow(dead_code)]
 #[path = "parity/support.rs"]
 mod parity_support;
 #[path = "daemon/restart.rs"]
 mod restart;
+#[path = "daemon/s3.rs"]
+mod s3;
+#[path = "daemon/s3s.rs"]
+mod s3s;
 #[path = "daemon/signals.rs"]
 mod signals;
 #[path = "daemon/support.rs"]

@@ -1,28 +1,38 @@
 //! The committer: dedups scored jobs through the tracker, writes kept pairs into shards, and
-//! completes each job only once the shard holding its last pair is visible.
+//! completes each job only once the shard holding its last pair is visible (for the S3
+//! output: uploaded, stats object last).
 //!
 //! `clipped` gets every scored pair at once. `main` is only *checked* when a job's pairs are
 //! written and only *added to* once their shard is visible (before its jobs complete), so a
 //! crash never leaves hashes in `main` whose pairs are in no visible shard; within the open
 //! shard a local set stops duplicates between jobs.
+//!
+//! A job the tracker took back (see `holdings`) is never completed: its pairs are dropped if
+//! they are not written yet; if they already are in the open shard they stay there (they are
+//! valid pairs, and their hashes reach `main` with the shard, so the re-issued copy of the job
+//! finds them as duplicates), but the job is not completed.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use anyhow::Context;
 use cah_protocol::ext::DedupSet;
-use cah_tracker_client::{JobOutput, Session};
+use cah_tracker_client::{JobOutput, TrackerError};
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{info, warn};
 
 use super::Config;
+use super::holdings::Claim;
+use super::liveness::{Liveness, Stage as Watched};
+use super::registration::Registration;
 use crate::metrics::{Metrics, Stage};
-use crate::shard::{self, FinishedShard, KeptPair, Recovery, ShardWriter};
+use crate::output::s3::ShardBucket;
+use crate::shard::{self, FinishedShard, KeptPair, Recovery, ShardFormat, ShardWriter};
 
 /// A scored job on its way to the dataset.
 #[derive(Debug)]
 pub(super) struct JobResult {
-    pub(super) number: u64,
+    pub(super) claim: Claim,
     pub(super) permit: OwnedSemaphorePermit,
     pub(super) n_samples: usize,
     pub(super) scored_hashes: Vec<u64>,
@@ -35,25 +45,28 @@ pub(super) struct JobResult {
 /// A job whose pairs sit in the open shard.
 #[derive(Debug)]
 struct Waiting {
-    number: u64,
+    claim: Claim,
     kept: u64,
     last_shard: u32,
     _permit: OwnedSemaphorePermit,
 }
 
 pub(super) struct Committer {
-    session: Session,
-    output: std::path::PathBuf,
+    registration: Arc<Registration>,
+    shard_dir: std::path::PathBuf,
+    /// The S3 output, when shards are uploaded from `shard_dir`.
+    bucket: Option<ShardBucket>,
     writer: Option<ShardWriter>,
     open_hashes: HashSet<u64>,
     waiting: Vec<Waiting>,
     metrics: Arc<Metrics>,
+    liveness: Arc<Liveness>,
 }
 
 impl JobResult {
-    pub(super) fn new(number: u64, permit: OwnedSemaphorePermit, n_samples: usize) -> Self {
+    pub(super) fn new(claim: Claim, permit: OwnedSemaphorePermit, n_samples: usize) -> Self {
         Self {
-            number,
+            claim,
             permit,
             n_samples,
             scored_hashes: Vec::new(),
@@ -66,25 +79,45 @@ impl JobResult {
 }
 
 impl Committer {
-    /// Commits the shards a crash left uncommitted, then opens the next shard.
+    /// Uploads and commits the shards a crash left unfinished, then opens the next shard.
     pub(super) async fn start(
         config: &Config,
-        session: Session,
+        registration: Arc<Registration>,
         recovery: Recovery,
-        metrics: Arc<Metrics>,
+        bucket: Option<ShardBucket>,
+        (metrics, liveness): (Arc<Metrics>, Arc<Liveness>),
     ) -> anyhow::Result<Self> {
+        let format = ShardFormat {
+            shard_size: config.shard_size,
+            tfrecord: config.tfrecord,
+            embedding_dtype: config.embedding_dtype,
+        };
         let mut committer = Self {
-            session,
-            output: config.output.clone(),
+            registration,
+            shard_dir: config.shard_dir.clone(),
+            bucket,
             writer: Some(ShardWriter::new(
-                &config.output,
-                config.shard_size,
+                &config.shard_dir,
+                format,
                 recovery.next_number,
             )),
             open_hashes: HashSet::new(),
             waiting: Vec::new(),
             metrics,
+            liveness,
         };
+        if committer.bucket.is_some() {
+            // Complete in the spool and committed, but not (fully) uploaded.
+            for number in &recovery.complete {
+                if !recovery
+                    .uncommitted
+                    .iter()
+                    .any(|shard| shard.number == *number)
+                {
+                    committer.publish(*number).await?;
+                }
+            }
+        }
         for finished in recovery.uncommitted {
             info!(
                 shard = finished.number,
@@ -100,23 +133,40 @@ impl Committer {
         self.writer.as_ref().map_or(0, ShardWriter::open_rows)
     }
 
-    /// Dedups a scored job, writes its new pairs, and completes it when they are visible.
+    /// Dedups a scored job, writes its new pairs, and completes it when they are visible; drops
+    /// it when the tracker took it back meanwhile.
     pub(super) async fn add_job(&mut self, result: JobResult) -> anyhow::Result<()> {
+        let _busy = self.liveness.busy(Watched::Commit);
+        let number = result.claim.number;
+        if !self.registration.holdings.is_held(result.claim) {
+            info!(
+                job = number,
+                n_kept = result.kept.len(),
+                "job lost to the tracker while it was scored; its pairs are dropped"
+            );
+            return Ok(());
+        }
+        let scored = &result.scored_hashes;
         if let Err(error) = self
-            .session
-            .dedup(DedupSet::Clipped, &result.scored_hashes, true)
+            .registration
+            .call(|session| async move { session.dedup(DedupSet::Clipped, scored, true).await })
             .await
         {
-            warn!(job = result.number, error = %error, "failed to add scored pairs to the clipped set");
+            warn!(job = number, error = %error, "failed to add scored pairs to the clipped set");
         }
         let hashes: Vec<u64> = result.kept.iter().map(|pair| pair.hash).collect();
         let new = if hashes.is_empty() {
             Vec::new()
         } else {
-            match self.session.dedup(DedupSet::Main, &hashes, false).await {
+            let hashes = &hashes;
+            match self
+                .registration
+                .call(|session| async move { session.dedup(DedupSet::Main, hashes, false).await })
+                .await
+            {
                 Ok(new) => new,
                 Err(error) => {
-                    warn!(job = result.number, error = %error, "main dedup check failed; keeping every pair");
+                    warn!(job = number, error = %error, "main dedup check failed; keeping every pair");
                     vec![true; hashes.len()]
                 }
             }
@@ -135,7 +185,7 @@ impl Committer {
             n_kept_before_dedup as u64 - kept,
         );
         info!(
-            job = result.number,
+            job = number,
             n_samples = result.n_samples,
             below_threshold = result.below_threshold,
             undecodable = result.undecodable,
@@ -145,7 +195,7 @@ impl Committer {
             "job scored"
         );
         if fresh.is_empty() {
-            self.complete(result.number, 0).await;
+            self.complete(result.claim, 0).await;
             return Ok(());
         }
         let (finished, open_rows, open_number) = self
@@ -163,7 +213,7 @@ impl Committer {
             open_number.saturating_sub(1)
         };
         self.waiting.push(Waiting {
-            number: result.number,
+            claim: result.claim,
             kept,
             last_shard,
             _permit: result.permit,
@@ -176,19 +226,23 @@ impl Committer {
 
     /// Closes the open shard, however short, and commits it.
     pub(super) async fn flush(&mut self) -> anyhow::Result<()> {
+        let _busy = self.liveness.busy(Watched::Commit);
         if let Some(finished) = self.with_writer(ShardWriter::finish).await? {
             self.commit(finished).await?;
         }
         Ok(())
     }
 
-    /// Adds a visible shard's hashes to `main`, completes its jobs and drops its marker.
+    /// Publishes a complete shard (uploads it, for S3), adds its hashes to `main`, completes its
+    /// jobs and drops its marker.
     async fn commit(&mut self, finished: FinishedShard) -> anyhow::Result<()> {
+        self.publish(finished.number).await?;
         let mut added = false;
         for attempt in 0..3u32 {
+            let hashes = &finished.hashes;
             match self
-                .session
-                .dedup(DedupSet::Main, &finished.hashes, true)
+                .registration
+                .call(|session| async move { session.dedup(DedupSet::Main, hashes, true).await })
                 .await
             {
                 Ok(_) => {
@@ -214,25 +268,86 @@ impl Committer {
             .partition(|job| job.last_shard <= finished.number);
         self.waiting = waiting;
         for job in done {
-            self.complete(job.number, job.kept).await;
+            self.complete(job.claim, job.kept).await;
         }
         if added {
-            let (output, number) = (self.output.clone(), finished.number);
-            tokio::task::spawn_blocking(move || shard::mark_committed(&output, number))
+            let (shard_dir, number) = (self.shard_dir.clone(), finished.number);
+            tokio::task::spawn_blocking(move || shard::mark_committed(&shard_dir, number))
                 .await
                 .context("commit task failed")??;
         }
         Ok(())
     }
 
-    async fn complete(&self, number: u64, kept: u64) {
-        self.metrics
-            .held_jobs
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        Metrics::add(&self.metrics.jobs_completed, 1);
-        match self.session.complete(number, JobOutput::Pairs(kept)).await {
-            Ok(_) => info!(job = number, kept, "job completed"),
-            Err(error) => warn!(job = number, error = %error, "failed to complete the job"),
+    /// Uploads shard `number` from the spool when the output is S3; a no-op for a local output.
+    async fn publish(&self, number: u32) -> anyhow::Result<()> {
+        let Some(bucket) = &self.bucket else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let uploaded = bucket
+            .publish(&self.shard_dir, number)
+            .await
+            .with_context(|| format!("failed to upload shard {number:05}"))?;
+        if uploaded {
+            self.metrics.observe(Stage::Upload, started.elapsed());
+            info!(
+                shard = number,
+                url = %bucket.url(&format!("{number:05}_stats.json")),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "shard uploaded"
+            );
+        }
+        Ok(())
+    }
+
+    /// Discards the open shard (the drain deadline): its jobs are released, not completed.
+    pub(super) async fn discard(&mut self) -> anyhow::Result<()> {
+        let n_pairs = self.open_rows();
+        self.with_writer(ShardWriter::discard).await?;
+        let jobs: Vec<u64> = self.waiting.drain(..).map(|job| job.claim.number).collect();
+        self.open_hashes.clear();
+        info!(n_pairs, jobs = ?jobs, "open shard discarded");
+        Ok(())
+    }
+
+    /// Completes a job whose pairs are visible, if the daemon still holds it: a job the tracker
+    /// took back is never completed (under a new token it would close someone else's claim).
+    async fn complete(&self, claim: Claim, kept: u64) {
+        let number = claim.number;
+        if !self.registration.holdings.finish(claim) {
+            warn!(
+                job = number,
+                kept, "job lost to the tracker before its shard closed; not completing it"
+            );
+            return;
+        }
+        let (session, generation) = self.registration.session();
+        match session.complete(number, JobOutput::Pairs(kept)).await {
+            Ok(_) => {
+                Metrics::add(&self.metrics.jobs_completed, 1);
+                info!(job = number, kept, "job completed");
+            }
+            Err(TrackerError::TimedOut) => {
+                Metrics::add(&self.metrics.jobs_lost, 1);
+                warn!(
+                    job = number,
+                    "the tracker forgot this daemon before the job was completed; it re-issues the job"
+                );
+                if let Err(error) = self.registration.renew(generation).await {
+                    warn!(error = %error, "failed to register with the tracker again");
+                }
+            }
+            Err(TrackerError::Conflict(detail)) => {
+                Metrics::add(&self.metrics.jobs_lost, 1);
+                warn!(job = number, detail = %detail, "job lost to the tracker before its completion");
+            }
+            Err(error) => {
+                // Give it back rather than let the heartbeats hold it forever; its pairs are in
+                // `main`, so the re-issued copy finds them as duplicates.
+                warn!(job = number, error = %error, "failed to complete the job; releasing it");
+                let _ = session.release(number).await;
+            }
         }
     }
 

@@ -1,32 +1,39 @@
 //! Claiming GPU jobs, renewing their leases, and fetching and checking their bundles.
+//!
+//! When the tracker forgot the daemon (a claim or heartbeat answers `TimedOut`), the claimer
+//! or the heartbeat registers again (see `registration`) and carries on; a heartbeat that no
+//! longer lists a job means its lease expired. Either way the job is lost: the tracker hands it
+//! out again, and this daemon drops its copy at the next stage.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use cah_protocol::ext::{BundleLocation, Job};
-use cah_tracker_client::Session;
+use cah_tracker_client::TrackerError;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::holdings::Claim;
+use super::registration::Registration;
 use crate::bundle::Sample;
 use crate::metrics::{Metrics, Stage};
 
 /// A job whose bundle was fetched and checked, with the permit that counts it as held.
 #[derive(Debug)]
 pub(super) struct LoadedJob {
-    pub(super) number: u64,
+    pub(super) claim: Claim,
     pub(super) samples: Vec<Sample>,
     pub(super) permit: OwnedSemaphorePermit,
 }
 
 /// What the claimer needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(super) struct ClaimContext {
-    pub(super) session: Session,
+    pub(super) registration: Arc<Registration>,
     pub(super) max_jobs: u32,
     pub(super) poll_interval: Duration,
     pub(super) max_bundle_bytes: u64,
@@ -80,8 +87,17 @@ pub(super) async fn claim_loop(
         while let Ok(permit) = Arc::clone(&permits).try_acquire_owned() {
             held.push(permit);
         }
-        let claimed = match context.session.claim(held.len() as u32, false).await {
+        let (session, generation) = context.registration.session();
+        let claimed = match session.claim(held.len() as u32, false).await {
             Ok(claimed) => claimed,
+            Err(TrackerError::TimedOut) => match context.registration.renew(generation).await {
+                // Claim again at once under the new token.
+                Ok(()) => continue,
+                Err(error) => {
+                    warn!(error = %error, "failed to register with the tracker again");
+                    Vec::new()
+                }
+            },
             Err(error) => {
                 warn!(error = %error, "claim failed");
                 Vec::new()
@@ -96,10 +112,6 @@ pub(super) async fn claim_loop(
         }
         info!(n_jobs = claimed.len(), "claimed gpu jobs");
         Metrics::add(&context.metrics.jobs_claimed, claimed.len() as u64);
-        context
-            .metrics
-            .held_jobs
-            .fetch_add(claimed.len() as i64, std::sync::atomic::Ordering::Relaxed);
         for job in claimed {
             let Some(permit) = held.pop() else {
                 // The tracker gave more than asked: give the extra back.
@@ -107,27 +119,53 @@ pub(super) async fn claim_loop(
                     job = job.number,
                     "tracker sent more jobs than asked; releasing"
                 );
-                let _ = context.session.release(job.number).await;
+                let _ = session.release(job.number).await;
                 continue;
             };
+            let claim = context
+                .registration
+                .holdings
+                .claimed(job.number, generation);
             let span = info_span!("job", job = job.number);
-            fetches.spawn(fetch(context.clone(), job, permit, jobs.clone()).instrument(span));
+            fetches
+                .spawn(fetch(context.clone(), job, claim, permit, jobs.clone()).instrument(span));
         }
         while fetches.try_join_next().is_some() {}
     }
     while fetches.join_next().await.is_some() {}
 }
 
-/// Renews the leases of every held job until `stop`.
-pub(super) async fn heartbeat(session: Session, lease: Duration, stop: CancellationToken) {
+/// Renews the leases of the held jobs until `stop`, and drops the jobs the tracker took back.
+/// Nothing is sent while no job is held: the claims keep the registration alive then.
+pub(super) async fn heartbeat(
+    registration: Arc<Registration>,
+    lease: Duration,
+    stop: CancellationToken,
+) {
     let every = (lease / 3).max(Duration::from_millis(50));
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
+        let asked = registration.holdings.claims();
+        if asked.is_empty() {
+            continue;
+        }
+        let (session, generation) = registration.session();
         match session.heartbeat("scoring").await {
-            Ok(response) => debug!(held = response.jobs.len(), "leases renewed"),
+            Ok(response) => {
+                let lost = registration.holdings.lose_missing(&asked, &response.jobs);
+                if !lost.is_empty() {
+                    warn!(jobs = ?lost, "leases expired; dropping those jobs");
+                }
+                debug!(held = response.jobs.len(), "leases renewed");
+            }
+            Err(TrackerError::TimedOut) => {
+                if let Err(error) = registration.renew(generation).await {
+                    warn!(error = %error, "failed to register with the tracker again");
+                }
+            }
             Err(error) => warn!(error = %error, "heartbeat failed"),
         }
     }
@@ -136,6 +174,7 @@ pub(super) async fn heartbeat(session: Session, lease: Duration, stop: Cancellat
 async fn fetch(
     context: ClaimContext,
     job: Job,
+    claim: Claim,
     permit: OwnedSemaphorePermit,
     jobs: mpsc::Sender<LoadedJob>,
 ) {
@@ -144,11 +183,15 @@ async fn fetch(
     let result = load(&context, &job, &path).await;
     context.metrics.observe(Stage::Download, started.elapsed());
     let _ = tokio::fs::remove_file(&path).await;
+    if !context.registration.holdings.is_held(claim) {
+        info!("job lost to the tracker while its bundle was fetched; dropped");
+        return;
+    }
     match result {
         Ok(samples) => {
             debug!(n_samples = samples.len(), "bundle loaded");
             let loaded = LoadedJob {
-                number: job.number,
+                claim,
                 samples,
                 permit,
             };
@@ -159,13 +202,16 @@ async fn fetch(
         Err(error) => {
             let reason = error.to_string();
             Metrics::add(&context.metrics.jobs_invalid, 1);
-            context
-                .metrics
-                .held_jobs
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            context.registration.holdings.finish(claim);
             warn!(reason = %reason, "bundle rejected; reporting the job invalid");
-            if let Err(error) = context.session.report_invalid(job.number, &reason).await {
-                warn!(error = %error, "failed to report the job invalid");
+            let (session, generation) = context.registration.session();
+            match session.report_invalid(job.number, &reason).await {
+                Ok(()) => {}
+                // The tracker already took the job back.
+                Err(TrackerError::TimedOut) => {
+                    let _ = context.registration.renew(generation).await;
+                }
+                Err(error) => warn!(error = %error, "failed to report the job invalid"),
             }
         }
     }

@@ -1,5 +1,9 @@
 //! The scorer: batches samples across jobs, preprocesses them on the CPU pool, embeds them on
 //! the model threads (one batch per device at a time), and applies threshold and tags.
+//!
+//! Jobs the tracker took back are dropped when they arrive. At the drain deadline (`abandon`)
+//! the scorer stops at its next wait and discards the open shard; a commit in progress is
+//! finished first.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -8,10 +12,14 @@ use std::time::Duration;
 use anyhow::Context;
 use futures_util::future::join_all;
 use tokio::sync::mpsc::{self, error::TryRecvError};
-use tracing::{debug, info, warn};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
 
 use super::commit::{Committer, JobResult};
+use super::holdings::Claim;
 use super::jobs::LoadedJob;
+use super::liveness::{Liveness, Stage as Watched};
+use super::registration::Registration;
 use crate::backend::{BackendThread, Embeddings, ImageBatch, TextBatch};
 use crate::bundle::Sample;
 use crate::dedup::pair_hash;
@@ -32,11 +40,15 @@ pub(super) struct Scorer {
     pub(super) tags: TagMode,
     pub(super) metrics: Arc<Metrics>,
     pub(super) flush_interval: Duration,
+    pub(super) registration: Arc<Registration>,
+    pub(super) liveness: Arc<Liveness>,
+    /// Cancelled at the drain deadline.
+    pub(super) abandon: CancellationToken,
 }
 
 /// A sample waiting for the model.
 struct Pending {
-    job: u64,
+    claim: Claim,
     sample: Sample,
 }
 
@@ -76,7 +88,8 @@ fn texts_of<C>(table: &[(&'static str, C)]) -> Vec<&'static str> {
 }
 
 impl Scorer {
-    /// Scores every job that arrives until the channel closes, then closes the open shard.
+    /// Scores every job that arrives until the channel closes, then closes the open shard; at
+    /// the drain deadline, discards the open shard instead.
     pub(super) async fn run(
         self,
         mut jobs: mpsc::Receiver<LoadedJob>,
@@ -84,31 +97,40 @@ impl Scorer {
     ) -> anyhow::Result<()> {
         let tokenizer = Arc::clone(&self.tokenizer);
         let mut queue: VecDeque<Pending> = VecDeque::new();
-        let mut states: HashMap<u64, JobState> = HashMap::new();
+        let mut states: HashMap<Claim, JobState> = HashMap::new();
         let mut closed = false;
         // Batches preprocessing on the CPU pool while the model threads embed earlier ones.
         let mut ahead: VecDeque<tokio::task::JoinHandle<Prepared>> = VecDeque::new();
         let depth = 2 * self.backends.len();
         loop {
+            if self.abandon.is_cancelled() {
+                return committer.discard().await;
+            }
             if queue.is_empty() && ahead.is_empty() {
                 if closed {
                     break;
                 }
                 let next = if committer.open_rows() > 0 {
-                    match tokio::time::timeout(self.flush_interval, jobs.recv()).await {
-                        Ok(next) => next,
-                        Err(_) => {
+                    let next = tokio::time::timeout(self.flush_interval, jobs.recv());
+                    match self.unless_abandoned(next).await {
+                        None => continue,
+                        Some(Ok(next)) => next,
+                        Some(Err(_)) => {
                             debug!("no new pairs for the flush interval; closing the shard");
                             committer.flush().await?;
                             continue;
                         }
                     }
                 } else {
-                    jobs.recv().await
+                    match self.unless_abandoned(jobs.recv()).await {
+                        None => continue,
+                        Some(next) => next,
+                    }
                 };
                 match next {
                     Some(job) => {
-                        admit(job, &mut queue, &mut states, &mut committer, &self.metrics).await?;
+                        self.admit(job, &mut queue, &mut states, &mut committer)
+                            .await?
                     }
                     None => closed = true,
                 }
@@ -116,7 +138,8 @@ impl Scorer {
             while queue.len() < self.batch_size * self.backends.len() && !closed {
                 match jobs.try_recv() {
                     Ok(job) => {
-                        admit(job, &mut queue, &mut states, &mut committer, &self.metrics).await?;
+                        self.admit(job, &mut queue, &mut states, &mut committer)
+                            .await?
                     }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => closed = true,
@@ -140,18 +163,31 @@ impl Scorer {
                 let Some(handle) = ahead.pop_front() else {
                     break;
                 };
-                prepared.push(handle.await.context("preprocessing task failed")?);
+                let _busy = self.liveness.busy(Watched::Preprocess);
+                let Some(batch) = self.unless_abandoned(handle).await else {
+                    break;
+                };
+                prepared.push(batch.context("preprocessing task failed")?);
             }
-            let scored = join_all(
-                prepared
-                    .into_iter()
-                    .zip(&self.backends)
-                    .map(|(batch, backend)| embed(backend, batch, &self.metrics)),
-            )
-            .await;
+            if self.abandon.is_cancelled() {
+                continue;
+            }
+            let scored = {
+                let _busy = self.liveness.busy(Watched::Model);
+                let embedded = join_all(
+                    prepared
+                        .into_iter()
+                        .zip(&self.backends)
+                        .map(|(batch, backend)| embed(backend, batch, &self.metrics)),
+                );
+                match self.unless_abandoned(embedded).await {
+                    Some(scored) => scored,
+                    None => continue,
+                }
+            };
             for batch in scored {
                 for (pending, embeddings) in batch? {
-                    let Some(state) = states.get_mut(&pending.job) else {
+                    let Some(state) = states.get_mut(&pending.claim) else {
                         continue;
                     };
                     if let Some((image, text)) = embeddings {
@@ -161,14 +197,65 @@ impl Scorer {
                     }
                     state.remaining -= 1;
                     if state.remaining == 0
-                        && let Some(state) = states.remove(&pending.job)
+                        && let Some(state) = states.remove(&pending.claim)
                     {
                         committer.add_job(state.result).await?;
                     }
                 }
             }
         }
+        if self.abandon.is_cancelled() {
+            return committer.discard().await;
+        }
         committer.flush().await
+    }
+
+    /// `work`'s output, or `None` when the drain deadline passes first.
+    async fn unless_abandoned<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            () = self.abandon.cancelled() => None,
+            output = work => Some(output),
+        }
+    }
+
+    /// Queues a loaded job's samples, unless the tracker took the job back meanwhile.
+    async fn admit(
+        &self,
+        job: LoadedJob,
+        queue: &mut VecDeque<Pending>,
+        states: &mut HashMap<Claim, JobState>,
+        committer: &mut Committer,
+    ) -> anyhow::Result<()> {
+        let claim = job.claim;
+        if !self.registration.holdings.is_held(claim) {
+            info!(
+                job = claim.number,
+                "job lost to the tracker before scoring; dropped"
+            );
+            return Ok(());
+        }
+        let result = JobResult::new(claim, job.permit, job.samples.len());
+        if job.samples.is_empty() {
+            return committer.add_job(result).await;
+        }
+        let remaining = job.samples.len();
+        self.metrics
+            .queued_samples
+            .fetch_add(remaining as i64, std::sync::atomic::Ordering::Relaxed);
+        queue.extend(
+            job.samples
+                .into_iter()
+                .map(|sample| Pending { claim, sample }),
+        );
+        states.insert(claim, JobState { result, remaining });
+        info!(
+            job = claim.number,
+            n_samples = remaining,
+            queued = queue.len(),
+            "job queued for scoring"
+        );
+        Ok(())
     }
 
     fn judge(&self, state: &mut JobState, sample: Sample, image: Vec<f32>, text: Vec<f32>) {
@@ -190,7 +277,7 @@ impl Scorer {
                 sample: sample.meta,
                 image: sample.image,
                 hash,
-                job: result.number,
+                job: result.claim.number,
                 similarity,
                 nsfw,
                 image_embedding: image,
@@ -201,44 +288,6 @@ impl Scorer {
             }
         }
     }
-}
-
-async fn admit(
-    job: LoadedJob,
-    queue: &mut VecDeque<Pending>,
-    states: &mut HashMap<u64, JobState>,
-    committer: &mut Committer,
-    metrics: &Metrics,
-) -> anyhow::Result<()> {
-    metrics.queued_samples.fetch_add(
-        job.samples.len() as i64,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    let result = JobResult::new(job.number, job.permit, job.samples.len());
-    if job.samples.is_empty() {
-        return committer.add_job(result).await;
-    }
-    let remaining = job.samples.len();
-    queue.extend(job.samples.into_iter().map(|sample| Pending {
-        job: job.number,
-        sample,
-    }));
-    if states
-        .insert(job.number, JobState { result, remaining })
-        .is_some()
-    {
-        warn!(
-            job = job.number,
-            "job claimed twice; the earlier copy is forgotten"
-        );
-    }
-    info!(
-        job = job.number,
-        n_samples = remaining,
-        queued = queue.len(),
-        "job queued for scoring"
-    );
-    Ok(())
 }
 
 type Scored = Vec<(Pending, Option<(Vec<f32>, Vec<f32>)>)>;

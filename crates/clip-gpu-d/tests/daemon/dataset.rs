@@ -1,4 +1,5 @@
-//! Good and hostile bundles through a real tracker become a dataset; hostile ones are reported.
+//! Good and hostile bundles through a real tracker become a dataset (with its TFRecord copy);
+//! hostile ones are reported.
 
 use std::collections::BTreeSet;
 
@@ -118,7 +119,11 @@ async fn bundles_become_a_dataset_and_hostile_bundles_are_reported() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let output = dir.path().join("dataset");
-    let config = daemon_config(&tracker.base_url, &output, &["--shard-size", "4"]);
+    let config = daemon_config(
+        &tracker.base_url,
+        &output,
+        &["--shard-size", "4", "--tfrecord"],
+    );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -180,6 +185,16 @@ async fn bundles_become_a_dataset_and_hostile_bundles_are_reported() {
     assert_eq!(summary.unique_keys, 8);
     assert_eq!(summary.shards.len(), 2, "{summary:?}");
     assert!(summary.leftover_tmp.is_empty(), "{summary:?}");
+    // The TFRecord copy, read by the `tfrecord` package: the same rows in the same order, with
+    // the npy files' embeddings and the tar's image bytes.
+    assert_eq!(summary.tfrecord_shards, 2, "{summary:?}");
+    assert_eq!(summary.tfrecord_keys, summary.keys);
+    assert_eq!(summary.tfrecord_max_embedding_diff, 0.0);
+    assert!(
+        summary.tfrecord_mismatches.is_empty(),
+        "{:?}",
+        summary.tfrecord_mismatches
+    );
     let expected_ids: Vec<u64> = (0..5)
         .map(|index| jobs[0].start_id + index)
         .chain((1..4).map(|index| jobs[1].start_id + index))
@@ -197,5 +212,64 @@ async fn bundles_become_a_dataset_and_hostile_bundles_are_reported() {
         .filter(|entry| entry.file_name().to_string_lossy().ends_with(".pending"))
         .collect();
     assert!(pending.is_empty(), "every shard is committed");
+    tracker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_can_be_stored_as_float16() {
+    let tracker = RealTracker::start(&[]).await;
+    tracker.import(1).await;
+    let cpu = tracker.register("cpu", ClientType::Cpu).await;
+    let jobs = cpu.claim(2, false).await.expect("claim");
+    let photos = parity_support::photos();
+    let mut blobs = Vec::new();
+    for (index, job) in jobs.iter().enumerate() {
+        let number = job.number;
+        let (entries, samples) = good_bundle(job, &photos[index * 3..index * 3 + 3], move |i| {
+            format!("http://img.test/{number}/{i}.jpg")
+        });
+        blobs.push(hand_in(&cpu, number, with_metadata(entries, &samples, number)).await);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = dir.path().join("dataset");
+    let config = daemon_config(
+        &tracker.base_url,
+        &output,
+        &["--shard-size", "4", "--embedding-dtype", "f16"],
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = clip_gpu_d::daemon::run(config, async move {
+        let _ = stopped.await;
+    });
+    let client = tracker.client();
+    let driver = async {
+        eventually("both jobs to complete", || async {
+            let done = client.is_completed(&blobs).await.expect("is completed");
+            (done.len() == blobs.len()).then_some(())
+        })
+        .await;
+        let _ = stop.send(());
+    };
+    let (result, ()) = tokio::join!(daemon, driver);
+    result.expect("daemon ran");
+
+    // check_dataset.py reads the npy files with numpy: float16, as `_stats.json` says, unit
+    // vectors whose cosines are the parquet's f32 similarities within 2e-3.
+    let summary = check_dataset(&output);
+    assert_eq!(summary.rows, 6, "{summary:?}");
+    let dtypes: Vec<&str> = summary
+        .shards
+        .iter()
+        .map(|shard| shard["dtype"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(dtypes, ["float16", "float16"]);
+    let stats: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(output.join("00000_stats.json")).expect("stats"))
+            .expect("stats json");
+    assert_eq!(stats["embedding_dtype"], "float16");
+    let (rows, dim, dtype, values) =
+        clip_gpu_d::npy::read(&output.join("img_emb/img_emb_00000.npy")).expect("npy");
+    assert_eq!((rows, dtype), (4, clip_gpu_d::npy::EmbeddingDtype::F16));
+    assert_eq!(values.len(), rows * dim);
     tracker.stop().await;
 }

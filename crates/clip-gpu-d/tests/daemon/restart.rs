@@ -78,6 +78,7 @@ async fn crash_and_restart_keep_every_pair_once() {
     assert_eq!(ids, expected, "no pair lost");
     assert_eq!(summary.unique_keys, summary.rows);
     assert!(summary.leftover_tmp.is_empty(), "{summary:?}");
+    assert_eq!(summary.tfrecord_shards, 0, "TFRecord is opt-in");
     assert!(
         !output.join("00090.pending").is_file(),
         "the half shard's marker is gone"

@@ -10,6 +10,7 @@ use cah_protocol::ext::Job;
 use cah_tracker_client::{BundleBody, JobOutput, Session, TrackerClient};
 use clap::Parser;
 use sha2::{Digest, Sha256};
+use tracker_d::cli::{Cli, Command};
 use tracker_d::db::Db;
 use tracker_d::testing::InProcess;
 use url::Url;
@@ -20,8 +21,17 @@ use crate::parity_support;
 pub(crate) struct RealTracker {
     pub(crate) base_url: Url,
     database_url: String,
-    server: InProcess,
+    server: Server,
     _dir: tempfile::TempDir,
+}
+
+enum Server {
+    InProcess(InProcess),
+    /// Serving on an address chosen before (a tracker restarted with a fresh database).
+    Pinned {
+        stop: tokio::sync::oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    },
 }
 
 impl RealTracker {
@@ -32,7 +42,56 @@ impl RealTracker {
         RealTracker {
             base_url: Url::parse(&format!("{}/", server.base())).expect("base url"),
             database_url,
-            server,
+            server: Server::InProcess(server),
+            _dir: dir,
+        }
+    }
+
+    /// Stops this tracker and starts another on the same address with an empty database, as
+    /// a tracker whose database was lost: it knows no client and no job of the old one.
+    pub(crate) async fn replace_with_fresh(self, extra: &[&str]) -> RealTracker {
+        let base_url = self.base_url.clone();
+        let addr = base_url
+            .socket_addrs(|| None)
+            .expect("tracker address")
+            .into_iter()
+            .next()
+            .expect("one address");
+        self.stop().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let database_url = format!("sqlite://{}", dir.path().join("tracker.sqlite").display());
+        let blob_dir = dir.path().join("staging").display().to_string();
+        let mut argv = vec![
+            "tracker-d",
+            "serve",
+            "--database-url",
+            database_url.as_str(),
+            "--blob-dir",
+            blob_dir.as_str(),
+            "--register-per-minute",
+            "100000",
+            "--register-burst",
+            "100000",
+            "--shutdown-grace",
+            "2s",
+        ];
+        argv.extend(extra);
+        let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command else {
+            unreachable!("serve was given");
+        };
+        let config = tracker_d::ServeConfig::try_from(*args).expect("valid config");
+        let db = Db::connect(&database_url, 8).await.expect("database opens");
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("bind the old tracker's address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(tracker_d::serve(listener, db, config, async move {
+            let _ = stopped.await;
+        }));
+        RealTracker {
+            base_url,
+            database_url,
+            server: Server::Pinned { stop, task },
             _dir: dir,
         }
     }
@@ -61,7 +120,13 @@ impl RealTracker {
     }
 
     pub(crate) async fn stop(self) {
-        self.server.stop().await;
+        match self.server {
+            Server::InProcess(server) => server.stop().await,
+            Server::Pinned { stop, task } => {
+                let _ = stop.send(());
+                task.await.expect("server task").expect("server result");
+            }
+        }
     }
 }
 
@@ -165,7 +230,7 @@ pub(crate) async fn hand_in(cpu: &Session, number: u64, bundle: Vec<u8>) -> Stri
     blob
 }
 
-/// A daemon config for the tiny checkpoint on the CPU.
+/// A daemon config for the tiny checkpoint on the CPU; a flag in `extra` replaces its default.
 pub(crate) fn daemon_config(
     tracker: &Url,
     output: &Path,
@@ -173,37 +238,42 @@ pub(crate) fn daemon_config(
 ) -> clip_gpu_d::daemon::Config {
     clip_gpu_d::telemetry::init(clip_gpu_d::telemetry::LogFormat::Text);
     let model = parity_support::tiny_model();
-    let mut argv: Vec<String> = vec![
-        "clip-gpu-d".into(),
-        "run".into(),
-        "--tracker".into(),
-        tracker.to_string(),
-        "--model".into(),
-        model.display().to_string(),
-        "--output".into(),
-        output.display().to_string(),
-        "--devices".into(),
-        "cpu".into(),
-        "--cpu-threads".into(),
-        "2".into(),
-        "--threshold".into(),
-        "-1".into(),
+    let defaults = [
+        ("--tracker", tracker.to_string()),
+        ("--model", model.display().to_string()),
+        ("--output", output.display().to_string()),
+        ("--devices", "cpu".to_owned()),
+        ("--cpu-threads", "2".to_owned()),
+        ("--threshold", "-1".to_owned()),
         // Random weights tag everything as underage; the tag rules have their own unit tests.
-        "--tags".into(),
-        "off".into(),
-        "--batch-size".into(),
-        "4".into(),
-        "--poll-interval".into(),
-        "100ms".into(),
-        "--flush-interval".into(),
-        "1s".into(),
+        ("--tags", "off".to_owned()),
+        ("--batch-size", "4".to_owned()),
+        ("--poll-interval", "100ms".to_owned()),
+        ("--flush-interval", "1s".to_owned()),
     ];
+    let mut argv: Vec<String> = vec!["clip-gpu-d".into(), "run".into()];
+    for (flag, value) in defaults {
+        if !extra.contains(&flag) {
+            argv.extend([flag.to_owned(), value]);
+        }
+    }
     argv.extend(extra.iter().map(|flag| (*flag).to_owned()));
     let args = <clip_gpu_d::embed::Args as Parser>::try_parse_from(argv).expect("flags parse");
     let clip_gpu_d::embed::Command::Run(run) = args.command else {
         unreachable!("run was given");
     };
     clip_gpu_d::daemon::Config::try_from(*run).expect("valid config")
+}
+
+/// Scrapes the daemon's Prometheus text from `metrics_url`.
+pub(crate) async fn scrape(metrics_url: &str) -> Option<String> {
+    reqwest::get(metrics_url).await.ok()?.text().await.ok()
+}
+
+/// The value of an unlabelled sample in a Prometheus text exposition.
+pub(crate) fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// Polls `check` every 100 ms until it yields, for at most 60 s.
@@ -226,21 +296,33 @@ where
 pub(crate) struct DatasetSummary {
     pub(crate) shards: Vec<serde_json::Value>,
     pub(crate) rows: usize,
+    /// Parquet keys, shard by shard.
+    pub(crate) keys: Vec<String>,
     pub(crate) unique_keys: usize,
     pub(crate) sample_ids: Vec<u64>,
+    /// Image URLs of every row, sorted.
+    pub(crate) urls: Vec<String>,
     pub(crate) leftover_tmp: Vec<String>,
+    /// Shards with a `.tfrecord`, and their records' keys, as read by the `tfrecord` package.
+    pub(crate) tfrecord_shards: usize,
+    pub(crate) tfrecord_keys: Vec<String>,
+    /// Largest difference between a record's embeddings and its npy rows.
+    pub(crate) tfrecord_max_embedding_diff: f64,
+    /// Record fields that differ from the parquet or the tar, as `key: field`.
+    pub(crate) tfrecord_mismatches: Vec<String>,
 }
 
-/// Reads the dataset with webdataset, pyarrow and numpy; fails with the fix when they are missing.
+/// Reads the dataset with webdataset, pyarrow, numpy and tfrecord; fails with the fix when they
+/// are missing.
 pub(crate) fn check_dataset(output: &Path) -> DatasetSummary {
     let python = parity_support::python();
     let works = std::process::Command::new(&python)
-        .args(["-c", "import webdataset, pyarrow, numpy"])
+        .args(["-c", "import webdataset, pyarrow, numpy, tfrecord, crc32c"])
         .status()
         .is_ok_and(|status| status.success());
     assert!(
         works,
-        "the dataset tests need webdataset, pyarrow and numpy in {}: run scripts/setup-torch.sh",
+        "the dataset tests need webdataset, pyarrow, numpy and tfrecord in {}: run scripts/setup-torch.sh",
         python.display()
     );
     let output = std::process::Command::new(&python)

@@ -1,0 +1,230 @@
+//! The options of `run`: flags with their `CLIP_*` environment variables, and their checks.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::model::{DeviceSpec, Precision};
+use crate::npy::EmbeddingDtype;
+use crate::output::{Output, S3Settings, Secret};
+use crate::tags::{NsfwPolicy, TagMode};
+
+/// Options of `run` (each also read from its `CLIP_*` environment variable).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Base URL of tracker-d.
+    #[arg(long, env = "CLIP_TRACKER_URL")]
+    pub tracker: Url,
+    /// Checkpoint folder with config.json, model.safetensors and tokenizer.json.
+    #[arg(long, env = "CLIP_MODEL_DIR")]
+    pub model: PathBuf,
+    /// Where the dataset goes: a local folder, or `s3://BUCKET/PREFIX`. For S3, each shard is
+    /// written in --spool-dir and then uploaded whole, `NNNNN_stats.json` last; credentials and
+    /// region come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION or
+    /// AWS_DEFAULT_REGION (or the --s3-* flags), the endpoint from --s3-endpoint or
+    /// AWS_ENDPOINT_URL.
+    #[arg(long, env = "CLIP_OUTPUT")]
+    pub output: Output,
+    /// Local folder where shards for an `s3://` --output are written before their upload
+    /// (ignored for a local --output). Relative to the working directory: under the systemd
+    /// unit, /var/lib/clip-gpu-d/spool, which outlives restarts, so shards complete but not yet
+    /// uploaded are uploaded at the next start.
+    #[arg(long, env = "CLIP_SPOOL_DIR", default_value = "spool")]
+    pub spool_dir: PathBuf,
+    /// Also write each shard as `NNNNN.tfrecord` (`tf.train.Example` records: key, image,
+    /// image_format, caption, url, sample_id, similarity, nsfw, width, height and both
+    /// embeddings), as the 2021 workers did. As an environment variable: CLIP_TFRECORD=true.
+    #[arg(long, env = "CLIP_TFRECORD")]
+    pub tfrecord: bool,
+    /// S3 endpoint for a non-AWS store (MinIO, Ceph...), e.g. `http://127.0.0.1:9000`:
+    /// path-style requests, plain http allowed when it says http. Default: AWS_ENDPOINT_URL,
+    /// else AWS itself.
+    #[arg(long, env = "CLIP_S3_ENDPOINT")]
+    pub s3_endpoint: Option<Url>,
+    /// S3 region (default: AWS_DEFAULT_REGION, else us-east-1).
+    #[arg(long, env = "AWS_REGION")]
+    pub s3_region: Option<String>,
+    /// S3 access key ID.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key (prefer the environment variable: command lines are visible to
+    /// other users).
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<Secret>,
+    /// `cpu`, or CUDA device indices separated by commas (`0,1`): one model thread per device.
+    #[arg(long, env = "CLIP_DEVICES", default_value = "0")]
+    pub devices: String,
+    /// Weight and activation precision: f32, f16 or bf16.
+    #[arg(long, env = "CLIP_DTYPE", default_value = "f32")]
+    pub dtype: Precision,
+    /// Pairs per forward pass.
+    #[arg(long, env = "CLIP_BATCH_SIZE", default_value_t = 256)]
+    pub batch_size: usize,
+    /// Pairs per output shard.
+    #[arg(long, env = "CLIP_SHARD_SIZE", default_value_t = 10_000)]
+    pub shard_size: usize,
+    /// Keep pairs whose image–text cosine similarity is at least this (LAION-5B English: 0.28).
+    #[arg(
+        long,
+        env = "CLIP_THRESHOLD",
+        default_value_t = 0.28,
+        allow_hyphen_values = true
+    )]
+    pub threshold: f32,
+    /// What to do with pairs tagged NSFW or UNSURE (underage and animal ones are always dropped).
+    #[arg(long, env = "CLIP_NSFW_POLICY", value_enum, default_value = "tag")]
+    pub nsfw_policy: NsfwPolicy,
+    /// Zero-shot NSFW/underage/animal tagging; `off` only for test checkpoints or post-hoc tagging.
+    #[arg(long, env = "CLIP_TAGS", value_enum, default_value = "on")]
+    pub tags: TagMode,
+    /// Most jobs held at once (claimed and not yet completed). Their bundles' images are held
+    /// in memory, so memory is bounded by about this many times the bundle size.
+    #[arg(long, env = "CLIP_MAX_JOBS", default_value_t = 8)]
+    pub max_jobs: u32,
+    /// Name on the tracker's leaderboard.
+    #[arg(long, env = "CLIP_NICKNAME", default_value = "clip-gpu-d")]
+    pub nickname: String,
+    /// Wait between claims when the tracker has no GPU work.
+    #[arg(long, env = "CLIP_POLL_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub poll_interval: Duration,
+    /// Close a short shard when no new pair arrived for this long (its jobs then complete).
+    #[arg(long, env = "CLIP_FLUSH_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub flush_interval: Duration,
+    /// Largest bundle downloaded, in bytes.
+    #[arg(long, env = "CLIP_MAX_BUNDLE_BYTES", default_value_t = 4 << 30)]
+    pub max_bundle_bytes: u64,
+    /// libtorch CPU threads (default: libtorch's choice).
+    #[arg(long, env = "CLIP_CPU_THREADS")]
+    pub cpu_threads: Option<i32>,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (off when unset).
+    #[arg(long, env = "CLIP_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// How the `.npy` embeddings are stored: f32, or f16 as clip-retrieval writes them (half
+    /// the size; a stored unit vector's cosines move by at most about 1e-3). The parquet's
+    /// similarity column is computed in f32 either way.
+    #[arg(long, env = "CLIP_EMBEDDING_DTYPE", value_enum, default_value = "f32")]
+    pub embedding_dtype: EmbeddingDtype,
+    /// Longest drain after SIGTERM or SIGINT. Past it the daemon stops scoring, discards the
+    /// open shard, releases the jobs it still holds (the tracker hands them out again at once)
+    /// and exits 0; a shard being written or uploaded then is finished first. The default
+    /// leaves a minute of the unit's TimeoutStopSec=600 for that and for the releases.
+    #[arg(long, env = "CLIP_DRAIN_TIMEOUT", default_value = "9m", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+/// Validated [`RunArgs`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub tracker: Url,
+    pub model: PathBuf,
+    pub output: Output,
+    /// Where shards are written: the output folder, or the spool folder for S3.
+    pub shard_dir: PathBuf,
+    pub tfrecord: bool,
+    pub s3: S3Settings,
+    pub devices: Vec<DeviceSpec>,
+    pub dtype: Precision,
+    pub batch_size: usize,
+    pub shard_size: usize,
+    pub threshold: f32,
+    pub nsfw_policy: NsfwPolicy,
+    pub tags: TagMode,
+    pub max_jobs: u32,
+    pub nickname: String,
+    pub poll_interval: Duration,
+    pub flush_interval: Duration,
+    pub max_bundle_bytes: u64,
+    pub cpu_threads: Option<i32>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub embedding_dtype: EmbeddingDtype,
+    pub drain_timeout: Duration,
+}
+
+impl TryFrom<RunArgs> for Config {
+    type Error = anyhow::Error;
+
+    fn try_from(args: RunArgs) -> anyhow::Result<Self> {
+        anyhow::ensure!(args.batch_size > 0, "--batch-size must be positive");
+        anyhow::ensure!(args.shard_size > 0, "--shard-size must be positive");
+        anyhow::ensure!(args.max_jobs > 0, "--max-jobs must be positive");
+        anyhow::ensure!(args.threshold.is_finite(), "--threshold must be a number");
+        anyhow::ensure!(
+            args.model.join("config.json").is_file(),
+            "--model {} has no config.json",
+            args.model.display()
+        );
+        Ok(Self {
+            devices: parse_devices(&args.devices)?,
+            tracker: args.tracker,
+            model: args.model,
+            shard_dir: args.output.shard_dir(&args.spool_dir).to_owned(),
+            output: args.output,
+            tfrecord: args.tfrecord,
+            s3: S3Settings {
+                endpoint: args.s3_endpoint,
+                region: args.s3_region,
+                access_key_id: args.s3_access_key_id,
+                secret_access_key: args.s3_secret_access_key,
+            },
+            dtype: args.dtype,
+            batch_size: args.batch_size,
+            shard_size: args.shard_size,
+            threshold: args.threshold,
+            nsfw_policy: args.nsfw_policy,
+            tags: args.tags,
+            max_jobs: args.max_jobs,
+            nickname: args.nickname,
+            poll_interval: args.poll_interval,
+            flush_interval: args.flush_interval,
+            max_bundle_bytes: args.max_bundle_bytes,
+            cpu_threads: args.cpu_threads,
+            metrics_listen: args.metrics_listen,
+            embedding_dtype: args.embedding_dtype,
+            drain_timeout: args.drain_timeout,
+        })
+    }
+}
+
+/// `cpu`, or CUDA indices such as `0,1` (also `cuda:0,cuda:1`).
+pub fn parse_devices(text: &str) -> anyhow::Result<Vec<DeviceSpec>> {
+    let mut devices = Vec::new();
+    for part in text
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+    {
+        let device = match part.parse::<usize>() {
+            Ok(index) => DeviceSpec::Cuda(index),
+            Err(_) => part
+                .parse::<DeviceSpec>()
+                .map_err(|error| anyhow::anyhow!("--devices: {error}"))?,
+        };
+        anyhow::ensure!(!devices.contains(&device), "--devices names {device} twice");
+        devices.push(device);
+    }
+    anyhow::ensure!(!devices.is_empty(), "--devices is empty");
+    Ok(devices)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_parse() {
+        assert_eq!(parse_devices("cpu").expect("cpu"), [DeviceSpec::Cpu]);
+        assert_eq!(
+            parse_devices("0,1").expect("cuda"),
+            [DeviceSpec::Cuda(0), DeviceSpec::Cuda(1)]
+        );
+        assert_eq!(
+            parse_devices("cuda:2").expect("cuda"),
+            [DeviceSpec::Cuda(2)]
+        );
+        assert!(parse_devices("0,0").is_err());
+        assert!(parse_devices("gpu").is_err());
+        assert!(parse_devices("").is_err());
+    }
+}

@@ -1,0 +1,198 @@
+//! The jobs this daemon holds on the tracker, and which of them the tracker took back.
+//!
+//! The tracker takes a job back when its lease expires (a heartbeat no longer lists it) or when
+//! it forgets the daemon's token (idle timeout, database reset): every job claimed under that
+//! token is gone, and the tracker hands it out again, possibly to this very daemon under its
+//! new token. A lost job's copy still in the pipeline must then be dropped, never completed:
+//! so each claim gets a local id, and only the claim the daemon holds now may be completed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::metrics::Metrics;
+
+/// One claim of a job by this daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct Claim {
+    pub(super) number: u64,
+    id: u64,
+}
+
+/// The claims held now, by job number.
+#[derive(Debug)]
+pub(super) struct Holdings {
+    held: Mutex<HashMap<u64, Held>>,
+    next_id: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    id: u64,
+    /// The registration (see `Registration`) whose token claimed the job.
+    generation: u64,
+}
+
+impl Holdings {
+    pub(super) fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            held: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            metrics,
+        }
+    }
+
+    /// Records job `number`, claimed under registration `generation`; an earlier claim of the
+    /// same number is stale from now on.
+    pub(super) fn claimed(&self, number: u64, generation: u64) -> Claim {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut held = self.lock();
+        held.insert(number, Held { id, generation });
+        self.publish(&held);
+        Claim { number, id }
+    }
+
+    /// Whether `claim` is still held: not completed, released or lost.
+    pub(super) fn is_held(&self, claim: Claim) -> bool {
+        self.lock()
+            .get(&claim.number)
+            .is_some_and(|held| held.id == claim.id)
+    }
+
+    /// Stops holding `claim` (completed, reported invalid or released); `false` when it was
+    /// not held any more, in which case it must not be completed.
+    pub(super) fn finish(&self, claim: Claim) -> bool {
+        let mut held = self.lock();
+        let was_held = held
+            .get(&claim.number)
+            .is_some_and(|entry| entry.id == claim.id);
+        if was_held {
+            held.remove(&claim.number);
+            self.publish(&held);
+        }
+        was_held
+    }
+
+    /// Every claim held now.
+    pub(super) fn claims(&self) -> Vec<Claim> {
+        self.lock()
+            .iter()
+            .map(|(number, held)| Claim {
+                number: *number,
+                id: held.id,
+            })
+            .collect()
+    }
+
+    /// The tracker forgot registration `generation`: every job claimed under it (or before) is
+    /// lost. Returns the lost job numbers.
+    pub(super) fn lose_generation(&self, generation: u64) -> Vec<u64> {
+        let mut held = self.lock();
+        let lost: Vec<u64> = held
+            .iter()
+            .filter(|(_, entry)| entry.generation <= generation)
+            .map(|(number, _)| *number)
+            .collect();
+        self.remove_lost(&mut held, &lost)
+    }
+
+    /// A heartbeat sent while `asked` were held answered that the tracker still gives this
+    /// daemon `still_held`: the others among `asked` expired. Returns the lost job numbers.
+    pub(super) fn lose_missing(&self, asked: &[Claim], still_held: &[u64]) -> Vec<u64> {
+        let mut held = self.lock();
+        let lost: Vec<u64> = asked
+            .iter()
+            .filter(|claim| !still_held.contains(&claim.number))
+            .filter(|claim| {
+                held.get(&claim.number)
+                    .is_some_and(|entry| entry.id == claim.id)
+            })
+            .map(|claim| claim.number)
+            .collect();
+        self.remove_lost(&mut held, &lost)
+    }
+
+    /// Stops holding everything (the drain deadline releases these). Returns the job numbers.
+    pub(super) fn take_all(&self) -> Vec<u64> {
+        let mut held = self.lock();
+        let numbers: Vec<u64> = held.keys().copied().collect();
+        held.clear();
+        self.publish(&held);
+        numbers
+    }
+
+    fn remove_lost(&self, held: &mut HashMap<u64, Held>, lost: &[u64]) -> Vec<u64> {
+        for number in lost {
+            held.remove(number);
+        }
+        Metrics::add(&self.metrics.jobs_lost, lost.len() as u64);
+        self.publish(held);
+        lost.to_vec()
+    }
+
+    fn publish(&self, held: &HashMap<u64, Held>) {
+        self.metrics
+            .held_jobs
+            .store(held.len() as i64, Ordering::Relaxed);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Held>> {
+        // A panic while the map was locked cannot leave it half-updated: every change is one
+        // insert or remove.
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_claimed_again_makes_the_earlier_claim_stale() {
+        let metrics = Metrics::new();
+        let holdings = Holdings::new(Arc::clone(&metrics));
+        let first = holdings.claimed(7, 0);
+        let other = holdings.claimed(8, 0);
+        assert!(holdings.is_held(first));
+        // The tracker forgot registration 0; job 7 comes back under registration 1.
+        let mut lost = holdings.lose_generation(0);
+        lost.sort_unstable();
+        assert_eq!(lost, [7, 8]);
+        let again = holdings.claimed(7, 1);
+        assert!(!holdings.is_held(first) && holdings.is_held(again));
+        assert!(!holdings.finish(first), "a stale claim is never completed");
+        assert!(!holdings.finish(other));
+        assert!(
+            holdings.is_held(again),
+            "finishing a stale claim leaves the new one"
+        );
+        assert_eq!(metrics.held_jobs.load(Ordering::Relaxed), 1);
+        assert!(holdings.finish(again));
+        assert!(!holdings.finish(again), "finished once");
+        assert_eq!(metrics.jobs_lost.load(Ordering::Relaxed), 2);
+        assert_eq!(metrics.held_jobs.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_heartbeat_loses_only_the_jobs_it_asked_about() {
+        let holdings = Holdings::new(Metrics::new());
+        let kept = holdings.claimed(1, 0);
+        let expired = holdings.claimed(2, 0);
+        let asked = holdings.claims();
+        // Claimed after the heartbeat was sent: its absence from the answer means nothing.
+        let newer = holdings.claimed(3, 0);
+        assert_eq!(holdings.lose_missing(&asked, &[1]), [2]);
+        assert!(holdings.is_held(kept) && holdings.is_held(newer));
+        assert!(!holdings.is_held(expired));
+        // Registration 1's claims survive the loss of registration 0.
+        let renewed = holdings.claimed(4, 1);
+        let mut lost = holdings.lose_generation(0);
+        lost.sort_unstable();
+        assert_eq!(lost, [1, 3]);
+        assert_eq!(holdings.take_all(), [4]);
+        assert!(!holdings.is_held(renewed));
+    }
+}

@@ -1,0 +1,154 @@
+//! Where the dataset goes (`run --output`): a local folder that shards are written in, or
+//! `s3://BUCKET/PREFIX`, where shards are written in a local spool folder first and uploaded
+//! whole (see [`s3`]).
+
+pub mod s3;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use url::Url;
+
+/// The `--output` of `run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Shards are written in this folder.
+    Local(PathBuf),
+    /// Shards are written in the spool folder and uploaded here.
+    S3(S3Location),
+}
+
+/// `s3://BUCKET/PREFIX`; the prefix has no leading or trailing `/` and may be empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+/// How to reach S3, from the flags and their `AWS_*` variables; what is unset here is taken
+/// from the environment by `object_store` (`AWS_DEFAULT_REGION`, `AWS_SESSION_TOKEN`, ...).
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    /// A custom endpoint (MinIO, Ceph, s3s-fs...): path-style requests, http allowed if it is http.
+    pub endpoint: Option<Url>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+}
+
+/// A secret whose `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("{0:?} is not s3://BUCKET/PREFIX: {1}")]
+    S3Url(String, &'static str),
+}
+
+impl Output {
+    /// The folder shards are written in: the output folder itself, or the spool for S3.
+    pub fn shard_dir<'a>(&'a self, spool_dir: &'a Path) -> &'a Path {
+        match self {
+            Output::Local(dir) => dir,
+            Output::S3(_) => spool_dir,
+        }
+    }
+}
+
+impl FromStr for Output {
+    type Err = OutputError;
+
+    fn from_str(text: &str) -> Result<Self, OutputError> {
+        let Some(rest) = text.strip_prefix("s3://") else {
+            return Ok(Output::Local(PathBuf::from(text)));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let valid_bucket = !bucket.is_empty()
+            && bucket
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || b".-_".contains(&byte));
+        if !valid_bucket {
+            return Err(OutputError::S3Url(text.to_owned(), "bad bucket name"));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix.split('/').any(|part| part == "." || part == "..") || prefix.contains("//") {
+            return Err(OutputError::S3Url(text.to_owned(), "bad prefix"));
+        }
+        Ok(Output::S3(S3Location {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        }))
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Output::Local(dir) => write!(f, "{}", dir.display()),
+            Output::S3(location) => write!(f, "s3://{}/{}", location.bucket, location.prefix),
+        }
+    }
+}
+
+impl Secret {
+    /// The secret itself, to hand to the S3 client.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(text.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_parse() {
+        let s3 = |bucket: &str, prefix: &str| {
+            Output::S3(S3Location {
+                bucket: bucket.to_owned(),
+                prefix: prefix.to_owned(),
+            })
+        };
+        let cases = [
+            (
+                "/data/laion",
+                Ok(Output::Local(PathBuf::from("/data/laion"))),
+            ),
+            (
+                "relative/dir",
+                Ok(Output::Local(PathBuf::from("relative/dir"))),
+            ),
+            ("s3://laion", Ok(s3("laion", ""))),
+            ("s3://laion/", Ok(s3("laion", ""))),
+            ("s3://laion/2021/en/", Ok(s3("laion", "2021/en"))),
+            ("s3://", Err("bad bucket name")),
+            ("s3:///prefix", Err("bad bucket name")),
+            ("s3://a b/x", Err("bad bucket name")),
+            ("s3://laion/a//b", Err("bad prefix")),
+            ("s3://laion/a/../b", Err("bad prefix")),
+        ];
+        for (text, expected) in cases {
+            let got = text
+                .parse::<Output>()
+                .map_err(|OutputError::S3Url(_, why)| why);
+            assert_eq!(got, expected, "{text}");
+        }
+        assert_eq!(s3("b", "p/q").to_string(), "s3://b/p/q");
+        assert_eq!(format!("{:?}", Secret("key".to_owned())), "***");
+    }
+}
