@@ -161,7 +161,7 @@ pub async fn run_with_listener(
             poll_interval: config.poll_interval,
             max_bundle_bytes: config.max_bundle_bytes,
             work_dir: work_dir.clone(),
-            http: reqwest::Client::new(),
+            http: jobs::bundle_client()?,
             metrics: Arc::clone(&metrics),
         },
         job_sender,

@@ -227,6 +227,19 @@ async fn load(context: &ClaimContext, job: &Job, path: &Path) -> Result<Vec<Samp
         .map_err(FetchError::from)
 }
 
+/// The HTTP client for bundle downloads: a stalled origin fails the attempt after
+/// [`BUNDLE_READ_TIMEOUT`] without a byte instead of holding the job until the drain deadline.
+pub(super) fn bundle_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(BUNDLE_READ_TIMEOUT)
+        .build()
+        .map_err(|error| anyhow::anyhow!("cannot build the bundle download client: {error}"))
+}
+
+/// Longest wait for the next bytes of a bundle download.
+pub(super) const BUNDLE_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Streams the bundle to `path`, checking its size and SHA-256 against the tracker's.
 async fn download(
     http: &reqwest::Client,
