@@ -26,6 +26,7 @@ pub mod fetch;
 pub mod filters;
 pub mod halves;
 pub mod job;
+mod jpeg;
 pub mod language;
 pub mod license;
 pub mod metrics;

@@ -1,11 +1,10 @@
 //! Resizes a decoded picture (shorter side to 256 by default, aspect kept, never enlarged)
-//! with `fast_image_resize` (SIMD) and encodes it as JPEG.
+//! with `fast_image_resize` (SIMD) and encodes it as JPEG with libjpeg-turbo.
 //!
 //! Large JPEGs arrive here already decoded at a reduced scale (see `validate.rs`).
 
 use fast_image_resize::images::Image;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::codecs::jpeg::JpegEncoder;
 
 use crate::validate::Decoded;
 
@@ -68,15 +67,7 @@ pub fn resize_and_encode(decoded: Decoded, config: &ResizeConfig) -> Option<Stor
         Resizer::new().resize(&source, &mut target, &options).ok()?;
         target.into_vec()
     };
-    let mut jpeg = Vec::with_capacity(pixels.len() / 8);
-    JpegEncoder::new_with_quality(&mut jpeg, config.jpeg_quality)
-        .encode(
-            &pixels,
-            target_width,
-            target_height,
-            image::ExtendedColorType::Rgb8,
-        )
-        .ok()?;
+    let jpeg = crate::jpeg::encode_rgb(&pixels, target_width, target_height, config.jpeg_quality)?;
     Some(Stored {
         jpeg,
         width: target_width,

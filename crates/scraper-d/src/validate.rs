@@ -38,9 +38,9 @@ pub struct Decoded {
     pub original_height: u32,
 }
 
-/// Validates and decodes `bytes`, or names why not. A JPEG whose shorter side is at least
-/// twice `scale_to` is decoded at 1/2, 1/4 or 1/8 scale in the DCT domain (jpeg-decoder),
-/// never below `scale_to`; the full decoder is used when that path cannot serve it.
+/// Validates and decodes `bytes`, or names why not. JPEGs go through libjpeg-turbo
+/// ([`crate::jpeg`]), at 1/2, 1/4 or 1/8 scale in the DCT domain when the shorter side stays at
+/// least `scale_to`; the `image` crate decodes the rest, and the JPEGs libjpeg-turbo refuses.
 pub fn decode(
     bytes: &[u8],
     config: &ValidateConfig,
@@ -63,9 +63,7 @@ pub fn decode(
         return Err(Outcome::TooBig);
     }
     if format == ImageFormat::Jpeg
-        && let Some(shorter_side) = scale_to
-        && width.min(height) >= shorter_side.saturating_mul(2)
-        && let Some(image) = decode_jpeg_scaled(bytes, width, height, shorter_side)
+        && let Some(image) = crate::jpeg::decode(bytes, scale_to)
     {
         return Ok(Decoded {
             image,
@@ -88,39 +86,6 @@ pub fn decode(
         original_width: width,
         original_height: height,
     })
-}
-
-/// DCT-domain downscaled decoding: the IDCT computes only the needed frequencies, so a 4 MP
-/// photo for a 256-pixel thumbnail costs about a sixteenth of a full decode.
-fn decode_jpeg_scaled(
-    bytes: &[u8],
-    width: u32,
-    height: u32,
-    shorter_side: u32,
-) -> Option<DynamicImage> {
-    let (target_width, target_height) = crate::resize::target_size(width, height, shorter_side);
-    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    let (out_width, out_height) = decoder
-        .scale(
-            u16::try_from(target_width).ok()?,
-            u16::try_from(target_height).ok()?,
-        )
-        .ok()?;
-    let (out_width, out_height) = (u32::from(out_width), u32::from(out_height));
-    if out_width.min(out_height) < shorter_side {
-        return None;
-    }
-    let pixels = decoder.decode().ok()?;
-    // The layout is read from the buffer size, not `Decoder::info()`, whose match arms panic
-    // on formats it did not expect (and release builds abort on a panic).
-    let n_pixels = usize::try_from(u64::from(out_width) * u64::from(out_height)).ok()?;
-    if pixels.len() == n_pixels.checked_mul(3)? {
-        image::RgbImage::from_raw(out_width, out_height, pixels).map(DynamicImage::ImageRgb8)
-    } else if pixels.len() == n_pixels {
-        image::GrayImage::from_raw(out_width, out_height, pixels).map(DynamicImage::ImageLuma8)
-    } else {
-        None // CMYK (4 bytes per pixel) or 16-bit: the full decoder handles it.
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,149 @@
+//! JPEG through libjpeg-turbo (vendored, SIMD): decoding at a reduced scale in the DCT domain and
+//! encoding the stored thumbnails, the two costliest steps of a download.
+//!
+//! Each worker thread keeps one decompressor and one compressor.
+
+use std::cell::RefCell;
+
+use image::DynamicImage;
+use turbojpeg::{Colorspace, Compressor, Decompressor, Image, PixelFormat, ScalingFactor, Subsamp};
+
+thread_local! {
+    static DECOMPRESSOR: RefCell<Option<Decompressor>> = const { RefCell::new(None) };
+    static COMPRESSOR: RefCell<Option<Compressor>> = const { RefCell::new(None) };
+}
+
+/// The reductions used, largest first: the IDCT computes only the needed frequencies, so a
+/// 4 MP photo for a 256-pixel thumbnail costs a fraction of a full decode.
+const REDUCTIONS: [usize; 3] = [8, 4, 2];
+
+/// Decodes an RGB or greyscale JPEG, at the largest 1/2, 1/4 or 1/8 reduction whose shorter
+/// side stays at least `scale_to` (at full size without it). `None` when libjpeg-turbo refuses
+/// the data, warnings included (a truncated file), or for CMYK: the caller falls back to the
+/// `image` crate, which then decides.
+pub(crate) fn decode(bytes: &[u8], scale_to: Option<u32>) -> Option<DynamicImage> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Decompressor::new().ok();
+        }
+        let decompressor = slot.as_mut()?;
+        let header = decompressor.read_header(bytes).ok()?;
+        let format = match header.colorspace {
+            Colorspace::Gray => PixelFormat::GRAY,
+            Colorspace::RGB | Colorspace::YCbCr => PixelFormat::RGB,
+            Colorspace::CMYK | Colorspace::YCCK => return None,
+        };
+        let shorter = header.width.min(header.height);
+        let factor = scale_to
+            .and_then(|target| {
+                REDUCTIONS
+                    .iter()
+                    .find(|denom| shorter / **denom >= target as usize)
+                    .map(|denom| ScalingFactor::new(1, *denom))
+            })
+            .unwrap_or(ScalingFactor::ONE);
+        decompressor.set_scaling_factor(factor).ok()?;
+        let scaled = header.scaled(factor);
+        let channels = format.size();
+        let mut image = Image {
+            pixels: vec![
+                0u8;
+                scaled
+                    .width
+                    .checked_mul(scaled.height)?
+                    .checked_mul(channels)?
+            ],
+            width: scaled.width,
+            pitch: scaled.width * channels,
+            height: scaled.height,
+            format,
+        };
+        let decoded = decompressor.decompress(bytes, image.as_deref_mut());
+        // Scaling is per call: leave the decompressor at full size for the next picture.
+        let _ = decompressor.set_scaling_factor(ScalingFactor::ONE);
+        decoded.ok()?;
+        let (width, height) = (
+            u32::try_from(scaled.width).ok()?,
+            u32::try_from(scaled.height).ok()?,
+        );
+        if format == PixelFormat::GRAY {
+            image::GrayImage::from_raw(width, height, image.pixels).map(DynamicImage::ImageLuma8)
+        } else {
+            image::RgbImage::from_raw(width, height, image.pixels).map(DynamicImage::ImageRgb8)
+        }
+    })
+}
+
+/// Encodes packed RGB pixels as a baseline JPEG with 4:2:0 chroma (as OpenCV's default, which
+/// img2dataset uses).
+pub(crate) fn encode_rgb(pixels: &[u8], width: u32, height: u32, quality: u8) -> Option<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Compressor::new().ok();
+        }
+        let compressor = slot.as_mut()?;
+        compressor.set_quality(i32::from(quality)).ok()?;
+        compressor.set_subsamp(Subsamp::Sub2x2).ok()?;
+        let width = usize::try_from(width).ok()?;
+        let image = Image {
+            pixels,
+            width,
+            pitch: width * 3,
+            height: usize::try_from(height).ok()?,
+            format: PixelFormat::RGB,
+        };
+        compressor.compress_to_vec(image).ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn photo_like(width: u32, height: u32) -> image::RgbImage {
+        image::RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
+        })
+    }
+
+    #[test]
+    fn decodes_what_it_encodes_at_every_reduction() {
+        let rgb = photo_like(1024, 768);
+        let jpeg = encode_rgb(rgb.as_raw(), 1024, 768, 95).expect("encodes");
+        let cases = [
+            (None, (1024, 768)),
+            (Some(1000), (1024, 768)),
+            (Some(384), (512, 384)),
+            (Some(256), (512, 384)),
+            (Some(192), (256, 192)),
+            (Some(96), (128, 96)),
+            (Some(10), (128, 96)),
+        ];
+        for (scale_to, size) in cases {
+            let image = decode(&jpeg, scale_to).expect("decodes");
+            assert_eq!((image.width(), image.height()), size, "{scale_to:?}");
+        }
+        let full = decode(&jpeg, None).expect("decodes").into_rgb8();
+        let error = full
+            .as_raw()
+            .iter()
+            .zip(rgb.as_raw())
+            .map(|(a, b)| u32::from(a.abs_diff(*b)))
+            .sum::<u32>() as f64
+            / rgb.as_raw().len() as f64;
+        assert!(error < 4.0, "mean abs error {error}");
+    }
+
+    #[test]
+    fn truncated_and_garbage_data_are_refused() {
+        let rgb = photo_like(320, 240);
+        let jpeg = encode_rgb(rgb.as_raw(), 320, 240, 90).expect("encodes");
+        assert!(decode(&jpeg[..jpeg.len() / 2], None).is_none());
+        assert!(decode(&[0xff, 0xd8, 0xff, 0x00, 1, 2, 3], None).is_none());
+        // The decompressor is still usable afterwards, at full size.
+        let again = decode(&jpeg, None).expect("decodes");
+        assert_eq!((again.width(), again.height()), (320, 240));
+    }
+}
