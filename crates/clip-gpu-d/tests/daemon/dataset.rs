@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 
 use crate::parity_support;
 use crate::support::{
-    Entry, RealTracker, check_dataset, daemon_config, eventually, good_bundle, hand_in, tar_bytes,
-    with_metadata,
+    Entry, RealTracker, check_dataset, daemon_config, eventually, good_bundle, hand_in,
+    run_until_completed, tar_bytes, with_metadata,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,21 +237,7 @@ async fn embeddings_can_be_stored_as_float16() {
         &output,
         &["--shard-size", "4", "--embedding-dtype", "f16"],
     );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = clip_gpu_d::daemon::run(config, async move {
-        let _ = stopped.await;
-    });
-    let client = tracker.client();
-    let driver = async {
-        eventually("both jobs to complete", || async {
-            let done = client.is_completed(&blobs).await.expect("is completed");
-            (done.len() == blobs.len()).then_some(())
-        })
-        .await;
-        let _ = stop.send(());
-    };
-    let (result, ()) = tokio::join!(daemon, driver);
-    result.expect("daemon ran");
+    run_until_completed(&tracker, config, &blobs).await;
 
     // check_dataset.py reads the npy files with numpy: float16, as `_stats.json` says, unit
     // vectors whose cosines are the parquet's f32 similarities within 2e-3.

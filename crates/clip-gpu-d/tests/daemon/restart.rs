@@ -6,7 +6,8 @@ use cah_protocol::ClientType;
 
 use crate::parity_support;
 use crate::support::{
-    RealTracker, check_dataset, daemon_config, eventually, good_bundle, hand_in, with_metadata,
+    RealTracker, check_dataset, daemon_config, good_bundle, hand_in, run_until_completed,
+    run_until_file, with_metadata,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,11 +38,7 @@ async fn crash_and_restart_keep_every_pair_once() {
         &output,
         &["--shard-size", "4", "--max-jobs", "6"],
     );
-    let first_shard = output.join("00000_stats.json");
-    tokio::select! {
-        result = clip_gpu_d::daemon::run(config, std::future::pending()) => panic!("daemon stopped early: {result:?}"),
-        () = eventually("the first shard", || async { first_shard.is_file().then_some(()) }) => {}
-    }
+    run_until_file(config, &output.join("00000_stats.json")).await;
     // A crash in the middle of a shard: leftovers of a half-written shard 00090.
     std::fs::write(output.join("00090.tar.tmp"), b"partial").expect("plant");
     std::fs::write(
@@ -52,21 +49,7 @@ async fn crash_and_restart_keep_every_pair_once() {
 
     // Second run: the first run's jobs come back after their leases expire.
     let config = daemon_config(&tracker.base_url, &output, &["--shard-size", "4"]);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = clip_gpu_d::daemon::run(config, async move {
-        let _ = stopped.await;
-    });
-    let client = tracker.client();
-    let driver = async {
-        eventually("every job to complete", || async {
-            let done = client.is_completed(&blobs).await.expect("is completed");
-            (done.len() == blobs.len()).then_some(())
-        })
-        .await;
-        let _ = stop.send(());
-    };
-    let (result, ()) = tokio::join!(daemon, driver);
-    result.expect("daemon ran");
+    run_until_completed(&tracker, config, &blobs).await;
 
     let summary = check_dataset(&output);
     let ids: BTreeSet<u64> = summary.sample_ids.iter().copied().collect();

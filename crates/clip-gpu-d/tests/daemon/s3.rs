@@ -13,7 +13,8 @@ use cah_tracker_client::Session;
 use crate::parity_support;
 use crate::s3s::{ACCESS_KEY, BUCKET, S3sServer, SECRET_KEY};
 use crate::support::{
-    RealTracker, check_dataset, daemon_config, eventually, good_bundle, hand_in, with_metadata,
+    RealTracker, check_dataset, daemon_config, eventually, good_bundle, hand_in,
+    run_until_completed, run_until_file, with_metadata,
 };
 
 const PREFIX: &str = "runs/2021";
@@ -110,11 +111,7 @@ async fn a_shard_left_in_the_spool_by_a_crash_is_uploaded_once() {
         &spool,
         &["--shard-size", "4", "--max-jobs", "4"],
     );
-    let first_shard = spool.join("00000_stats.json");
-    tokio::select! {
-        result = clip_gpu_d::daemon::run(config, std::future::pending()) => panic!("daemon stopped early: {result:?}"),
-        () = eventually("the first shard", || async { first_shard.is_file().then_some(()) }) => {}
-    }
+    run_until_file(config, &spool.join("00000_stats.json")).await;
     // And the leftovers of a half-written shard.
     std::fs::write(spool.join("00090.tar.tmp"), b"partial").expect("plant");
     std::fs::write(spool.join("00090.pending"), br#"{"hashes":[1],"jobs":[1]}"#).expect("plant");
@@ -217,29 +214,6 @@ async fn hand_in_photos(
     });
     expected.extend(samples.iter().map(|sample| sample.sample_id));
     hand_in(cpu, number, with_metadata(entries, &samples, number)).await
-}
-
-/// Runs the daemon in-process until every job of `blobs` is completed, then drains it.
-async fn run_until_completed(
-    tracker: &RealTracker,
-    config: clip_gpu_d::daemon::Config,
-    blobs: &[String],
-) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = clip_gpu_d::daemon::run(config, async move {
-        let _ = stopped.await;
-    });
-    let client = tracker.client();
-    let driver = async {
-        eventually("the jobs to complete", || async {
-            let done = client.is_completed(blobs).await.expect("is completed");
-            (done.len() == blobs.len()).then_some(())
-        })
-        .await;
-        let _ = stop.send(());
-    };
-    let (result, ()) = tokio::join!(daemon, driver);
-    result.expect("daemon ran");
 }
 
 /// s3s-fs writes each object's file when the object is stored (a multipart upload when it

@@ -338,3 +338,35 @@ pub(crate) fn check_dataset(output: &Path) -> DatasetSummary {
     );
     serde_json::from_slice(&output.stdout).expect("summary json")
 }
+
+/// Runs the daemon in-process until every job of `blobs` is completed, then drains it.
+pub(crate) async fn run_until_completed(
+    tracker: &RealTracker,
+    config: clip_gpu_d::daemon::Config,
+    blobs: &[String],
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = clip_gpu_d::daemon::run(config, async move {
+        let _ = stopped.await;
+    });
+    let client = tracker.client();
+    let driver = async {
+        eventually("the jobs to complete", || async {
+            let done = client.is_completed(blobs).await.expect("is completed");
+            (done.len() == blobs.len()).then_some(())
+        })
+        .await;
+        let _ = stop.send(());
+    };
+    let (result, ()) = tokio::join!(daemon, driver);
+    result.expect("daemon ran");
+}
+
+/// Runs the daemon in-process until `path` exists, then drops it there (a crash: nothing
+/// drains, nothing is released).
+pub(crate) async fn run_until_file(config: clip_gpu_d::daemon::Config, path: &Path) {
+    tokio::select! {
+        result = clip_gpu_d::daemon::run(config, std::future::pending()) => panic!("daemon stopped early: {result:?}"),
+        () = eventually("the file", || async { path.is_file().then_some(()) }) => {}
+    }
+}

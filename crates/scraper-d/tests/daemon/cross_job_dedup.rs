@@ -3,11 +3,9 @@
 
 use std::io::Read;
 
-use cah_protocol::ClientType;
 use cah_protocol::bundle::{BundleSample, SAMPLES_FILE};
 use cah_testkit::commoncrawl::{CommonCrawlServer, write_crawl};
 use cah_testkit::wat::WatConfig;
-use cah_tracker_client::TrackerClient;
 
 use super::support::{self, TestTracker};
 
@@ -54,28 +52,8 @@ async fn scrape_twice(tracker_dedup: bool) -> (usize, usize) {
         .expect("second run");
     assert_eq!(summary.completed.len(), 2, "{summary:?}");
 
-    let base = url::Url::parse(&tracker.base).expect("base");
-    let gpu = TrackerClient::with_defaults(base.clone())
-        .expect("client")
-        .register("gpu-test", ClientType::Gpu)
-        .await
-        .expect("register");
-    let jobs = gpu.claim(4, false).await.expect("claim gpu jobs");
-    assert_eq!(jobs.len(), 4);
-    let http = reqwest::Client::builder().no_proxy().build().expect("http");
     let (mut from_first, mut from_second) = (0, 0);
-    for job in jobs {
-        let location = job.bundle.expect("gpu job has a bundle");
-        let bytes = http
-            .get(base.join(&location.url).expect("bundle url"))
-            .send()
-            .await
-            .expect("get bundle")
-            .error_for_status()
-            .expect("bundle status")
-            .bytes()
-            .await
-            .expect("bundle body");
+    for (job, bytes) in support::gpu_bundles(&tracker.base, 4).await {
         let samples = samples_in(&bytes);
         if job.wat_url == first {
             from_first += samples;

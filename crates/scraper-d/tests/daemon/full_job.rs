@@ -3,11 +3,9 @@
 
 use std::io::Read;
 
-use cah_protocol::ClientType;
 use cah_protocol::bundle::{BundleSample, BundleStats, SAMPLES_FILE, STATS_FILE};
 use cah_testkit::commoncrawl::{CommonCrawlServer, write_crawl};
 use cah_testkit::wat::WatConfig;
-use cah_tracker_client::TrackerClient;
 use sha2::{Digest, Sha256};
 
 use super::support::{self, TestTracker};
@@ -55,29 +53,8 @@ async fn a_claimed_wat_becomes_two_verified_bundles() {
     assert!(leftovers.is_empty(), "bundles are removed after upload");
 
     // Download both bundles as a GPU client and check every entry.
-    let base = url::Url::parse(&tracker.base).expect("base");
-    let gpu = TrackerClient::with_defaults(base.clone())
-        .expect("client")
-        .register("gpu-test", ClientType::Gpu)
-        .await
-        .expect("register");
-    let jobs = gpu.claim(2, false).await.expect("claim gpu jobs");
-    assert_eq!(jobs.len(), 2);
-    let http = reqwest::Client::builder().no_proxy().build().expect("http");
     let mut total_stored = 0;
-    for job in jobs {
-        let location = job.bundle.expect("gpu job has a bundle");
-        let url = base.join(&location.url).expect("bundle url");
-        let bytes = http
-            .get(url)
-            .send()
-            .await
-            .expect("get bundle")
-            .error_for_status()
-            .expect("bundle status")
-            .bytes()
-            .await
-            .expect("bundle body");
+    for (job, bytes) in support::gpu_bundles(&tracker.base, 2).await {
         let stored = check_bundle(&bytes, job.number, job.start_id..job.end_id, &test_web.web);
         total_stored += stored;
     }

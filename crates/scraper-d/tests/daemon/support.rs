@@ -175,3 +175,35 @@ impl TestTracker {
         }
     }
 }
+
+/// Claims `n` GPU jobs as a scorer would and downloads their bundles through the issued URLs.
+pub(crate) async fn gpu_bundles(
+    tracker_base: &str,
+    n: u32,
+) -> Vec<(cah_protocol::ext::Job, Vec<u8>)> {
+    let base = url::Url::parse(tracker_base).expect("base");
+    let gpu = cah_tracker_client::TrackerClient::with_defaults(base.clone())
+        .expect("client")
+        .register("gpu-test", cah_protocol::ClientType::Gpu)
+        .await
+        .expect("register");
+    let jobs = gpu.claim(n, false).await.expect("claim gpu jobs");
+    assert_eq!(jobs.len(), n as usize);
+    let http = reqwest::Client::builder().no_proxy().build().expect("http");
+    let mut bundles = Vec::new();
+    for job in jobs {
+        let location = job.bundle.clone().expect("gpu job has a bundle");
+        let bytes = http
+            .get(base.join(&location.url).expect("bundle url"))
+            .send()
+            .await
+            .expect("get bundle")
+            .error_for_status()
+            .expect("bundle status")
+            .bytes()
+            .await
+            .expect("bundle body");
+        bundles.push((job, bytes.to_vec()));
+    }
+    bundles
+}
