@@ -85,29 +85,20 @@ pub async fn dedup_with_tracker(
     Ok(kept)
 }
 
-/// Splits off the candidates whose pair the tracker's `parsed` set already holds, without adding
-/// anything: the daemon adds a job's pairs with [`record_with_tracker`] only once the job is
-/// completed, so a job that crashed and is handed out again does not find its own pairs there
-/// and lose them. Two jobs scraped at the same time may both keep a pair they share; clip-gpu-d's
-/// `main` set drops the second copy. Returns the kept candidates and how many were dropped.
-pub async fn drop_seen_by_tracker(
+/// Which of `hashes` the tracker's `parsed` set does not hold yet, without adding anything:
+/// the daemon adds a job's pairs with [`record_with_tracker`] only once the job is completed, so
+/// a job that crashed and is handed out again does not find its own pairs there and lose them.
+/// Two jobs scraped at the same time may both keep a pair they share; clip-gpu-d's `main` set
+/// drops the second copy.
+pub async fn unseen_by_tracker(
     session: &Session,
-    candidates: Vec<Candidate>,
-) -> Result<(Vec<Candidate>, usize), ScraperError> {
-    let mut kept = Vec::with_capacity(candidates.len());
-    let mut seen = 0;
-    for batch in candidates.chunks(DEDUP_BATCH) {
-        let hashes: Vec<u64> = batch.iter().map(|candidate| candidate.pair_hash).collect();
-        let new = session.dedup(DedupSet::Parsed, &hashes, false).await?;
-        for (candidate, is_new) in batch.iter().zip(new) {
-            if is_new {
-                kept.push(candidate.clone());
-            } else {
-                seen += 1;
-            }
-        }
+    hashes: &[u64],
+) -> Result<Vec<bool>, ScraperError> {
+    let mut unseen = Vec::with_capacity(hashes.len());
+    for batch in hashes.chunks(DEDUP_BATCH) {
+        unseen.extend(session.dedup(DedupSet::Parsed, batch, false).await?);
     }
-    Ok((kept, seen))
+    Ok(unseen)
 }
 
 /// Adds a completed job's pair hashes to the tracker's `parsed` set, in batches.

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use crate::parity_support;
 use crate::support::{
     Entry, RealTracker, check_dataset, daemon_config, eventually, good_bundle, hand_in,
-    run_until_completed, tar_bytes, with_metadata,
+    hand_in_photos, run_until_completed, tar_bytes, with_metadata,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,14 +222,7 @@ async fn embeddings_can_be_stored_as_float16() {
     let cpu = tracker.register("cpu", ClientType::Cpu).await;
     let jobs = cpu.claim(2, false).await.expect("claim");
     let photos = parity_support::photos();
-    let mut blobs = Vec::new();
-    for (index, job) in jobs.iter().enumerate() {
-        let number = job.number;
-        let (entries, samples) = good_bundle(job, &photos[index * 3..index * 3 + 3], move |i| {
-            format!("http://img.test/{number}/{i}.jpg")
-        });
-        blobs.push(hand_in(&cpu, number, with_metadata(entries, &samples, number)).await);
-    }
+    let (blobs, _) = hand_in_photos(&cpu, &jobs, &photos, 3, "").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let output = dir.path().join("dataset");
     let config = daemon_config(

@@ -3,38 +3,18 @@
 //! completed under the new one.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
 use cah_protocol::ClientType;
-use cah_protocol::ext::Job;
-use cah_tracker_client::Session;
+use cah_protocol::bundle::BundleSample;
 
 use crate::parity_support;
 use crate::support::{
-    RealTracker, check_dataset, daemon_config, eventually, good_bundle, hand_in, metric, scrape,
-    with_metadata,
+    RealTracker, check_dataset, daemon_config, eventually, hand_in_photos, metric, scrape,
 };
 
-/// Hands in a bundle of `n_photos` real photos for each job; returns the blobs and image URLs.
-async fn hand_in_jobs(
-    cpu: &Session,
-    jobs: &[Job],
-    photos: &[PathBuf],
-    n_photos: usize,
-    tag: &str,
-) -> (Vec<String>, BTreeSet<String>) {
-    let mut blobs = Vec::new();
-    let mut urls = BTreeSet::new();
-    for (index, job) in jobs.iter().enumerate() {
-        let chosen = &photos[index * n_photos..(index + 1) * n_photos];
-        let (number, tag) = (job.number, tag.to_owned());
-        let (entries, samples) = good_bundle(job, chosen, move |i| {
-            format!("http://img.test/{tag}/{number}/{i}.jpg")
-        });
-        urls.extend(samples.iter().map(|sample| sample.url.clone()));
-        blobs.push(hand_in(cpu, number, with_metadata(entries, &samples, number)).await);
-    }
-    (blobs, urls)
+/// The image URLs of `samples`.
+fn urls(samples: &[BundleSample]) -> BTreeSet<String> {
+    samples.iter().map(|sample| sample.url.clone()).collect()
 }
 
 /// A metrics listener on an ephemeral port, and its URL.
@@ -63,7 +43,8 @@ async fn an_idle_daemon_the_tracker_forgot_registers_again_and_takes_new_work() 
     let photos = parity_support::photos();
     let cpu = tracker.register("cpu", ClientType::Cpu).await;
     let jobs = cpu.claim(2, false).await.expect("claim");
-    let (first_blobs, mut expected_urls) = hand_in_jobs(&cpu, &jobs, &photos, 2, "first").await;
+    let (first_blobs, samples) = hand_in_photos(&cpu, &jobs, &photos, 2, "first/").await;
+    let mut expected_urls = urls(&samples);
 
     let dir = tempfile::tempdir().expect("tempdir");
     let output = dir.path().join("dataset");
@@ -93,8 +74,8 @@ async fn an_idle_daemon_the_tracker_forgot_registers_again_and_takes_new_work() 
         let cpu = tracker.register("cpu-2", ClientType::Cpu).await;
         let jobs = cpu.claim(2, false).await.expect("claim");
         assert_eq!(jobs.len(), 2);
-        let (second_blobs, urls) = hand_in_jobs(&cpu, &jobs, &photos[4..], 3, "second").await;
-        expected_urls.extend(urls);
+        let (second_blobs, samples) = hand_in_photos(&cpu, &jobs, &photos[4..], 3, "second/").await;
+        expected_urls.extend(urls(&samples));
         eventually("the new jobs to complete", || async {
             let done = client
                 .is_completed(&second_blobs)
@@ -130,7 +111,7 @@ async fn jobs_held_when_the_tracker_lost_its_database_are_never_completed() {
     let photos = parity_support::photos();
     let cpu = tracker.register("cpu", ClientType::Cpu).await;
     let old_jobs = cpu.claim(2, false).await.expect("claim");
-    hand_in_jobs(&cpu, &old_jobs, &photos, 2, "old").await;
+    hand_in_photos(&cpu, &old_jobs, &photos, 2, "old/").await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let output = dir.path().join("dataset");
@@ -162,7 +143,8 @@ async fn jobs_held_when_the_tracker_lost_its_database_are_never_completed() {
             new_jobs.iter().any(|job| old_numbers.contains(&job.number)),
             "the test needs reused job numbers"
         );
-        let (new_blobs, new_urls) = hand_in_jobs(&cpu, &new_jobs, &photos, 3, "new").await;
+        let (new_blobs, samples) = hand_in_photos(&cpu, &new_jobs, &photos, 3, "new/").await;
+        let new_urls = urls(&samples);
         eventually("the new jobs scored into the open shard", || async {
             let text = scrape(&metrics_url).await?;
             (metric(&text, "clip_pairs_kept_total")? == 16.0).then_some(())

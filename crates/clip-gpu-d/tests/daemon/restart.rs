@@ -6,8 +6,7 @@ use cah_protocol::ClientType;
 
 use crate::parity_support;
 use crate::support::{
-    RealTracker, check_dataset, daemon_config, good_bundle, hand_in, run_until_completed,
-    run_until_file, with_metadata,
+    RealTracker, check_dataset, daemon_config, hand_in_photos, run_until_completed, run_until_file,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,17 +17,8 @@ async fn crash_and_restart_keep_every_pair_once() {
     let jobs = cpu.claim(6, false).await.expect("claim");
     assert_eq!(jobs.len(), 6);
     let photos = parity_support::photos();
-    let mut blobs = Vec::new();
-    let mut expected = BTreeSet::new();
-    for (index, job) in jobs.iter().enumerate() {
-        let chosen = &photos[index * 3..index * 3 + 3];
-        let number = job.number;
-        let (entries, samples) = good_bundle(job, chosen, move |i| {
-            format!("http://img.test/{number}/{i}.jpg")
-        });
-        expected.extend(samples.iter().map(|sample| sample.sample_id));
-        blobs.push(hand_in(&cpu, number, with_metadata(entries, &samples, number)).await);
-    }
+    let (blobs, samples) = hand_in_photos(&cpu, &jobs, &photos, 3, "").await;
+    let expected: BTreeSet<u64> = samples.iter().map(|sample| sample.sample_id).collect();
 
     let dir = tempfile::tempdir().expect("tempdir");
     let output = dir.path().join("dataset");

@@ -7,14 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use cah_protocol::ClientType;
-use cah_protocol::ext::Job;
-use cah_tracker_client::Session;
 
 use crate::parity_support;
 use crate::s3s::{ACCESS_KEY, BUCKET, S3sServer, SECRET_KEY};
 use crate::support::{
-    RealTracker, check_dataset, daemon_config, eventually, good_bundle, hand_in,
-    run_until_completed, run_until_file, with_metadata,
+    RealTracker, check_dataset, daemon_config, eventually, hand_in_photos, run_until_completed,
+    run_until_file,
 };
 
 const PREFIX: &str = "runs/2021";
@@ -37,11 +35,8 @@ async fn shards_reach_s3_whole_and_numbering_continues_from_the_bucket() {
     let mut expected = BTreeSet::new();
 
     // First run: two jobs of three pairs in shards of four, so 00000 (4 pairs) and 00001 (2).
-    let mut first = Vec::new();
-    for (index, job) in jobs[..2].iter().enumerate() {
-        let chosen = &photos[index * 3..index * 3 + 3];
-        first.push(hand_in_photos(&cpu, job, chosen, &mut expected).await);
-    }
+    let (first, samples) = hand_in_photos(&cpu, &jobs[..2], &photos, 3, "").await;
+    expected.extend(samples.iter().map(|sample| sample.sample_id));
     let spools = [dir.path().join("spool-a"), dir.path().join("spool-b")];
     let mut flags = s3.flags();
     flags.extend(["--shard-size", "4", "--tfrecord", "--spool-dir"].map(str::to_owned));
@@ -53,7 +48,8 @@ async fn shards_reach_s3_whole_and_numbering_continues_from_the_bucket() {
     let config = config_with(&tracker, &output, &flags_with(&spools[0]));
     run_until_completed(&tracker, config, &first).await;
     // Second run with an empty spool: the next number comes from the bucket's listing.
-    let second = [hand_in_photos(&cpu, &jobs[2], &photos[6..8], &mut expected).await];
+    let (second, samples) = hand_in_photos(&cpu, &jobs[2..3], &photos[6..8], 2, "").await;
+    expected.extend(samples.iter().map(|sample| sample.sample_id));
     let config = config_with(&tracker, &output, &flags_with(&spools[1]));
     run_until_completed(&tracker, config, &second).await;
 
@@ -95,12 +91,8 @@ async fn a_shard_left_in_the_spool_by_a_crash_is_uploaded_once() {
     let jobs = cpu.claim(4, false).await.expect("claim");
     assert_eq!(jobs.len(), 4);
     let photos = parity_support::photos();
-    let mut expected = BTreeSet::new();
-    let mut blobs = Vec::new();
-    for (index, job) in jobs.iter().enumerate() {
-        let chosen = &photos[index * 3..index * 3 + 3];
-        blobs.push(hand_in_photos(&cpu, job, chosen, &mut expected).await);
-    }
+    let (blobs, samples) = hand_in_photos(&cpu, &jobs, &photos, 3, "").await;
+    let expected: BTreeSet<u64> = samples.iter().map(|sample| sample.sample_id).collect();
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = dir.path().join("spool");
 
@@ -199,21 +191,6 @@ fn config_with(
 ) -> clip_gpu_d::daemon::Config {
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     daemon_config(&tracker.base_url, output, &flags)
-}
-
-/// Hands in a bundle of `photos` for `job`; adds its sample IDs to `expected`.
-async fn hand_in_photos(
-    cpu: &Session,
-    job: &Job,
-    photos: &[PathBuf],
-    expected: &mut BTreeSet<u64>,
-) -> String {
-    let number = job.number;
-    let (entries, samples) = good_bundle(job, photos, move |index| {
-        format!("http://img.test/{number}/{index}.jpg")
-    });
-    expected.extend(samples.iter().map(|sample| sample.sample_id));
-    hand_in(cpu, number, with_metadata(entries, &samples, number)).await
 }
 
 /// s3s-fs writes each object's file when the object is stored (a multipart upload when it

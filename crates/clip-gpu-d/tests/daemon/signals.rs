@@ -4,7 +4,7 @@
 use cah_protocol::ClientType;
 
 use crate::parity_support;
-use crate::support::{RealTracker, check_dataset, eventually, good_bundle, hand_in, with_metadata};
+use crate::support::{RealTracker, check_dataset, eventually, hand_in_photos};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_held_jobs_into_a_short_shard() {
@@ -13,14 +13,7 @@ async fn sigterm_drains_held_jobs_into_a_short_shard() {
     let cpu = tracker.register("cpu", ClientType::Cpu).await;
     let jobs = cpu.claim(2, false).await.expect("claim");
     let photos = parity_support::photos();
-    let mut blobs = Vec::new();
-    for (index, job) in jobs.iter().enumerate() {
-        let number = job.number;
-        let (entries, samples) = good_bundle(job, &photos[index * 2..index * 2 + 2], move |i| {
-            format!("http://img.test/{number}/{i}.jpg")
-        });
-        blobs.push(hand_in(&cpu, number, with_metadata(entries, &samples, number)).await);
-    }
+    let (blobs, _) = hand_in_photos(&cpu, &jobs, &photos, 2, "").await;
     // An ephemeral port for the metrics endpoint, so the test sees when the jobs are held.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())

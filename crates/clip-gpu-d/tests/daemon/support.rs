@@ -218,6 +218,29 @@ pub(crate) fn with_metadata(
 }
 
 /// Uploads `bundle` for a job the CPU session holds and completes it; returns `blob:<key>`.
+/// Hands in one good bundle per job, `per_job` of `photos` each in order, with image URLs
+/// `http://img.test/{url_prefix}{number}/{i}.jpg`; returns the blob names and the samples.
+pub(crate) async fn hand_in_photos(
+    cpu: &Session,
+    jobs: &[Job],
+    photos: &[PathBuf],
+    per_job: usize,
+    url_prefix: &str,
+) -> (Vec<String>, Vec<BundleSample>) {
+    let mut blobs = Vec::new();
+    let mut all = Vec::new();
+    for (index, job) in jobs.iter().enumerate() {
+        let chosen = &photos[index * per_job..(index + 1) * per_job];
+        let (number, prefix) = (job.number, url_prefix.to_owned());
+        let (entries, samples) = good_bundle(job, chosen, move |i| {
+            format!("http://img.test/{prefix}{number}/{i}.jpg")
+        });
+        blobs.push(hand_in(cpu, number, with_metadata(entries, &samples, number)).await);
+        all.extend(samples);
+    }
+    (blobs, all)
+}
+
 pub(crate) async fn hand_in(cpu: &Session, number: u64, bundle: Vec<u8>) -> String {
     let target = cpu.upload_url(number).await.expect("upload url");
     cpu.upload_bundle(&target, BundleBody::Bytes(bundle.into()))

@@ -184,9 +184,16 @@ impl Worker<'_> {
         if !self.config.tracker_dedup || candidates.is_empty() {
             return candidates;
         }
-        let all = candidates.clone();
-        match crate::dedup::drop_seen_by_tracker(session, candidates).await {
-            Ok((kept, seen)) => {
+        let hashes: Vec<u64> = candidates.iter().map(|c| c.pair_hash).collect();
+        match crate::dedup::unseen_by_tracker(session, &hashes).await {
+            Ok(unseen) => {
+                let before = candidates.len();
+                let kept: Vec<Candidate> = candidates
+                    .into_iter()
+                    .zip(unseen)
+                    .filter_map(|(candidate, new)| new.then_some(candidate))
+                    .collect();
+                let seen = before - kept.len();
                 if seen > 0 {
                     tracing::info!(
                         job = number,
@@ -200,7 +207,7 @@ impl Worker<'_> {
             }
             Err(error) => {
                 tracing::warn!(job = number, error = %error, "tracker dedup failed, keeping every candidate");
-                all
+                candidates
             }
         }
     }
