@@ -38,7 +38,7 @@ tracker_serve() { # DATABASE_URL BLOB_DIR
     --database-url "$1" \
     --blob-dir "$2" \
     --register-per-minute 1000000 \
-    --register-burst 100000
+    --register-burst 100000 ${BENCH_TRACKER_ARGS:-}
 }
 # === end of tracker-d's command line ===
 
@@ -50,6 +50,7 @@ BENCH_RATE_POSTGRES=${BENCH_RATE_POSTGRES:-2000}
 BENCH_ROLE=${BENCH_ROLE:-hybrid}
 BENCH_UPLOAD_BYTES=${BENCH_UPLOAD_BYTES:-0}
 BENCH_KEEP=${BENCH_KEEP:-0}
+BENCH_PG_SOCKET=${BENCH_PG_SOCKET:-0}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 which_db=${1:-all}
 
@@ -162,7 +163,11 @@ fresh_sqlite() { # RUN
 
 fresh_postgres() { # RUN
   "$PG_BIN/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres -T cah_bench_template "cah_bench_$1"
-  echo "postgres://postgres@127.0.0.1:$pg_port/cah_bench_$1"
+  if [[ "$BENCH_PG_SOCKET" == 1 ]]; then
+    echo "postgres://postgres@localhost:$pg_port/cah_bench_$1?host=$pg_dir"
+  else
+    echo "postgres://postgres@127.0.0.1:$pg_port/cah_bench_$1"
+  fi
 }
 
 # One run: tracker-d on DATABASE_URL, then the load generator, closed loop or at RATE cycles/s.

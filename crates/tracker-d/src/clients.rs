@@ -162,6 +162,7 @@ pub async fn remove(db: &Db, token: &str) -> Result<(), DbError> {
         .bind(token)
         .execute(db.pool())
         .await?;
+    db.held_jobs().drop_client(token);
     Ok(())
 }
 
@@ -192,19 +193,27 @@ pub async fn tokens_at(db: &Db, address: &str) -> Result<Vec<String>, DbError> {
 /// returns their tokens.
 pub async fn reap_idle(db: &Db, cutoff: i64) -> Result<Vec<String>, DbError> {
     let mut transaction = db.pool().begin().await?;
-    sqlx::query(
+    let reopened = sqlx::query(
         "UPDATE jobs SET status = 'open', holder = NULL, lease_until = NULL WHERE status = 'pending' \
          AND holder IN (SELECT token FROM clients WHERE last_seen < $1)",
     )
     .bind(cutoff)
     .execute(&mut *transaction)
-    .await?;
+    .await?
+    .rows_affected();
     let removed: Vec<String> =
         sqlx::query_scalar("DELETE FROM clients WHERE last_seen < $1 RETURNING token")
             .bind(cutoff)
             .fetch_all(&mut *transaction)
             .await?;
     transaction.commit().await?;
+    if reopened > 0 {
+        db.open_floor().reset();
+        db.held_jobs().forget_all();
+    }
+    for token in &removed {
+        db.held_jobs().drop_client(token);
+    }
     Ok(removed)
 }
 

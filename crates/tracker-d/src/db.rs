@@ -7,10 +7,14 @@
 mod schema;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
+
+use crate::jobs::floor::OpenFloor;
+use crate::jobs::held::HeldJobs;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -32,12 +36,16 @@ pub enum Dialect {
     Postgres,
 }
 
-/// A connected, migrated database.
+/// A connected, migrated database, with what this process remembers about its jobs.
 #[derive(Debug, Clone)]
 pub struct Db {
     pool: AnyPool,
     relaxed: AnyPool,
     dialect: Dialect,
+    /// Where claims start their scan of the open jobs (a hint kept in this process).
+    open_floor: Arc<OpenFloor>,
+    /// Which jobs each client holds, as this process has seen them change.
+    held_jobs: Arc<HeldJobs>,
 }
 
 impl Db {
@@ -107,6 +115,8 @@ impl Db {
             pool,
             relaxed,
             dialect,
+            open_floor: Arc::default(),
+            held_jobs: Arc::default(),
         };
         schema::migrate(&db).await?;
         Ok(db)
@@ -121,6 +131,16 @@ impl Db {
     /// `synchronous_commit = off`; the same pool on SQLite).
     pub fn relaxed_pool(&self) -> &AnyPool {
         &self.relaxed
+    }
+
+    /// The shuffle-key floors of the open queues (see [`OpenFloor`]).
+    pub fn open_floor(&self) -> &OpenFloor {
+        &self.open_floor
+    }
+
+    /// The held-job sets of the clients (see [`HeldJobs`]).
+    pub fn held_jobs(&self) -> &HeldJobs {
+        &self.held_jobs
     }
 
     /// The dialect.

@@ -123,3 +123,16 @@ pub async fn import_urls(database_url: &str, urls: &[String]) -> import::ImportS
     db.close().await;
     summary
 }
+
+/// Runs one statement on the database from outside the server, as another process would
+/// (an operator's `psql`, a second tool); returns the rows it changed.
+pub async fn execute(database_url: &str, sql: &str) -> u64 {
+    let db = Db::connect(database_url, 1).await.expect("database opens");
+    let changed = sqlx::query(sql)
+        .execute(db.pool())
+        .await
+        .expect("statement runs")
+        .rows_affected();
+    db.close().await;
+    changed
+}

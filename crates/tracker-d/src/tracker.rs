@@ -289,6 +289,9 @@ impl Tracker {
     pub async fn reap(&self) -> Result<(), TrackerError> {
         // Idleness is judged on what the database knows, so write the touches first.
         self.flush_touches().await?;
+        // Jobs may have been opened by another process (`tracker-d import`): claims scan from
+        // the bottom once per round.
+        self.db.open_floor().reset();
         let now = now_ms();
         let expired = crate::jobs::expire_leases(&self.db, now).await?;
         let idle_cutoff =

@@ -3,6 +3,7 @@
 
 mod tracker {
     mod auth;
+    mod claim_order;
     mod concurrency;
     mod crash;
     mod dedup;

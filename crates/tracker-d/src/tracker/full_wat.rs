@@ -142,6 +142,8 @@ impl Tracker {
         .execute(self.db.pool())
         .await
         .map_err(crate::db::DbError::from)?;
+        self.db.open_floor().reset();
+        self.db.held_jobs().forget_all();
         Ok(result.rows_affected() == 1)
     }
 }
