@@ -21,6 +21,8 @@
 #   BENCH_ROLE [hybrid]        hybrid | cpu | gpu | pipeline (see `load --help`)
 #   BENCH_UPLOAD_BYTES [0]     bytes each CPU job uploads to the staging store
 #   BENCH_KEEP [0]             1 keeps the temporary folder (databases, logs)
+#   BENCH_PG_SOCKET [1]        1: tracker-d reaches PostgreSQL through its Unix socket, as on a
+#                              server that runs both; 0: over TCP on 127.0.0.1
 #   PG_BIN [/usr/lib/postgresql/15/bin]   PostgreSQL server binaries
 set -euo pipefail
 
@@ -50,7 +52,7 @@ BENCH_RATE_POSTGRES=${BENCH_RATE_POSTGRES:-2000}
 BENCH_ROLE=${BENCH_ROLE:-hybrid}
 BENCH_UPLOAD_BYTES=${BENCH_UPLOAD_BYTES:-0}
 BENCH_KEEP=${BENCH_KEEP:-0}
-BENCH_PG_SOCKET=${BENCH_PG_SOCKET:-0}
+BENCH_PG_SOCKET=${BENCH_PG_SOCKET:-1}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 which_db=${1:-all}
 
@@ -220,7 +222,7 @@ if [[ "$which_db" == postgres || "$which_db" == all ]]; then
   if [[ "$(id -u)" == 0 ]]; then chown postgres "$pg_dir"; fi
   pg_port=$(free_port)
   pg_data="$pg_dir/data"
-  log "postgres: starting a throwaway server on 127.0.0.1:$pg_port"
+  log "postgres: starting a throwaway server on 127.0.0.1:$pg_port and in $pg_dir (socket)"
   as_postgres "$PG_BIN/initdb -D '$pg_data' -A trust -U postgres" >"$work/pg-initdb.log"
   as_postgres "$PG_BIN/pg_ctl -D '$pg_data' -o '-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1' -l '$pg_dir/log' -w start" >/dev/null
   "$PG_BIN/createdb" -h 127.0.0.1 -p "$pg_port" -U postgres cah_bench_template
