@@ -63,20 +63,32 @@ pub async fn claim(
 ) -> Result<Vec<ClaimedJob>, DbError> {
     let sql = claim_sql(
         db.dialect(),
-        "SELECT number FROM jobs WHERE stage = $3 AND status = 'open' AND shuffle_key >= $5 \
-         ORDER BY shuffle_key, number LIMIT $4",
+        "SELECT number FROM jobs WHERE stage = $4 AND status = 'open' AND shuffle_key >= $3 \
+         ORDER BY shuffle_key, number LIMIT $5",
     );
+    claim_above_floor(db, holder, stage, lease_until, &sql, |query| {
+        query.bind(stage.as_str()).bind(i64::from(max_jobs.max(1)))
+    })
+    .await
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Runs a claim statement (`$1` holder, `$2` lease expiry, `$3` floor, then what `bind_rest`
+/// binds) from the stage's floor, and once more from the bottom if that found nothing.
+async fn claim_above_floor<'q>(
+    db: &Db,
+    holder: &'q str,
+    stage: Stage,
+    lease_until: i64,
+    sql: &'q str,
+    bind_rest: impl Fn(AnyQuery<'q>) -> AnyQuery<'q>,
+) -> Result<Vec<ClaimedJob>, DbError> {
     let ticket = db.open_floor().ticket(stage);
     let mut rows = Vec::new();
     for floor in scan_floors(ticket) {
-        rows = sqlx::query(&sql)
-            .bind(holder)
-            .bind(lease_until)
-            .bind(stage.as_str())
-            .bind(i64::from(max_jobs.max(1)))
-            .bind(floor)
-            .fetch_all(db.relaxed_pool())
-            .await?;
+        let query = sqlx::query(sql).bind(holder).bind(lease_until).bind(floor);
+        rows = bind_rest(query).fetch_all(db.relaxed_pool()).await?;
         if !rows.is_empty() {
             break;
         }
@@ -123,20 +135,7 @@ pub async fn claim_whole_wat(
          ORDER BY shuffle_key, number LIMIT 1 {lock})"
     );
     let sql = claim_sql(db.dialect(), &selection);
-    let ticket = db.open_floor().ticket(Stage::Cpu);
-    let mut rows = Vec::new();
-    for floor in scan_floors(ticket) {
-        rows = sqlx::query(&sql)
-            .bind(holder)
-            .bind(lease_until)
-            .bind(floor)
-            .fetch_all(db.relaxed_pool())
-            .await?;
-        if !rows.is_empty() {
-            break;
-        }
-    }
-    claimed(db, holder, ticket, &rows)
+    claim_above_floor(db, holder, Stage::Cpu, lease_until, &sql, |query| query).await
 }
 
 /// Claims the open CPU halves of the WAT at `url` for `holder` (the full-WAT `lookup-wat`).
