@@ -46,6 +46,7 @@ pub mod telemetry;
 pub mod urls;
 pub mod validate;
 pub mod wat;
+mod webp;
 
 pub use candidates::{Candidate, Counts, SkipReason};
 pub use error::ScraperError;

@@ -40,7 +40,8 @@ pub struct Decoded {
 
 /// Validates and decodes `bytes`, or names why not. JPEGs go through libjpeg-turbo
 /// ([`crate::jpeg`]), at 1/2, 1/4 or 1/8 scale in the DCT domain when the shorter side stays at
-/// least `scale_to`; the `image` crate decodes the rest, and the JPEGs libjpeg-turbo refuses.
+/// least `scale_to`, and still WebPs through libwebp ([`crate::webp`]); the `image` crate
+/// decodes the rest, and whatever those two libraries refuse.
 pub fn decode(
     bytes: &[u8],
     config: &ValidateConfig,
@@ -64,6 +65,16 @@ pub fn decode(
     }
     if format == ImageFormat::Jpeg
         && let Some(image) = crate::jpeg::decode(bytes, scale_to)
+    {
+        return Ok(Decoded {
+            image,
+            format,
+            original_width: width,
+            original_height: height,
+        });
+    }
+    if format == ImageFormat::WebP
+        && let Some(image) = crate::webp::decode(bytes, width, height)
     {
         return Ok(Decoded {
             image,
