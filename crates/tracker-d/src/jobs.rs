@@ -284,6 +284,16 @@ pub async fn complete(
 ) -> Result<bool, DbError> {
     let now = now_ms();
     let (update, credit) = completion_sql(completion);
+    let bound = |sql| {
+        bind_completion(
+            sqlx::query_scalar(sql),
+            completion,
+            holder,
+            nickname,
+            number,
+            now,
+        )
+    };
     match db.dialect() {
         // One statement: the credit happens only for the row the update returned.
         Dialect::Postgres => {
@@ -292,31 +302,13 @@ pub async fn complete(
                 "WITH done AS ({update} RETURNING shuffle_key), credit AS ({credit}) \
                  SELECT shuffle_key FROM done"
             );
-            let key: Option<i64> = bind_completion(
-                sqlx::query_scalar(&sql),
-                completion,
-                holder,
-                nickname,
-                number,
-                now,
-            )
-            .fetch_optional(db.pool())
-            .await?;
+            let key: Option<i64> = bound(&sql).fetch_optional(db.pool()).await?;
             Ok(completed(db, holder, number, completion, key))
         }
         Dialect::Sqlite => {
             let mut transaction = db.pool().begin().await?;
             let sql = format!("{update} RETURNING shuffle_key");
-            let key: Option<i64> = bind_completion(
-                sqlx::query_scalar(&sql),
-                completion,
-                holder,
-                nickname,
-                number,
-                now,
-            )
-            .fetch_optional(&mut *transaction)
-            .await?;
+            let key: Option<i64> = bound(&sql).fetch_optional(&mut *transaction).await?;
             if key.is_none() {
                 transaction.rollback().await?;
                 return Ok(false);

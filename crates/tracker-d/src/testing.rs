@@ -62,6 +62,17 @@ impl InProcess {
     /// Serves `database_url` with blobs in `blob_dir`. Registrations are not rate-limited and
     /// the shutdown grace is 2 s unless `extra` serve flags say otherwise (later flags win).
     pub async fn start(database_url: &str, blob_dir: &Path, extra: &[&str]) -> InProcess {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        InProcess::start_on(any_port, database_url, blob_dir, extra).await
+    }
+
+    /// [`InProcess::start`] on a given address: a tracker restarted where clients know it.
+    pub async fn start_on(
+        addr: SocketAddr,
+        database_url: &str,
+        blob_dir: &Path,
+        extra: &[&str],
+    ) -> InProcess {
         let mut argv: Vec<String> = [
             "tracker-d",
             "serve",
@@ -85,7 +96,7 @@ impl InProcess {
         };
         let config = ServeConfig::try_from(*args).expect("valid config");
         let db = Db::connect(database_url, 8).await.expect("database opens");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(crate::serve(listener, db, config, async move {

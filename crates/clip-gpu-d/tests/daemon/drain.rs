@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::parity_support;
 use crate::support::{
-    RealTracker, eventually, good_bundle, hand_in, metric, scrape, with_metadata,
+    RealTracker, eventually, good_bundle, hand_in, metric, scrape, sigterm, with_metadata,
 };
 
 /// An HTTP server that answers with headers and a few bytes of a 1 MiB body, then sends
@@ -143,11 +143,7 @@ async fn the_drain_deadline_releases_held_jobs_and_writes_no_half_shard() {
     // Let a few watchdog intervals (400 ms) pass.
     tokio::time::sleep(Duration::from_millis(600)).await;
     let signalled = Instant::now();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().expect("pid").to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    sigterm(&child);
     let waited = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
     let drained_for = signalled.elapsed();
     if waited.is_err() {

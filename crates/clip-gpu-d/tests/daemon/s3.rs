@@ -12,7 +12,7 @@ use crate::parity_support;
 use crate::s3s::{ACCESS_KEY, BUCKET, S3sServer, SECRET_KEY};
 use crate::support::{
     RealTracker, check_dataset, daemon_config, eventually, hand_in_photos, run_until_completed,
-    run_until_file,
+    run_until_file, terminate,
 };
 
 const PREFIX: &str = "runs/2021";
@@ -142,15 +142,7 @@ async fn a_shard_left_in_the_spool_by_a_crash_is_uploaded_once() {
         (done.len() == blobs.len()).then_some(())
     })
     .await;
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().expect("pid").to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let exit = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait())
-        .await
-        .expect("clip-gpu-d exits after SIGTERM")
-        .expect("wait");
+    let exit = terminate(&mut child).await;
     assert!(exit.success(), "{exit:?}");
 
     let summary = check_dataset(&bucket);

@@ -4,7 +4,7 @@
 use cah_protocol::ClientType;
 
 use crate::parity_support;
-use crate::support::{RealTracker, check_dataset, eventually, hand_in_photos};
+use crate::support::{RealTracker, check_dataset, eventually, hand_in_photos, terminate};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_held_jobs_into_a_short_shard() {
@@ -59,15 +59,7 @@ async fn sigterm_drains_held_jobs_into_a_short_shard() {
         !output.join("00000_stats.json").is_file(),
         "the shard is still open"
     );
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().expect("pid").to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let exit = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait())
-        .await
-        .expect("clip-gpu-d exits after SIGTERM")
-        .expect("wait");
+    let exit = terminate(&mut child).await;
     assert!(exit.success(), "{exit:?}");
     let done = tracker
         .client()

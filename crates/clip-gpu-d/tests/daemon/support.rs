@@ -1,6 +1,7 @@
 //! A real tracker-d on 127.0.0.1:0, a CPU client that uploads bundles, bundle builders and the
 //! Python dataset checker.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,8 +11,6 @@ use cah_protocol::ext::Job;
 use cah_tracker_client::{BundleBody, JobOutput, Session, TrackerClient};
 use clap::Parser;
 use sha2::{Digest, Sha256};
-use tracker_d::cli::{Cli, Command};
-use tracker_d::db::Db;
 use tracker_d::testing::InProcess;
 use url::Url;
 
@@ -21,28 +20,25 @@ use crate::parity_support;
 pub(crate) struct RealTracker {
     pub(crate) base_url: Url,
     database_url: String,
-    server: Server,
+    server: InProcess,
     _dir: tempfile::TempDir,
-}
-
-enum Server {
-    InProcess(InProcess),
-    /// Serving on an address chosen before (a tracker restarted with a fresh database).
-    Pinned {
-        stop: tokio::sync::oneshot::Sender<()>,
-        task: tokio::task::JoinHandle<anyhow::Result<()>>,
-    },
 }
 
 impl RealTracker {
     pub(crate) async fn start(extra: &[&str]) -> RealTracker {
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        RealTracker::start_on(any_port, extra).await
+    }
+
+    async fn start_on(addr: SocketAddr, extra: &[&str]) -> RealTracker {
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = format!("sqlite://{}", dir.path().join("tracker.sqlite").display());
-        let server = InProcess::start(&database_url, &dir.path().join("staging"), extra).await;
+        let server =
+            InProcess::start_on(addr, &database_url, &dir.path().join("staging"), extra).await;
         RealTracker {
             base_url: Url::parse(&format!("{}/", server.base())).expect("base url"),
             database_url,
-            server: Server::InProcess(server),
+            server,
             _dir: dir,
         }
     }
@@ -50,50 +46,9 @@ impl RealTracker {
     /// Stops this tracker and starts another on the same address with an empty database, as
     /// a tracker whose database was lost: it knows no client and no job of the old one.
     pub(crate) async fn replace_with_fresh(self, extra: &[&str]) -> RealTracker {
-        let base_url = self.base_url.clone();
-        let addr = base_url
-            .socket_addrs(|| None)
-            .expect("tracker address")
-            .into_iter()
-            .next()
-            .expect("one address");
+        let addr = self.server.addr;
         self.stop().await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let database_url = format!("sqlite://{}", dir.path().join("tracker.sqlite").display());
-        let blob_dir = dir.path().join("staging").display().to_string();
-        let mut argv = vec![
-            "tracker-d",
-            "serve",
-            "--database-url",
-            database_url.as_str(),
-            "--blob-dir",
-            blob_dir.as_str(),
-            "--register-per-minute",
-            "100000",
-            "--register-burst",
-            "100000",
-            "--shutdown-grace",
-            "2s",
-        ];
-        argv.extend(extra);
-        let Command::Serve(args) = Cli::try_parse_from(argv).expect("flags parse").command else {
-            unreachable!("serve was given");
-        };
-        let config = tracker_d::ServeConfig::try_from(*args).expect("valid config");
-        let db = Db::connect(&database_url, 8).await.expect("database opens");
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .expect("bind the old tracker's address");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(tracker_d::serve(listener, db, config, async move {
-            let _ = stopped.await;
-        }));
-        RealTracker {
-            base_url,
-            database_url,
-            server: Server::Pinned { stop, task },
-            _dir: dir,
-        }
+        RealTracker::start_on(addr, extra).await
     }
 
     /// Imports `n_wats` WATs: `2 n_wats` jobs.
@@ -101,11 +56,7 @@ impl RealTracker {
         let urls: Vec<String> = (0..n_wats)
             .map(|index| format!("http://cc.test/wat/{index}.warc.wat.gz"))
             .collect();
-        let db = Db::connect(&self.database_url, 2).await.expect("db");
-        tracker_d::import::import(&db, &urls, false, |_| {})
-            .await
-            .expect("import");
-        db.close().await;
+        tracker_d::testing::import_urls(&self.database_url, &urls).await;
     }
 
     pub(crate) fn client(&self) -> TrackerClient {
@@ -120,13 +71,7 @@ impl RealTracker {
     }
 
     pub(crate) async fn stop(self) {
-        match self.server {
-            Server::InProcess(server) => server.stop().await,
-            Server::Pinned { stop, task } => {
-                let _ = stop.send(());
-                task.await.expect("server task").expect("server result");
-            }
-        }
+        self.server.stop().await;
     }
 }
 
@@ -392,4 +337,22 @@ pub(crate) async fn run_until_file(config: clip_gpu_d::daemon::Config, path: &Pa
         result = clip_gpu_d::daemon::run(config, std::future::pending()) => panic!("daemon stopped early: {result:?}"),
         () = eventually("the file", || async { path.is_file().then_some(()) }) => {}
     }
+}
+
+/// Sends SIGTERM to a spawned clip-gpu-d, as systemd stops it.
+pub(crate) fn sigterm(child: &tokio::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().expect("pid").to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// SIGTERM, then the exit status, which must come within 60 s.
+pub(crate) async fn terminate(child: &mut tokio::process::Child) -> std::process::ExitStatus {
+    sigterm(child);
+    tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("clip-gpu-d exits after SIGTERM")
+        .expect("wait")
 }
