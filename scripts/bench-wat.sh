@@ -73,27 +73,34 @@ echo "== 3. plain decompression (gzip -dc > /dev/null)" >&2
 measure $CPU sh -c "gzip -dc '$WAT' >/dev/null"
 ZCAT_S="$SECONDS_TAKEN"; ZCAT_RSS="$RSS_KB"
 
-echo "== 3b. plain decompression (flate2 + zlib-rs MultiGzDecoder, the backend scraper-d uses)" >&2
+echo "== 3b. plain decompression (flate2 + zlib-rs MultiGzDecoder, scraper-d's fallback for long members)" >&2
 measure $CPU target/release/examples/inflate_wat "$WAT" 2>/dev/null
 INFLATE_S="$SECONDS_TAKEN"; INFLATE_RSS="$RSS_KB"
 
+echo "== 3c. scraper-d's member reader alone (libdeflate, WARC framing, no JSON)" >&2
+measure $CPU target/release/examples/inflate_wat --members "$WAT" 2>/dev/null
+MEMBERS_S="$SECONDS_TAKEN"; MEMBERS_RSS="$RSS_KB"
+
 python3 - "$BYTES" "$RECORDS" "$OURS_S" "$OURS_RSS" "$PEER_S" "$PEER_RSS" "$ZCAT_S" "$ZCAT_RSS" \
-    "$OURS_CANDIDATES" "$PEER_CANDIDATES" "$WAT" "$ORJSON_S" "$ORJSON_RSS" "$INFLATE_S" "$INFLATE_RSS" <<'PYEOF'
+    "$OURS_CANDIDATES" "$PEER_CANDIDATES" "$WAT" "$ORJSON_S" "$ORJSON_RSS" "$INFLATE_S" "$INFLATE_RSS" "$MEMBERS_S" "$MEMBERS_RSS" <<'PYEOF'
 import sys
 (bytes_, records, ours_s, ours_rss, peer_s, peer_rss, zcat_s, zcat_rss,
- ours_c, peer_c, wat, orjson_s, orjson_rss, inflate_s, inflate_rss) = sys.argv[1:]
+ ours_c, peer_c, wat, orjson_s, orjson_rss, inflate_s, inflate_rss,
+ members_s, members_rss) = sys.argv[1:]
 bytes_, records = int(bytes_), int(records)
 rows = [("scraper-d", float(ours_s), int(ours_rss)),
         ("cc2dataset (fastwarc+simdjson)", float(peer_s), int(peer_rss)),
         ("cc2dataset method with orjson", float(orjson_s), int(orjson_rss)),
         ("gzip -dc", float(zcat_s), int(zcat_rss)),
-        ("flate2/zlib-rs inflate loop", float(inflate_s), int(inflate_rss))]
+        ("flate2/zlib-rs inflate loop", float(inflate_s), int(inflate_rss)),
+        ("scraper-d member reader alone", float(members_s), int(members_rss))]
 print(f"file: {wat} ({bytes_ / 1e6:.1f} MB, {records} records)")
 print(f"{'method':<32} {'seconds':>8} {'MB/s':>8} {'records/s':>10} {'peak RSS MB':>12}")
 for name, seconds, rss in rows:
     print(f"{name:<32} {seconds:8.2f} {bytes_ / 1e6 / seconds:8.1f} {records / seconds:10.0f} {rss / 1024:12.1f}")
-ours, peer, orjson, zcat, inflate = (r[1] for r in rows)
+ours, peer, orjson, zcat, inflate, members = (r[1] for r in rows)
 print(f"ours/peer speed: {peer / ours:.2f}x (simdjson), {orjson / ours:.2f}x (orjson)")
-print(f"ours/decompression speed: {zcat / ours:.2f} (gzip -dc), {inflate / ours:.2f} (zlib-rs loop)")
+print(f"ours/decompression speed: {zcat / ours:.2f} (gzip -dc), {inflate / ours:.2f} (zlib-rs loop), "
+      f"{members / ours:.2f} (our own member reader)")
 print(f"candidates: scraper-d {ours_c} (all filters), peer {peer_c} (cc2dataset's filters)")
 PYEOF

@@ -160,7 +160,8 @@ impl State {
             self.counts.records_without_images += 1;
             return;
         }
-        let page = match record::parse(record.body) {
+        let with_licenses = self.licenses.find(record.body).is_some();
+        let page = match record::parse(record.body, with_licenses) {
             Ok(Parsed::Response(page)) => page,
             Ok(Parsed::NotResponse) => return,
             Err(reason) => return self.counts.skip(reason),
@@ -179,7 +180,7 @@ impl State {
             return self.counts.skip(SkipReason::MissingKeys);
         };
         let base = urls::page_base(&page_url, page.base.as_deref());
-        let page_license = if self.licenses.find(record.body).is_some() {
+        let page_license = if with_licenses {
             license::page_license(&page.head_links, &page.links)
         } else {
             None

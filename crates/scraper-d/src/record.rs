@@ -1,6 +1,7 @@
 //! The JSON envelope of a WAT `metadata` record, deserialized only along the paths we need.
 //!
-//! Everything borrows from the record body (`Cow` only allocates for strings with escapes), and
+//! Everything borrows from the record body (`Cow` only allocates for strings with escapes: serde's
+//! own `Cow` impl always allocates, so string fields go through [`borrowed`]), and
 //! every other key, `Headers` included, is skipped without being built. That makes both header
 //! styles work: before `CC-MAIN-2024-51` every header is a string, from it a repeated header is
 //! an array of strings (reference §3.3); a value we do read may be either.
@@ -31,11 +32,11 @@ pub struct Page<'a> {
 /// One entry of `Links` (or `Head.Link`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 pub struct Link<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub path: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub url: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     pub alt: Option<Cow<'a, str>>,
 }
 
@@ -49,9 +50,22 @@ pub enum Parsed<'a> {
 }
 
 /// Parses a record body; `Err` carries the counted reason.
-pub fn parse(body: &[u8]) -> Result<Parsed<'_>, SkipReason> {
+///
+/// `with_licenses` keeps the links whose URL names `creativecommons.org/`. Without it only
+/// image links are kept, and the URLs of all other links are skipped unread (most of a page's
+/// links are anchors, so this is most of the parsing saved).
+pub fn parse(body: &[u8], with_licenses: bool) -> Result<Parsed<'_>, SkipReason> {
     let text = std::str::from_utf8(body).map_err(|_| SkipReason::InvalidUtf8)?;
-    let record: Record<'_> = serde_json::from_str(text).map_err(|_| SkipReason::InvalidJson)?;
+    if with_licenses {
+        envelope::<true>(text)
+    } else {
+        envelope::<false>(text)
+    }
+}
+
+fn envelope<const LICENSES: bool>(text: &str) -> Result<Parsed<'_>, SkipReason> {
+    let record: Record<'_, LICENSES> =
+        sonic_rs::from_str(text).map_err(|_| SkipReason::InvalidJson)?;
     let envelope = record.envelope.ok_or(SkipReason::MissingKeys)?;
     let warc = envelope.warc_header.ok_or(SkipReason::MissingKeys)?;
     if warc.warc_type.map(OneOrMany::into_last).as_deref() != Some("response") {
@@ -85,18 +99,19 @@ pub fn parse(body: &[u8]) -> Result<Parsed<'_>, SkipReason> {
     }))
 }
 
+// The structs below carry `LICENSES` (see [`parse`]) down to the `Links` array.
 #[derive(Deserialize)]
-struct Record<'a> {
+struct Record<'a, const LICENSES: bool> {
     #[serde(rename = "Envelope", borrow)]
-    envelope: Option<Envelope<'a>>,
+    envelope: Option<Envelope<'a, LICENSES>>,
 }
 
 #[derive(Deserialize)]
-struct Envelope<'a> {
+struct Envelope<'a, const LICENSES: bool> {
     #[serde(rename = "WARC-Header-Metadata", borrow)]
     warc_header: Option<WarcHeader<'a>>,
     #[serde(rename = "Payload-Metadata", borrow)]
-    payload: Option<Payload<'a>>,
+    payload: Option<Payload<'a, LICENSES>>,
 }
 
 #[derive(Deserialize)]
@@ -108,36 +123,36 @@ struct WarcHeader<'a> {
 }
 
 #[derive(Deserialize)]
-struct Payload<'a> {
+struct Payload<'a, const LICENSES: bool> {
     #[serde(rename = "HTTP-Response-Metadata", borrow)]
-    http_response: Option<HttpResponse<'a>>,
+    http_response: Option<HttpResponse<'a, LICENSES>>,
 }
 
 #[derive(Deserialize)]
-struct HttpResponse<'a> {
+struct HttpResponse<'a, const LICENSES: bool> {
     #[serde(rename = "Response-Message", borrow)]
     message: Option<ResponseMessage<'a>>,
     #[serde(rename = "HTML-Metadata", borrow)]
-    html: Option<HtmlMetadata<'a>>,
+    html: Option<HtmlMetadata<'a, LICENSES>>,
 }
 
 #[derive(Deserialize)]
 struct ResponseMessage<'a> {
-    #[serde(rename = "Status", borrow)]
+    #[serde(rename = "Status", borrow, default, deserialize_with = "borrowed")]
     status: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct HtmlMetadata<'a> {
+struct HtmlMetadata<'a, const LICENSES: bool> {
     #[serde(rename = "Head", borrow)]
     head: Option<Head<'a>>,
     #[serde(rename = "Links", borrow, default)]
-    links: RelevantLinks<'a>,
+    links: RelevantLinks<'a, LICENSES>,
 }
 
 #[derive(Deserialize)]
 struct Head<'a> {
-    #[serde(rename = "Base", borrow)]
+    #[serde(rename = "Base", borrow, default, deserialize_with = "borrowed")]
     base: Option<Cow<'a, str>>,
     #[serde(rename = "Link", borrow, default)]
     link: Vec<Link<'a>>,
@@ -145,13 +160,13 @@ struct Head<'a> {
 
 /// `Links` filtered while parsing; see [`Page::links`].
 #[derive(Default)]
-struct RelevantLinks<'a>(Vec<Link<'a>>);
+struct RelevantLinks<'a, const LICENSES: bool>(Vec<Link<'a>>);
 
-impl<'de: 'a, 'a> Deserialize<'de> for RelevantLinks<'a> {
+impl<'de: 'a, 'a, const LICENSES: bool> Deserialize<'de> for RelevantLinks<'a, LICENSES> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = RelevantLinks<'de>;
+        struct Visitor<const LICENSES: bool>;
+        impl<'de, const LICENSES: bool> serde::de::Visitor<'de> for Visitor<LICENSES> {
+            type Value = RelevantLinks<'de, LICENSES>;
             fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 formatter.write_str("an array of links")
             }
@@ -160,11 +175,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for RelevantLinks<'a> {
                 mut seq: A,
             ) -> Result<Self::Value, A::Error> {
                 let mut links = Vec::new();
-                while let Some(link) = seq.next_element::<Link<'de>>()? {
-                    let is_image = link.path.as_deref() == Some("IMG@/src");
-                    let is_license = link.url.as_deref().is_some_and(|url| {
-                        memchr::memmem::find(url.as_bytes(), b"creativecommons.org/").is_some()
-                    });
+                while let Some(LinkEntry(link)) = seq.next_element::<LinkEntry<'de, LICENSES>>()? {
+                    let is_image = link.path.as_deref() == Some(IMAGE_PATH);
+                    let is_license = LICENSES
+                        && link.url.as_deref().is_some_and(|url| {
+                            memchr::memmem::find(url.as_bytes(), b"creativecommons.org/").is_some()
+                        });
                     if is_image || is_license {
                         links.push(link);
                     }
@@ -172,7 +188,50 @@ impl<'de: 'a, 'a> Deserialize<'de> for RelevantLinks<'a> {
                 Ok(RelevantLinks(links))
             }
         }
-        deserializer.deserialize_seq(Visitor)
+        deserializer.deserialize_seq(Visitor::<LICENSES>)
+    }
+}
+
+/// The `path` of an image link.
+const IMAGE_PATH: &str = "IMG@/src";
+
+/// One entry of `Links`. Without `LICENSES`, the `url` of a link already known not to be an
+/// image (its `path` came first, as Common Crawl writes it) is skipped without being read.
+struct LinkEntry<'a, const LICENSES: bool>(Link<'a>);
+
+impl<'de: 'a, 'a, const LICENSES: bool> Deserialize<'de> for LinkEntry<'a, LICENSES> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor<const LICENSES: bool>;
+        impl<'de, const LICENSES: bool> serde::de::Visitor<'de> for Visitor<LICENSES> {
+            type Value = LinkEntry<'de, LICENSES>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a link object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut link = Link::default();
+                let mut not_image = false;
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    let field = match key.as_ref() {
+                        "path" => &mut link.path,
+                        "url" if LICENSES || !not_image => &mut link.url,
+                        "alt" => &mut link.alt,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *field = map
+                        .next_value::<Option<Text<'de>>>()?
+                        .map(|Text(text)| text);
+                    not_image = link.path.as_deref().is_some_and(|path| path != IMAGE_PATH);
+                }
+                Ok(LinkEntry(link))
+            }
+        }
+        deserializer.deserialize_map(Visitor::<LICENSES>)
     }
 }
 
@@ -205,7 +264,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for OneOrMany<'a> {
                 mut seq: A,
             ) -> Result<Self::Value, A::Error> {
                 let mut last = None;
-                while let Some(value) = seq.next_element::<Cow<'de, str>>()? {
+                while let Some(Text(value)) = seq.next_element::<Text<'de>>()? {
                     last = Some(value);
                 }
                 Ok(OneOrMany(last))
@@ -215,12 +274,44 @@ impl<'de: 'a, 'a> Deserialize<'de> for OneOrMany<'a> {
     }
 }
 
+/// A string that borrows from the input unless it had escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Text<'de>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(value)))
+            }
+            fn visit_str<E>(self, value: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(value.to_owned())))
+            }
+            fn visit_string<E>(self, value: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(value)))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+/// `deserialize_with` for optional string fields: `null` is `None`, a string borrows.
+fn borrowed<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    Ok(Option::<Text<'a>>::deserialize(deserializer)?.map(|Text(text)| text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn page(json: &str) -> Result<Page<'_>, SkipReason> {
-        match parse(json.as_bytes())? {
+        match parse(json.as_bytes(), true)? {
             Parsed::Response(page) => Ok(page),
             Parsed::NotResponse => Err(SkipReason::MissingKeys),
         }
@@ -244,6 +335,10 @@ mod tests {
             assert_eq!(page.base.as_deref(), Some("/b/"));
             assert_eq!(page.head_links.len(), 1);
             assert_eq!(page.links[0].alt.as_deref(), Some("café \"x\""));
+            // Strings without escapes borrow from the record (no allocation per link).
+            assert!(matches!(page.links[0].url, Some(Cow::Borrowed("p.jpg"))));
+            assert!(matches!(page.links[0].path, Some(Cow::Borrowed(_))));
+            assert!(matches!(page.target_uri, Cow::Borrowed(_)));
         }
         let cases: &[(&[u8], SkipReason)] = &[
             (b"{\"Envelope\":", SkipReason::InvalidJson),
@@ -260,9 +355,36 @@ mod tests {
             ),
         ];
         for (input, reason) in cases {
-            assert_eq!(parse(input).err(), Some(*reason), "{input:?}");
+            assert_eq!(parse(input, true).err(), Some(*reason), "{input:?}");
         }
         let request = br#"{"Envelope":{"WARC-Header-Metadata":{"WARC-Type":"request"}}}"#;
-        assert!(matches!(parse(request), Ok(Parsed::NotResponse)));
+        assert!(matches!(parse(request, false), Ok(Parsed::NotResponse)));
+        assert!(matches!(parse(request, true), Ok(Parsed::NotResponse)));
+    }
+
+    #[test]
+    fn links_are_kept_by_kind_whatever_the_key_order() {
+        let json = r#"{"Envelope":{"WARC-Header-Metadata":{"WARC-Type":"response","WARC-Target-URI":"http://a.test/"},
+            "Payload-Metadata":{"HTTP-Response-Metadata":{"HTML-Metadata":{"Links":[
+            {"path":"A@/href","url":"https://creativecommons.org/licenses/by/4.0/","text":"CC"},
+            {"url":"first.jpg","path":"IMG@/src","alt":"url before path"},
+            {"path":"A@/href","url":"/plain","text":"anchor"},
+            {"alt":"alt first","path":"IMG@/src","title":{"nested":[1,"x"]},"url":"second.jpg"},
+            {"path":"IMG@/src","url":"no-alt.png"}]}}}}}"#;
+        for with_licenses in [true, false] {
+            let Ok(Parsed::Response(page)) = parse(json.as_bytes(), with_licenses) else {
+                panic!("parses");
+            };
+            let urls: Vec<_> = page.links.iter().map(|link| link.url.as_deref()).collect();
+            let images = [Some("first.jpg"), Some("second.jpg"), Some("no-alt.png")];
+            if with_licenses {
+                let license = Some("https://creativecommons.org/licenses/by/4.0/");
+                assert_eq!(urls, [&[license][..], &images].concat());
+            } else {
+                assert_eq!(urls, images);
+            }
+            let alts: Vec<_> = page.links.iter().map(|link| link.alt.as_deref()).collect();
+            assert!(alts.ends_with(&[Some("url before path"), Some("alt first"), None]));
+        }
     }
 }
