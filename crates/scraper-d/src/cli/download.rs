@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use crate::config::DownloadSettings;
 use crate::error::ScraperError;
 use crate::fetch::FetchConfig;
-use crate::resize::ResizeConfig;
+use crate::resize::{ResizeConfig, ResizeFilter};
 use crate::resolver::ResolverSettings;
 use crate::safety::AddressPolicy;
 use crate::validate::ValidateConfig;
@@ -67,6 +67,10 @@ pub struct DownloadArgs {
     /// Stored images are resized so their shorter side is this long (never enlarged).
     #[arg(long, env = "SCRAPER_RESIZE", default_value_t = 256)]
     pub resize: u32,
+    /// Downscaling filter: `area` (mean of the covered pixels, as img2dataset's OpenCV
+    /// INTER_AREA) or `lanczos3` (sharper, slower).
+    #[arg(long, env = "SCRAPER_RESIZE_FILTER", value_enum, default_value_t = ResizeFilter::Area)]
+    pub resize_filter: ResizeFilter,
     /// JPEG quality of stored images.
     #[arg(long, env = "SCRAPER_JPEG_QUALITY", default_value_t = 95, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub jpeg_quality: u8,
@@ -109,6 +113,7 @@ impl DownloadArgs {
             resize: ResizeConfig {
                 shorter_side: self.resize,
                 jpeg_quality: self.jpeg_quality,
+                filter: self.resize_filter,
             },
             decode_threads: std::thread::available_parallelism().map_or(1, usize::from),
             concurrency: self.concurrency,
