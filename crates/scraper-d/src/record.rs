@@ -354,6 +354,35 @@ mod tests {
                 SkipReason::MissingKeys,
             ),
         ];
+        // Damage inside `Links`, even in an anchor whose URL is skipped, spoils the record.
+        let links = |links: &str| {
+            format!(
+                r#"{{"Envelope":{{"WARC-Header-Metadata":{{"WARC-Type":"response","WARC-Target-URI":"http://a.test/"}},"Payload-Metadata":{{"HTTP-Response-Metadata":{{"HTML-Metadata":{{"Links":{links}}}}}}}}}}}"#
+            )
+        };
+        let damaged = [
+            r#"[{"path":"A@/href","url":}]"#,
+            r#"[{"path":"A@/href","url":"x"},"#,
+            r#"[{"path":"A@/href" "url":"x"}]"#,
+            r#"["IMG@/src"]"#,
+            r#"[7]"#,
+            r#"{"path":"IMG@/src"}"#,
+            r#"[{"path":"IMG@/src","url":7}]"#,
+        ];
+        for damaged in damaged {
+            let json = links(damaged);
+            for with_licenses in [true, false] {
+                assert_eq!(
+                    parse(json.as_bytes(), with_licenses).err(),
+                    Some(SkipReason::InvalidJson),
+                    "{damaged}"
+                );
+            }
+        }
+        let fine = links(r#"[{"path":"A@/href","url":"x"},{"path":"IMG@/src","url":"y.jpg"}]"#);
+        assert!(
+            matches!(parse(fine.as_bytes(), false), Ok(Parsed::Response(page)) if page.links.len() == 1)
+        );
         for (input, reason) in cases {
             assert_eq!(parse(input, true).err(), Some(*reason), "{input:?}");
         }
@@ -370,21 +399,39 @@ mod tests {
             {"url":"first.jpg","path":"IMG@/src","alt":"url before path"},
             {"path":"A@/href","url":"/plain","text":"anchor"},
             {"alt":"alt first","path":"IMG@/src","title":{"nested":[1,"x"]},"url":"second.jpg"},
+            {"path":"IMG@\/src","url":"escaped-path.png","alt":"a \u0063at"},
+            {"path":"A@/href","url":"https:\/\/creativecommons.org\/licenses\/by\/4.0\/"},
             {"path":"IMG@/src","url":"no-alt.png"}]}}}}}"#;
         for with_licenses in [true, false] {
             let Ok(Parsed::Response(page)) = parse(json.as_bytes(), with_licenses) else {
                 panic!("parses");
             };
             let urls: Vec<_> = page.links.iter().map(|link| link.url.as_deref()).collect();
-            let images = [Some("first.jpg"), Some("second.jpg"), Some("no-alt.png")];
-            if with_licenses {
-                let license = Some("https://creativecommons.org/licenses/by/4.0/");
-                assert_eq!(urls, [&[license][..], &images].concat());
+            let license = Some("https://creativecommons.org/licenses/by/4.0/");
+            let expected = if with_licenses {
+                vec![
+                    license,
+                    Some("first.jpg"),
+                    Some("second.jpg"),
+                    Some("escaped-path.png"),
+                    license,
+                    Some("no-alt.png"),
+                ]
             } else {
-                assert_eq!(urls, images);
-            }
+                vec![
+                    Some("first.jpg"),
+                    Some("second.jpg"),
+                    Some("escaped-path.png"),
+                    Some("no-alt.png"),
+                ]
+            };
+            assert_eq!(urls, expected);
             let alts: Vec<_> = page.links.iter().map(|link| link.alt.as_deref()).collect();
-            assert!(alts.ends_with(&[Some("url before path"), Some("alt first"), None]));
+            assert!(
+                alts.contains(&Some("a cat")),
+                "escapes are decoded: {alts:?}"
+            );
+            assert!(alts.ends_with(&[None]));
         }
     }
 }
