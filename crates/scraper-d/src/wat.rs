@@ -1,9 +1,9 @@
 //! A WAT file as a stream of WARC records, read member by member from any byte source.
 //!
 //! Memory stays bounded: one compressed input buffer (512 KiB), the one-call decoder's output
-//! space (2 MiB) and one streamed member buffer capped at [`WatReader::new`]'s
-//! `max_record_bytes`; a larger member is decoded to its end (to find the next one) but
-//! discarded and reported as [`RecordEvent::Skipped`] with [`SkipReason::RecordTooLarge`].
+//! space (2 MiB) and one member buffer capped at [`WatReader::new`]'s `max_record_bytes`; a
+//! larger member is decoded to its end (to find the next one) but discarded and reported as
+//! [`RecordEvent::Skipped`] with [`SkipReason::RecordTooLarge`].
 
 mod gzip;
 mod warc;
@@ -39,7 +39,8 @@ pub enum RecordEvent<'a> {
 /// Reads WARC records from a stream of gzip members.
 pub struct WatReader<R> {
     members: MemberReader<R>,
-    /// Start of the unread part of the current member's output (records may share a member).
+    member: Vec<u8>,
+    /// Unread part of `member`, as a range (records may share a member).
     cursor: usize,
     max_record_bytes: usize,
     n_records: u64,
@@ -50,6 +51,7 @@ impl<R: Read> WatReader<R> {
     pub fn new(source: R, max_record_bytes: usize) -> Self {
         Self {
             members: MemberReader::new(source),
+            member: Vec::new(),
             cursor: 0,
             max_record_bytes,
             n_records: 0,
@@ -68,8 +70,11 @@ impl<R: Read> WatReader<R> {
 
     /// The next record or counted damage; `Ok(None)` at the end; `Err` when the source fails.
     pub fn next_event(&mut self) -> std::io::Result<Option<RecordEvent<'_>>> {
-        if self.cursor >= self.members.output().len() {
-            let Some(member) = self.members.next_member(self.max_record_bytes)? else {
+        if self.cursor >= self.member.len() {
+            let Some(member) = self
+                .members
+                .next_member(&mut self.member, self.max_record_bytes)?
+            else {
                 return Ok(None);
             };
             self.cursor = 0;
@@ -81,6 +86,7 @@ impl<R: Read> WatReader<R> {
                 Member::Garbage => Some(SkipReason::GzipGarbage),
             };
             if let Some(reason) = skipped {
+                self.member.clear();
                 if reason != SkipReason::GzipGarbage {
                     // The damaged member held one record: keep later records' parity.
                     self.n_records += 1;
@@ -90,10 +96,9 @@ impl<R: Read> WatReader<R> {
         }
         let index = self.n_records;
         self.n_records += 1;
-        let member = self.members.output();
-        match warc::next_record(&member[self.cursor..]) {
+        match warc::next_record(&self.member[self.cursor..]) {
             Ok((record, rest)) => {
-                self.cursor = member.len() - rest.len();
+                self.cursor = self.member.len() - rest.len();
                 Ok(Some(RecordEvent::Record(WatRecord {
                     index,
                     warc_type: record.warc_type,
@@ -102,7 +107,7 @@ impl<R: Read> WatReader<R> {
                 })))
             }
             Err(error) => {
-                self.cursor = member.len();
+                self.cursor = self.member.len();
                 Ok(Some(RecordEvent::Skipped(match error {
                     warc::FramingError::BadHeader => SkipReason::BadWarcHeader,
                     warc::FramingError::Truncated => SkipReason::TruncatedRecord,

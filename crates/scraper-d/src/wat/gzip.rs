@@ -42,15 +42,6 @@ pub(crate) enum Member {
     Garbage,
 }
 
-/// Which buffer holds the last member's output.
-#[derive(Debug, Clone, Copy)]
-enum Output {
-    /// `scratch[..len]`, written by the one-call decoder.
-    Whole(usize),
-    /// `streamed`.
-    Streamed,
-}
-
 /// Reads gzip members from a byte source.
 pub(crate) struct MemberReader<R> {
     source: R,
@@ -63,10 +54,6 @@ pub(crate) struct MemberReader<R> {
     /// length so that no call zeroes it again).
     whole: libdeflater::Decompressor,
     scratch: Vec<u8>,
-    /// The streaming decoder's output.
-    streamed: Vec<u8>,
-    /// Where the last member's output is.
-    output: Output,
     n_whole: u64,
     n_compressed: u64,
     n_decompressed: u64,
@@ -83,8 +70,6 @@ impl<R: Read> MemberReader<R> {
             inflate: Decompress::new(false),
             whole: libdeflater::Decompressor::new(),
             scratch: Vec::new(),
-            streamed: Vec::new(),
-            output: Output::Streamed,
             n_whole: 0,
             n_compressed: 0,
             n_decompressed: 0,
@@ -107,36 +92,14 @@ impl<R: Read> MemberReader<R> {
         self.n_whole
     }
 
-    /// The output of the last member read: its bytes if it was [`Member::Complete`], else empty.
-    pub(crate) fn output(&self) -> &[u8] {
-        match self.output {
-            Output::Whole(len) => &self.scratch[..len],
-            Output::Streamed => &self.streamed,
-        }
-    }
-
-    /// Reads the next member, keeping at most `cap` bytes of output (see [`Self::output`]).
+    /// Reads the next member into `out` (cleared first), keeping at most `cap` bytes.
     /// `Ok(None)` at the end of the input; `Err` only when the source itself fails.
-    pub(crate) fn next_member(&mut self, cap: usize) -> std::io::Result<Option<Member>> {
-        let member = self.read_member(cap)?;
-        if member != Some(Member::Complete) {
-            self.output = Output::Streamed;
-            self.streamed.clear();
-        }
-        Ok(member)
-    }
-
-    fn read_member(&mut self, cap: usize) -> std::io::Result<Option<Member>> {
-        self.output = Output::Streamed;
-        let mut out = std::mem::take(&mut self.streamed);
+    pub(crate) fn next_member(
+        &mut self,
+        out: &mut Vec<u8>,
+        cap: usize,
+    ) -> std::io::Result<Option<Member>> {
         out.clear();
-        let member = self.stream_member(&mut out, cap);
-        self.streamed = out;
-        member
-    }
-
-    /// Reads one member, with the one-call decoder if it can, else into `out`.
-    fn stream_member(&mut self, out: &mut Vec<u8>, cap: usize) -> std::io::Result<Option<Member>> {
         if !self.fill(1)? {
             return Ok(None);
         }
@@ -147,7 +110,7 @@ impl<R: Read> MemberReader<R> {
         let Some(header_len) = self.header_len()? else {
             return self.truncated_or_corrupt();
         };
-        if let Some(member) = self.whole_member(cap)? {
+        if let Some(member) = self.whole_member(out, cap)? {
             return Ok(Some(member));
         }
         self.consume(header_len);
@@ -213,7 +176,7 @@ impl<R: Read> MemberReader<R> {
     /// Inflates the member at `pos` in one libdeflate call if it lies wholly in the buffer and
     /// fits the cap and the scratch space. `None` leaves everything as it was for the streaming
     /// path: libdeflate refused it, or its end could not be told for certain.
-    fn whole_member(&mut self, cap: usize) -> std::io::Result<Option<Member>> {
+    fn whole_member(&mut self, out: &mut Vec<u8>, cap: usize) -> std::io::Result<Option<Member>> {
         self.fill(WHOLE_WINDOW)?;
         let room = cap.min(WHOLE_OUTPUT);
         if self.scratch.len() < room {
@@ -239,7 +202,7 @@ impl<R: Read> MemberReader<R> {
         if !(next.starts_with(&MAGIC) || (next.is_empty() && self.eof)) {
             return Ok(None);
         }
-        self.output = Output::Whole(produced);
+        out.extend_from_slice(output);
         self.n_whole += 1;
         self.n_decompressed += produced as u64;
         self.consume(end);
@@ -365,9 +328,10 @@ mod tests {
 
     fn read_all(bytes: &[u8], cap: usize) -> Vec<(Member, Vec<u8>)> {
         let mut reader = MemberReader::new(bytes);
+        let mut out = Vec::new();
         let mut members = Vec::new();
-        while let Some(member) = reader.next_member(cap).expect("slice reads") {
-            members.push((member, reader.output().to_vec()));
+        while let Some(member) = reader.next_member(&mut out, cap).expect("slice reads") {
+            members.push((member, out.clone()));
         }
         members
     }
@@ -480,19 +444,20 @@ mod tests {
         }
         for chunk in [usize::MAX, 4096, 7] {
             let mut reader = MemberReader::new(Trickle(&file, chunk));
+            let mut out = Vec::new();
             for (index, payload) in payloads.iter().enumerate() {
-                let member = reader.next_member(usize::MAX).expect("reads");
+                let member = reader.next_member(&mut out, usize::MAX).expect("reads");
                 assert_eq!(
                     member,
                     Some(Member::Complete),
                     "member {index}, chunk {chunk}"
                 );
-                assert!(
-                    reader.output() == *payload,
-                    "member {index} differs, chunk {chunk}"
-                );
+                assert!(out == *payload, "member {index} differs, chunk {chunk}");
             }
-            assert_eq!(reader.next_member(usize::MAX).expect("reads"), None);
+            assert_eq!(
+                reader.next_member(&mut out, usize::MAX).expect("reads"),
+                None
+            );
             assert_eq!(reader.compressed_bytes(), file.len() as u64);
             let total: usize = payloads.iter().map(Vec::len).sum();
             assert_eq!(reader.decompressed_bytes(), total as u64);
@@ -509,12 +474,10 @@ mod tests {
     fn one_call_decoder_leaves_garbage_after_a_member_to_the_stream() {
         let input = [gzip(b"kept"), b"junk".to_vec(), gzip(b"next")].concat();
         let mut reader = MemberReader::new(&input[..]);
+        let mut out = Vec::new();
         let mut got = Vec::new();
-        while let Some(member) = reader.next_member(100).expect("slice reads") {
-            got.push((
-                member,
-                String::from_utf8_lossy(reader.output()).into_owned(),
-            ));
+        while let Some(member) = reader.next_member(&mut out, 100).expect("slice reads") {
+            got.push((member, String::from_utf8_lossy(&out).into_owned()));
         }
         let expected = [
             (Member::Complete, "kept"),
