@@ -17,7 +17,7 @@ use crate::dedup::{SeenInJob, pair_hash};
 use crate::error::ScraperError;
 use crate::filters::{self, FilterConfig};
 use crate::halves::{HalfJob, IdAllocator};
-use crate::record::{self, Parsed};
+use crate::record::{Document, Parsed};
 use crate::wat::{RecordEvent, WatReader, WatRecord};
 use crate::{language, license, urls};
 
@@ -161,7 +161,11 @@ impl State {
             return;
         }
         let with_licenses = self.licenses.find(record.body).is_some();
-        let page = match record::parse(record.body, with_licenses) {
+        let document = match Document::parse(record.body) {
+            Ok(document) => document,
+            Err(reason) => return self.counts.skip(reason),
+        };
+        let page = match document.page(with_licenses) {
             Ok(Parsed::Response(page)) => page,
             Ok(Parsed::NotResponse) => return,
             Err(reason) => return self.counts.skip(reason),
@@ -170,7 +174,6 @@ impl State {
         if !self.filters.keep_non_2xx {
             let status = page
                 .status
-                .as_deref()
                 .and_then(|status| status.trim().parse::<u16>().ok());
             if !status.is_some_and(|status| (200..300).contains(&status)) {
                 return self.counts.skip(SkipReason::Non2xxStatus);
@@ -179,23 +182,18 @@ impl State {
         let Ok(page_url) = Url::parse(page.target_uri.trim()) else {
             return self.counts.skip(SkipReason::MissingKeys);
         };
-        let base = urls::page_base(&page_url, page.base.as_deref());
+        let base = urls::page_base(&page_url, page.base);
         let page_license = if with_licenses {
             license::page_license(&page.head_links, &page.links)
         } else {
             None
         };
         for link in &page.links {
-            if link.path.as_deref() != Some("IMG@/src") {
+            if link.path != Some("IMG@/src") {
                 continue;
             }
             self.counts.image_links += 1;
-            let kept = match filters::check_link(
-                &self.filters,
-                &base,
-                link.url.as_deref(),
-                link.alt.as_deref(),
-            ) {
+            let kept = match filters::check_link(&self.filters, &base, link.url, link.alt) {
                 Ok(kept) => kept,
                 Err(reason) => {
                     self.counts.skip(reason);

@@ -3,7 +3,8 @@
 //! Layout:
 //! - `wat.rs` (+ `wat/gzip.rs`, `wat/warc.rs`): a WAT byte stream as WARC records, member by
 //!   member, with damage counted and skipped.
-//! - `record.rs`: the JSON envelope of a record, parsed only along the paths we use.
+//! - `record.rs` (+ `record/nesting.rs`): the JSON envelope of a record, parsed into a DOM after
+//!   a nesting-depth check, read only along the paths we use.
 //! - `urls.rs`, `filters.rs` (+ `filters/alt.rs`, `filters/blocklist.rs`), `license.rs`,
 //!   `language.rs`: what makes a link a candidate.
 //! - `dedup.rs`: the pair hash, per-job dedup, and cross-job dedup through the tracker.

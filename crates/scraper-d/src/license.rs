@@ -20,7 +20,7 @@ pub fn page_license<'a>(head_links: &'a [Link<'a>], links: &'a [Link<'a>]) -> Op
     head_links
         .iter()
         .chain(links)
-        .filter_map(|link| link.url.as_deref())
+        .filter_map(|link| link.url)
         .map(str::trim)
         .find(|url| url.len() <= MAX_LICENSE_BYTES && is_license_url(url))
 }
@@ -32,14 +32,12 @@ pub fn is_license_url(url: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
-
     use super::*;
 
     fn link(url: &str) -> Link<'_> {
         Link {
-            path: Some(Cow::Borrowed("A@/href")),
-            url: Some(Cow::Borrowed(url)),
+            path: Some("A@/href"),
+            url: Some(url),
             alt: None,
         }
     }
