@@ -110,7 +110,7 @@ impl<R: Read> MemberReader<R> {
         let Some(header_len) = self.header_len()? else {
             return self.truncated_or_corrupt();
         };
-        if let Some(member) = self.whole_member(out, cap)? {
+        if let Some(member) = self.whole_member(header_len, out, cap)? {
             return Ok(Some(member));
         }
         self.consume(header_len);
@@ -176,26 +176,40 @@ impl<R: Read> MemberReader<R> {
     /// Inflates the member at `pos` in one libdeflate call if it lies wholly in the buffer and
     /// fits the cap and the scratch space. `None` leaves everything as it was for the streaming
     /// path: libdeflate refused it, or its end could not be told for certain.
-    fn whole_member(&mut self, out: &mut Vec<u8>, cap: usize) -> std::io::Result<Option<Member>> {
+    fn whole_member(
+        &mut self,
+        header_len: usize,
+        out: &mut Vec<u8>,
+        cap: usize,
+    ) -> std::io::Result<Option<Member>> {
         self.fill(WHOLE_WINDOW)?;
         let room = cap.min(WHOLE_OUTPUT);
         if self.scratch.len() < room {
             self.scratch.resize(room, 0);
         }
         let input = &self.input[self.pos..self.len];
-        let Ok(produced) = self.whole.gzip_decompress(input, &mut self.scratch[..room]) else {
+        let Some(deflate) = input.get(header_len..) else {
+            return Ok(None);
+        };
+        let Ok(produced) = self
+            .whole
+            .deflate_decompress(deflate, &mut self.scratch[..room])
+        else {
             return Ok(None);
         };
         let output = &self.scratch[..produced];
-        // libdeflate checked the trailer (CRC-32 and length) but does not say where it was. The
-        // first place these 8 bytes occur is that trailer unless the compressed data contains
-        // them by chance (odds about 2^-64 per position); requiring the next member's magic (or
-        // the end of the file) right after it makes a wrong guess practically impossible.
+        // libdeflate stops at the end of the deflate data but does not say where that was; the
+        // trailer follows it: CRC-32 and length of the output (RFC 1952). The first place these
+        // 8 bytes occur is that trailer unless the compressed data contains them by chance (odds
+        // about 2^-64 per position); requiring the next member's magic (or the end of the file)
+        // right after it makes a wrong guess practically impossible. Finding them also checks
+        // the CRC: when it does not match, they are not found and the streaming path judges.
         let mut trailer = [0u8; 8];
         trailer[..4].copy_from_slice(&libdeflater::crc32(output).to_le_bytes());
-        // ISIZE is the length modulo 2^32 (RFC 1952); output is at most WHOLE_OUTPUT here.
+        // ISIZE is the length modulo 2^32; output is at most WHOLE_OUTPUT here.
         trailer[4..].copy_from_slice(&(produced as u32).to_le_bytes());
-        let Some(end) = memchr::memmem::find(input, &trailer).map(|at| at + trailer.len()) else {
+        let Some(end) = memchr::memmem::find(deflate, &trailer).map(|at| header_len + at + 8)
+        else {
             return Ok(None);
         };
         let next = &input[end..];
