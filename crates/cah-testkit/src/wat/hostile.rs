@@ -7,7 +7,7 @@ use super::record::{RecordHead, WatWriter};
 use super::{Html, Link, Page};
 use crate::error::TestkitError;
 
-/// A kind of damage. The first four leave the rest of the file readable; the last three end it,
+/// A kind of damage. The first five leave the rest of the file readable; the last three end it,
 /// since nothing after a broken member or a lying length can be parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hostility {
@@ -19,6 +19,9 @@ pub enum Hostility {
     GiantRecord { bytes: usize },
     /// A record whose body is not JSON at all (binary noise), with a JSON content type.
     BinaryGarbage,
+    /// A `response` record whose JSON is valid but nests `depth` arrays deep inside its first
+    /// image link: a parser that recurses once per level overflows its stack.
+    DeepNesting { depth: usize },
     /// A record whose `Content-Length` claims 10 000 bytes more than the member holds (ends the file).
     TruncatedRecord,
     /// A gzip member cut in the middle (ends the file).
@@ -107,6 +110,15 @@ impl<W: Write> WatWriter<W> {
             }
             Hostility::InvalidUtf8 => self.write_record(&head, &latin1_marker(json.into_bytes())),
             Hostility::GiantRecord { .. } => self.write_record(&head, json.as_bytes()),
+            Hostility::DeepNesting { depth } => {
+                let nested = format!(
+                    r#""nested":{}0{},"path":"IMG@/src""#,
+                    "[".repeat(depth),
+                    "]".repeat(depth)
+                );
+                let json = json.replacen(r#""path":"IMG@/src""#, &nested, 1);
+                self.write_record(&head, json.as_bytes())
+            }
             Hostility::BinaryGarbage => {
                 let mut noise = vec![0u8; 4096];
                 self.rng.fill(&mut noise);

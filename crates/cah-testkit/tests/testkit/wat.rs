@@ -281,6 +281,7 @@ fn hostile_records_hide_their_candidates_and_terminal_damage_ends_the_file() {
         Hostility::InvalidUtf8,
         Hostility::GiantRecord { bytes: 2_000_000 },
         Hostility::BinaryGarbage,
+        Hostility::DeepNesting { depth: 10_000 },
     ];
     let config = WatConfig {
         n_pages: 30,
@@ -296,13 +297,13 @@ fn hostile_records_hide_their_candidates_and_terminal_damage_ends_the_file() {
             failures.push(error.to_string());
         }
     }
-    assert_eq!(failures.len(), 3, "{failures:?}");
-    assert!(
-        failures
-            .iter()
-            .any(|error| error.contains("invalid unicode code point")),
-        "{failures:?}"
-    );
+    assert_eq!(failures.len(), 4, "{failures:?}");
+    for expected in ["invalid unicode code point", "recursion limit exceeded"] {
+        assert!(
+            failures.iter().any(|error| error.contains(expected)),
+            "{expected}: {failures:?}"
+        );
+    }
     assert!(
         records.iter().any(|record| record.body.len() >= 2_000_000),
         "a giant record is present"

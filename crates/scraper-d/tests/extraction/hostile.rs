@@ -49,6 +49,11 @@ fn each_hostile_record_is_counted_and_the_rest_is_read() {
             &[SkipReason::RecordTooLarge],
         ),
         (Hostility::BinaryGarbage, &[SkipReason::InvalidJson]),
+        // Valid JSON that used to overflow the stack of the thread parsing it.
+        (
+            Hostility::DeepNesting { depth: 100_000 },
+            &[SkipReason::InvalidJson],
+        ),
         (Hostility::TruncatedRecord, &[SkipReason::TruncatedRecord]),
         (Hostility::CorruptGzip, &[SkipReason::GzipCorrupt]),
     ];
