@@ -17,7 +17,7 @@ use crate::dedup::{SeenInJob, pair_hash};
 use crate::error::ScraperError;
 use crate::filters::{self, FilterConfig};
 use crate::halves::{HalfJob, IdAllocator};
-use crate::record::{Document, Parsed};
+use crate::record::{self, Document, Parsed};
 use crate::wat::{RecordEvent, WatReader, WatRecord};
 use crate::{language, license, urls};
 
@@ -48,7 +48,6 @@ struct State {
     halves: [Option<HalfState>; 2],
     counts: Counts,
     images: Finder<'static>,
-    licenses: Finder<'static>,
 }
 
 struct HalfState {
@@ -83,7 +82,6 @@ impl<R: Read> Extractor<R> {
                 halves,
                 counts: Counts::default(),
                 images: Finder::new(b"\"IMG@/src\""),
-                licenses: Finder::new(b"creativecommons.org/"),
             },
             pending: VecDeque::new(),
             finished: false,
@@ -160,7 +158,7 @@ impl State {
             self.counts.records_without_images += 1;
             return;
         }
-        let with_licenses = self.licenses.find(record.body).is_some();
+        let with_licenses = record::LICENSE_URL.find(record.body).is_some();
         let document = match Document::parse(record.body) {
             Ok(document) => document,
             Err(reason) => return self.counts.skip(reason),

@@ -62,8 +62,9 @@ pub struct Document {
 /// The `path` of an image link.
 const IMAGE_PATH: &str = "IMG@/src";
 
-/// What marks a licence candidate among the links.
-static LICENSE_URL: LazyLock<Finder<'static>> =
+/// What marks a licence candidate: searched in a whole record first (by the extractor, to decide
+/// whether licences are looked for at all), then in each link's URL.
+pub(crate) static LICENSE_URL: LazyLock<Finder<'static>> =
     LazyLock::new(|| Finder::new(b"creativecommons.org/"));
 
 impl Document {
