@@ -1,7 +1,8 @@
 //! A WAT file as a stream of WARC records, read member by member from any byte source.
 //!
 //! Memory stays bounded: one compressed input buffer (512 KiB), the one-call decoder's output
-//! space (2 MiB) and one member buffer capped at [`WatReader::new`]'s `max_record_bytes`; a
+//! space (2 MiB) and the streaming decoder's output capped at [`WatReader::new`]'s
+//! `max_record_bytes`; a
 //! larger member is decoded to its end (to find the next one) but discarded and reported as
 //! [`RecordEvent::Skipped`] with [`SkipReason::RecordTooLarge`].
 
@@ -39,8 +40,9 @@ pub enum RecordEvent<'a> {
 /// Reads WARC records from a stream of gzip members.
 pub struct WatReader<R> {
     members: MemberReader<R>,
-    member: Vec<u8>,
-    /// Unread part of `member`, as a range (records may share a member).
+    /// Length of the current member's output ([`MemberReader::output`]); `cursor` is where its
+    /// unread part starts (records may share a member).
+    member_len: usize,
     cursor: usize,
     max_record_bytes: usize,
     n_records: u64,
@@ -51,7 +53,7 @@ impl<R: Read> WatReader<R> {
     pub fn new(source: R, max_record_bytes: usize) -> Self {
         Self {
             members: MemberReader::new(source),
-            member: Vec::new(),
+            member_len: 0,
             cursor: 0,
             max_record_bytes,
             n_records: 0,
@@ -70,14 +72,12 @@ impl<R: Read> WatReader<R> {
 
     /// The next record or counted damage; `Ok(None)` at the end; `Err` when the source fails.
     pub fn next_event(&mut self) -> std::io::Result<Option<RecordEvent<'_>>> {
-        if self.cursor >= self.member.len() {
-            let Some(member) = self
-                .members
-                .next_member(&mut self.member, self.max_record_bytes)?
-            else {
+        if self.cursor >= self.member_len {
+            let Some(member) = self.members.next_member(self.max_record_bytes)? else {
                 return Ok(None);
             };
             self.cursor = 0;
+            self.member_len = self.members.output().len();
             let skipped = match member {
                 Member::Complete => None,
                 Member::TooLarge => Some(SkipReason::RecordTooLarge),
@@ -86,7 +86,6 @@ impl<R: Read> WatReader<R> {
                 Member::Garbage => Some(SkipReason::GzipGarbage),
             };
             if let Some(reason) = skipped {
-                self.member.clear();
                 if reason != SkipReason::GzipGarbage {
                     // The damaged member held one record: keep later records' parity.
                     self.n_records += 1;
@@ -96,9 +95,10 @@ impl<R: Read> WatReader<R> {
         }
         let index = self.n_records;
         self.n_records += 1;
-        match warc::next_record(&self.member[self.cursor..]) {
+        let member = self.members.output();
+        match warc::next_record(&member[self.cursor..]) {
             Ok((record, rest)) => {
-                self.cursor = self.member.len() - rest.len();
+                self.cursor = member.len() - rest.len();
                 Ok(Some(RecordEvent::Record(WatRecord {
                     index,
                     warc_type: record.warc_type,
@@ -107,7 +107,7 @@ impl<R: Read> WatReader<R> {
                 })))
             }
             Err(error) => {
-                self.cursor = self.member.len();
+                self.cursor = member.len();
                 Ok(Some(RecordEvent::Skipped(match error {
                     warc::FramingError::BadHeader => SkipReason::BadWarcHeader,
                     warc::FramingError::Truncated => SkipReason::TruncatedRecord,

@@ -8,7 +8,8 @@
 //! libdeflate in one call (about 1.5 times as fast as streaming zlib-rs on WAT files, whose
 //! members are a few kilobytes). Everything else (a member longer than the buffer or the
 //! scratch space, a damaged one, one followed by garbage) goes through the streaming zlib-rs
-//! path, which alone decides how damage is counted.
+//! path, which alone decides how damage is counted. Either way the output stays where the
+//! decoder wrote it ([`MemberReader::output`]) until the next member: no copy of it is made.
 
 use std::io::Read;
 
@@ -54,6 +55,11 @@ pub(crate) struct MemberReader<R> {
     /// length so that no call zeroes it again).
     whole: libdeflater::Decompressor,
     scratch: Vec<u8>,
+    /// The streaming path's output.
+    streamed: Vec<u8>,
+    /// Where the last member's output is: `Some(n)`, the first `n` bytes of `scratch`; `None`,
+    /// all of `streamed` (empty unless the member was complete).
+    in_scratch: Option<usize>,
     n_whole: u64,
     n_compressed: u64,
     n_decompressed: u64,
@@ -70,6 +76,8 @@ impl<R: Read> MemberReader<R> {
             inflate: Decompress::new(false),
             whole: libdeflater::Decompressor::new(),
             scratch: Vec::new(),
+            streamed: Vec::new(),
+            in_scratch: None,
             n_whole: 0,
             n_compressed: 0,
             n_decompressed: 0,
@@ -92,14 +100,29 @@ impl<R: Read> MemberReader<R> {
         self.n_whole
     }
 
-    /// Reads the next member into `out` (cleared first), keeping at most `cap` bytes.
+    /// The output of the last member read: its bytes when it was [`Member::Complete`], else empty.
+    /// It stays where the decoder wrote it (no copy); the next call replaces it.
+    pub(crate) fn output(&self) -> &[u8] {
+        match self.in_scratch {
+            Some(len) => &self.scratch[..len],
+            None => &self.streamed,
+        }
+    }
+
+    /// Reads the next member, keeping at most `cap` bytes of its output (see [`Self::output`]).
     /// `Ok(None)` at the end of the input; `Err` only when the source itself fails.
-    pub(crate) fn next_member(
-        &mut self,
-        out: &mut Vec<u8>,
-        cap: usize,
-    ) -> std::io::Result<Option<Member>> {
-        out.clear();
+    pub(crate) fn next_member(&mut self, cap: usize) -> std::io::Result<Option<Member>> {
+        self.in_scratch = None;
+        self.streamed.clear();
+        let member = self.read_member(cap)?;
+        if member != Some(Member::Complete) {
+            self.in_scratch = None;
+            self.streamed.clear();
+        }
+        Ok(member)
+    }
+
+    fn read_member(&mut self, cap: usize) -> std::io::Result<Option<Member>> {
         if !self.fill(1)? {
             return Ok(None);
         }
@@ -110,16 +133,29 @@ impl<R: Read> MemberReader<R> {
         let Some(header_len) = self.header_len()? else {
             return self.truncated_or_corrupt();
         };
-        if let Some(member) = self.whole_member(header_len, out, cap)? {
+        if let Some(member) = self.whole_member(header_len, cap)? {
             return Ok(Some(member));
         }
+        let mut out = std::mem::take(&mut self.streamed);
+        let member = self.stream_member(header_len, cap, &mut out);
+        self.streamed = out;
+        member.map(Some)
+    }
+
+    /// Inflates the member at `pos` with zlib-rs, a piece at a time.
+    fn stream_member(
+        &mut self,
+        header_len: usize,
+        cap: usize,
+        out: &mut Vec<u8>,
+    ) -> std::io::Result<Member> {
         self.consume(header_len);
         self.inflate.reset(false);
         let mut crc = Crc::new();
         let mut too_large = false;
         loop {
             if self.pos == self.len && !self.fill(1)? {
-                return Ok(Some(Member::Truncated));
+                return Ok(Member::Truncated);
             }
             if out.len() >= cap {
                 // Keep decoding to find the member's end, but only to check the CRC.
@@ -145,15 +181,15 @@ impl<R: Read> MemberReader<R> {
                 Ok(Status::Ok | Status::BufError) => {
                     if consumed == 0 && produced == 0 && self.pos < self.len {
                         // No progress with input and output space available: damaged data.
-                        return Ok(Some(Member::Corrupt));
+                        return Ok(Member::Corrupt);
                     }
                 }
-                Err(_) => return Ok(Some(Member::Corrupt)),
+                Err(_) => return Ok(Member::Corrupt),
             }
         }
         if !self.fill(8)? {
             self.consume(self.len - self.pos);
-            return Ok(Some(Member::Truncated));
+            return Ok(Member::Truncated);
         }
         let trailer = &self.input[self.pos..self.pos + 8];
         let expected_crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
@@ -164,24 +200,19 @@ impl<R: Read> MemberReader<R> {
         let actual_len = self.inflate.total_out() as u32;
         if crc.sum() != expected_crc || actual_len != expected_len {
             out.clear();
-            return Ok(Some(Member::Corrupt));
+            return Ok(Member::Corrupt);
         }
         if too_large {
             out.clear();
-            return Ok(Some(Member::TooLarge));
+            return Ok(Member::TooLarge);
         }
-        Ok(Some(Member::Complete))
+        Ok(Member::Complete)
     }
 
     /// Inflates the member at `pos` in one libdeflate call if it lies wholly in the buffer and
     /// fits the cap and the scratch space. `None` leaves everything as it was for the streaming
     /// path: libdeflate refused it, or its end could not be told for certain.
-    fn whole_member(
-        &mut self,
-        header_len: usize,
-        out: &mut Vec<u8>,
-        cap: usize,
-    ) -> std::io::Result<Option<Member>> {
+    fn whole_member(&mut self, header_len: usize, cap: usize) -> std::io::Result<Option<Member>> {
         self.fill(WHOLE_WINDOW)?;
         let room = cap.min(WHOLE_OUTPUT);
         if self.scratch.len() < room {
@@ -216,7 +247,7 @@ impl<R: Read> MemberReader<R> {
         if !(next.starts_with(&MAGIC) || (next.is_empty() && self.eof)) {
             return Ok(None);
         }
-        out.extend_from_slice(output);
+        self.in_scratch = Some(produced);
         self.n_whole += 1;
         self.n_decompressed += produced as u64;
         self.consume(end);

@@ -15,10 +15,9 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 fn read_all(bytes: &[u8], cap: usize) -> Vec<(Member, Vec<u8>)> {
     let mut reader = MemberReader::new(bytes);
-    let mut out = Vec::new();
     let mut members = Vec::new();
-    while let Some(member) = reader.next_member(&mut out, cap).expect("slice reads") {
-        members.push((member, out.clone()));
+    while let Some(member) = reader.next_member(cap).expect("slice reads") {
+        members.push((member, reader.output().to_vec()));
     }
     members
 }
@@ -129,20 +128,19 @@ fn one_call_and_streaming_decoders_agree() {
     }
     for chunk in [usize::MAX, 4096, 7] {
         let mut reader = MemberReader::new(Trickle(&file, chunk));
-        let mut out = Vec::new();
         for (index, payload) in payloads.iter().enumerate() {
-            let member = reader.next_member(&mut out, usize::MAX).expect("reads");
+            let member = reader.next_member(usize::MAX).expect("reads");
             assert_eq!(
                 member,
                 Some(Member::Complete),
                 "member {index}, chunk {chunk}"
             );
-            assert!(out == *payload, "member {index} differs, chunk {chunk}");
+            assert!(
+                reader.output() == &payload[..],
+                "member {index} differs, chunk {chunk}"
+            );
         }
-        assert_eq!(
-            reader.next_member(&mut out, usize::MAX).expect("reads"),
-            None
-        );
+        assert_eq!(reader.next_member(usize::MAX).expect("reads"), None);
         assert_eq!(reader.compressed_bytes(), file.len() as u64);
         let total: usize = payloads.iter().map(Vec::len).sum();
         assert_eq!(reader.decompressed_bytes(), total as u64);
@@ -159,10 +157,12 @@ fn one_call_and_streaming_decoders_agree() {
 fn one_call_decoder_leaves_garbage_after_a_member_to_the_stream() {
     let input = [gzip(b"kept"), b"junk".to_vec(), gzip(b"next")].concat();
     let mut reader = MemberReader::new(&input[..]);
-    let mut out = Vec::new();
     let mut got = Vec::new();
-    while let Some(member) = reader.next_member(&mut out, 100).expect("slice reads") {
-        got.push((member, String::from_utf8_lossy(&out).into_owned()));
+    while let Some(member) = reader.next_member(100).expect("slice reads") {
+        got.push((
+            member,
+            String::from_utf8_lossy(reader.output()).into_owned(),
+        ));
     }
     let expected = [
         (Member::Complete, "kept"),
