@@ -2,9 +2,8 @@
 //!
 //! Memory stays bounded: one compressed input buffer (512 KiB), the one-call decoder's output
 //! space (2 MiB) and the streaming decoder's output capped at [`WatReader::new`]'s
-//! `max_record_bytes`; a
-//! larger member is decoded to its end (to find the next one) but discarded and reported as
-//! [`RecordEvent::Skipped`] with [`SkipReason::RecordTooLarge`].
+//! `max_record_bytes`; a larger member is decoded to its end (to find the next one) but
+//! discarded and reported as [`RecordEvent::Skipped`] with [`SkipReason::RecordTooLarge`].
 
 mod gzip;
 mod warc;
