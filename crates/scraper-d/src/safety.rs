@@ -1,7 +1,7 @@
 //! Which resolved addresses the fetcher may connect to: no private, loopback, link-local,
 //! metadata or otherwise special address unless the operator allows it.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
@@ -43,18 +43,45 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || octets[0] >= 240)
         }
         IpAddr::V6(v6) => {
-            if let Some(mapped) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(mapped));
+            // Addresses that carry an IPv4 address are judged by it: a NAT64 gateway or a 6to4
+            // relay would forward to that address, private ones included.
+            if let Some(embedded) = embedded_ipv4(v6) {
+                return is_public(IpAddr::V4(embedded));
             }
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            let first = segments[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
+                || segments[..6] == [0; 6] // ::/96, IPv4-compatible (deprecated), never public
+                || segments[..4] == [0x100, 0, 0, 0] // 100::/64 discard-only
+                || segments[..3] == [0x64, 0xff9b, 1] // 64:ff9b:1::/48 local-use NAT64
+                || (first & 0xfe00) == 0xfc00 // unique local (AWS's fd00:ec2::254 included)
                 || (first & 0xffc0) == 0xfe80 // link local
-                || first == 0x2001 && v6.segments()[1] == 0xdb8)
+                || (first & 0xffc0) == 0xfec0 // site local (deprecated)
+                || (first == 0x2001 && segments[1] == 0) // Teredo 2001::/32
+                || (first == 0x2001 && segments[1] == 0xdb8))
         }
     }
+}
+
+/// The IPv4 address inside an IPv4-mapped (`::ffff:a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`,
+/// RFC 6052) or 6to4 (`2002:aabb:ccdd::`, RFC 3056) address.
+fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(mapped) = v6.to_ipv4_mapped() {
+        return Some(mapped);
+    }
+    let segments = v6.segments();
+    let octets = v6.octets();
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        return Some(Ipv4Addr::new(
+            octets[12], octets[13], octets[14], octets[15],
+        ));
+    }
+    if segments[0] == 0x2002 {
+        return Some(Ipv4Addr::new(octets[2], octets[3], octets[4], octets[5]));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -76,11 +103,32 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "::a00:1",
+            "64:ff9b::10.0.0.1",
+            "64:ff9b::169.254.169.254",
+            "64:ff9b:1::8.8.8.8",
+            "2002:a00:1::1",
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
+            "100::1",
+            "fd00:ec2::254",
         ] {
             let ip: IpAddr = text.parse().expect("ip");
             assert!(!policy.permits(ip), "{text} must be refused");
         }
-        for text in ["93.184.216.34", "2606:4700::1111", "1.1.1.1"] {
+        for text in [
+            "93.184.216.34",
+            "2606:4700::1111",
+            "1.1.1.1",
+            // Public IPv4 behind NAT64 (an IPv6-only node with DNS64) and 6to4.
+            "64:ff9b::93.184.216.34",
+            "2002:5db8:d822::1",
+            "::ffff:1.1.1.1",
+        ] {
             let ip: IpAddr = text.parse().expect("ip");
             assert!(policy.permits(ip), "{text} is public");
         }
