@@ -12,6 +12,7 @@ use crate::extract::Extractor;
 use crate::output::CandidateWriter;
 use crate::source::{self, WatSource};
 use crate::summary::Summary;
+use crate::terminal::Progress;
 
 /// Runs `extract` on the calling thread (which must not be a tokio worker); an HTTP source is
 /// downloaded by a task on `runtime`.
@@ -51,8 +52,11 @@ fn extract_into(
     Ok(match &command.source {
         WatSource::File(path) => {
             let file = source::open_file(path)?;
+            let size = file.metadata().ok().map(|metadata| metadata.len());
+            let progress = Progress::bytes("extracting", size);
             let extractor = Extractor::new(file, command.extract.clone())?;
-            (drain(extractor, writer)?, path.display().to_string())
+            let counts = drain(extractor, writer, &progress, &|| None)?;
+            (counts, path.display().to_string())
         }
         WatSource::Http(url) => {
             let client = reqwest::Client::builder()
@@ -65,21 +69,46 @@ fn extract_into(
                 })?;
             let reader = source::spawn_download(runtime, client, url.clone(), command.http.clone());
             let resumes = reader.resume_counter();
+            let length = reader.length_handle();
+            let progress = Progress::bytes("extracting", None);
             let extractor = Extractor::new(reader, command.extract.clone())?;
-            let mut counts = drain(extractor, writer)?;
+            let mut counts = drain(extractor, writer, &progress, &|| {
+                Some(length.load(std::sync::atomic::Ordering::Relaxed)).filter(|&n| n > 0)
+            })?;
             counts.resumes = resumes.load(std::sync::atomic::Ordering::Relaxed);
             (counts, url.to_string())
         }
     })
 }
 
+/// Candidates between two progress updates.
+const PROGRESS_EVERY: u64 = 1024;
+
+/// Writes every candidate; `total` tells the source's length once it is known.
 fn drain<R: std::io::Read>(
     mut extractor: Extractor<R>,
     writer: &mut CandidateWriter,
+    progress: &Progress,
+    total: &dyn Fn() -> Option<u64>,
 ) -> Result<crate::Counts, ScraperError> {
-    for candidate in extractor.by_ref() {
+    let mut n_written = 0u64;
+    while let Some(candidate) = extractor.next() {
         let candidate: Candidate = candidate?;
         writer.write(&candidate)?;
+        n_written += 1;
+        if n_written.is_multiple_of(PROGRESS_EVERY) {
+            report(progress, total, extractor.compressed_bytes(), n_written);
+        }
     }
     Ok(extractor.into_counts())
+}
+
+/// Moves the bar; kept out of the hot loop above.
+#[inline(never)]
+fn report(progress: &Progress, total: &dyn Fn() -> Option<u64>, bytes: u64, n_written: u64) {
+    if let Some(total) = total() {
+        progress.set_total(total);
+    }
+    progress.set_position(bytes);
+    progress.set_detail(format!("{n_written} candidates"));
 }

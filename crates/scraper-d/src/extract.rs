@@ -88,6 +88,11 @@ impl<R: Read> Extractor<R> {
         })
     }
 
+    /// Compressed bytes read so far (for progress reports).
+    pub fn compressed_bytes(&self) -> u64 {
+        self.reader.compressed_bytes()
+    }
+
     /// Counts so far (final once the iterator returned `None`).
     pub fn counts(&self) -> &Counts {
         &self.state.counts

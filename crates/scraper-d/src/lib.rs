@@ -44,6 +44,7 @@ pub mod stats;
 pub mod summary;
 pub mod systemd;
 pub mod telemetry;
+pub mod terminal;
 pub mod urls;
 pub mod validate;
 pub mod wat;

@@ -1,5 +1,6 @@
 //! Logging setup: `tracing` with a `RUST_LOG` filter (default `info`); to journald when
-//! systemd's `JOURNAL_STREAM` is set (structured fields kept), else to stderr as text or JSON.
+//! systemd's `JOURNAL_STREAM` is set (structured fields kept), else to stderr as text or JSON
+//! (above the progress bar of `extract` or `fetch` when one is shown).
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -26,7 +27,7 @@ pub fn init(format: LogFormat) {
     }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter())
-        .with_writer(std::io::stderr);
+        .with_writer(crate::terminal::LogWriter);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -1,7 +1,7 @@
 //! `scraper-d fetch`: downloads a URL list through the daemon's pipeline into one bundle.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -13,6 +13,7 @@ use crate::fetch::Fetcher;
 use crate::job::Pipeline;
 use crate::resolver::Resolver;
 use crate::stats::Outcome;
+use crate::terminal::Progress;
 
 /// What a fetch did.
 #[derive(Debug, Clone, Serialize)]
@@ -72,10 +73,21 @@ pub async fn run_fetch(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
     };
     let urls = candidates.len() as u64;
     let started = Instant::now();
-    let half = pipeline
-        .run_half(0, candidates, &args.output, Arc::new(AtomicU64::new(0)))
-        .await
-        .context("failed to write the bundle")?;
+    let done = Arc::new(AtomicU64::new(0));
+    let progress = Progress::items("fetching", urls, "URLs");
+    let bar = progress.handle();
+    let done_seen = done.clone();
+    let ticker = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            bar.set_position(done_seen.load(Ordering::Relaxed));
+        }
+    });
+    let half = pipeline.run_half(0, candidates, &args.output, done).await;
+    ticker.abort();
+    drop(progress);
+    let half = half.context("failed to write the bundle")?;
     let seconds = started.elapsed().as_secs_f64();
     let stored = half.outcomes.get(Outcome::Ok);
     Ok(FetchSummary {

@@ -42,6 +42,7 @@ pub struct HttpReader {
     chunks: mpsc::Receiver<std::io::Result<Bytes>>,
     current: Bytes,
     resumes: Arc<AtomicU64>,
+    length: Arc<AtomicU64>,
 }
 
 impl HttpReader {
@@ -53,6 +54,11 @@ impl HttpReader {
     /// A shared handle on the resume count, readable after the reader moved into an extractor.
     pub fn resume_counter(&self) -> Arc<AtomicU64> {
         self.resumes.clone()
+    }
+
+    /// A shared handle on the file's length in bytes, 0 until a response has told it.
+    pub fn length_handle(&self) -> Arc<AtomicU64> {
+        self.length.clone()
     }
 }
 
@@ -82,9 +88,13 @@ pub fn spawn_download(
 ) -> HttpReader {
     let (sender, chunks) = mpsc::channel(config.queue_chunks.max(1));
     let resumes = Arc::new(AtomicU64::new(0));
-    let task_resumes = resumes.clone();
+    let length = Arc::new(AtomicU64::new(0));
+    let progress = Progress {
+        resumes: resumes.clone(),
+        length: length.clone(),
+    };
     runtime.spawn(async move {
-        if let Err(error) = download(&client, &url, &config, &sender, &task_resumes).await {
+        if let Err(error) = download(&client, &url, &config, &sender, &progress).await {
             tracing::warn!(%url, error = %error, "wat download failed");
             let _ = sender.send(Err(error)).await;
         }
@@ -93,7 +103,14 @@ pub fn spawn_download(
         chunks,
         current: Bytes::new(),
         resumes,
+        length,
     }
+}
+
+/// What the download task reports to the reader's owner.
+struct Progress {
+    resumes: Arc<AtomicU64>,
+    length: Arc<AtomicU64>,
 }
 
 async fn download(
@@ -101,13 +118,13 @@ async fn download(
     url: &url::Url,
     config: &HttpConfig,
     sender: &mpsc::Sender<std::io::Result<Bytes>>,
-    resumes: &AtomicU64,
+    progress: &Progress,
 ) -> std::io::Result<()> {
     let mut offset = 0u64;
     let mut total: Option<u64> = None;
     let mut failures = 0u32;
     loop {
-        let attempt = fetch_from(client, url, offset, &mut total, sender).await;
+        let attempt = fetch_from(client, url, offset, &mut total, sender, &progress.length).await;
         let (received, outcome) = match attempt {
             Ok(received) => (received, Ok(())),
             Err((received, error)) => (received, Err(error)),
@@ -139,7 +156,7 @@ async fn download(
         tracing::warn!(%url, offset, attempt = failures, error = %detail, "wat download interrupted, resuming");
         tokio::time::sleep(delay).await;
         if offset > 0 {
-            resumes.fetch_add(1, Ordering::Relaxed);
+            progress.resumes.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -157,6 +174,7 @@ async fn fetch_from(
     offset: u64,
     total: &mut Option<u64>,
     sender: &mpsc::Sender<std::io::Result<Bytes>>,
+    length: &AtomicU64,
 ) -> Result<u64, (u64, Attempt)> {
     let mut request = client.get(url.clone());
     if offset > 0 {
@@ -193,13 +211,15 @@ async fn fetch_from(
                 Attempt::Fatal(format!("range starts at {start}, not {offset}")),
             ));
         }
-        if full.is_some() {
-            *total = full;
+        if let Some(full) = full {
+            *total = Some(full);
+            length.store(full, Ordering::Relaxed);
         }
         offset - start
     } else {
-        if let Some(length) = response.content_length() {
-            *total = Some(length);
+        if let Some(content_length) = response.content_length() {
+            *total = Some(content_length);
+            length.store(content_length, Ordering::Relaxed);
         }
         offset
     };
