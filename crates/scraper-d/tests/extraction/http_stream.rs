@@ -56,7 +56,8 @@ async fn cutting_proxy(upstream: SocketAddr, cut_after: u64) -> SocketAddr {
     addr
 }
 
-fn extract_url(url: String) -> (Vec<Result<Candidate, String>>, Counts) {
+/// The candidates, the counts and the file length the download reported (0: never told).
+fn extract_url(url: String) -> (Vec<Result<Candidate, String>>, Counts, u64) {
     let handle = tokio::runtime::Handle::current();
     let mut http = HttpConfig::standard();
     http.retry_delay = Duration::from_millis(20);
@@ -68,6 +69,7 @@ fn extract_url(url: String) -> (Vec<Result<Candidate, String>>, Counts) {
         http,
     );
     let resumes = reader.resume_counter();
+    let length = reader.length_handle();
     let mut extractor = Extractor::new(reader, support::both_halves()).expect("config");
     let candidates = extractor
         .by_ref()
@@ -75,7 +77,7 @@ fn extract_url(url: String) -> (Vec<Result<Candidate, String>>, Counts) {
         .collect();
     let mut counts = extractor.into_counts();
     counts.resumes = resumes.load(Ordering::Relaxed);
-    (candidates, counts)
+    (candidates, counts, length.load(Ordering::Relaxed))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,9 +101,11 @@ async fn a_broken_download_resumes_with_a_range_request() {
     let proxy = cutting_proxy(server.addr(), 60_000).await;
     server.inject_failures(1, 503);
     let url = format!("http://{proxy}/{relative}");
-    let (candidates, counts) = tokio::task::spawn_blocking(move || extract_url(url))
+    let (candidates, counts, length) = tokio::task::spawn_blocking(move || extract_url(url))
         .await
         .expect("extraction thread");
+    // What extract's progress bar shows as the total, learnt across the resumption too.
+    assert_eq!(length, size);
     let candidates: Vec<Candidate> = candidates
         .into_iter()
         .map(|candidate| candidate.expect("no source error"))
@@ -133,11 +137,12 @@ async fn a_missing_file_is_an_error_not_an_empty_result() {
         .await
         .expect("server");
     let url = format!("{}crawl-data/missing.warc.wat.gz", server.base_url());
-    let (candidates, _) = tokio::task::spawn_blocking(move || extract_url(url))
+    let (candidates, _, length) = tokio::task::spawn_blocking(move || extract_url(url))
         .await
         .expect("extraction thread");
     assert_eq!(candidates.len(), 1);
     let error = candidates[0].as_ref().expect_err("an error");
     assert!(error.contains("404"), "{error}");
+    assert_eq!(length, 0, "a 404 tells no file length");
     server.shutdown().await;
 }
