@@ -50,21 +50,21 @@ pub enum Command {
 pub struct EmbedArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Image files (JPEG, PNG or WebP).
-    #[arg(long, num_args = 1.., required = true)]
+    /// Image files (JPEG, PNG or WebP); in the environment variable, separated by newlines.
+    #[arg(long, env = "CLIP_EMBED_IMAGES", value_delimiter = '\n', num_args = 1.., required = true)]
     pub images: Vec<PathBuf>,
     /// Text file with one caption per line.
-    #[arg(long)]
+    #[arg(long, env = "CLIP_EMBED_TEXTS_FILE")]
     pub texts_file: PathBuf,
     /// Output path prefix.
-    #[arg(long)]
+    #[arg(long, env = "CLIP_EMBED_OUTPUT")]
     pub output: PathBuf,
     /// Inputs per forward pass.
     #[arg(long, env = "CLIP_BATCH_SIZE", default_value_t = 256)]
     pub batch_size: usize,
     /// Also write the model inputs, PREFIX.pixels.npy (u8 RGB values, HWC, as float32) and
     /// PREFIX.tokens.npy (token ids as float32), for parity checks against other runtimes.
-    #[arg(long)]
+    #[arg(long, env = "CLIP_EMBED_DUMP_INPUTS")]
     pub dump_inputs: bool,
 }
 

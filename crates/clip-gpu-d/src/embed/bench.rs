@@ -15,17 +15,17 @@ use crate::tokenizer::CONTEXT_LENGTH;
 pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Batch sizes to measure.
-    #[arg(long, num_args = 1.., default_values_t = [256usize, 1024])]
+    /// Batch sizes to measure (several values, or commas: `256,1024`).
+    #[arg(long, env = "CLIP_BENCH_BATCH_SIZES", value_delimiter = ',', num_args = 1.., default_values_t = [256usize, 1024])]
     pub batch_sizes: Vec<usize>,
     /// Untimed calls per batch size.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, env = "CLIP_BENCH_WARMUP", default_value_t = 3)]
     pub warmup: usize,
     /// Timed calls per batch size.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, env = "CLIP_BENCH_ITERATIONS", default_value_t = 20)]
     pub iterations: usize,
     /// JSON report path.
-    #[arg(long)]
+    #[arg(long, env = "CLIP_BENCH_OUTPUT")]
     pub output: PathBuf,
 }
 
