@@ -70,6 +70,10 @@ pub enum RobotsPolicy {
     Missing,
     /// `robotserror-`: `/robots.txt` is 503 (a careful crawler treats the host as disallowed).
     ServerError,
+    /// `endlessbots-`: `/robots.txt` starts with the [`RobotsPolicy::Standard`] rules, then never
+    /// ends (comment lines until the client hangs up). A client must read a bounded prefix, as
+    /// Google reads 500 KiB, and go on: reading to the end never finishes.
+    Endless,
 }
 
 /// Everything a host name says about its behaviour.
@@ -107,6 +111,7 @@ pub fn host_profile(host: &str) -> HostProfile {
             "nobots" => profile.robots = RobotsPolicy::DisallowAll,
             "norobots" => profile.robots = RobotsPolicy::Missing,
             "robotserror" => profile.robots = RobotsPolicy::ServerError,
+            "endlessbots" => profile.robots = RobotsPolicy::Endless,
             "noai" | "noimageai" | "noindex" | "noimageindex" => {
                 profile.robots_tag = Some(robots_tag_name(token))
             }

@@ -19,6 +19,9 @@ use crate::stats::Outcome;
 /// The product token robots.txt groups are matched against.
 pub const ROBOTS_AGENT: &str = "scraper-d";
 
+/// The part of a robots.txt that is read; the rest is ignored.
+pub const ROBOTS_MAX_BYTES: usize = 512 * 1024;
+
 /// Download settings.
 #[derive(Debug, Clone)]
 pub struct FetchConfig {
@@ -260,10 +263,19 @@ impl Fetcher {
             let response = self.client.get(robots_url).send().await.ok()?;
             let status = response.status();
             if status.is_success() {
-                let body = response.bytes().await.ok()?;
-                let cut = &body[..body.len().min(512 * 1024)];
+                let mut response = response;
+                let mut body = Vec::new();
+                // A bounded prefix, as Google reads 500 KiB: a longer or endless file is cut
+                // (and its connection dropped) instead of filling memory until the deadline.
+                while body.len() < ROBOTS_MAX_BYTES {
+                    match response.chunk().await.ok()? {
+                        Some(chunk) => body.extend_from_slice(&chunk),
+                        None => break,
+                    }
+                }
+                body.truncate(ROBOTS_MAX_BYTES);
                 Some(RobotsRules::parse(
-                    &String::from_utf8_lossy(cut),
+                    &String::from_utf8_lossy(&body),
                     ROBOTS_AGENT,
                 ))
             } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {

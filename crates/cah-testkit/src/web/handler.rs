@@ -159,16 +159,31 @@ fn redirect(status: StatusCode, location: &str) -> Response {
     }
 }
 
+/// The rules of [`RobotsPolicy::Standard`].
+const STANDARD_ROBOTS: &str =
+    "User-agent: BadBot\nDisallow: /\n\nUser-agent: *\nDisallow: /private/\n";
+
 fn robots_txt(policy: RobotsPolicy) -> Response {
     let body = match policy {
-        RobotsPolicy::Standard => {
-            "User-agent: BadBot\nDisallow: /\n\nUser-agent: *\nDisallow: /private/\n"
-        }
+        RobotsPolicy::Standard => STANDARD_ROBOTS,
+        RobotsPolicy::Endless => return endless_robots_txt(),
         RobotsPolicy::DisallowAll => "User-agent: *\nDisallow: /\n",
         RobotsPolicy::Missing => return status_page(404),
         RobotsPolicy::ServerError => return status_page(503),
     };
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response()
+}
+
+/// The standard rules, then comment lines in 8 KiB chunks for as long as the client reads.
+fn endless_robots_txt() -> Response {
+    let comments = Bytes::from("# still more robots.txt\n".repeat(8192 / 24));
+    let chunks = stream::once(async { Ok::<Bytes, std::io::Error>(Bytes::from(STANDARD_ROBOTS)) })
+        .chain(stream::repeat_with(move || Ok(comments.clone())));
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        Body::from_stream(chunks),
+    )
+        .into_response()
 }
 
 fn drip(bytes: Bytes, kind: ImageKind, chunk: usize, interval: Duration) -> Response {

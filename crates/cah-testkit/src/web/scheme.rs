@@ -200,7 +200,7 @@ pub fn robots_disallows(host: &str, path: &str) -> bool {
     match names::host_profile(host).robots {
         RobotsPolicy::Missing => false,
         RobotsPolicy::DisallowAll | RobotsPolicy::ServerError => path != "/robots.txt",
-        RobotsPolicy::Standard => path.starts_with("/private/"),
+        RobotsPolicy::Standard | RobotsPolicy::Endless => path.starts_with("/private/"),
     }
 }
 

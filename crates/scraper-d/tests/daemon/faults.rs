@@ -74,6 +74,7 @@ const FLAGGED_HOSTS: &[&str] = &[
     "slow-img.photos.test",
     "nobots-img.photos.test",
     "robotserror-img.photos.test",
+    "endlessbots-img.photos.test",
     "noai-img.photos.test",
     "noimageindex-img.photos.test",
     "img.unknown-zone.example",
