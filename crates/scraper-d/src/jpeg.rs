@@ -75,6 +75,15 @@ pub(crate) fn decode(bytes: &[u8], scale_to: Option<u32>) -> Option<DynamicImage
     })
 }
 
+/// Whether `bytes` holds more than `limit` start-of-scan markers (`FF DA`). Inside entropy-coded
+/// data an `FF` is followed only by `00` or a restart marker, so every `FF DA` there starts a
+/// scan; one inside a metadata segment (an EXIF thumbnail's scan) can only count too many.
+pub(crate) fn has_more_scans(bytes: &[u8], limit: usize) -> bool {
+    memchr::memmem::find_iter(bytes, b"\xff\xda")
+        .nth(limit)
+        .is_some()
+}
+
 /// Encodes packed RGB pixels as a baseline JPEG with 4:2:0 chroma (as OpenCV's default, which
 /// img2dataset uses).
 pub(crate) fn encode_rgb(pixels: &[u8], width: u32, height: u32, quality: u8) -> Option<Vec<u8>> {

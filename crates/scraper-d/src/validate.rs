@@ -14,6 +14,11 @@ pub struct ValidateConfig {
     pub min_bytes: usize,
     /// Headers claiming more pixels are `too_big` (default 40 megapixels).
     pub max_pixels: u64,
+    /// JPEGs with more scans are `decode_error` before decoding (default 100). Each scan of a
+    /// progressive JPEG is a pass over all of the image's blocks, and an empty one takes a few
+    /// bytes: a small hostile file of thousands of them costs minutes of CPU (libjpeg-turbo's
+    /// "Two Issues with the JPEG Standard"; its TurboJPEG API has the same limit, off by default).
+    pub max_jpeg_scans: usize,
     /// Accepted formats (default JPEG, PNG, WebP).
     pub formats: Vec<ImageFormat>,
 }
@@ -24,6 +29,7 @@ impl ValidateConfig {
         ValidateConfig {
             min_bytes: 5_000,
             max_pixels: 40_000_000,
+            max_jpeg_scans: 100,
             formats: vec![ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::WebP],
         }
     }
@@ -62,6 +68,10 @@ pub fn decode(
     }
     if u64::from(width) * u64::from(height) > config.max_pixels {
         return Err(Outcome::TooBig);
+    }
+    // Before either decoder sees it: libjpeg-turbo, and the `image` crate it falls back to.
+    if format == ImageFormat::Jpeg && crate::jpeg::has_more_scans(bytes, config.max_jpeg_scans) {
+        return Err(Outcome::DecodeError);
     }
     if format == ImageFormat::Jpeg
         && let Some(image) = crate::jpeg::decode(bytes, scale_to)
@@ -186,5 +196,77 @@ mod scaled_tests {
         assert_eq!(scaled_grey.image.color(), image::ColorType::L8);
         let small = decode(&jpeg, &config, Some(1000)).expect("decodes");
         assert_eq!((small.image.width(), small.image.height()), (1024, 768));
+    }
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use super::*;
+
+    /// A progressive 640x480 JPEG from libjpeg-turbo (about ten scans).
+    fn progressive() -> Vec<u8> {
+        let image = image::RgbImage::from_fn(640, 480, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x * y) % 251) as u8])
+        });
+        let mut compressor = turbojpeg::Compressor::new().expect("compressor");
+        compressor.set_progressive(true).expect("progressive");
+        compressor.set_quality(90).expect("quality");
+        compressor
+            .compress_to_vec(turbojpeg::Image {
+                pixels: image.as_raw().as_slice(),
+                width: 640,
+                pitch: 640 * 3,
+                height: 480,
+                format: turbojpeg::PixelFormat::RGB,
+            })
+            .expect("encode")
+    }
+
+    fn scans(jpeg: &[u8]) -> usize {
+        jpeg.windows(2).filter(|pair| pair == b"\xff\xda").count()
+    }
+
+    #[test]
+    fn scans_are_counted_exactly() {
+        let jpeg = progressive();
+        let n = scans(&jpeg);
+        assert!((5..=20).contains(&n), "{n} scans");
+        assert!(!crate::jpeg::has_more_scans(&jpeg, n));
+        assert!(crate::jpeg::has_more_scans(&jpeg, n - 1));
+        assert!(crate::jpeg::has_more_scans(&jpeg, 0));
+    }
+
+    #[test]
+    fn a_jpeg_with_too_many_scans_is_refused_before_decoding() {
+        let jpeg = progressive();
+        let config = ValidateConfig {
+            min_bytes: 1,
+            ..ValidateConfig::standard()
+        };
+        let decoded = decode(&jpeg, &config, None).expect("an ordinary progressive jpeg");
+        assert_eq!((decoded.image.width(), decoded.image.height()), (640, 480));
+        // The last scan repeated 150 times before the end of image marker.
+        let last_scan = jpeg
+            .windows(2)
+            .rposition(|pair| pair == b"\xff\xda")
+            .expect("a scan");
+        let end = jpeg.len() - 2;
+        assert_eq!(&jpeg[end..], b"\xff\xd9");
+        let mut bomb = jpeg[..end].to_vec();
+        for _ in 0..150 {
+            bomb.extend_from_slice(&jpeg[last_scan..end]);
+        }
+        bomb.extend_from_slice(b"\xff\xd9");
+        assert_eq!(
+            decode(&bomb, &config, None).err(),
+            Some(Outcome::DecodeError)
+        );
+        // The limit is the configured one.
+        let lenient = ValidateConfig {
+            max_jpeg_scans: 1000,
+            ..config.clone()
+        };
+        assert!(!crate::jpeg::has_more_scans(&bomb, lenient.max_jpeg_scans));
+        assert!(crate::jpeg::has_more_scans(&bomb, config.max_jpeg_scans));
     }
 }

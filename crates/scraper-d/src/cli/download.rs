@@ -64,6 +64,10 @@ pub struct DownloadArgs {
     /// Largest pixel count accepted (read from the header before decoding).
     #[arg(long, env = "SCRAPER_MAX_PIXELS", default_value_t = 40_000_000)]
     pub max_pixels: u64,
+    /// Most scans a progressive JPEG may have (encoders write about 10): a hostile file of
+    /// thousands of empty scans costs minutes of CPU to decode, so more is `decode_error`.
+    #[arg(long, env = "SCRAPER_MAX_JPEG_SCANS", default_value_t = 100)]
+    pub max_jpeg_scans: usize,
     /// Stored images are resized so their shorter side is this long (never enlarged).
     #[arg(long, env = "SCRAPER_RESIZE", default_value_t = 256)]
     pub resize: u32,
@@ -108,6 +112,7 @@ impl DownloadArgs {
             validate: ValidateConfig {
                 min_bytes: self.min_image_bytes,
                 max_pixels: self.max_pixels,
+                max_jpeg_scans: self.max_jpeg_scans,
                 ..ValidateConfig::standard()
             },
             resize: ResizeConfig {
