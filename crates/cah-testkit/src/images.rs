@@ -67,6 +67,10 @@ impl ImageKind {
     }
 }
 
+mod scan_bomb;
+
+pub use scan_bomb::{SCAN_BOMB_SCANS, SCAN_BOMB_SIDE, scan_bomb_jpeg};
+
 /// Width and height every decompression bomb claims.
 pub const BOMB_SIDE: u32 = 50_000;
 

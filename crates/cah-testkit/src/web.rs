@@ -58,6 +58,7 @@ struct Assets {
     pixel: Bytes,
     bombs: Vec<(ImageKind, Bytes)>,
     zip_bomb: Bytes,
+    scan_bomb: Bytes,
 }
 
 /// A running web server; dropping it stops it.
@@ -85,6 +86,10 @@ impl WebState {
             pixel: Bytes::from(pixel),
             bombs,
             zip_bomb: Bytes::from(images::zip_bomb_png(16_384)),
+            scan_bomb: Bytes::from(images::scan_bomb_jpeg(
+                images::SCAN_BOMB_SIDE,
+                images::SCAN_BOMB_SCANS,
+            )),
         };
         Ok(Self {
             config,

@@ -119,6 +119,7 @@ async fn respond(state: &WebState, host: &str, path: &str, depth: u32) -> Respon
         ),
         Route::Bomb { kind } => image_response(state.assets.bomb(kind), kind),
         Route::ZipBomb => image_response(state.assets.zip_bomb.clone(), ImageKind::Png),
+        Route::ScanBomb => image_response(state.assets.scan_bomb.clone(), ImageKind::Jpeg),
         Route::RobotsTag { tag, kind } => {
             let mut response = image_response(state.photo(kind, key), kind);
             if let Ok(value) = HeaderValue::from_str(&tag) {

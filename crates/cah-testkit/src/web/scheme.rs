@@ -53,6 +53,9 @@ pub enum Route {
     Bomb { kind: ImageKind },
     /// `/zipbomb/...`: a real 16384x16384 PNG of zeros (268 MB inflated from about 500 KB).
     ZipBomb,
+    /// `/scanbomb/...`: a valid 4000x4000 progressive JPEG of 2,000 empty scans in 105 KB, each a
+    /// pass over all 250,000 blocks for a decoder without a scan limit.
+    ScanBomb,
     /// `/xrobots/{tag}/...`: a picture with `X-Robots-Tag: {tag}`.
     RobotsTag { tag: String, kind: ImageKind },
     /// `/private/...`: a picture, but robots.txt disallows `/private/` for every agent.
@@ -110,6 +113,8 @@ pub enum Expected {
     Bomb,
     /// A real decompression bomb (16384x16384).
     ZipBomb,
+    /// A progressive JPEG of thousands of scans (a CPU bomb within any pixel cap).
+    ScanBomb,
     /// A robots-respecting client never requests it.
     RobotsDisallowed,
     /// The host does not resolve to a usable (loopback) address.
@@ -167,6 +172,7 @@ pub fn route(path: &str) -> Route {
         "corrupt" => Route::Corrupt { kind },
         "bomb" => Route::Bomb { kind },
         "zipbomb" => Route::ZipBomb,
+        "scanbomb" => Route::ScanBomb,
         "xrobots" if !arg.is_empty() => Route::RobotsTag {
             tag: arg.to_ascii_lowercase(),
             kind,
@@ -312,6 +318,7 @@ fn classify_with(url: &str, respect_robots: bool, depth: u32) -> Expected {
         Route::Corrupt { .. } => Expected::Corrupt,
         Route::Bomb { .. } => Expected::Bomb,
         Route::ZipBomb => Expected::ZipBomb,
+        Route::ScanBomb => Expected::ScanBomb,
         Route::RobotsTag { tag, kind } => Expected::RobotsTag { tag, kind },
         Route::NotFound => Expected::Status {
             status: 404,

@@ -239,6 +239,7 @@ async fn slow_endless_and_broken_bodies() {
         ("/corrupt/a.png", "corrupt"),
         ("/bomb/a.jpg", "bomb"),
         ("/zipbomb/a.png", "zipbomb"),
+        ("/scanbomb/a.jpg", "scanbomb"),
     ] {
         let bytes = harness
             .client
@@ -260,6 +261,17 @@ async fn slow_endless_and_broken_bodies() {
                     Some((16_384, 16_384))
                 );
                 assert!(bytes.len() < 1_000_000, "{}", bytes.len());
+            }
+            "scanbomb" => {
+                assert_eq!(
+                    images::sniff(&bytes).map(|(_, w, h)| (w, h)),
+                    Some((4_000, 4_000))
+                );
+                let scans = bytes
+                    .windows(2)
+                    .filter(|pair| pair == &[0xff, 0xda])
+                    .count();
+                assert_eq!(scans, images::SCAN_BOMB_SCANS + 1);
             }
             _ => assert!(image::load_from_memory(&bytes).is_err(), "{path} decoded"),
         }

@@ -212,6 +212,7 @@ impl<'a> Observer<'a> {
                 None => return Expected::Corrupt,
                 Some((_, 50_000, 50_000)) => return Expected::Bomb,
                 Some((_, 16_384, 16_384)) => return Expected::ZipBomb,
+                Some((_, 4_000, 4_000)) => return Expected::ScanBomb,
                 Some((format, _, _)) => kind_of(format),
             }
         };

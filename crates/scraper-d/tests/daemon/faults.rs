@@ -54,6 +54,7 @@ const PATHS: &[&str] = &[
     "/bomb/d.jpg",
     "/bomb/e.webp",
     "/zipbomb/f.png",
+    "/scanbomb/g.jpg",
     "/xrobots/noai/g.jpg",
     "/xrobots/noimageai/g.jpg",
     "/xrobots/noindex/g.jpg",

@@ -131,6 +131,7 @@ pub(crate) fn outcome_for(expected: &Expected) -> Outcome {
         Expected::EmptyBody => Outcome::TooSmall,
         Expected::Truncated | Expected::Corrupt => Outcome::DecodeError,
         Expected::Bomb | Expected::ZipBomb => Outcome::TooBig,
+        Expected::ScanBomb => Outcome::DecodeError,
         Expected::RobotsDisallowed => Outcome::Robots,
         Expected::Dns(DnsBehaviour::Private | DnsBehaviour::Metadata) => Outcome::PrivateAddress,
         Expected::Dns(_) => Outcome::DnsFailure,

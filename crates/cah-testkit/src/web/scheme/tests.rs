@@ -98,6 +98,7 @@ fn classify_table() {
         ("/corrupt/a.jpg", Expected::Corrupt),
         ("/bomb/a.png", Expected::Bomb),
         ("/zipbomb/a.png", Expected::ZipBomb),
+        ("/scanbomb/a.jpg", Expected::ScanBomb),
         (
             "/xrobots/noai/a.jpg",
             Expected::RobotsTag {
