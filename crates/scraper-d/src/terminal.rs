@@ -2,7 +2,7 @@
 //! that prints log lines above a bar instead of through it.
 //!
 //! A bar draws only when stderr is a terminal; under systemd, in pipes and in tests it is hidden
-//! and costs an atomic store per update. One bar is active at a time.
+//! and an update costs next to nothing. One bar is active at a time.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -80,7 +80,7 @@ impl Progress {
         self.bar.set_position(position);
     }
 
-    /// The text after the counts (`69,259 candidates`).
+    /// The text after the counts (`69259 candidates`).
     pub fn set_detail(&self, detail: String) {
         self.bar.set_prefix(detail);
     }
