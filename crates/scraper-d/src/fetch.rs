@@ -260,10 +260,9 @@ impl Fetcher {
             return RobotsRules::AllowAll;
         };
         let request = async {
-            let response = self.client.get(robots_url).send().await.ok()?;
+            let mut response = self.client.get(robots_url).send().await.ok()?;
             let status = response.status();
             if status.is_success() {
-                let mut response = response;
                 let mut body = Vec::new();
                 // A bounded prefix, as Google reads 500 KiB: a longer or endless file is cut
                 // (and its connection dropped) instead of filling memory until the deadline.

@@ -1,7 +1,7 @@
 //! A WAT file as a stream of WARC records, read member by member from any byte source.
 //!
 //! Memory stays bounded: one compressed input buffer (512 KiB), the one-call decoder's output
-//! space (2 MiB) and the streaming decoder's output capped at [`WatReader::new`]'s
+//! space (2 MiB) and one streamed member buffer capped at [`WatReader::new`]'s
 //! `max_record_bytes`; a larger member is decoded to its end (to find the next one) but
 //! discarded and reported as [`RecordEvent::Skipped`] with [`SkipReason::RecordTooLarge`].
 
@@ -39,9 +39,7 @@ pub enum RecordEvent<'a> {
 /// Reads WARC records from a stream of gzip members.
 pub struct WatReader<R> {
     members: MemberReader<R>,
-    /// Length of the current member's output ([`MemberReader::output`]); `cursor` is where its
-    /// unread part starts (records may share a member).
-    member_len: usize,
+    /// Start of the unread part of the current member's output (records may share a member).
     cursor: usize,
     max_record_bytes: usize,
     n_records: u64,
@@ -52,7 +50,6 @@ impl<R: Read> WatReader<R> {
     pub fn new(source: R, max_record_bytes: usize) -> Self {
         Self {
             members: MemberReader::new(source),
-            member_len: 0,
             cursor: 0,
             max_record_bytes,
             n_records: 0,
@@ -71,12 +68,11 @@ impl<R: Read> WatReader<R> {
 
     /// The next record or counted damage; `Ok(None)` at the end; `Err` when the source fails.
     pub fn next_event(&mut self) -> std::io::Result<Option<RecordEvent<'_>>> {
-        if self.cursor >= self.member_len {
+        if self.cursor >= self.members.output().len() {
             let Some(member) = self.members.next_member(self.max_record_bytes)? else {
                 return Ok(None);
             };
             self.cursor = 0;
-            self.member_len = self.members.output().len();
             let skipped = match member {
                 Member::Complete => None,
                 Member::TooLarge => Some(SkipReason::RecordTooLarge),

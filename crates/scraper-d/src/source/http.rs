@@ -89,12 +89,12 @@ pub fn spawn_download(
     let (sender, chunks) = mpsc::channel(config.queue_chunks.max(1));
     let resumes = Arc::new(AtomicU64::new(0));
     let length = Arc::new(AtomicU64::new(0));
-    let progress = Progress {
+    let counters = Counters {
         resumes: resumes.clone(),
         length: length.clone(),
     };
     runtime.spawn(async move {
-        if let Err(error) = download(&client, &url, &config, &sender, &progress).await {
+        if let Err(error) = download(&client, &url, &config, &sender, &counters).await {
             tracing::warn!(%url, error = %error, "wat download failed");
             let _ = sender.send(Err(error)).await;
         }
@@ -108,7 +108,7 @@ pub fn spawn_download(
 }
 
 /// What the download task reports to the reader's owner.
-struct Progress {
+struct Counters {
     resumes: Arc<AtomicU64>,
     length: Arc<AtomicU64>,
 }
@@ -118,13 +118,13 @@ async fn download(
     url: &url::Url,
     config: &HttpConfig,
     sender: &mpsc::Sender<std::io::Result<Bytes>>,
-    progress: &Progress,
+    counters: &Counters,
 ) -> std::io::Result<()> {
     let mut offset = 0u64;
     let mut total: Option<u64> = None;
     let mut failures = 0u32;
     loop {
-        let attempt = fetch_from(client, url, offset, &mut total, sender, &progress.length).await;
+        let attempt = fetch_from(client, url, offset, &mut total, sender, &counters.length).await;
         let (received, outcome) = match attempt {
             Ok(received) => (received, Ok(())),
             Err((received, error)) => (received, Err(error)),
@@ -156,7 +156,7 @@ async fn download(
         tracing::warn!(%url, offset, attempt = failures, error = %detail, "wat download interrupted, resuming");
         tokio::time::sleep(delay).await;
         if offset > 0 {
-            progress.resumes.fetch_add(1, Ordering::Relaxed);
+            counters.resumes.fetch_add(1, Ordering::Relaxed);
         }
     }
 }

@@ -43,6 +43,15 @@ pub(crate) enum Member {
     Garbage,
 }
 
+/// Which buffer holds the last member's output.
+#[derive(Debug, Clone, Copy)]
+enum Output {
+    /// `scratch[..len]`, written by the one-call decoder.
+    Whole(usize),
+    /// `streamed` (empty unless the member was complete).
+    Streamed,
+}
+
 /// Reads gzip members from a byte source.
 pub(crate) struct MemberReader<R> {
     source: R,
@@ -55,11 +64,10 @@ pub(crate) struct MemberReader<R> {
     /// length so that no call zeroes it again).
     whole: libdeflater::Decompressor,
     scratch: Vec<u8>,
-    /// The streaming path's output.
+    /// The streaming decoder's output.
     streamed: Vec<u8>,
-    /// Where the last member's output is: `Some(n)`, the first `n` bytes of `scratch`; `None`,
-    /// all of `streamed` (empty unless the member was complete).
-    in_scratch: Option<usize>,
+    /// Where the last member's output is.
+    output: Output,
     n_whole: u64,
     n_compressed: u64,
     n_decompressed: u64,
@@ -77,7 +85,7 @@ impl<R: Read> MemberReader<R> {
             whole: libdeflater::Decompressor::new(),
             scratch: Vec::new(),
             streamed: Vec::new(),
-            in_scratch: None,
+            output: Output::Streamed,
             n_whole: 0,
             n_compressed: 0,
             n_decompressed: 0,
@@ -103,20 +111,20 @@ impl<R: Read> MemberReader<R> {
     /// The output of the last member read: its bytes when it was [`Member::Complete`], else empty.
     /// It stays where the decoder wrote it (no copy); the next call replaces it.
     pub(crate) fn output(&self) -> &[u8] {
-        match self.in_scratch {
-            Some(len) => &self.scratch[..len],
-            None => &self.streamed,
+        match self.output {
+            Output::Whole(len) => &self.scratch[..len],
+            Output::Streamed => &self.streamed,
         }
     }
 
     /// Reads the next member, keeping at most `cap` bytes of its output (see [`Self::output`]).
     /// `Ok(None)` at the end of the input; `Err` only when the source itself fails.
     pub(crate) fn next_member(&mut self, cap: usize) -> std::io::Result<Option<Member>> {
-        self.in_scratch = None;
+        self.output = Output::Streamed;
         self.streamed.clear();
         let member = self.read_member(cap)?;
         if member != Some(Member::Complete) {
-            self.in_scratch = None;
+            // Only the streaming path ends other than complete, and may leave a partial output.
             self.streamed.clear();
         }
         Ok(member)
@@ -247,7 +255,7 @@ impl<R: Read> MemberReader<R> {
         if !(next.starts_with(&MAGIC) || (next.is_empty() && self.eof)) {
             return Ok(None);
         }
-        self.in_scratch = Some(produced);
+        self.output = Output::Whole(produced);
         self.n_whole += 1;
         self.n_decompressed += produced as u64;
         self.consume(end);
