@@ -13,7 +13,7 @@ pub struct Candidate {
     pub url: String,
     /// The cleaned alt text.
     pub alt: String,
-    /// `WARC-Target-URI` of the page.
+    /// `WARC-Target-URI` of the page (at most the URL cap long; longer ones skip the page).
     pub page_url: String,
     /// A Creative Commons licence URL found anywhere on the page.
     pub license: Option<String>,
@@ -49,6 +49,8 @@ pub enum SkipReason {
     // Pages.
     /// A `response` whose HTTP status is not 2xx.
     Non2xxStatus,
+    /// A `WARC-Target-URI` longer than the URL length cap (every candidate would carry it).
+    PageUrlTooLong,
     // Links (each `IMG@/src` link of a kept page).
     /// No `alt` attribute.
     AltMissing,
@@ -100,6 +102,7 @@ impl SkipReason {
             Self::InvalidJson => "invalid_json",
             Self::MissingKeys => "missing_keys",
             Self::Non2xxStatus => "non_2xx_status",
+            Self::PageUrlTooLong => "page_url_too_long",
             Self::AltMissing => "alt_missing",
             Self::AltTooShort => "alt_too_short",
             Self::UrlEmpty => "url_empty",

@@ -167,10 +167,18 @@ impl TryFrom<ExtractArgs> for ExtractCommand {
         let halves = match args.half {
             HalfChoice::Zero => vec![HalfJob::new(0, args.half0_ids)?],
             HalfChoice::One => vec![HalfJob::new(1, args.half1_ids)?],
-            HalfChoice::Both => vec![
-                HalfJob::new(0, args.half0_ids)?,
-                HalfJob::new(1, args.half1_ids)?,
-            ],
+            HalfChoice::Both => {
+                let (half0, half1) = (args.half0_ids, args.half1_ids);
+                // Sample IDs are never reused: the two halves of one file must not share any.
+                let overlap = half0.start < half1.end && half1.start < half0.end;
+                if overlap && half0.start < half0.end && half1.start < half1.end {
+                    return Err(ScraperError::Config(format!(
+                        "--half0-ids {}..{} and --half1-ids {}..{} overlap",
+                        half0.start, half0.end, half1.start, half1.end
+                    )));
+                }
+                vec![HalfJob::new(0, half0)?, HalfJob::new(1, half1)?]
+            }
         };
         let blocklist = args.blocklist.as_deref().map(Blocklist::load).transpose()?;
         let languages: HashSet<String> = args
@@ -216,5 +224,68 @@ impl TryFrom<ExtractArgs> for ExtractCommand {
             },
             http,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extract_command(flags: &[&str]) -> Result<ExtractCommand, ScraperError> {
+        let argv = ["scraper-d", "extract", "file.warc.wat.gz"]
+            .iter()
+            .chain(flags)
+            .copied();
+        let args = Args::try_parse_from(argv).expect("flags parse");
+        let Command::Extract(extract) = args.command else {
+            panic!("not an extract command");
+        };
+        ExtractCommand::try_from(*extract)
+    }
+
+    #[test]
+    fn half_id_ranges_must_not_overlap() {
+        let cases: &[(&[&str], bool)] = &[
+            (&["--half0-ids", "0..100", "--half1-ids", "50..150"], false),
+            (&["--half0-ids", "50..150", "--half1-ids", "0..100"], false),
+            (&["--half0-ids", "0..100", "--half1-ids", "10..20"], false),
+            (&["--half0-ids", "0..100", "--half1-ids", "0..100"], false),
+            (&["--half0-ids", "0..100", "--half1-ids", "99..100"], false),
+            (&["--half0-ids", "0..100", "--half1-ids", "100..200"], true),
+            (&["--half0-ids", "100..200", "--half1-ids", "0..100"], true),
+            (&["--half0-ids", "50..50", "--half1-ids", "0..100"], true),
+            (&[], true),
+            // One half uses one range only: the other does not matter.
+            (
+                &[
+                    "--half",
+                    "0",
+                    "--half0-ids",
+                    "0..100",
+                    "--half1-ids",
+                    "50..150",
+                ],
+                true,
+            ),
+            (
+                &[
+                    "--half",
+                    "1",
+                    "--half0-ids",
+                    "0..100",
+                    "--half1-ids",
+                    "50..150",
+                ],
+                true,
+            ),
+        ];
+        for (flags, ok) in cases {
+            let got = extract_command(flags);
+            assert_eq!(got.is_ok(), *ok, "{flags:?}: {got:?}");
+            if let Err(error) = got {
+                assert!(matches!(error, ScraperError::Config(_)), "{error:?}");
+                assert!(error.to_string().contains("overlap"), "{error}");
+            }
+        }
     }
 }

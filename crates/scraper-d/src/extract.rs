@@ -2,9 +2,9 @@
 //!
 //! Per record: keep the halves asked for (record `i` is half `i mod 2`), skip records without
 //! `"IMG@/src"` in their bytes before any JSON parsing, parse the envelope, keep `response`
-//! records with a 2xx status, resolve the page base, find the page licence, then filter each
-//! `IMG@/src` link (see [`crate::filters`]), tag its language, dedup within the half and take
-//! the next sample ID of the half.
+//! records with a 2xx status and a page URL within the URL cap, resolve the page base, find the
+//! page licence, then filter each `IMG@/src` link (see [`crate::filters`]), tag its language,
+//! dedup within the half and take the next sample ID of the half.
 
 use std::collections::VecDeque;
 use std::io::Read;
@@ -182,7 +182,13 @@ impl State {
                 return self.counts.skip(SkipReason::Non2xxStatus);
             }
         }
-        let Ok(page_url) = Url::parse(page.target_uri.trim()) else {
+        // Every candidate of the page carries its URL: an uncapped one (a record may hold
+        // megabytes of it) times the page's links would be unbounded output.
+        let target_uri = page.target_uri.trim();
+        if target_uri.len() > self.filters.max_url_bytes {
+            return self.counts.skip(SkipReason::PageUrlTooLong);
+        }
+        let Ok(page_url) = Url::parse(target_uri) else {
             return self.counts.skip(SkipReason::MissingKeys);
         };
         let base = urls::page_base(&page_url, page.base);
@@ -231,7 +237,7 @@ impl State {
                 half,
                 url: kept.url,
                 alt: kept.alt.into_owned(),
-                page_url: page.target_uri.trim().to_owned(),
+                page_url: target_uri.to_owned(),
                 license: page_license.map(str::to_owned),
                 language: language.map(str::to_owned),
                 pair_hash: pair,

@@ -4,18 +4,23 @@ use url::{Host, Url};
 
 use crate::candidates::SkipReason;
 
-/// The base URL of a page: `Head.Base` resolved against the page URL when that works, else the
-/// page URL itself (what Common Crawl's own link extractor does; 2021 used a string dirname).
+/// The base URL of a page: `Head.Base` resolved against the page URL when that works and gives
+/// an http(s) URL, else the page URL itself (what Common Crawl's own link extractor does; 2021
+/// used a string dirname). A `javascript:`, `data:`, `about:`, `mailto:`, `file:` or `ftp:` base
+/// is ignored, as HTML's frozen base URL rules ignore `data:` and `javascript:` ones, instead of
+/// turning every relative `src` of the page into a link that cannot be fetched.
 pub fn page_base(page_url: &Url, head_base: Option<&str>) -> Url {
     head_base
         .map(str::trim)
         .filter(|base| !base.is_empty())
         .and_then(|base| page_url.join(base).ok())
+        .filter(|base| matches!(base.scheme(), "http" | "https"))
         .unwrap_or_else(|| page_url.clone())
 }
 
 /// Resolves a raw `src` value against `base`: trimmed, `data:`/`javascript:` refused by name,
-/// http(s) only, fragment dropped. The length, extension and host checks are separate.
+/// http(s) only, fragment dropped, the trailing dot of a fully qualified host dropped
+/// (`a.test.` is `a.test`, one URL for dedup). The length, extension and host checks are separate.
 pub fn resolve(base: &Url, raw: &str) -> Result<Url, SkipReason> {
     let raw = raw.trim();
     if raw.is_empty() {
@@ -32,14 +37,28 @@ pub fn resolve(base: &Url, raw: &str) -> Result<Url, SkipReason> {
         return Err(SkipReason::SchemeNotHttp);
     }
     url.set_fragment(None);
+    drop_root_dot(&mut url);
     Ok(url)
 }
 
-/// The lowercase extension of the last path segment (`/a/b.JPG?x` gives `jpg`), if any.
+/// The lowercase extension of the last path segment (`/a/b.JPG?x` gives `jpg`), if any, read
+/// the way a server maps the path to a file: `;parameters` removed, then percent-decoded
+/// (`/a.gif;jsessionid=1`, `/a%2Egif` and `/a.g%69f` give `gif`).
 pub fn path_extension(url: &Url) -> Option<String> {
     let segment = url.path().rsplit('/').next()?;
-    let (stem, extension) = segment.rsplit_once('.')?;
-    (!stem.is_empty() && !extension.is_empty()).then(|| extension.to_ascii_lowercase())
+    let segment = match segment.find(';') {
+        Some(parameters) => &segment[..parameters],
+        None => segment,
+    };
+    if !segment.contains('%') {
+        let (stem, extension) = segment.rsplit_once('.')?;
+        return (!stem.is_empty() && !extension.is_empty()).then(|| extension.to_ascii_lowercase());
+    }
+    let decoded = percent_decode(segment.as_bytes());
+    let dot = decoded.iter().rposition(|byte| *byte == b'.')?;
+    let (stem, extension) = (&decoded[..dot], &decoded[dot + 1..]);
+    (!stem.is_empty() && !extension.is_empty())
+        .then(|| String::from_utf8_lossy(extension).to_ascii_lowercase())
 }
 
 /// Checks that the host is a plausible public DNS name: at most 253 bytes, at least two labels
@@ -71,6 +90,49 @@ pub fn check_host(url: &Url, allow_ip: bool) -> Result<(), SkipReason> {
             }
         }
     }
+}
+
+/// Drops the one trailing dot of a domain (the DNS root label). `a.test..` keeps its dots: its
+/// empty label fails [`check_host`].
+fn drop_root_dot(url: &mut Url) {
+    let Some(domain) = url.domain() else {
+        return;
+    };
+    let Some(name) = domain.strip_suffix('.') else {
+        return;
+    };
+    if name.is_empty() || name.ends_with('.') {
+        return;
+    }
+    let name = name.to_owned();
+    // A domain that parsed stays valid without its root dot; if the parser disagreed, the URL
+    // keeps the dot and the host check judges it.
+    let _ = url.set_host(Some(&name));
+}
+
+/// `%XX` sequences decoded; a `%` without two hex digits after it stays as it is.
+fn percent_decode(text: &[u8]) -> Vec<u8> {
+    let hex = |byte: Option<&u8>| byte.and_then(|byte| char::from(*byte).to_digit(16));
+    let mut out = Vec::with_capacity(text.len());
+    let mut index = 0;
+    while index < text.len() {
+        match (
+            text[index],
+            hex(text.get(index + 1)),
+            hex(text.get(index + 2)),
+        ) {
+            (b'%', Some(high), Some(low)) => {
+                // Two hex digits are at most 0xff.
+                out.push((high * 16 + low) as u8);
+                index += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    out
 }
 
 fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
@@ -153,10 +215,66 @@ mod tests {
             ("http://a.test/.ico", None),
             ("http://a.test/", None),
             ("http://a.test/x.", None),
+            // Matrix parameters go, and the segment is percent-decoded first.
+            ("http://a.test/a.gif;jsessionid=1", Some("gif")),
+            ("http://a.test/a.GIF;x=1;y=2?q=1", Some("gif")),
+            ("http://a.test/a%2Egif", Some("gif")),
+            ("http://a.test/a%2egif", Some("gif")),
+            ("http://a.test/a.g%69f", Some("gif")),
+            ("http://a.test/a.%53%56%47", Some("svg")),
+            ("http://a.test/a%2Ejpg;x.gif", Some("jpg")),
+            ("http://a.test/a.jpg%3Bx.gif", Some("gif")),
+            ("http://a.test/%2Egif", None),
+            ("http://a.test/;x.gif", None),
+            ("http://a.test/a.gif%", Some("gif%")),
+            ("http://a.test/a.%E6%9D%B1", Some("東")),
         ];
         for (text, expected) in cases {
             assert_eq!(path_extension(&url(text)).as_deref(), *expected, "{text}");
         }
+    }
+
+    #[test]
+    fn a_base_that_is_not_http_is_ignored() {
+        let page = url("https://site.test/dir/post.html");
+        for base in [
+            "javascript:void(0)",
+            "data:text/html,x",
+            "about:blank",
+            "mailto:a@b.test",
+            "file:///tmp/",
+            "ftp://f.test/pub/",
+            " JavaScript:alert(1) ",
+        ] {
+            let got = page_base(&page, Some(base));
+            assert_eq!(got.as_str(), page.as_str(), "{base:?}");
+            assert_eq!(
+                resolve(&got, "a.jpg").map(String::from),
+                Ok("https://site.test/dir/a.jpg".to_owned()),
+                "{base:?}"
+            );
+        }
+        let http_base = page_base(&page, Some("http://cdn.test/x/"));
+        assert_eq!(http_base.as_str(), "http://cdn.test/x/");
+    }
+
+    #[test]
+    fn a_trailing_dot_leaves_the_host() {
+        let base = url("http://site.test/");
+        let cases: &[(&str, Result<&str, SkipReason>)] = &[
+            ("http://a.test./x.jpg", Ok("http://a.test/x.jpg")),
+            ("http://A.Test.:8080/x.jpg", Ok("http://a.test:8080/x.jpg")),
+            ("//cdn.test./x.jpg?q=1", Ok("http://cdn.test/x.jpg?q=1")),
+            ("http://a.test/x.jpg", Ok("http://a.test/x.jpg")),
+            ("http://1.2.3.4./x.jpg", Ok("http://1.2.3.4/x.jpg")),
+        ];
+        for (raw, expected) in cases {
+            let got = resolve(&base, raw).map(String::from);
+            assert_eq!(got.as_deref().map_err(|e| *e), *expected, "{raw}");
+        }
+        // Only the root label's dot goes: an empty label before it still fails the host check.
+        let doubled = resolve(&base, "http://a.test../x.jpg").expect("resolves");
+        assert_eq!(check_host(&doubled, false), Err(SkipReason::Hostname));
     }
 
     #[test]

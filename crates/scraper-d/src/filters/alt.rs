@@ -107,17 +107,30 @@ pub fn clean_alt(raw: &str, max_chars: usize) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Windows-1252's characters for the code points 0x80 to 0x9F, which a numeric reference there
+/// means in HTML (<https://html.spec.whatwg.org/multipage/parsing.html#numeric-character-reference-end-state>);
+/// the five that Windows-1252 leaves unmapped stay the C1 controls they name.
+const WINDOWS_1252_C1: [char; 32] = [
+    '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8d}', 'Ž', '\u{8f}',
+    '\u{90}', '‘', '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9d}', 'ž', 'Ÿ',
+];
+
 /// Decodes the entity at the start of `text` (just after `&`): returns the character and the
 /// bytes used, `;` included.
 fn decode_entity(text: &str) -> Option<(char, usize)> {
-    let semicolon = text.get(..text.len().min(12))?.find(';')?;
+    // Entities are ASCII: the `;` is looked for in bytes, since byte 12 may fall inside a
+    // multi-byte character; a `;` byte is always a character boundary in UTF-8.
+    let semicolon = text.bytes().take(12).position(|byte| byte == b';')?;
     let name = &text[..semicolon];
     let character = if let Some(number) = name.strip_prefix('#') {
         let code = match number.strip_prefix(['x', 'X']) {
             Some(hex) => u32::from_str_radix(hex, 16).ok()?,
             None => number.parse::<u32>().ok()?,
         };
-        char::from_u32(code).unwrap_or('\u{fffd}')
+        match code {
+            0x80..=0x9f => WINDOWS_1252_C1[(code - 0x80) as usize],
+            _ => char::from_u32(code).unwrap_or('\u{fffd}'),
+        }
     } else {
         NAMED_ENTITIES
             .iter()
@@ -159,5 +172,45 @@ mod tests {
             assert_eq!(got, expected, "{raw:?}");
         }
         assert!(matches!(clean_alt("clean text", 2000), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn entities_next_to_multibyte_text() {
+        // Byte 12 after the `&` falls inside a multi-byte character in each of these.
+        let cases: &[(&str, &str)] = &[
+            ("Tom &amp; Jerry – été", "Tom & Jerry – été"),
+            ("&nbsp;Москва ночью", "Москва ночью"),
+            ("caf&eacute;東京 x", "café東京 x"),
+            ("a &amp;東京東京東京東京", "a &東京東京東京東京"),
+            ("&東京;", "&東京;"),
+            ("x &#x1F305;🌅", "x 🌅🌅"),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(clean_alt(raw, 2000), *expected, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn numeric_references_in_the_c1_range_are_windows_1252() {
+        let cases: &[(&str, &str)] = &[
+            ("Don&#146;t stop", "Don’t stop"),
+            ("x&#150;y&#133;z", "x–y…z"),
+            ("&#128;5 &#x80;5 &#X9f;", "€5 €5 Ÿ"),
+            (
+                "&#130;&#131;&#132;&#134;&#135;&#136;&#137;&#138;&#139;&#140;&#142;",
+                "‚ƒ„†‡ˆ‰Š‹ŒŽ",
+            ),
+            (
+                "&#145;&#147;&#148;&#149;&#151;&#152;&#153;&#154;&#155;&#156;&#158;&#159;",
+                "‘“”•—˜™š›œžŸ",
+            ),
+            // The five code points Windows-1252 leaves unmapped stay controls, then go.
+            ("a&#129;b&#141;c&#143;d&#144;e&#157;f", "abcdef"),
+            // Just outside the range: DEL (removed), a no-break space and a Latin-1 letter.
+            ("a&#127;b&#160;c&#233;", "ab cé"),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(clean_alt(raw, 2000), *expected, "{raw:?}");
+        }
     }
 }

@@ -4,13 +4,14 @@
 //! prefix (`url:`, `domain:`, `sha256:`, `md5:`, `pair:`); without one its shape decides:
 //! `http://`/`https://` is a URL (matched exactly, fragment dropped); 64 hex digits the SHA-256 of
 //! a URL and 32 hex digits its MD5 (the forms of Re-LAION-style hash lists); 16 hex digits a
-//! [`crate::dedup::pair_hash`]; anything else a domain, which also blocks its subdomains.
+//! [`crate::dedup::pair_hash`]; anything else a domain, which also blocks its subdomains. A
+//! domain in Unicode (`bücher.example`) is stored in punycode, the form URL hosts take.
 
 use std::collections::HashSet;
 use std::path::Path;
 
 use md5::Digest;
-use url::Url;
+use url::{Host, Url};
 
 use crate::error::ScraperError;
 
@@ -76,10 +77,18 @@ impl Blocklist {
                 self.pairs.insert(u64::from_be_bytes(bytes));
             }
             _ => {
-                let domain = value.trim_end_matches('.').to_ascii_lowercase();
+                let domain = value.trim_end_matches('.');
                 if domain.is_empty() || domain.contains(['/', ' ']) {
                     return Err(format!("not a url, domain or hash: {value}"));
                 }
+                let domain = if domain.is_ascii() {
+                    domain.to_ascii_lowercase()
+                } else {
+                    // URLs carry IDNs in punycode (`xn--bcher-kva.example`): so must the entry.
+                    Host::parse(domain)
+                        .map_err(|error| format!("bad domain {value}: {error}"))?
+                        .to_string()
+                };
                 self.domains.insert(domain);
             }
         }
@@ -154,10 +163,10 @@ mod tests {
         let sha = hex(&sha2::Sha256::digest("http://h.test/s.jpg"));
         let md5 = hex(&md5::Md5::digest("http://h.test/m.jpg"));
         let text = format!(
-            "# comment\n\nhttp://u.test/a.jpg#frag\nbad.test\ndomain:Other.TEST\n{sha}\nmd5:{md5}\npair:00000000000000ff\n"
+            "# comment\n\nhttp://u.test/a.jpg#frag\nbad.test\ndomain:Other.TEST\n{sha}\nmd5:{md5}\npair:00000000000000ff\nbücher.example\ndomain:MÜNCHEN.test.\n東京.example\n"
         );
         let list = Blocklist::parse(&text).expect("parses");
-        assert_eq!(list.len(), 6);
+        assert_eq!(list.len(), 9);
         let cases: &[(&str, u64, bool)] = &[
             ("http://u.test/a.jpg", 0, true),
             ("http://u.test/b.jpg", 0, false),
@@ -168,6 +177,14 @@ mod tests {
             ("http://h.test/s.jpg", 0, true),
             ("http://h.test/m.jpg", 0, true),
             ("http://h.test/p.jpg", 255, true),
+            // Domain entries in Unicode match the punycode hosts URLs carry.
+            ("http://bücher.example/a.jpg", 0, true),
+            ("http://xn--bcher-kva.example/a.jpg", 0, true),
+            ("http://img.BÜCHER.example/a.jpg", 0, true),
+            ("http://buecher.example/a.jpg", 0, false),
+            ("http://münchen.test/a.jpg", 0, true),
+            ("http://cdn.東京.example/a.jpg", 0, true),
+            ("http://京.example/a.jpg", 0, false),
         ];
         for (text, pair, expected) in cases {
             let url = Url::parse(text).expect("url");
@@ -175,6 +192,12 @@ mod tests {
         }
         assert_eq!(
             Blocklist::parse("ok.test\nhttp://[bad\n")
+                .err()
+                .map(|e| e.0),
+            Some(2)
+        );
+        assert_eq!(
+            Blocklist::parse("ok.test\nbü|cher.example\n")
                 .err()
                 .map(|e| e.0),
             Some(2)

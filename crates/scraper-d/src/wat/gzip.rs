@@ -161,18 +161,26 @@ impl<R: Read> MemberReader<R> {
         self.inflate.reset(false);
         let mut crc = Crc::new();
         let mut too_large = false;
+        // The buffer never holds more than `limit` bytes: one byte past the cap tells a member
+        // that is too large from one of exactly `cap` bytes. `decompress_vec` fills the spare
+        // capacity, so that is kept within the limit (a buffer kept from a larger cap is shrunk).
+        let limit = cap.saturating_add(1);
+        if out.capacity() > limit {
+            out.shrink_to(limit);
+        }
         loop {
             if self.pos == self.len && !self.fill(1)? {
                 return Ok(Member::Truncated);
             }
-            if out.len() >= cap {
+            if out.len() > cap {
                 // Keep decoding to find the member's end, but only to check the CRC.
                 crc.update(out);
                 out.clear();
                 too_large = true;
             }
-            if out.capacity() - out.len() < OUTPUT_STEP {
-                out.reserve(OUTPUT_STEP.max(out.len().min(cap)));
+            let room = limit - out.len();
+            if out.capacity() - out.len() < OUTPUT_STEP.min(room) {
+                out.reserve_exact(OUTPUT_STEP.max(out.len()).min(room));
             }
             let (in_before, out_before) = (self.inflate.total_in(), self.inflate.total_out());
             let status = self.inflate.decompress_vec(
@@ -210,7 +218,8 @@ impl<R: Read> MemberReader<R> {
             out.clear();
             return Ok(Member::Corrupt);
         }
-        if too_large {
+        // The total, not the buffer: the cap holds even if an allocator gave more room.
+        if too_large || self.inflate.total_out() > cap as u64 {
             out.clear();
             return Ok(Member::TooLarge);
         }

@@ -161,3 +161,99 @@ fn edge_case_pages_give_exactly_these_candidates() {
     assert_eq!(candidates[7].alt.chars().count(), capped.chars().count());
     assert!(capped.chars().count() <= 2000);
 }
+
+fn wat_of(pages: &[Page]) -> Vec<u8> {
+    let mut wat = WatWriter::new(
+        Vec::new(),
+        "CC-MAIN-20241209000000-20241209030000-00001.warc.wat.gz",
+        HeaderStyle::Arrays,
+        SystemTime::UNIX_EPOCH,
+        3,
+    )
+    .expect("writer");
+    for page in pages {
+        wat.write_page(page).expect("page");
+    }
+    wat.finish().expect("finish")
+}
+
+#[test]
+fn a_page_url_longer_than_the_url_cap_skips_its_record() {
+    // Every candidate carries its page URL: an unbounded one times many links would be
+    // unbounded output, so the record goes, counted once.
+    let prefix = "http://site-0001.blog.test/";
+    let at_cap = format!("{prefix}{}", "a".repeat(2048 - prefix.len()));
+    let over_cap = format!("{prefix}{}", "b".repeat(2049 - prefix.len()));
+    let links = || {
+        vec![
+            image("/one.jpg", "the first image"),
+            image("/two.jpg", "the second image"),
+        ]
+    };
+    let pages = vec![page(&over_cap, None, links()), page(&at_cap, None, links())];
+    let (candidates, counts) = support::extract(wat_of(&pages).as_slice(), support::both_halves());
+    let page_url_lengths: Vec<usize> = candidates.iter().map(|c| c.page_url.len()).collect();
+    assert_eq!(page_url_lengths, vec![2048, 2048]);
+    assert!(candidates.iter().all(|c| c.page_url == at_cap));
+    assert_eq!(counts.skipped(SkipReason::PageUrlTooLong), 1, "{counts:?}");
+    assert_eq!(counts.skipped.len(), 1, "{counts:?}");
+    assert_eq!(counts.image_links, 2, "{counts:?}");
+
+    let mut config = support::both_halves();
+    config.filters.max_url_bytes = 100;
+    let (candidates, counts) = support::extract(wat_of(&pages).as_slice(), config);
+    assert!(candidates.is_empty());
+    assert_eq!(counts.skipped(SkipReason::PageUrlTooLong), 2, "{counts:?}");
+}
+
+#[test]
+fn a_trailing_dot_on_the_host_is_the_same_url() {
+    let pages = vec![page(
+        "http://site-0001.blog.test/post.html",
+        None,
+        vec![
+            image("http://img-0001.cdn.test/x.jpg", "the first alt text"),
+            image("http://img-0001.cdn.test./x.jpg", "another alt text"),
+            image("http://img-0001.cdn.test./y.jpg", "a third alt text"),
+        ],
+    )];
+    let (candidates, counts) = support::extract(wat_of(&pages).as_slice(), support::both_halves());
+    let urls: Vec<&str> = candidates.iter().map(|c| c.url.as_str()).collect();
+    assert_eq!(
+        urls,
+        vec![
+            "http://img-0001.cdn.test/x.jpg",
+            "http://img-0001.cdn.test/y.jpg"
+        ]
+    );
+    assert_eq!(counts.skipped(SkipReason::DuplicateUrl), 1, "{counts:?}");
+}
+
+#[test]
+fn a_base_that_is_not_http_falls_back_to_the_page_url() {
+    let bases = [
+        "javascript:void(0)",
+        "data:text/html,x",
+        "about:blank",
+        "mailto:a@b.test",
+        "file:///srv/",
+        "ftp://files.test/pub/",
+    ];
+    let pages: Vec<Page> = bases
+        .iter()
+        .enumerate()
+        .map(|(index, base)| {
+            page(
+                &format!("http://site-{index:04}.news.test/a/b.html"),
+                Some(base),
+                vec![image("x.jpg", "relative to the page")],
+            )
+        })
+        .collect();
+    let (candidates, counts) = support::extract(wat_of(&pages).as_slice(), support::both_halves());
+    let urls: Vec<String> = candidates.iter().map(|c| c.url.clone()).collect();
+    let expected: Vec<String> = (0..bases.len())
+        .map(|index| format!("http://site-{index:04}.news.test/a/x.jpg"))
+        .collect();
+    assert_eq!(urls, expected, "{counts:?}");
+}

@@ -177,3 +177,68 @@ fn one_call_decoder_leaves_garbage_after_a_member_to_the_stream() {
         "only the last member ends at magic or eof"
     );
 }
+
+#[test]
+fn the_cap_is_exact_on_the_streaming_path() {
+    // Above the one-call decoder's output space, so every member here is streamed; not a power
+    // of two, so no buffer growth step lands on it by chance.
+    let cap = WHOLE_OUTPUT + 100_003;
+    let sizes = [
+        (cap - 1, Member::Complete),
+        (cap, Member::Complete),
+        (cap + 1, Member::TooLarge),
+        (cap + 100_000, Member::TooLarge),
+        (2 * cap, Member::TooLarge),
+    ];
+    // A highly compressible payload read at once (one inflate call can fill any output space),
+    // and a noisy one arriving in 4 KiB reads (many calls, each ending anywhere).
+    let mut state = 0x9e37_79b9_u32;
+    let mut noise = move |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                b"abcdefgh {}\":,/01234"[(state % 20) as usize]
+            })
+            .collect()
+    };
+    for (n_bytes, expected) in sizes {
+        for (payload, chunk) in [(vec![b'x'; n_bytes], usize::MAX), (noise(n_bytes), 4096)] {
+            let file = [gzip(&payload), gzip(b"after")].concat();
+            {
+                let mut reader = MemberReader::new(Trickle(&file, chunk));
+                let member = reader.next_member(cap).expect("reads");
+                assert_eq!(member, Some(expected), "{n_bytes} bytes, chunk {chunk}");
+                if expected == Member::Complete {
+                    assert!(reader.output() == &payload[..], "{n_bytes} bytes differ");
+                } else {
+                    assert!(reader.output().is_empty());
+                }
+                assert!(
+                    reader.streamed.capacity() <= cap + 1,
+                    "{n_bytes} bytes: buffer grew to {}",
+                    reader.streamed.capacity()
+                );
+                assert_eq!(reader.whole_members(), 0, "{n_bytes} bytes streamed");
+                assert_eq!(
+                    reader.next_member(cap).expect("reads"),
+                    Some(Member::Complete)
+                );
+                assert_eq!(reader.output(), b"after");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_cap_is_exact_below_the_one_call_output_space() {
+    // The one-call decoder has exactly `cap` bytes of room here, so a longer member is streamed.
+    let cap = 100_003;
+    for (n_bytes, expected) in [(cap, Member::Complete), (cap + 1, Member::TooLarge)] {
+        let payload = vec![b'y'; n_bytes];
+        let got = read_all(&gzip(&payload), cap);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, expected, "{n_bytes} bytes");
+    }
+}
