@@ -23,7 +23,7 @@ use crate::photos::{Photo, PhotoCorpus};
 use crate::rng::stable_hash;
 use crate::serving::Serving;
 use scheme::Route;
-pub use scheme::{Expected, classify, classify_ignoring_robots};
+pub use scheme::{Expected, LONG_REDIRECT_BYTES, classify, classify_ignoring_robots};
 pub use stats::WebStats;
 
 /// Knobs of the image hosts.

@@ -33,6 +33,10 @@ pub struct FetchConfig {
     pub max_body_bytes: u64,
     /// Redirects followed (default 5).
     pub max_redirects: u32,
+    /// A redirect target longer than this is `bad_url` (default 2,048 bytes, the extraction
+    /// filter's default): the final URL is stored with the sample, and a `Location` header may
+    /// be hundreds of kilobytes.
+    pub max_url_bytes: usize,
     /// Requests in flight at once over all hosts (default 64, for a 1-vCPU node: downloads
     /// wait on the network, decoding is bounded separately).
     pub max_in_flight: usize,
@@ -47,6 +51,7 @@ impl FetchConfig {
             timeout: Duration::from_secs(10),
             max_body_bytes: 10 * 1024 * 1024,
             max_redirects: 5,
+            max_url_bytes: crate::filters::DEFAULT_MAX_URL_BYTES,
             max_in_flight: 64,
             politeness: PolitenessConfig::standard(),
         }
@@ -132,6 +137,9 @@ impl Fetcher {
                 Step::Redirect(location) => {
                     hops += 1;
                     let next = current.join(&location).map_err(|_| Outcome::BadUrl)?;
+                    if next.as_str().len() > self.config.max_url_bytes {
+                        return Err(Outcome::BadUrl);
+                    }
                     if visited.contains(next.as_str()) {
                         return Err(Outcome::RedirectLoop);
                     }
@@ -174,11 +182,20 @@ impl Fetcher {
                 return Err(Outcome::Robots);
             }
         }
-        let _global = self.global.acquire().await.map_err(|_| Outcome::BadUrl)?;
+        // Waiting for a host (its backoff, then one of its slots) holds none of the global
+        // permits, which are for requests on the wire.
+        if let Some(until) = state.backoff_until() {
+            tokio::time::sleep_until(until).await;
+        }
         let _slot = state.slots.acquire().await.map_err(|_| Outcome::BadUrl)?;
         if let Some(until) = state.backoff_until() {
             tokio::time::sleep_until(until).await;
         }
+        // The breaker may have opened while this request waited.
+        if state.is_open() {
+            return Err(Outcome::CircuitOpen);
+        }
+        let _global = self.global.acquire().await.map_err(|_| Outcome::BadUrl)?;
         match tokio::time::timeout(self.config.timeout, self.request(url, state)).await {
             Ok(result) => result,
             Err(_) => Err(Outcome::Timeout),
@@ -207,6 +224,9 @@ impl Fetcher {
                 .and_then(|value| value.to_str().ok())
                 .and_then(parse_retry_after);
             self.hosts.back_off(state, retry_after);
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(Outcome::RateLimited);
         }
         if status.is_client_error() {
             return Err(Outcome::Http4xx);

@@ -17,22 +17,42 @@ thread_local! {
 /// 4 MP photo for a 256-pixel thumbnail costs a fraction of a full decode.
 const REDUCTIONS: [usize; 3] = [8, 4, 2];
 
-/// Decodes an RGB or greyscale JPEG, at the largest 1/2, 1/4 or 1/8 reduction whose shorter
-/// side stays at least `scale_to` (at full size without it). `None` when libjpeg-turbo refuses
-/// the data, warnings included (a truncated file), or for CMYK: the caller falls back to the
-/// `image` crate, which then decides.
-pub(crate) fn decode(bytes: &[u8], scale_to: Option<u32>) -> Option<DynamicImage> {
+/// Why [`decode`] gave no picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// libjpeg-turbo refused the data, warnings included (a truncated file), or it is CMYK: the
+    /// caller falls back to the `image` crate, which then decides.
+    Declined,
+    /// libjpeg-turbo reads another size than the one the pixel cap was checked against: two
+    /// parsers disagree on the frame header (a hostile file hides a huge frame from one of
+    /// them), so the file is refused outright.
+    SizeMismatch,
+}
+
+/// Decodes an RGB or greyscale JPEG whose header was read as `width` × `height` (and checked
+/// against the pixel cap), at the largest 1/2, 1/4 or 1/8 reduction whose shorter side stays at
+/// least `scale_to` (at full size without it).
+pub(crate) fn decode(
+    bytes: &[u8],
+    (width, height): (u32, u32),
+    scale_to: Option<u32>,
+) -> Result<DynamicImage, Refusal> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
             *slot = Decompressor::new().ok();
         }
-        let decompressor = slot.as_mut()?;
-        let header = decompressor.read_header(bytes).ok()?;
+        let decompressor = slot.as_mut().ok_or(Refusal::Declined)?;
+        let header = decompressor
+            .read_header(bytes)
+            .map_err(|_| Refusal::Declined)?;
+        if (header.width, header.height) != (width as usize, height as usize) {
+            return Err(Refusal::SizeMismatch);
+        }
         let format = match header.colorspace {
             Colorspace::Gray => PixelFormat::GRAY,
             Colorspace::RGB | Colorspace::YCbCr => PixelFormat::RGB,
-            Colorspace::CMYK | Colorspace::YCCK => return None,
+            Colorspace::CMYK | Colorspace::YCCK => return Err(Refusal::Declined),
         };
         let shorter = header.width.min(header.height);
         let factor = scale_to
@@ -43,17 +63,18 @@ pub(crate) fn decode(bytes: &[u8], scale_to: Option<u32>) -> Option<DynamicImage
                     .map(|denom| ScalingFactor::new(1, *denom))
             })
             .unwrap_or(ScalingFactor::ONE);
-        decompressor.set_scaling_factor(factor).ok()?;
+        decompressor
+            .set_scaling_factor(factor)
+            .map_err(|_| Refusal::Declined)?;
         let scaled = header.scaled(factor);
         let channels = format.size();
+        let n_bytes = scaled
+            .width
+            .checked_mul(scaled.height)
+            .and_then(|pixels| pixels.checked_mul(channels))
+            .ok_or(Refusal::Declined)?;
         let mut image = Image {
-            pixels: vec![
-                0u8;
-                scaled
-                    .width
-                    .checked_mul(scaled.height)?
-                    .checked_mul(channels)?
-            ],
+            pixels: vec![0u8; n_bytes],
             width: scaled.width,
             pitch: scaled.width * channels,
             height: scaled.height,
@@ -62,16 +83,17 @@ pub(crate) fn decode(bytes: &[u8], scale_to: Option<u32>) -> Option<DynamicImage
         let decoded = decompressor.decompress(bytes, image.as_deref_mut());
         // Scaling is per call: leave the decompressor at full size for the next picture.
         let _ = decompressor.set_scaling_factor(ScalingFactor::ONE);
-        decoded.ok()?;
+        decoded.map_err(|_| Refusal::Declined)?;
         let (width, height) = (
-            u32::try_from(scaled.width).ok()?,
-            u32::try_from(scaled.height).ok()?,
+            u32::try_from(scaled.width).map_err(|_| Refusal::Declined)?,
+            u32::try_from(scaled.height).map_err(|_| Refusal::Declined)?,
         );
         if format == PixelFormat::GRAY {
             image::GrayImage::from_raw(width, height, image.pixels).map(DynamicImage::ImageLuma8)
         } else {
             image::RgbImage::from_raw(width, height, image.pixels).map(DynamicImage::ImageRgb8)
         }
+        .ok_or(Refusal::Declined)
     })
 }
 
@@ -131,10 +153,12 @@ mod tests {
             (Some(10), (128, 96)),
         ];
         for (scale_to, size) in cases {
-            let image = decode(&jpeg, scale_to).expect("decodes");
+            let image = decode(&jpeg, (1024, 768), scale_to).expect("decodes");
             assert_eq!((image.width(), image.height()), size, "{scale_to:?}");
         }
-        let full = decode(&jpeg, None).expect("decodes").into_rgb8();
+        let full = decode(&jpeg, (1024, 768), None)
+            .expect("decodes")
+            .into_rgb8();
         let error = full
             .as_raw()
             .iter()
@@ -149,10 +173,21 @@ mod tests {
     fn truncated_and_garbage_data_are_refused() {
         let rgb = photo_like(320, 240);
         let jpeg = encode_rgb(rgb.as_raw(), 320, 240, 90).expect("encodes");
-        assert!(decode(&jpeg[..jpeg.len() / 2], None).is_none());
-        assert!(decode(&[0xff, 0xd8, 0xff, 0x00, 1, 2, 3], None).is_none());
+        let size = (320, 240);
+        assert_eq!(
+            decode(&jpeg[..jpeg.len() / 2], size, None).err(),
+            Some(Refusal::Declined)
+        );
+        assert_eq!(
+            decode(&[0xff, 0xd8, 0xff, 0x00, 1, 2, 3], size, None).err(),
+            Some(Refusal::Declined)
+        );
+        assert_eq!(
+            decode(&jpeg, (320, 241), None).err(),
+            Some(Refusal::SizeMismatch)
+        );
         // The decompressor is still usable afterwards, at full size.
-        let again = decode(&jpeg, None).expect("decodes");
+        let again = decode(&jpeg, size, None).expect("decodes");
         assert_eq!((again.width(), again.height()), (320, 240));
     }
 }

@@ -179,9 +179,10 @@ mod tests {
         hosts.record(&state, Outcome::Timeout);
         hosts.record(&state, Outcome::Http5xx);
         hosts.record(&state, Outcome::Ok);
-        hosts.record(&state, Outcome::Timeout);
+        hosts.record(&state, Outcome::Http4xx);
+        hosts.record(&state, Outcome::RateLimited);
         hosts.record(&state, Outcome::ConnectFailure);
-        assert!(!state.is_open(), "a success resets the count");
+        assert!(!state.is_open(), "a success or a 404 resets the count");
         hosts.record(&state, Outcome::OptOut);
         assert!(state.is_open());
         assert!(!hosts.get("b.test:80").is_open());

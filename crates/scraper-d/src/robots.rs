@@ -1,6 +1,11 @@
 //! robots.txt rules (the group for our agent token, else `*`; longest match wins, `Allow`
 //! on a tie; `*` and `$` wildcards) and the `X-Robots-Tag` opt-outs, as img2dataset reads them.
 
+/// Most rules kept for one host: later ones are ignored, as Google ignores a robots.txt past
+/// 500 KiB. A real file has a few hundred; the cap bounds the memory and the matching time of a
+/// hostile one (the body is read to 512 KiB, which is room for about 100,000 short rules).
+pub const MAX_RULES: usize = 10_000;
+
 /// The rules of one host for our user agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RobotsRules {
@@ -22,14 +27,19 @@ impl RobotsRules {
         let mut group_agents: Vec<String> = Vec::new();
         let mut group_rules: Vec<(bool, String)> = Vec::new();
         let mut in_rules = false;
+        // A group's rules go to each kind of agent once, however many of its `User-agent` lines
+        // name it: a file of thousands of `User-agent: *` lines above thousands of rules must
+        // not multiply them.
         let mut finish = |agents: &[String], rules: &[(bool, String)]| {
-            for name in agents {
-                if name == "*" {
-                    star.get_or_insert_with(Vec::new).extend_from_slice(rules);
-                } else if !name.is_empty() && agent.contains(name.as_str()) {
-                    specific
-                        .get_or_insert_with(Vec::new)
-                        .extend_from_slice(rules);
+            let for_star = agents.iter().any(|name| name == "*");
+            let for_us = agents
+                .iter()
+                .any(|name| name != "*" && !name.is_empty() && agent.contains(name.as_str()));
+            for (applies, kept) in [(for_star, &mut star), (for_us, &mut specific)] {
+                if applies {
+                    let kept = kept.get_or_insert_with(Vec::new);
+                    let room = MAX_RULES.saturating_sub(kept.len());
+                    kept.extend(rules.iter().take(room).cloned());
                 }
             }
         };
@@ -52,7 +62,7 @@ impl RobotsRules {
                 }
                 "allow" | "disallow" => {
                     in_rules = true;
-                    if !value.is_empty() {
+                    if !value.is_empty() && group_rules.len() < MAX_RULES {
                         group_rules.push((key == "allow", value.to_owned()));
                     }
                 }
@@ -165,6 +175,29 @@ mod tests {
         let wildcard = RobotsRules::parse("User-agent: *\nDisallow: /*.png$\n", "x");
         assert!(!wildcard.allows("/a/b.png"));
         assert!(wildcard.allows("/a/b.png?x=1"));
+    }
+
+    fn rule_count(rules: &RobotsRules) -> usize {
+        match rules {
+            RobotsRules::Rules(rules) => rules.len(),
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn repeated_agent_lines_do_not_multiply_the_rules() {
+        let body = "User-agent: *\nUser-agent: *\nUser-agent: scraper-d\nUser-agent: scraper\nDisallow: /a\nAllow: /a/b\n";
+        assert_eq!(rule_count(&RobotsRules::parse(body, "scraper-d")), 2);
+        assert_eq!(rule_count(&RobotsRules::parse(body, "other")), 2);
+        // 20,000 agent lines above 30,000 rules (under 512 KiB): once copied per agent line,
+        // that was 600 million rules.
+        let mut bomb = "User-agent: *\n".repeat(20_000);
+        bomb.push_str(&"Allow:a\n".repeat(30_000));
+        bomb.push_str("Disallow: /\n");
+        let rules = RobotsRules::parse(&bomb, "scraper-d");
+        assert_eq!(rule_count(&rules), MAX_RULES);
+        // Rules past the cap are ignored, like a robots.txt cut at its size limit.
+        assert!(rules.allows("/x"));
     }
 
     #[test]

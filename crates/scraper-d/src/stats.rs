@@ -15,8 +15,11 @@ pub enum Outcome {
     Timeout,
     /// The connection broke while the body was read.
     BodyError,
-    /// A 4xx status.
+    /// A 4xx status other than 429.
     Http4xx,
+    /// 429 Too Many Requests: the host backs off (`Retry-After`), and a run of them opens its
+    /// circuit breaker like other host failures.
+    RateLimited,
     /// A 5xx status.
     Http5xx,
     /// Another non-2xx status (1xx, a 3xx without `Location`).
@@ -47,13 +50,14 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in a fixed order.
-    pub const ALL: [Outcome; 19] = [
+    pub const ALL: [Outcome; 20] = [
         Outcome::Ok,
         Outcome::DnsFailure,
         Outcome::ConnectFailure,
         Outcome::Timeout,
         Outcome::BodyError,
         Outcome::Http4xx,
+        Outcome::RateLimited,
         Outcome::Http5xx,
         Outcome::HttpOther,
         Outcome::OptOut,
@@ -78,6 +82,7 @@ impl Outcome {
             Outcome::Timeout => "timeout",
             Outcome::BodyError => "body_error",
             Outcome::Http4xx => "http_4xx",
+            Outcome::RateLimited => "rate_limited",
             Outcome::Http5xx => "http_5xx",
             Outcome::HttpOther => "http_other",
             Outcome::OptOut => "opt_out",
@@ -98,7 +103,11 @@ impl Outcome {
     pub fn is_host_failure(self) -> bool {
         matches!(
             self,
-            Outcome::ConnectFailure | Outcome::Timeout | Outcome::Http5xx | Outcome::OptOut
+            Outcome::ConnectFailure
+                | Outcome::Timeout
+                | Outcome::RateLimited
+                | Outcome::Http5xx
+                | Outcome::OptOut
         )
     }
 }

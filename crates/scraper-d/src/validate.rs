@@ -5,6 +5,7 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageFormat, ImageReader};
 
+use crate::jpeg::Refusal;
 use crate::stats::Outcome;
 
 /// Limits of image validation.
@@ -73,15 +74,19 @@ pub fn decode(
     if format == ImageFormat::Jpeg && crate::jpeg::has_more_scans(bytes, config.max_jpeg_scans) {
         return Err(Outcome::DecodeError);
     }
-    if format == ImageFormat::Jpeg
-        && let Some(image) = crate::jpeg::decode(bytes, scale_to)
-    {
-        return Ok(Decoded {
-            image,
-            format,
-            original_width: width,
-            original_height: height,
-        });
+    if format == ImageFormat::Jpeg {
+        match crate::jpeg::decode(bytes, (width, height), scale_to) {
+            Ok(image) => {
+                return Ok(Decoded {
+                    image,
+                    format,
+                    original_width: width,
+                    original_height: height,
+                });
+            }
+            Err(Refusal::SizeMismatch) => return Err(Outcome::DecodeError),
+            Err(Refusal::Declined) => {}
+        }
     }
     if format == ImageFormat::WebP
         && let Some(image) = crate::webp::decode(bytes, width, height)
@@ -268,5 +273,87 @@ mod scan_tests {
         };
         assert!(!crate::jpeg::has_more_scans(&bomb, lenient.max_jpeg_scans));
         assert!(crate::jpeg::has_more_scans(&bomb, config.max_jpeg_scans));
+    }
+}
+
+#[cfg(test)]
+mod frame_tests {
+    use super::*;
+
+    /// A JPEG segment: marker, big-endian length, body.
+    fn segment(marker: u8, body: &[u8]) -> Vec<u8> {
+        let mut bytes = vec![0xff, marker];
+        bytes.extend_from_slice(&u16::try_from(body.len() + 2).expect("short").to_be_bytes());
+        bytes.extend_from_slice(body);
+        bytes
+    }
+
+    /// A 100x100 progressive grey JPEG rebuilt so that libjpeg-turbo reads a `side` × `side`
+    /// frame while the `image` crate (zune-jpeg) reads the original 100 × 100 one: a standalone
+    /// `FF D0` (RST0) that zune-jpeg takes for a segment of length `0xFFC2`, skipping the big
+    /// frame header, and landing on the small one hidden in a comment that libjpeg-turbo skips.
+    fn two_faced(side: u16) -> Vec<u8> {
+        let pixels: Vec<u8> = (0..100u32 * 100).map(|i| (i * 7 % 251) as u8).collect();
+        let mut compressor = turbojpeg::Compressor::new().expect("compressor");
+        compressor.set_progressive(true).expect("progressive");
+        compressor.set_quality(90).expect("quality");
+        compressor
+            .set_subsamp(turbojpeg::Subsamp::Gray)
+            .expect("grey");
+        let small = compressor
+            .compress_to_vec(turbojpeg::Image {
+                pixels: pixels.as_slice(),
+                width: 100,
+                pitch: 100,
+                height: 100,
+                format: turbojpeg::PixelFormat::GRAY,
+            })
+            .expect("encode");
+        let at = small
+            .windows(2)
+            .position(|pair| pair == b"\xff\xc2")
+            .expect("a progressive frame header");
+        let length = usize::from(u16::from_be_bytes([small[at + 2], small[at + 3]]));
+        let frame = &small[at..at + 2 + length];
+        let mut big = frame.to_vec();
+        big[5..7].copy_from_slice(&side.to_be_bytes());
+        big[7..9].copy_from_slice(&side.to_be_bytes());
+
+        let mut out = small[..at].to_vec();
+        out.extend_from_slice(b"\xff\xd0");
+        // zune-jpeg reads the next two bytes (FF C2) as a length and skips that many minus two.
+        let lands_at = out.len() + 0xffc2;
+        out.extend_from_slice(&big);
+        let comment_data_at = out.len() + 4;
+        let mut comment = vec![0u8; lands_at - comment_data_at];
+        comment.extend_from_slice(frame);
+        comment.extend_from_slice(&[0u8; 8]);
+        out.extend_from_slice(&segment(0xfe, &comment));
+        out.extend_from_slice(&small[at + 2 + length..]);
+        out
+    }
+
+    #[test]
+    fn a_frame_hidden_from_the_header_check_is_refused_before_decoding() {
+        let config = ValidateConfig::standard();
+        let jpeg = two_faced(30_000);
+        // The premise: the header check sees a harmless size, libjpeg-turbo 900 megapixels.
+        let seen = ImageReader::with_format(Cursor::new(&jpeg), ImageFormat::Jpeg)
+            .into_dimensions()
+            .expect("zune-jpeg reads a header");
+        assert_eq!(seen, (100, 100));
+        let header = turbojpeg::Decompressor::new()
+            .expect("decompressor")
+            .read_header(&jpeg)
+            .expect("libjpeg-turbo reads a header");
+        assert_eq!((header.width, header.height), (30_000, 30_000));
+        assert_eq!(
+            decode(&jpeg, &config, Some(256)).err(),
+            Some(Outcome::DecodeError)
+        );
+        // The same file with both frame headers alike decodes as before.
+        let honest = two_faced(100);
+        let decoded = decode(&honest, &config, None).expect("decodes");
+        assert_eq!((decoded.image.width(), decoded.image.height()), (100, 100));
     }
 }

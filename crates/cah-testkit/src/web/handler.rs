@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 
 use super::WebState;
-use super::scheme::{self, Route};
+use super::scheme::{self, LONG_REDIRECT_BYTES, Route};
 use crate::images::{self, ImageKind};
 use crate::names::{self, RobotsPolicy};
 
@@ -80,6 +80,10 @@ async fn respond(state: &WebState, host: &str, path: &str, depth: u32) -> Respon
         ),
         Route::Loop => redirect(StatusCode::FOUND, path),
         Route::PrivateRedirect { location } => redirect(StatusCode::FOUND, &location),
+        Route::LongRedirect => {
+            let name = "a".repeat(LONG_REDIRECT_BYTES - "/ok/.jpg".len());
+            redirect(StatusCode::FOUND, &format!("/ok/{name}.jpg"))
+        }
         Route::SlowHeaders { delay, inner } => {
             tokio::time::sleep(delay).await;
             if depth > 8 {

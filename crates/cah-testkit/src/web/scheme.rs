@@ -10,6 +10,9 @@ use std::time::Duration;
 use crate::images::ImageKind;
 use crate::names::{self, DnsBehaviour, RobotsPolicy};
 
+/// The length of the path `/long-redirect/` points to (hyper reads headers up to about 400 KB).
+pub const LONG_REDIRECT_BYTES: usize = 100_000;
+
 /// What the server does for one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -29,6 +32,8 @@ pub enum Route {
     Loop,
     /// `/private-redirect/{target}/...`: a 302 to a private or metadata address (see [`private_location`]).
     PrivateRedirect { location: String },
+    /// `/long-redirect/...`: a 302 to a picture's path of [`LONG_REDIRECT_BYTES`] bytes.
+    LongRedirect,
     /// `/slow/{ms}/{inner}`: waits `ms` before answering as `{inner}`.
     SlowHeaders { delay: Duration, inner: String },
     /// `/drip/...`: a picture sent a few bytes at a time (minutes for the whole body).
@@ -86,6 +91,9 @@ pub enum Expected {
     TooManyRedirects,
     /// A redirect to a private, loopback-name or metadata address: never follow it.
     PrivateRedirect { location: String },
+    /// A redirect to a URL of more than [`LONG_REDIRECT_BYTES`] bytes: a client that bounds the
+    /// URLs it keeps (the final URL is stored with a sample) refuses it.
+    OverlongRedirect,
     /// Headers arrive after `delay`, then `then`.
     SlowHeaders {
         delay: Duration,
@@ -151,6 +159,7 @@ pub fn route(path: &str) -> Route {
             inner: format!("/{after_arg}"),
         },
         "loop" => Route::Loop,
+        "long-redirect" => Route::LongRedirect,
         "private-redirect" => Route::PrivateRedirect {
             location: private_location(arg, after_arg),
         },
@@ -303,6 +312,7 @@ fn classify_with(url: &str, respect_robots: bool, depth: u32) -> Expected {
         }
         Route::Loop => Expected::RedirectLoop,
         Route::PrivateRedirect { location } => Expected::PrivateRedirect { location },
+        Route::LongRedirect => Expected::OverlongRedirect,
         Route::SlowHeaders { delay, inner } => Expected::SlowHeaders {
             delay,
             then: Box::new(classify_with(&inner_url(&inner), respect_robots, depth + 1)),

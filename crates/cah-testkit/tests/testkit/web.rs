@@ -89,6 +89,12 @@ async fn redirects_robots_and_tags() {
         .await
         .expect("get");
     assert_eq!(looping.headers()["location"], "/loop/a.jpg");
+    let long = get(harness.web.url("a.photos.test", "/long-redirect/a.jpg"))
+        .await
+        .expect("get");
+    let location = long.headers()["location"].to_str().expect("ascii");
+    assert_eq!(location.len(), cah_testkit::web::LONG_REDIRECT_BYTES);
+    assert!(location.starts_with("/ok/aaa") && location.ends_with("a.jpg"));
     let metadata = get(harness
         .web
         .url("a.photos.test", "/private-redirect/metadata/a.jpg"))

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use cah_protocol::ext::Job;
@@ -15,6 +16,40 @@ use crate::job::Pipeline;
 use crate::metrics::Metrics;
 use crate::shutdown::{AbortOnDrop, Stop};
 use crate::{Candidate, HalfJob, bundle, source, systemd};
+
+/// How long the releases of a stop may take together: the tracker client retries for up to two
+/// minutes, and systemd kills the unit 30 s after SIGTERM (20 s of grace, these 4 s, then 5 s
+/// for the goodbye). Past it the leases expire on their own.
+const RELEASE_DEADLINE: Duration = Duration::from_secs(4);
+
+/// Hands `numbers` back to the tracker, all at once, within [`RELEASE_DEADLINE`].
+async fn release(session: &Session, numbers: &[u64]) {
+    if numbers.is_empty() {
+        return;
+    }
+    let releases = futures_util::future::join_all(
+        numbers
+            .iter()
+            .map(|&number| async move { (number, session.release(number).await) }),
+    );
+    match tokio::time::timeout(RELEASE_DEADLINE, releases).await {
+        Ok(results) => {
+            for (number, result) in results {
+                match result {
+                    Ok(()) => tracing::info!(job = number, "job released"),
+                    Err(error) => {
+                        tracing::warn!(job = number, error = %error, "release failed, the lease will expire")
+                    }
+                }
+            }
+        }
+        Err(_) => tracing::warn!(
+            jobs = ?numbers,
+            deadline_ms = RELEASE_DEADLINE.as_millis() as u64,
+            "the tracker did not answer the releases in time, the leases will expire"
+        ),
+    }
+}
 
 /// What became of the jobs of one claim.
 #[derive(Debug, Default)]
@@ -89,16 +124,11 @@ impl Worker<'_> {
             if lost.contains(&number) {
                 outcome.lost.push(number);
             } else if open.contains(&number) {
-                match session.release(number).await {
-                    Ok(()) => tracing::info!(job = number, "job released"),
-                    Err(error) => {
-                        tracing::warn!(job = number, error = %error, "release failed, the lease will expire")
-                    }
-                }
                 outcome.released.push(number);
             }
             bundle::discard(&self.bundle_path(number));
         }
+        release(session, &outcome.released).await;
         outcome
     }
 

@@ -24,15 +24,20 @@ pub struct HttpConfig {
     pub retry_delay: Duration,
     /// Chunks buffered between the download task and the reader (bounds memory).
     pub queue_chunks: usize,
+    /// Longest wait for the response headers or the next body bytes: a server that keeps the
+    /// connection open but sends nothing is treated as a broken transfer and resumed (TCP
+    /// keepalive only notices a dead peer). Time the reader takes does not count.
+    pub idle_timeout: Duration,
 }
 
 impl HttpConfig {
-    /// 8 attempts, 500 ms first delay, 64 chunks.
+    /// 8 attempts, 500 ms first delay, 64 chunks, 60 s without data.
     pub fn standard() -> Self {
         Self {
             max_attempts: 8,
             retry_delay: Duration::from_millis(500),
             queue_chunks: 64,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -124,7 +129,7 @@ async fn download(
     let mut total: Option<u64> = None;
     let mut failures = 0u32;
     loop {
-        let attempt = fetch_from(client, url, offset, &mut total, sender, &counters.length).await;
+        let attempt = fetch_from(client, url, offset, &mut total, sender, counters, config).await;
         let (received, outcome) = match attempt {
             Ok(received) => (received, Ok(())),
             Err((received, error)) => (received, Err(error)),
@@ -174,15 +179,24 @@ async fn fetch_from(
     offset: u64,
     total: &mut Option<u64>,
     sender: &mpsc::Sender<std::io::Result<Bytes>>,
-    length: &AtomicU64,
+    counters: &Counters,
+    config: &HttpConfig,
 ) -> Result<u64, (u64, Attempt)> {
+    let length = &counters.length;
+    let idle = config.idle_timeout;
+    let silent = |received: u64| {
+        (
+            received,
+            Attempt::Retry(format!("no data for {} ms", idle.as_millis())),
+        )
+    };
     let mut request = client.get(url.clone());
     if offset > 0 {
         request = request.header(RANGE, format!("bytes={offset}-"));
     }
-    let response = request
-        .send()
+    let response = tokio::time::timeout(idle, request.send())
         .await
+        .map_err(|_| silent(0))?
         .map_err(|error| (0, Attempt::Retry(format!("request failed: {error}"))))?;
     let status = response.status();
     if status == StatusCode::RANGE_NOT_SATISFIABLE && *total == Some(offset) {
@@ -225,7 +239,10 @@ async fn fetch_from(
     };
     let mut received = 0u64;
     let mut body = response.bytes_stream();
-    while let Some(chunk) = body.next().await {
+    while let Some(chunk) = tokio::time::timeout(idle, body.next())
+        .await
+        .map_err(|_| silent(received))?
+    {
         let mut chunk =
             chunk.map_err(|error| (received, Attempt::Retry(format!("body broke: {error}"))))?;
         if skip > 0 {

@@ -38,6 +38,7 @@ const PATHS: &[&str] = &[
     "/private-redirect/localhost/q.jpg",
     "/private-redirect/zero/q.jpg",
     "/private-redirect/ipv6/q.jpg",
+    "/long-redirect/q.jpg",
     "/slow/200/ok/r.jpg",
     "/slow/3000/ok/s.jpg",
     "/drip/t.jpg",
@@ -169,6 +170,34 @@ async fn every_fault_class_gets_the_predicted_outcome() {
     assert_eq!(stats.outcomes, want_counts);
     assert_eq!(stats.stored, want_counts["ok"]);
     assert!(!work.path().join("job-1.tar.tmp").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_only_answers_429_is_cut_off_by_its_breaker() {
+    let test_web = support::start_web().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut config = support::run_config("http://127.0.0.1:9/", test_web.dns.addr(), work.path());
+    config.fetch.politeness.breaker_threshold = 3;
+    config.fetch.politeness.per_host = 1;
+    let pipeline = support::pipeline(&config);
+    let got: Vec<Outcome> = join_all((0..20).map(|index| {
+        let url = test_web
+            .web
+            .url("busy-cdn.photos.test", &format!("/ratelimit/1/{index}.jpg"));
+        let pipeline = &pipeline;
+        async move {
+            match pipeline.process(candidate(index, url)).await {
+                Ok(_) => Outcome::Ok,
+                Err(outcome) => outcome,
+            }
+        }
+    }))
+    .await;
+    let limited = got.iter().filter(|o| **o == Outcome::RateLimited).count();
+    let cut_off = got.iter().filter(|o| **o == Outcome::CircuitOpen).count();
+    // One request may already wait for the slot when the third 429 opens the breaker.
+    assert!((3..=4).contains(&limited), "{got:?}");
+    assert_eq!(limited + cut_off, 20, "{got:?}");
 }
 
 fn read_stats(path: &std::path::Path) -> BundleStats {

@@ -63,6 +63,36 @@ async fn sigterm_releases_jobs_that_cannot_finish_within_the_grace_period() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_in_time_when_the_tracker_is_gone() {
+    let test_web = support::start_web().await;
+    let crawl = small_crawl(test_web.web.port(), 2).await;
+    crawl.server.inject_failures(3, 503);
+    let tracker = TestTracker::start(&[]).await;
+    tracker.import(std::slice::from_ref(&crawl.wat_url)).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut config = support::run_config(&tracker.base, test_web.dns.addr(), work.path());
+    config.shutdown_grace = Duration::from_millis(300);
+    let (signal, signalled) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(scraper_d::daemon::run(config, async move {
+        let _ = signalled.await;
+    }));
+    wat_requested(&crawl).await;
+    // The tracker goes away with both jobs held: releases and goodbye fail and are retried by
+    // the client (for minutes), but systemd kills the unit 30 s after SIGTERM.
+    tracker.stop().await;
+    let sent = Instant::now();
+    signal.send(()).expect("daemon listens");
+    let summary = daemon.await.expect("task").expect("daemon runs");
+    assert!(
+        sent.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(summary.completed.is_empty());
+    assert_eq!(summary.released.len(), 2, "{summary:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_current_jobs_finish_within_the_grace_period() {
     let test_web = support::start_web().await;
     let crawl = small_crawl(test_web.web.port(), 2).await;

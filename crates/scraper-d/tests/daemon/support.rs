@@ -108,6 +108,7 @@ pub(crate) fn outcome_for(expected: &Expected) -> Outcome {
             }
         }
         Expected::Status { status, .. } => match status {
+            429 => Outcome::RateLimited,
             400..=499 => Outcome::Http4xx,
             500..=599 => Outcome::Http5xx,
             200..=299 => Outcome::BadFormat,
@@ -117,6 +118,7 @@ pub(crate) fn outcome_for(expected: &Expected) -> Outcome {
         Expected::RedirectLoop => Outcome::RedirectLoop,
         Expected::TooManyRedirects => Outcome::TooManyRedirects,
         Expected::PrivateRedirect { .. } => Outcome::PrivateAddress,
+        Expected::OverlongRedirect => Outcome::BadUrl,
         Expected::SlowHeaders { delay, then } => {
             if delay >= TIMEOUT {
                 Outcome::Timeout

@@ -1,4 +1,5 @@
-//! Streaming over HTTP from cah-testkit's Common Crawl server, through a 503 and a cut connection.
+//! Streaming over HTTP from cah-testkit's Common Crawl server, through a 503 and a cut or stalled
+//! connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,8 +15,17 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::support;
 
-/// A TCP proxy that cuts the first connection whose response passes `cut_after` bytes.
-async fn cutting_proxy(upstream: SocketAddr, cut_after: u64) -> SocketAddr {
+/// What the proxy does to the first response that passes its byte count.
+#[derive(Clone, Copy)]
+enum Break {
+    /// Closes the connection.
+    Cut,
+    /// Keeps the connection open and sends nothing more.
+    Stall,
+}
+
+/// A TCP proxy that breaks the first connection whose response passes `cut_after` bytes.
+async fn cutting_proxy(upstream: SocketAddr, cut_after: u64, how: Break) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
     let addr = listener.local_addr().expect("proxy addr");
     let cut_done = Arc::new(AtomicBool::new(false));
@@ -42,6 +52,9 @@ async fn cutting_proxy(upstream: SocketAddr, cut_after: u64) -> SocketAddr {
                         let keep = (cut_after - sent) as usize;
                         let _ = client_write.write_all(&buffer[..keep]).await;
                         cut_done.store(true, Ordering::SeqCst);
+                        if let Break::Stall = how {
+                            std::future::pending::<()>().await;
+                        }
                         break;
                     }
                     if client_write.write_all(&buffer[..n]).await.is_err() {
@@ -62,6 +75,7 @@ fn extract_url(url: String) -> (Vec<Result<Candidate, String>>, Counts, u64) {
     let mut http = HttpConfig::standard();
     http.retry_delay = Duration::from_millis(20);
     http.max_attempts = 3;
+    http.idle_timeout = Duration::from_millis(500);
     let reader = spawn_download(
         &handle,
         reqwest::Client::new(),
@@ -82,6 +96,15 @@ fn extract_url(url: String) -> (Vec<Result<Candidate, String>>, Counts, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_download_resumes_with_a_range_request() {
+    broken_download_resumes(Break::Cut).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_download_resumes_after_the_idle_timeout() {
+    broken_download_resumes(Break::Stall).await;
+}
+
+async fn broken_download_resumes(how: Break) {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = WatConfig {
         n_pages: 300,
@@ -98,7 +121,7 @@ async fn a_broken_download_resumes_with_a_range_request() {
     let server = CommonCrawlServer::start_local(dir.path())
         .await
         .expect("server");
-    let proxy = cutting_proxy(server.addr(), 60_000).await;
+    let proxy = cutting_proxy(server.addr(), 60_000, how).await;
     server.inject_failures(1, 503);
     let url = format!("http://{proxy}/{relative}");
     let (candidates, counts, length) = tokio::task::spawn_blocking(move || extract_url(url))

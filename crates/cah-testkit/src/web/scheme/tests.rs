@@ -99,6 +99,7 @@ fn classify_table() {
         ("/bomb/a.png", Expected::Bomb),
         ("/zipbomb/a.png", Expected::ZipBomb),
         ("/scanbomb/a.jpg", Expected::ScanBomb),
+        ("/long-redirect/a.jpg", Expected::OverlongRedirect),
         (
             "/xrobots/noai/a.jpg",
             Expected::RobotsTag {
