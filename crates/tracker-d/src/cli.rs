@@ -86,6 +86,11 @@ pub struct ServeArgs {
     /// Largest JSON request body, in bytes.
     #[arg(long, env = "TRACKER_MAX_JSON_BYTES", default_value_t = 8 << 20)]
     pub max_json_bytes: usize,
+    /// Most jobs one client may hold at once. A claim beyond it gets fewer jobs, or an empty
+    /// list (no work now), never an error. scraper-d holds 2 (one WAT) and clip-gpu-d up to
+    /// its `--max-jobs` (default 8).
+    #[arg(long, env = "TRACKER_MAX_JOBS_PER_CLIENT", default_value_t = 64)]
+    pub max_jobs_per_client: u32,
     /// Registrations allowed per minute from one address, on average.
     #[arg(long, env = "TRACKER_REGISTER_PER_MINUTE", default_value_t = 30)]
     pub register_per_minute: u32,

@@ -180,15 +180,6 @@ pub async fn idle_cpu_client_at(db: &Db, address: &str) -> Result<Option<String>
     Ok(token)
 }
 
-/// Tokens of the clients registered from `address`.
-pub async fn tokens_at(db: &Db, address: &str) -> Result<Vec<String>, DbError> {
-    let tokens = sqlx::query_scalar("SELECT token FROM clients WHERE address = $1")
-        .bind(address)
-        .fetch_all(db.pool())
-        .await?;
-    Ok(tokens)
-}
-
 /// Releases the jobs of clients idle since before `cutoff`, forgets those clients and
 /// returns their tokens.
 pub async fn reap_idle(db: &Db, cutoff: i64) -> Result<Vec<String>, DbError> {

@@ -71,6 +71,8 @@ pub struct Settings {
     pub admin_secret: Option<Secret>,
     /// Legacy upload address.
     pub upload_address: Option<String>,
+    /// Most jobs one client holds at once; a claim beyond it gets fewer jobs, or none.
+    pub max_jobs_per_client: u32,
 }
 
 /// A configuration that cannot work.
@@ -115,6 +117,9 @@ impl TryFrom<ServeArgs> for ServeConfig {
         if args.reap_interval.is_zero() || args.url_ttl.is_zero() {
             return fail("--reap-interval and --url-ttl must be positive");
         }
+        if args.max_jobs_per_client == 0 {
+            return fail("--max-jobs-per-client must be at least 1");
+        }
         if args.max_bundle_bytes == 0 || args.max_json_bytes < 1024 || args.db_connections == 0 {
             return fail(
                 "--max-bundle-bytes, --db-connections must be positive and --max-json-bytes at least 1024",
@@ -140,6 +145,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 register_burst: args.register_burst,
                 admin_secret: args.admin_secret.map(Secret),
                 upload_address: args.upload_address,
+                max_jobs_per_client: args.max_jobs_per_client,
             },
         })
     }
@@ -165,6 +171,7 @@ mod tests {
     fn defaults_are_valid() {
         let config = parse(&[]).expect("valid");
         assert_eq!(config.settings.lease, Duration::from_secs(1800));
+        assert_eq!(config.settings.max_jobs_per_client, 64);
         assert!(format!("{config:?}").contains("***"));
     }
 
@@ -177,6 +184,7 @@ mod tests {
             &["--lease", "10ms"],
             &["--lease", "3h"],
             &["--public-url", "ftp://x"],
+            &["--max-jobs-per-client", "0"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }

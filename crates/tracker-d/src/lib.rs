@@ -13,6 +13,7 @@ pub mod dedup;
 pub mod http;
 pub mod import;
 pub mod jobs;
+pub mod keyed_locks;
 pub mod metrics;
 pub mod names;
 pub mod rate_limit;

@@ -4,9 +4,14 @@
 //! method, key and expiry, so a volunteer node never holds storage credentials. The same
 //! issuance (`put_url`/`get_url`) is what an S3 backend would answer with presigned URLs.
 //! A PUT streams to a temporary file (size cap, SHA-256, fsync) and renames it into place,
-//! so a blob is either complete or absent.
+//! so a blob is either complete or absent. Which PUTs may be stored is the tracker's call
+//! (`tracker::upload`): this store receives one upload per job at a time (`receiving`) and
+//! never replaces a stored blob.
+
+mod receiving;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,11 +19,14 @@ use futures_util::{Stream, StreamExt};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::OwnedMutexGuard;
 use url::Url;
 
 use cah_protocol::ext::StoredBlob;
 
 use crate::db::{Db, DbError, now_ms, to_i64, to_u64};
+use crate::keyed_locks::KeyedLocks;
+use receiving::Receiving;
 
 /// Errors of the staging store.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +49,10 @@ pub enum StagingError {
     /// The upload broke off.
     #[error("upload interrupted: {0}")]
     Interrupted(String),
+    /// The upload may not be stored: the key already holds a different blob, the URL was
+    /// superseded by a newer one, or the job's bundle was already handed off (409).
+    #[error("{0}")]
+    Conflict(String),
     /// Disk trouble.
     #[error("staging store io error on {path}: {source}")]
     Io {
@@ -61,6 +73,18 @@ pub struct Staging {
     signing_key: Vec<u8>,
     url_ttl: Duration,
     max_bytes: u64,
+    receiving: Arc<Receiving>,
+    commits: Arc<KeyedLocks<u64>>,
+}
+
+/// A body received in full into a temporary file, not yet a blob.
+#[derive(Debug)]
+pub struct Part {
+    tmp: PathBuf,
+    /// Bytes received.
+    pub size: u64,
+    /// Hex SHA-256 of what was received.
+    pub sha256: String,
 }
 
 impl std::fmt::Debug for Staging {
@@ -70,7 +94,7 @@ impl std::fmt::Debug for Staging {
             .field("signing_key", &"***")
             .field("url_ttl", &self.url_ttl)
             .field("max_bytes", &self.max_bytes)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -91,6 +115,8 @@ impl Staging {
             signing_key,
             url_ttl,
             max_bytes,
+            receiving: Arc::default(),
+            commits: Arc::default(),
         })
     }
 
@@ -154,60 +180,171 @@ impl Staging {
         self.dir.join(key)
     }
 
-    /// Streams `body` into blob `key` for job `number`: all of it, or nothing visible.
-    pub async fn store<S, E>(
+    /// Streams `body` into a temporary part for blob `key` of job `number`. A newer upload to
+    /// the same job cancels this one (its client retried, or asked for a new URL), so one job
+    /// never has more than one body in flight.
+    pub async fn receive<S, E>(
         &self,
-        db: &Db,
         key: &str,
         number: u64,
         mut body: S,
-    ) -> Result<StoredBlob, StagingError>
+    ) -> Result<Part, StagingError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        let slot = self.receiving.begin(number);
         let tmp = self
             .dir
             .join("tmp")
             .join(format!("{key}.{}.part", uuid::Uuid::new_v4().simple()));
-        let result = self.write_part(&tmp, &mut body).await;
-        let (size, sha256) = match result {
-            Ok(done) => done,
+        match self.write_part(&tmp, &mut body, slot.cancelled()).await {
+            Ok((size, sha256)) => Ok(Part { tmp, size, sha256 }),
             Err(error) => {
                 let _ = tokio::fs::remove_file(&tmp).await;
-                return Err(error);
+                Err(error)
             }
-        };
-        let path = self.path(key);
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StagingError::Io { path, source }
-        };
-        tokio::fs::rename(&tmp, &path).await.map_err(io(&path))?;
-        sync_dir(&self.dir).await.map_err(io(&self.dir))?;
-        sqlx::query(
+        }
+    }
+
+    /// Cancels the upload to job `number` in flight, if any (its URL was superseded).
+    pub fn cancel_receiving(&self, number: u64) {
+        self.receiving.cancel(number);
+    }
+
+    /// Serializes what decides and changes job `number`'s blobs (commits, supersessions).
+    pub async fn commit_lock(&self, number: u64) -> OwnedMutexGuard<()> {
+        self.commits.lock(&number).await
+    }
+
+    /// Makes `part` blob `key` of job `number`, never replacing a stored blob; the caller holds
+    /// the job's [`commit_lock`](Self::commit_lock) and checked that the key may be stored.
+    ///
+    /// The row comes first and claims the key; the file is renamed into place after it. A crash
+    /// in between leaves a row without a file, which the client's retried PUT (same bytes)
+    /// mends through [`settle_retry`](Self::settle_retry).
+    pub async fn commit(
+        &self,
+        db: &Db,
+        part: Part,
+        key: &str,
+        number: u64,
+    ) -> Result<StoredBlob, StagingError> {
+        let inserted = sqlx::query(
             "INSERT INTO blobs (key, job_number, size, sha256, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (key) DO UPDATE SET size = $3, sha256 = $4, created_at = $5",
+             ON CONFLICT (key) DO NOTHING",
         )
         .bind(key)
         .bind(to_i64(number))
-        .bind(to_i64(size))
-        .bind(&sha256)
+        .bind(to_i64(part.size))
+        .bind(&part.sha256)
         .bind(now_ms())
         .execute(db.pool())
         .await
-        .map_err(DbError::from)?;
-        Ok(StoredBlob {
+        .map_err(DbError::from);
+        match inserted {
+            Ok(result) if result.rows_affected() == 1 => {}
+            Ok(_) => {
+                self.discard(part).await;
+                return Err(StagingError::Conflict(format!(
+                    "blob {key} is already stored and cannot be replaced"
+                )));
+            }
+            Err(error) => {
+                self.discard(part).await;
+                return Err(error.into());
+            }
+        }
+        let stored = StoredBlob {
             key: key.to_owned(),
-            size,
-            sha256,
-        })
+            size: part.size,
+            sha256: part.sha256.clone(),
+        };
+        if let Err(error) = self.place(part, key).await {
+            let _ = sqlx::query("DELETE FROM blobs WHERE key = $1")
+                .bind(key)
+                .execute(db.pool())
+                .await;
+            return Err(error);
+        }
+        Ok(stored)
+    }
+
+    /// A part identical to stored blob `key` (a PUT retried after its answer was lost): put in
+    /// place if the blob's file is missing, else dropped.
+    pub async fn settle_retry(&self, part: Part, key: &str) -> Result<(), StagingError> {
+        if tokio::fs::try_exists(self.path(key)).await.unwrap_or(false) {
+            self.discard(part).await;
+            Ok(())
+        } else {
+            self.place(part, key).await
+        }
+    }
+
+    /// Renames a part into blob `key`'s place, durably.
+    async fn place(&self, part: Part, key: &str) -> Result<(), StagingError> {
+        let path = self.path(key);
+        if let Err(source) = tokio::fs::rename(&part.tmp, &path).await {
+            self.discard(part).await;
+            return Err(StagingError::Io { path, source });
+        }
+        sync_dir(&self.dir)
+            .await
+            .map_err(|source| StagingError::Io {
+                path: self.dir.clone(),
+                source,
+            })
+    }
+
+    /// Deletes a part that will not become a blob.
+    pub async fn discard(&self, part: Part) {
+        let _ = tokio::fs::remove_file(&part.tmp).await;
+    }
+
+    /// Deletes the blobs of job `number` other than `keep` that no handoff refers to (bundles
+    /// of superseded upload URLs); returns how many went.
+    pub async fn delete_superseded(
+        &self,
+        db: &Db,
+        number: u64,
+        keep: &str,
+    ) -> Result<u64, StagingError> {
+        let keys: Vec<String> = sqlx::query_scalar(
+            "SELECT b.key FROM blobs b WHERE b.job_number = $1 AND b.key <> $2 \
+             AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.gpu_url = 'blob:' || b.key)",
+        )
+        .bind(to_i64(number))
+        .bind(keep)
+        .fetch_all(db.pool())
+        .await
+        .map_err(DbError::from)?;
+        for key in &keys {
+            self.delete(db, key).await?;
+        }
+        Ok(keys.len() as u64)
+    }
+
+    /// Deletes blob `key`: its file, then its row.
+    async fn delete(&self, db: &Db, key: &str) -> Result<(), StagingError> {
+        let path = self.path(key);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(StagingError::Io { path, source }),
+        }
+        sqlx::query("DELETE FROM blobs WHERE key = $1")
+            .bind(key)
+            .execute(db.pool())
+            .await
+            .map_err(DbError::from)?;
+        Ok(())
     }
 
     async fn write_part<S, E>(
         &self,
         tmp: &Path,
         body: &mut S,
+        cancelled: impl std::future::Future<Output = ()>,
     ) -> Result<(u64, String), StagingError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -220,7 +357,19 @@ impl Staging {
         let mut file = tokio::fs::File::create(tmp).await.map_err(io)?;
         let mut hasher = Sha256::new();
         let mut size = 0_u64;
-        while let Some(chunk) = body.next().await {
+        let mut cancelled = std::pin::pin!(cancelled);
+        loop {
+            let chunk = tokio::select! {
+                chunk = body.next() => chunk,
+                () = &mut cancelled => {
+                    return Err(StagingError::Conflict(
+                        "a newer upload to this job started; this one was dropped".to_owned(),
+                    ));
+                }
+            };
+            let Some(chunk) = chunk else {
+                break;
+            };
             let chunk = chunk.map_err(|error| StagingError::Interrupted(error.to_string()))?;
             size += chunk.len() as u64;
             if size > self.max_bytes {
@@ -264,17 +413,7 @@ impl Staging {
         .await
         .map_err(DbError::from)?;
         for key in &keys {
-            let path = self.path(key);
-            match tokio::fs::remove_file(&path).await {
-                Ok(()) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(StagingError::Io { path, source }),
-            }
-            sqlx::query("DELETE FROM blobs WHERE key = $1")
-                .bind(key)
-                .execute(db.pool())
-                .await
-                .map_err(DbError::from)?;
+            self.delete(db, key).await?;
             tracing::debug!(%key, "collected staged blob");
         }
         self.sweep_parts(self.url_ttl + grace).await;

@@ -1,6 +1,7 @@
 //! The tracker service: every operation the HTTP layer offers, over the database and staging store.
 
 mod full_wat;
+mod upload;
 mod work;
 
 use std::net::IpAddr;
@@ -18,10 +19,13 @@ use crate::clients;
 use crate::config::Settings;
 use crate::db::{Db, DbError, now_ms};
 use crate::dedup;
+use crate::keyed_locks::KeyedLocks;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::staging::{Staging, StagingError};
 use crate::stats::{self, Stats};
+
+pub use work::MAX_HANDOFF_BYTES;
 
 /// Why a tracker operation failed; the HTTP layer maps each to a status code.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +66,8 @@ pub struct Tracker {
     metrics: Metrics,
     limiter: RateLimiter,
     clients: ClientCache,
+    /// One claim at a time per client, so the cap on held jobs is exact.
+    claim_locks: KeyedLocks<String>,
     stats_cache: Mutex<Option<(Instant, Arc<Stats>)>>,
 }
 
@@ -80,6 +86,7 @@ impl Tracker {
             metrics: Metrics::default(),
             limiter,
             clients: ClientCache::default(),
+            claim_locks: KeyedLocks::default(),
             stats_cache: Mutex::new(None),
         }
     }

@@ -11,6 +11,7 @@ mod tracker {
     mod import;
     mod leases;
     mod lifecycle;
+    mod limits;
     mod staging;
     mod support;
 }

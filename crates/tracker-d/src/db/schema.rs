@@ -9,7 +9,13 @@ use super::{Db, DbError, Dialect};
 /// `lease_until` is deliberately in no index: a heartbeat changes only it, so on PostgreSQL the
 /// update is HOT (no index is touched; the table keeps 20 % free space per page for it). The
 /// other indexes are partial, so they hold only the rows their queries look for.
-const MIGRATIONS: &[&str] = &[r#"
+///
+/// Version 2: `upload_key` is the one bundle key a job's holder may upload to now (a new upload
+/// URL supersedes the previous key), and `reserved_from` marks a job that a tokenless 2021
+/// `lookup-wat` reserved for a client at that address (see `tracker::full_wat`). Every claim
+/// clears both; neither is indexed, so heartbeats stay HOT on PostgreSQL.
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE jobs (
     number {bigint} PRIMARY KEY,
     url TEXT NOT NULL,
@@ -75,7 +81,12 @@ CREATE TABLE meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+ALTER TABLE jobs ADD COLUMN upload_key TEXT;
+ALTER TABLE jobs ADD COLUMN reserved_from TEXT;
+"#,
+];
 
 pub(super) async fn migrate(db: &Db) -> Result<(), DbError> {
     let pool = db.pool();

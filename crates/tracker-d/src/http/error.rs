@@ -77,6 +77,7 @@ fn status_of(error: &TrackerError, legacy: bool) -> (StatusCode, String, Option<
             StagingError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             StagingError::NotFound(_) => StatusCode::NOT_FOUND,
             StagingError::Interrupted(_) => StatusCode::BAD_REQUEST,
+            StagingError::Conflict(_) => StatusCode::CONFLICT,
             StagingError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             StagingError::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
         },

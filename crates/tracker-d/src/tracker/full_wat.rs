@@ -24,7 +24,10 @@ impl Tracker {
     ///
     /// 2021 reserved nothing here, so two workers could scrape the same WAT. We reserve for
     /// the client named by `token` or, for the 2021 client that sends no token, for an idle
-    /// CPU client registered from the caller's address (the full-WAT client registers one first).
+    /// CPU client registered from the caller's address (the full-WAT client registers one
+    /// first). Such a reservation is bound to the address, not to a token (see
+    /// [`jobs::reservation`]): with several full-WAT processes on one machine, it may land on
+    /// another process's client, and `markasdone-cpu` from that address completes it.
     pub async fn lookup_wat(
         &self,
         url: &str,
@@ -48,10 +51,20 @@ impl Tracker {
                 }
             },
         };
-        let previous = jobs::held(&self.db, &holder).await?;
+        let _claiming = self.claim_locks.lock(&holder).await;
+        // A client picked for being idle holds nothing of its own: what it may hold now is a
+        // concurrent tokenless lookup's reservation, which this one must not release.
+        let previous = match token {
+            Some(_) => jobs::held(&self.db, &holder).await?,
+            None => Vec::new(),
+        };
         let claimed = jobs::claim_wat_by_url(&self.db, &holder, url, self.lease_until()).await?;
         if claimed.is_empty() {
             return Ok(failed("Could not find WAT/WARC."));
+        }
+        if token.is_none() {
+            let numbers: Vec<u64> = claimed.iter().map(|job| job.number).collect();
+            jobs::reservation::mark(&self.db, &holder, &numbers, &address.to_string()).await?;
         }
         // Like newJob, a new reservation replaces the previous one, but only once it succeeded.
         for number in previous {
@@ -80,8 +93,9 @@ impl Tracker {
         })
     }
 
-    /// `/custom/markasdone-cpu`: hands off each listed shard that the caller (or a client
-    /// registered from the same address, which `lookup-wat` may have reserved for) holds.
+    /// `/custom/markasdone-cpu`: hands off each listed shard that the caller holds, or that a
+    /// tokenless `lookup-wat` from the caller's address reserved (for whichever client of that
+    /// address it picked). A job claimed with a token is completed by that token alone.
     pub async fn mark_as_done_cpu(
         &self,
         request: &MarkAsDoneCpuRequest,
@@ -96,22 +110,22 @@ impl Tracker {
             let Some(url) = request.urls.get(&number.to_string()) else {
                 return Ok(failed(&format!("no url given for shard {number}")));
             };
-            let mut done = false;
-            for holder in clients::tokens_at(&self.db, &caller.address).await? {
-                if !jobs::held(&self.db, &holder).await?.contains(number) {
-                    continue;
-                }
-                let as_caller = clients::Client {
-                    token: holder,
-                    client_type: ClientType::Cpu,
-                    ..caller.clone()
-                };
-                self.complete_as(&as_caller, *number, Some(url), None)
-                    .await?;
-                done = true;
-                break;
-            }
-            completed += u64::from(done);
+            let holder = if jobs::held(&self.db, &caller.token).await?.contains(number) {
+                Some(caller.token.clone())
+            } else {
+                jobs::reservation::holder_for(&self.db, *number, &caller.address).await?
+            };
+            let Some(holder) = holder else {
+                continue;
+            };
+            let as_caller = clients::Client {
+                token: holder,
+                client_type: ClientType::Cpu,
+                ..caller.clone()
+            };
+            self.complete_as(&as_caller, *number, Some(url), None)
+                .await?;
+            completed += 1;
         }
         Ok(CustomResponse {
             status: "success".into(),

@@ -1,17 +1,19 @@
-//! Claims, heartbeats, completions and bundle uploads: the job lifecycle as clients drive it.
+//! Claims, heartbeats and completions: the job lifecycle as clients drive it.
 
-use bytes::Bytes;
 use cah_protocol::ClientType;
 use cah_protocol::IdString;
-use cah_protocol::ext::{self, StoredBlob, UploadUrlResponse};
+use cah_protocol::ext;
 use cah_protocol::legacy::{JobResponse, MarkAsDoneRequest};
-use futures_util::Stream;
 
 use super::{Tracker, TrackerError};
 use crate::clients::Client;
 use crate::db::now_ms;
 use crate::jobs::{self, ClaimedJob, Completion, Stage};
-use crate::staging;
+
+/// Longest handoff string a CPU completion may carry, in bytes: a `blob:` key, a 2021
+/// `rsync <uuid>` or a URL. It is stored in the indexed `gpu_url` column and sent with every
+/// GPU claim of the job; PostgreSQL refuses index entries over about 2.7 kB.
+pub const MAX_HANDOFF_BYTES: usize = 2048;
 
 impl Tracker {
     pub(super) fn lease_until(&self) -> i64 {
@@ -21,6 +23,7 @@ impl Tracker {
     /// `/api/newJob`: releases what the client held, then claims one job of its stage.
     pub async fn legacy_new_job(&self, token: &str) -> Result<JobResponse, TrackerError> {
         let client = self.client(token, None).await?;
+        let _claiming = self.claim_locks.lock(&client.token).await;
         jobs::release(&self.db, &client.token, None).await?;
         let claimed = jobs::claim(
             &self.db,
@@ -45,7 +48,9 @@ impl Tracker {
         })
     }
 
-    /// `/api/ext/claim`: up to `max_jobs` jobs, or every open half of one WAT.
+    /// `/api/ext/claim`: up to `max_jobs` jobs, or every open half of one WAT, within the cap
+    /// on jobs held at once: a client at the cap gets an empty list, as when there is no work,
+    /// and one near it gets fewer jobs (a single half of a WAT when one more fits).
     pub async fn claim(
         &self,
         token: &str,
@@ -58,10 +63,22 @@ impl Tracker {
                 "max_jobs must be between 1 and 1000".into(),
             ));
         }
+        let _claiming = self.claim_locks.lock(&client.token).await;
+        let held = jobs::held(&self.db, &client.token).await?.len();
+        let room = u32::try_from(held).map_or(0, |held| {
+            self.settings.max_jobs_per_client.saturating_sub(held)
+        });
+        if room == 0 {
+            tracing::debug!(display_name = %client.display_name, held, "claim refused at the cap on held jobs");
+            return Ok(Vec::new());
+        }
         let stage = stage_of(client.client_type);
-        let claimed = if whole_wat && stage == Stage::Cpu {
+        let whole_wat = whole_wat && stage == Stage::Cpu;
+        let claimed = if whole_wat && room >= 2 {
             jobs::claim_whole_wat(&self.db, &client.token, self.lease_until()).await?
         } else {
+            // A whole-WAT claim with room for one more job takes one half.
+            let max_jobs = if whole_wat { 1 } else { max_jobs.min(room) };
             jobs::claim(&self.db, &client.token, stage, max_jobs, self.lease_until()).await?
         };
         self.metrics.add(&self.metrics.claims, claimed.len() as u64);
@@ -147,11 +164,18 @@ impl Tracker {
                 let bundle = bundle.ok_or_else(|| {
                     TrackerError::Invalid("a CPU completion needs the bundle's url".into())
                 })?;
+                if bundle.len() > MAX_HANDOFF_BYTES {
+                    return Err(TrackerError::Invalid(format!(
+                        "the bundle's url is {} bytes, more than the limit of {MAX_HANDOFF_BYTES}",
+                        bundle.len()
+                    )));
+                }
                 self.check_handoff(number, bundle).await?;
                 Completion::HandOff {
                     gpu_url: bundle.to_owned(),
                 }
             }
+            // The close applies only with a count the job can hold (see `jobs::pair_room`).
             ClientType::Hybrid | ClientType::Gpu => Completion::Close {
                 stage: stage_of(client.client_type),
                 pairs: count.ok_or_else(|| {
@@ -168,9 +192,7 @@ impl Tracker {
         )
         .await?;
         if !applied {
-            return Err(TrackerError::NotHeld(format!(
-                "job {number} is not held by you: its lease expired or it was already completed"
-            )));
+            return Err(self.refusal(client, number, &completion).await?);
         }
         self.clients.credit(&client.token);
         match completion {
@@ -184,22 +206,23 @@ impl Tracker {
         Ok(())
     }
 
-    /// A `blob:` handoff must name a bundle that was uploaded for this very job.
-    async fn check_handoff(&self, number: u64, bundle: &str) -> Result<(), TrackerError> {
-        let Some(key) = bundle.strip_prefix("blob:") else {
-            return Ok(());
-        };
-        if !staging::valid_key(key) || key_job(key) != Some(number) {
-            return Err(TrackerError::Invalid(format!(
-                "{bundle} is not a bundle of job {number}"
-            )));
+    /// Why a completion did not apply: a count the job cannot hold (400), else the job is not
+    /// held (409, or 403 in the 2021 API).
+    async fn refusal(
+        &self,
+        client: &Client,
+        number: u64,
+        completion: &Completion,
+    ) -> Result<TrackerError, TrackerError> {
+        if let Completion::Close { pairs, .. } = completion
+            && let Some(room) = jobs::pair_room(&self.db, &client.token, number).await?
+            && *pairs > room
+        {
+            return Ok(too_many_pairs(number, *pairs, room));
         }
-        if self.staging.describe(&self.db, key).await?.is_none() {
-            return Err(TrackerError::Invalid(format!(
-                "{bundle} was not uploaded: PUT it to the upload url first"
-            )));
-        }
-        Ok(())
+        Ok(TrackerError::NotHeld(format!(
+            "job {number} is not held by you: its lease expired or it was already completed"
+        )))
     }
 
     /// `/api/gpuInvalidDownload`: the client's GPU job goes back to be scraped again.
@@ -241,49 +264,6 @@ impl Tracker {
         }
         Ok(())
     }
-
-    /// `/api/ext/uploadUrl`: a signed PUT URL for a CPU job the client holds.
-    pub async fn upload_url(
-        &self,
-        token: &str,
-        number: u64,
-    ) -> Result<UploadUrlResponse, TrackerError> {
-        let client = self.client(token, None).await?;
-        if !jobs::held(&self.db, &client.token).await?.contains(&number) {
-            return Err(TrackerError::NotHeld(format!(
-                "you do not hold job {number}"
-            )));
-        }
-        let key = staging::new_key(number);
-        let (put_url, expires_at_ms) = self.staging.put_url(&self.public_url, &key);
-        Ok(UploadUrlResponse {
-            put_url,
-            key,
-            expires_at_ms,
-            max_bytes: self.staging.max_bytes(),
-        })
-    }
-
-    /// `PUT /blobs/{key}` with a valid signature: stores the bundle.
-    pub async fn put_blob<S, E>(
-        &self,
-        key: &str,
-        expires: i64,
-        signature: &str,
-        body: S,
-    ) -> Result<StoredBlob, TrackerError>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
-    {
-        self.staging.verify("PUT", key, expires, signature)?;
-        let number = key_job(key).ok_or(staging::StagingError::BadSignature)?;
-        let stored = self.staging.store(&self.db, key, number, body).await?;
-        self.metrics.add(&self.metrics.blobs_stored, 1);
-        self.metrics.add(&self.metrics.blob_bytes, stored.size);
-        tracing::info!(%key, size = stored.size, "bundle stored");
-        Ok(stored)
-    }
 }
 
 /// The CPU and HYBRID clients scrape; GPU clients score.
@@ -294,17 +274,9 @@ pub(crate) fn stage_of(client_type: ClientType) -> Stage {
     }
 }
 
-/// The job number inside a `job-N-hex` key.
-fn key_job(key: &str) -> Option<u64> {
-    key.strip_prefix("job-")?.split('-').next()?.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn key_names_its_job() {
-        assert_eq!(super::key_job(&crate::staging::new_key(42)), Some(42));
-        assert_eq!(super::key_job("job-x-1"), None);
-        assert_eq!(super::key_job("other"), None);
-    }
+/// A close whose count is more than the job's sample IDs: every pair carries one of them.
+fn too_many_pairs(number: u64, pairs: u64, room: u64) -> TrackerError {
+    TrackerError::Invalid(format!(
+        "count {pairs} is more than job {number} can hold: it has {room} sample IDs, one per pair"
+    ))
 }

@@ -90,3 +90,112 @@ async fn lookup_without_a_registered_client_fails_cleanly() {
     );
     tracker.stop().await;
 }
+
+#[tokio::test]
+async fn markasdone_cpu_completes_only_the_callers_jobs() {
+    for backend in BACKENDS {
+        let tracker = TestTracker::start(backend, &[]).await;
+        tracker.import(2, 0).await;
+        // Two clients behind one address (every test client is 127.0.0.1).
+        let alice = tracker.register("alice", "CPU").await;
+        let mallory = tracker.register("mallory", "CPU").await;
+        let lookup: Value = tracker
+            .post_ok(
+                "/custom/lookup-wat",
+                &json!({"url": "http://cc.test/wat/0.warc.wat.gz", "token": alice}),
+            )
+            .await;
+        assert_eq!(lookup["status"], "success", "{backend:?}: {lookup}");
+        let mut numbers: Vec<u64> = lookup["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|shard| shard[0].as_u64().unwrap())
+            .collect();
+        // And one job alice claimed through the extension API.
+        let claimed = tracker.claim(&alice, 1, false).await;
+        numbers.push(claimed[0]["number"].as_u64().unwrap());
+        let urls: serde_json::Map<String, Value> = numbers
+            .iter()
+            .map(|number| (number.to_string(), json!(format!("rsync {number:032x}"))))
+            .collect();
+        let stolen: Value = tracker
+            .post_ok(
+                "/custom/markasdone-cpu",
+                &json!({"shards": numbers, "urls": urls, "nickname": "mallory", "token": mallory}),
+            )
+            .await;
+        assert_eq!(stolen["completed"], 0, "{backend:?}: {stolen}");
+        assert_eq!(tracker.get("/api/jobCount?type=GPU").await.1, "0");
+        let done: Value = tracker
+            .post_ok(
+                "/custom/markasdone-cpu",
+                &json!({"shards": numbers, "urls": urls, "nickname": "alice", "token": alice}),
+            )
+            .await;
+        assert_eq!(done["completed"], 3, "{backend:?}: {done}");
+        tracker.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn tokenless_reservations_stay_completable_from_their_address() {
+    for backend in BACKENDS {
+        let tracker = TestTracker::start(backend, &[]).await;
+        tracker.import(2, 0).await;
+        // Two 2021 full-WAT processes on one machine: each registers, then looks up without
+        // its token, so either reservation may land on either client.
+        let first = tracker.register("fullwat", "CPU").await;
+        let second = tracker.register("fullwat", "CPU").await;
+        let mut reservations = Vec::new();
+        for index in 0..2 {
+            let url = format!("http://cc.test/wat/{index}.warc.wat.gz");
+            let lookup: Value = tracker
+                .post_ok("/custom/lookup-wat", &json!({"url": url}))
+                .await;
+            assert_eq!(lookup["status"], "success", "{backend:?}: {lookup}");
+            let numbers: Vec<u64> = lookup["shards"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|shard| shard[0].as_u64().unwrap())
+                .collect();
+            reservations.push(numbers);
+        }
+        // Each process reports the shards its client does *not* hold, the worst case.
+        let holds = |token: &str| {
+            let token = token.to_owned();
+            let tracker = &tracker;
+            async move {
+                let heartbeat: Value = tracker
+                    .post_ok(
+                        "/api/ext/heartbeat",
+                        &json!({"token": token, "progress": "x"}),
+                    )
+                    .await;
+                heartbeat["jobs"].clone()
+            }
+        };
+        let first_holds = holds(&first).await;
+        for numbers in &reservations {
+            let caller = if first_holds == json!(numbers) {
+                &second
+            } else {
+                &first
+            };
+            let urls: serde_json::Map<String, Value> = numbers
+                .iter()
+                .map(|number| (number.to_string(), json!(format!("rsync {number:032x}"))))
+                .collect();
+            let done: Value = tracker
+                .post_ok(
+                    "/custom/markasdone-cpu",
+                    &json!({"shards": numbers, "urls": urls, "nickname": "fullwat", "token": caller}),
+                )
+                .await;
+            assert_eq!(done["completed"], 2, "{backend:?}: {done}");
+        }
+        assert_eq!(tracker.get("/api/jobCount?type=GPU").await.1, "4");
+        tracker.stop().await;
+    }
+}

@@ -246,7 +246,7 @@ async fn invalid_bundle_sends_the_job_back_to_scraping() {
 
 #[tokio::test]
 async fn sample_id_ranges_never_overlap() {
-    let tracker = TestTracker::start(Backend::Sqlite, &[]).await;
+    let tracker = TestTracker::start(Backend::Sqlite, &["--max-jobs-per-client", "1000"]).await;
     tracker.import(50, 0).await;
     tracker.import(50, 25).await; // 25 of these are already there and are skipped.
     let hybrid = tracker.register("frank", "HYBRID").await;
