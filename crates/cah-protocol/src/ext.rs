@@ -99,7 +99,8 @@ pub struct CompleteRequest {
     pub token: String,
     /// The job.
     pub number: u64,
-    /// CPU: the bundle, as `blob:<key>` from [`UploadUrlResponse::key`] or any handoff URL.
+    /// CPU: the bundle, as `blob:<key>` from [`UploadUrlResponse::key`] or any handoff URL of at
+    /// most 2,048 bytes (longer ones are refused with 400).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<String>,
     /// HYBRID and GPU: pairs kept; zero is fine.

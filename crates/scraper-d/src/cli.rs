@@ -1,6 +1,5 @@
 //! Command-line flags (each also an `SCRAPER_*` environment variable) and their validation.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -8,17 +7,17 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod download;
 mod fetch;
+mod filters;
 mod run;
 
 pub use download::DownloadArgs;
 pub use fetch::FetchArgs;
+pub use filters::FilterArgs;
 pub use run::RunArgs;
 
 use crate::error::ScraperError;
 use crate::extract::{DEFAULT_MAX_RECORD_BYTES, ExtractConfig};
-use crate::filters::{Blocklist, FilterConfig};
 use crate::halves::{HalfJob, IdRange};
-use crate::language::LanguageDetector;
 use crate::output::OutputFormat;
 use crate::source::HttpConfig;
 use crate::telemetry::LogFormat;
@@ -90,46 +89,8 @@ pub struct ExtractArgs {
         default_value = "1000000000..2000000000"
     )]
     pub half1_ids: IdRange,
-    /// Minimum alt text length in characters, after cleanup.
-    #[arg(long, env = "SCRAPER_MIN_ALT_CHARS", default_value_t = crate::filters::DEFAULT_MIN_ALT_CHARS)]
-    pub min_alt_chars: usize,
-    /// Alt texts are cut to this many characters.
-    #[arg(long, env = "SCRAPER_MAX_ALT_CHARS", default_value_t = crate::filters::DEFAULT_MAX_ALT_CHARS)]
-    pub max_alt_chars: usize,
-    /// Longest image URL kept, in bytes.
-    #[arg(long, env = "SCRAPER_MAX_URL_BYTES", default_value_t = crate::filters::DEFAULT_MAX_URL_BYTES)]
-    pub max_url_bytes: usize,
-    /// Comma-separated path extensions to drop (matched on the last path segment, case-insensitive); empty keeps all.
-    #[arg(
-        long,
-        env = "SCRAPER_DROP_EXTENSIONS",
-        default_value = "svg,gif,ico",
-        value_delimiter = ','
-    )]
-    pub drop_extensions: Vec<String>,
-    /// Keep pages whose HTTP status is not 2xx.
-    #[arg(long, env = "SCRAPER_KEEP_NON_2XX")]
-    pub keep_non_2xx: bool,
-    /// Keep image URLs whose host is an IP address.
-    #[arg(long, env = "SCRAPER_ALLOW_IP_HOSTS")]
-    pub allow_ip_hosts: bool,
-    /// Blocklist file: one URL, domain, SHA-256/MD5 URL hash or pair hash per line.
-    #[arg(long, env = "SCRAPER_BLOCKLIST")]
-    pub blocklist: Option<PathBuf>,
-    /// Language detector for the tags: whichlang (16 languages, fast), whatlang (69 languages, about 45x slower) or off.
-    #[arg(
-        long,
-        env = "SCRAPER_LANGUAGE_DETECTOR",
-        value_enum,
-        default_value = "whichlang"
-    )]
-    pub language_detector: LanguageDetector,
-    /// Comma-separated ISO 639-3 codes (eng,deu,...) to keep; all languages by default.
-    #[arg(long, env = "SCRAPER_LANGUAGES", value_delimiter = ',')]
-    pub languages: Vec<String>,
-    /// Dedup only identical (URL, alt) pairs, not repeated URLs with another alt.
-    #[arg(long, env = "SCRAPER_DEDUP_PAIRS_ONLY")]
-    pub dedup_pairs_only: bool,
+    #[command(flatten)]
+    pub filters: FilterArgs,
     /// Records inflating to more than this many bytes are skipped (counted as record_too_large).
     #[arg(long, env = "SCRAPER_MAX_RECORD_BYTES", default_value_t = DEFAULT_MAX_RECORD_BYTES)]
     pub max_record_bytes: usize,
@@ -180,35 +141,7 @@ impl TryFrom<ExtractArgs> for ExtractCommand {
                 vec![HalfJob::new(0, half0)?, HalfJob::new(1, half1)?]
             }
         };
-        let blocklist = args.blocklist.as_deref().map(Blocklist::load).transpose()?;
-        let languages: HashSet<String> = args
-            .languages
-            .iter()
-            .map(|code| code.trim().to_ascii_lowercase())
-            .filter(|code| !code.is_empty())
-            .collect();
-        let filters = FilterConfig {
-            min_alt_chars: args.min_alt_chars,
-            max_alt_chars: args.max_alt_chars,
-            max_url_bytes: args.max_url_bytes,
-            drop_extensions: args
-                .drop_extensions
-                .iter()
-                .map(|extension| {
-                    extension
-                        .trim()
-                        .trim_start_matches('.')
-                        .to_ascii_lowercase()
-                })
-                .filter(|extension| !extension.is_empty())
-                .collect(),
-            keep_non_2xx: args.keep_non_2xx,
-            allow_ip_hosts: args.allow_ip_hosts,
-            blocklist,
-            language_detector: args.language_detector,
-            languages: (!languages.is_empty()).then_some(languages),
-            dedup_urls: !args.dedup_pairs_only,
-        };
+        let filters = args.filters.config()?;
         let mut http = HttpConfig::standard();
         http.max_attempts = args.http_attempts.max(1);
         http.retry_delay = args.http_retry_delay;

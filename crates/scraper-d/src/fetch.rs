@@ -11,6 +11,7 @@ use reqwest::header::{CONTENT_LENGTH, LOCATION, RETRY_AFTER};
 use tokio::sync::Semaphore;
 use url::Url;
 
+use crate::filters::Blocklist;
 use crate::politeness::{HostState, Hosts, PolitenessConfig, parse_retry_after};
 use crate::resolver::{ResolveError, Resolver};
 use crate::robots::{RobotsRules, x_robots_opts_out};
@@ -33,6 +34,8 @@ pub struct FetchConfig {
     pub max_body_bytes: u64,
     /// Redirects followed (default 5).
     pub max_redirects: u32,
+    /// Redirect targets it lists are `blocklisted` (the daemon's `--blocklist`; none by default).
+    pub blocklist: Option<Arc<Blocklist>>,
     /// A redirect target longer than this is `bad_url` (default 2,048 bytes, the extraction
     /// filter's default): the final URL is stored with the sample, and a `Location` header may
     /// be hundreds of kilobytes.
@@ -52,6 +55,7 @@ impl FetchConfig {
             max_body_bytes: 10 * 1024 * 1024,
             max_redirects: 5,
             max_url_bytes: crate::filters::DEFAULT_MAX_URL_BYTES,
+            blocklist: None,
             max_in_flight: 64,
             politeness: PolitenessConfig::standard(),
         }
@@ -139,6 +143,11 @@ impl Fetcher {
                     let next = current.join(&location).map_err(|_| Outcome::BadUrl)?;
                     if next.as_str().len() > self.config.max_url_bytes {
                         return Err(Outcome::BadUrl);
+                    }
+                    if let Some(blocklist) = &self.config.blocklist
+                        && blocklist.blocks_url(&next, next.as_str())
+                    {
+                        return Err(Outcome::Blocklisted);
                     }
                     if visited.contains(next.as_str()) {
                         return Err(Outcome::RedirectLoop);

@@ -5,6 +5,7 @@ mod blocklist;
 
 use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use url::Url;
 
@@ -40,7 +41,7 @@ pub struct FilterConfig {
     /// Keep image URLs whose host is an IP literal (default false).
     pub allow_ip_hosts: bool,
     /// Drop URLs, domains and hashes on this list (default: none).
-    pub blocklist: Option<Blocklist>,
+    pub blocklist: Option<Arc<Blocklist>>,
     /// Which detector tags candidates (default whichlang).
     pub language_detector: LanguageDetector,
     /// Keep only candidates whose detected language (ISO 639-3) is listed; `None` keeps all.
@@ -117,7 +118,7 @@ mod tests {
     fn link_filter_table() {
         let base = Url::parse("http://site.test/dir/page.html").expect("url");
         let mut config = FilterConfig::standard();
-        config.blocklist = Some(Blocklist::parse("blocked.test\n").expect("list"));
+        config.blocklist = Some(Arc::new(Blocklist::parse("blocked.test\n").expect("list")));
         let long = format!("/{}.jpg", "x".repeat(2100));
         type Case<'a> = (
             Option<&'a str>,

@@ -46,11 +46,13 @@ pub enum Outcome {
     CircuitOpen,
     /// A URL the HTTP client cannot request.
     BadUrl,
+    /// A redirect led to a URL or domain of the blocklist.
+    Blocklisted,
 }
 
 impl Outcome {
     /// Every outcome, in a fixed order.
-    pub const ALL: [Outcome; 20] = [
+    pub const ALL: [Outcome; 21] = [
         Outcome::Ok,
         Outcome::DnsFailure,
         Outcome::ConnectFailure,
@@ -71,6 +73,7 @@ impl Outcome {
         Outcome::TooManyRedirects,
         Outcome::CircuitOpen,
         Outcome::BadUrl,
+        Outcome::Blocklisted,
     ];
 
     /// The stable snake_case name used in stats and metrics.
@@ -96,6 +99,7 @@ impl Outcome {
             Outcome::TooManyRedirects => "too_many_redirects",
             Outcome::CircuitOpen => "circuit_open",
             Outcome::BadUrl => "bad_url",
+            Outcome::Blocklisted => "blocklisted",
         }
     }
 

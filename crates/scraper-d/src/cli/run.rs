@@ -5,10 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::DownloadArgs;
+use super::{DownloadArgs, FilterArgs};
 use crate::config::RunConfig;
 use crate::error::ScraperError;
-use crate::filters::FilterConfig;
 use crate::source::HttpConfig;
 
 #[derive(Debug, clap::Args)]
@@ -33,6 +32,8 @@ pub struct RunArgs {
     pub work_dir: PathBuf,
     #[command(flatten)]
     pub download: DownloadArgs,
+    #[command(flatten)]
+    pub filters: FilterArgs,
     /// Heartbeat period.
     #[arg(long, env = "SCRAPER_HEARTBEAT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub heartbeat: Duration,
@@ -61,7 +62,10 @@ impl TryFrom<RunArgs> for RunConfig {
         if args.nickname.trim().is_empty() {
             return Err(ScraperError::Config("--nickname must not be empty".into()));
         }
-        let settings = args.download.settings()?;
+        let mut settings = args.download.settings()?;
+        let filters = args.filters.config()?;
+        // Redirects must not lead where the WAT's own links may not.
+        settings.fetch.blocklist = filters.blocklist.clone();
         let node_name = args.node_name.unwrap_or_else(|| args.nickname.clone());
         if let Some(swarm) = &args.swarm {
             tracing::info!(swarm = %swarm, node = %node_name, "swarm member");
@@ -76,7 +80,7 @@ impl TryFrom<RunArgs> for RunConfig {
             fetch: settings.fetch,
             validate: settings.validate,
             resize: settings.resize,
-            filters: FilterConfig::standard(),
+            filters,
             wat_http: HttpConfig::standard(),
             decode_threads: settings.decode_threads,
             concurrency: settings.concurrency,

@@ -107,7 +107,13 @@ impl Blocklist {
 
     /// True when the URL, its host or a parent domain, its hashes or the pair hash is listed.
     pub fn blocks(&self, url: &Url, url_text: &str, pair_hash: u64) -> bool {
-        if self.urls.contains(url_text) || self.pairs.contains(&pair_hash) {
+        self.pairs.contains(&pair_hash) || self.blocks_url(url, url_text)
+    }
+
+    /// True when the URL, its host or a parent domain, or its hashes are listed (a redirect
+    /// target, which has no alt text of its own).
+    pub fn blocks_url(&self, url: &Url, url_text: &str) -> bool {
+        if self.urls.contains(url_text) {
             return true;
         }
         if !self.domains.is_empty()

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use cah_protocol::bundle::BundleStats;
 use cah_testkit::web::{Expected, classify};
+use clap::Parser;
 use futures_util::future::join_all;
 use scraper_d::Candidate;
 use scraper_d::resolver::ResolveError;
@@ -198,6 +199,66 @@ async fn a_host_that_only_answers_429_is_cut_off_by_its_breaker() {
     // One request may already wait for the slot when the third 429 opens the breaker.
     assert!((3..=4).contains(&limited), "{got:?}");
     assert_eq!(limited + cut_off, 20, "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_into_the_blocklist_is_not_followed() {
+    let test_web = support::start_web().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let list = work.path().join("blocklist.txt");
+    std::fs::write(&list, "# a Re-LAION-style list\nblocked-cdn.photos.test\n").expect("list");
+    let argv = [
+        "scraper-d",
+        "run",
+        "--tracker",
+        "http://127.0.0.1:9/",
+        "--nickname",
+        "n",
+        "--blocklist",
+        &list.display().to_string(),
+        "--languages",
+        "eng,deu",
+    ];
+    let args = scraper_d::cli::Args::try_parse_from(argv).expect("flags parse");
+    let scraper_d::cli::Command::Run(run) = args.command else {
+        panic!("run was given");
+    };
+    let parsed = scraper_d::config::RunConfig::try_from(*run).expect("valid config");
+    // `run` takes the filter flags of `extract`, and hands the blocklist to the fetcher too.
+    assert_eq!(
+        parsed.filters.blocklist.as_ref().map(|list| list.len()),
+        Some(1)
+    );
+    assert_eq!(
+        parsed.filters.languages.as_ref().map(|codes| codes.len()),
+        Some(2)
+    );
+    let mut config = support::run_config("http://127.0.0.1:9/", test_web.dns.addr(), work.path());
+    config.fetch.blocklist = parsed.fetch.blocklist.clone();
+    config.validate.min_bytes = 1;
+    let pipeline = support::pipeline(&config);
+    let fetch = |index: usize, target: &str| {
+        let url = test_web.web.url(
+            &format!("img-{index:04}.photos.test"),
+            &format!("/redirect-host/{target}/ok/a.jpg"),
+        );
+        let pipeline = &pipeline;
+        async move {
+            match pipeline.process(candidate(index, url)).await {
+                Ok(_) => Outcome::Ok,
+                Err(outcome) => outcome,
+            }
+        }
+    };
+    assert_eq!(
+        fetch(1, "blocked-cdn.photos.test").await,
+        Outcome::Blocklisted
+    );
+    assert_eq!(
+        fetch(2, "img.blocked-cdn.photos.test").await,
+        Outcome::Blocklisted
+    );
+    assert_eq!(fetch(3, "open-cdn.photos.test").await, Outcome::Ok);
 }
 
 fn read_stats(path: &std::path::Path) -> BundleStats {
