@@ -61,6 +61,16 @@ impl<R: Read> Extractor<R> {
         if config.halves.is_empty() {
             return Err(ScraperError::Config("no half to extract".into()));
         }
+        if let [a, b] = config.halves.as_slice() {
+            let overlap = a.ids.start < b.ids.end && b.ids.start < a.ids.end;
+            if overlap && a.ids.start < a.ids.end && b.ids.start < b.ids.end {
+                // Sample IDs are never reused: the two halves must not share any.
+                return Err(ScraperError::Config(format!(
+                    "the ID ranges of half {} and half {} overlap",
+                    a.half, b.half
+                )));
+            }
+        }
         let mut halves = [None, None];
         for half in &config.halves {
             let slot = &mut halves[usize::from(half.half & 1)];
@@ -243,5 +253,39 @@ impl State {
                 pair_hash: pair,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::halves::IdRange;
+
+    fn config(half0: (u64, u64), half1: (u64, u64)) -> ExtractConfig {
+        let range = |(start, end)| IdRange { start, end };
+        ExtractConfig {
+            halves: vec![
+                HalfJob::new(0, range(half0)).expect("half 0"),
+                HalfJob::new(1, range(half1)).expect("half 1"),
+            ],
+            filters: FilterConfig::standard(),
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
+
+    #[test]
+    fn the_halves_must_not_share_sample_ids() {
+        let extractor = |half0, half1| Extractor::new(std::io::empty(), config(half0, half1));
+        assert!(matches!(
+            extractor((0, 100), (50, 150)),
+            Err(ScraperError::Config(_))
+        ));
+        assert!(matches!(
+            extractor((50, 150), (0, 51)),
+            Err(ScraperError::Config(_))
+        ));
+        assert!(extractor((0, 100), (100, 200)).is_ok());
+        // An empty range shares nothing.
+        assert!(extractor((10, 10), (0, 100)).is_ok());
     }
 }
