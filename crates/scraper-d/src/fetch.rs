@@ -187,6 +187,9 @@ impl Fetcher {
                 path.push('?');
                 path.push_str(query);
             }
+            if let RobotsRules::Unreachable(outcome) = rules {
+                return Err(*outcome);
+            }
             if !rules.allows(&path) {
                 return Err(Outcome::Robots);
             }
@@ -282,23 +285,35 @@ impl Fetcher {
         }
     }
 
-    /// robots.txt of `url`'s origin: 2xx parsed, 4xx (and 3xx) allow all, 5xx or no answer
-    /// disallow all.
+    /// robots.txt of `url`'s origin: 2xx parsed, 4xx (and 3xx) allow all, 5xx and 429
+    /// disallow all; no connection or no answer in time makes the host unreachable.
     async fn fetch_robots(&self, url: &Url) -> RobotsRules {
         let Ok(robots_url) = url.join("/robots.txt") else {
             return RobotsRules::AllowAll;
         };
         let request = async {
-            let mut response = self.client.get(robots_url).send().await.ok()?;
+            let mut response = match self.client.get(robots_url).send().await {
+                Ok(response) => response,
+                Err(error) => {
+                    return Some(match send_outcome(&error) {
+                        outcome @ (Outcome::ConnectFailure | Outcome::Timeout) => {
+                            RobotsRules::Unreachable(outcome)
+                        }
+                        _ => RobotsRules::DisallowAll,
+                    });
+                }
+            };
             let status = response.status();
             if status.is_success() {
                 let mut body = Vec::new();
                 // A bounded prefix, as Google reads 500 KiB: a longer or endless file is cut
                 // (and its connection dropped) instead of filling memory until the deadline.
                 while body.len() < ROBOTS_MAX_BYTES {
-                    match response.chunk().await.ok()? {
-                        Some(chunk) => body.extend_from_slice(&chunk),
-                        None => break,
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                        Ok(None) => break,
+                        // A robots.txt cut short is not read as a shorter one.
+                        Err(_) => return Some(RobotsRules::DisallowAll),
                     }
                 }
                 body.truncate(ROBOTS_MAX_BYTES);
@@ -316,7 +331,7 @@ impl Fetcher {
             .await
             .ok()
             .flatten()
-            .unwrap_or(RobotsRules::DisallowAll);
+            .unwrap_or(RobotsRules::Unreachable(Outcome::Timeout));
         tracing::debug!(url = %url, rules = ?rules, "robots.txt read");
         rules
     }

@@ -1,6 +1,8 @@
 //! robots.txt rules (the group for our agent token, else `*`; longest match wins, `Allow`
 //! on a tie; `*` and `$` wildcards) and the `X-Robots-Tag` opt-outs, as img2dataset reads them.
 
+use crate::stats::Outcome;
+
 /// Most rules kept for one host: later ones are ignored, as Google ignores a robots.txt past
 /// 500 KiB. A real file has a few hundred; the cap bounds the memory and the matching time of a
 /// hostile one (the body is read to 512 KiB, which is room for about 100,000 short rules).
@@ -11,8 +13,12 @@ pub const MAX_RULES: usize = 10_000;
 pub enum RobotsRules {
     /// Everything allowed (a 4xx robots.txt, or no group applies).
     AllowAll,
-    /// Everything disallowed (a 5xx or unreachable robots.txt).
+    /// Everything disallowed (a 5xx or 429 robots.txt).
     DisallowAll,
+    /// The host did not answer for its robots.txt (no connection, or no answer within the
+    /// deadline): nothing is fetched, and each image gets this outcome (`connect_failure`,
+    /// `timeout`), which also counts against the host's circuit breaker.
+    Unreachable(Outcome),
     /// `(allow, pattern)` rules of the group that applies.
     Rules(Vec<(bool, String)>),
 }
@@ -80,7 +86,7 @@ impl RobotsRules {
     pub fn allows(&self, path: &str) -> bool {
         match self {
             RobotsRules::AllowAll => true,
-            RobotsRules::DisallowAll => false,
+            RobotsRules::DisallowAll | RobotsRules::Unreachable(_) => false,
             RobotsRules::Rules(rules) => {
                 let mut best: Option<(usize, bool)> = None;
                 for (allow, pattern) in rules {

@@ -261,6 +261,41 @@ async fn a_redirect_into_the_blocklist_is_not_followed() {
     assert_eq!(fetch(3, "open-cdn.photos.test").await, Outcome::Ok);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_refuses_connections_is_a_connect_failure_not_robots() {
+    let test_web = support::start_web().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut config = support::run_config("http://127.0.0.1:9/", test_web.dns.addr(), work.path());
+    config.fetch.politeness.breaker_threshold = 3;
+    let pipeline = support::pipeline(&config);
+    // A port nobody listens on (bound, then closed): the name resolves, the connection is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let got: Vec<Outcome> = join_all((0..6).map(|index| {
+        let url = format!("http://gone.photos.test:{port}/ok/{index}.jpg");
+        let pipeline = &pipeline;
+        async move {
+            match pipeline.process(candidate(index, url)).await {
+                Ok(_) => Outcome::Ok,
+                Err(outcome) => outcome,
+            }
+        }
+    }))
+    .await;
+    // Its robots.txt could not be asked for: the images are connection failures (they were all
+    // `robots` before), and the breaker sees them.
+    let refused = got
+        .iter()
+        .filter(|o| **o == Outcome::ConnectFailure)
+        .count();
+    let cut_off = got.iter().filter(|o| **o == Outcome::CircuitOpen).count();
+    assert!(refused >= 3, "{got:?}");
+    assert_eq!(refused + cut_off, 6, "{got:?}");
+}
+
 fn read_stats(path: &std::path::Path) -> BundleStats {
     let mut archive = tar::Archive::new(std::fs::File::open(path).expect("bundle"));
     for entry in archive.entries().expect("entries") {
