@@ -25,8 +25,9 @@ pub struct Account {
 pub enum NodeCap {
     /// `-1`: as many as the account's server limit allows.
     UpToLimit,
-    /// `0`: skip this account.
-    Skip,
+    /// `0`: paused: no new nodes, but its existing nodes are still listed, counted, healed
+    /// (replacements go to other accounts) and deleted, so its token is still needed.
+    Paused,
     /// `n > 0`: at most n.
     AtMost(u32),
 }
@@ -96,7 +97,7 @@ impl NodeCap {
     pub fn room(self, existing: usize) -> Option<usize> {
         match self {
             NodeCap::UpToLimit => None,
-            NodeCap::Skip => Some(0),
+            NodeCap::Paused => Some(0),
             NodeCap::AtMost(cap) => Some((cap as usize).saturating_sub(existing)),
         }
     }
@@ -153,17 +154,24 @@ pub fn parse(
         }
         let cap = match entry.max_nodes {
             -1 => NodeCap::UpToLimit,
-            0 => NodeCap::Skip,
+            0 => NodeCap::Paused,
             n if n > 0 => NodeCap::AtMost(u32::try_from(n).unwrap_or(u32::MAX)),
             n => bail!(
-                "account {}: max_nodes {n} must be -1 (up to the account limit), 0 (skip) or positive",
+                "account {}: max_nodes {n} must be -1 (up to the account limit), 0 (paused) or positive",
                 entry.name
             ),
         };
-        let token = if cap == NodeCap::Skip {
-            Secret::new("")
-        } else {
-            read_token(&entry, base, env)?
+        // A paused account's servers are still listed and deleted, so it needs its token too.
+        let token = match read_token(&entry, base, env) {
+            Ok(token) => token,
+            Err(error) if cap == NodeCap::Paused => {
+                return Err(error.context(format!(
+                    "account {} is paused (max_nodes = 0) but its servers are still listed and deleted; \
+                     give its token, or remove the entry once the account has no swarm servers",
+                    entry.name
+                )));
+            }
+            Err(error) => return Err(error),
         };
         accounts.push(Account {
             name: entry.name,
@@ -253,7 +261,11 @@ mod tests {
 
     #[test]
     fn parses_accounts_and_caps() {
-        let env = |name: &str| (name == "TOKEN_A").then(|| "secret-a".to_owned());
+        let env = |name: &str| match name {
+            "TOKEN_A" => Some("secret-a".to_owned()),
+            "TOKEN_B" => Some("secret-b".to_owned()),
+            _ => None,
+        };
         let file = parse(
             r#"
             [[account]]
@@ -262,7 +274,7 @@ mod tests {
             nickname = "alice"
             [[account]]
             name = "b"
-            token_env = "UNSET"
+            token_env = "TOKEN_B"
             nickname = "bob"
             max_nodes = 0
             "#,
@@ -273,7 +285,9 @@ mod tests {
         assert_eq!(file.accounts.len(), 2);
         assert_eq!(file.accounts[0].cap, NodeCap::UpToLimit);
         assert_eq!(file.accounts[0].token.expose(), "secret-a");
-        assert_eq!(file.accounts[1].cap, NodeCap::Skip);
+        assert_eq!(file.accounts[1].cap, NodeCap::Paused);
+        assert_eq!(file.accounts[1].token.expose(), "secret-b");
+        assert_eq!(NodeCap::Paused.room(0), Some(0));
         assert!(!format!("{file:?}").contains("secret-a"));
         assert_eq!(NodeCap::AtMost(3).room(1), Some(2));
         assert_eq!(NodeCap::AtMost(3).room(5), Some(0));
@@ -290,7 +304,7 @@ mod tests {
         let caps: Vec<NodeCap> = file.accounts.iter().map(|account| account.cap).collect();
         assert_eq!(
             caps,
-            vec![NodeCap::UpToLimit, NodeCap::AtMost(10), NodeCap::Skip]
+            vec![NodeCap::UpToLimit, NodeCap::AtMost(10), NodeCap::Paused]
         );
         assert!(file.bootstrap.is_some());
     }
@@ -313,6 +327,10 @@ mod tests {
             (
                 "[[account]]\nname = \"a\"\ntoken_env = \"X\"\nnickname = \"n\"\nmax_nodes = -2\n",
                 "max_nodes",
+            ),
+            (
+                "[[account]]\nname = \"a\"\ntoken_env = \"X\"\nnickname = \"n\"\nmax_nodes = 0\n",
+                "paused (max_nodes = 0) but its servers are still listed",
             ),
             ("", "no [[account]]"),
         ];

@@ -64,7 +64,8 @@ pub struct Args {
 pub enum Command {
     /// Make the swarm have N nodes: create only the missing ones, spread over locations and accounts.
     Up(UpArgs),
-    /// Delete the swarm's servers (only those carrying our labels); without --yes only show them.
+    /// Delete the swarm's servers (only those carrying our labels); without --yes only show them
+    /// (`--yes` must be typed: no environment variable, not even SWARM_YES, arms `down`).
     Down(DownArgs),
     /// Show the swarm's nodes with state, address, cost and tracker heartbeat.
     Status,
@@ -99,7 +100,9 @@ pub struct UpArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct DownArgs {
     /// Really delete; without it, only print what would be deleted.
-    #[arg(long, env = "SWARM_YES")]
+    /// Command line only: SWARM_YES (which arms `heal`) is ignored here, so a variable exported
+    /// for a `heal` cron job never turns a preview `down` into deleting the swarm.
+    #[arg(long)]
     pub yes: bool,
 }
 
@@ -129,7 +132,7 @@ pub struct HealArgs {
     /// Recreate unhealthy nodes without trying a restart first.
     #[arg(long, env = "SWARM_RECREATE")]
     pub recreate: bool,
-    /// Really act; without it, only print the unhealthy nodes.
+    /// Really act; without it, only print the unhealthy nodes (SWARM_YES arms `heal` only, never `down`).
     #[arg(long, env = "SWARM_YES")]
     pub yes: bool,
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use url::Url;
 
-use crate::accounts::{self, Account, BootstrapSettings, NodeCap};
+use crate::accounts::{self, Account, BootstrapSettings};
 use crate::cli::Args;
 use crate::hcloud::{Hcloud, RetryPolicy};
 use crate::ssh::SshSettings;
@@ -23,7 +23,8 @@ pub struct Project {
 pub struct Ctl {
     pub swarm: String,
     pub state_dir: PathBuf,
-    /// Accounts in fill order; accounts with `max_nodes = 0` are left out entirely.
+    /// Accounts in fill order, paused ones (`max_nodes = 0`) included: they get no new servers,
+    /// but their existing servers are still listed, counted and deleted.
     pub projects: Vec<Project>,
     pub bootstrap: Option<BootstrapSettings>,
     pub tracker: Option<Url>,
@@ -55,15 +56,9 @@ impl Ctl {
         };
         let mut projects = Vec::new();
         for account in file.accounts {
-            if account.cap == NodeCap::Skip {
-                continue;
-            }
             let api = Hcloud::new(&args.api_url, account.token.clone(), retry)
                 .with_context(|| format!("account {}", account.name))?;
             projects.push(Project { account, api });
-        }
-        if projects.is_empty() {
-            bail!("every account has max_nodes = 0; set -1 or a positive cap for at least one");
         }
         let private_key = file
             .bootstrap

@@ -1,15 +1,17 @@
 //! `swarm-ctl heal`: nodes whose tracker heartbeat is stale (or missing) get scraper-d restarted
 //! over SSH; those where that fails (or with `--recreate`) are deleted and created anew.
+//! A changed host key is not a failed node: it is reported with the fix and nothing is recreated.
 
 use std::io::Write;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
+use crate::accounts::NodeCap;
 use crate::cli::HealArgs;
 use crate::config::Ctl;
 use crate::fleet::{self, Creator, Node, Outcome};
 use crate::report::{self, unix_now};
-use crate::ssh::RESTART_COMMAND;
+use crate::ssh::{HostKeyChanged, RESTART_COMMAND};
 use crate::status;
 
 /// `swarm-ctl heal`.
@@ -64,6 +66,7 @@ pub async fn heal(ctl: &Ctl, args: &HealArgs, out: &mut dyn Write) -> anyhow::Re
     }
     let mut to_recreate = Vec::new();
     let mut restarted = Vec::new();
+    let mut key_changed = Vec::new();
     for node in unhealthy {
         if args.recreate {
             to_recreate.push(node);
@@ -75,6 +78,17 @@ pub async fn heal(ctl: &Ctl, args: &HealArgs, out: &mut dyn Write) -> anyhow::Re
                 restarted.push(node);
             }
             Err(error) => {
+                if let Some(changed) = error.downcast_ref::<HostKeyChanged>() {
+                    // Not a dead node: SSH refused a new key on a known address. Recreating
+                    // would destroy a possibly healthy server and hide a possible interception.
+                    writeln!(
+                        out,
+                        "{}: not restarted and not recreated: {changed}",
+                        node.server.name
+                    )?;
+                    key_changed.push(node.server.name.clone());
+                    continue;
+                }
                 writeln!(
                     out,
                     "{}: restart failed ({error:#}); recreating it",
@@ -103,54 +117,109 @@ pub async fn heal(ctl: &Ctl, args: &HealArgs, out: &mut dyn Write) -> anyhow::Re
             }
         }
     }
-    if to_recreate.is_empty() {
-        return Ok(());
+    if !to_recreate.is_empty() {
+        recreate(ctl, &nodes, &to_recreate, out).await?;
     }
+    if !key_changed.is_empty() {
+        bail!(
+            "host keys changed on {}; see above for how to accept the new keys",
+            key_changed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Deletes `to_recreate` (labels re-checked) and creates each anew under a fresh name with the
+/// same type, location and image, in the same account unless that one is paused.
+async fn recreate(
+    ctl: &Ctl,
+    nodes: &[Node],
+    to_recreate: &[&Node],
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
     let next_index = nodes
         .iter()
         .filter_map(|node| fleet::node_index(&ctl.swarm, &node.server.name))
         .max()
         .unwrap_or(0)
         + 1;
+    let mut per_project = vec![0usize; ctl.projects.len()];
+    for node in nodes {
+        per_project[node.project] += 1;
+    }
     let mut creator = Creator::new(ctl, next_index, String::new(), String::new()).await?;
     let mut created = Vec::new();
     for node in to_recreate {
-        if fleet::delete_checked(ctl, node).await?.is_none() {
+        let name = &node.server.name;
+        // Decided before deleting: a node that cannot be rebuilt is left alone.
+        let Some(image) = node.server.image_ref() else {
             writeln!(
                 out,
-                "{}: no longer ours or gone, not recreated",
-                node.server.name
+                "{name}: not recreated: its image was deleted, so it cannot be built again as it was; \
+                 delete it in the Hetzner console and run `swarm-ctl up` with --image"
             )?;
             continue;
+        };
+        if fleet::delete_checked(ctl, node).await?.is_none() {
+            writeln!(out, "{name}: no longer ours or gone, not recreated")?;
+            continue;
         }
-        creator.server_type = node.server.server_type.name.clone();
-        creator.image = node
+        per_project[node.project] = per_project[node.project].saturating_sub(1);
+        // A paused account (max_nodes = 0) gets no new servers: the replacement goes to the
+        // first account with room. A snapshot (no image name) only exists in its own account.
+        let own_account = &ctl.projects[node.project].account;
+        let target = if own_account.cap != NodeCap::Paused {
+            Some(node.project)
+        } else if node
             .server
             .image
             .as_ref()
-            .map_or_else(|| "debian-12".to_owned(), |image| image.name.clone());
+            .is_some_and(|image| image.name.is_none())
+        {
+            None
+        } else {
+            (0..ctl.projects.len())
+                .find(|index| ctl.projects[*index].account.cap.room(per_project[*index]) != Some(0))
+        };
+        let Some(target) = target else {
+            writeln!(
+                out,
+                "{name}: deleted; no replacement: account {} is paused (max_nodes = 0) and no other account can take it",
+                own_account.name
+            )?;
+            continue;
+        };
+        creator.server_type = node.server.server_type.name.clone();
+        creator.image = image;
         match creator
-            .create(node.project, &node.server.location.name)
+            .create(target, &node.server.location.name)
             .await
-            .with_context(|| format!("cannot recreate {}", node.server.name))?
+            .with_context(|| format!("cannot recreate {name}"))?
         {
             Outcome::Created(new) => {
+                per_project[target] += 1;
+                let moved = if target == node.project {
+                    String::new()
+                } else {
+                    format!(
+                        " in account {} ({} is paused)",
+                        ctl.projects[target].account.name, own_account.name
+                    )
+                };
                 writeln!(
                     out,
-                    "{}: deleted, replaced by {}",
-                    node.server.name, new.server.name
+                    "{name}: deleted, replaced by {}{moved}",
+                    new.server.name
                 )?;
                 created.push(*new);
             }
             Outcome::AccountFull(reason) | Outcome::LocationUnavailable(reason) => {
                 writeln!(
                     out,
-                    "{}: deleted, but no replacement could be created: {reason}",
-                    node.server.name
+                    "{name}: deleted, but no replacement could be created: {reason}"
                 )?;
             }
         }
     }
-    fleet::wait_created(ctl, &created).await?;
-    Ok(())
+    fleet::wait_created(ctl, &created).await
 }

@@ -2,10 +2,13 @@
 //!
 //! swarm-ctl runs the system `ssh` (or `--ssh-command`) with the swarm's key, batch mode, and a
 //! known-hosts file of its own that accepts a node's key the first time it is seen.
+//! Hetzner hands released IPv4 addresses to new servers, so swarm-ctl forgets an address's keys
+//! (`ssh-keygen -R`) whenever it creates or deletes a server there; a key that still changed is
+//! reported as [`HostKeyChanged`], never taken for an unreachable node.
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use anyhow::{Context, bail};
@@ -27,6 +30,27 @@ pub struct SshSettings {
     pub host_override: Option<String>,
     pub private_key: PathBuf,
     pub known_hosts: PathBuf,
+}
+
+/// SSH refused a node because its host key differs from the one the swarm's known-hosts file
+/// holds for that address: normally a new server on a recycled address, possibly interception.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the host key of {node} ({entry}) differs from the one in {known_hosts}: the address was probably \
+     reused by a new server (Hetzner recycles IPs), or someone is intercepting the connection; if {node} \
+     is new, check it in the Hetzner console, then run `ssh-keygen -R '{entry}' -f '{known_hosts}'` and try again"
+)]
+pub struct HostKeyChanged {
+    pub node: String,
+    /// The host as known-hosts names it: `HOST`, or `[HOST]:PORT` off port 22.
+    pub entry: String,
+    pub known_hosts: PathBuf,
+}
+
+/// Whether OpenSSH's stderr says that it refused a changed host key.
+pub fn is_host_key_change(stderr: &str) -> bool {
+    stderr.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        || stderr.contains("Host key verification failed")
 }
 
 /// The remote command of `logs`.
@@ -58,6 +82,33 @@ impl SshSettings {
         argv
     }
 
+    /// How known-hosts names `host` on our port.
+    pub fn known_hosts_entry(&self, host: &str) -> String {
+        if self.port == 22 {
+            host.to_owned()
+        } else {
+            format!("[{host}]:{}", self.port)
+        }
+    }
+
+    /// Removes every key of `ip` from the swarm's known-hosts file (`ssh-keygen -R`, which also
+    /// finds hashed entries), so a new server on a recycled address is not refused.
+    /// A failure is logged, not returned: it must not stop creating or deleting servers.
+    pub async fn forget_host(&self, ip: &str) {
+        if !std::fs::exists(&self.known_hosts).unwrap_or(true) {
+            return;
+        }
+        let mut entries = vec![ip.to_owned()];
+        if self.port != 22 {
+            entries.push(self.known_hosts_entry(ip));
+        }
+        for entry in entries {
+            if let Err(error) = forget_entry(&self.known_hosts, &entry).await {
+                tracing::warn!(%entry, known_hosts = %self.known_hosts.display(), error = %format_args!("{error:#}"), "cannot remove an old host key");
+            }
+        }
+    }
+
     /// Where to connect for `node`.
     pub fn host_of(&self, node: &Node) -> anyhow::Result<String> {
         if let Some(host) = &self.host_override {
@@ -87,6 +138,14 @@ impl SshSettings {
             })?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
+            if is_host_key_change(&stderr) {
+                return Err(HostKeyChanged {
+                    node: node.server.name.clone(),
+                    entry: self.known_hosts_entry(&host),
+                    known_hosts: self.known_hosts.clone(),
+                }
+                .into());
+            }
             bail!(
                 "`{remote}` on {} ({host}) failed ({}): {}",
                 node.server.name,
@@ -96,6 +155,27 @@ impl SshSettings {
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
+}
+
+/// `ssh-keygen -R entry -f known_hosts`.
+async fn forget_entry(known_hosts: &Path, entry: &str) -> anyhow::Result<()> {
+    let output = tokio::process::Command::new("ssh-keygen")
+        .arg("-R")
+        .arg(entry)
+        .arg("-f")
+        .arg(known_hosts)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("cannot run ssh-keygen; install OpenSSH's client tools")?;
+    if !output.status.success() {
+        bail!(
+            "ssh-keygen -R failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// `swarm-ctl logs NODE|--all`.

@@ -132,6 +132,10 @@ impl<'a> Creator<'a> {
             match project.api.create_server(&request).await {
                 Ok(created) => {
                     tracing::info!(name = %created.server.name, account = %project.account.name, location, "server created");
+                    if let Some(ip) = created.server.ipv4() {
+                        // The address may have belonged to an earlier server with another host key.
+                        ctl.ssh.forget_host(ip).await;
+                    }
                     let mut action_ids = vec![created.action.id];
                     action_ids.extend(created.next_actions.iter().map(|action| action.id));
                     return Ok(Outcome::Created(Box::new(Created {
@@ -155,6 +159,9 @@ impl<'a> Creator<'a> {
                             && is_ours(&server.labels, &ctl.swarm)
                         {
                             tracing::info!(%name, "server already exists with our labels, adopting it");
+                            if let Some(ip) = server.ipv4() {
+                                ctl.ssh.forget_host(ip).await;
+                            }
                             return Ok(Outcome::Created(Box::new(Created {
                                 project: project_index,
                                 server,

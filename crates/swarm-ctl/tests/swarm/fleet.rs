@@ -116,19 +116,20 @@ async fn up_fills_accounts_in_order_and_overflows() {
         text.contains("account small is at its server limit"),
         "{text}"
     );
-    // The skipped account's token was never used.
+    // The paused account is only read (its servers still count), never written to.
     assert!(
         world
             .hetzner
             .requests()
             .iter()
-            .all(|request| request.token.as_deref() != Some(world.specs[1].token().as_str()))
+            .filter(|request| request.token.as_deref() == Some(world.specs[1].token().as_str()))
+            .all(|request| request.method == "GET")
     );
     assert_eq!(world.servers(0).await.len(), 2);
     assert_eq!(
         world.servers(1).await.len(),
         0,
-        "max_nodes = 0 skips the account"
+        "max_nodes = 0 pauses the account"
     );
     assert_eq!(
         world.servers(2).await.len(),
@@ -325,5 +326,88 @@ async fn keeps_a_foreign_ssh_key_with_our_name() {
                 .iter()
                 .any(|name| name.starts_with("cah-swarm-alpha-")),
         "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn swarm_yes_in_the_environment_does_not_arm_down() {
+    let world = World::single().await;
+    world.ok(&["up", "2"]).await;
+    // SWARM_YES exported for a `heal` cron job must not turn a preview `down` into a delete.
+    for value in ["true", "1"] {
+        let output = world.run_binary(&["down"], &[("SWARM_YES", value)]).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "SWARM_YES={value}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains("dry run: would delete these 2 servers"),
+            "SWARM_YES={value}: {stdout}"
+        );
+        assert_eq!(world.count_requests("DELETE", "/v1/servers"), 0);
+        assert_eq!(world.servers(0).await.len(), 2);
+    }
+    // `--yes` on the command line still arms `down`.
+    let output = world.run_binary(&["down", "--yes"], &[]).await;
+    assert!(output.status.success());
+    assert!(world.servers(0).await.is_empty());
+}
+
+#[tokio::test]
+async fn paused_accounts_servers_are_still_listed_counted_and_deleted() {
+    let world = World::start(vec![
+        AccountSpec {
+            name: "active",
+            server_limit: 25,
+            max_nodes: -1,
+        },
+        AccountSpec {
+            name: "paused",
+            server_limit: 25,
+            max_nodes: 0,
+        },
+    ])
+    .await;
+    // Servers swarm-ctl made before the operator set max_nodes = 0.
+    for name in ["cah-alpha-1", "cah-alpha-2"] {
+        world
+            .foreign_server(
+                1,
+                name,
+                json!({ "managed-by": "cah-swarm", "swarm": SWARM, "account": "paused" }),
+            )
+            .await;
+    }
+    world.hetzner.clear_requests();
+    let text = world.ok(&["status"]).await;
+    assert!(
+        text.contains("cah-alpha-1") && text.contains("cah-alpha-2") && text.contains("paused"),
+        "status shows the paused account's servers: {text}"
+    );
+
+    let text = world.ok(&["up", "3"]).await;
+    assert!(text.contains("2 nodes, creating 1"), "{text}");
+    assert_eq!(names(&world.servers(0).await), vec!["cah-alpha-3"]);
+    assert_eq!(
+        world.servers(1).await.len(),
+        2,
+        "a paused account gets no new servers"
+    );
+
+    let text = world.ok(&["down", "--yes"]).await;
+    assert!(text.contains("deleted 3 servers"), "{text}");
+    assert!(world.servers(1).await.is_empty(), "they no longer bill");
+    assert!(world.servers(0).await.is_empty());
+    let paused_token = world.specs[1].token();
+    assert!(
+        world
+            .hetzner
+            .requests()
+            .iter()
+            .filter(|request| request.token.as_deref() == Some(paused_token.as_str()))
+            .all(|request| request.method != "POST"),
+        "nothing was created in the paused account"
     );
 }

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tracker_d::cli::{Cli, Command};
 use url::Url;
 
-use super::support::{World, names};
+use super::support::{AccountSpec, SWARM, World, names};
 
 /// A tracker-d on 127.0.0.1:0 over SQLite in `dir`; stops when the sender is dropped.
 async fn start_tracker(dir: &Path) -> (Url, oneshot::Sender<()>) {
@@ -238,4 +238,107 @@ async fn up_waits_until_nodes_reach_the_tracker() {
         "the node has a heartbeat: {text}"
     );
     node.await.expect("node task");
+}
+
+#[tokio::test]
+async fn heal_reports_a_changed_host_key_instead_of_recreating() {
+    let mut world = World::single().await;
+    let (url, _stop) = start_tracker(world.dir.path()).await;
+    world.extra_args = vec!["--tracker".into(), url.to_string()];
+    world.ok(&["up", "2"]).await;
+    // Ages are whole seconds: let the nodes be older than the threshold.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // What OpenSSH prints (LogLevel=ERROR) when a recycled address now has another key.
+    let ssh = world.dir.path().join("changed-key-ssh");
+    std::fs::write(
+        &ssh,
+        "#!/bin/sh\ncat >&2 <<'EOF'\n\
+         @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+         @    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n\
+         @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\n\
+         IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\n\
+         Host key for 203.0.113.1 has changed and you have requested strict checking.\n\
+         Host key verification failed.\n\
+         EOF\nexit 255\n",
+    )
+    .expect("script");
+    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    world
+        .extra_args
+        .extend(["--ssh-command".into(), ssh.display().to_string()]);
+    let (result, text) = world
+        .run(&[
+            "heal",
+            "--stale-after",
+            "0s",
+            "--recheck-after",
+            "0s",
+            "--yes",
+        ])
+        .await;
+    let message = format!(
+        "{:#}",
+        result.expect_err("a changed key needs the operator")
+    );
+    assert!(
+        message.contains("host keys changed on cah-alpha-1, cah-alpha-2"),
+        "{message}"
+    );
+    assert!(
+        text.contains("cah-alpha-1: not restarted and not recreated")
+            && text.contains("Hetzner recycles IPs")
+            && text.contains("ssh-keygen -R '203.0.113."),
+        "{text}"
+    );
+    assert!(
+        !text.contains("recreating it") && !text.contains("deleted"),
+        "{text}"
+    );
+    assert_eq!(
+        names(&world.servers(0).await),
+        vec!["cah-alpha-1", "cah-alpha-2"],
+        "a key mismatch recreates nothing"
+    );
+}
+
+#[tokio::test]
+async fn heal_replaces_a_paused_accounts_node_elsewhere() {
+    let mut world = World::start(vec![
+        AccountSpec {
+            name: "active",
+            server_limit: 25,
+            max_nodes: -1,
+        },
+        AccountSpec {
+            name: "paused",
+            server_limit: 25,
+            max_nodes: 0,
+        },
+    ])
+    .await;
+    let (url, _stop) = start_tracker(world.dir.path()).await;
+    world.extra_args = vec!["--tracker".into(), url.to_string()];
+    world
+        .foreign_server(
+            1,
+            "cah-alpha-1",
+            serde_json::json!({ "managed-by": "cah-swarm", "swarm": SWARM, "account": "paused" }),
+        )
+        .await;
+    // Ages are whole seconds: let the node be older than the threshold.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let text = world
+        .ok(&["heal", "--stale-after", "0s", "--recreate", "--yes"])
+        .await;
+    assert!(
+        text.contains(
+            "cah-alpha-1: deleted, replaced by cah-alpha-2 in account active (paused is paused)"
+        ),
+        "{text}"
+    );
+    assert!(
+        world.servers(1).await.is_empty(),
+        "nothing new in the paused account"
+    );
+    assert_eq!(names(&world.servers(0).await), vec!["cah-alpha-2"]);
 }

@@ -14,7 +14,14 @@ const SSHD: &str = "/usr/sbin/sshd";
 /// A running sshd; killed on drop.
 struct Sshd {
     port: u16,
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
+}
+
+impl Sshd {
+    /// Kills it and waits until it is gone, so its port is free again.
+    async fn stop(mut self) {
+        self.child.kill().await.expect("sshd stops");
+    }
 }
 
 fn script(path: &Path, body: &str) {
@@ -30,7 +37,8 @@ fn current_user() -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
-async fn start_sshd(dir: &Path, authorized_key: &Path) -> Sshd {
+/// An sshd with a new host key in `dir`, on `port` or a free one.
+async fn start_sshd(dir: &Path, authorized_key: &Path, port: Option<u16>) -> Sshd {
     assert!(
         std::fs::exists(SSHD).unwrap_or(false),
         "{SSHD} is missing; install it: apt-get install -y --no-install-recommends openssh-server"
@@ -61,10 +69,10 @@ async fn start_sshd(dir: &Path, authorized_key: &Path) -> Sshd {
     );
     // Root's sshd needs its privilege separation folder; a non-root sshd ignores it.
     let _ = std::fs::create_dir_all("/run/sshd");
-    let port = {
+    let port = port.unwrap_or_else(|| {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe port");
         probe.local_addr().expect("addr").port()
-    };
+    });
     let config = dir.join("sshd_config");
     std::fs::write(
         &config,
@@ -96,10 +104,7 @@ async fn start_sshd(dir: &Path, authorized_key: &Path) -> Sshd {
             .await
             .is_ok()
         {
-            return Sshd {
-                port,
-                _child: child,
-            };
+            return Sshd { port, child };
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -113,7 +118,7 @@ async fn logs_and_restart_over_real_ssh() {
     world.ok(&["up", "2"]).await;
     let ssh_dir = world.dir.path().join("sshd");
     std::fs::create_dir_all(&ssh_dir).expect("sshd dir");
-    let sshd = start_sshd(&ssh_dir, &world.state_dir().join("alpha_ed25519.pub")).await;
+    let sshd = start_sshd(&ssh_dir, &world.state_dir().join("alpha_ed25519.pub"), None).await;
     world.extra_args = vec![
         "--ssh-host".into(),
         "127.0.0.1".into(),
@@ -155,4 +160,121 @@ async fn logs_and_restart_over_real_ssh() {
         std::fs::read_to_string(&remote_log).expect("remote log"),
         "systemctl restart scraper-d\nsystemctl is-active scraper-d\n".repeat(2)
     );
+}
+
+/// Whether `ssh-keygen -F host` finds `host` in `known_hosts` (hashed entries included).
+fn known(known_hosts: &Path, host: &str) -> bool {
+    std::process::Command::new("ssh-keygen")
+        .arg("-F")
+        .arg(host)
+        .arg("-f")
+        .arg(known_hosts)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("ssh-keygen runs")
+        .success()
+}
+
+fn node_ips(servers: &[serde_json::Value]) -> Vec<String> {
+    servers
+        .iter()
+        .filter_map(|server| {
+            server["public_net"]["ipv4"]["ip"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn recycled_addresses_are_forgotten_on_create_and_delete() {
+    let world = World::single().await;
+    world.ok(&["up", "1"]).await;
+    let first = node_ips(&world.servers(0).await);
+    assert_eq!(first.len(), 1);
+    // Keys of earlier servers on the fake's addresses, hashed as Debian's ssh_config does.
+    let known_hosts = world.state_dir().join("alpha_known_hosts");
+    let key = std::fs::read_to_string(world.state_dir().join("alpha_ed25519.pub")).expect("key");
+    let key = key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let lines: String = (1..=20).map(|n| format!("203.0.113.{n} {key}\n")).collect();
+    std::fs::write(&known_hosts, lines).expect("known hosts");
+    let status = std::process::Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&known_hosts)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("ssh-keygen -H");
+    assert!(status.success());
+    assert!(known(&known_hosts, "203.0.113.20"));
+
+    world.ok(&["up", "2"]).await;
+    let second: Vec<String> = node_ips(&world.servers(0).await)
+        .into_iter()
+        .filter(|ip| !first.contains(ip))
+        .collect();
+    assert_eq!(second.len(), 1);
+    assert!(
+        !known(&known_hosts, &second[0]),
+        "a new server's address has no old key left"
+    );
+    assert!(known(&known_hosts, &first[0]), "existing nodes keep theirs");
+
+    world.ok(&["down", "--yes"]).await;
+    assert!(
+        !known(&known_hosts, &first[0]),
+        "a deleted server's address is forgotten"
+    );
+    assert!(known(&known_hosts, "203.0.113.20"), "other addresses stay");
+}
+
+#[tokio::test]
+async fn a_changed_host_key_is_reported_with_the_fix() {
+    let mut world = World::single().await;
+    world.ok(&["up", "1"]).await;
+    let authorized = world.state_dir().join("alpha_ed25519.pub");
+    let first_dir = world.dir.path().join("sshd-1");
+    std::fs::create_dir_all(&first_dir).expect("sshd dir");
+    let sshd = start_sshd(&first_dir, &authorized, None).await;
+    let port = sshd.port;
+    world.extra_args = vec![
+        "--ssh-host".into(),
+        "127.0.0.1".into(),
+        "--ssh-port".into(),
+        port.to_string(),
+        "--ssh-user".into(),
+        current_user(),
+    ];
+    world.ok(&["restart"]).await;
+
+    // Another machine (with another host key) answers on the same address now.
+    sshd.stop().await;
+    let second_dir = world.dir.path().join("sshd-2");
+    std::fs::create_dir_all(&second_dir).expect("sshd dir");
+    let _sshd = start_sshd(&second_dir, &authorized, Some(port)).await;
+    let (result, text) = world.run(&["restart"]).await;
+    assert!(result.is_err(), "{text}");
+    let known_hosts = world.state_dir().join("alpha_known_hosts");
+    let fix = format!(
+        "ssh-keygen -R '[127.0.0.1]:{port}' -f '{}'",
+        known_hosts.display()
+    );
+    assert!(
+        text.contains("the host key of cah-alpha-1 ([127.0.0.1]:") && text.contains(&fix),
+        "{text}"
+    );
+
+    // The printed fix works.
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&fix)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("sh runs");
+    assert!(status.success());
+    let text = world.ok(&["restart"]).await;
+    assert!(text.contains("cah-alpha-1: restarted (active)"), "{text}");
 }

@@ -93,6 +93,11 @@ impl World {
 
     /// `swarm-ctl` flags for this world, then `command`.
     pub(crate) fn args(&self, command: &[&str]) -> Args {
+        Args::try_parse_from(self.argv(command)).expect("flags parse")
+    }
+
+    /// The command line of [`World::args`], program name first.
+    pub(crate) fn argv(&self, command: &[&str]) -> Vec<String> {
         let mut argv: Vec<String> = [
             "swarm-ctl",
             "--config",
@@ -119,7 +124,24 @@ impl World {
         .collect();
         argv.extend(self.extra_args.iter().cloned());
         argv.extend(command.iter().map(|arg| (*arg).to_owned()));
-        Args::try_parse_from(argv).expect("flags parse")
+        argv
+    }
+
+    /// Runs the built `swarm-ctl` binary with `command` and the extra environment `env`
+    /// (the only way to test what clap reads from the environment without mutating our own).
+    pub(crate) async fn run_binary(
+        &self,
+        command: &[&str],
+        env: &[(&str, &str)],
+    ) -> std::process::Output {
+        let argv = self.argv(command);
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_swarm-ctl"))
+            .args(&argv[1..])
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .expect("swarm-ctl binary runs")
     }
 
     /// Runs `command`; its result and everything it printed.
