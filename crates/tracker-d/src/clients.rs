@@ -73,15 +73,17 @@ pub async fn register(
     Ok(client)
 }
 
-/// The client behind `token`, straight from the database (no touch).
-pub async fn lookup(db: &Db, token: &str) -> Result<Option<Client>, DbError> {
+/// The client behind `token` and the jobs it completed, straight from the database (no touch).
+pub async fn lookup(db: &Db, token: &str) -> Result<Option<(Client, u64)>, DbError> {
     let row = sqlx::query(
-        "SELECT token, display_name, kind, nickname, address FROM clients WHERE token = $1",
+        "SELECT token, display_name, kind, nickname, address, jobs_completed FROM clients WHERE token = $1",
     )
     .bind(token)
     .fetch_optional(db.pool())
     .await?;
-    row.as_ref().map(client).transpose()
+    row.as_ref()
+        .map(|row| Ok((client(row)?, to_u64(row.try_get("jobs_completed")?))))
+        .transpose()
 }
 
 /// A touch not yet written: when the client was last seen, and its newest progress string.
@@ -209,36 +211,59 @@ pub async fn reap_idle(db: &Db, cutoff: i64) -> Result<Vec<String>, DbError> {
 }
 
 /// Clients, most recently seen first, at most `limit` per type (all if `None`).
+///
+/// With a limit, each type's most recent clients are read from its range of the
+/// `clients_kind_last_seen` index, so the query (and the held-job lookup of each row) costs
+/// the rows listed, not the whole table.
 pub async fn list(db: &Db, limit: Option<u32>) -> Result<Vec<ClientSummary>, DbError> {
-    let rows = sqlx::query(
-        "SELECT c.display_name, c.kind, c.nickname, c.progress, c.jobs_completed, c.first_seen, \
-         c.last_seen, (SELECT MIN(number) FROM jobs j WHERE j.holder = c.token AND j.status = 'pending') AS job \
-         FROM clients c ORDER BY c.last_seen DESC",
-    )
-    .fetch_all(db.pool())
-    .await?;
-    let mut per_type = std::collections::HashMap::<ClientType, u32>::new();
-    let mut clients = Vec::new();
-    for row in &rows {
-        let client_type = parse_type(row)?;
-        let seen = per_type.entry(client_type).or_default();
-        if limit.is_some_and(|limit| *seen >= limit) {
-            continue;
+    let rows = match limit {
+        None => {
+            sqlx::query(&format!(
+                "SELECT {SUMMARY_COLUMNS} FROM clients c ORDER BY c.last_seen DESC"
+            ))
+            .fetch_all(db.pool())
+            .await?
         }
-        *seen += 1;
-        let job: Option<i64> = row.try_get("job")?;
-        clients.push(ClientSummary {
-            display_name: row.try_get("display_name")?,
-            client_type,
-            nickname: row.try_get("nickname")?,
-            progress: row.try_get("progress")?,
-            jobs_completed: to_u64(row.try_get("jobs_completed")?),
-            first_seen: row.try_get("first_seen")?,
-            last_seen: row.try_get("last_seen")?,
-            job: job.map(to_u64),
-        });
-    }
-    Ok(clients)
+        Some(limit) => {
+            let per_type: Vec<String> = CLIENT_TYPES
+                .iter()
+                .map(|client_type| {
+                    let kind = client_type.as_str();
+                    format!(
+                        "SELECT token FROM (SELECT token FROM clients WHERE kind = '{kind}' \
+                         ORDER BY last_seen DESC LIMIT $1) AS latest_{kind}"
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "SELECT {SUMMARY_COLUMNS} FROM clients c WHERE c.token IN ({}) ORDER BY c.last_seen DESC",
+                per_type.join(" UNION ALL ")
+            );
+            sqlx::query(&sql)
+                .bind(i64::from(limit))
+                .fetch_all(db.pool())
+                .await?
+        }
+    };
+    rows.iter().map(summary).collect()
+}
+
+/// The client of `client_type` shown as `display_name`, if one is registered (the 2021
+/// per-worker page).
+pub async fn find(
+    db: &Db,
+    client_type: ClientType,
+    display_name: &str,
+) -> Result<Option<ClientSummary>, DbError> {
+    let row = sqlx::query(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM clients c WHERE c.display_name = $1 AND c.kind = $2 \
+         ORDER BY c.last_seen DESC LIMIT 1"
+    ))
+    .bind(display_name)
+    .bind(client_type.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    row.as_ref().map(summary).transpose()
 }
 
 /// Registered clients per type.
@@ -249,6 +274,27 @@ pub async fn count_by_type(db: &Db) -> Result<Vec<(ClientType, u64)>, DbError> {
     rows.iter()
         .map(|row| Ok((parse_type(row)?, to_u64(row.try_get("n")?))))
         .collect()
+}
+
+/// What [`summary`] reads, from `clients c`.
+const SUMMARY_COLUMNS: &str = "c.display_name, c.kind, c.nickname, c.progress, c.jobs_completed, \
+     c.first_seen, c.last_seen, \
+     (SELECT MIN(number) FROM jobs j WHERE j.holder = c.token AND j.status = 'pending') AS job";
+
+const CLIENT_TYPES: [ClientType; 3] = [ClientType::Hybrid, ClientType::Cpu, ClientType::Gpu];
+
+fn summary(row: &AnyRow) -> Result<ClientSummary, DbError> {
+    let job: Option<i64> = row.try_get("job")?;
+    Ok(ClientSummary {
+        display_name: row.try_get("display_name")?,
+        client_type: parse_type(row)?,
+        nickname: row.try_get("nickname")?,
+        progress: row.try_get("progress")?,
+        jobs_completed: to_u64(row.try_get("jobs_completed")?),
+        first_seen: row.try_get("first_seen")?,
+        last_seen: row.try_get("last_seen")?,
+        job: job.map(to_u64),
+    })
 }
 
 fn client(row: &AnyRow) -> Result<Client, DbError> {

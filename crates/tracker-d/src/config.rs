@@ -73,6 +73,9 @@ pub struct Settings {
     pub upload_address: Option<String>,
     /// Most jobs one client holds at once; a claim beyond it gets fewer jobs, or none.
     pub max_jobs_per_client: u32,
+    /// Dedup hashes a client may add to each set per job it completed or holds (see
+    /// `dedup::quota`).
+    pub dedup_per_job: u64,
 }
 
 /// A configuration that cannot work.
@@ -120,6 +123,9 @@ impl TryFrom<ServeArgs> for ServeConfig {
         if args.max_jobs_per_client == 0 {
             return fail("--max-jobs-per-client must be at least 1");
         }
+        if args.dedup_per_job == 0 {
+            return fail("--dedup-per-job must be at least 1");
+        }
         if args.max_bundle_bytes == 0 || args.max_json_bytes < 1024 || args.db_connections == 0 {
             return fail(
                 "--max-bundle-bytes, --db-connections must be positive and --max-json-bytes at least 1024",
@@ -146,6 +152,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 admin_secret: args.admin_secret.map(Secret),
                 upload_address: args.upload_address,
                 max_jobs_per_client: args.max_jobs_per_client,
+                dedup_per_job: args.dedup_per_job,
             },
         })
     }
@@ -172,6 +179,7 @@ mod tests {
         let config = parse(&[]).expect("valid");
         assert_eq!(config.settings.lease, Duration::from_secs(1800));
         assert_eq!(config.settings.max_jobs_per_client, 64);
+        assert_eq!(config.settings.dedup_per_job, 500_000);
         assert!(format!("{config:?}").contains("***"));
     }
 
@@ -185,6 +193,7 @@ mod tests {
             &["--lease", "3h"],
             &["--public-url", "ftp://x"],
             &["--max-jobs-per-client", "0"],
+            &["--dedup-per-job", "0"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }

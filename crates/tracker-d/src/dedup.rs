@@ -6,6 +6,8 @@
 //! entries). Check-and-add is one `INSERT … ON CONFLICT DO NOTHING RETURNING` per chunk inside
 //! one transaction, so two concurrent callers can never both be told a hash is new.
 
+pub mod quota;
+
 use std::collections::HashSet;
 
 use cah_protocol::ext::DedupSet;

@@ -122,19 +122,34 @@ fn claimed(
 }
 
 /// Claims every open CPU half of one WAT for `holder`, so the WAT is streamed once.
+///
+/// On PostgreSQL the WAT is chosen by locking its lowest open half, with `SKIP LOCKED`: the
+/// other half is no candidate while that one is open, so a rival whole-WAT claim skips the
+/// whole WAT. Locking whichever open half came first let a rival skip the half it locked and
+/// lock the other half of the same WAT, and each claim got one half. Locking the WAT's lower
+/// row whatever its state would not do either: a rival whose snapshot predates the winner's
+/// commit would lock it afterwards, pick the WAT and claim nothing. SQLite runs one writer at
+/// a time.
 pub async fn claim_whole_wat(
     db: &Db,
     holder: &str,
     lease_until: i64,
 ) -> Result<Vec<ClaimedJob>, DbError> {
-    let lock = match db.dialect() {
-        Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
-        Dialect::Sqlite => "",
+    let wat = match db.dialect() {
+        Dialect::Postgres => {
+            "SELECT half.wat_index FROM jobs half WHERE half.stage = 'cpu' AND half.status = 'open' \
+             AND half.shuffle_key >= $3 AND NOT EXISTS (SELECT 1 FROM jobs lower_half \
+             WHERE lower_half.wat_index = half.wat_index AND lower_half.number < half.number \
+             AND lower_half.stage = 'cpu' AND lower_half.status = 'open') \
+             ORDER BY half.shuffle_key, half.number LIMIT 1 FOR UPDATE SKIP LOCKED"
+        }
+        Dialect::Sqlite => {
+            "SELECT wat_index FROM jobs WHERE stage = 'cpu' AND status = 'open' AND shuffle_key >= $3 \
+             ORDER BY shuffle_key, number LIMIT 1"
+        }
     };
     let selection = format!(
-        "SELECT number FROM jobs WHERE stage = 'cpu' AND status = 'open' AND wat_index = \
-         (SELECT wat_index FROM jobs WHERE stage = 'cpu' AND status = 'open' AND shuffle_key >= $3 \
-         ORDER BY shuffle_key, number LIMIT 1 {lock})"
+        "SELECT number FROM jobs WHERE stage = 'cpu' AND status = 'open' AND wat_index = ({wat})"
     );
     let sql = claim_sql(db.dialect(), &selection);
     claim_above_floor(db, holder, Stage::Cpu, lease_until, &sql, |query| query).await

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub dedup_checked: AtomicU64,
     /// Hashes that were new.
     pub dedup_new: AtomicU64,
+    /// Dedup additions refused (client type or quota).
+    pub dedup_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -54,7 +56,7 @@ impl Metrics {
     /// Prometheus text exposition of the counters and the current job and client gauges.
     pub fn render(&self, stats: &Stats) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 15] = [
+        let counters: [(&str, &str, &AtomicU64); 16] = [
             (
                 "tracker_registrations_total",
                 "clients registered",
@@ -121,6 +123,11 @@ impl Metrics {
                 "tracker_dedup_new_total",
                 "hashes that were new",
                 &self.dedup_new,
+            ),
+            (
+                "tracker_dedup_refused_total",
+                "dedup additions refused for the client's type or quota",
+                &self.dedup_refused,
             ),
         ];
         for (name, help, counter) in counters {

@@ -18,7 +18,7 @@ use crate::client_cache::ClientCache;
 use crate::clients;
 use crate::config::Settings;
 use crate::db::{Db, DbError, now_ms};
-use crate::dedup;
+use crate::dedup::{self, quota};
 use crate::keyed_locks::KeyedLocks;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
@@ -42,6 +42,10 @@ pub enum TrackerError {
     /// The request is malformed or inconsistent (400).
     #[error("{0}")]
     Invalid(String),
+    /// The client may not do this (403): add to a dedup set of another role, or beyond its
+    /// quota.
+    #[error("{0}")]
+    Forbidden(String),
     /// Too many registrations from this address (429).
     #[error("too many registrations from this address, retry in {} s", .0.as_secs_f64().ceil().max(1.0))]
     RateLimited(Duration),
@@ -141,7 +145,7 @@ impl Tracker {
             now_ms(),
         )
         .await?;
-        self.clients.insert(client.clone(), None, now_ms());
+        self.clients.insert(client.clone(), 0, None, now_ms());
         self.metrics.inc(&self.metrics.registrations);
         tracing::info!(display_name = %client.display_name, %nickname, client_type = %client_type, %address, "client registered");
         Ok(NewResponse {
@@ -170,11 +174,11 @@ impl Tracker {
         if let Some(client) = self.clients.touch(token, progress.as_deref(), now) {
             return Ok(client);
         }
-        let client = clients::lookup(&self.db, token)
+        let (client, jobs_completed) = clients::lookup(&self.db, token)
             .await?
             .ok_or(TrackerError::UnknownToken)?;
         self.clients
-            .insert(client.clone(), progress.as_deref(), now);
+            .insert(client.clone(), jobs_completed, progress.as_deref(), now);
         Ok(client)
     }
 
@@ -212,7 +216,7 @@ impl Tracker {
         Ok(())
     }
 
-    /// `/api/ext/dedup`.
+    /// `/api/ext/dedup`. Adding is limited by client type and by a quota (see [`quota`]).
     pub async fn dedup(
         &self,
         token: &str,
@@ -220,21 +224,74 @@ impl Tracker {
         hashes: &[u64],
         add: bool,
     ) -> Result<Vec<bool>, TrackerError> {
-        self.client(token, None).await?;
+        let client = self.client(token, None).await?;
         if hashes.len() > dedup::MAX_HASHES_PER_REQUEST {
             return Err(TrackerError::Invalid(format!(
                 "at most {} hashes per request",
                 dedup::MAX_HASHES_PER_REQUEST
             )));
         }
-        let new = dedup::check(&self.db, set, hashes, add).await?;
-        self.metrics
-            .add(&self.metrics.dedup_checked, hashes.len() as u64);
-        self.metrics.add(
-            &self.metrics.dedup_new,
-            new.iter().filter(|is_new| **is_new).count() as u64,
-        );
+        let n_hashes = hashes.len() as u64;
+        if add {
+            self.reserve_dedup(&client, set, n_hashes).await?;
+        }
+        let new = match dedup::check(&self.db, set, hashes, add).await {
+            Ok(new) => new,
+            Err(error) => {
+                if add {
+                    self.clients.refund_dedup(&client.token, set, n_hashes);
+                }
+                return Err(error.into());
+            }
+        };
+        let n_new = new.iter().filter(|is_new| **is_new).count() as u64;
+        if add {
+            self.clients
+                .refund_dedup(&client.token, set, n_hashes - n_new);
+        }
+        self.metrics.add(&self.metrics.dedup_checked, n_hashes);
+        self.metrics.add(&self.metrics.dedup_new, n_new);
         Ok(new)
+    }
+
+    /// Takes `n_hashes` from `client`'s quota for `set`, or refuses the addition.
+    async fn reserve_dedup(
+        &self,
+        client: &clients::Client,
+        set: DedupSet,
+        n_hashes: u64,
+    ) -> Result<(), TrackerError> {
+        if !quota::may_add(client.client_type, set) {
+            self.metrics.inc(&self.metrics.dedup_refused);
+            return Err(TrackerError::Forbidden(format!(
+                "{} clients may not add to the {} set",
+                client.client_type,
+                set.as_str()
+            )));
+        }
+        let n_held = crate::jobs::held(&self.db, &client.token).await?.len() as u64;
+        let reserved = self
+            .clients
+            .reserve_dedup(&client.token, set, n_hashes, |n_completed| {
+                quota::allowance(self.settings.dedup_per_job, n_completed, n_held)
+            });
+        match reserved {
+            Ok(true) => Ok(()),
+            // Forgotten since the lookup (reaped, or said bye).
+            Ok(false) => Err(TrackerError::UnknownToken),
+            Err(over) => {
+                self.metrics.inc(&self.metrics.dedup_refused);
+                tracing::debug!(display_name = %client.display_name, set = set.as_str(), n_hashes, added = over.added, allowance = over.allowance, "dedup addition over quota");
+                Err(TrackerError::Forbidden(format!(
+                    "dedup quota reached: {} of the {} hashes this client may add to the {} set \
+                     are used, {n_hashes} more asked (each job it completes or holds allows {} more)",
+                    over.added,
+                    over.allowance,
+                    set.as_str(),
+                    self.settings.dedup_per_job
+                )))
+            }
+        }
     }
 
     /// Dashboard figures, recounted at most every few seconds.

@@ -4,6 +4,7 @@
 mod tracker {
     mod auth;
     mod claim_order;
+    mod clients;
     mod concurrency;
     mod crash;
     mod dedup;
@@ -14,4 +15,5 @@ mod tracker {
     mod limits;
     mod staging;
     mod support;
+    mod whole_wat;
 }

@@ -10,7 +10,8 @@ on_both_databases!(dedup_reports_new_then_seen, info_clients_and_data);
 
 async fn dedup_reports_new_then_seen(backend: Backend) {
     let tracker = RealTracker::start(backend, &[]).await;
-    let session = tracker.register("dedup", ClientType::Gpu).await;
+    // A hybrid client may add to every set (a GPU client only to `clipped` and `main`).
+    let session = tracker.register("dedup", ClientType::Hybrid).await;
     let big = u64::MAX - 3;
     let check = async |set: DedupSet, hashes: &[u64], add: bool| {
         session

@@ -14,6 +14,9 @@ use super::{Db, DbError, Dialect};
 /// URL supersedes the previous key), and `reserved_from` marks a job that a tokenless 2021
 /// `lookup-wat` reserved for a client at that address (see `tracker::full_wat`). Every claim
 /// clears both; neither is indexed, so heartbeats stay HOT on PostgreSQL.
+///
+/// Version 3: `clients_kind_last_seen` lets the dashboard read each type's most recent
+/// clients without reading them all.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE jobs (
@@ -85,6 +88,9 @@ CREATE TABLE meta (
     r#"
 ALTER TABLE jobs ADD COLUMN upload_key TEXT;
 ALTER TABLE jobs ADD COLUMN reserved_from TEXT;
+"#,
+    r#"
+CREATE INDEX clients_kind_last_seen ON clients (kind, last_seen);
 "#,
 ];
 

@@ -69,6 +69,7 @@ fn status_of(error: &TrackerError, legacy: bool) -> (StatusCode, String, Option<
         TrackerError::NotHeld(_) if legacy => StatusCode::FORBIDDEN,
         TrackerError::NotHeld(_) => StatusCode::CONFLICT,
         TrackerError::Invalid(_) => StatusCode::BAD_REQUEST,
+        TrackerError::Forbidden(_) => StatusCode::FORBIDDEN,
         TrackerError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
         TrackerError::Unauthorized => StatusCode::UNAUTHORIZED,
         TrackerError::Staging(staging) => match staging {

@@ -45,13 +45,10 @@ pub(super) async fn worker_data(
 ) -> Result<Response, AppError> {
     let client_type = ClientType::parse(&client_type)
         .ok_or_else(|| TrackerError::Invalid(format!("unknown client type {client_type:?}")))?;
-    let clients = crate::clients::list(tracker.db(), None)
+    let client = crate::clients::find(tracker.db(), client_type, &display_name)
         .await
         .map_err(TrackerError::from)?;
-    let Some(client) = clients
-        .into_iter()
-        .find(|client| client.client_type == client_type && client.display_name == display_name)
-    else {
+    let Some(client) = client else {
         return Ok((StatusCode::NOT_FOUND, "worker not found").into_response());
     };
     Ok(Json(WorkerData {

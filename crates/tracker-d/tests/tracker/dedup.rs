@@ -107,3 +107,133 @@ async fn concurrent_callers_never_both_get_new() {
         tracker.stop().await;
     }
 }
+
+async fn add(tracker: &TestTracker, token: &str, set: &str, hashes: &[u64]) -> (u16, String) {
+    tracker
+        .post(
+            "/api/ext/dedup",
+            &json!({"token": token, "set": set, "hashes": hashes, "add": true}),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn clients_add_only_to_the_sets_of_their_role() {
+    for backend in BACKENDS {
+        let tracker = TestTracker::start(backend, &[]).await;
+        let cpu = tracker.register("scraper", "CPU").await;
+        let gpu = tracker.register("scorer", "GPU").await;
+        let hybrid = tracker.register("both", "HYBRID").await;
+        for set in ["clipped", "main"] {
+            let (status, text) = add(&tracker, &cpu, set, &[1, 2]).await;
+            assert_eq!(status, 403, "{backend:?} {set}: {text}");
+            assert!(
+                text.contains(&format!("CPU clients may not add to the {set} set")),
+                "{text}"
+            );
+            assert_eq!(
+                check(&tracker, &cpu, set, &[1, 2], false).await,
+                [true, true],
+                "{backend:?}: checking stays open, and the refused add added nothing"
+            );
+        }
+        assert_eq!(check(&tracker, &cpu, "parsed", &[1], true).await, [true]);
+        for set in ["clipped", "main"] {
+            assert_eq!(check(&tracker, &gpu, set, &[1], true).await, [true]);
+        }
+        let (status, text) = add(&tracker, &gpu, "parsed", &[7]).await;
+        assert_eq!(status, 403, "{backend:?}: {text}");
+        assert!(
+            text.contains("GPU clients may not add to the parsed set"),
+            "{text}"
+        );
+        for set in ["parsed", "clipped", "main"] {
+            assert_eq!(check(&tracker, &hybrid, set, &[2], true).await, [true]);
+        }
+        let (_, metrics) = tracker.get("/metrics").await;
+        assert!(
+            metrics.contains("tracker_dedup_refused_total 3"),
+            "{metrics}"
+        );
+        tracker.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn additions_are_bounded_by_the_jobs_a_client_completed_or_holds() {
+    const PER_JOB: u64 = 1_000;
+    for backend in BACKENDS {
+        let tracker = TestTracker::start(backend, &["--dedup-per-job", "1000"]).await;
+        tracker.import(1, 0).await;
+        let cpu = tracker.register("scraper", "CPU").await;
+        let mut next = 0_u64;
+        let mut fresh = |n: u64| {
+            let hashes: Vec<u64> = (next..next + n).collect();
+            next += n;
+            hashes
+        };
+        // Without a job, one job's worth.
+        let first = fresh(PER_JOB / 2);
+        assert_eq!(add(&tracker, &cpu, "parsed", &first).await.0, 200);
+        let flags = check(&tracker, &cpu, "parsed", &first, true).await;
+        assert!(
+            flags.iter().all(|new| !new),
+            "{backend:?}: adding them again adds nothing"
+        );
+        let (status, text) = add(&tracker, &cpu, "parsed", &fresh(PER_JOB / 2)).await;
+        assert_eq!(
+            status, 200,
+            "{backend:?}: hashes that were not new cost nothing: {text}"
+        );
+        let refused = fresh(1);
+        let (status, text) = add(&tracker, &cpu, "parsed", &refused).await;
+        assert_eq!(status, 403, "{backend:?}: {text}");
+        assert!(text.contains("dedup quota reached"), "{text}");
+        assert!(
+            check(&tracker, &cpu, "parsed", &refused, false).await[0],
+            "the refused hash was not added"
+        );
+        // Each set has its own quota; another client has its own too.
+        let gpu = tracker.register("scorer", "GPU").await;
+        assert_eq!(add(&tracker, &gpu, "clipped", &fresh(PER_JOB)).await.0, 200);
+        assert_eq!(add(&tracker, &gpu, "main", &fresh(PER_JOB)).await.0, 200);
+        assert_eq!(add(&tracker, &gpu, "main", &fresh(1)).await.0, 403);
+
+        // A held job allows one more job's worth, and completing it keeps that.
+        let jobs = tracker.claim(&cpu, 1, false).await;
+        assert_eq!(jobs.len(), 1);
+        let number = jobs[0]["number"].as_u64().unwrap();
+        assert_eq!(
+            add(&tracker, &cpu, "parsed", &fresh(PER_JOB / 2)).await.0,
+            200
+        );
+        let bundle = tracker.upload(&cpu, number, b"bundle".to_vec()).await;
+        let (status, text) = tracker
+            .post(
+                "/api/ext/complete",
+                &json!({"token": cpu, "number": number, "bundle": bundle}),
+            )
+            .await;
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(
+            add(&tracker, &cpu, "parsed", &fresh(PER_JOB / 2)).await.0,
+            200
+        );
+        assert_eq!(add(&tracker, &cpu, "parsed", &fresh(1)).await.0, 403);
+
+        // A restarted tracker counts anew, and still knows the jobs the client completed.
+        let (dir, database_url) = tracker.stop().await;
+        let tracker = TestTracker::start_on(dir, database_url, &["--dedup-per-job", "1000"]).await;
+        assert_eq!(
+            add(&tracker, &cpu, "parsed", &fresh(2 * PER_JOB)).await.0,
+            200
+        );
+        assert_eq!(add(&tracker, &cpu, "parsed", &fresh(1)).await.0, 403);
+        let (_, metrics) = tracker.get("/metrics").await;
+        assert!(
+            metrics.contains("tracker_dedup_refused_total 1"),
+            "{metrics}"
+        );
+        tracker.stop().await;
+    }
+}

@@ -1,0 +1,106 @@
+//! The client listings: the dashboard's most recent clients per type, and the per-worker page.
+
+use super::support;
+
+use cah_protocol::ClientType;
+use support::{BACKENDS, Backend, TestTracker};
+use tracker_d::clients;
+use tracker_d::db::{Db, now_ms};
+
+#[tokio::test]
+async fn a_limited_list_holds_each_types_most_recent_clients() {
+    for backend in BACKENDS {
+        listing(backend).await;
+    }
+}
+
+async fn listing(backend: Backend) {
+    let tracker = TestTracker::start(backend, &[]).await;
+    tracker.import(1, 0).await;
+    let db = Db::connect(&tracker.database_url, 2).await.expect("db");
+    // Registered one millisecond apart, so "most recent" is well defined.
+    let start = now_ms() - 1_000;
+    let mut registered = Vec::new();
+    for (index, client_type) in [ClientType::Cpu; 7]
+        .into_iter()
+        .chain([ClientType::Gpu; 3])
+        .chain([ClientType::Hybrid; 5])
+        .enumerate()
+    {
+        let client = clients::register(
+            &db,
+            &format!("nick{index}"),
+            client_type,
+            "127.0.0.1",
+            start + index as i64,
+        )
+        .await
+        .expect("register");
+        registered.push(client);
+    }
+    let newest_cpu = &registered[6];
+    let claimed = tracker_d::jobs::claim(
+        &db,
+        &newest_cpu.token,
+        tracker_d::jobs::Stage::Cpu,
+        1,
+        now_ms() + 60_000,
+    )
+    .await
+    .expect("claim");
+    assert_eq!(claimed.len(), 1);
+
+    let listed = clients::list(&db, Some(2)).await.expect("list");
+    let names: Vec<&str> = listed.iter().map(|c| c.display_name.as_str()).collect();
+    let expected: Vec<&str> = [14, 13, 9, 8, 6, 5]
+        .iter()
+        .map(|index| registered[*index].display_name.as_str())
+        .collect();
+    assert_eq!(
+        names, expected,
+        "{backend:?}: two per type, most recent first"
+    );
+    let cpu = listed
+        .iter()
+        .find(|c| c.display_name == newest_cpu.display_name)
+        .expect("listed");
+    assert_eq!(cpu.job, Some(claimed[0].number));
+    assert_eq!(cpu.client_type, ClientType::Cpu);
+    assert_eq!(cpu.nickname, "nick6");
+    assert!(listed.iter().filter(|c| c.job.is_some()).count() == 1);
+
+    assert_eq!(clients::list(&db, Some(50)).await.expect("list").len(), 15);
+    let all = clients::list(&db, None).await.expect("list");
+    assert_eq!(all.len(), 15);
+    assert!(
+        all.windows(2)
+            .all(|pair| pair[0].last_seen >= pair[1].last_seen)
+    );
+
+    let found = clients::find(&db, ClientType::Cpu, &newest_cpu.display_name)
+        .await
+        .expect("find")
+        .expect("found");
+    assert_eq!(found.job, Some(claimed[0].number));
+    assert!(
+        clients::find(&db, ClientType::Gpu, &newest_cpu.display_name)
+            .await
+            .expect("find")
+            .is_none(),
+        "the type must match too"
+    );
+    let (status, body) = tracker
+        .get(&format!("/worker/cpu/{}/data", newest_cpu.display_name))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"user_nickname\":\"nick6\""), "{body}");
+    assert_eq!(
+        tracker
+            .get(&format!("/worker/gpu/{}/data", newest_cpu.display_name))
+            .await
+            .0,
+        404
+    );
+    db.close().await;
+    tracker.stop().await;
+}
