@@ -3,9 +3,10 @@
 //! Only flat names are accepted (`{sample_id}.{jpg|png|webp}`, `samples.jsonl`, `stats.json`):
 //! no directories, links, absolute paths or `..`. Every entry is size-capped before it is read,
 //! every image must be listed in `samples.jsonl` and match its byte count and SHA-256, and
-//! sample IDs must lie in the job's range. Any violation rejects the whole bundle.
+//! sample IDs must lie in the job's range, each listed once. Any violation rejects the whole
+//! bundle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 
@@ -22,6 +23,9 @@ pub const MAX_ENTRIES: usize = 200_000;
 /// Why a bundle is rejected; the text goes to the tracker as the invalid reason.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
+    /// The downloaded file could not be opened: a local failure, not the bundle's.
+    #[error("failed to open the downloaded bundle")]
+    Open(#[source] std::io::Error),
     #[error("failed to read the bundle tar")]
     Io(#[from] std::io::Error),
     #[error("entry {name:?} is not allowed: {reason}")]
@@ -47,7 +51,7 @@ pub struct Sample {
 
 /// Reads and checks the bundle at `path` for a job owning sample IDs `start_id..end_id`.
 pub fn read_bundle(path: &Path, start_id: u64, end_id: u64) -> Result<Vec<Sample>, BundleError> {
-    let file = std::fs::File::open(path)?;
+    let file = std::fs::File::open(path).map_err(BundleError::Open)?;
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
     let mut images: HashMap<String, Vec<u8>> = HashMap::new();
     let mut samples_text: Option<Vec<u8>> = None;
@@ -90,6 +94,7 @@ pub fn read_bundle(path: &Path, start_id: u64, end_id: u64) -> Result<Vec<Sample
     }
     let samples_text = samples_text.ok_or(BundleError::NoSamples)?;
     let mut samples = Vec::new();
+    let mut sample_ids = HashSet::new();
     for (index, line) in samples_text.split(|byte| *byte == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -103,6 +108,13 @@ pub fn read_bundle(path: &Path, start_id: u64, end_id: u64) -> Result<Vec<Sample
         if !(start_id..end_id).contains(&meta.sample_id) {
             return Err(bad_sample(format!(
                 "sample id {} is outside the job's range {start_id}..{end_id}",
+                meta.sample_id
+            )));
+        }
+        // `5.jpg` and `5.png` are two files, but one sample ID must name one pair.
+        if !sample_ids.insert(meta.sample_id) {
+            return Err(bad_sample(format!(
+                "sample id {} is repeated",
                 meta.sample_id
             )));
         }
@@ -169,6 +181,69 @@ fn bad(name: &str, reason: &'static str) -> BundleError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample(sample_id: u64, file: &str, image: &[u8]) -> BundleSample {
+        BundleSample {
+            sample_id,
+            file: file.to_owned(),
+            url: format!("http://img.test/{file}"),
+            final_url: format!("http://img.test/{file}"),
+            alt: "a cat".to_owned(),
+            page_url: "http://page.test/".to_owned(),
+            license: None,
+            language: None,
+            original_width: 1,
+            original_height: 1,
+            width: 1,
+            height: 1,
+            bytes: image.len() as u64,
+            sha256: hex::encode(Sha256::digest(image)),
+        }
+    }
+
+    /// Writes a bundle of `(file, bytes)` images and their `samples` to a temporary file.
+    fn write_bundle(images: &[(&str, &[u8])], samples: &[BundleSample]) -> tempfile::TempPath {
+        let mut builder = tar::Builder::new(Vec::new());
+        let lines: String = samples
+            .iter()
+            .map(|sample| serde_json::to_string(sample).expect("json") + "\n")
+            .collect();
+        let metadata = [(SAMPLES_FILE, lines.as_bytes()), (STATS_FILE, &b"{}"[..])];
+        for (name, bytes) in images.iter().copied().chain(metadata) {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, name, bytes)
+                .expect("append");
+        }
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), builder.into_inner().expect("tar")).expect("write");
+        file.into_temp_path()
+    }
+
+    #[test]
+    fn distinct_sample_ids_are_read() {
+        let images: [(&str, &[u8]); 2] = [("5.jpg", b"jpeg"), ("6.png", b"png")];
+        let samples = [sample(5, "5.jpg", b"jpeg"), sample(6, "6.png", b"png")];
+        let path = write_bundle(&images, &samples);
+        let read = read_bundle(&path, 0, 10).expect("a good bundle");
+        let ids: Vec<u64> = read.iter().map(|sample| sample.meta.sample_id).collect();
+        assert_eq!(ids, [5, 6]);
+    }
+
+    #[test]
+    fn repeated_sample_ids_are_rejected() {
+        let images: [(&str, &[u8]); 2] = [("5.jpg", b"jpeg"), ("5.png", b"png")];
+        let samples = [sample(5, "5.jpg", b"jpeg"), sample(5, "5.png", b"png")];
+        let path = write_bundle(&images, &samples);
+        let error = read_bundle(&path, 0, 10).expect_err("sample 5 twice");
+        assert!(
+            matches!(&error, BundleError::BadSample { line: 2, detail } if detail == "sample id 5 is repeated"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn names_are_flat() {

@@ -163,6 +163,7 @@ pub async fn run_with_listener(
             work_dir: work_dir.clone(),
             http: jobs::bundle_client()?,
             metrics: Arc::clone(&metrics),
+            backoff: Arc::default(),
         },
         job_sender,
         stop_claiming.clone(),

@@ -98,7 +98,7 @@ impl Metrics {
             ),
             (
                 "clip_jobs_released_total",
-                "GPU jobs released at the drain deadline.",
+                "GPU jobs released at the drain deadline or after a failed download.",
                 &self.jobs_released,
             ),
             (

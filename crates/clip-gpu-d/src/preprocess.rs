@@ -22,7 +22,7 @@ use image::{ImageFormat, ImageReader, Limits};
 use rayon::prelude::*;
 use tracing::debug;
 
-use resample::{Image8, resize_bicubic};
+use resample::{Image8, resize_bicubic_crop};
 
 /// Largest decoded side we accept; larger images are refused before decoding.
 pub const MAX_IMAGE_SIDE: u32 = 16_384;
@@ -141,19 +141,12 @@ fn decode_rgb(bytes: &[u8]) -> Result<Decoded, PreprocessError> {
     })
 }
 
-/// Resize of the shorter side to `side`, then the centre crop.
+/// Resize of the shorter side to `side`, then the centre crop; only the kept pixels are
+/// resampled (see `resize_bicubic_crop`), so an extreme aspect ratio costs no more than a square.
 fn transform(image: &Image8, side: usize) -> Vec<u8> {
     let (width, height) = resized_size(image.width, image.height, side);
-    let resized = resize_bicubic(image, width, height);
-    let top = crop_offset(height, side);
-    let left = crop_offset(width, side);
-    let channels = resized.channels;
-    let mut out = Vec::with_capacity(side * side * channels);
-    for y in top..top + side {
-        let start = (y * resized.width + left) * channels;
-        out.extend_from_slice(&resized.pixels[start..start + side * channels]);
-    }
-    out
+    let (left, top) = (crop_offset(width, side), crop_offset(height, side));
+    resize_bicubic_crop(image, (width, height), left..left + side, top..top + side).pixels
 }
 
 /// torchvision's `_compute_resized_output_size` for an int size: the long side is truncated.
@@ -208,6 +201,28 @@ mod tests {
         let pixels = preprocess(&png, 32).expect("preprocess");
         assert_eq!(pixels.len(), 32 * 32 * 3);
         assert!(preprocess(b"not an image", 32).is_err());
+    }
+
+    #[test]
+    fn an_extreme_aspect_ratio_resamples_only_the_crop() {
+        // A small PNG (about 100 bytes at best compression, 20 KB here): one column of 16,384
+        // pixels, within the decoding limits.
+        let image = image::RgbImage::from_pixel(1, MAX_IMAGE_SIDE, image::Rgb([200, 100, 50]));
+        let mut png = Vec::new();
+        image
+            .write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+            .expect("encode png");
+        assert!(png.len() < 64 * 1024, "{} bytes", png.len());
+        // The whole resize would be 224×3,670,016 pixels (2.3 GiB of RGB).
+        let (width, height) = resized_size(1, MAX_IMAGE_SIDE as usize, 224);
+        assert_eq!((width, height), (224, 3_670_016));
+        assert_eq!(crop_offset(height, 224), 1_834_896);
+        let pixels = preprocess(&png, 224).expect("preprocess");
+        assert_eq!(pixels.len(), 224 * 224 * 3);
+        assert!(
+            pixels.chunks_exact(3).all(|pixel| pixel == [200, 100, 50]),
+            "a flat image stays flat"
+        );
     }
 
     fn encode_jpeg(image: impl Into<image::DynamicImage>) -> Vec<u8> {

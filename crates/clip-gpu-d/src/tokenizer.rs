@@ -6,7 +6,7 @@
 //! Vocabulary and merges are read from the checkpoint's Hugging Face `tokenizer.json`, whose
 //! BPE model holds OpenAI's vocabulary; the algorithm around them is OpenAI's, not Hugging
 //! Face's (`CLIPTokenizer` skips ftfy and HTML unescaping, so it is not the reference).
-//! The BPE itself is ours rather than the `tokenizers` crate's: it is ~60 lines, keeps OpenAI's
+//! The BPE itself is ours rather than the `tokenizers` crate's: it is short, keeps OpenAI's
 //! case-insensitive split regex (which `tokenizer.json` loses: "'ſt" splits as `'s`+`t` in
 //! OpenAI's code), stops early once 77 tokens are certain, and avoids a C regex dependency.
 //! The parity test (tests/parity/tokenizer.rs) measures it against OpenAI's `SimpleTokenizer`.
@@ -27,6 +27,20 @@ pub const CONTEXT_LENGTH: usize = 77;
 const START_TOKEN: &str = "<|startoftext|>";
 const END_TOKEN: &str = "<|endoftext|>";
 const END_OF_WORD: &str = "</w>";
+/// Longest caption prefix that is cleaned and tokenized, in bytes; the rest is ignored.
+///
+/// Hostile input must not buy unbounded work: ftfy runs over the whole text before the token
+/// limit can stop anything. 64 KiB is 32 times the scraper's 2,000-character alt cap (at most
+/// 8,000 bytes) and far above any text that yields 77 tokens (76 tokens take a few hundred
+/// bytes of ordinary text), so no caption that reaches us from the scraper is cut.
+pub const MAX_CAPTION_BYTES: usize = 64 * 1024;
+/// Longest word (one match of the split pattern) that goes through BPE, in bytes; the rest of
+/// the word is ignored.
+///
+/// BPE is quadratic in the length of one word. 8,192 bytes hold any word of a 2,000-character
+/// alt text (4 bytes per character at most), so ordinary captions keep their tokens exactly;
+/// a longer word yields far more than 77 tokens from its first 8,192 bytes anyway.
+pub const MAX_WORD_BYTES: usize = 8 * 1024;
 
 /// Errors of loading the tokenizer.
 #[derive(Debug, thiserror::Error)]
@@ -147,13 +161,15 @@ impl Tokenizer {
             .collect()
     }
 
-    /// Encodes until at least `limit` ids exist; later words cannot change earlier ids.
+    /// Encodes until at least `limit` ids exist; later words cannot change earlier ids. Only the
+    /// first [`MAX_CAPTION_BYTES`] of `text` and the first [`MAX_WORD_BYTES`] of each word count.
     fn encode_up_to(&self, text: &str, limit: usize) -> Vec<i64> {
         static PATTERN: LazyLock<Regex> = LazyLock::new(|| {
             // Case-insensitive like OpenAI's (`re.IGNORECASE`): "'ſ" matches `'s` by case folding.
             Regex::new(r"(?i)<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+")
                 .expect("valid regex")
         });
+        let text = &text[..text.floor_char_boundary(MAX_CAPTION_BYTES)];
         let cleaned = clean::whitespace_clean(&clean::basic_clean(text)).to_lowercase();
         let mut ids = Vec::new();
         for word in PATTERN.find_iter(&cleaned) {
@@ -161,6 +177,7 @@ impl Tokenizer {
                 break;
             }
             let word = word.as_str();
+            let word = &word[..word.floor_char_boundary(MAX_WORD_BYTES)];
             if word == START_TOKEN || word == END_TOKEN {
                 ids.push(if word == START_TOKEN {
                     self.start_id
@@ -183,8 +200,78 @@ impl Tokenizer {
         ids
     }
 
-    /// Repeatedly merges the adjacent pair of lowest rank (OpenAI's `bpe`).
+    /// Repeatedly merges the adjacent pair of lowest rank (OpenAI's `bpe`), in O(n log n).
+    ///
+    /// OpenAI's loop finds the lowest-ranked pair, merges its occurrences left to right, and
+    /// starts over: quadratic in the word's length. Here a heap holds every adjacent pair by
+    /// (rank, position) and pops them in that order, skipping pairs a merge has changed. That is
+    /// the same order of merges: a pair that a merge creates contains the merged token, and a
+    /// merge that uses a token was learned after the merge that made it, so the new pair ranks
+    /// after the current one, which is finished first, left to right, as OpenAI's loop does.
+    /// `bpe_reference` (OpenAI's loop) checks this in the tests.
     fn bpe(&self, token: &str) -> Vec<String> {
+        const NONE: usize = usize::MAX;
+        let mut symbols: Vec<String> = token.chars().map(String::from).collect();
+        if let Some(last) = symbols.last_mut() {
+            last.push_str(END_OF_WORD);
+        }
+        let n_symbols = symbols.len();
+        let mut next: Vec<usize> = (1..=n_symbols)
+            .map(|index| if index < n_symbols { index } else { NONE })
+            .collect();
+        let mut previous: Vec<usize> = (0..n_symbols)
+            .map(|index| index.checked_sub(1).unwrap_or(NONE))
+            .collect();
+        let rank_at = |symbols: &[String], next: &[usize], left: usize| {
+            let right = next[left];
+            (right != NONE)
+                .then(|| {
+                    self.ranks
+                        .get(&(symbols[left].clone(), symbols[right].clone()))
+                        .copied()
+                })
+                .flatten()
+        };
+        let mut heap = std::collections::BinaryHeap::new();
+        for left in 0..n_symbols {
+            if let Some(rank) = rank_at(&symbols, &next, left) {
+                heap.push(std::cmp::Reverse((rank, left)));
+            }
+        }
+        while let Some(std::cmp::Reverse((rank, left))) = heap.pop() {
+            // A merged-away symbol is empty; a changed pair has another rank (or none).
+            if symbols[left].is_empty() || rank_at(&symbols, &next, left) != Some(rank) {
+                continue;
+            }
+            let right = next[left];
+            let merged = std::mem::take(&mut symbols[right]);
+            symbols[left].push_str(&merged);
+            next[left] = next[right];
+            if next[right] != NONE {
+                previous[next[right]] = left;
+            }
+            if let Some(rank) = rank_at(&symbols, &next, left) {
+                heap.push(std::cmp::Reverse((rank, left)));
+            }
+            let before = previous[left];
+            if before != NONE
+                && let Some(rank) = rank_at(&symbols, &next, before)
+            {
+                heap.push(std::cmp::Reverse((rank, before)));
+            }
+        }
+        let mut word = Vec::new();
+        let mut index = if n_symbols == 0 { NONE } else { 0 };
+        while index != NONE {
+            word.push(std::mem::take(&mut symbols[index]));
+            index = next[index];
+        }
+        word
+    }
+
+    /// OpenAI's `bpe` as written: the reference for [`bpe`](Self::bpe) in the tests.
+    #[cfg(test)]
+    fn bpe_reference(&self, token: &str) -> Vec<String> {
         let mut word: Vec<String> = token.chars().map(String::from).collect();
         if let Some(last) = word.last_mut() {
             last.push_str(END_OF_WORD);
@@ -237,6 +324,77 @@ fn bytes_to_unicode() -> [char; 256] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pseudo-random generator for the tests.
+    fn next_random(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    /// A tokenizer over `a`, `b` and `c` with 60 merges learned in order: each merge joins two
+    /// tokens that earlier merges made, as BPE training does.
+    fn small_tokenizer() -> Tokenizer {
+        let mut tokens: Vec<String> = ["a", "b", "c"]
+            .iter()
+            .flat_map(|letter| [letter.to_string(), format!("{letter}{END_OF_WORD}")])
+            .collect();
+        let mut ranks = HashMap::new();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        while ranks.len() < 60 {
+            let first = tokens[next_random(&mut state) as usize % tokens.len()].clone();
+            let second = tokens[next_random(&mut state) as usize % tokens.len()].clone();
+            // A token ending a word is only ever the right half.
+            if first.ends_with(END_OF_WORD) || ranks.contains_key(&(first.clone(), second.clone()))
+            {
+                continue;
+            }
+            let merged = format!("{first}{second}");
+            if tokens.contains(&merged) {
+                continue;
+            }
+            ranks.insert((first, second), ranks.len());
+            tokens.push(merged);
+        }
+        let encoder = tokens
+            .into_iter()
+            .zip(0..)
+            .chain([(START_TOKEN.to_owned(), -1), (END_TOKEN.to_owned(), -2)])
+            .collect();
+        Tokenizer {
+            encoder,
+            ranks,
+            byte_encoder: bytes_to_unicode(),
+            start_id: -1,
+            end_id: -2,
+        }
+    }
+
+    #[test]
+    fn bpe_merges_as_openai_does() {
+        let tokenizer = small_tokenizer();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..3_000 {
+            let length = next_random(&mut state) as usize % 40;
+            let word: String = (0..length)
+                .map(|_| ['a', 'b', 'c'][next_random(&mut state) as usize % 3])
+                .collect();
+            assert_eq!(
+                tokenizer.bpe(&word),
+                tokenizer.bpe_reference(&word),
+                "{word:?}"
+            );
+        }
+        // Runs, where merges overlap.
+        for word in ["aaaaaaa", "abababab", "aabbaabbaabb", "ccccccccc", ""] {
+            assert_eq!(
+                tokenizer.bpe(word),
+                tokenizer.bpe_reference(word),
+                "{word:?}"
+            );
+        }
+    }
 
     #[test]
     fn byte_table_matches_gpt2() {

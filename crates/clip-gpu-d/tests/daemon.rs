@@ -9,6 +9,8 @@
 mod dataset;
 #[path = "daemon/drain.rs"]
 mod drain;
+#[path = "daemon/fetch.rs"]
+mod fetch;
 #[path = "daemon/forgotten.rs"]
 mod forgotten;
 #[allow(dead_code)]

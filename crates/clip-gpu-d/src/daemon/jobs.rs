@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::holdings::Claim;
 use super::registration::Registration;
@@ -40,15 +40,22 @@ pub(super) struct ClaimContext {
     pub(super) work_dir: PathBuf,
     pub(super) http: reqwest::Client,
     pub(super) metrics: Arc<Metrics>,
+    pub(super) backoff: Arc<Backoff>,
 }
 
-/// Why a fetched bundle cannot be used; reported to the tracker as invalid.
+/// How long the claimer waits after a local failure (disk full, unwritable download folder)
+/// before it claims again: claiming at once would only fail the next job the same way.
+pub(super) const LOCAL_ERROR_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Why a bundle could not be fetched; [`FetchError::verdict`] says what that means for the job.
 #[derive(Debug, thiserror::Error)]
 enum FetchError {
     #[error("bundle url {0:?} is not an http(s) url")]
     NotHttp(String),
     #[error("bundle download failed: {0}")]
     Http(String),
+    #[error("the bundle is gone (HTTP {0})")]
+    Gone(u16),
     #[error("bundle is larger than {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("bundle has {got} bytes, the tracker said {expected}")]
@@ -61,6 +68,63 @@ enum FetchError {
     Bundle(#[from] crate::bundle::BundleError),
     #[error("local io failed: {0}")]
     Local(String),
+}
+
+/// What a failed fetch does with the job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// The bundle is proven bad (its bytes or content fail the checks) or the job has none:
+    /// report it invalid, so that the job is scraped again.
+    Invalid,
+    /// The download failed on the way (HTTP status, connection, stall): release the job, whose
+    /// bundle may be fine, for another try, and stop claiming for the poll interval.
+    Release,
+    /// This machine failed (disk, permissions, a panicked task): release the job and stop
+    /// claiming for [`LOCAL_ERROR_BACKOFF`].
+    ReleaseAndBackOff,
+}
+
+impl FetchError {
+    fn verdict(&self) -> Verdict {
+        match self {
+            FetchError::Http(_) => Verdict::Release,
+            FetchError::Local(_) | FetchError::Bundle(crate::bundle::BundleError::Open(_)) => {
+                Verdict::ReleaseAndBackOff
+            }
+            FetchError::NotHttp(_)
+            | FetchError::TooLarge { .. }
+            | FetchError::Size { .. }
+            | FetchError::Digest { .. }
+            | FetchError::NoBundle
+            | FetchError::Gone(_)
+            | FetchError::Bundle(_) => Verdict::Invalid,
+        }
+    }
+}
+
+/// The time before which the claimer must not claim, set after a local failure.
+#[derive(Debug, Default)]
+pub(super) struct Backoff {
+    until: std::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Backoff {
+    fn start(&self, pause: Duration) {
+        let until = tokio::time::Instant::now() + pause;
+        let mut guard = self
+            .until
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        *guard = Some(guard.map_or(until, |current| current.max(until)));
+    }
+
+    /// Takes the pending deadline, if any.
+    fn take(&self) -> Option<tokio::time::Instant> {
+        self.until
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .take()
+    }
 }
 
 /// Claims jobs while permits are free, and fetches each on its own task, until `stop`.
@@ -86,6 +150,14 @@ pub(super) async fn claim_loop(
         let mut held = vec![first];
         while let Ok(permit) = Arc::clone(&permits).try_acquire_owned() {
             held.push(permit);
+        }
+        // A failed fetch starts the pause before it gives its permit back.
+        if let Some(until) = context.backoff.take() {
+            drop(held);
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep_until(until) => continue,
+            }
         }
         let (session, generation) = context.registration.session();
         let claimed = match session.claim(held.len() as u32, false).await {
@@ -199,20 +271,56 @@ async fn fetch(
                 warn!("scorer stopped; the job's lease will expire");
             }
         }
-        Err(error) => {
-            let reason = error.to_string();
-            Metrics::add(&context.metrics.jobs_invalid, 1);
-            context.registration.holdings.finish(claim);
-            warn!(reason = %reason, "bundle rejected; reporting the job invalid");
-            let (session, generation) = context.registration.session();
-            match session.report_invalid(job.number, &reason).await {
-                Ok(()) => {}
-                // The tracker already took the job back.
-                Err(TrackerError::TimedOut) => {
-                    let _ = context.registration.renew(generation).await;
-                }
-                Err(error) => warn!(error = %error, "failed to report the job invalid"),
+        Err(error) => match error.verdict() {
+            Verdict::Invalid => report_invalid(&context, &job, claim, &error).await,
+            Verdict::Release => {
+                warn!(error = %error, "bundle download failed; releasing the job for another try");
+                // A store that is down would otherwise be asked again at once, job after job.
+                context.backoff.start(context.poll_interval);
+                release(&context, &job, claim).await;
             }
+            Verdict::ReleaseAndBackOff => {
+                error!(
+                    error = %error,
+                    dir = %context.work_dir.display(),
+                    pause_s = LOCAL_ERROR_BACKOFF.as_secs(),
+                    "cannot fetch bundles on this machine: make the download folder writable and free disk space; releasing the job and pausing claims"
+                );
+                context.backoff.start(LOCAL_ERROR_BACKOFF);
+                release(&context, &job, claim).await;
+            }
+        },
+    }
+}
+
+async fn report_invalid(context: &ClaimContext, job: &Job, claim: Claim, error: &FetchError) {
+    let reason = error.to_string();
+    Metrics::add(&context.metrics.jobs_invalid, 1);
+    context.registration.holdings.finish(claim);
+    warn!(reason = %reason, "bundle rejected; reporting the job invalid");
+    let (session, generation) = context.registration.session();
+    match session.report_invalid(job.number, &reason).await {
+        Ok(()) => {}
+        // The tracker already took the job back.
+        Err(TrackerError::TimedOut) => {
+            let _ = context.registration.renew(generation).await;
+        }
+        Err(error) => warn!(error = %error, "failed to report the job invalid"),
+    }
+}
+
+/// Gives the job back untouched: its bundle stays, and the tracker hands it out again.
+async fn release(context: &ClaimContext, job: &Job, claim: Claim) {
+    context.registration.holdings.finish(claim);
+    let (session, generation) = context.registration.session();
+    match session.release(job.number).await {
+        Ok(()) => Metrics::add(&context.metrics.jobs_released, 1),
+        // The tracker already took the job back.
+        Err(TrackerError::TimedOut) => {
+            let _ = context.registration.renew(generation).await;
+        }
+        Err(error) => {
+            warn!(error = %error, "failed to release the job; its lease will expire instead");
         }
     }
 }
@@ -294,11 +402,17 @@ async fn download_once(
     limit: u64,
 ) -> Result<(u64, String), FetchError> {
     let local = |error: std::io::Error| FetchError::Local(format!("{}: {error}", path.display()));
-    let mut response = http
+    let response = http
         .get(url.clone())
         .send()
         .await
-        .and_then(reqwest::Response::error_for_status)
+        .map_err(|error| FetchError::Http(error.to_string()))?;
+    // Not there (any more): no retry or release brings it back, only scraping the job again.
+    if let status @ (404 | 410) = response.status().as_u16() {
+        return Err(FetchError::Gone(status));
+    }
+    let mut response = response
+        .error_for_status()
         .map_err(|error| FetchError::Http(error.to_string()))?;
     let mut file = tokio::fs::File::create(path).await.map_err(local)?;
     let mut hasher = Sha256::new();
@@ -317,4 +431,54 @@ async fn download_once(
     }
     file.flush().await.map_err(local)?;
     Ok((got, hex::encode(hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::BundleError;
+
+    #[test]
+    fn only_a_bad_bundle_is_reported_invalid() {
+        let cases = [
+            (
+                FetchError::Digest {
+                    got: "00".to_owned(),
+                    expected: "11".to_owned(),
+                },
+                Verdict::Invalid,
+            ),
+            (
+                FetchError::Size {
+                    got: 1,
+                    expected: 2,
+                },
+                Verdict::Invalid,
+            ),
+            (FetchError::TooLarge { limit: 1 }, Verdict::Invalid),
+            (FetchError::Bundle(BundleError::NoSamples), Verdict::Invalid),
+            (
+                FetchError::Bundle(BundleError::Io(std::io::Error::other("bad tar header"))),
+                Verdict::Invalid,
+            ),
+            (FetchError::NoBundle, Verdict::Invalid),
+            (FetchError::Gone(404), Verdict::Invalid),
+            (FetchError::Gone(410), Verdict::Invalid),
+            (
+                FetchError::Http("HTTP status server error (503 Service Unavailable)".to_owned()),
+                Verdict::Release,
+            ),
+            (
+                FetchError::Local("No space left on device".to_owned()),
+                Verdict::ReleaseAndBackOff,
+            ),
+            (
+                FetchError::Bundle(BundleError::Open(std::io::Error::other("gone"))),
+                Verdict::ReleaseAndBackOff,
+            ),
+        ];
+        for (error, verdict) in cases {
+            assert_eq!(error.verdict(), verdict, "{error}");
+        }
+    }
 }

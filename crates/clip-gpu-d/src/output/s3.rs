@@ -210,6 +210,8 @@ impl ShardBucket {
         }
         .await;
         match written {
+            // `finish` aborts the upload itself when a part or the completion fails (object_store
+            // 0.14 `WriteMultipart::finish`), so its parts are not left behind either.
             Ok(()) => {
                 writer
                     .finish()

@@ -5,6 +5,8 @@
 //! rounds to `u8` before the vertical pass. Matching it exactly keeps our pixels equal to
 //! OpenAI's `_transform`, which resizes with `PIL.Image.BICUBIC`.
 
+use std::ops::Range;
+
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 const CUBIC_SUPPORT: f64 = 2.0;
 
@@ -17,7 +19,8 @@ pub(crate) struct Image8 {
     pub(crate) pixels: Vec<u8>,
 }
 
-/// Fixed-point weights of one output coordinate: the first input index and the weights.
+/// Fixed-point weights of a window of output coordinates: for each, the first input index, the
+/// number of weights and the weights.
 struct Coefficients {
     starts: Vec<usize>,
     counts: Vec<usize>,
@@ -25,16 +28,44 @@ struct Coefficients {
     weights: Vec<i32>,
 }
 
-/// `Image.resize((width, height), Image.BICUBIC)` with the default box and no reducing gap.
+/// `Image.resize((width, height), Image.BICUBIC)` with the default box and no reducing gap,
+/// cropped to output `columns` × `rows`.
+///
+/// Only the kept output pixels are computed, from only the input rows they read: each output
+/// pixel's weights depend on its own coordinate alone, and Pillow too runs the horizontal pass
+/// on only the rows the vertical pass needs, so the pixels are those of the whole resize,
+/// cropped. The work and memory follow the crop, not the resized size, which for a hostile
+/// 1×16,384 image resized to a shorter side of 224 would be 224×3,670,016.
+pub(crate) fn resize_bicubic_crop(
+    image: &Image8,
+    (width, height): (usize, usize),
+    columns: Range<usize>,
+    rows: Range<usize>,
+) -> Image8 {
+    debug_assert!(columns.end <= width && rows.end <= height);
+    let vertical_coefficients =
+        (height != image.height).then(|| coefficients(image.height, height, rows.clone()));
+    // The input rows that the kept output rows read.
+    let band_rows = match &vertical_coefficients {
+        Some(coefficients) => coefficients.input_rows(),
+        None => rows,
+    };
+    let first_row = band_rows.start;
+    let band = if width == image.width {
+        crop(image, band_rows, columns)
+    } else {
+        horizontal(image, band_rows, &coefficients(image.width, width, columns))
+    };
+    match vertical_coefficients {
+        Some(coefficients) => vertical(&band, &coefficients.shifted(first_row)),
+        None => band,
+    }
+}
+
+/// The whole resize, for the tests that compare the crop with it.
+#[cfg(test)]
 pub(crate) fn resize_bicubic(image: &Image8, width: usize, height: usize) -> Image8 {
-    let mut current = image.clone();
-    if width != image.width {
-        current = horizontal(&current, width, &coefficients(image.width, width));
-    }
-    if height != image.height {
-        current = vertical(&current, height, &coefficients(image.height, height));
-    }
-    current
+    resize_bicubic_crop(image, (width, height), 0..width, 0..height)
 }
 
 fn cubic(x: f64) -> f64 {
@@ -49,18 +80,19 @@ fn cubic(x: f64) -> f64 {
     }
 }
 
-/// `precompute_coeffs` followed by `normalize_coeffs_8bpc`.
-fn coefficients(in_size: usize, out_size: usize) -> Coefficients {
+/// `precompute_coeffs` followed by `normalize_coeffs_8bpc`, for the output coordinates in
+/// `window` only.
+fn coefficients(in_size: usize, out_size: usize, window: Range<usize>) -> Coefficients {
     let scale = in_size as f64 / out_size as f64;
     let filter_scale = scale.max(1.0);
     let support = CUBIC_SUPPORT * filter_scale;
     let kernel_size = support.ceil() as usize * 2 + 1;
-    let mut starts = Vec::with_capacity(out_size);
-    let mut counts = Vec::with_capacity(out_size);
-    let mut weights = vec![0i32; out_size * kernel_size];
+    let mut starts = Vec::with_capacity(window.len());
+    let mut counts = Vec::with_capacity(window.len());
+    let mut weights = vec![0i32; window.len() * kernel_size];
     let mut row = vec![0f64; kernel_size];
     let inverse_scale = 1.0 / filter_scale;
-    for out_index in 0..out_size {
+    for (window_index, out_index) in window.enumerate() {
         let center = (out_index as f64 + 0.5) * scale;
         // C's `(int)` truncates toward zero; both bounds are then clamped.
         let start = ((center - support + 0.5) as i64).max(0) as usize;
@@ -78,7 +110,7 @@ fn coefficients(in_size: usize, out_size: usize) -> Coefficients {
                 *weight
             };
             let fixed = normalized * f64::from(1u32 << PRECISION_BITS);
-            weights[out_index * kernel_size + offset] = if fixed < 0.0 {
+            weights[window_index * kernel_size + offset] = if fixed < 0.0 {
                 (fixed - 0.5) as i32
             } else {
                 (fixed + 0.5) as i32
@@ -95,6 +127,31 @@ fn coefficients(in_size: usize, out_size: usize) -> Coefficients {
     }
 }
 
+// === impl Coefficients ===
+
+impl Coefficients {
+    /// The input indices that these weights read.
+    fn input_rows(&self) -> Range<usize> {
+        let first = self.starts.iter().copied().min().unwrap_or(0);
+        let last = self
+            .starts
+            .iter()
+            .zip(&self.counts)
+            .map(|(start, count)| start + count)
+            .max()
+            .unwrap_or(first);
+        first..last.max(first)
+    }
+
+    /// The same weights over an input that starts at index `first`.
+    fn shifted(self, first: usize) -> Coefficients {
+        Coefficients {
+            starts: self.starts.iter().map(|start| start - first).collect(),
+            ..self
+        }
+    }
+}
+
 fn clip8(value: i64) -> u8 {
     if value >= (1i64 << PRECISION_BITS << 8) {
         255
@@ -105,11 +162,30 @@ fn clip8(value: i64) -> u8 {
     }
 }
 
-fn horizontal(image: &Image8, width: usize, coefficients: &Coefficients) -> Image8 {
+/// The input's `rows` × `columns`, unresized.
+fn crop(image: &Image8, rows: Range<usize>, columns: Range<usize>) -> Image8 {
     let channels = image.channels;
-    let mut pixels = vec![0u8; width * image.height * channels];
+    let mut pixels = Vec::with_capacity(rows.len() * columns.len() * channels);
+    for y in rows.clone() {
+        let row_start = (y * image.width + columns.start) * channels;
+        pixels.extend_from_slice(&image.pixels[row_start..row_start + columns.len() * channels]);
+    }
+    Image8 {
+        width: columns.len(),
+        height: rows.len(),
+        channels,
+        pixels,
+    }
+}
+
+/// The horizontal pass over the input's `rows`, one output column per coefficient.
+fn horizontal(image: &Image8, rows: Range<usize>, coefficients: &Coefficients) -> Image8 {
+    let channels = image.channels;
+    let width = coefficients.starts.len();
+    let height = rows.len();
+    let mut pixels = vec![0u8; width * height * channels];
     let mut sums = vec![0i64; channels];
-    for y in 0..image.height {
+    for (out_y, y) in rows.enumerate() {
         let row = &image.pixels[y * image.width * channels..(y + 1) * image.width * channels];
         for x in 0..width {
             let kernel =
@@ -122,21 +198,23 @@ fn horizontal(image: &Image8, width: usize, coefficients: &Coefficients) -> Imag
                 }
             }
             for (channel, sum) in sums.iter().enumerate() {
-                pixels[(y * width + x) * channels + channel] = clip8(*sum);
+                pixels[(out_y * width + x) * channels + channel] = clip8(*sum);
             }
         }
     }
     Image8 {
         width,
-        height: image.height,
+        height,
         channels,
         pixels,
     }
 }
 
-fn vertical(image: &Image8, height: usize, coefficients: &Coefficients) -> Image8 {
+/// The vertical pass, one output row per coefficient.
+fn vertical(image: &Image8, coefficients: &Coefficients) -> Image8 {
     let channels = image.channels;
     let stride = image.width * channels;
+    let height = coefficients.starts.len();
     let mut pixels = vec![0u8; image.width * height * channels];
     let mut sums = vec![0i64; stride];
     for y in 0..height {
@@ -182,5 +260,63 @@ mod tests {
         };
         let resized = resize_bicubic(&flat, 4, 3);
         assert!(resized.pixels.iter().all(|value| *value == 77));
+    }
+
+    /// A pseudo-random image, so that every output pixel depends on its weights.
+    fn noise(width: usize, height: usize, channels: usize) -> Image8 {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let pixels = (0..width * height * channels)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 56) as u8
+            })
+            .collect();
+        Image8 {
+            width,
+            height,
+            channels,
+            pixels,
+        }
+    }
+
+    #[test]
+    fn a_tall_crop_reads_a_few_input_rows() {
+        // A 1×16,384 image resized to 224×3,670,016 and cropped to its centre 224×224: the
+        // horizontal pass runs on the few input rows under the crop, not on all 16,384.
+        let (top, height) = (1_834_896, 3_670_016);
+        let vertical = coefficients(16_384, height, top..top + 224);
+        assert_eq!(vertical.starts.len(), 224);
+        let rows = vertical.input_rows();
+        assert!(rows.len() <= 8, "{rows:?}");
+        assert!(rows.contains(&8_191), "{rows:?}");
+        let image = noise(1, 16_384, 3);
+        let cropped = resize_bicubic_crop(&image, (224, height), 0..224, top..top + 224);
+        assert_eq!((cropped.width, cropped.height), (224, 224));
+        assert_eq!(cropped.pixels.len(), 224 * 224 * 3);
+    }
+
+    #[test]
+    fn a_crop_equals_the_cropped_whole_resize() {
+        // Down and up in either axis, one axis unchanged, grey and RGB.
+        let cases = [
+            ((37, 23, 3), (19, 12), (3..15, 2..11)),
+            ((23, 37, 1), (40, 64), (5..30, 0..64)),
+            ((30, 20, 3), (30, 9), (4..26, 1..8)),
+            ((9, 50, 3), (20, 50), (0..20, 13..37)),
+            ((64, 48, 4), (64, 48), (10..50, 7..40)),
+        ];
+        for ((in_width, in_height, channels), (width, height), (columns, rows)) in cases {
+            let image = noise(in_width, in_height, channels);
+            let whole = resize_bicubic(&image, width, height);
+            let cropped =
+                resize_bicubic_crop(&image, (width, height), columns.clone(), rows.clone());
+            assert_eq!(
+                cropped,
+                crop(&whole, rows, columns),
+                "{in_width}x{in_height} to {width}x{height}"
+            );
+        }
     }
 }

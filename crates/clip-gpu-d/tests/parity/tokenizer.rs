@@ -73,3 +73,36 @@ fn known_ids_from_the_reference() {
     let empty = tokenizer.tokenize("");
     assert_eq!(&empty[..3], &[49406, 49407, 0]);
 }
+
+#[test]
+fn huge_hostile_captions_are_bounded() {
+    let tokenizer =
+        Tokenizer::from_file(&support::tiny_model().join("tokenizer.json")).expect("tokenizer");
+    // One 10 MB word of letters, varied so that BPE finds a new pair to merge at every step.
+    let word: String = (0..10_000_000u64)
+        .map(|index| char::from(b'a' + ((index * index + index / 7) % 26) as u8))
+        .collect();
+    let row = tokenizer.tokenize(&word);
+    assert_eq!(row[0], 49406);
+    assert_eq!(row[CONTEXT_LENGTH - 1], 49407, "truncated to the context");
+    assert!(row.iter().all(|id| *id != 0), "no padding: {row:?}");
+    // The first 76 tokens do not depend on where the word is cut.
+    assert_eq!(row, tokenizer.tokenize(&word[..2_000]));
+    let ids = tokenizer.encode(&word);
+    assert!(
+        (76..=clip_gpu_d::tokenizer::MAX_WORD_BYTES).contains(&ids.len()),
+        "{} ids",
+        ids.len()
+    );
+    // Many words over 10 MB: only the first MAX_CAPTION_BYTES are cleaned.
+    let words = "caption ".repeat(1_300_000);
+    let row = tokenizer.tokenize(&words);
+    assert_eq!(
+        row[1..CONTEXT_LENGTH - 1],
+        [tokenizer.encode("caption")[0]; 75]
+    );
+    assert_eq!(
+        tokenizer.encode(&words).len(),
+        clip_gpu_d::tokenizer::MAX_CAPTION_BYTES / "caption ".len()
+    );
+}

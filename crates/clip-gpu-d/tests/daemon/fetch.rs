@@ -1,0 +1,157 @@
+//! A bundle download that fails for a reason other than the bundle releases the job instead of
+//! reporting it invalid: the bundle stays, and the job is not sent back to be scraped again.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cah_protocol::ClientType;
+use cah_tracker_client::JobOutput;
+
+use crate::parity_support;
+use crate::support::{RealTracker, daemon_config, eventually, hand_in_photos, metric, scrape};
+
+/// Starts the daemon with a metrics listener; returns its metrics URL, the stop sender and the
+/// daemon's future.
+async fn daemon_with_metrics(
+    config: clip_gpu_d::daemon::Config,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    impl Future<Output = anyhow::Result<()>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind metrics");
+    let metrics_url = format!("http://{}/metrics", listener.local_addr().expect("addr"));
+    let daemon = clip_gpu_d::daemon::run_with_listener(config, Some(listener), async move {
+        let _ = stopped.await;
+    });
+    (metrics_url, stop, daemon)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_download_folder_releases_the_jobs() {
+    let tracker = RealTracker::start(&[]).await;
+    tracker.import(1).await;
+    let cpu = tracker.register("cpu", ClientType::Cpu).await;
+    let jobs = cpu.claim(2, false).await.expect("claim");
+    let photos = parity_support::photos();
+    hand_in_photos(&cpu, &jobs, &photos, 2, "").await;
+    let numbers: BTreeSet<u64> = jobs.iter().map(|job| job.number).collect();
+
+    // A file where the download folder should be: no bundle can be written (as with a full
+    // disk or a read-only folder), whatever user runs the test.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = dir.path().join("dataset");
+    std::fs::create_dir_all(&output).expect("output");
+    std::fs::write(output.join(".downloads"), b"in the way").expect("blocker");
+    let config = daemon_config(&tracker.base_url, &output, &["--max-jobs", "2"]);
+    let (metrics_url, stop, daemon) = daemon_with_metrics(config).await;
+    let driver = async {
+        let text = eventually("both jobs to be released", || async {
+            let text = scrape(&metrics_url).await?;
+            (metric(&text, "clip_jobs_released_total")? >= 2.0).then_some(text)
+        })
+        .await;
+        assert_eq!(
+            metric(&text, "clip_jobs_invalid_total"),
+            Some(0.0),
+            "{text}"
+        );
+        assert_eq!(
+            metric(&text, "clip_jobs_claimed_total"),
+            Some(2.0),
+            "{text}"
+        );
+        // The daemon pauses its claims after a local failure: another GPU client gets the jobs,
+        // bundles and all, and none went back to the CPU queue.
+        let gpu = tracker.register("gpu-2", ClientType::Gpu).await;
+        let again = gpu.claim(8, false).await.expect("claim");
+        let again_numbers: BTreeSet<u64> = again.iter().map(|job| job.number).collect();
+        assert_eq!(again_numbers, numbers);
+        assert!(again.iter().all(|job| job.bundle.is_some()), "{again:?}");
+        assert!(cpu.claim(8, false).await.expect("cpu claim").is_empty());
+        let text = scrape(&metrics_url).await.expect("metrics");
+        assert_eq!(
+            metric(&text, "clip_jobs_claimed_total"),
+            Some(2.0),
+            "{text}"
+        );
+        let _ = stop.send(());
+    };
+    let (result, ()) = tokio::join!(daemon, driver);
+    result.expect("daemon ran");
+    tracker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_store_answering_503_releases_the_job() {
+    // A staging store that is down.
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&requests);
+    let store = axum::Router::new().fallback(move || {
+        counted.fetch_add(1, Ordering::Relaxed);
+        async {
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "down for maintenance",
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind store");
+    let store_url = format!("http://{}/bundle.tar", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, store).await });
+
+    let tracker = RealTracker::start(&[]).await;
+    tracker.import(1).await;
+    let cpu = tracker.register("cpu", ClientType::Cpu).await;
+    let jobs = cpu.claim(1, false).await.expect("claim");
+    cpu.complete(jobs[0].number, JobOutput::Bundle(store_url.clone()))
+        .await
+        .expect("complete cpu job");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = daemon_config(&tracker.base_url, &dir.path().join("dataset"), &[]);
+    let (metrics_url, stop, daemon) = daemon_with_metrics(config).await;
+    let driver = async {
+        let text = eventually("the job to be released", || async {
+            let text = scrape(&metrics_url).await?;
+            (metric(&text, "clip_jobs_released_total")? >= 1.0).then_some(text)
+        })
+        .await;
+        assert_eq!(
+            metric(&text, "clip_jobs_invalid_total"),
+            Some(0.0),
+            "{text}"
+        );
+        assert!(
+            requests.load(Ordering::Relaxed) >= 3,
+            "three tries before the release"
+        );
+        // Not sent back to be scraped again: the job stays a GPU job (the CPU gets only the
+        // WAT's other half).
+        let cpu_jobs = cpu.claim(8, false).await.expect("cpu claim");
+        assert!(
+            cpu_jobs.iter().all(|job| job.number != jobs[0].number),
+            "{cpu_jobs:?}"
+        );
+        let _ = stop.send(());
+    };
+    let (result, ()) = tokio::join!(daemon, driver);
+    result.expect("daemon ran");
+    // The daemon said bye, so the tracker holds the job for the next GPU client.
+    let gpu = tracker.register("gpu-2", ClientType::Gpu).await;
+    let again = eventually("the job to be claimable", || async {
+        let again = gpu.claim(1, false).await.expect("claim");
+        (!again.is_empty()).then_some(again)
+    })
+    .await;
+    assert_eq!(again[0].number, jobs[0].number);
+    let bundle = again[0].bundle.as_ref().expect("bundle location");
+    assert_eq!(bundle.url, store_url);
+    tracker.stop().await;
+}
