@@ -255,7 +255,9 @@ impl ShardWriter {
         jobs.dedup();
         let marker = name(".pending");
         let marker_text = json!({ "hashes": hashes, "jobs": jobs }).to_string();
-        std::fs::write(&marker, marker_text).map_err(io(&marker))?;
+        write_synced(&marker, marker_text.as_bytes()).map_err(io(&marker))?;
+        // The marker's name must be on disk before any file of the shard gets its final name.
+        sync_dir(&dir).map_err(io(&dir))?;
 
         let parquet_tmp = name(".parquet.tmp");
         parquet::write(&parquet_tmp, &rows).map_err(|source| ShardError::Parquet {
@@ -276,9 +278,9 @@ impl ShardWriter {
             "embedding_dtype": self.embedding_dtype.numpy_name(),
         });
         let stats_tmp = name("_stats.json.tmp");
-        std::fs::write(
+        write_synced(
             &stats_tmp,
-            serde_json::to_vec_pretty(&stats).unwrap_or_default(),
+            &serde_json::to_vec_pretty(&stats).unwrap_or_default(),
         )
         .map_err(io(&stats_tmp))?;
 
@@ -300,6 +302,15 @@ impl ShardWriter {
         renames.push((stats_tmp, name("_stats.json")));
         for (from, to) in renames {
             std::fs::rename(&from, &to).map_err(io(&to))?;
+        }
+        // Durable before the caller adds the hashes to `main` and completes the jobs: after a
+        // power loss, a shard whose jobs the tracker counts as done is on disk, complete.
+        for folder in [
+            self.dir.join("img_emb"),
+            self.dir.join("text_emb"),
+            dir.clone(),
+        ] {
+            sync_dir(&folder).map_err(io(&folder))?;
         }
         self.number += 1;
         Ok(Some(FinishedShard {
@@ -381,6 +392,18 @@ fn append(tar: &mut tar::Builder<BufWriter<File>>, name: &str, data: &[u8]) -> s
     header.set_mtime(0);
     header.set_cksum();
     tar.append_data(&mut header, name, data)
+}
+
+/// Writes `bytes` to `path` and flushes them to the disk.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Flushes a folder's entries (names created, renamed or removed in it) to the disk.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -23,7 +23,11 @@ pub struct Recovery {
 /// Marks shard `number` as committed to the tracker (removes its pending marker).
 pub fn mark_committed(dir: &Path, number: u32) -> Result<(), ShardError> {
     let path = dir.join(format!("{number:05}.pending"));
-    std::fs::remove_file(&path).map_err(|source| ShardError::Io { path, source })
+    std::fs::remove_file(&path).map_err(|source| ShardError::Io { path, source })?;
+    super::sync_dir(dir).map_err(|source| ShardError::Io {
+        path: dir.to_owned(),
+        source,
+    })
 }
 
 /// Cleans the shard folder after a crash and finds the next shard number.
