@@ -6,7 +6,9 @@
 //! reported invalid); each job's bundle is downloaded, verified and parsed on its own task;
 //! the scorer decodes and preprocesses on the CPU pool, batches samples across jobs for the
 //! model threads (one per device), filters and tags; the committer writes shards and
-//! completes each job only after the shard holding its last pair is visible.
+//! completes each job only after the shard holding its last pair is visible. A job waiting in
+//! the open shard keeps its permit, so when every permit waits there the committer closes the
+//! shard at once rather than leave the GPU idle until `--flush-interval`.
 //!
 //! Around them: `registration` registers again when the tracker forgets the daemon, and
 //! `holdings` knows which jobs are still the daemon's; `liveness` tells the systemd watchdog

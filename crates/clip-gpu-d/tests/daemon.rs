@@ -13,6 +13,8 @@ mod drain;
 mod fetch;
 #[path = "daemon/forgotten.rs"]
 mod forgotten;
+#[path = "daemon/open_shard.rs"]
+mod open_shard;
 #[allow(dead_code)]
 #[path = "parity/support.rs"]
 mod parity_support;

@@ -7,6 +7,11 @@
 //! crash never leaves hashes in `main` whose pairs are in no visible shard; within the open
 //! shard a local set stops duplicates between jobs.
 //!
+//! A job waiting in the open shard keeps its `--max-jobs` permit, so the memory and the tracker
+//! leases the daemon holds stay bounded by `--max-jobs`. When every permit is held by such a
+//! job, nothing else is downloading or being scored and the claimer cannot claim: the open shard
+//! is then closed at once, however short, instead of idling until `--flush-interval`.
+//!
 //! A job the tracker took back (see `holdings`) is never completed: its pairs are dropped if
 //! they are not written yet; if they already are in the open shard they stay there (they are
 //! valid pairs, and their hashes reach `main` with the shard, so the re-issued copy of the job
@@ -59,6 +64,8 @@ pub(super) struct Committer {
     writer: Option<ShardWriter>,
     open_hashes: HashSet<u64>,
     waiting: Vec<Waiting>,
+    /// `--max-jobs`: the permits there are, each held by a job in flight or in `waiting`.
+    max_jobs: usize,
     metrics: Arc<Metrics>,
     liveness: Arc<Liveness>,
 }
@@ -103,6 +110,7 @@ impl Committer {
             )),
             open_hashes: HashSet::new(),
             waiting: Vec::new(),
+            max_jobs: config.max_jobs as usize,
             metrics,
             liveness,
         };
@@ -220,6 +228,16 @@ impl Committer {
         });
         for shard in finished {
             self.commit(shard).await?;
+        }
+        debug_assert!(self.waiting.len() <= self.max_jobs, "one permit per job");
+        if self.waiting.len() >= self.max_jobs {
+            // Every permit waits on this shard: no job is in flight and none can be claimed.
+            info!(
+                n_jobs = self.waiting.len(),
+                n_pairs = self.open_rows(),
+                "every held job waits in the open shard; closing it early"
+            );
+            self.flush().await?;
         }
         Ok(())
     }

@@ -89,7 +89,8 @@ pub struct RunArgs {
     /// Wait between claims when the tracker has no GPU work.
     #[arg(long, env = "CLIP_POLL_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
-    /// Close a short shard when no new pair arrived for this long (its jobs then complete).
+    /// Close a short shard when no new pair arrived for this long (its jobs then complete); one
+    /// that every held job waits in closes at once.
     #[arg(long, env = "CLIP_FLUSH_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub flush_interval: Duration,
     /// Largest bundle downloaded, in bytes.
