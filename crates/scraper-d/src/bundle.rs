@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use cah_protocol::bundle::{BundleSample, BundleStats, SAMPLES_FILE, STATS_FILE};
 
+use crate::output::destination;
+
 /// A failure writing a bundle file.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
@@ -39,12 +41,23 @@ impl std::fmt::Debug for BundleWriter {
 }
 
 impl BundleWriter {
-    /// Starts `final_path` (written as `final_path.tmp` until [`finish`](Self::finish)).
+    /// Starts `final_path` (written as `final_path.tmp` until [`finish`](Self::finish)); an
+    /// existing device or pipe (`fetch --output /dev/null`) is written in place.
     pub fn create(final_path: &Path) -> Result<Self, BundleError> {
-        let mut temp_name = final_path.as_os_str().to_owned();
-        temp_name.push(".tmp");
-        let temp_path = PathBuf::from(temp_name);
-        let file = File::create(&temp_path).map_err(|source| BundleError::Io {
+        let in_place = destination::is_special(final_path);
+        let temp_path = if in_place {
+            final_path.to_path_buf()
+        } else {
+            let mut temp_name = final_path.as_os_str().to_owned();
+            temp_name.push(".tmp");
+            PathBuf::from(temp_name)
+        };
+        let file = if in_place {
+            destination::open_in_place(&temp_path)
+        } else {
+            File::create(&temp_path)
+        }
+        .map_err(|source| BundleError::Io {
             path: temp_path.clone(),
             source,
         })?;
@@ -108,9 +121,11 @@ impl BundleWriter {
             .into_inner()
             .map_err(|error| error.into_error())
             .map_err(io(&self.temp_path))?;
-        file.sync_all().map_err(io(&self.temp_path))?;
+        destination::sync_if_regular(&file).map_err(io(&self.temp_path))?;
         drop(file);
-        std::fs::rename(&self.temp_path, &self.final_path).map_err(io(&self.final_path))?;
+        if self.temp_path != self.final_path {
+            std::fs::rename(&self.temp_path, &self.final_path).map_err(io(&self.final_path))?;
+        }
         Ok(self.final_path)
     }
 }
@@ -120,5 +135,7 @@ pub fn discard(final_path: &Path) {
     let mut temp_name = final_path.as_os_str().to_owned();
     temp_name.push(".tmp");
     let _ = std::fs::remove_file(PathBuf::from(temp_name));
-    let _ = std::fs::remove_file(final_path);
+    if !destination::is_special(final_path) {
+        let _ = std::fs::remove_file(final_path);
+    }
 }

@@ -1,5 +1,6 @@
 //! Candidate files: JSON lines or Parquet, written to `NAME.tmp` and renamed when complete.
 
+pub(crate) mod destination;
 mod parquet;
 
 use std::io::{BufWriter, Write};
@@ -56,20 +57,24 @@ enum Inner {
 }
 
 impl CandidateWriter {
-    /// Creates `path.tmp`; [`CandidateWriter::finish`] renames it to `path`.
+    /// Creates `path.tmp`; [`CandidateWriter::finish`] renames it to `path`. An existing device
+    /// or pipe (`/dev/null`) is written in place instead (see [`destination`]).
     pub fn create(path: &Path, format: OutputFormat) -> Result<Self, ScraperError> {
-        let mut tmp_name = path.as_os_str().to_owned();
-        tmp_name.push(".tmp");
-        let tmp = PathBuf::from(tmp_name);
-        let file = std::fs::File::create(&tmp).map_err(ScraperError::file(&tmp))?;
+        let (file, paths) = if destination::is_special(path) {
+            let file = destination::open_in_place(path).map_err(ScraperError::file(path))?;
+            (file, None)
+        } else {
+            let mut tmp_name = path.as_os_str().to_owned();
+            tmp_name.push(".tmp");
+            let tmp = PathBuf::from(tmp_name);
+            let file = std::fs::File::create(&tmp).map_err(ScraperError::file(&tmp))?;
+            (file, Some((tmp, path.to_path_buf())))
+        };
         let inner = match format {
             OutputFormat::Jsonl => Inner::Jsonl(BufWriter::with_capacity(1 << 20, Box::new(file))),
             OutputFormat::Parquet => Inner::Parquet(Box::new(parquet::ParquetSink::new(file)?)),
         };
-        Ok(Self {
-            inner,
-            paths: Some((tmp, path.to_path_buf())),
-        })
+        Ok(Self { inner, paths })
     }
 
     /// JSON lines to a stream (e.g. stdout); nothing to rename.

@@ -142,6 +142,6 @@ impl ParquetSink {
     pub(super) fn finish(mut self) -> Result<(), ScraperError> {
         self.flush()?;
         let file = self.writer.into_inner().map_err(error)?;
-        file.sync_all().map_err(error)
+        super::destination::sync_if_regular(&file).map_err(error)
     }
 }
