@@ -166,6 +166,7 @@ pub async fn run_with_listener(
             http: jobs::bundle_client()?,
             metrics: Arc::clone(&metrics),
             backoff: Arc::default(),
+            fetch_failures: Arc::default(),
         },
         job_sender,
         stop_claiming.clone(),

@@ -41,6 +41,43 @@ pub(super) struct ClaimContext {
     pub(super) http: reqwest::Client,
     pub(super) metrics: Arc<Metrics>,
     pub(super) backoff: Arc<Backoff>,
+    /// Failed downloads per job number (see [`MAX_FETCH_FAILURES`]).
+    pub(super) fetch_failures: Arc<FetchFailures>,
+}
+
+/// Claims of one job whose bundle download failed on the way before the job is reported
+/// invalid: a bundle that stays unreachable (a permanent 403, a store that lost it behind a
+/// 5xx) would otherwise be released and handed out again forever.
+pub(super) const MAX_FETCH_FAILURES: u32 = 3;
+
+/// Failed downloads per job number, as this daemon saw them; bounded (cleared past 10,000
+/// jobs, when a store is down for everything anyway).
+#[derive(Default)]
+pub(super) struct FetchFailures {
+    counts: std::sync::Mutex<std::collections::HashMap<u64, u32>>,
+}
+
+impl FetchFailures {
+    /// Counts one failure of `number`; its count so far.
+    fn record(&self, number: u64) -> u32 {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if counts.len() >= 10_000 && !counts.contains_key(&number) {
+            counts.clear();
+        }
+        let count = counts.entry(number).or_default();
+        *count += 1;
+        *count
+    }
+
+    fn forget(&self, number: u64) {
+        self.counts
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(&number);
+    }
 }
 
 /// How long the claimer waits after a local failure (disk full, unwritable download folder)
@@ -56,6 +93,8 @@ enum FetchError {
     Http(String),
     #[error("the bundle is gone (HTTP {0})")]
     Gone(u16),
+    #[error("the bundle could not be fetched in {claims} claims, the last time: {last}")]
+    Unreachable { claims: u32, last: String },
     #[error("bundle is larger than {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("bundle has {got} bytes, the tracker said {expected}")]
@@ -97,6 +136,7 @@ impl FetchError {
             | FetchError::Digest { .. }
             | FetchError::NoBundle
             | FetchError::Gone(_)
+            | FetchError::Unreachable { .. }
             | FetchError::Bundle(_) => Verdict::Invalid,
         }
     }
@@ -261,6 +301,7 @@ async fn fetch(
     }
     match result {
         Ok(samples) => {
+            context.fetch_failures.forget(job.number);
             debug!(n_samples = samples.len(), "bundle loaded");
             let loaded = LoadedJob {
                 claim,
@@ -273,6 +314,14 @@ async fn fetch(
         }
         Err(error) => match error.verdict() {
             Verdict::Invalid => report_invalid(&context, &job, claim, &error).await,
+            Verdict::Release if context.fetch_failures.record(job.number) >= MAX_FETCH_FAILURES => {
+                context.fetch_failures.forget(job.number);
+                let error = FetchError::Unreachable {
+                    claims: MAX_FETCH_FAILURES,
+                    last: error.to_string(),
+                };
+                report_invalid(&context, &job, claim, &error).await;
+            }
             Verdict::Release => {
                 warn!(error = %error, "bundle download failed; releasing the job for another try");
                 // A store that is down would otherwise be asked again at once, job after job.
@@ -464,6 +513,13 @@ mod tests {
             (FetchError::NoBundle, Verdict::Invalid),
             (FetchError::Gone(404), Verdict::Invalid),
             (FetchError::Gone(410), Verdict::Invalid),
+            (
+                FetchError::Unreachable {
+                    claims: MAX_FETCH_FAILURES,
+                    last: "HTTP status client error (403 Forbidden)".to_owned(),
+                },
+                Verdict::Invalid,
+            ),
             (
                 FetchError::Http("HTTP status server error (503 Service Unavailable)".to_owned()),
                 Verdict::Release,

@@ -155,3 +155,50 @@ async fn a_bundle_store_answering_503_releases_the_job() {
     assert_eq!(bundle.url, store_url);
     tracker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_that_stays_unreachable_is_reported_invalid_after_three_claims() {
+    // A store that refuses this bundle for good (an expired or wrong signature).
+    let store = axum::Router::new()
+        .fallback(|| async { (axum::http::StatusCode::FORBIDDEN, "signature mismatch") });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind store");
+    let store_url = format!("http://{}/bundle.tar", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, store).await });
+
+    let tracker = RealTracker::start(&[]).await;
+    tracker.import(1).await;
+    let cpu = tracker.register("cpu", ClientType::Cpu).await;
+    let jobs = cpu.claim(1, false).await.expect("claim");
+    cpu.complete(jobs[0].number, JobOutput::Bundle(store_url))
+        .await
+        .expect("complete cpu job");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = daemon_config(&tracker.base_url, &dir.path().join("dataset"), &[]);
+    let (metrics_url, stop, daemon) = daemon_with_metrics(config).await;
+    let driver = async {
+        let text = eventually("the job to be reported invalid", || async {
+            let text = scrape(&metrics_url).await?;
+            (metric(&text, "clip_jobs_invalid_total")? >= 1.0).then_some(text)
+        })
+        .await;
+        // Released after the first two claims, then given up on.
+        assert_eq!(
+            metric(&text, "clip_jobs_released_total"),
+            Some(2.0),
+            "{text}"
+        );
+        // Sent back to be scraped again: the CPU queue has the job once more.
+        let cpu_jobs = cpu.claim(8, false).await.expect("cpu claim");
+        assert!(
+            cpu_jobs.iter().any(|job| job.number == jobs[0].number),
+            "{cpu_jobs:?}"
+        );
+        let _ = stop.send(());
+    };
+    let (result, ()) = tokio::join!(daemon, driver);
+    result.expect("daemon ran");
+    tracker.stop().await;
+}
