@@ -17,6 +17,7 @@
 
 mod commit;
 mod config;
+mod fetch_failure;
 mod holdings;
 mod jobs;
 mod liveness;

@@ -86,33 +86,54 @@ async fn an_unwritable_download_folder_releases_the_jobs() {
     tracker.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bundle_store_answering_503_releases_the_job() {
-    // A staging store that is down.
+/// A bundle store that answers every request with `status`; its bundle URL and a count of the
+/// requests it got.
+async fn failing_store(
+    status: axum::http::StatusCode,
+    body: &'static str,
+) -> (String, Arc<AtomicUsize>) {
     let requests = Arc::new(AtomicUsize::new(0));
     let counted = Arc::clone(&requests);
     let store = axum::Router::new().fallback(move || {
         counted.fetch_add(1, Ordering::Relaxed);
-        async {
-            (
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "down for maintenance",
-            )
-        }
+        async move { (status, body) }
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind store");
     let store_url = format!("http://{}/bundle.tar", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, store).await });
+    (store_url, requests)
+}
 
+/// A tracker with one job a CPU client scraped and handed off as `bundle_url`: a GPU job. The
+/// CPU client's session and the jobs it claimed come with it.
+async fn gpu_job_at(
+    bundle_url: &str,
+) -> (
+    RealTracker,
+    cah_tracker_client::Session,
+    Vec<cah_protocol::ext::Job>,
+) {
     let tracker = RealTracker::start(&[]).await;
     tracker.import(1).await;
     let cpu = tracker.register("cpu", ClientType::Cpu).await;
     let jobs = cpu.claim(1, false).await.expect("claim");
-    cpu.complete(jobs[0].number, JobOutput::Bundle(store_url.clone()))
+    cpu.complete(jobs[0].number, JobOutput::Bundle(bundle_url.to_owned()))
         .await
         .expect("complete cpu job");
+    (tracker, cpu, jobs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_store_answering_503_releases_the_job() {
+    // A staging store that is down.
+    let (store_url, requests) = failing_store(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "down for maintenance",
+    )
+    .await;
+    let (tracker, cpu, jobs) = gpu_job_at(&store_url).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = daemon_config(&tracker.base_url, &dir.path().join("dataset"), &[]);
@@ -159,21 +180,9 @@ async fn a_bundle_store_answering_503_releases_the_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bundle_that_stays_unreachable_is_reported_invalid_after_three_claims() {
     // A store that refuses this bundle for good (an expired or wrong signature).
-    let store = axum::Router::new()
-        .fallback(|| async { (axum::http::StatusCode::FORBIDDEN, "signature mismatch") });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind store");
-    let store_url = format!("http://{}/bundle.tar", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, store).await });
-
-    let tracker = RealTracker::start(&[]).await;
-    tracker.import(1).await;
-    let cpu = tracker.register("cpu", ClientType::Cpu).await;
-    let jobs = cpu.claim(1, false).await.expect("claim");
-    cpu.complete(jobs[0].number, JobOutput::Bundle(store_url))
-        .await
-        .expect("complete cpu job");
+    let (store_url, _) =
+        failing_store(axum::http::StatusCode::FORBIDDEN, "signature mismatch").await;
+    let (tracker, cpu, jobs) = gpu_job_at(&store_url).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = daemon_config(&tracker.base_url, &dir.path().join("dataset"), &[]);

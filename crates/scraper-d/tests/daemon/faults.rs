@@ -8,6 +8,7 @@ use cah_testkit::web::{Expected, classify};
 use clap::Parser;
 use futures_util::future::join_all;
 use scraper_d::Candidate;
+use scraper_d::job::Pipeline;
 use scraper_d::resolver::ResolveError;
 use scraper_d::stats::Outcome;
 
@@ -135,12 +136,12 @@ async fn every_fault_class_gets_the_predicted_outcome() {
         .enumerate()
         .map(|(index, url)| candidate(index, url.clone()))
         .collect();
-    let got: Vec<Outcome> = join_all(candidates.clone().into_iter().map(|candidate| async {
-        match pipeline.process(candidate).await {
-            Ok(_) => Outcome::Ok,
-            Err(outcome) => outcome,
-        }
-    }))
+    let got: Vec<Outcome> = join_all(
+        candidates
+            .clone()
+            .into_iter()
+            .map(|candidate| outcome(&pipeline, candidate)),
+    )
     .await;
     let mismatches: Vec<String> = urls
         .iter()
@@ -185,13 +186,7 @@ async fn a_host_that_only_answers_429_is_cut_off_by_its_breaker() {
         let url = test_web
             .web
             .url("busy-cdn.photos.test", &format!("/ratelimit/1/{index}.jpg"));
-        let pipeline = &pipeline;
-        async move {
-            match pipeline.process(candidate(index, url)).await {
-                Ok(_) => Outcome::Ok,
-                Err(outcome) => outcome,
-            }
-        }
+        outcome(&pipeline, candidate(index, url))
     }))
     .await;
     let limited = got.iter().filter(|o| **o == Outcome::RateLimited).count();
@@ -242,13 +237,7 @@ async fn a_redirect_into_the_blocklist_is_not_followed() {
             &format!("img-{index:04}.photos.test"),
             &format!("/redirect-host/{target}/ok/a.jpg"),
         );
-        let pipeline = &pipeline;
-        async move {
-            match pipeline.process(candidate(index, url)).await {
-                Ok(_) => Outcome::Ok,
-                Err(outcome) => outcome,
-            }
-        }
+        outcome(&pipeline, candidate(index, url))
     };
     assert_eq!(
         fetch(1, "blocked-cdn.photos.test").await,
@@ -276,13 +265,7 @@ async fn a_host_that_refuses_connections_is_a_connect_failure_not_robots() {
         .port();
     let got: Vec<Outcome> = join_all((0..6).map(|index| {
         let url = format!("http://gone.photos.test:{port}/ok/{index}.jpg");
-        let pipeline = &pipeline;
-        async move {
-            match pipeline.process(candidate(index, url)).await {
-                Ok(_) => Outcome::Ok,
-                Err(outcome) => outcome,
-            }
-        }
+        outcome(&pipeline, candidate(index, url))
     }))
     .await;
     // Its robots.txt could not be asked for: the images are connection failures (they were all
@@ -294,6 +277,14 @@ async fn a_host_that_refuses_connections_is_a_connect_failure_not_robots() {
     let cut_off = got.iter().filter(|o| **o == Outcome::CircuitOpen).count();
     assert!(refused >= 3, "{got:?}");
     assert_eq!(refused + cut_off, 6, "{got:?}");
+}
+
+/// What fetching `candidate` ends as.
+async fn outcome(pipeline: &Pipeline, candidate: Candidate) -> Outcome {
+    match pipeline.process(candidate).await {
+        Ok(_) => Outcome::Ok,
+        Err(outcome) => outcome,
+    }
 }
 
 fn read_stats(path: &std::path::Path) -> BundleStats {

@@ -30,11 +30,21 @@ async fn open_cpu_jobs(tracker: &TestTracker) -> u64 {
         .expect("job count")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_releases_jobs_that_cannot_finish_within_the_grace_period() {
+/// A daemon that claimed both halves of a WAT whose download fails three times first (about
+/// 3.5 s of retries), with a 300 ms grace period; the test web, crawl and work folder live as
+/// long as it.
+struct Stuck {
+    tracker: TestTracker,
+    signal: tokio::sync::oneshot::Sender<()>,
+    daemon: tokio::task::JoinHandle<anyhow::Result<scraper_d::daemon::RunSummary>>,
+    _web: support::TestWeb,
+    _crawl: Crawl,
+    _work: tempfile::TempDir,
+}
+
+async fn stuck_daemon() -> Stuck {
     let test_web = support::start_web().await;
     let crawl = small_crawl(test_web.web.port(), 2).await;
-    // The WAT download fails three times first: about 3.5 s of retries.
     crawl.server.inject_failures(3, 503);
     let tracker = TestTracker::start(&[]).await;
     tracker.import(std::slice::from_ref(&crawl.wat_url)).await;
@@ -46,6 +56,24 @@ async fn sigterm_releases_jobs_that_cannot_finish_within_the_grace_period() {
         let _ = signalled.await;
     }));
     wat_requested(&crawl).await;
+    Stuck {
+        tracker,
+        signal,
+        daemon,
+        _web: test_web,
+        _crawl: crawl,
+        _work: work,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_jobs_that_cannot_finish_within_the_grace_period() {
+    let Stuck {
+        tracker,
+        signal,
+        daemon,
+        ..
+    } = stuck_daemon().await;
     assert_eq!(open_cpu_jobs(&tracker).await, 0, "both halves are claimed");
     let sent = Instant::now();
     signal.send(()).expect("daemon listens");
@@ -64,19 +92,12 @@ async fn sigterm_releases_jobs_that_cannot_finish_within_the_grace_period() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_in_time_when_the_tracker_is_gone() {
-    let test_web = support::start_web().await;
-    let crawl = small_crawl(test_web.web.port(), 2).await;
-    crawl.server.inject_failures(3, 503);
-    let tracker = TestTracker::start(&[]).await;
-    tracker.import(std::slice::from_ref(&crawl.wat_url)).await;
-    let work = tempfile::tempdir().expect("tempdir");
-    let mut config = support::run_config(&tracker.base, test_web.dns.addr(), work.path());
-    config.shutdown_grace = Duration::from_millis(300);
-    let (signal, signalled) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(scraper_d::daemon::run(config, async move {
-        let _ = signalled.await;
-    }));
-    wat_requested(&crawl).await;
+    let Stuck {
+        tracker,
+        signal,
+        daemon,
+        ..
+    } = stuck_daemon().await;
     // The tracker goes away with both jobs held: releases and goodbye fail and are retried by
     // the client (for minutes), but systemd kills the unit 30 s after SIGTERM.
     tracker.stop().await;

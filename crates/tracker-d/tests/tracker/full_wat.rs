@@ -5,6 +5,21 @@ use super::support;
 use serde_json::{Value, json};
 use support::{BACKENDS, TestTracker};
 
+/// `/custom/markasdone-cpu` for `numbers`, each handed off as an rsync path, as 2021's
+/// FullWATClient sends it.
+async fn mark_done(tracker: &TestTracker, numbers: &[u64], nickname: &str, token: &str) -> Value {
+    let urls: serde_json::Map<String, Value> = numbers
+        .iter()
+        .map(|number| (number.to_string(), json!(format!("rsync {number:032x}"))))
+        .collect();
+    tracker
+        .post_ok(
+            "/custom/markasdone-cpu",
+            &json!({"shards": numbers, "urls": urls, "nickname": nickname, "token": token}),
+        )
+        .await
+}
+
 #[tokio::test]
 async fn full_wat_flow_reserves_both_halves() {
     for backend in BACKENDS {
@@ -46,28 +61,14 @@ async fn full_wat_flow_reserves_both_halves() {
             "no fully open WAT left"
         );
 
-        let urls: serde_json::Map<String, Value> = numbers
-            .iter()
-            .map(|number| (number.to_string(), json!(format!("rsync {number:032x}"))))
-            .collect();
-        let done: Value = tracker
-            .post_ok(
-                "/custom/markasdone-cpu",
-                &json!({"shards": numbers, "urls": urls, "nickname": "fullwat", "token": token}),
-            )
-            .await;
+        let done: Value = mark_done(&tracker, &numbers, "fullwat", &token).await;
         assert_eq!(
             done,
             json!({"status": "success", "completed": 2}),
             "{backend:?}"
         );
         assert_eq!(tracker.get("/api/jobCount?type=GPU").await.1, "2");
-        let repeat: Value = tracker
-            .post_ok(
-                "/custom/markasdone-cpu",
-                &json!({"shards": numbers, "urls": urls, "nickname": "fullwat", "token": token}),
-            )
-            .await;
+        let repeat: Value = mark_done(&tracker, &numbers, "fullwat", &token).await;
         assert_eq!(repeat["completed"], 0, "completing twice credits nothing");
         tracker.stop().await;
     }
@@ -115,24 +116,10 @@ async fn markasdone_cpu_completes_only_the_callers_jobs() {
         // And one job alice claimed through the extension API.
         let claimed = tracker.claim(&alice, 1, false).await;
         numbers.push(claimed[0]["number"].as_u64().unwrap());
-        let urls: serde_json::Map<String, Value> = numbers
-            .iter()
-            .map(|number| (number.to_string(), json!(format!("rsync {number:032x}"))))
-            .collect();
-        let stolen: Value = tracker
-            .post_ok(
-                "/custom/markasdone-cpu",
-                &json!({"shards": numbers, "urls": urls, "nickname": "mallory", "token": mallory}),
-            )
-            .await;
+        let stolen: Value = mark_done(&tracker, &numbers, "mallory", &mallory).await;
         assert_eq!(stolen["completed"], 0, "{backend:?}: {stolen}");
         assert_eq!(tracker.get("/api/jobCount?type=GPU").await.1, "0");
-        let done: Value = tracker
-            .post_ok(
-                "/custom/markasdone-cpu",
-                &json!({"shards": numbers, "urls": urls, "nickname": "alice", "token": alice}),
-            )
-            .await;
+        let done: Value = mark_done(&tracker, &numbers, "alice", &alice).await;
         assert_eq!(done["completed"], 3, "{backend:?}: {done}");
         tracker.stop().await;
     }
@@ -183,16 +170,7 @@ async fn tokenless_reservations_stay_completable_from_their_address() {
             } else {
                 &first
             };
-            let urls: serde_json::Map<String, Value> = numbers
-                .iter()
-                .map(|number| (number.to_string(), json!(format!("rsync {number:032x}"))))
-                .collect();
-            let done: Value = tracker
-                .post_ok(
-                    "/custom/markasdone-cpu",
-                    &json!({"shards": numbers, "urls": urls, "nickname": "fullwat", "token": caller}),
-                )
-                .await;
+            let done: Value = mark_done(&tracker, numbers, "fullwat", caller).await;
             assert_eq!(done["completed"], 2, "{backend:?}: {done}");
         }
         assert_eq!(tracker.get("/api/jobCount?type=GPU").await.1, "4");
