@@ -47,6 +47,8 @@ pub struct Metrics {
     pub pairs_scored: AtomicU64,
     pub pairs_kept: AtomicU64,
     pub pairs_duplicate: AtomicU64,
+    /// Pairs taken back out of the open shard because the tracker took their job back.
+    pub pairs_taken_out: AtomicU64,
     pub shards_written: AtomicU64,
     pub backend_busy_micros: AtomicU64,
     /// Samples waiting for the model.
@@ -120,6 +122,11 @@ impl Metrics {
                 "clip_pairs_duplicate_total",
                 "Kept pairs dropped as duplicates.",
                 &self.pairs_duplicate,
+            ),
+            (
+                "clip_pairs_taken_out_total",
+                "Pairs taken back out of the open shard: the tracker took their job back.",
+                &self.pairs_taken_out,
             ),
             (
                 "clip_shards_written_total",

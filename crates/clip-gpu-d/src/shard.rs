@@ -21,10 +21,12 @@
 mod parquet;
 mod recovery;
 mod tfrecord;
+mod withdrawal;
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use cah_protocol::bundle::BundleSample;
@@ -33,6 +35,7 @@ use serde_json::json;
 use crate::bundle::image_extension;
 use crate::npy::EmbeddingDtype;
 use crate::tags::NsfwTag;
+use withdrawal::{Counting, copy_without};
 
 pub use recovery::{Recovery, mark_committed, recover, shard_number};
 
@@ -43,6 +46,9 @@ pub struct KeptPair {
     pub image: Vec<u8>,
     pub hash: u64,
     pub job: u64,
+    /// The daemon's own id of the claim it came from, so that a claim the tracker took back
+    /// can be taken out of the open shard ([`ShardWriter::take_out`]).
+    pub claim: u64,
     pub similarity: f32,
     pub nsfw: NsfwTag,
     pub image_embedding: Vec<f32>,
@@ -82,8 +88,12 @@ struct Row {
     sample: BundleSample,
     hash: u64,
     job: u64,
+    claim: u64,
     similarity: f32,
     nsfw: NsfwTag,
+    /// Where its three entries lie in the tar, and its record in the tfrecord.
+    tar: Range<u64>,
+    tfrecord: Option<Range<u64>>,
 }
 
 /// What each shard holds.
@@ -104,12 +114,17 @@ pub struct ShardWriter {
     write_tfrecord: bool,
     embedding_dtype: EmbeddingDtype,
     number: u32,
+    /// The index in the next key: rows taken out leave their keys unused.
+    next_index: usize,
     rows: Vec<Row>,
     image_embeddings: Vec<f32>,
     text_embeddings: Vec<f32>,
     dim: usize,
-    tar: Option<tar::Builder<BufWriter<File>>>,
-    tfrecord: Option<BufWriter<File>>,
+    tar: Option<tar::Builder<Counting<BufWriter<File>>>>,
+    tfrecord: Option<Counting<BufWriter<File>>>,
+    /// Byte ranges of rows taken out, left out of the files when the shard closes.
+    withdrawn_tar: Vec<Range<u64>>,
+    withdrawn_tfrecord: Vec<Range<u64>>,
 }
 
 impl std::fmt::Debug for ShardWriter {
@@ -130,12 +145,15 @@ impl ShardWriter {
             write_tfrecord: format.tfrecord,
             embedding_dtype: format.embedding_dtype,
             number: next_number,
+            next_index: 0,
             rows: Vec::new(),
             image_embeddings: Vec::new(),
             text_embeddings: Vec::new(),
             dim: 0,
             tar: None,
             tfrecord: None,
+            withdrawn_tar: Vec::new(),
+            withdrawn_tfrecord: Vec::new(),
         }
     }
 
@@ -148,19 +166,24 @@ impl ShardWriter {
         self.rows.len()
     }
 
+    /// Rows the open shard takes before it closes.
+    pub fn room(&self) -> usize {
+        self.shard_size.saturating_sub(self.rows.len())
+    }
+
     /// Appends a pair; returns the shard it completed, if it filled one.
     pub fn push(&mut self, pair: KeptPair) -> Result<Option<FinishedShard>, ShardError> {
         let width = digits(self.shard_size.saturating_sub(1)).max(4);
-        let key = format!("{:05}{:0width$}", self.number, self.rows.len());
+        let key = format!("{:05}{:0width$}", self.number, self.next_index);
         if self.tar.is_none() {
             let path = self.path(&format!("{:05}.tar.tmp", self.number));
             let file = File::create(&path).map_err(|source| ShardError::Io { path, source })?;
-            self.tar = Some(tar::Builder::new(BufWriter::new(file)));
+            self.tar = Some(tar::Builder::new(Counting::new(BufWriter::new(file))));
         }
         if self.write_tfrecord && self.tfrecord.is_none() {
             let path = self.path(&format!("{:05}.tfrecord.tmp", self.number));
             let file = File::create(&path).map_err(|source| ShardError::Io { path, source })?;
-            self.tfrecord = Some(BufWriter::new(file));
+            self.tfrecord = Some(Counting::new(BufWriter::new(file)));
         }
         let ext = image_extension(&pair.sample.file).to_owned();
         let metadata = json!({
@@ -191,16 +214,22 @@ impl ShardWriter {
             .tar
             .as_mut()
             .ok_or_else(|| io(std::io::Error::other("tar not open")))?;
+        let tar_start = tar.get_ref().written();
         append(tar, &format!("{key}.{ext}"), &pair.image).map_err(io)?;
         append(tar, &format!("{key}.txt"), pair.sample.alt.as_bytes()).map_err(io)?;
         append(tar, &format!("{key}.json"), metadata.to_string().as_bytes()).map_err(io)?;
+        let tar_range = tar_start..tar.get_ref().written();
+        let mut tfrecord_range = None;
         if let Some(records) = self.tfrecord.as_mut() {
             let example = tfrecord::pair_example(&key, &ext, &pair);
+            let start = records.written();
             tfrecord::write_record(records, &example).map_err(|source| ShardError::Io {
                 path: self.dir.join(format!("{:05}.tfrecord.tmp", self.number)),
                 source,
             })?;
+            tfrecord_range = Some(start..records.written());
         }
+        self.next_index += 1;
         self.dim = pair.image_embedding.len();
         self.image_embeddings.extend(&pair.image_embedding);
         self.text_embeddings.extend(&pair.text_embedding);
@@ -209,8 +238,11 @@ impl ShardWriter {
             sample: pair.sample,
             hash: pair.hash,
             job: pair.job,
+            claim: pair.claim,
             similarity: pair.similarity,
             nsfw: pair.nsfw,
+            tar: tar_range,
+            tfrecord: tfrecord_range,
         });
         if self.rows.len() >= self.shard_size {
             return self.finish();
@@ -218,8 +250,38 @@ impl ShardWriter {
         Ok(None)
     }
 
+    /// Takes the rows of `claim` out of the open shard (the tracker took the claim back, so
+    /// another daemon may write these pairs now); returns their hashes. Rows of shards already
+    /// closed stay where they are.
+    pub fn take_out(&mut self, claim: u64) -> Vec<u64> {
+        let dim = self.dim;
+        let mut index = 0;
+        let mut hashes = Vec::new();
+        let mut keep = Vec::with_capacity(self.rows.len());
+        for row in std::mem::take(&mut self.rows) {
+            if row.claim == claim {
+                hashes.push(row.hash);
+                self.withdrawn_tar.push(row.tar.clone());
+                self.withdrawn_tfrecord.extend(row.tfrecord.clone());
+                for embeddings in [&mut self.image_embeddings, &mut self.text_embeddings] {
+                    embeddings.drain(index * dim..(index + 1) * dim);
+                }
+            } else {
+                keep.push(row);
+                index += 1;
+            }
+        }
+        self.rows = keep;
+        hashes
+    }
+
     /// Closes the open shard, however short, and makes it visible; `None` when it is empty.
     pub fn finish(&mut self) -> Result<Option<FinishedShard>, ShardError> {
+        if self.rows.is_empty() {
+            // Nothing, or only rows taken out: no shard to show.
+            self.discard()?;
+            return Ok(None);
+        }
         let Some(tar) = self.tar.take() else {
             return Ok(None);
         };
@@ -231,18 +293,30 @@ impl ShardWriter {
             let path = path.to_owned();
             move |source| ShardError::Io { path, source }
         };
-        let mut inner = tar.into_inner().map_err(io(&tar_tmp))?;
-        inner.flush().map_err(io(&tar_tmp))?;
-        inner.get_ref().sync_all().map_err(io(&tar_tmp))?;
-        drop(inner);
+        let inner = tar.into_inner().map_err(io(&tar_tmp))?.into_inner();
+        let file = inner
+            .into_inner()
+            .map_err(|error| error.into_error())
+            .map_err(io(&tar_tmp))?;
+        file.sync_all().map_err(io(&tar_tmp))?;
+        drop(file);
+        copy_without(&tar_tmp, &mut std::mem::take(&mut self.withdrawn_tar))
+            .map_err(io(&tar_tmp))?;
         let tfrecord_tmp = name(".tfrecord.tmp");
         let has_tfrecord = match self.tfrecord.take() {
             Some(records) => {
                 let file = records
                     .into_inner()
+                    .into_inner()
                     .map_err(|error| error.into_error())
                     .map_err(io(&tfrecord_tmp))?;
                 file.sync_all().map_err(io(&tfrecord_tmp))?;
+                drop(file);
+                copy_without(
+                    &tfrecord_tmp,
+                    &mut std::mem::take(&mut self.withdrawn_tfrecord),
+                )
+                .map_err(io(&tfrecord_tmp))?;
                 true
             }
             None => false,
@@ -313,6 +387,7 @@ impl ShardWriter {
             sync_dir(&folder).map_err(io(&folder))?;
         }
         self.number += 1;
+        self.next_index = 0;
         Ok(Some(FinishedShard {
             number,
             hashes,
@@ -325,6 +400,9 @@ impl ShardWriter {
     pub fn discard(&mut self) -> Result<(), ShardError> {
         self.tar = None;
         self.tfrecord = None;
+        self.next_index = 0;
+        self.withdrawn_tar.clear();
+        self.withdrawn_tfrecord.clear();
         self.rows.clear();
         self.image_embeddings.clear();
         self.text_embeddings.clear();
@@ -384,7 +462,11 @@ fn digits(mut value: usize) -> usize {
     count
 }
 
-fn append(tar: &mut tar::Builder<BufWriter<File>>, name: &str, data: &[u8]) -> std::io::Result<()> {
+fn append(
+    tar: &mut tar::Builder<Counting<BufWriter<File>>>,
+    name: &str,
+    data: &[u8],
+) -> std::io::Result<()> {
     let mut header = tar::Header::new_gnu();
     header.set_size(data.len() as u64);
     header.set_mode(0o644);

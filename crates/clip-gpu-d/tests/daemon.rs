@@ -18,6 +18,10 @@ mod open_shard;
 #[allow(dead_code)]
 #[path = "parity/support.rs"]
 mod parity_support;
+#[path = "daemon/partition.rs"]
+mod partition;
+#[path = "daemon/relay.rs"]
+mod relay;
 #[path = "daemon/restart.rs"]
 mod restart;
 #[path = "daemon/s3.rs"]

@@ -12,10 +12,12 @@
 //! job, nothing else is downloading or being scored and the claimer cannot claim: the open shard
 //! is then closed at once, however short, instead of idling until `--flush-interval`.
 //!
-//! A job the tracker took back (see `holdings`) is never completed: its pairs are dropped if
-//! they are not written yet; if they already are in the open shard they stay there (they are
-//! valid pairs, and their hashes reach `main` with the shard, so the re-issued copy of the job
-//! finds them as duplicates), but the job is not completed.
+//! A job the tracker took back (see `holdings`) is never completed, and its pairs never become
+//! visible through this daemon: another daemon may hold the job now and write them too. They
+//! are dropped if they are not written yet, and taken back out of the open shard if they are
+//! (checked before each job is added and, after a heartbeat, before the shard closes). Only
+//! pairs in shards already closed stay; their hashes are in `main`, so the re-issued copy of
+//! the job finds them as duplicates.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -28,6 +30,7 @@ use tracing::{info, warn};
 
 use super::Config;
 use super::holdings::Claim;
+use super::jobs::renew_leases;
 use super::liveness::{Liveness, Stage as Watched};
 use super::registration::Registration;
 use crate::metrics::{Metrics, Stage};
@@ -154,6 +157,10 @@ impl Committer {
             );
             return Ok(());
         }
+        // Pairs of this job's earlier claim must leave the open shard before the dedup below;
+        // when this job fills the shard, the leases are checked first.
+        let fills = result.kept.len() >= self.room();
+        self.take_out_lost(fills).await?;
         let scored = &result.scored_hashes;
         if let Err(error) = self
             .registration
@@ -245,8 +252,46 @@ impl Committer {
     /// Closes the open shard, however short, and commits it.
     pub(super) async fn flush(&mut self) -> anyhow::Result<()> {
         let _busy = self.liveness.busy(Watched::Commit);
+        self.take_out_lost(true).await?;
         if let Some(finished) = self.with_writer(ShardWriter::finish).await? {
             self.commit(finished).await?;
+        }
+        Ok(())
+    }
+
+    /// Rows the open shard can still take before it closes.
+    fn room(&self) -> usize {
+        self.writer.as_ref().map_or(0, ShardWriter::room)
+    }
+
+    /// Takes the pairs of waiting jobs that the tracker took back out of the open shard, after
+    /// a heartbeat when `ask` (the shard is about to close).
+    async fn take_out_lost(&mut self, ask: bool) -> anyhow::Result<()> {
+        if self.waiting.is_empty() {
+            return Ok(());
+        }
+        if ask {
+            renew_leases(&self.registration).await;
+        }
+        let holdings = &self.registration.holdings;
+        let (lost, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|job| !holdings.is_held(job.claim));
+        self.waiting = waiting;
+        for job in lost {
+            let claim = job.claim.id();
+            let hashes = self
+                .with_writer(move |writer| Ok(writer.take_out(claim)))
+                .await?;
+            for hash in &hashes {
+                self.open_hashes.remove(hash);
+            }
+            Metrics::add(&self.metrics.pairs_taken_out, hashes.len() as u64);
+            warn!(
+                job = job.claim.number,
+                n_pairs = hashes.len(),
+                "job lost to the tracker while its pairs waited in the open shard; taken out of it"
+            );
         }
         Ok(())
     }

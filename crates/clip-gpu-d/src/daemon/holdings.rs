@@ -19,6 +19,13 @@ pub(super) struct Claim {
     id: u64,
 }
 
+impl Claim {
+    /// The daemon's own id of this claim, unique for the process's life.
+    pub(super) fn id(self) -> u64 {
+        self.id
+    }
+}
+
 /// The claims held now, by job number.
 #[derive(Debug)]
 pub(super) struct Holdings {

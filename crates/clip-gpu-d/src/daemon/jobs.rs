@@ -166,26 +166,32 @@ pub(super) async fn heartbeat(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
-        let asked = registration.holdings.claims();
-        if asked.is_empty() {
-            continue;
-        }
-        let (session, generation) = registration.session();
-        match session.heartbeat("scoring").await {
-            Ok(response) => {
-                let lost = registration.holdings.lose_missing(&asked, &response.jobs);
-                if !lost.is_empty() {
-                    warn!(jobs = ?lost, "leases expired; dropping those jobs");
-                }
-                debug!(held = response.jobs.len(), "leases renewed");
+        renew_leases(&registration).await;
+    }
+}
+
+/// One heartbeat: renews the leases of the jobs held and learns which of them the tracker
+/// took back (also called just before a shard closes, so that it holds no lost job's pairs).
+pub(super) async fn renew_leases(registration: &Registration) {
+    let asked = registration.holdings.claims();
+    if asked.is_empty() {
+        return;
+    }
+    let (session, generation) = registration.session();
+    match session.heartbeat("scoring").await {
+        Ok(response) => {
+            let lost = registration.holdings.lose_missing(&asked, &response.jobs);
+            if !lost.is_empty() {
+                warn!(jobs = ?lost, "leases expired; dropping those jobs");
             }
-            Err(TrackerError::TimedOut) => {
-                if let Err(error) = registration.renew(generation).await {
-                    warn!(error = %error, "failed to register with the tracker again");
-                }
-            }
-            Err(error) => warn!(error = %error, "heartbeat failed"),
+            debug!(held = response.jobs.len(), "leases renewed");
         }
+        Err(TrackerError::TimedOut) => {
+            if let Err(error) = registration.renew(generation).await {
+                warn!(error = %error, "failed to register with the tracker again");
+            }
+        }
+        Err(error) => warn!(error = %error, "heartbeat failed"),
     }
 }
 

@@ -278,6 +278,7 @@ impl Scorer {
                 image: sample.image,
                 hash,
                 job: result.claim.number,
+                claim: result.claim.id(),
                 similarity,
                 nsfw,
                 image_embedding: image,

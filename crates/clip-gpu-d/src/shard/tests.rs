@@ -25,6 +25,7 @@ fn pair(sample_id: u64) -> KeptPair {
         image: vec![1, 2, 3],
         hash: sample_id * 7,
         job: 1,
+        claim: 1,
         similarity: 0.5,
         nsfw: NsfwTag::Unlikely,
         image_embedding: vec![1.0, 0.0],
@@ -141,4 +142,87 @@ fn shards_published_elsewhere_count_as_complete() {
     assert_eq!(recovery.deleted, [5]);
     assert!(!out.join("00005.tar").exists() && !out.join("00005.pending").exists());
     assert!(recovery.complete.is_empty());
+}
+
+#[test]
+fn rows_taken_out_leave_no_trace_in_any_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path();
+    recover(out, &BTreeSet::new()).expect("recover");
+    let mut writer = ShardWriter::new(out, format(10, true), 0);
+    let of_claim = |sample_id: u64, claim: u64| KeptPair {
+        claim,
+        image_embedding: vec![sample_id as f32, 0.5],
+        ..pair(sample_id)
+    };
+    for (sample_id, claim) in [(1, 1), (2, 2), (3, 1)] {
+        assert!(
+            writer
+                .push(of_claim(sample_id, claim))
+                .expect("push")
+                .is_none()
+        );
+    }
+    assert_eq!(writer.take_out(1), [7, 21]);
+    assert_eq!((writer.open_rows(), writer.room()), (1, 9));
+    assert!(writer.take_out(1).is_empty(), "taken out once");
+    writer.push(of_claim(4, 2)).expect("push");
+    let finished = writer.finish().expect("finish").expect("a shard");
+    assert_eq!(finished.hashes, [14, 28]);
+
+    // The tar holds the two rows' entries, under their own keys, and nothing else.
+    let mut archive = tar::Archive::new(File::open(out.join("00000.tar")).expect("tar"));
+    let mut names = Vec::new();
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let name = entry.path().expect("path").display().to_string();
+        let mut body = String::new();
+        if name.ends_with(".txt") {
+            std::io::Read::read_to_string(&mut entry, &mut body).expect("caption");
+            names.push(format!("{name}={body}"));
+        } else {
+            names.push(name);
+        }
+    }
+    assert_eq!(
+        names,
+        [
+            "000000001.jpg",
+            "000000001.txt=caption 2",
+            "000000001.json",
+            "000000003.jpg",
+            "000000003.txt=caption 4",
+            "000000003.json"
+        ]
+    );
+    let bytes = std::fs::read(out.join("00000.tfrecord")).expect("tfrecord");
+    let mut offset = 0;
+    let mut n_records = 0;
+    while offset < bytes.len() {
+        let length = u64::from_le_bytes(bytes[offset..offset + 8].try_into().expect("8"));
+        let record = &bytes[offset + 12..offset + 12 + length as usize];
+        assert!(
+            !record
+                .windows(9)
+                .any(|w| w == b"caption 1" || w == b"caption 3")
+        );
+        offset += 8 + 4 + length as usize + 4;
+        n_records += 1;
+    }
+    assert_eq!((offset, n_records), (bytes.len(), 2));
+    let (rows, cols, values) =
+        crate::npy::read_f32(&out.join("img_emb/img_emb_00000.npy")).expect("npy");
+    assert_eq!((rows, cols, values), (2, 2, vec![2.0, 0.5, 4.0, 0.5]));
+    let marker = std::fs::read_to_string(out.join("00000.pending")).expect("marker");
+    assert_eq!(marker, r#"{"hashes":[14,28],"jobs":[1]}"#);
+
+    // A shard whose every row was taken out is never shown, and the next takes its number.
+    writer.push(of_claim(5, 3)).expect("push");
+    assert_eq!(writer.take_out(3), [35]);
+    assert!(writer.finish().expect("finish").is_none());
+    assert_eq!(writer.number(), 1);
+    assert!(!out.join("00001.tar.tmp").exists() && !out.join("00001.tfrecord.tmp").exists());
+    writer.push(of_claim(6, 3)).expect("push");
+    let finished = writer.finish().expect("finish").expect("a shard");
+    assert_eq!((finished.number, finished.hashes), (1, vec![42]));
 }

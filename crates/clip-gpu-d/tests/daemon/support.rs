@@ -59,6 +59,10 @@ impl RealTracker {
         tracker_d::testing::import_urls(&self.database_url, &urls).await;
     }
 
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.server.addr
+    }
+
     pub(crate) fn client(&self) -> TrackerClient {
         TrackerClient::with_defaults(self.base_url.clone()).expect("client")
     }
