@@ -1,7 +1,8 @@
 //! The extraction pipeline: WAT records in, [`Candidate`]s out, as an iterator over any byte source.
 //!
 //! Per record: keep the halves asked for (record `i` is half `i mod 2`), skip records without
-//! `"IMG@/src"` in their bytes before any JSON parsing, parse the envelope, keep `response`
+//! `"IMG@` in their bytes before any JSON parsing (not the whole `"IMG@/src"`: JSON may write
+//! the slash as `\/`), parse the envelope, keep `response`
 //! records with a 2xx status and a page URL within the URL cap, resolve the page base, find the
 //! page licence, then filter each `IMG@/src` link (see [`crate::filters`]), tag its language,
 //! dedup within the half and take the next sample ID of the half.
@@ -91,7 +92,7 @@ impl<R: Read> Extractor<R> {
                 filters: config.filters,
                 halves,
                 counts: Counts::default(),
-                images: Finder::new(b"\"IMG@/src\""),
+                images: Finder::new(b"\"IMG@"),
             },
             pending: VecDeque::new(),
             finished: false,
@@ -248,7 +249,7 @@ impl State {
                 url: kept.url,
                 alt: kept.alt.into_owned(),
                 page_url: target_uri.to_owned(),
-                license: page_license.map(str::to_owned),
+                license: page_license.clone(),
                 language: language.map(str::to_owned),
                 pair_hash: pair,
             });

@@ -63,9 +63,10 @@ pub struct Document {
 const IMAGE_PATH: &str = "IMG@/src";
 
 /// What marks a licence candidate: searched in a whole record first (by the extractor, to decide
-/// whether licences are looked for at all), then in each link's URL.
+/// whether licences are looked for at all), then in each link's URL. No slash after the host:
+/// JSON may write it as `\/`.
 pub(crate) static LICENSE_URL: LazyLock<Finder<'static>> =
-    LazyLock::new(|| Finder::new(b"creativecommons.org/"));
+    LazyLock::new(|| Finder::new(b"creativecommons.org"));
 
 impl Document {
     /// Parses a record body: `invalid_utf8`, or `invalid_json` for damage anywhere in it and for

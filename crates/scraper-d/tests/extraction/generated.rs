@@ -115,3 +115,63 @@ fn running_out_of_ids_is_a_counted_skip() {
     assert_eq!(ids, (100..110).collect::<Vec<_>>());
     assert_eq!(counts.skipped(SkipReason::IdsExhausted), n_half0 - 10);
 }
+
+/// `wat` with `edit` applied to every record body, each record re-framed (`Content-Length`)
+/// in its own gzip member.
+fn edit_bodies(wat: &[u8], edit: impl Fn(&str) -> String) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut text = String::new();
+    flate2::read::MultiGzDecoder::new(wat)
+        .read_to_string(&mut text)
+        .expect("the generated WAT inflates");
+    let mut out = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(start) = rest.find("WARC/1.0\r\n") {
+        rest = &rest[start..];
+        let header_end = rest.find("\r\n\r\n").expect("headers end") + 4;
+        let headers = &rest[..header_end];
+        let length: usize = headers
+            .lines()
+            .find_map(|line| line.strip_prefix("Content-Length: "))
+            .expect("a Content-Length")
+            .trim()
+            .parse()
+            .expect("a number");
+        let body = edit(&rest[header_end..header_end + length]);
+        let headers = headers.replace(
+            &format!("Content-Length: {length}\r\n"),
+            &format!("Content-Length: {}\r\n", body.len()),
+        );
+        let mut member = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        member
+            .write_all(format!("{headers}{body}\r\n\r\n").as_bytes())
+            .expect("gzip");
+        out.extend(member.finish().expect("gzip"));
+        rest = &rest[header_end + length..];
+    }
+    out
+}
+
+#[test]
+fn json_that_escapes_every_slash_gives_the_same_candidates() {
+    // `\/` is valid JSON for `/` (PHP's json_encode writes it): the `"IMG@/src"` and licence
+    // prefilters must not skip such records.
+    let Fixture { bytes, expected } = fixture(HeaderStyle::Arrays);
+    let escaped = edit_bodies(bytes, |body| body.replace('/', "\\/"));
+    let (plain, _) = support::extract(
+        edit_bodies(bytes, str::to_owned).as_slice(),
+        support::both_halves(),
+    );
+    let (candidates, _) = support::extract(escaped.as_slice(), support::both_halves());
+    let got: Vec<support::Row> = candidates.iter().map(support::row).collect();
+    assert_eq!(
+        plain.len(),
+        expected.len(),
+        "the re-framing alone changes nothing"
+    );
+    assert!(
+        got.iter().any(|row| row.3.is_some()),
+        "licences are found too"
+    );
+    assert_eq!(&got, expected);
+}
