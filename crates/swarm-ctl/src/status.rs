@@ -4,6 +4,9 @@
 //! (scraper-d reads `SCRAPER_NODE_NAME` from its env file and prefixes its progress with it),
 //! or its nickname or display name is the node's name, or, failing those, when its nickname is
 //! the account's nickname and that account has a single node. The freshest such client wins.
+//! A client last seen before the node was created belongs to an earlier server of that name
+//! (a node deleted and created again, a name reused by `scale`) and never matches: it would
+//! make a node that has not reached the tracker yet look like it had.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -119,38 +122,56 @@ pub async fn heartbeats(ctl: &Ctl, nodes: &[Node]) -> anyhow::Result<HashMap<Str
         .clients()
         .await
         .with_context(|| format!("cannot list the clients of the tracker at {url}"))?;
-    let named: Vec<(String, String)> = nodes
+    let named: Vec<NodeIdentity> = nodes
         .iter()
-        .map(|node| {
-            (
-                node.server.name.clone(),
-                ctl.projects[node.project].account.nickname.clone(),
-            )
+        .map(|node| NodeIdentity {
+            name: node.server.name.clone(),
+            nickname: ctl.projects[node.project].account.nickname.clone(),
+            created: node.server.created_unix(),
         })
         .collect();
     Ok(match_clients(&named, &clients))
 }
 
-/// Matches tracker clients to `(node name, account nickname)` pairs (see the module comment).
-pub fn match_clients(
-    nodes: &[(String, String)],
-    clients: &[ClientInfo],
-) -> HashMap<String, Heartbeat> {
+/// What a tracker client is matched against.
+#[derive(Debug, Clone)]
+pub struct NodeIdentity {
+    pub name: String,
+    /// The nickname of the node's account.
+    pub nickname: String,
+    /// Unix seconds the server was created, when the API said.
+    pub created: Option<i64>,
+}
+
+/// Matches tracker clients to nodes (see the module comment).
+pub fn match_clients(nodes: &[NodeIdentity], clients: &[ClientInfo]) -> HashMap<String, Heartbeat> {
     let mut nodes_per_nickname: HashMap<&str, usize> = HashMap::new();
-    for (_, nickname) in nodes {
-        *nodes_per_nickname.entry(nickname.as_str()).or_default() += 1;
+    for node in nodes {
+        *nodes_per_nickname
+            .entry(node.nickname.as_str())
+            .or_default() += 1;
     }
     let mut matched: HashMap<String, Heartbeat> = HashMap::new();
-    for (name, nickname) in nodes {
+    for node in nodes {
+        let (name, nickname) = (&node.name, &node.nickname);
+        let since_created = |client: &&ClientInfo| {
+            node.created
+                .is_none_or(|created| client.last_seen >= created)
+        };
         let direct = |client: &&ClientInfo| {
             names_node(&client.progress, name)
                 || client.nickname == *name
                 || client.display_name == *name
         };
-        let mut candidates: Vec<&ClientInfo> = clients.iter().filter(direct).collect();
+        let mut candidates: Vec<&ClientInfo> = clients
+            .iter()
+            .filter(since_created)
+            .filter(direct)
+            .collect();
         if candidates.is_empty() && nodes_per_nickname.get(nickname.as_str()) == Some(&1) {
             candidates = clients
                 .iter()
+                .filter(since_created)
                 .filter(|client| client.nickname == *nickname)
                 .collect();
         }
@@ -225,11 +246,16 @@ mod tests {
 
     #[test]
     fn matches_by_progress_prefix_then_nickname() {
+        let node = |name: &str, nickname: &str| NodeIdentity {
+            name: name.to_owned(),
+            nickname: nickname.to_owned(),
+            created: None,
+        };
         let nodes = vec![
-            ("cah-a-1".to_owned(), "alice".to_owned()),
-            ("cah-a-10".to_owned(), "alice".to_owned()),
-            ("cah-a-2".to_owned(), "bob".to_owned()),
-            ("cah-a-3".to_owned(), "carol".to_owned()),
+            node("cah-a-1", "alice"),
+            node("cah-a-10", "alice"),
+            node("cah-a-2", "bob"),
+            node("cah-a-3", "carol"),
         ];
         let clients = vec![
             client("alice", "cah-a-1: job 4", 100),
@@ -245,5 +271,53 @@ mod tests {
             "bob has one node, matched by nickname"
         );
         assert!(!matched.contains_key("cah-a-3"));
+    }
+
+    #[test]
+    fn a_client_older_than_the_node_is_an_earlier_server_of_that_name() {
+        let node = |name: &str, nickname: &str, created| NodeIdentity {
+            name: name.to_owned(),
+            nickname: nickname.to_owned(),
+            created: Some(created),
+        };
+        let nodes = vec![
+            node("cah-a-1", "alice", 1_000),
+            node("cah-b-1", "bob", 1_000),
+        ];
+        let clients = vec![
+            client("alice", "cah-a-1: job 4", 990),
+            client("bob", "Initialized", 999),
+        ];
+        let matched = match_clients(&nodes, &clients);
+        assert!(matched.is_empty(), "{matched:?}");
+        let clients = vec![
+            client("alice", "cah-a-1: job 4", 990),
+            client("alice", "cah-a-1 starting", 1_000),
+            client("bob", "Initialized", 1_010),
+        ];
+        let matched = match_clients(&nodes, &clients);
+        assert_eq!(matched["cah-a-1"].progress, "cah-a-1 starting");
+        assert_eq!(matched["cah-b-1"].last_seen, 1_010);
+    }
+
+    #[test]
+    fn creation_times_are_read_from_the_api() {
+        let server = |created: &str| -> crate::hcloud::Server {
+            serde_json::from_value(serde_json::json!({
+                "id": 1, "name": "n", "status": "running", "created": created,
+                "server_type": {"name": "cx22"}, "location": {"name": "fsn1"}
+            }))
+            .expect("a server")
+        };
+        assert_eq!(
+            server("2026-11-20T08:00:00+00:00").created_unix(),
+            Some(1_795_161_600)
+        );
+        assert_eq!(
+            server("2026-11-20T08:00:00Z").created_unix(),
+            Some(1_795_161_600)
+        );
+        assert_eq!(server("").created_unix(), None);
+        assert_eq!(server("yesterday").created_unix(), None);
     }
 }

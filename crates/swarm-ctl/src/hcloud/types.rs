@@ -176,6 +176,17 @@ impl ServerType {
 }
 
 impl Server {
+    /// `created` in unix seconds; `None` when it is missing or not RFC 3339 in UTC.
+    pub fn created_unix(&self) -> Option<i64> {
+        let utc = match self.created.strip_suffix("+00:00") {
+            Some(time) => format!("{time}Z"),
+            None => self.created.clone(),
+        };
+        let time = humantime::parse_rfc3339(&utc).ok()?;
+        let seconds = time.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+        i64::try_from(seconds).ok()
+    }
+
     /// The image to recreate this server from; `None` when its image was deleted.
     pub fn image_ref(&self) -> Option<String> {
         self.image.as_ref().map(ImageRef::create_ref)

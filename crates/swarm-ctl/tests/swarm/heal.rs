@@ -241,6 +241,45 @@ async fn up_waits_until_nodes_reach_the_tracker() {
 }
 
 #[tokio::test]
+async fn up_does_not_take_an_earlier_servers_client_for_the_new_node() {
+    let mut world = World::single().await;
+    let (url, _stop) = start_tracker(world.dir.path()).await;
+    world.extra_args = vec!["--tracker".into(), url.to_string()];
+    let tracker = TrackerClient::with_defaults(url).expect("client");
+    // An earlier cah-alpha-1, deleted since, is still on the tracker's client list.
+    let earlier = tracker
+        .register("nick-main", ClientType::Cpu)
+        .await
+        .expect("register");
+    earlier
+        .update_progress("cah-alpha-1: the earlier server")
+        .await
+        .expect("heartbeat");
+    // Creation times are whole seconds.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let node = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let session = tracker
+            .register("nick-main", ClientType::Cpu)
+            .await
+            .expect("register");
+        session
+            .update_progress("cah-alpha-1: the new server")
+            .await
+            .expect("heartbeat");
+        session
+    });
+    let text = world.ok(&["up", "1", "--wait-ready"]).await;
+    // The new client is matched by its progress, or before its first progress report by the
+    // account's nickname (`Initialized`): either way, not the earlier server's.
+    assert!(
+        text.contains(" ago") && !text.contains("the earlier server"),
+        "waited for the new node's own client: {text}"
+    );
+    node.await.expect("node task");
+}
+
+#[tokio::test]
 async fn heal_reports_a_changed_host_key_instead_of_recreating() {
     let mut world = World::single().await;
     let (url, _stop) = start_tracker(world.dir.path()).await;
