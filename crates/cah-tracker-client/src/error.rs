@@ -71,9 +71,11 @@ pub enum TrackerError {
         /// The response's text.
         body: String,
     },
-    /// The request did not complete: connection refused or reset, timeout, TLS.
-    #[error("tracker request failed: {0}")]
-    Transport(#[source] reqwest::Error),
+    /// The request did not complete: connection refused or reset, timeout, TLS. The message
+    /// carries reqwest's whole chain of causes: the useful one (`Connection refused`) is
+    /// several levels down.
+    #[error("tracker request failed: {}", with_causes(.0))]
+    Transport(reqwest::Error),
     /// A success response whose body is not what the protocol says.
     #[error("bad response to {call}: {detail}")]
     Decode {
@@ -83,17 +85,33 @@ pub enum TrackerError {
         detail: String,
     },
     /// A local file (a bundle to upload) could not be read.
-    #[error("failed to read {path}: {source}")]
+    #[error("failed to read {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The client was configured with something unusable (a base URL that is not http(s)).
     #[error("invalid client configuration: {0}")]
     Config(String),
+}
+
+/// `error` and its causes, `: `-separated, each cause left out when the text so far already
+/// says it: for logs of errors whose useful part is deep down (reqwest's `Connection refused`
+/// is three levels below `error sending request`).
+pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let next_text = next.to_string();
+        if !text.contains(&next_text) {
+            text.push_str(": ");
+            text.push_str(&next_text);
+        }
+        cause = next.source();
+    }
+    text
 }
 
 impl TrackerError {

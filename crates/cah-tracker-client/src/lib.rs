@@ -38,7 +38,42 @@ mod upload;
 
 pub use client::{ClientConfig, TrackerClient};
 pub use completion::{Completion, JobOutput};
-pub use error::TrackerError;
+pub use error::{TrackerError, with_causes};
 pub use retry::RetryPolicy;
 pub use session::Session;
 pub use upload::BundleBody;
+
+/// Parses an `http://` or `https://` URL given on the command line, with a message that says
+/// what to write when the scheme is missing (for clap's `value_parser`).
+pub fn parse_http_url(text: &str) -> Result<url::Url, String> {
+    let example = "http://127.0.0.1:8080/ or https://tracker.example.org/";
+    match url::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(url),
+        Ok(url) => Err(format!(
+            "{} is not an http(s) scheme: write the URL as {example}",
+            url.scheme()
+        )),
+        Err(url::ParseError::RelativeUrlWithoutBase) => Err(format!(
+            "no scheme: write http:// or https:// in front, as in {example}"
+        )),
+        Err(error) => Err(format!("{error}: write the URL as {example}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls_on_the_command_line_need_an_http_scheme() {
+        let url = super::parse_http_url("http://127.0.0.1:8080/").expect("a url");
+        assert_eq!(url.port(), Some(8080));
+        let missing = super::parse_http_url("127.0.0.1:8080").expect_err("no scheme");
+        assert!(
+            missing.contains("write http:// or https:// in front"),
+            "{missing}"
+        );
+        let bare = super::parse_http_url("tracker.example.org").expect_err("no scheme");
+        assert!(bare.contains("no scheme"), "{bare}");
+        let ftp = super::parse_http_url("ftp://files.test/").expect_err("ftp");
+        assert!(ftp.starts_with("ftp is not an http(s) scheme"), "{ftp}");
+    }
+}

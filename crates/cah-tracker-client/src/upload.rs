@@ -122,7 +122,7 @@ async fn open_body(body: &BundleBody) -> Result<(reqwest::Body, u64), TrackerErr
         BundleBody::File(path) => {
             let io_error = |source| TrackerError::Io {
                 path: path.clone(),
-                source,
+                cause: source,
             };
             let file = tokio::fs::File::open(path).await.map_err(io_error)?;
             let length = file.metadata().await.map_err(io_error)?.len();

@@ -89,8 +89,13 @@ pub async fn run_with_listener(
     );
 
     let tokenizer_path = config.model.join("tokenizer.json");
-    let tokenizer = Tokenizer::from_file(&tokenizer_path)
-        .with_context(|| format!("failed to load {}", tokenizer_path.display()))?;
+    let tokenizer = Tokenizer::from_file(&tokenizer_path).with_context(|| {
+        format!(
+            "failed to load {}: is the model there? scripts/fetch-model.sh downloads it \
+                 (where the Internet is reachable); --model names another folder",
+            tokenizer_path.display()
+        )
+    })?;
     let side = crate::config::ClipConfig::from_file(&config.model.join("config.json"))?
         .vision_config
         .image_size;

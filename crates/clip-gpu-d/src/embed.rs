@@ -132,8 +132,13 @@ pub fn run_embed(args: &EmbedArgs) -> anyhow::Result<EmbedOutput> {
     anyhow::ensure!(args.batch_size > 0, "batch size must be positive");
     let model_dir = args.model.model_dir()?;
     let tokenizer_path = model_dir.join("tokenizer.json");
-    let tokenizer = Tokenizer::from_file(&tokenizer_path)
-        .with_context(|| format!("failed to load {}", tokenizer_path.display()))?;
+    let tokenizer = Tokenizer::from_file(&tokenizer_path).with_context(|| {
+        format!(
+            "failed to load {}: is the model there? scripts/fetch-model.sh downloads it \
+                 (where the Internet is reachable); --model names another folder",
+            tokenizer_path.display()
+        )
+    })?;
     let texts_raw = std::fs::read_to_string(&args.texts_file)
         .with_context(|| format!("failed to read {}", args.texts_file.display()))?;
     let texts: Vec<&str> = texts_raw.lines().collect();

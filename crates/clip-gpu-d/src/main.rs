@@ -5,7 +5,20 @@ use std::process::ExitCode;
 use clip_gpu_d::embed::{Args, Command};
 
 fn main() -> ExitCode {
-    let args = <Args as clap::Parser>::parse();
+    // A bad flag or environment value exits 64 (EX_USAGE) like every other configuration
+    // error, so that the unit's RestartPreventExitStatus=64 stops a restart loop; --help and
+    // --version exit 0.
+    let args = match <Args as clap::Parser>::try_parse() {
+        Ok(args) => args,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(64)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     clip_gpu_d::telemetry::init(args.log_format);
     let result: anyhow::Result<()> = match args.command {
         Command::Embed(embed) => clip_gpu_d::embed::run_embed(&embed).map(|_| ()),

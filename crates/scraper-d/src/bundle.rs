@@ -13,11 +13,10 @@ use crate::output::destination;
 /// A failure writing a bundle file.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
-    #[error("bundle {path}: {source}")]
+    #[error("bundle {path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("bundle metadata: {0}")]
     Encode(#[from] serde_json::Error),
@@ -59,7 +58,7 @@ impl BundleWriter {
         }
         .map_err(|source| BundleError::Io {
             path: temp_path.clone(),
-            source,
+            cause: source,
         })?;
         let mut builder = tar::Builder::new(BufWriter::with_capacity(256 * 1024, file));
         builder.mode(tar::HeaderMode::Deterministic);
@@ -97,7 +96,7 @@ impl BundleWriter {
             .append_data(&mut header, name, data)
             .map_err(|source| BundleError::Io {
                 path: self.temp_path.clone(),
-                source,
+                cause: source,
             })
     }
 
@@ -114,7 +113,10 @@ impl BundleWriter {
         self.append(STATS_FILE, &stats_bytes)?;
         let io = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| BundleError::Io { path, source }
+            move |source| BundleError::Io {
+                path,
+                cause: source,
+            }
         };
         let writer = self.builder.into_inner().map_err(io(&self.temp_path))?;
         let file = writer

@@ -27,6 +27,28 @@ pub fn run_extract(
     };
     let result = extract_into(command, runtime, &mut writer);
     let (counts, label) = match result {
+        Ok((counts, label)) if counts.records == 0 => {
+            // An output with no candidates would look like a WAT without images.
+            writer.abandon();
+            let detail = if counts.skipped.is_empty() {
+                format!("{} bytes read", counts.bytes_compressed)
+            } else {
+                let skipped: Vec<String> = counts
+                    .skipped
+                    .iter()
+                    .map(|(reason, n)| format!("{reason} {n}"))
+                    .collect();
+                format!(
+                    "{} bytes read, skipped: {}",
+                    counts.bytes_compressed,
+                    skipped.join(", ")
+                )
+            };
+            return Err(ScraperError::NotAWat {
+                source_name: label,
+                detail,
+            });
+        }
         Ok(done) => done,
         Err(error) => {
             writer.abandon();

@@ -7,16 +7,15 @@ use std::path::PathBuf;
 pub enum ScraperError {
     /// Reading the WAT source failed (file IO, or the download gave up after its retries).
     #[error("failed to read the wat source: {0}")]
-    Source(#[source] std::io::Error),
+    Source(std::io::Error),
     /// The download was refused in a way retrying cannot fix (404, 403, bad URL...).
     #[error("download of {url} failed: {detail}")]
     Download { url: String, detail: String },
     /// A local file could not be opened, written or renamed.
-    #[error("file {path}: {source}")]
+    #[error("file {path}: {cause}")]
     File {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The blocklist file has a line that is neither a URL, a domain nor a hash.
     #[error("blocklist {path} line {line}: {detail}")]
@@ -31,6 +30,9 @@ pub enum ScraperError {
         format: &'static str,
         detail: String,
     },
+    /// The source held no WARC record at all: not a WAT file (or an empty one).
+    #[error("{source_name} holds no WARC record ({detail}): is it a .warc.wat.gz file?")]
+    NotAWat { source_name: String, detail: String },
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -44,7 +46,7 @@ impl ScraperError {
     pub fn file(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
         move |source| Self::File {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }
     }
 }

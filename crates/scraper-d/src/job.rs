@@ -85,7 +85,7 @@ impl Pipeline {
             .await
             .map_err(|error| BundleError::Io {
                 path: bundle_path.to_path_buf(),
-                source: std::io::Error::other(error),
+                cause: std::io::Error::other(error),
             })??;
         let stats = BundleStats {
             stored: outcomes.get(Outcome::Ok),

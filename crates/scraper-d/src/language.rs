@@ -30,9 +30,68 @@ pub fn detect(detector: LanguageDetector, text: &str) -> Option<&'static str> {
     }
 }
 
+/// Whether `detector` can tag anything `code` (ISO 639-3, lowercase); `Off` tags nothing.
+pub fn can_tag(detector: LanguageDetector, code: &str) -> bool {
+    match detector {
+        LanguageDetector::Whichlang => whichlang::LANGUAGES
+            .iter()
+            .any(|lang| lang.three_letter_code() == code),
+        LanguageDetector::Whatlang => whatlang::Lang::all().iter().any(|lang| lang.code() == code),
+        LanguageDetector::Off => false,
+    }
+}
+
+/// The ISO 639-3 code people usually mean by a two-letter ISO 639-1 code, for error hints.
+pub fn three_letter_for(code: &str) -> Option<&'static str> {
+    const PAIRS: &[(&str, &str)] = &[
+        ("ar", "ara"),
+        ("de", "deu"),
+        ("en", "eng"),
+        ("es", "spa"),
+        ("fr", "fra"),
+        ("hi", "hin"),
+        ("it", "ita"),
+        ("ja", "jpn"),
+        ("ko", "kor"),
+        ("nl", "nld"),
+        ("pl", "pol"),
+        ("pt", "por"),
+        ("ru", "rus"),
+        ("sv", "swe"),
+        ("tr", "tur"),
+        ("uk", "ukr"),
+        ("vi", "vie"),
+        ("zh", "cmn"),
+    ];
+    PAIRS
+        .iter()
+        .find(|(short, _)| *short == code)
+        .map(|(_, long)| *long)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_each_detector_can_tag() {
+        assert!(can_tag(LanguageDetector::Whichlang, "eng"));
+        assert!(can_tag(LanguageDetector::Whichlang, "cmn"));
+        assert!(
+            !can_tag(LanguageDetector::Whichlang, "pol"),
+            "not one of its 16"
+        );
+        assert!(can_tag(LanguageDetector::Whatlang, "pol"));
+        assert!(!can_tag(LanguageDetector::Whatlang, "en"));
+        assert!(!can_tag(LanguageDetector::Off, "eng"));
+        assert_eq!(three_letter_for("en"), Some("eng"));
+        assert_eq!(three_letter_for("zh"), Some("cmn"));
+        assert_eq!(three_letter_for("xx"), None);
+        for (short, long) in [("de", "deu"), ("ja", "jpn"), ("uk", "ukr")] {
+            assert_eq!(three_letter_for(short), Some(long));
+            assert!(can_tag(LanguageDetector::Whatlang, long), "{long}");
+        }
+    }
 
     #[test]
     fn language_table() {

@@ -10,7 +10,20 @@ use scraper_d::cli::{Args, Command, ExtractCommand, FetchArgs, RunArgs};
 use scraper_d::config::RunConfig;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    // A bad flag or environment value exits 64 (EX_USAGE) like every other configuration
+    // error, so that the unit's RestartPreventExitStatus=64 stops a restart loop; --help and
+    // --version exit 0.
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(64)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     scraper_d::telemetry::init(args.log_format);
     match args.command {
         Command::Extract(extract_args) => extract_main(*extract_args),

@@ -2,6 +2,8 @@
 //! systemd's `JOURNAL_STREAM` is set (structured fields kept), else to stderr as text or JSON
 //! (above the progress bar of `extract` or `fetch` when one is shown).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -27,7 +29,9 @@ pub fn init(format: LogFormat) {
     }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter())
-        .with_writer(crate::terminal::LogWriter);
+        .with_writer(crate::terminal::LogWriter)
+        // Colour only for a person at a terminal, not in files or pipes.
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

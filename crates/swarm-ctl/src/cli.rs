@@ -19,13 +19,13 @@ pub struct Args {
     #[arg(long, env = "SWARM_STATE_DIR", global = true)]
     pub state_dir: Option<PathBuf>,
     /// Hetzner Cloud API base URL (tests and compatible clouds point elsewhere).
-    #[arg(long, env = "HCLOUD_API_URL", default_value = crate::hcloud::DEFAULT_API_URL, global = true)]
+    #[arg(long, env = "HCLOUD_API_URL", default_value = crate::hcloud::DEFAULT_API_URL, global = true, value_parser = cah_tracker_client::parse_http_url)]
     pub api_url: Url,
     /// Swarm name: servers carry the label `swarm=NAME`, several swarms can share accounts.
     #[arg(long, env = "SWARM_NAME", default_value = "default", global = true)]
     pub swarm: String,
     /// Tracker base URL, for heartbeats in `status`, `up --wait-ready` and `heal`.
-    #[arg(long, env = "SWARM_TRACKER_URL", global = true)]
+    #[arg(long, env = "SWARM_TRACKER_URL", global = true, value_parser = cah_tracker_client::parse_http_url)]
     pub tracker: Option<Url>,
     /// Retries of a failed Hetzner API call (429, conflict, timeouts, 502-504).
     #[arg(long, env = "HCLOUD_MAX_RETRIES", default_value_t = 5, global = true)]

@@ -22,6 +22,15 @@ pub enum DbError {
     /// The URL names no database we support.
     #[error("unsupported database url {0:?}: use sqlite://PATH or postgres://USER@HOST/NAME")]
     UnsupportedUrl(String),
+    /// The first connection failed: the server is down or refuses this user, or the SQLite
+    /// file cannot be created.
+    #[error("cannot open the database {target}: {detail}; {hint}")]
+    Unreachable {
+        /// The URL without its password, or the SQLite path.
+        target: String,
+        detail: String,
+        hint: String,
+    },
     /// The database refused or failed a statement.
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
@@ -61,6 +70,7 @@ impl Db {
             _ => url.to_owned(),
         };
         let options = AnyConnectOptions::from_str(&url)?;
+        probe(&url, dialect, &options).await?;
         let pool_options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
         let pool = match dialect {
             // One connection: SQLite has one writer anyway, and a single connection never
@@ -164,6 +174,68 @@ const SQLITE_PRAGMAS: &[&str] = &[
     "PRAGMA temp_store = MEMORY",
 ];
 
+/// Opens and closes one connection: a pool that cannot connect reports only that it timed out
+/// after 30 s, without the cause.
+async fn probe(url: &str, dialect: Dialect, options: &AnyConnectOptions) -> Result<(), DbError> {
+    use sqlx::Connection;
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(30),
+        sqlx::AnyConnection::connect_with(options),
+    )
+    .await;
+    let detail = match attempt {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            return Ok(());
+        }
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "no answer within 30 s".to_owned(),
+    };
+    let flag = "check --database-url (TRACKER_DATABASE_URL)";
+    let (target, hint) = match dialect {
+        Dialect::Sqlite => {
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            let path = path.split('?').next().unwrap_or(path).to_owned();
+            let folder = std::path::Path::new(&path)
+                .parent()
+                .filter(|folder| !folder.as_os_str().is_empty());
+            let hint = match folder {
+                Some(folder) if !folder.is_dir() => format!(
+                    "the folder {} does not exist: create it (mkdir -p) or {flag}",
+                    folder.display()
+                ),
+                _ => format!("is the file and its folder writable by this user? {flag}"),
+            };
+            (path, hint)
+        }
+        Dialect::Postgres => (
+            without_password(url),
+            format!("is PostgreSQL running there and does it accept this user? {flag}"),
+        ),
+    };
+    Err(DbError::Unreachable {
+        target,
+        detail,
+        hint,
+    })
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user:***@host/db`, for messages.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
 fn dialect_of(url: &str) -> Result<Dialect, DbError> {
     if url.starts_with("sqlite:") {
         Ok(Dialect::Sqlite)
@@ -222,6 +294,46 @@ mod tests {
         assert_eq!((mode.as_str(), synchronous), ("wal", 1), "1 is NORMAL");
         db.close().await;
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_database_that_cannot_be_opened_says_why_and_what_to_do() {
+        let dir = std::env::temp_dir().join(format!("cah-db-{}", uuid::Uuid::new_v4().simple()));
+        let missing = dir.join("missing");
+        let error = Db::connect(&format!("sqlite://{}/t.sqlite", missing.display()), 1)
+            .await
+            .expect_err("no such folder");
+        let text = error.to_string();
+        assert!(
+            text.contains(&format!("the folder {} does not exist", missing.display()))
+                && text.contains("TRACKER_DATABASE_URL"),
+            "{text}"
+        );
+        // A port nothing listens on: refused at once, not a pool timeout 30 s later.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let started = std::time::Instant::now();
+        let url = format!("postgres://cah:hunter2@127.0.0.1:{port}/tracker");
+        let text = Db::connect(&url, 2).await.expect_err("refused").to_string();
+        assert!(started.elapsed() < Duration::from_secs(10), "{text}");
+        assert!(
+            text.contains(&format!("postgres://cah:***@127.0.0.1:{port}/tracker"))
+                && !text.contains("hunter2")
+                && text.to_lowercase().contains("refused")
+                && text.contains("is PostgreSQL running"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn passwords_stay_out_of_messages() {
+        assert_eq!(
+            without_password("postgres://u:p@h:5/d?x=1"),
+            "postgres://u:***@h:5/d?x=1"
+        );
+        assert_eq!(without_password("postgres://u@h/d"), "postgres://u@h/d");
+        assert_eq!(without_password("postgres://h/d"), "postgres://h/d");
     }
 
     #[test]

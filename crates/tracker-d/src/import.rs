@@ -21,20 +21,20 @@ pub const IDS_PER_JOB: u64 = IDS_PER_WAT / 2;
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// The source file could not be read.
-    #[error("failed to read {path}: {source}")]
+    #[error("failed to read {path}: {cause}")]
     Read {
         /// The path.
         path: String,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The source URL could not be fetched.
-    #[error("failed to fetch {url}: {source}")]
+    #[error("failed to fetch {url}: {cause}")]
     Fetch {
         /// The URL.
         url: String,
         /// The cause.
-        source: reqwest::Error,
+        cause: reqwest::Error,
     },
     /// The source is gzip but corrupt, or not UTF-8.
     #[error("{source_name} is not a readable list of WAT paths: {reason}")]
@@ -87,7 +87,7 @@ pub async fn read_source(
     let bytes = if source.starts_with("http://") || source.starts_with("https://") {
         let fetch_error = |source_error| ImportError::Fetch {
             url: source.to_owned(),
-            source: source_error,
+            cause: source_error,
         };
         let response = reqwest::get(source).await.map_err(fetch_error)?;
         let response = response.error_for_status().map_err(fetch_error)?;
@@ -97,7 +97,7 @@ pub async fn read_source(
             .await
             .map_err(|error| ImportError::Read {
                 path: source.to_owned(),
-                source: error,
+                cause: error,
             })?
     };
     let text = decode(source, bytes)?;

@@ -8,7 +8,20 @@ use tracker_d::cli::{Cli, Command, ImportArgs};
 use tracker_d::{ServeConfig, import, shutdown, telemetry};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A bad flag or environment value exits 64 (EX_USAGE) like every other configuration
+    // error, so that the unit's RestartPreventExitStatus=64 stops a restart loop; --help and
+    // --version exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(64)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     telemetry::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -54,12 +54,12 @@ pub enum StagingError {
     #[error("{0}")]
     Conflict(String),
     /// Disk trouble.
-    #[error("staging store io error on {path}: {source}")]
+    #[error("staging store io error on {path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Database trouble.
     #[error(transparent)]
@@ -109,7 +109,10 @@ impl Staging {
         let tmp = dir.join("tmp");
         tokio::fs::create_dir_all(&tmp)
             .await
-            .map_err(|source| StagingError::Io { path: tmp, source })?;
+            .map_err(|source| StagingError::Io {
+                path: tmp,
+                cause: source,
+            })?;
         Ok(Staging {
             dir,
             signing_key,
@@ -286,13 +289,16 @@ impl Staging {
         let path = self.path(key);
         if let Err(source) = tokio::fs::rename(&part.tmp, &path).await {
             self.discard(part).await;
-            return Err(StagingError::Io { path, source });
+            return Err(StagingError::Io {
+                path,
+                cause: source,
+            });
         }
         sync_dir(&self.dir)
             .await
             .map_err(|source| StagingError::Io {
                 path: self.dir.clone(),
-                source,
+                cause: source,
             })
     }
 
@@ -330,7 +336,12 @@ impl Staging {
         match tokio::fs::remove_file(&path).await {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(StagingError::Io { path, source }),
+            Err(source) => {
+                return Err(StagingError::Io {
+                    path,
+                    cause: source,
+                });
+            }
         }
         sqlx::query("DELETE FROM blobs WHERE key = $1")
             .bind(key)
@@ -352,7 +363,7 @@ impl Staging {
     {
         let io = |source| StagingError::Io {
             path: tmp.to_path_buf(),
-            source,
+            cause: source,
         };
         let mut file = tokio::fs::File::create(tmp).await.map_err(io)?;
         let mut hasher = Sha256::new();

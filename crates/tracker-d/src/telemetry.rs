@@ -1,5 +1,7 @@
 //! Logging setup: `RUST_LOG`-filtered lines on stderr, as text or JSON; no timestamps under journald.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
@@ -12,6 +14,9 @@ pub fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: escape codes in a file or journald (which
+        // shows such lines as `[N blob data]`) make the logs unreadable.
+        .with_ansi(std::io::stderr().is_terminal() && !under_journald)
         .with_target(false);
     let result = match (format, under_journald) {
         (LogFormat::Json, _) => builder.json().try_init(),

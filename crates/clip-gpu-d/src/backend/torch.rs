@@ -78,9 +78,9 @@ pub fn resolve_device(spec: DeviceSpec) -> Result<Device, BackendError> {
                 |reason: String| BackendError::DeviceUnavailable(spec.to_string(), reason);
             if !runtime.cuda_available {
                 let reason = if runtime.cuda_built {
-                    "CUDA is not available (no GPU, or no driver)"
+                    "CUDA is not available (no GPU, or no driver); to run on the CPU, choose the cpu device (run: --devices cpu, CLIP_DEVICES; embed and bench: --device cpu)"
                 } else {
-                    "libtorch sees no CUDA (no GPU or driver here, or libtorch_cuda.so not linked: see build.rs)"
+                    "libtorch sees no CUDA (no GPU or driver here, or libtorch_cuda.so not linked: see build.rs); to run on the CPU, choose the cpu device (run: --devices cpu, CLIP_DEVICES; embed and bench: --device cpu)"
                 };
                 return Err(unavailable(reason.to_owned()));
             }

@@ -15,7 +15,7 @@ use crate::tags::{NsfwPolicy, TagMode};
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     /// Base URL of tracker-d.
-    #[arg(long, env = "CLIP_TRACKER_URL")]
+    #[arg(long, env = "CLIP_TRACKER_URL", value_parser = cah_tracker_client::parse_http_url)]
     pub tracker: Url,
     /// Checkpoint folder with config.json, model.safetensors and tokenizer.json.
     #[arg(long, env = "CLIP_MODEL_DIR")]

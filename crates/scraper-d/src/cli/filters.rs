@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::error::ScraperError;
 use crate::filters::{Blocklist, FilterConfig};
-use crate::language::LanguageDetector;
+use crate::language::{self, LanguageDetector};
 
 #[derive(Debug, clap::Args)]
 pub struct FilterArgs {
@@ -68,6 +68,7 @@ impl FilterArgs {
             .map(|code| code.trim().to_ascii_lowercase())
             .filter(|code| !code.is_empty())
             .collect();
+        check_languages(self.language_detector, &languages)?;
         Ok(FilterConfig {
             min_alt_chars: self.min_alt_chars,
             max_alt_chars: self.max_alt_chars,
@@ -91,4 +92,49 @@ impl FilterArgs {
             dedup_urls: !self.dedup_pairs_only,
         })
     }
+}
+
+/// A language filter must name codes the detector can give, or it silently drops everything.
+fn check_languages(
+    detector: LanguageDetector,
+    languages: &HashSet<String>,
+) -> Result<(), ScraperError> {
+    if languages.is_empty() {
+        return Ok(());
+    }
+    if detector == LanguageDetector::Off {
+        return Err(ScraperError::Config(
+            "--languages needs a language detector, but --language-detector is off: \
+             every candidate would be dropped"
+                .into(),
+        ));
+    }
+    let mut unknown: Vec<&str> = languages
+        .iter()
+        .map(String::as_str)
+        .filter(|code| !language::can_tag(detector, code))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort_unstable();
+    let hints: Vec<String> = unknown
+        .iter()
+        .filter_map(|code| language::three_letter_for(code).map(|long| format!("{code} -> {long}")))
+        .collect();
+    let detector_name = match detector {
+        LanguageDetector::Whichlang => {
+            "whichlang (ara cmn deu eng fra hin ita jpn kor nld por rus spa swe tur vie; --language-detector whatlang knows 69)"
+        }
+        LanguageDetector::Whatlang => "whatlang",
+        LanguageDetector::Off => "off",
+    };
+    let mut message = format!(
+        "--languages {}: not ISO 639-3 codes that {detector_name} gives",
+        unknown.join(",")
+    );
+    if !hints.is_empty() {
+        message.push_str(&format!("; use three-letter codes ({})", hints.join(", ")));
+    }
+    Err(ScraperError::Config(message))
 }

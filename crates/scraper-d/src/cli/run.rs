@@ -13,7 +13,7 @@ use crate::source::HttpConfig;
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// Base URL of the tracker.
-    #[arg(long, env = "SCRAPER_TRACKER_URL")]
+    #[arg(long, env = "SCRAPER_TRACKER_URL", value_parser = cah_tracker_client::parse_http_url)]
     pub tracker: url::Url,
     /// Nickname shown on the leaderboard.
     #[arg(long, env = "SCRAPER_NICKNAME")]

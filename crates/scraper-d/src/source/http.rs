@@ -197,7 +197,10 @@ async fn fetch_from(
     let response = tokio::time::timeout(idle, request.send())
         .await
         .map_err(|_| silent(0))?
-        .map_err(|error| (0, Attempt::Retry(format!("request failed: {error}"))))?;
+        .map_err(|error| {
+            let detail = cah_tracker_client::with_causes(&error);
+            (0, Attempt::Retry(format!("request failed: {detail}")))
+        })?;
     let status = response.status();
     if status == StatusCode::RANGE_NOT_SATISFIABLE && *total == Some(offset) {
         return Ok(0);
@@ -243,8 +246,10 @@ async fn fetch_from(
         .await
         .map_err(|_| silent(received))?
     {
-        let mut chunk =
-            chunk.map_err(|error| (received, Attempt::Retry(format!("body broke: {error}"))))?;
+        let mut chunk = chunk.map_err(|error| {
+            let detail = cah_tracker_client::with_causes(&error);
+            (received, Attempt::Retry(format!("body broke: {detail}")))
+        })?;
         if skip > 0 {
             let dropped = skip.min(chunk.len() as u64);
             let _ = chunk.split_to(dropped as usize);

@@ -87,4 +87,43 @@ fn extract_writes_parquet_and_jsonl_with_a_summary() {
         .output()
         .expect("run scraper-d");
     assert_eq!(refused.status.code(), Some(64));
+
+    // A language filter the detector cannot satisfy would keep nothing: refused with the fix.
+    for (flags, expected) in [
+        (&["--languages", "en,deu"][..], "en -> eng"),
+        (
+            &["--languages", "eng", "--language-detector", "off"][..],
+            "detector is off",
+        ),
+    ] {
+        let refused = binary()
+            .arg("extract")
+            .args(flags)
+            .arg(&wat)
+            .output()
+            .expect("run scraper-d");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(64), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(
+            !stderr.contains('\x1b'),
+            "no colour codes into a pipe: {stderr}"
+        );
+    }
+
+    // Bytes that hold no WARC record: an error, not an empty output that looks like a WAT
+    // without images.
+    let junk = dir.path().join("junk.gz");
+    std::fs::write(&junk, b"this is not a gzip member, let alone a WAT").expect("junk");
+    let junk_output = dir.path().join("junk.jsonl");
+    let refused = binary()
+        .args(["extract", "--output"])
+        .arg(&junk_output)
+        .arg(&junk)
+        .output()
+        .expect("run scraper-d");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("holds no WARC record"), "{stderr}");
+    assert!(std::fs::metadata(&junk_output).is_err(), "no output file");
 }

@@ -54,14 +54,19 @@ pub(super) async fn get(
         } else {
             StagingError::Io {
                 path: path.clone(),
-                source: error,
+                cause: error,
             }
         })
     })?;
     let length = file
         .metadata()
         .await
-        .map_err(|source| TrackerError::from(StagingError::Io { path, source }))?
+        .map_err(|source| {
+            TrackerError::from(StagingError::Io {
+                path,
+                cause: source,
+            })
+        })?
         .len();
     Ok((
         [
