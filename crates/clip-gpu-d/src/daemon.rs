@@ -232,7 +232,12 @@ pub async fn run_with_listener(
         release_held(&registration, &metrics).await;
         let _ = tokio::fs::remove_dir_all(&work_dir).await;
     }
-    if let Err(error) = registration.session().0.bye().await {
+    if result.is_err() && crate::shard::has_uncommitted(&config.shard_dir) {
+        // A shard is visible but its hashes are not in `main`: a bye would hand its jobs to
+        // another daemon at once, which would write their pairs again. Their leases run out
+        // instead, and the restart commits the shard first.
+        warn!("a written shard is not committed; leaving its jobs to their leases, no bye");
+    } else if let Err(error) = registration.session().0.bye().await {
         warn!(error = %error, "failed to say bye to the tracker");
     }
     info!("stopped");

@@ -37,7 +37,7 @@ use crate::npy::EmbeddingDtype;
 use crate::tags::NsfwTag;
 use withdrawal::{Counting, copy_without};
 
-pub use recovery::{Recovery, mark_committed, recover, shard_number};
+pub use recovery::{Recovery, has_uncommitted, mark_committed, recover, shard_number};
 
 /// A pair that passed every filter, with its image and embeddings.
 #[derive(Debug, Clone)]

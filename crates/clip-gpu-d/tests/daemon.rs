@@ -32,3 +32,5 @@ mod s3s;
 mod signals;
 #[path = "daemon/support.rs"]
 mod support;
+#[path = "daemon/write_failure.rs"]
+mod write_failure;

@@ -213,15 +213,31 @@ impl Committer {
             self.complete(result.claim, 0).await;
             return Ok(());
         }
-        let (finished, open_rows, open_number) = self
+        let (finished, open_rows, open_number, failed) = self
             .with_writer(move |writer| {
                 let mut finished = Vec::new();
+                let mut failed = None;
                 for pair in fresh {
-                    finished.extend(writer.push(pair)?);
+                    match writer.push(pair) {
+                        Ok(shard) => finished.extend(shard),
+                        Err(error) => {
+                            failed = Some(error);
+                            break;
+                        }
+                    }
                 }
-                Ok((finished, writer.open_rows(), writer.number()))
+                Ok((finished, writer.open_rows(), writer.number(), failed))
             })
             .await?;
+        if let Some(error) = failed {
+            // Shards this job filled before the failure are visible: they are committed (their
+            // hashes reach `main`) before the error stops the daemon and its jobs go back, or
+            // the daemon that gets this job next would write those pairs a second time.
+            for shard in finished {
+                self.commit(shard).await?;
+            }
+            return Err(error.into());
+        }
         let last_shard = if open_rows > 0 {
             open_number
         } else {

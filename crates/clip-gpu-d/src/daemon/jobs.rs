@@ -105,6 +105,9 @@ pub(super) async fn claim_loop(
                 () = tokio::time::sleep_until(until) => continue,
             }
         }
+        if jobs.is_closed() {
+            break; // the scorer stopped: nothing would score a claimed job
+        }
         let (session, generation) = context.registration.session();
         let claimed = match session.claim(held.len() as u32, false).await {
             Ok(claimed) => claimed,
@@ -127,6 +130,18 @@ pub(super) async fn claim_loop(
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(context.poll_interval) => continue,
             }
+        }
+        if stop.is_cancelled() || jobs.is_closed() {
+            // The daemon began to stop (a write failed, say) while the claim was in flight:
+            // give the jobs straight back rather than download bundles nobody will score.
+            for job in &claimed {
+                let _ = session.release(job.number).await;
+            }
+            info!(
+                n_jobs = claimed.len(),
+                "stopping; released the jobs just claimed"
+            );
+            break;
         }
         info!(n_jobs = claimed.len(), "claimed gpu jobs");
         Metrics::add(&context.metrics.jobs_claimed, claimed.len() as u64);

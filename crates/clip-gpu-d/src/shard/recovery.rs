@@ -30,6 +30,19 @@ pub fn mark_committed(dir: &Path, number: u32) -> Result<(), ShardError> {
     })
 }
 
+/// Whether a shard in `dir` is complete (its stats file exists) but not committed (its pending
+/// marker is still there); an unreadable folder counts as yes, the cautious answer.
+pub fn has_uncommitted(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return true;
+    };
+    entries.filter_map(Result::ok).any(|entry| {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        shard_number(&name, ".pending")
+            .is_some_and(|number| dir.join(format!("{number:05}_stats.json")).is_file())
+    })
+}
+
 /// Cleans the shard folder after a crash and finds the next shard number.
 ///
 /// `published` are the shards complete elsewhere: for the S3 output, those whose stats object

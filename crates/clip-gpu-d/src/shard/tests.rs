@@ -226,3 +226,21 @@ fn rows_taken_out_leave_no_trace_in_any_file() {
     let finished = writer.finish().expect("finish").expect("a shard");
     assert_eq!((finished.number, finished.hashes), (1, vec![42]));
 }
+
+#[test]
+fn a_complete_shard_with_its_marker_is_uncommitted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path();
+    assert!(!has_uncommitted(out));
+    // Half-written (no stats): deleted at restart, not held back.
+    std::fs::write(out.join("00003.pending"), b"{}").expect("marker");
+    assert!(!has_uncommitted(out));
+    std::fs::write(out.join("00003_stats.json"), b"{}").expect("stats");
+    assert!(has_uncommitted(out));
+    mark_committed(out, 3).expect("commit");
+    assert!(!has_uncommitted(out));
+    assert!(
+        has_uncommitted(&out.join("missing")),
+        "unreadable: the cautious answer"
+    );
+}

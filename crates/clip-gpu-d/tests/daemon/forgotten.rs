@@ -9,21 +9,13 @@ use cah_protocol::bundle::BundleSample;
 
 use crate::parity_support;
 use crate::support::{
-    RealTracker, check_dataset, daemon_config, eventually, hand_in_photos, metric, scrape,
+    RealTracker, check_dataset, daemon_config, eventually, hand_in_photos, metric,
+    metrics_listener, scrape,
 };
 
 /// The image URLs of `samples`.
 fn urls(samples: &[BundleSample]) -> BTreeSet<String> {
     samples.iter().map(|sample| sample.url.clone()).collect()
-}
-
-/// A metrics listener on an ephemeral port, and its URL.
-async fn metrics_listener() -> (tokio::net::TcpListener, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind metrics");
-    let url = format!("http://{}/metrics", listener.local_addr().expect("addr"));
-    (listener, url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,8 @@ use url::Url;
 use crate::parity_support;
 use crate::relay::Relay;
 use crate::support::{
-    RealTracker, check_dataset, daemon_config, eventually, hand_in_photos, metric, scrape,
+    RealTracker, check_dataset, daemon_config, eventually, hand_in_photos, metric,
+    metrics_listener, scrape,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,10 +40,7 @@ async fn pairs_of_jobs_lost_in_a_partition_leave_the_open_shard() {
             "4",
         ],
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind metrics");
-    let metrics_url = format!("http://{}/metrics", listener.local_addr().expect("addr"));
+    let (listener, metrics_url) = metrics_listener().await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let daemon = clip_gpu_d::daemon::run_with_listener(config, Some(listener), async move {
         let _ = stopped.await;

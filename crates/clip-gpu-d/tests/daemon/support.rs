@@ -237,6 +237,15 @@ pub(crate) fn daemon_config(
     clip_gpu_d::daemon::Config::try_from(*run).expect("valid config")
 }
 
+/// A metrics listener on an ephemeral port, and its URL.
+pub(crate) async fn metrics_listener() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind metrics");
+    let url = format!("http://{}/metrics", listener.local_addr().expect("addr"));
+    (listener, url)
+}
+
 /// Scrapes the daemon's Prometheus text from `metrics_url`.
 pub(crate) async fn scrape(metrics_url: &str) -> Option<String> {
     reqwest::get(metrics_url).await.ok()?.text().await.ok()
