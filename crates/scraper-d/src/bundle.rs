@@ -47,9 +47,7 @@ impl BundleWriter {
         let temp_path = if in_place {
             final_path.to_path_buf()
         } else {
-            let mut temp_name = final_path.as_os_str().to_owned();
-            temp_name.push(".tmp");
-            PathBuf::from(temp_name)
+            temp_path_of(final_path)
         };
         let file = if in_place {
             destination::open_in_place(&temp_path)
@@ -100,8 +98,20 @@ impl BundleWriter {
             })
     }
 
-    /// Writes the metadata, flushes, syncs and renames; returns the final path.
-    pub fn finish(mut self, mut stats: BundleStats) -> Result<PathBuf, BundleError> {
+    /// Writes the metadata, flushes, syncs and renames; returns the final path. On failure the
+    /// temporary file is removed (a full disk keeps no half bundle).
+    pub fn finish(self, stats: BundleStats) -> Result<PathBuf, BundleError> {
+        let temp_path = (self.temp_path != self.final_path).then(|| self.temp_path.clone());
+        let result = self.write_out(stats);
+        if result.is_err()
+            && let Some(temp_path) = temp_path
+        {
+            let _ = std::fs::remove_file(temp_path);
+        }
+        result
+    }
+
+    fn write_out(mut self, mut stats: BundleStats) -> Result<PathBuf, BundleError> {
         let mut samples = Vec::new();
         for sample in &self.samples {
             serde_json::to_writer(&mut samples, sample)?;
@@ -132,12 +142,48 @@ impl BundleWriter {
     }
 }
 
-/// Removes the `.tmp` file of an abandoned bundle (best effort).
-pub fn discard(final_path: &Path) {
+/// Where a bundle is written until it is complete: `final_path` + `.tmp`.
+pub fn temp_path_of(final_path: &Path) -> PathBuf {
     let mut temp_name = final_path.as_os_str().to_owned();
     temp_name.push(".tmp");
-    let _ = std::fs::remove_file(PathBuf::from(temp_name));
+    PathBuf::from(temp_name)
+}
+
+/// Removes the `.tmp` file of an abandoned bundle (best effort).
+pub fn discard(final_path: &Path) {
+    let _ = std::fs::remove_file(temp_path_of(final_path));
     if !destination::is_special(final_path) {
         let _ = std::fs::remove_file(final_path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bundle_that_cannot_be_finished_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let final_path = dir.path().join("job-1.tar");
+        let writer = BundleWriter::create(&final_path).expect("create");
+        assert!(temp_path_of(&final_path).is_file());
+        // The final name becomes a folder that is not empty: the rename fails, as a full disk
+        // makes the flush or the sync fail.
+        std::fs::create_dir(&final_path).expect("folder");
+        std::fs::write(final_path.join("x"), b"x").expect("file");
+        let stats = BundleStats {
+            format_version: 1,
+            job: 1,
+            candidates: 0,
+            stored: 0,
+            outcomes: Default::default(),
+        };
+        let error = writer.finish(stats).expect_err("the rename fails");
+        assert!(error.to_string().contains("job-1.tar"), "{error}");
+        assert!(
+            !temp_path_of(&final_path).exists(),
+            "temporary file removed"
+        );
+        assert!(final_path.join("x").is_file(), "the folder is untouched");
     }
 }

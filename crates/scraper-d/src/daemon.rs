@@ -108,9 +108,19 @@ pub async fn run(
             continue;
         }
         let outcome = Box::pin(worker.work(&session, jobs)).await;
+        let failed = outcome.failed;
         summary.completed.extend(outcome.completed);
         summary.released.extend(outcome.released);
         summary.lost.extend(outcome.lost);
+        if failed {
+            // A failed claim (a full disk, a tracker refusing uploads) would fail again at
+            // once: claiming straight away would download and extract the same WAT in a loop.
+            tracing::info!(
+                wait_s = config.idle_wait.as_secs_f64(),
+                "waiting after a failed claim"
+            );
+            idle(&config, &stop).await;
+        }
         let forgotten = pipeline.fetcher.forget_idle_hosts();
         tracing::debug!(hosts = forgotten, "per-host state dropped");
         systemd::status(&format!("{}: idle", config.node_name));

@@ -49,6 +49,10 @@ pub struct CandidateWriter {
     inner: Inner,
     /// `(tmp, final)` paths for a file output.
     paths: Option<(PathBuf, PathBuf)>,
+    /// The file written, to flush it to the disk before the rename.
+    file: Option<std::fs::File>,
+    /// Where the output goes, for error messages.
+    target: String,
 }
 
 enum Inner {
@@ -60,6 +64,7 @@ impl CandidateWriter {
     /// Creates `path.tmp`; [`CandidateWriter::finish`] renames it to `path`. An existing device
     /// or pipe (`/dev/null`) is written in place instead (see [`destination`]).
     pub fn create(path: &Path, format: OutputFormat) -> Result<Self, ScraperError> {
+        let target = path.display().to_string();
         let (file, paths) = if destination::is_special(path) {
             let file = destination::open_in_place(path).map_err(ScraperError::file(path))?;
             (file, None)
@@ -70,11 +75,17 @@ impl CandidateWriter {
             let file = std::fs::File::create(&tmp).map_err(ScraperError::file(&tmp))?;
             (file, Some((tmp, path.to_path_buf())))
         };
+        let sync = file.try_clone().ok();
         let inner = match format {
             OutputFormat::Jsonl => Inner::Jsonl(BufWriter::with_capacity(1 << 20, Box::new(file))),
             OutputFormat::Parquet => Inner::Parquet(Box::new(parquet::ParquetSink::new(file)?)),
         };
-        Ok(Self { inner, paths })
+        Ok(Self {
+            inner,
+            paths,
+            file: sync,
+            target,
+        })
     }
 
     /// JSON lines to a stream (e.g. stdout); nothing to rename.
@@ -82,11 +93,13 @@ impl CandidateWriter {
         Self {
             inner: Inner::Jsonl(BufWriter::with_capacity(1 << 20, out)),
             paths: None,
+            file: None,
+            target: "stdout".to_owned(),
         }
     }
 
     pub fn write(&mut self, candidate: &Candidate) -> Result<(), ScraperError> {
-        match &mut self.inner {
+        let result = match &mut self.inner {
             Inner::Jsonl(out) => {
                 serde_json::to_writer(&mut *out, &Row::from(candidate)).map_err(|error| {
                     ScraperError::Output {
@@ -97,7 +110,8 @@ impl CandidateWriter {
                 out.write_all(b"\n").map_err(jsonl_error)
             }
             Inner::Parquet(sink) => sink.write(Row::from(candidate)),
-        }
+        };
+        result.map_err(|error| located(error, &self.target))
     }
 
     /// Drops the output and removes the temporary file (after a failed extraction).
@@ -107,21 +121,57 @@ impl CandidateWriter {
         }
     }
 
-    /// Flushes, syncs and renames the file into place.
+    /// Flushes, syncs and renames the file into place; on failure removes the temporary file
+    /// (a full disk keeps no half output).
     pub fn finish(self) -> Result<(), ScraperError> {
-        match self.inner {
-            Inner::Jsonl(out) => {
-                let mut out = out
-                    .into_inner()
-                    .map_err(|error| jsonl_error(error.into_error()))?;
-                out.flush().map_err(jsonl_error)?;
+        let Self {
+            inner,
+            paths,
+            file,
+            target,
+        } = self;
+        let result = finish_file(inner, paths.as_ref(), file.as_ref())
+            .map_err(|error| located(error, &target));
+        if result.is_err()
+            && let Some((tmp, _)) = &paths
+        {
+            let _ = std::fs::remove_file(tmp);
+        }
+        result
+    }
+}
+
+fn finish_file(
+    inner: Inner,
+    paths: Option<&(PathBuf, PathBuf)>,
+    file: Option<&std::fs::File>,
+) -> Result<(), ScraperError> {
+    match inner {
+        Inner::Jsonl(out) => {
+            let mut out = out
+                .into_inner()
+                .map_err(|error| jsonl_error(error.into_error()))?;
+            out.flush().map_err(jsonl_error)?;
+            if let Some(file) = file {
+                destination::sync_if_regular(file).map_err(jsonl_error)?;
             }
-            Inner::Parquet(sink) => sink.finish()?,
         }
-        if let Some((tmp, path)) = self.paths {
-            std::fs::rename(&tmp, &path).map_err(ScraperError::file(&path))?;
-        }
-        Ok(())
+        Inner::Parquet(sink) => sink.finish()?,
+    }
+    if let Some((tmp, path)) = paths {
+        std::fs::rename(tmp, path).map_err(ScraperError::file(path))?;
+    }
+    Ok(())
+}
+
+/// Names the output in a write error.
+fn located(error: ScraperError, target: &str) -> ScraperError {
+    match error {
+        ScraperError::Output { format, detail } => ScraperError::Output {
+            format,
+            detail: format!("{target}: {detail}"),
+        },
+        other => other,
     }
 }
 

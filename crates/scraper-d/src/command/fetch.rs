@@ -87,6 +87,10 @@ pub async fn run_fetch(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
     let half = pipeline.run_half(0, candidates, &args.output, done).await;
     ticker.abort();
     drop(progress);
+    if half.is_err() && !crate::output::destination::is_special(&args.output) {
+        // No half bundle left behind (a full disk fails here).
+        let _ = std::fs::remove_file(crate::bundle::temp_path_of(&args.output));
+    }
     let half = half.context("failed to write the bundle")?;
     let seconds = started.elapsed().as_secs_f64();
     let stored = half.outcomes.get(Outcome::Ok);

@@ -57,6 +57,8 @@ pub struct ClaimOutcome {
     pub completed: Vec<u64>,
     pub released: Vec<u64>,
     pub lost: Vec<u64>,
+    /// The claim failed (its unfinished jobs were released): the next claim waits.
+    pub failed: bool,
 }
 
 pub(crate) struct Worker<'a> {
@@ -103,7 +105,19 @@ impl Worker<'_> {
         let finished = tokio::select! {
             result = work => {
                 if let Err(error) = result {
-                    tracing::warn!(error = %format_args!("{error:#}"), "claim failed");
+                    let local = error.chain().any(|cause| {
+                        matches!(cause.downcast_ref(), Some(bundle::BundleError::Io { .. }))
+                    });
+                    if local {
+                        tracing::error!(
+                            error = %format_args!("{error:#}"),
+                            work_dir = %self.config.work_dir.display(),
+                            "cannot write bundles: free space in the work folder or fix its permissions (--work-dir, SCRAPER_WORK_DIR)"
+                        );
+                    } else {
+                        tracing::warn!(error = %format_args!("{error:#}"), "claim failed");
+                    }
+                    outcome.failed = true;
                 }
                 true
             }

@@ -176,6 +176,40 @@ async fn a_killed_run_loses_no_job_and_the_rerun_uploads_each_bundle_once() {
     tracker.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_work_folder_that_cannot_take_bundles_pauses_the_claims() {
+    let test_web = support::start_web().await;
+    let crawl = small_crawl(test_web.web.port(), 2).await;
+    let tracker = TestTracker::start(&[]).await;
+    tracker.import(std::slice::from_ref(&crawl.wat_url)).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    // The bundles cannot be created: their temporary names are taken by folders (a full disk
+    // fails at the same place).
+    for number in [1, 2] {
+        std::fs::create_dir(work.path().join(format!("job-{number}.tar.tmp"))).expect("plant");
+    }
+    let mut config = support::run_config(&tracker.base, test_web.dns.addr(), work.path());
+    config.idle_wait = Duration::from_secs(3600);
+    config.exit_when_idle = false;
+    let daemon = tokio::spawn(scraper_d::daemon::run(config, std::future::pending()));
+    wat_requested(&crawl).await;
+    let started = Instant::now();
+    while open_cpu_jobs(&tracker).await < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the failed jobs were never released"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Released, and not claimed again at once: a new claim would fail the same way, after
+    // downloading and extracting the whole WAT again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(open_cpu_jobs(&tracker).await, 2);
+    assert_eq!(crawl.server.requests().len(), 1, "one download of the WAT");
+    daemon.abort();
+    tracker.stop().await;
+}
+
 fn count_files(dir: &std::path::Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;

@@ -126,4 +126,25 @@ fn extract_writes_parquet_and_jsonl_with_a_summary() {
     assert_eq!(refused.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("holds no WARC record"), "{stderr}");
     assert!(std::fs::metadata(&junk_output).is_err(), "no output file");
+
+    // An output the disk refuses at the final flush (a file-size limit here, where a full
+    // disk gives ENOSPC; SIGXFSZ ignored so that the write fails instead): exit 1, the path in
+    // the message, no temporary file left.
+    let limited = dir.path().join("limited.jsonl");
+    let failed = std::process::Command::new("bash")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 16; exec \"$0\" extract --output \"$1\" \"$2\"")
+        .arg(binary().get_program())
+        .arg(&limited)
+        .arg(&wat)
+        .output()
+        .expect("run scraper-d");
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("limited.jsonl"), "{stderr}");
+    assert!(
+        std::fs::metadata(dir.path().join("limited.jsonl.tmp")).is_err(),
+        "{stderr}"
+    );
+    assert!(std::fs::metadata(&limited).is_err(), "{stderr}");
 }
