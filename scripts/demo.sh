@@ -13,9 +13,11 @@
 # Usage: scripts/demo.sh [--wats N] [--pages N] [--scrapers N] [--full-size-model] [--keep]
 #                        [--common-crawl CC-MAIN-YYYY-WW --limit N]     (real crawl and web)
 #                        [--faults] [--check] [--screenshot PNG]        (what the e2e test adds)
-#                        [--profile release|debug] [--no-build] [--work DIR]
+#                        [--timeout SECONDS] [--profile release|debug] [--no-build] [--work DIR]
 # Env: CLIP_MODEL_DIR  real checkpoint (default ~/.cache/cah/clip-vit-base-patch32, where
 #                      scripts/fetch-model.sh puts it)
+# Needs: cargo (rustup), cmake and nasm (the vendored libjpeg-turbo), python3 with venv and pip;
+# the first run downloads about 5 GB from PyPI and crates.io and builds for 10 to 20 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +36,7 @@ while [ $# -gt 0 ]; do
     --profile) profile=$2; shift 2 ;;
     --no-build) build=0; shift ;;
     --work) work=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "demo: unknown option $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -42,6 +44,16 @@ case "$profile" in release|debug) ;; *) echo "demo: --profile is release or debu
 
 if ! command -v cargo >/dev/null; then
   echo "demo: cargo is not installed; install Rust with rustup first (https://rustup.rs)" >&2
+  exit 1
+fi
+missing=()
+for tool in cmake nasm python3; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+[ -x "${CAH_TORCH_VENV:-.venv}/bin/python" ] || python3 -c 'import venv, ensurepip' 2>/dev/null \
+  || missing+=(python3-venv)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "demo: missing ${missing[*]}; on Debian or Ubuntu: sudo apt-get install ${missing[*]}" >&2
   exit 1
 fi
 
