@@ -48,7 +48,7 @@ pub enum TrackerError {
     #[error("request body too large: {0}")]
     TooLarge(String),
     /// Too many requests (429); `retry_after` is the server's `Retry-After`, when it sent one.
-    #[error("rate limited (retry after {retry_after:?})")]
+    #[error("rate limited{}", retry_after.map(|wait| format!(" (retry after {} s)", wait.as_secs_f64())).unwrap_or_default())]
     RateLimited {
         /// How long the server asked the client to wait.
         retry_after: Option<Duration>,

@@ -79,7 +79,12 @@ pub async fn run_with_listener(
     })
     .await
     .context("recovery task failed")?
-    .with_context(|| format!("failed to recover {}", config.shard_dir.display()))?;
+    .with_context(|| {
+        format!(
+            "cannot prepare the output folder {}",
+            config.shard_dir.display()
+        )
+    })?;
     info!(
         output = %config.output,
         shard_dir = %config.shard_dir.display(),

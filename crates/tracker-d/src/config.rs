@@ -114,8 +114,18 @@ impl TryFrom<ServeArgs> for ServeConfig {
         {
             return fail("--admin-secret must be at least 16 characters");
         }
-        if args.lease < Duration::from_millis(100) || args.client_timeout < args.lease {
-            return fail("--lease must be at least 100ms and --client-timeout at least the lease");
+        if args.lease < Duration::from_millis(100) {
+            return Err(ConfigError(format!(
+                "--lease {} is too short: at least 100ms",
+                humantime::format_duration(args.lease)
+            )));
+        }
+        if args.client_timeout < args.lease {
+            return Err(ConfigError(format!(
+                "--client-timeout {} is shorter than --lease {}: a client would be forgotten while it holds a lease; raise --client-timeout (TRACKER_CLIENT_TIMEOUT) or lower --lease (TRACKER_LEASE)",
+                humantime::format_duration(args.client_timeout),
+                humantime::format_duration(args.lease)
+            )));
         }
         if args.reap_interval.is_zero() || args.url_ttl.is_zero() {
             return fail("--reap-interval and --url-ttl must be positive");
@@ -197,6 +207,13 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
+        let message = parse(&["--lease", "3h"]).expect_err("longer than the client timeout");
+        assert!(
+            message
+                .to_string()
+                .contains("--client-timeout 2h is shorter than --lease 3h"),
+            "{message}"
+        );
         assert!(
             parse(&[
                 "--listen",

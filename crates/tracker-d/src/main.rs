@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => match ServeConfig::try_from(*args) {
             Ok(config) => runtime.block_on(tracker_d::run(config, shutdown::signal())),
             Err(error) => {
-                tracing::error!(error = %error, "invalid configuration");
+                tracing::error!(error = %error, "cannot start");
                 return ExitCode::from(64);
             }
         },
