@@ -109,7 +109,7 @@ pub struct DownArgs {
 /// Flags of `logs`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogsArgs {
-    /// Node name (as in `status`).
+    /// Node name (as in `status`); or --all.
     #[arg(required_unless_present = "all", conflicts_with = "all")]
     pub node: Option<String>,
     /// Every node, one after another, lines prefixed with the node name.
