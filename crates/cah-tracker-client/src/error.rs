@@ -21,8 +21,12 @@ use crate::endpoint::{Endpoint, On403};
 /// | 409 | [`Conflict`](Self::Conflict): the job is not held by this client |
 /// | 413 | [`TooLarge`](Self::TooLarge) |
 /// | 429 | [`RateLimited`](Self::RateLimited), with `Retry-After` seconds |
-/// | 5xx | [`Server`](Self::Server), with `Retry-After` when sent (503 for an unavailable database) |
+/// | 507 | [`StorageFull`](Self::StorageFull): the bundle store is full, nothing was stored; retried only after the server's `Retry-After` |
+/// | other 5xx | [`Server`](Self::Server), with `Retry-After` when sent (503 for an unavailable database) |
 /// | anything else that is not 2xx | [`Rejected`](Self::Rejected) |
+///
+/// Retried within the [`RetryPolicy`](crate::RetryPolicy): transport failures, 429, other 5xx,
+/// and 507 when it came with a `Retry-After`; every wait lasts at least that `Retry-After`.
 #[derive(Debug, thiserror::Error)]
 pub enum TrackerError {
     /// No job of the client's type is open right now (legacy `newJob` 403, or `get-cpu-wat`).
@@ -53,7 +57,19 @@ pub enum TrackerError {
         /// How long the server asked the client to wait.
         retry_after: Option<Duration>,
     },
-    /// The tracker failed (5xx), for example because its database is unavailable (503).
+    /// The tracker's bundle store is full (507 Insufficient Storage) and nothing was stored.
+    ///
+    /// Keep the bundle and upload it again after `retry_after` (tracker-d asks for 5 minutes):
+    /// an upload sooner finds the store still full. The retry loop waits that long only when
+    /// its policy's `max_elapsed` allows; otherwise this error comes back at once. Without a
+    /// `Retry-After` the error is not retried.
+    #[error("the tracker's bundle store is full: upload again {}", after(.retry_after))]
+    StorageFull {
+        /// How long the server asked the client to wait, when it said.
+        retry_after: Option<Duration>,
+    },
+    /// The tracker failed (5xx other than 507), for example because its database is
+    /// unavailable (503).
     #[error("tracker error {status}: {body}")]
     Server {
         /// The HTTP status.
@@ -97,6 +113,14 @@ pub enum TrackerError {
     Config(String),
 }
 
+/// `in 300 s`, or `later` when the server gave no delay.
+fn after(retry_after: &Option<Duration>) -> String {
+    match retry_after {
+        Some(wait) => format!("in {} s", wait.as_secs()),
+        None => "later".to_owned(),
+    }
+}
+
 /// `error` and its causes, `: `-separated, each cause left out when the text so far already
 /// says it: for logs of errors whose useful part is deep down (reqwest's `Connection refused`
 /// is three levels below `error sending request`).
@@ -115,20 +139,23 @@ pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl TrackerError {
-    /// Whether trying the same request again later can succeed: transport failures, 5xx and 429.
+    /// Whether trying the same request again later can succeed: transport failures, 5xx and 429;
+    /// a 507 only when the server said when (a retry sooner finds the store still full).
     pub fn is_retryable(&self) -> bool {
         match self {
             TrackerError::Transport(error) => !error.is_builder() && !error.is_redirect(),
             TrackerError::Server { .. } | TrackerError::RateLimited { .. } => true,
+            TrackerError::StorageFull { retry_after } => retry_after.is_some(),
             _ => false,
         }
     }
 
     /// Whether the tracker may have applied the request even though the call failed.
     ///
-    /// True for 5xx and for transport failures after the connection was made (the response may
-    /// have been lost on its way back). False for a refused connection, a 429 (refused before any
-    /// work) and every 4xx, which the tracker answers without changing state.
+    /// True for 5xx other than 507 and for transport failures after the connection was made (the
+    /// response may have been lost on its way back). False for a refused connection, a 429
+    /// (refused before any work), a 507 (nothing was stored) and every 4xx, which the tracker
+    /// answers without changing state.
     pub fn may_have_applied(&self) -> bool {
         match self {
             TrackerError::Transport(error) => !error.is_connect() && !error.is_builder(),
@@ -147,6 +174,7 @@ impl TrackerError {
             TrackerError::Forbidden(_) => "forbidden",
             TrackerError::TooLarge(_) => "too_large",
             TrackerError::RateLimited { .. } => "rate_limited",
+            TrackerError::StorageFull { .. } => "storage_full",
             TrackerError::Server { .. } => "server",
             TrackerError::Rejected { .. } => "rejected",
             TrackerError::Transport(error) if error.is_timeout() => "transport_timeout",
@@ -158,10 +186,11 @@ impl TrackerError {
         }
     }
 
-    /// The server's `Retry-After`, for a 429 or a 5xx that sent one.
+    /// The server's `Retry-After`, for a 429, a 507 or another 5xx that sent one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             TrackerError::RateLimited { retry_after }
+            | TrackerError::StorageFull { retry_after }
             | TrackerError::Server { retry_after, .. } => *retry_after,
             _ => None,
         }
@@ -186,6 +215,7 @@ impl TrackerError {
             410 => TrackerError::Forbidden(body),
             413 => TrackerError::TooLarge(body),
             429 => TrackerError::RateLimited { retry_after },
+            507 => TrackerError::StorageFull { retry_after },
             500..=599 => TrackerError::Server {
                 status: status.as_u16(),
                 body,
@@ -233,6 +263,7 @@ mod tests {
             (&endpoint::EXT_HEARTBEAT, 429, "rate_limited"),
             (&endpoint::EXT_HEARTBEAT, 500, "server"),
             (&endpoint::EXT_HEARTBEAT, 503, "server"),
+            (&endpoint::UPLOAD_BUNDLE, 507, "storage_full"),
             (&endpoint::EXT_HEARTBEAT, 401, "rejected"),
             (&endpoint::EXT_HEARTBEAT, 302, "rejected"),
         ];
@@ -254,6 +285,28 @@ mod tests {
         }
         assert!(!TrackerError::NoJobs.is_retryable());
         assert!(!TrackerError::TimedOut.is_retryable());
+    }
+
+    #[test]
+    fn a_full_store_is_retryable_only_with_the_servers_delay() {
+        let full = |retry_after| {
+            let status = StatusCode::INSUFFICIENT_STORAGE;
+            TrackerError::from_status(&endpoint::UPLOAD_BUNDLE, status, retry_after, String::new())
+        };
+        let with_delay = full(Some(Duration::from_secs(300)));
+        assert!(with_delay.is_retryable());
+        assert_eq!(with_delay.retry_after(), Some(Duration::from_secs(300)));
+        assert!(!with_delay.may_have_applied(), "nothing was stored");
+        assert_eq!(
+            with_delay.to_string(),
+            "the tracker's bundle store is full: upload again in 300 s"
+        );
+        let without = full(None);
+        assert!(!without.is_retryable());
+        assert!(
+            without.to_string().ends_with("upload again later"),
+            "{without}"
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! The 2021 library slept 60 s and recursed on any exception, forever. Here every call gives up
 //! after [`RetryPolicy::max_attempts`] tries or [`RetryPolicy::max_elapsed`], whichever comes
-//! first, and only transient failures (transport, 5xx, 429) are retried at all.
+//! first, and only transient failures (transport, 5xx, 429) are retried at all; a full bundle
+//! store (507) only when the tracker said when to come back.
 
 use std::future::Future;
 use std::time::Duration;
@@ -17,7 +18,8 @@ use crate::error::TrackerError;
 ///
 /// Before retry number `n` (1 for the first retry) the client waits a uniformly random time in
 /// `[0, min(max_backoff, initial_backoff * 2^(n-1))]` ("full jitter"), but at least the
-/// server's `Retry-After` when it sent one with a 429 or a 5xx. It gives up, returning the last error, when the
+/// server's `Retry-After` when it sent one with a 429 or a 5xx (a 507 is retried only with
+/// one: see [`TrackerError::StorageFull`]). It gives up, returning the last error, when the
 /// next attempt would be number `max_attempts + 1`, or when the wait would end after
 /// `max_elapsed` measured from the first attempt. An attempt in flight is bounded by the
 /// request timeout, not by `max_elapsed`.
@@ -329,6 +331,50 @@ mod tests {
         assert_eq!(error.retry_after(), Some(Duration::from_secs(3600)));
         assert_eq!(calls, 1);
         assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_store_is_retried_after_its_retry_after_only() {
+        let policy = RetryPolicy {
+            max_elapsed: Duration::from_secs(600),
+            ..policy()
+        };
+        let started = Instant::now();
+        let (result, calls) = run_script(&policy, &endpoint::UPLOAD_BUNDLE, 1, || {
+            TrackerError::StorageFull {
+                retry_after: Some(Duration::from_secs(300)),
+            }
+        })
+        .await;
+        assert_eq!(result.expect("the second upload is stored"), 2);
+        assert_eq!(calls, 2);
+        assert!(
+            started.elapsed() >= Duration::from_secs(300),
+            "{:?}",
+            started.elapsed()
+        );
+
+        let (result, calls) = run_script(&policy, &endpoint::UPLOAD_BUNDLE, 1, || {
+            TrackerError::StorageFull { retry_after: None }
+        })
+        .await;
+        assert_eq!(
+            result.expect_err("no delay, no retry").kind(),
+            "storage_full"
+        );
+        assert_eq!(calls, 1);
+
+        let started = Instant::now();
+        let (result, calls) =
+            run_script(&RetryPolicy::default(), &endpoint::UPLOAD_BUNDLE, 1, || {
+                TrackerError::StorageFull {
+                    retry_after: Some(Duration::from_secs(300)),
+                }
+            })
+            .await;
+        let error = result.expect_err("five minutes is beyond the default budget");
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(300)));
+        assert_eq!((calls, started.elapsed()), (1, Duration::ZERO));
     }
 
     #[tokio::test(start_paused = true)]

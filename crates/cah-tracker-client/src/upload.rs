@@ -57,7 +57,11 @@ impl TrackerClient {
     /// A body larger than `target.max_bytes` (when non-zero) fails with
     /// [`TrackerError::TooLarge`] before anything is sent; the store's own 413 maps to the same.
     /// [`TrackerError::Forbidden`] (403) means the URL's signature is bad or expired: ask for a
-    /// new one. Uploads use the longer upload timeout of [`crate::ClientConfig`].
+    /// new one. [`TrackerError::StorageFull`] (507) means the tracker's store is full and kept
+    /// nothing: keep the bundle and upload it again after its `retry_after` (with this URL while
+    /// it has not expired, else a new one); the retry policy waits that long itself only when
+    /// its `max_elapsed` allows, which the default's 2 minutes do not for tracker-d's 5.
+    /// Uploads use the longer upload timeout of [`crate::ClientConfig`].
     pub async fn upload_bundle(
         &self,
         target: &UploadUrlResponse,

@@ -136,14 +136,11 @@ async fn reap_forever(
             _ = ticker.tick() => {}
             () = token.cancelled() => break,
         }
-        let result = if last_reap.elapsed() >= interval {
+        if last_reap.elapsed() >= interval {
             last_reap = tokio::time::Instant::now();
-            tracker.reap().await
-        } else {
-            tracker.flush_touches().await
-        };
-        if let Err(error) = result {
-            tracing::warn!(error = %error, "reaper round failed, retrying next tick");
+            tracker.reap().await;
+        } else if let Err(error) = tracker.flush_touches().await {
+            tracing::warn!(error = %error, "could not write client touches, retrying next tick");
         }
     }
     if let Err(error) = tracker.flush_touches().await {

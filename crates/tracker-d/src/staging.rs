@@ -8,6 +8,8 @@
 //! (`tracker::upload`): this store receives one upload per job at a time (`receiving`) and
 //! never replaces a stored blob.
 
+mod collect;
+mod error;
 mod receiving;
 
 use std::path::{Path, PathBuf};
@@ -28,43 +30,7 @@ use crate::db::{Db, DbError, now_ms, to_i64, to_u64};
 use crate::keyed_locks::KeyedLocks;
 use receiving::Receiving;
 
-/// Errors of the staging store.
-#[derive(Debug, thiserror::Error)]
-pub enum StagingError {
-    /// The URL's signature does not match, or its key is malformed.
-    #[error("invalid upload or download signature")]
-    BadSignature,
-    /// The URL expired.
-    #[error("the signed url expired; ask the tracker for a new one")]
-    Expired,
-    /// The body is larger than the cap.
-    #[error("bundle larger than the {max_bytes}-byte limit")]
-    TooLarge {
-        /// The cap.
-        max_bytes: u64,
-    },
-    /// No such blob.
-    #[error("no blob {0}")]
-    NotFound(String),
-    /// The upload broke off.
-    #[error("upload interrupted: {0}")]
-    Interrupted(String),
-    /// The upload may not be stored: the key already holds a different blob, the URL was
-    /// superseded by a newer one, or the job's bundle was already handed off (409).
-    #[error("{0}")]
-    Conflict(String),
-    /// Disk trouble.
-    #[error("staging store io error on {path}: {cause}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        cause: std::io::Error,
-    },
-    /// Database trouble.
-    #[error(transparent)]
-    Db(#[from] DbError),
-}
+pub use error::StagingError;
 
 /// A folder of blobs plus the key that signs their URLs.
 #[derive(Clone)]
@@ -109,10 +75,7 @@ impl Staging {
         let tmp = dir.join("tmp");
         tokio::fs::create_dir_all(&tmp)
             .await
-            .map_err(|source| StagingError::Io {
-                path: tmp,
-                cause: source,
-            })?;
+            .map_err(|source| StagingError::io(tmp, source))?;
         Ok(Staging {
             dir,
             signing_key,
@@ -289,17 +252,11 @@ impl Staging {
         let path = self.path(key);
         if let Err(source) = tokio::fs::rename(&part.tmp, &path).await {
             self.discard(part).await;
-            return Err(StagingError::Io {
-                path,
-                cause: source,
-            });
+            return Err(StagingError::io(path, source));
         }
         sync_dir(&self.dir)
             .await
-            .map_err(|source| StagingError::Io {
-                path: self.dir.clone(),
-                cause: source,
-            })
+            .map_err(|source| StagingError::io(self.dir.clone(), source))
     }
 
     /// Deletes a part that will not become a blob.
@@ -336,12 +293,7 @@ impl Staging {
         match tokio::fs::remove_file(&path).await {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(StagingError::Io {
-                    path,
-                    cause: source,
-                });
-            }
+            Err(source) => return Err(StagingError::io(path, source)),
         }
         sqlx::query("DELETE FROM blobs WHERE key = $1")
             .bind(key)
@@ -361,10 +313,7 @@ impl Staging {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let io = |source| StagingError::Io {
-            path: tmp.to_path_buf(),
-            cause: source,
-        };
+        let io = |source| StagingError::io(tmp.to_path_buf(), source);
         let mut file = tokio::fs::File::create(tmp).await.map_err(io)?;
         let mut hasher = Sha256::new();
         let mut size = 0_u64;
@@ -404,49 +353,6 @@ impl Staging {
                 .fetch_optional(db.pool())
                 .await?;
         Ok(row.map(|(size, sha256)| (to_u64(size), sha256)))
-    }
-
-    /// Deletes blobs of jobs closed more than `grace` ago, and blobs no job refers to that are
-    /// older than the URL lifetime plus `grace` (uploads of lost leases, invalidated bundles).
-    /// Also removes temporary files of abandoned uploads. Returns how many blobs went.
-    pub async fn collect_garbage(&self, db: &Db, grace: Duration) -> Result<u64, StagingError> {
-        let now = now_ms();
-        let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX / 4);
-        let ttl_ms = i64::try_from(self.url_ttl.as_millis()).unwrap_or(i64::MAX / 4);
-        let keys: Vec<String> = sqlx::query_scalar(
-            "SELECT b.key FROM blobs b LEFT JOIN jobs j ON j.gpu_url = 'blob:' || b.key \
-             WHERE (j.number IS NULL AND b.created_at < $1) \
-             OR (j.status = 'closed' AND j.closed_at < $2)",
-        )
-        .bind(now - ttl_ms - grace_ms)
-        .bind(now - grace_ms)
-        .fetch_all(db.pool())
-        .await
-        .map_err(DbError::from)?;
-        for key in &keys {
-            self.delete(db, key).await?;
-            tracing::debug!(%key, "collected staged blob");
-        }
-        self.sweep_parts(self.url_ttl + grace).await;
-        Ok(keys.len() as u64)
-    }
-
-    async fn sweep_parts(&self, older_than: Duration) {
-        let Ok(mut entries) = tokio::fs::read_dir(self.dir.join("tmp")).await else {
-            return;
-        };
-        while let Ok(Some(entry)) = entries.next_entry().await {
-            let stale = entry
-                .metadata()
-                .await
-                .ok()
-                .and_then(|metadata| metadata.modified().ok())
-                .and_then(|modified| modified.elapsed().ok())
-                .is_some_and(|age| age > older_than);
-            if stale {
-                let _ = tokio::fs::remove_file(entry.path()).await;
-            }
-        }
     }
 }
 

@@ -2,6 +2,8 @@
 //!
 //! Test code: failures panic with a message that says what to do.
 
+mod small_disk;
+
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -12,6 +14,8 @@ use tokio::sync::oneshot;
 use crate::cli::{Cli, Command};
 use crate::db::Db;
 use crate::{ServeConfig, import};
+
+pub use small_disk::SmallDisk;
 
 /// The databases a suite can run against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -349,15 +349,46 @@ impl Tracker {
         }
     }
 
-    /// Runs one round of the reaper: expired leases, idle clients, staged blobs.
-    pub async fn reap(&self) -> Result<(), TrackerError> {
-        // Idleness is judged on what the database knows, so write the touches first.
-        self.flush_touches().await?;
+    /// Runs one round of the reaper: expired leases, idle clients, staged blobs; logs what failed
+    /// and leaves it for the next round.
+    ///
+    /// Leases and idleness are judged on what the database knows, so the touches are written
+    /// first; when they cannot be (a database that cannot write, a full disk), neither is judged
+    /// this round, since clients that called would look idle. Staged blobs are collected either
+    /// way: that needs no touch, and on a full disk it is what frees space.
+    pub async fn reap(&self) {
         // Jobs may have been opened by another process (`tracker-d import`): claims scan from
         // the bottom once per round.
         self.db.open_floor().reset();
+        let (expired, reaped) = match self.flush_touches().await {
+            Ok(()) => self.return_work().await.unwrap_or_else(|error| {
+                tracing::warn!(error = %error, "reaper could not return expired leases or idle clients' jobs, retrying next round");
+                (0, 0)
+            }),
+            Err(error) => {
+                tracing::warn!(error = %error, "could not write client touches, so leases and idle clients wait for the next round");
+                (0, 0)
+            }
+        };
+        let collected = self
+            .staging
+            .collect_garbage(&self.db, self.settings.blob_grace)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::warn!(error = %error, "could not collect staged blobs, retrying next round");
+                0
+            });
+        self.metrics.add(&self.metrics.blobs_collected, collected);
+        if expired > 0 || reaped > 0 || collected > 0 {
+            tracing::info!(expired, reaped, collected, "reaper returned work");
+        }
+    }
+
+    /// Expires leases and forgets idle clients, releasing their jobs; returns how many of each.
+    async fn return_work(&self) -> Result<(u64, u64), TrackerError> {
         let now = now_ms();
         let expired = crate::jobs::expire_leases(&self.db, now).await?;
+        self.metrics.add(&self.metrics.leases_expired, expired);
         let idle_cutoff =
             now - i64::try_from(self.settings.client_timeout.as_millis()).unwrap_or(i64::MAX / 2);
         let reaped_tokens = clients::reap_idle(&self.db, idle_cutoff).await?;
@@ -365,17 +396,8 @@ impl Tracker {
             self.clients.remove(token);
         }
         let reaped = reaped_tokens.len() as u64;
-        let collected = self
-            .staging
-            .collect_garbage(&self.db, self.settings.blob_grace)
-            .await?;
-        self.metrics.add(&self.metrics.leases_expired, expired);
         self.metrics.add(&self.metrics.clients_reaped, reaped);
-        self.metrics.add(&self.metrics.blobs_collected, collected);
-        if expired > 0 || reaped > 0 || collected > 0 {
-            tracing::info!(expired, reaped, collected, "reaper returned work");
-        }
-        Ok(())
+        Ok((expired, reaped))
     }
 }
 

@@ -8,6 +8,7 @@ mod tracker {
     mod concurrency;
     mod crash;
     mod dedup;
+    mod full_disk;
     mod full_wat;
     mod import;
     mod leases;

@@ -1,18 +1,19 @@
 //! What the tracker refuses, as the client's typed errors: unknown tokens (and registering
-//! again) and registration floods.
+//! again), registration floods and bundles for a full store.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use cah_protocol::ClientType;
 use cah_protocol::ext::DedupSet;
-use cah_tracker_client::{JobOutput, RetryPolicy, Session, TrackerError};
+use cah_tracker_client::{BundleBody, JobOutput, RetryPolicy, Session, TrackerError};
 
 use super::support::{Backend, RealTracker, wat_url};
 
 on_both_databases!(
     unknown_token_times_out_until_registered_again,
-    registration_flood_is_rate_limited
+    registration_flood_is_rate_limited,
+    a_full_bundle_store_is_storage_full
 );
 
 /// Asserts that `call` failed with [`TrackerError::TimedOut`].
@@ -127,5 +128,35 @@ async fn registration_flood_is_rate_limited(backend: Backend) {
 
     // Only registration is limited: a registered client keeps working.
     assert_eq!(first.claim(1, false).await.expect("claim").len(), 1);
+    tracker.stop().await;
+}
+
+// Says on stderr when it cannot mount the full disk it needs.
+#[allow(clippy::print_stderr)]
+async fn a_full_bundle_store_is_storage_full(backend: Backend) {
+    let Some(tracker) = RealTracker::start_on_small_disk(backend, 256 * 1024).await else {
+        // The scripted tests of `tracker_client::upload` cover the mapping of a 507 without one.
+        eprintln!("cannot mount a tmpfs here (not root?): no full disk to upload to");
+        return;
+    };
+    tracker.import(1).await;
+    let cpu = tracker.register("scraper", ClientType::Cpu).await;
+    let number = cpu.claim(1, false).await.expect("claim")[0].number;
+    let target = cpu.upload_url(number).await.expect("upload url");
+    let too_big = BundleBody::Bytes(vec![7_u8; 2 * 1024 * 1024].into());
+    let error = cpu
+        .upload_bundle(&target, too_big)
+        .await
+        .expect_err("the store is full");
+    assert!(
+        matches!(error, TrackerError::StorageFull { retry_after: Some(wait) } if wait == Duration::from_secs(300)),
+        "{error:?}"
+    );
+    assert!(error.is_retryable());
+    assert!(!error.may_have_applied());
+    // The failed upload left nothing behind: a bundle that fits is stored with the same URL.
+    let fits = BundleBody::Bytes(vec![8_u8; 100 * 1024].into());
+    let stored = cpu.upload_bundle(&target, fits).await.expect("stored");
+    assert_eq!(stored.size, 100 * 1024);
     tracker.stop().await;
 }

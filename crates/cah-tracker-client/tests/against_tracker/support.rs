@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cah_protocol::ClientType;
 use cah_tracker_client::{ClientConfig, RetryPolicy, Session, TrackerClient};
 use tracker_d::db::Db;
-use tracker_d::testing::{InProcess, fresh_database};
+use tracker_d::testing::{InProcess, SmallDisk, fresh_database};
 use url::Url;
 
 pub(crate) use tracker_d::testing::Backend;
@@ -31,6 +31,8 @@ pub(crate) struct RealTracker {
     base_url: Url,
     database_url: String,
     server: InProcess,
+    // Dropped in this order, after the server stopped: the disk is unmounted, then the folder goes.
+    _disk: Option<SmallDisk>,
     _dir: tempfile::TempDir,
 }
 
@@ -44,8 +46,29 @@ impl RealTracker {
             base_url: Url::parse(&format!("{}/", server.base())).expect("base url"),
             database_url,
             server,
+            _disk: None,
             _dir: dir,
         }
+    }
+
+    /// Starts a tracker whose staging store is a tmpfs of `disk_bytes`, a disk that really
+    /// fills up; `None` where this process may not mount one (see [`SmallDisk::mount`]).
+    pub(crate) async fn start_on_small_disk(
+        backend: Backend,
+        disk_bytes: u64,
+    ) -> Option<RealTracker> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let staging = dir.path().join("staging");
+        let disk = SmallDisk::mount(&staging, disk_bytes)?;
+        let database_url = fresh_database(backend, dir.path()).await;
+        let server = InProcess::start(&database_url, &staging, &[]).await;
+        Some(RealTracker {
+            base_url: Url::parse(&format!("{}/", server.base())).expect("base url"),
+            database_url,
+            server,
+            _disk: Some(disk),
+            _dir: dir,
+        })
     }
 
     /// Imports `n_wats` WATs named by [`wat_url`], in order: `2 n_wats` jobs.

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use cah_protocol::ext::UploadUrlResponse;
 use cah_tracker_client::{BundleBody, RetryPolicy, TrackerError};
 use serde_json::json;
+use tokio::time::{Duration, Instant};
 
 use super::scripted::{ScriptedTracker, Step, quick_retries};
 
@@ -113,6 +114,73 @@ async fn store_refusals_map_to_too_large_and_forbidden() {
         "{error:?}"
     );
     assert_eq!(tracker.received_at("/blobs/k1").len(), 2);
+}
+
+#[tokio::test]
+async fn a_full_store_comes_back_at_once_when_its_delay_is_beyond_the_budget() {
+    let tracker = ScriptedTracker::start().await;
+    let session = tracker.session(quick_retries(5)).await;
+    tracker.script(
+        "/blobs/k1",
+        [Step::status(507, "bundle store is full").retry_after("300")],
+    );
+    let body = BundleBody::Bytes(Bytes::from_static(b"tar bytes"));
+    let error = session
+        .upload_bundle(&target(&tracker, 0), body)
+        .await
+        .expect_err("507");
+    assert!(
+        matches!(error, TrackerError::StorageFull { retry_after: Some(wait) } if wait == Duration::from_secs(300)),
+        "{error:?}"
+    );
+    assert_eq!(tracker.received_at("/blobs/k1").len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_store_is_uploaded_to_again_after_its_retry_after() {
+    let tracker = ScriptedTracker::start().await;
+    let patient = RetryPolicy {
+        max_elapsed: Duration::from_secs(900),
+        ..quick_retries(5)
+    };
+    let session = tracker.session(patient).await;
+    let (file, bytes) = bundle_file(50_000);
+    tracker.script(
+        "/blobs/k1",
+        [
+            Step::status(507, "bundle store is full").retry_after("300"),
+            stored(bytes.len()),
+        ],
+    );
+    let started = Instant::now();
+    session
+        .upload_bundle(
+            &target(&tracker, 0),
+            BundleBody::File(file.path().to_owned()),
+        )
+        .await
+        .expect("the second upload is stored");
+    assert!(
+        started.elapsed() >= Duration::from_secs(300),
+        "{:?}",
+        started.elapsed()
+    );
+    let puts = tracker.received_at("/blobs/k1");
+    assert_eq!(puts.len(), 2);
+    assert!(puts.iter().all(|put| put.body.as_ref() == bytes.as_slice()));
+
+    // Without a Retry-After, a 507 is not retried.
+    tracker.script("/blobs/k1", [Step::status(507, "full")]);
+    let body = BundleBody::Bytes(Bytes::from_static(b"tar bytes"));
+    let error = session
+        .upload_bundle(&target(&tracker, 0), body)
+        .await
+        .expect_err("507");
+    assert!(
+        matches!(error, TrackerError::StorageFull { retry_after: None }),
+        "{error:?}"
+    );
+    assert_eq!(tracker.received_at("/blobs/k1").len(), 3);
 }
 
 #[tokio::test]

@@ -52,21 +52,13 @@ pub(super) async fn get(
         TrackerError::from(if error.kind() == std::io::ErrorKind::NotFound {
             StagingError::NotFound(key.clone())
         } else {
-            StagingError::Io {
-                path: path.clone(),
-                cause: error,
-            }
+            StagingError::io(path.clone(), error)
         })
     })?;
     let length = file
         .metadata()
         .await
-        .map_err(|source| {
-            TrackerError::from(StagingError::Io {
-                path,
-                cause: source,
-            })
-        })?
+        .map_err(|source| TrackerError::from(StagingError::io(path, source)))?
         .len();
     Ok((
         [

@@ -1,4 +1,10 @@
 //! Error responses: a status code and a plain-text detail, as the 2021 server rendered them.
+//!
+//! A refusal (4xx) says what is wrong with the request. A failure of the tracker (5xx) says
+//! what failed and when to come back, never its cause's text, which may name the server's
+//! files: the cause goes to the tracker's log.
+
+use std::time::Duration;
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -35,22 +41,27 @@ impl AppError {
     }
 }
 
+/// How long a client waits before it sends a bundle to a full store again: time for the reaper
+/// to collect bundles or for an operator to free space, and well inside a job lease.
+const STORE_FULL_RETRY_AFTER: Duration = Duration::from_secs(300);
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let (status, detail, retry_after) = match self {
-            AppError::BadBody(detail) => (StatusCode::BAD_REQUEST, detail, None),
+        let (status, detail, retry_after) = match &self {
+            AppError::BadBody(detail) => (StatusCode::BAD_REQUEST, detail.clone(), None),
             AppError::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request body too large".to_owned(),
                 None,
             ),
-            AppError::Ext(error) => status_of(&error, false),
-            AppError::Legacy(error) => status_of(&error, true),
+            AppError::Ext(error) => status_of(error, false),
+            AppError::Legacy(error) => status_of(error, true),
         };
-        if status.is_server_error() {
-            tracing::error!(%status, error = %detail, "request failed");
-        } else {
-            tracing::debug!(%status, error = %detail, "request refused");
+        match &self {
+            AppError::Ext(error) | AppError::Legacy(error) if status.is_server_error() => {
+                log_failure(status, error);
+            }
+            _ => tracing::debug!(%status, error = %detail, "request refused"),
         }
         let mut response = (status, detail).into_response();
         if let Some(seconds) = retry_after
@@ -62,6 +73,7 @@ impl IntoResponse for AppError {
     }
 }
 
+/// The status, the detail a client is told, and the `Retry-After` seconds of `error`.
 fn status_of(error: &TrackerError, legacy: bool) -> (StatusCode, String, Option<u64>) {
     let status = match error {
         TrackerError::UnknownToken => StatusCode::NOT_FOUND,
@@ -79,6 +91,7 @@ fn status_of(error: &TrackerError, legacy: bool) -> (StatusCode, String, Option<
             StagingError::NotFound(_) => StatusCode::NOT_FOUND,
             StagingError::Interrupted(_) => StatusCode::BAD_REQUEST,
             StagingError::Conflict(_) => StatusCode::CONFLICT,
+            StagingError::Full { .. } => StatusCode::INSUFFICIENT_STORAGE,
             StagingError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             StagingError::Db(_) => StatusCode::SERVICE_UNAVAILABLE,
         },
@@ -87,10 +100,46 @@ fn status_of(error: &TrackerError, legacy: bool) -> (StatusCode, String, Option<
     let retry_after = match error {
         // Rounded up: a client that waits exactly this long must find a token free.
         TrackerError::RateLimited(wait) => Some(wait.as_secs_f64().ceil().max(1.0) as u64),
-        TrackerError::Db(_) => Some(1),
+        TrackerError::Db(_) | TrackerError::Staging(StagingError::Db(_)) => Some(1),
+        TrackerError::Staging(StagingError::Full { .. }) => Some(STORE_FULL_RETRY_AFTER.as_secs()),
         _ => None,
     };
-    (status, error.to_string(), retry_after)
+    let detail = if status.is_server_error() {
+        failure_detail(error)
+    } else {
+        error.to_string()
+    };
+    (status, detail, retry_after)
+}
+
+/// What a client is told of a failure of the tracker: what failed and what to do.
+fn failure_detail(error: &TrackerError) -> String {
+    match error {
+        TrackerError::Staging(StagingError::Full { .. }) => format!(
+            "the tracker's bundle store is full: keep the bundle and upload it again in {} s",
+            STORE_FULL_RETRY_AFTER.as_secs()
+        ),
+        TrackerError::Staging(StagingError::Io { .. }) => {
+            "the tracker's bundle store failed to read or write a bundle; retry later".to_owned()
+        }
+        TrackerError::Db(_) | TrackerError::Staging(StagingError::Db(_)) => {
+            "the tracker's database is unavailable; retry later".to_owned()
+        }
+        _ => "the tracker failed; retry later".to_owned(),
+    }
+}
+
+/// Logs a failure of the tracker with its cause, and the file it concerns as a field of its own.
+fn log_failure(status: StatusCode, error: &TrackerError) {
+    match error {
+        TrackerError::Staging(StagingError::Full { path, cause }) => {
+            tracing::error!(%status, path = %path.display(), error = %cause, "bundle store full, upload refused");
+        }
+        TrackerError::Staging(StagingError::Io { path, cause }) => {
+            tracing::error!(%status, path = %path.display(), error = %cause, "bundle store io failed");
+        }
+        _ => tracing::error!(%status, error = %error, "request failed"),
+    }
 }
 
 /// A JSON body decoded whatever its `Content-Type`, with a 400 and a readable detail on failure.
@@ -113,5 +162,54 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|error| AppError::BadBody(format!("invalid JSON body: {error}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn io_failure(kind: ErrorKind) -> AppError {
+        let path = PathBuf::from("/srv/cah/staging/tmp/job-7-abc.part");
+        AppError::from(TrackerError::from(StagingError::io(
+            path,
+            Error::from(kind),
+        )))
+    }
+
+    async fn body_of(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        String::from_utf8(bytes.to_vec()).expect("utf-8")
+    }
+
+    #[tokio::test]
+    async fn a_full_store_is_507_with_retry_after_and_no_path() {
+        for kind in [ErrorKind::StorageFull, ErrorKind::QuotaExceeded] {
+            let response = io_failure(kind).into_response();
+            assert_eq!(
+                response.status(),
+                StatusCode::INSUFFICIENT_STORAGE,
+                "{kind:?}"
+            );
+            assert_eq!(response.headers()[header::RETRY_AFTER], "300", "{kind:?}");
+            let body = body_of(response).await;
+            assert!(body.contains("bundle store is full"), "{body}");
+            assert!(!body.contains('/'), "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn failures_of_the_tracker_name_no_server_path() {
+        let response = io_failure(ErrorKind::PermissionDenied).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!response.headers().contains_key(header::RETRY_AFTER));
+        let body = body_of(response).await;
+        assert!(body.contains("bundle store failed"), "{body}");
+        assert!(!body.contains('/'), "{body}");
     }
 }
