@@ -3,6 +3,7 @@
 
 mod claim;
 mod progress;
+mod upload;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cah_protocol::ext::Job;
-use cah_tracker_client::{BundleBody, JobOutput, Session};
+use cah_tracker_client::{BundleBody, JobOutput, Session, TrackerError};
 
 use super::progress::Progress;
 use crate::config::RunConfig;
@@ -187,9 +187,17 @@ impl Worker<'_> {
             }
             progress.set(format!("job {number} uploading"), 0);
             let target = session.upload_url(number).await?;
-            let stored = session
-                .upload_bundle(&target, BundleBody::File(half.bundle.clone()))
-                .await?;
+            let stored = super::upload::through_a_full_store(number, || async {
+                if is_lost(held, number) {
+                    return Err(TrackerError::Conflict(format!(
+                        "lease of job {number} lost while the tracker's bundle store was full"
+                    )));
+                }
+                session
+                    .upload_bundle(&target, BundleBody::File(half.bundle.clone()))
+                    .await
+            })
+            .await?;
             progress.set(format!("job {number} completing"), 0);
             let completion = session
                 .complete(number, JobOutput::Bundle(format!("blob:{}", target.key)))
