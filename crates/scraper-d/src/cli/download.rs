@@ -20,6 +20,7 @@ pub struct DownloadArgs {
     #[arg(
         long = "nameserver",
         env = "SCRAPER_NAMESERVERS",
+        value_name = "IP:PORT",
         value_delimiter = ','
     )]
     pub nameservers: Vec<SocketAddr>,
@@ -30,6 +31,7 @@ pub struct DownloadArgs {
     #[arg(
         long = "allow-cidr",
         env = "SCRAPER_ALLOW_CIDRS",
+        value_name = "CIDR",
         value_delimiter = ','
     )]
     pub allow_cidrs: Vec<IpNet>,
