@@ -56,6 +56,14 @@ pub fn node_index(swarm: &str, name: &str) -> Option<u32> {
 
 /// Every node of the swarm in every account, without those being deleted, ordered by name index.
 pub async fn list_nodes(ctl: &Ctl) -> anyhow::Result<Vec<Node>> {
+    let mut nodes = list_servers(ctl).await?;
+    nodes.retain(|node| node.server.status != "deleting");
+    Ok(nodes)
+}
+
+/// Every server of the swarm in every account, those being deleted too (they still hold their
+/// names), ordered by name index.
+async fn list_servers(ctl: &Ctl) -> anyhow::Result<Vec<Node>> {
     let selector = label_selector(&ctl.swarm);
     let mut nodes = Vec::new();
     for (index, project) in ctl.projects.iter().enumerate() {
@@ -66,7 +74,7 @@ pub async fn list_nodes(ctl: &Ctl) -> anyhow::Result<Vec<Node>> {
         nodes.extend(
             servers
                 .into_iter()
-                .filter(|server| is_ours(&server.labels, &ctl.swarm) && server.status != "deleting")
+                .filter(|server| is_ours(&server.labels, &ctl.swarm))
                 .map(|server| Node {
                     project: index,
                     server,
@@ -82,7 +90,16 @@ pub async fn up(ctl: &Ctl, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result
     if args.wait_ready {
         ctl.tracker()?;
     }
-    let existing = list_nodes(ctl).await?;
+    let mut existing = list_servers(ctl).await?;
+    // A server being deleted is no node any more, but it keeps its name until it is gone: new
+    // names start past it.
+    let next_index = existing
+        .iter()
+        .filter_map(|node| node_index(&ctl.swarm, &node.server.name))
+        .max()
+        .unwrap_or(0)
+        + 1;
+    existing.retain(|node| node.server.status != "deleting");
     let wanted = args.count as usize;
     let types = ctl.projects[0]
         .api
@@ -97,6 +114,24 @@ pub async fn up(ctl: &Ctl, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result
             existing.len()
         )?;
         write!(out, "{}", status::nodes_table(ctl, &existing, &types, None))?;
+        let stopped: Vec<String> = existing
+            .iter()
+            .filter(|node| {
+                !matches!(
+                    node.server.status.as_str(),
+                    "running" | "initializing" | "starting"
+                )
+            })
+            .map(|node| format!("{} is {}", node.server.name, node.server.status))
+            .collect();
+        if !stopped.is_empty() {
+            writeln!(
+                out,
+                "{} of them do not run ({}): `swarm-ctl heal` restarts or recreates them",
+                stopped.len(),
+                stopped.join(", ")
+            )?;
+        }
         return Ok(());
     }
     let server_type = types
@@ -119,12 +154,6 @@ pub async fn up(ctl: &Ctl, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result
             .or_default() += 1;
         per_project[node.project] += 1;
     }
-    let next_index = existing
-        .iter()
-        .filter_map(|node| node_index(&ctl.swarm, &node.server.name))
-        .max()
-        .unwrap_or(0)
-        + 1;
     let mut creator = Creator::new(
         ctl,
         next_index,
@@ -279,11 +308,20 @@ pub(crate) async fn wait_created(ctl: &Ctl, created: &[Created]) -> anyhow::Resu
                 bar.set_position(done_before + done as u64);
             })
             .await
-            .with_context(|| {
-                format!(
-                    "servers of account {} did not come up",
-                    project.account.name
-                )
+            .map_err(|error| {
+                // Name the server whose action failed, not only the action.
+                let server = match &error {
+                    crate::hcloud::HcloudError::ActionFailed { id, .. } => created
+                        .iter()
+                        .find(|node| node.action_ids.contains(id))
+                        .map(|node| node.server.name.clone()),
+                    _ => None,
+                };
+                let what = match server {
+                    Some(name) => format!("server {name} (account {}) did not come up; `swarm-ctl status` shows it, `swarm-ctl heal` recreates it", project.account.name),
+                    None => format!("servers of account {} did not come up", project.account.name),
+                };
+                anyhow::Error::new(error).context(what)
             })?;
         done_before += ids.len() as u64;
     }
@@ -301,10 +339,16 @@ pub(crate) async fn wait_created(ctl: &Ctl, created: &[Created]) -> anyhow::Resu
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
+            let late: Vec<String> = nodes
+                .iter()
+                .filter(|node| wanted.contains(&node.server.id) && node.server.status != "running")
+                .map(|node| format!("{} {}", node.server.name, node.server.status))
+                .collect();
             bail!(
-                "only {running} of {} new servers are running after {:?}; check them with `swarm-ctl status`",
+                "only {running} of {} new servers are running after {:?} ({}); check them with `swarm-ctl status`",
                 wanted.len(),
-                ctl.wait_timeout
+                ctl.wait_timeout,
+                late.join(", ")
             );
         }
         tokio::time::sleep(ctl.poll_interval).await;

@@ -16,6 +16,16 @@ fn main() -> ExitCode {
     let mut stdout = std::io::stdout();
     match runtime.block_on(swarm_ctl::run(args, &env, &mut stdout)) {
         Ok(()) => ExitCode::SUCCESS,
+        // `swarm-ctl status | head -1`: the reader has what it wanted.
+        Err(error)
+            if error.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             // Stderr is the user's terminal here, so a plain line reads better than a log record.
             #[allow(clippy::print_stderr)]

@@ -50,7 +50,7 @@ pub async fn status(ctl: &Ctl, out: &mut dyn Write) -> anyhow::Result<()> {
     let hourly: f64 = nodes
         .iter()
         .filter_map(|node| hourly_price(&types, node))
-        .sum();
+        .fold(0.0, |total, price| total + price);
     writeln!(
         out,
         "{} nodes, {hourly:.4} EUR/h net (about {:.2} EUR/month)",

@@ -146,6 +146,8 @@ impl<'a> Creator<'a> {
                 }
                 Err(error) => match error.code() {
                     Some(ErrorCode::ResourceLimitExceeded) => {
+                        // The name stays free for the next account.
+                        self.next_index -= 1;
                         return Ok(Outcome::AccountFull(error.to_string()));
                     }
                     Some(ErrorCode::ResourceUnavailable | ErrorCode::PlacementError) => {
@@ -155,7 +157,16 @@ impl<'a> Creator<'a> {
                     Some(ErrorCode::UniquenessError) => {
                         // Either our own earlier attempt got through (adopt it), or a server
                         // that is not ours has this name (never touch it; take the next name).
-                        if let Some(server) = project.api.server_by_name(&name).await?
+                        let existing = project.api.server_by_name(&name).await?;
+                        if existing
+                            .as_ref()
+                            .is_some_and(|server| server.status == "deleting")
+                        {
+                            // Ours or not, it is going away: never adopt it, take the next name.
+                            tracing::info!(%name, "name held by a server being deleted, taking the next one");
+                            continue;
+                        }
+                        if let Some(server) = existing
                             && is_ours(&server.labels, &ctl.swarm)
                         {
                             tracing::info!(%name, "server already exists with our labels, adopting it");

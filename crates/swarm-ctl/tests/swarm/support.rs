@@ -36,6 +36,11 @@ impl AccountSpec {
 impl World {
     /// A fake API with one project per account, fast actions and a generous rate limit.
     pub(crate) async fn start(specs: Vec<AccountSpec>) -> World {
+        World::start_with_delay(specs, Duration::from_millis(20)).await
+    }
+
+    /// As [`World::start`], with actions (and deletions) that take `action_delay`.
+    pub(crate) async fn start_with_delay(specs: Vec<AccountSpec>, action_delay: Duration) -> World {
         let projects = specs
             .iter()
             .map(|spec| ProjectConfig {
@@ -47,7 +52,7 @@ impl World {
             projects,
             // 100 per second refill: a 429 costs a 10 ms wait.
             rate_limit: 360_000,
-            action_delay: Duration::from_millis(20),
+            action_delay,
         })
         .await
         .expect("fake hetzner starts");
