@@ -398,10 +398,18 @@ pub async fn down(ctl: &Ctl, args: &DownArgs, out: &mut dyn Write) -> anyhow::Re
         )?;
         return Ok(());
     }
+    // One server that cannot be deleted (a 5xx that outlasted the retries) must not leave the
+    // rest running and billed: every delete is tried, and the failures reported at the end.
     let mut actions: Vec<(usize, i64)> = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
     for node in &nodes {
-        if let Some(action) = delete_checked(ctl, node).await? {
-            actions.push((node.project, action));
+        match delete_checked(ctl, node).await {
+            Ok(Some(action)) => actions.push((node.project, action)),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(name = %node.server.name, error = %format_args!("{error:#}"), "delete failed, going on with the others");
+                failed.push(format!("{}: {error:#}", node.server.name));
+            }
         }
     }
     let bar = progress_bar(actions.len() as u64, "deleting");
@@ -431,6 +439,14 @@ pub async fn down(ctl: &Ctl, args: &DownArgs, out: &mut dyn Write) -> anyhow::Re
         actions.len(),
         ctl.swarm
     )?;
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} servers were not deleted ({}); run `swarm-ctl down --yes` again",
+            failed.len(),
+            nodes.len(),
+            failed.join("; ")
+        );
+    }
     Ok(())
 }
 
@@ -444,6 +460,11 @@ pub(crate) async fn delete_checked(ctl: &Ctl, node: &Node) -> anyhow::Result<Opt
     };
     if !is_ours(&current.labels, &ctl.swarm) {
         tracing::warn!(name = %current.name, id = current.id, "labels changed since listing, not deleting");
+        return Ok(None);
+    }
+    if current.status == "deleting" {
+        // Someone else's `down` (or `heal`) got there first; a second DELETE answers 423 locked.
+        tracing::info!(name = %current.name, "already being deleted");
         return Ok(None);
     }
     let action = project

@@ -189,6 +189,9 @@ fn dispatch(
         ("GET", ["servers", server]) => servers::get(world, token, id(server)?),
         ("PUT", ["servers", server]) => servers::update(world, token, id(server)?, &json_body()?),
         ("DELETE", ["servers", server]) => servers::delete(world, token, id(server)?),
+        ("POST", ["servers", server, "actions", "change_protection"]) => {
+            servers::change_protection(world, token, id(server)?, &json_body()?)
+        }
         ("GET", ["servers", server, "actions"]) => {
             servers::actions(world, token, id(server)?, query)
         }

@@ -123,6 +123,7 @@ pub(super) fn create(world: &mut World, token: &str, body: &Value) -> Result<Rep
         ipv4: ipv4_enabled.then_some(ipv4),
         ipv6: ipv6_enabled.then_some(ipv6),
         delete_started: None,
+        delete_protected: false,
     };
     let server_json = record.to_json(delay);
     world
@@ -250,6 +251,13 @@ pub(super) fn update(
 
 pub(super) fn delete(world: &mut World, token: &str, id: i64) -> Result<Reply, ApiError> {
     let server = find(world, token, id)?;
+    if server.delete_protected {
+        return Err(ApiError::new(
+            403,
+            "protected",
+            "server deletion is protected (protection.delete)",
+        ));
+    }
     if server.delete_started.is_some() {
         return Err(ApiError::new(
             423,
@@ -269,6 +277,36 @@ pub(super) fn delete(world: &mut World, token: &str, id: i64) -> Result<Reply, A
     tracing::debug!(server_id = id, "fake hetzner server deleted");
     Ok(Reply::new(
         200,
+        json!({ "action": world.action_json(action) }),
+    ))
+}
+
+/// `POST /servers/{id}/actions/change_protection` with `{"delete": bool, "rebuild": bool}`
+/// (Hetzner ties rebuild protection to delete protection; only `delete` matters here).
+pub(super) fn change_protection(
+    world: &mut World,
+    token: &str,
+    id: i64,
+    body: &Value,
+) -> Result<Reply, ApiError> {
+    find(world, token, id)?;
+    let Some(delete) = body.get("delete").and_then(Value::as_bool) else {
+        return Err(ApiError::invalid_field(
+            "delete",
+            "delete must be a boolean",
+        ));
+    };
+    world
+        .projects
+        .get_mut(token)
+        .expect("the token was authenticated")
+        .servers
+        .get_mut(&id)
+        .expect("found above")
+        .delete_protected = delete;
+    let action = world.new_action(token, "change_protection", Duration::ZERO, (id, "server"));
+    Ok(Reply::new(
+        201,
         json!({ "action": world.action_json(action) }),
     ))
 }

@@ -74,6 +74,8 @@ pub(super) struct ServerRecord {
     pub(super) ipv4: Option<(i64, String)>,
     pub(super) ipv6: Option<(i64, String)>,
     pub(super) delete_started: Option<Instant>,
+    /// `protection.delete`: a DELETE answers 403 `protected`.
+    pub(super) delete_protected: bool,
 }
 
 pub(super) struct ActionRecord {
@@ -309,7 +311,7 @@ impl ServerRecord {
             "outgoing_traffic": 0,
             "ingoing_traffic": 0,
             "included_traffic": 21_990_232_555_520u64,
-            "protection": { "delete": false, "rebuild": false },
+            "protection": { "delete": self.delete_protected, "rebuild": self.delete_protected },
             "labels": self.labels,
             "volumes": [],
             "load_balancers": [],

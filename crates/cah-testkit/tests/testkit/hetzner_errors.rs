@@ -230,3 +230,55 @@ async fn rate_limits_and_injected_storms() {
         3
     );
 }
+
+#[tokio::test]
+async fn a_delete_protected_server_refuses_deletion_until_unprotected() {
+    let api = Api::start(HetznerConfig::quick(&["alpha"])).await;
+    let (status, created) = api.create("alpha", "keep-me", json!({})).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["server"]["id"].as_i64().expect("id");
+    let path = format!("/servers/{id}/actions/change_protection");
+    let protect = |delete: bool| {
+        api.post(
+            "alpha",
+            &path,
+            json!({ "delete": delete, "rebuild": delete }),
+        )
+    };
+    let (status, action) = protect(true).await;
+    assert_eq!(status, 201, "{action}");
+    assert_eq!(action["action"]["command"], "change_protection");
+    let (_, server) = api.get("alpha", &format!("/servers/{id}")).await;
+    assert_eq!(server["server"]["protection"]["delete"], true);
+    let (status, _, refused) = api
+        .call(
+            "alpha",
+            reqwest::Method::DELETE,
+            &format!("/servers/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, error_code(&refused)),
+        (403, "protected"),
+        "{refused}"
+    );
+    let (status, bad) = api
+        .post(
+            "alpha",
+            &format!("/servers/{id}/actions/change_protection"),
+            json!({}),
+        )
+        .await;
+    assert_eq!((status, error_code(&bad)), (400, "invalid_input"), "{bad}");
+    protect(false).await;
+    let (status, _, deleted) = api
+        .call(
+            "alpha",
+            reqwest::Method::DELETE,
+            &format!("/servers/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{deleted}");
+}

@@ -470,3 +470,45 @@ async fn up_names_nodes_that_exist_but_do_not_run() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn down_deletes_every_other_server_when_one_refuses() {
+    let world = World::single().await;
+    world.ok(&["up", "3"]).await;
+    let servers = world.servers(0).await;
+    let kept = servers
+        .iter()
+        .find(|server| server["name"] == "cah-alpha-2")
+        .expect("cah-alpha-2");
+    let id = kept["id"].as_i64().expect("id");
+    // The operator protected one node; Hetzner refuses to delete it with `protected`.
+    world
+        .api(
+            0,
+            reqwest::Method::POST,
+            &format!("/servers/{id}/actions/change_protection"),
+            Some(json!({ "delete": true, "rebuild": true })),
+        )
+        .await;
+    let (result, text) = world.run(&["down", "--yes"]).await;
+    let message = format!("{:#}", result.expect_err("one server was not deleted"));
+    assert!(
+        message.contains("1 of 3 servers were not deleted")
+            && message.contains("cah-alpha-2")
+            && message.contains("protected")
+            && message.contains("swarm-ctl down --yes"),
+        "{message}"
+    );
+    assert!(text.contains("deleted 2 servers"), "{text}");
+    let alive: Vec<Value> = world
+        .servers(0)
+        .await
+        .into_iter()
+        .filter(|server| server["status"] != "deleting")
+        .collect();
+    assert_eq!(
+        names(&alive),
+        vec!["cah-alpha-2"],
+        "the others were deleted"
+    );
+}
