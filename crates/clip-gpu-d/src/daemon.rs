@@ -121,12 +121,15 @@ pub async fn run_with_listener(
     info!(tracker = %config.tracker, lease_s = lease.as_secs(), "tracker reached");
     let registration = Arc::new(Registration::new(session, Arc::clone(&metrics)));
     let liveness = Liveness::new();
+    // Cancelled at the drain deadline.
+    let abandon = CancellationToken::new();
     let committer = commit::Committer::start(
         &config,
         Arc::clone(&registration),
         recovery,
         bucket,
         (Arc::clone(&metrics), Arc::clone(&liveness)),
+        abandon.clone(),
     )
     .await?;
     let prompts = scoring::embed_prompts(&backends[0], &tokenizer).await?;
@@ -159,7 +162,6 @@ pub async fn run_with_listener(
     }
     let stop_claiming = root.child_token();
     let stop_heartbeat = root.child_token();
-    let abandon = root.child_token();
     let heartbeat = tokio::spawn(jobs::heartbeat(
         Arc::clone(&registration),
         lease,

@@ -49,6 +49,8 @@ pub struct Metrics {
     pub pairs_duplicate: AtomicU64,
     /// Pairs taken back out of the open shard because the tracker took their job back.
     pub pairs_taken_out: AtomicU64,
+    /// Shard uploads to S3 that failed and are tried again.
+    pub upload_failures: AtomicU64,
     pub shards_written: AtomicU64,
     pub backend_busy_micros: AtomicU64,
     /// Samples waiting for the model.
@@ -127,6 +129,11 @@ impl Metrics {
                 "clip_pairs_taken_out_total",
                 "Pairs taken back out of the open shard: the tracker took their job back.",
                 &self.pairs_taken_out,
+            ),
+            (
+                "clip_upload_failures_total",
+                "Shard uploads to S3 that failed (each is tried again).",
+                &self.upload_failures,
             ),
             (
                 "clip_shards_written_total",

@@ -26,6 +26,8 @@ mod relay;
 mod restart;
 #[path = "daemon/s3.rs"]
 mod s3;
+#[path = "daemon/s3_outage.rs"]
+mod s3_outage;
 #[path = "daemon/s3s.rs"]
 mod s3s;
 #[path = "daemon/signals.rs"]

@@ -26,6 +26,7 @@ use anyhow::Context;
 use cah_protocol::ext::DedupSet;
 use cah_tracker_client::{JobOutput, TrackerError};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::Config;
@@ -36,6 +37,10 @@ use super::registration::Registration;
 use crate::metrics::{Metrics, Stage};
 use crate::output::s3::ShardBucket;
 use crate::shard::{self, FinishedShard, KeptPair, Recovery, ShardFormat, ShardWriter};
+
+/// The first pause after a failed shard upload, and the longest.
+const UPLOAD_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(5);
+const UPLOAD_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// A scored job on its way to the dataset.
 #[derive(Debug)]
@@ -71,6 +76,8 @@ pub(super) struct Committer {
     max_jobs: usize,
     metrics: Arc<Metrics>,
     liveness: Arc<Liveness>,
+    /// Cancelled at the drain deadline: stops retrying an upload.
+    abandon: CancellationToken,
 }
 
 impl JobResult {
@@ -96,6 +103,7 @@ impl Committer {
         recovery: Recovery,
         bucket: Option<ShardBucket>,
         (metrics, liveness): (Arc<Metrics>, Arc<Liveness>),
+        abandon: CancellationToken,
     ) -> anyhow::Result<Self> {
         let format = ShardFormat {
             shard_size: config.shard_size,
@@ -116,6 +124,7 @@ impl Committer {
             max_jobs: config.max_jobs as usize,
             metrics,
             liveness,
+            abandon,
         };
         if committer.bucket.is_some() {
             // Complete in the spool and committed, but not (fully) uploaded.
@@ -359,15 +368,45 @@ impl Committer {
     }
 
     /// Uploads shard `number` from the spool when the output is S3; a no-op for a local output.
+    ///
+    /// A failed upload is tried again, 5 s later doubling to 5 min, for as long as it takes:
+    /// exiting would let the leases of its jobs run out while their pairs wait in the spool,
+    /// and another daemon would write them again. The heartbeats go on meanwhile; the drain
+    /// deadline stops the retries.
     async fn publish(&self, number: u32) -> anyhow::Result<()> {
         let Some(bucket) = &self.bucket else {
             return Ok(());
         };
-        let started = std::time::Instant::now();
-        let uploaded = bucket
-            .publish(&self.shard_dir, number)
-            .await
-            .with_context(|| format!("failed to upload shard {number:05}"))?;
+        let mut pause = UPLOAD_RETRY_FIRST;
+        let mut attempt = 1u32;
+        let (started, uploaded) = loop {
+            let started = std::time::Instant::now();
+            match bucket.publish(&self.shard_dir, number).await {
+                Ok(uploaded) => break (started, uploaded),
+                Err(error) => {
+                    Metrics::add(&self.metrics.upload_failures, 1);
+                    warn!(
+                        shard = number,
+                        attempt,
+                        retry_in_s = pause.as_secs(),
+                        error = %error,
+                        "shard upload failed; trying again"
+                    );
+                    // Progress for the watchdog: a store that is down is no wedged daemon.
+                    drop(self.liveness.busy(Watched::Commit));
+                    tokio::select! {
+                        () = tokio::time::sleep(pause) => {}
+                        () = self.abandon.cancelled() => {
+                            return Err(anyhow::Error::new(error).context(format!(
+                                "shard {number:05} still not uploaded at the drain deadline; it stays in the spool for the next start"
+                            )));
+                        }
+                    }
+                    pause = (pause * 2).min(UPLOAD_RETRY_MAX);
+                    attempt += 1;
+                }
+            }
+        };
         if uploaded {
             self.metrics.observe(Stage::Upload, started.elapsed());
             info!(

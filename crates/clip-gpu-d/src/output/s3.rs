@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::{
+    BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, RetryConfig, WriteMultipart,
+};
 use tokio::io::AsyncReadExt;
 use tracing::debug;
 
@@ -66,6 +68,25 @@ pub enum S3Error {
     Spool(#[from] ShardError),
 }
 
+/// The longest a single request may take: an 8 MiB part at 16 KB/s.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900);
+/// How long a transfer may go without a byte.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Retries of one request: 1 s doubling to 60 s, for up to 4 minutes (object_store advises under
+/// 5, as a signed request is not renewed between tries).
+fn upload_retries() -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: std::time::Duration::from_secs(1),
+            max_backoff: std::time::Duration::from_secs(60),
+            base: 2.0,
+        },
+        max_retries: 12,
+        retry_timeout: std::time::Duration::from_secs(240),
+    }
+}
+
 impl ShardBucket {
     /// Builds the client: `AWS_*` variables first, then the settings from the flags.
     pub fn connect(location: &S3Location, settings: &S3Settings) -> Result<Self, S3Error> {
@@ -89,6 +110,19 @@ impl ShardBucket {
                 .with_virtual_hosted_style_request(false)
                 .with_allow_http(endpoint.starts_with("http://"));
         }
+        // object_store's defaults give up after about 2 s of retries (10 tries from 100 ms) and
+        // cut any request at 30 s, so an S3 "SlowDown" burst or a slow uplink failed whole
+        // shards: retries span minutes, and a stalled transfer is cut by a read timeout instead.
+        builder = builder
+            .with_retry(upload_retries())
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                format!("{}s", REQUEST_TIMEOUT.as_secs()),
+            )
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::ReadTimeout),
+                format!("{}s", READ_TIMEOUT.as_secs()),
+            );
         let store = builder.build().map_err(|source| S3Error::Config {
             bucket: location.bucket.clone(),
             source,

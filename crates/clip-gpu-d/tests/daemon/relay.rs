@@ -2,6 +2,7 @@
 //! partition on loopback (cutting refuses new connections and closes open ones).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::{TcpListener, TcpStream};
@@ -13,6 +14,8 @@ pub(crate) struct Relay {
     /// Cancelled while the relay is cut; replaced by a live token when it heals.
     link: Arc<Mutex<CancellationToken>>,
     stop: CancellationToken,
+    /// Connections closed on arrival because the link was cut.
+    refused: Arc<AtomicUsize>,
 }
 
 impl Relay {
@@ -21,7 +24,9 @@ impl Relay {
         let addr = listener.local_addr().expect("relay addr");
         let link = Arc::new(Mutex::new(CancellationToken::new()));
         let stop = CancellationToken::new();
-        let (accepting, stopping) = (Arc::clone(&link), stop.clone());
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (accepting, stopping, refusing) =
+            (Arc::clone(&link), stop.clone(), Arc::clone(&refused));
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -33,6 +38,7 @@ impl Relay {
                 };
                 let link = accepting.lock().expect("link").clone();
                 if link.is_cancelled() {
+                    refusing.fetch_add(1, Ordering::Relaxed);
                     continue; // dropped: the connection closes at once
                 }
                 tokio::spawn(async move {
@@ -46,7 +52,17 @@ impl Relay {
                 });
             }
         });
-        Relay { addr, link, stop }
+        Relay {
+            addr,
+            link,
+            stop,
+            refused,
+        }
+    }
+
+    /// Connections refused so far while cut.
+    pub(crate) fn refused(&self) -> usize {
+        self.refused.load(Ordering::Relaxed)
     }
 
     /// Cuts the link: open connections close, new ones are closed on arrival.

@@ -1,0 +1,83 @@
+//! An S3 store that is unreachable when a shard closes is waited out: the upload retries for
+//! minutes instead of failing the daemon after about 2 s (object_store's default), and the
+//! shard reaches the bucket once the store is back, every pair once, its job completed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cah_protocol::ClientType;
+
+use crate::parity_support;
+use crate::relay::Relay;
+use crate::s3s::{BUCKET, S3sServer};
+use crate::support::{
+    RealTracker, check_dataset, daemon_config, eventually, hand_in_photos, metric,
+    metrics_listener, scrape,
+};
+
+const PREFIX: &str = "outage";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_store_is_waited_out_when_a_shard_closes() {
+    let Some(s3) = S3sServer::start("an_unreachable_store_is_waited_out_when_a_shard_closes").await
+    else {
+        return;
+    };
+    let upstream = s3.endpoint.socket_addrs(|| None).expect("s3s-fs address")[0];
+    let relay = Relay::start(upstream).await;
+    let tracker = RealTracker::start(&[]).await;
+    tracker.import(1).await;
+    let cpu = tracker.register("cpu", ClientType::Cpu).await;
+    let jobs = cpu.claim(1, false).await.expect("claim");
+    let photos = parity_support::photos();
+    let (blobs, samples) = hand_in_photos(&cpu, &jobs, &photos, 2, "").await;
+
+    let mut flags = s3.flags();
+    flags[1] = format!("http://{}/", relay.addr);
+    flags.extend(["--shard-size", "2"].map(str::to_owned));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut with_spool = flags.clone();
+    let spool = dir.path().join("spool");
+    let spool_flag = spool.display().to_string();
+    with_spool.extend(["--spool-dir", spool_flag.as_str()]);
+    let output = PathBuf::from(format!("s3://{BUCKET}/{PREFIX}/"));
+    let config = daemon_config(&tracker.base_url, &output, &with_spool);
+
+    // The store is unreachable from the start of the run until the shard has waited on it.
+    relay.cut();
+    let (listener, metrics_url) = metrics_listener().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = clip_gpu_d::daemon::run_with_listener(config, Some(listener), async move {
+        let _ = stopped.await;
+    });
+    let client = tracker.client();
+    let driver = async {
+        eventually("the shard to wait on the store", || async {
+            (relay.refused() >= 3).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        relay.heal();
+        eventually("the job to complete", || async {
+            let done = client.is_completed(&blobs).await.ok()?;
+            (done.len() == blobs.len()).then_some(())
+        })
+        .await;
+        let text = scrape(&metrics_url).await.expect("metrics");
+        assert_eq!(
+            metric(&text, "clip_shards_written_total"),
+            Some(1.0),
+            "{text}"
+        );
+        let _ = stop.send(());
+    };
+    let (result, ()) = tokio::join!(daemon, driver);
+    result.expect("the daemon outlived the outage");
+
+    let summary = check_dataset(&s3.folder(PREFIX));
+    assert_eq!(summary.rows, samples.len(), "{summary:?}");
+    assert_eq!(summary.unique_keys, summary.rows);
+    assert!(summary.leftover_tmp.is_empty(), "{summary:?}");
+    tracker.stop().await;
+}
