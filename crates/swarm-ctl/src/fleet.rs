@@ -4,6 +4,7 @@
 //! deleted; the labels are checked client-side after every list and again just before a delete.
 
 mod create;
+mod delete;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -12,8 +13,10 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub(crate) use create::{Created, Creator, Outcome};
+pub(crate) use delete::delete_checked;
+pub use delete::down;
 
-use crate::cli::{DownArgs, UpArgs};
+use crate::cli::UpArgs;
 use crate::config::Ctl;
 use crate::hcloud::{Server, ServerType};
 use crate::status;
@@ -363,121 +366,6 @@ pub(crate) fn progress_bar(total: u64, message: &'static str) -> ProgressBar {
     }
     bar.set_message(message);
     bar
-}
-
-/// `swarm-ctl down`.
-pub async fn down(ctl: &Ctl, args: &DownArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    let nodes = list_nodes(ctl).await?;
-    if nodes.is_empty() {
-        writeln!(out, "swarm {} has no servers; nothing to delete", ctl.swarm)?;
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = nodes
-        .iter()
-        .map(|node| {
-            vec![
-                node.server.name.clone(),
-                ctl.projects[node.project].account.name.clone(),
-                node.server.status.clone(),
-                node.server.ipv4().unwrap_or("-").to_owned(),
-                node.server.location.name.clone(),
-            ]
-        })
-        .collect();
-    write!(
-        out,
-        "{}",
-        crate::report::table(&["NAME", "ACCOUNT", "STATUS", "IPV4", "LOCATION"], &rows)
-    )?;
-    if !args.yes {
-        writeln!(
-            out,
-            "dry run: would delete these {} servers of swarm {}; run again with --yes to delete them",
-            nodes.len(),
-            ctl.swarm
-        )?;
-        return Ok(());
-    }
-    // One server that cannot be deleted (a 5xx that outlasted the retries) must not leave the
-    // rest running and billed: every delete is tried, and the failures reported at the end.
-    let mut actions: Vec<(usize, i64)> = Vec::new();
-    let mut failed: Vec<String> = Vec::new();
-    for node in &nodes {
-        match delete_checked(ctl, node).await {
-            Ok(Some(action)) => actions.push((node.project, action)),
-            Ok(None) => {}
-            Err(error) => {
-                tracing::warn!(name = %node.server.name, error = %format_args!("{error:#}"), "delete failed, going on with the others");
-                failed.push(format!("{}: {error:#}", node.server.name));
-            }
-        }
-    }
-    let bar = progress_bar(actions.len() as u64, "deleting");
-    let mut done_before = 0u64;
-    for (project_index, project) in ctl.projects.iter().enumerate() {
-        let ids: Vec<i64> = actions
-            .iter()
-            .filter(|(project, _)| *project == project_index)
-            .map(|(_, id)| *id)
-            .collect();
-        if ids.is_empty() {
-            continue;
-        }
-        project
-            .api
-            .wait_actions(&ids, ctl.poll_interval, ctl.wait_timeout, |done, _| {
-                bar.set_position(done_before + done as u64);
-            })
-            .await
-            .with_context(|| format!("deleting servers of account {}", project.account.name))?;
-        done_before += ids.len() as u64;
-    }
-    bar.finish_and_clear();
-    writeln!(
-        out,
-        "deleted {} servers of swarm {}",
-        actions.len(),
-        ctl.swarm
-    )?;
-    if !failed.is_empty() {
-        bail!(
-            "{} of {} servers were not deleted ({}); run `swarm-ctl down --yes` again",
-            failed.len(),
-            nodes.len(),
-            failed.join("; ")
-        );
-    }
-    Ok(())
-}
-
-/// Deletes `node` after reading its labels again; `None` when it is no longer ours or gone.
-pub(crate) async fn delete_checked(ctl: &Ctl, node: &Node) -> anyhow::Result<Option<i64>> {
-    let project = &ctl.projects[node.project];
-    let current = match project.api.get_server(node.server.id).await {
-        Ok(server) => server,
-        Err(error) if error.code() == Some(&crate::hcloud::ErrorCode::NotFound) => return Ok(None),
-        Err(error) => return Err(error).context("cannot re-read a server before deleting it"),
-    };
-    if !is_ours(&current.labels, &ctl.swarm) {
-        tracing::warn!(name = %current.name, id = current.id, "labels changed since listing, not deleting");
-        return Ok(None);
-    }
-    if current.status == "deleting" {
-        // Someone else's `down` (or `heal`) got there first; a second DELETE answers 423 locked.
-        tracing::info!(name = %current.name, "already being deleted");
-        return Ok(None);
-    }
-    let action = project
-        .api
-        .delete_server(current.id)
-        .await
-        .with_context(|| format!("cannot delete server {}", current.name))?;
-    tracing::info!(name = %current.name, account = %project.account.name, "server deleted");
-    if let Some(ip) = current.ipv4() {
-        // Hetzner gives the address to the next server that asks; its key will differ.
-        ctl.ssh.forget_host(ip).await;
-    }
-    Ok(Some(action.id))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod swarm {
     pub(crate) mod bootstrap;
     pub(crate) mod errors;
     pub(crate) mod fleet;
+    pub(crate) mod fleet_states;
     pub(crate) mod heal;
     pub(crate) mod sshd;
     pub(crate) mod support;
