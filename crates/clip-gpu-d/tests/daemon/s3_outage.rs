@@ -30,7 +30,6 @@ async fn an_unreachable_store_is_waited_out_when_a_shard_closes() {
     let cpu = tracker.register("cpu", ClientType::Cpu).await;
     let jobs = cpu.claim(1, false).await.expect("claim");
     let photos = parity_support::photos();
-    let (blobs, samples) = hand_in_photos(&cpu, &jobs, &photos, 2, "").await;
 
     let mut flags = s3.flags();
     flags[1] = format!("http://{}/", relay.addr);
@@ -44,8 +43,6 @@ async fn an_unreachable_store_is_waited_out_when_a_shard_closes() {
     let output = PathBuf::from(format!("s3://{BUCKET}/{PREFIX}/"));
     let config = daemon_config(&tracker.base_url, &output, &with_spool);
 
-    // The store is unreachable from the start of the run until the shard has waited on it.
-    relay.cut();
     let (listener, metrics_url) = metrics_listener().await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let daemon = clip_gpu_d::daemon::run_with_listener(config, Some(listener), async move {
@@ -53,8 +50,13 @@ async fn an_unreachable_store_is_waited_out_when_a_shard_closes() {
     });
     let client = tracker.client();
     let driver = async {
-        eventually("the shard to wait on the store", || async {
-            (relay.refused() >= 3).then_some(())
+        // Started (the prefix listed, the metrics served); then the store goes away, and the
+        // job arrives: its two pairs fill a shard, whose upload finds the store unreachable.
+        eventually("the daemon to start", || scrape(&metrics_url)).await;
+        relay.cut();
+        let (blobs, samples) = hand_in_photos(&cpu, &jobs, &photos, 2, "").await;
+        eventually("the shard upload to hit the outage", || async {
+            (relay.refused() >= 1).then_some(())
         })
         .await;
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -71,8 +73,9 @@ async fn an_unreachable_store_is_waited_out_when_a_shard_closes() {
             "{text}"
         );
         let _ = stop.send(());
+        samples
     };
-    let (result, ()) = tokio::join!(daemon, driver);
+    let (result, samples) = tokio::join!(daemon, driver);
     result.expect("the daemon outlived the outage");
 
     let summary = check_dataset(&s3.folder(PREFIX));
