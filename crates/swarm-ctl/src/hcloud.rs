@@ -249,7 +249,7 @@ impl Hcloud {
                         _ => None,
                     };
                     let delay = self.retry.delay(attempt, floor);
-                    tracing::warn!(%call, attempt, delay = ?delay, error = %chain(&error), "hetzner api call failed, retrying");
+                    tracing::warn!(%call, attempt, delay = ?delay, error = %cah_tracker_client::with_causes(&error), "hetzner api call failed, retrying");
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
@@ -342,16 +342,4 @@ impl Hcloud {
             }
         }
     }
-}
-
-/// An error and its causes, `: `-separated.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -265,14 +265,7 @@ pub(super) fn delete(world: &mut World, token: &str, id: i64) -> Result<Reply, A
             "server is already being deleted",
         ));
     }
-    world
-        .projects
-        .get_mut(token)
-        .expect("the token was authenticated")
-        .servers
-        .get_mut(&id)
-        .expect("found above")
-        .delete_started = Some(Instant::now());
+    find_mut(world, token, id)?.delete_started = Some(Instant::now());
     let action = world.new_action(token, "delete_server", Duration::ZERO, (id, "server"));
     tracing::debug!(server_id = id, "fake hetzner server deleted");
     Ok(Reply::new(
@@ -289,21 +282,14 @@ pub(super) fn change_protection(
     id: i64,
     body: &Value,
 ) -> Result<Reply, ApiError> {
-    find(world, token, id)?;
+    let server = find_mut(world, token, id)?;
     let Some(delete) = body.get("delete").and_then(Value::as_bool) else {
         return Err(ApiError::invalid_field(
             "delete",
             "delete must be a boolean",
         ));
     };
-    world
-        .projects
-        .get_mut(token)
-        .expect("the token was authenticated")
-        .servers
-        .get_mut(&id)
-        .expect("found above")
-        .delete_protected = delete;
+    server.delete_protected = delete;
     let action = world.new_action(token, "change_protection", Duration::ZERO, (id, "server"));
     Ok(Reply::new(
         201,
@@ -354,6 +340,18 @@ fn find<'a>(world: &'a World, token: &str, id: i64) -> Result<&'a ServerRecord, 
         .projects
         .get(token)
         .and_then(|project| project.servers.get(&id))
+        .ok_or_else(|| ApiError::not_found("server"))
+}
+
+fn find_mut<'a>(
+    world: &'a mut World,
+    token: &str,
+    id: i64,
+) -> Result<&'a mut ServerRecord, ApiError> {
+    world
+        .projects
+        .get_mut(token)
+        .and_then(|project| project.servers.get_mut(&id))
         .ok_or_else(|| ApiError::not_found("server"))
 }
 
