@@ -91,7 +91,8 @@ pub struct UpArgs {
     /// System image.
     #[arg(long, env = "SWARM_IMAGE", default_value = "debian-12")]
     pub image: String,
-    /// Also wait until every new node has reached the tracker (needs --tracker).
+    /// Also wait until every new node has reached the tracker (needs --tracker); nodes created
+    /// less than --wait-timeout ago by an interrupted `up` count as new.
     #[arg(long, env = "SWARM_WAIT_READY")]
     pub wait_ready: bool,
 }

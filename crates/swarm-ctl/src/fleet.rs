@@ -116,7 +116,18 @@ pub async fn up(ctl: &Ctl, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result
             ctl.swarm,
             existing.len()
         )?;
-        write!(out, "{}", status::nodes_table(ctl, &existing, &types, None))?;
+        // An earlier `up` that was interrupted may have left nodes booting: `up` still returns
+        // only once they run (and, with --wait-ready, have reached the tracker).
+        let existing = settle(ctl, args, &[], &existing).await?;
+        let heartbeats = match &ctl.tracker {
+            Some(_) => Some(status::heartbeats(ctl, &existing).await?),
+            None => None,
+        };
+        write!(
+            out,
+            "{}",
+            status::nodes_table(ctl, &existing, &types, heartbeats.as_ref())
+        )?;
         let stopped: Vec<String> = existing
             .iter()
             .filter(|node| {
@@ -207,16 +218,7 @@ pub async fn up(ctl: &Ctl, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result
             }
         }
     }
-    wait_created(ctl, &created).await?;
-    let mut nodes = list_nodes(ctl).await?;
-    if args.wait_ready && !created.is_empty() {
-        let names: Vec<String> = created
-            .iter()
-            .map(|node| node.server.name.clone())
-            .collect();
-        status::wait_ready(ctl, &names).await?;
-        nodes = list_nodes(ctl).await?;
-    }
+    let nodes = settle(ctl, args, &created, &existing).await?;
     let heartbeats = match &ctl.tracker {
         Some(_) => Some(status::heartbeats(ctl, &nodes).await?),
         None => None,
@@ -243,6 +245,53 @@ pub async fn up(ctl: &Ctl, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result
     }
     writeln!(out, "swarm {} has {} nodes", ctl.swarm, nodes.len())?;
     Ok(())
+}
+
+/// Waits for the nodes `up` is responsible for, then lists the swarm again: the `created` ones
+/// and those of `existing` an earlier, interrupted `up` left behind. They must run; with
+/// `--wait-ready` they must also have reached the tracker. A node left behind is one still
+/// booting, or (for the tracker) one created less than `--wait-timeout` ago: older nodes that
+/// never reached it are `heal`'s business, not a reason for `up` to wait.
+async fn settle(
+    ctl: &Ctl,
+    args: &UpArgs,
+    created: &[Created],
+    existing: &[Node],
+) -> anyhow::Result<Vec<Node>> {
+    let booting = existing
+        .iter()
+        .filter(|node| is_booting(&node.server))
+        .map(|node| Created {
+            project: node.project,
+            server: node.server.clone(),
+            action_ids: Vec::new(),
+        });
+    let to_run: Vec<Created> = created.iter().cloned().chain(booting).collect();
+    if !to_run.is_empty() {
+        tracing::info!(nodes = to_run.len(), "waiting for servers to run");
+    }
+    wait_created(ctl, &to_run).await?;
+    if args.wait_ready {
+        let recent_since = crate::report::unix_now()
+            - i64::try_from(ctl.wait_timeout.as_secs()).unwrap_or(i64::MAX);
+        let names: Vec<String> = created
+            .iter()
+            .map(|node| &node.server)
+            .chain(existing.iter().map(|node| &node.server).filter(|server| {
+                is_booting(server) || server.created_unix().is_some_and(|at| at >= recent_since)
+            }))
+            .map(|server| server.name.clone())
+            .collect();
+        if !names.is_empty() {
+            status::wait_ready(ctl, &names).await?;
+        }
+    }
+    list_nodes(ctl).await
+}
+
+/// Created and not yet running.
+fn is_booting(server: &Server) -> bool {
+    matches!(server.status.as_str(), "initializing" | "starting")
 }
 
 /// The requested locations checked against the type, or every location offering it.

@@ -28,6 +28,7 @@ pub(crate) struct Creator<'a> {
 }
 
 /// A created (or adopted) server with the actions to wait for.
+#[derive(Clone)]
 pub(crate) struct Created {
     pub(crate) project: usize,
     pub(crate) server: Server,

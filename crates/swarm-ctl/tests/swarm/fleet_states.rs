@@ -1,11 +1,11 @@
-//! `up` and `down` when servers are not where they should be: dying, stopped or protected
-//! against deletion, and the empty swarm's bill.
+//! `up` and `down` when servers are not where they should be: dying, stopped, still booting or
+//! protected against deletion, and the empty swarm's bill.
 
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::support::{AccountSpec, SWARM, World, names};
+use super::support::{AccountSpec, SWARM, World, interrupted_node, names};
 
 #[tokio::test]
 async fn up_never_adopts_a_server_that_is_being_deleted() {
@@ -33,6 +33,36 @@ async fn up_never_adopts_a_server_that_is_being_deleted() {
         .collect();
     assert_eq!(names(&alive), vec!["cah-alpha-3"]);
     assert_eq!(alive[0]["status"], "running");
+}
+
+#[tokio::test]
+async fn up_after_an_interrupted_up_waits_for_its_booting_nodes() {
+    let spec = AccountSpec {
+        name: "main",
+        server_limit: 25,
+        max_nodes: -1,
+    };
+    let world = World::start_with_delay(vec![spec], Duration::from_millis(700)).await;
+    world
+        .api(
+            0,
+            reqwest::Method::POST,
+            "/servers",
+            Some(interrupted_node("cah-alpha-1")),
+        )
+        .await;
+    let text = world.ok(&["up", "1"]).await;
+    assert!(text.contains("already has 1 nodes"), "{text}");
+    let servers = world.servers(0).await;
+    assert_eq!(names(&servers), vec!["cah-alpha-1"]);
+    assert_eq!(
+        servers[0]["status"], "running",
+        "up returned only once the node it found booting ran: {text}"
+    );
+    assert!(
+        text.contains("running") && !text.contains("initializing"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tracker_d::cli::{Cli, Command};
 use url::Url;
 
-use super::support::{AccountSpec, SWARM, World, names};
+use super::support::{AccountSpec, SWARM, World, interrupted_node, names};
 
 /// A tracker-d on 127.0.0.1:0 over SQLite in `dir`; stops when the sender is dropped.
 async fn start_tracker(dir: &Path) -> (Url, oneshot::Sender<()>) {
@@ -238,6 +238,62 @@ async fn up_waits_until_nodes_reach_the_tracker() {
         "the node has a heartbeat: {text}"
     );
     node.await.expect("node task");
+}
+
+#[tokio::test]
+async fn up_after_an_interrupted_up_waits_until_its_nodes_reach_the_tracker() {
+    let mut world = World::single().await;
+    let (url, _stop) = start_tracker(world.dir.path()).await;
+    world.extra_args = vec!["--tracker".into(), url.to_string()];
+    // The first `up 1 --wait-ready` was stopped right after its create call.
+    world
+        .api(
+            0,
+            reqwest::Method::POST,
+            "/servers",
+            Some(interrupted_node("cah-alpha-1")),
+        )
+        .await;
+    let tracker = TrackerClient::with_defaults(url).expect("client");
+    let node = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let session = tracker
+            .register("nick-main", ClientType::Cpu)
+            .await
+            .expect("register");
+        session
+            .update_progress("cah-alpha-1: starting")
+            .await
+            .expect("heartbeat");
+        session
+    });
+    let text = world.ok(&["up", "1", "--wait-ready"]).await;
+    assert!(text.contains("already has 1 nodes"), "{text}");
+    assert!(
+        text.contains("HEARTBEAT") && text.contains(" ago"),
+        "waited for the node the interrupted run left: {text}"
+    );
+    node.await.expect("node task");
+}
+
+#[tokio::test]
+async fn up_does_not_wait_for_old_nodes_that_never_reached_the_tracker() {
+    let mut world = World::single().await;
+    let (url, _stop) = start_tracker(world.dir.path()).await;
+    world.extra_args = vec!["--tracker".into(), url.to_string()];
+    world.ok(&["up", "1"]).await;
+    // Older than --wait-timeout, and never seen by the tracker: `heal`'s business.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (result, text) = world
+        .run(&["up", "2", "--wait-ready", "--wait-timeout", "1s"])
+        .await;
+    // The new node never reports either, so only it is named.
+    let message = format!("{:#}", result.expect_err("the new node never reports"));
+    assert!(
+        message.contains("1 nodes never reached the tracker") && message.contains("cah-alpha-2"),
+        "{message} / {text}"
+    );
+    assert!(!message.contains("cah-alpha-1"), "{message}");
 }
 
 #[tokio::test]

@@ -232,3 +232,12 @@ pub(crate) fn names(servers: &[Value]) -> Vec<String> {
     names.sort();
     names
 }
+
+/// A node of the swarm created directly through the API, as an `up` interrupted right after its
+/// create call leaves it.
+pub(crate) fn interrupted_node(name: &str) -> Value {
+    json!({
+        "name": name, "server_type": "cx22", "image": "debian-12", "location": "fsn1",
+        "labels": { "managed-by": "cah-swarm", "swarm": SWARM, "account": "main" },
+    })
+}
