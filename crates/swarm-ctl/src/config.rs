@@ -9,6 +9,7 @@ use url::Url;
 use crate::accounts::{self, Account, BootstrapSettings};
 use crate::cli::Args;
 use crate::hcloud::{Hcloud, RetryPolicy};
+use crate::journal::Journal;
 use crate::ssh::SshSettings;
 
 /// One Hetzner project with its API client.
@@ -31,6 +32,8 @@ pub struct Ctl {
     pub poll_interval: Duration,
     pub wait_timeout: Duration,
     pub ssh: SshSettings,
+    /// What this run created and deleted.
+    pub journal: Journal,
 }
 
 impl Ctl {
@@ -82,6 +85,7 @@ impl Ctl {
             poll_interval: args.poll_interval,
             wait_timeout: args.wait_timeout,
             ssh,
+            journal: Journal::default(),
         })
     }
 

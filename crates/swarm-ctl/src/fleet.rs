@@ -183,6 +183,7 @@ pub async fn up(ctl: &Ctl, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result
         ctl.swarm,
         existing.len()
     )?;
+    let bar = progress_bar(missing as u64, "creating");
     'accounts: for (project_index, project) in ctl.projects.iter().enumerate() {
         let mut room = project.account.cap.room(per_project[project_index]);
         while missing > 0 && room != Some(0) {
@@ -197,6 +198,7 @@ pub async fn up(ctl: &Ctl, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result
                     per_project[project_index] += 1;
                     room = room.map(|room| room - 1);
                     missing -= 1;
+                    bar.inc(1);
                     created.push(*node);
                 }
                 Outcome::AccountFull(reason) => {
@@ -218,6 +220,7 @@ pub async fn up(ctl: &Ctl, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result
             }
         }
     }
+    bar.finish_and_clear();
     let nodes = settle(ctl, args, &created, &existing).await?;
     let heartbeats = match &ctl.tracker {
         Some(_) => Some(status::heartbeats(ctl, &nodes).await?),

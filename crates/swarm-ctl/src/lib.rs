@@ -12,6 +12,7 @@
 //! - `status.rs`: the nodes table, prices, and tracker heartbeats; `heal.rs`: restart or recreate stale nodes.
 //! - `ssh.rs`: `logs` and `restart` over SSH.
 //! - `report.rs`: plain-text tables.
+//! - `journal.rs`: what a run changed, for the message of an interrupted one.
 
 pub mod accounts;
 pub mod bootstrap;
@@ -20,6 +21,7 @@ pub mod config;
 pub mod fleet;
 pub mod hcloud;
 pub mod heal;
+pub mod journal;
 pub mod keys;
 pub mod report;
 pub mod secret;
@@ -32,20 +34,38 @@ use std::io::Write;
 pub use cli::{Args, Command};
 use config::Ctl;
 
-/// Runs one command; `env` looks up environment variables named in the accounts file, and
-/// everything meant for the user goes to `out`.
+/// A run stopped by its `shutdown` future (Ctrl-C); the message says what the run had changed
+/// and which command finishes the job.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Interrupted(pub String);
+
+/// Runs one command until it ends or `shutdown` completes; `env` looks up environment
+/// variables named in the accounts file, and everything meant for the user goes to `out`.
+/// An interrupted run returns [`Interrupted`].
 pub async fn run(
     args: Args,
     env: &dyn Fn(&str) -> Option<String>,
     out: &mut dyn Write,
+    shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let ctl = Ctl::from_args(&args, env)?;
-    match &args.command {
-        Command::Up(up) => fleet::up(&ctl, up, out).await,
-        Command::Down(down) => fleet::down(&ctl, down, out).await,
-        Command::Status => status::status(&ctl, out).await,
-        Command::Logs(logs) => ssh::logs(&ctl, logs, out).await,
-        Command::Restart => ssh::restart(&ctl, out).await,
-        Command::Heal(heal) => heal::heal(&ctl, heal, out).await,
+    let command = async {
+        match &args.command {
+            Command::Up(up) => fleet::up(&ctl, up, out).await,
+            Command::Down(down) => fleet::down(&ctl, down, out).await,
+            Command::Status => status::status(&ctl, out).await,
+            Command::Logs(logs) => ssh::logs(&ctl, logs, out).await,
+            Command::Restart => ssh::restart(&ctl, out).await,
+            Command::Heal(heal) => heal::heal(&ctl, heal, out).await,
+        }
+    };
+    tokio::select! {
+        result = command => result,
+        () = shutdown => {
+            let message = ctl.journal.interrupted(&args.command);
+            tracing::info!("{message}");
+            Err(Interrupted(message).into())
+        }
     }
 }

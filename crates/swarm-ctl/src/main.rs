@@ -14,8 +14,22 @@ fn main() -> ExitCode {
     };
     let env = |name: &str| std::env::var(name).ok();
     let mut stdout = std::io::stdout();
-    match runtime.block_on(swarm_ctl::run(args, &env, &mut stdout)) {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            // No signal handler: never interrupt.
+            std::future::pending::<()>().await;
+        }
+    };
+    match runtime.block_on(swarm_ctl::run(args, &env, &mut stdout, ctrl_c)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is::<swarm_ctl::Interrupted>() => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("swarm-ctl: {error}");
+            }
+            // 128 + SIGINT, as a shell reports a command stopped by Ctrl-C.
+            ExitCode::from(130)
+        }
         // `swarm-ctl status | head -1`: the reader has what it wanted.
         Err(error)
             if error.chain().any(|cause| {

@@ -117,6 +117,7 @@ pub(crate) async fn delete_checked(ctl: &Ctl, node: &Node) -> anyhow::Result<Opt
         .await
         .with_context(|| format!("cannot delete server {}", current.name))?;
     tracing::info!(name = %current.name, account = %project.account.name, "server deleted");
+    ctl.journal.deleted(&current.name);
     if let Some(ip) = current.ipv4() {
         // Hetzner gives the address to the next server that asks; its key will differ.
         ctl.ssh.forget_host(ip).await;

@@ -136,3 +136,51 @@ async fn down_deletes_every_other_server_when_one_refuses() {
         "the others were deleted"
     );
 }
+
+#[tokio::test]
+async fn ctrl_c_during_up_says_what_was_created_and_how_to_finish() {
+    let spec = AccountSpec {
+        name: "main",
+        server_limit: 25,
+        max_nodes: -1,
+    };
+    // Servers that take long to boot: `up` is still waiting for them when Ctrl-C comes.
+    let world = World::start_with_delay(vec![spec], Duration::from_secs(30)).await;
+    let argv = world.argv(&["up", "2"]);
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_swarm-ctl"))
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("swarm-ctl binary starts");
+    let mut created = false;
+    for _ in 0..400 {
+        if world.servers(0).await.len() == 2 {
+            created = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(created, "up created both servers");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("swarm-ctl stops at Ctrl-C")
+        .expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(
+            "interrupted: created cah-alpha-1, cah-alpha-2 (they stay and are billed); `swarm-ctl up 2` again finishes it"
+        ),
+        "{stderr}"
+    );
+}

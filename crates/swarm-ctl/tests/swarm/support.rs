@@ -153,7 +153,13 @@ impl World {
     pub(crate) async fn run(&self, command: &[&str]) -> (anyhow::Result<()>, String) {
         let mut out = Vec::new();
         let no_env = |_: &str| None;
-        let result = swarm_ctl::run(self.args(command), &no_env, &mut out).await;
+        let result = swarm_ctl::run(
+            self.args(command),
+            &no_env,
+            &mut out,
+            std::future::pending(),
+        )
+        .await;
         let text = String::from_utf8(out).expect("utf-8 output");
         for spec in &self.specs {
             assert!(
