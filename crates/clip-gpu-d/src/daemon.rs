@@ -21,6 +21,7 @@ mod fetch_failure;
 mod holdings;
 mod jobs;
 mod liveness;
+mod main_backlog;
 mod registration;
 mod scoring;
 

@@ -13,6 +13,8 @@ mod drain;
 mod fetch;
 #[path = "daemon/forgotten.rs"]
 mod forgotten;
+#[path = "daemon/main_refusal.rs"]
+mod main_refusal;
 #[path = "daemon/open_shard.rs"]
 mod open_shard;
 #[allow(dead_code)]

@@ -18,6 +18,9 @@
 //! (checked before each job is added and, after a heartbeat, before the shard closes). Only
 //! pairs in shards already closed stay; their hashes are in `main`, so the re-issued copy of
 //! the job finds them as duplicates.
+//!
+//! When `main` refuses a visible shard's hashes, its jobs still complete and the hashes wait in
+//! the `main_backlog`, added again at later commits and at the drain.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -33,6 +36,7 @@ use super::Config;
 use super::holdings::Claim;
 use super::jobs::renew_leases;
 use super::liveness::{Liveness, Stage as Watched};
+use super::main_backlog::MainBacklog;
 use super::registration::Registration;
 use crate::metrics::{Metrics, Stage};
 use crate::output::s3::ShardBucket;
@@ -71,6 +75,8 @@ pub(super) struct Committer {
     bucket: Option<ShardBucket>,
     writer: Option<ShardWriter>,
     open_hashes: HashSet<u64>,
+    /// Visible shards whose hashes `main` has not taken yet.
+    main_backlog: MainBacklog,
     waiting: Vec<Waiting>,
     /// `--max-jobs`: the permits there are, each held by a job in flight or in `waiting`.
     max_jobs: usize,
@@ -120,6 +126,7 @@ impl Committer {
                 recovery.next_number,
             )),
             open_hashes: HashSet::new(),
+            main_backlog: MainBacklog::default(),
             waiting: Vec::new(),
             max_jobs: config.max_jobs as usize,
             metrics,
@@ -198,7 +205,10 @@ impl Committer {
         let n_kept_before_dedup = result.kept.len();
         let mut fresh = Vec::new();
         for (pair, is_new) in result.kept.into_iter().zip(new) {
-            if is_new && self.open_hashes.insert(pair.hash) {
+            if is_new
+                && !self.main_backlog.contains(pair.hash)
+                && self.open_hashes.insert(pair.hash)
+            {
                 fresh.push(pair);
             }
         }
@@ -280,6 +290,10 @@ impl Committer {
         self.take_out_lost(true).await?;
         if let Some(finished) = self.with_writer(ShardWriter::finish).await? {
             self.commit(finished).await?;
+        } else if self.main_backlog.len() > 0 {
+            self.main_backlog
+                .add_to_main(&self.registration, &self.shard_dir, 1)
+                .await?;
         }
         Ok(())
     }
@@ -325,44 +339,28 @@ impl Committer {
     /// jobs and drops its marker.
     async fn commit(&mut self, finished: FinishedShard) -> anyhow::Result<()> {
         self.publish(finished.number).await?;
-        let mut added = false;
-        for attempt in 0..3u32 {
-            let hashes = &finished.hashes;
-            match self
-                .registration
-                .call(|session| async move { session.dedup(DedupSet::Main, hashes, true).await })
-                .await
-            {
-                Ok(_) => {
-                    added = true;
-                    break;
-                }
-                Err(error) => {
-                    warn!(shard = finished.number, attempt, error = %error, "failed to add a shard's pairs to the main set")
-                }
-            }
+        for hash in &finished.hashes {
+            self.open_hashes.remove(hash);
         }
+        self.main_backlog
+            .push(finished.number, finished.hashes.clone());
+        // This shard, after any earlier one the tracker refused; marked committed once added.
+        self.main_backlog
+            .add_to_main(&self.registration, &self.shard_dir, 3)
+            .await?;
         info!(
             shard = finished.number,
             n_pairs = finished.hashes.len(),
             "shard written"
         );
         Metrics::add(&self.metrics.shards_written, 1);
-        for hash in &finished.hashes {
-            self.open_hashes.remove(hash);
-        }
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
             .into_iter()
             .partition(|job| job.last_shard <= finished.number);
         self.waiting = waiting;
+        // Completed even when `main` refused the hashes: the pairs are visible.
         for job in done {
             self.complete(job.claim, job.kept).await;
-        }
-        if added {
-            let (shard_dir, number) = (self.shard_dir.clone(), finished.number);
-            tokio::task::spawn_blocking(move || shard::mark_committed(&shard_dir, number))
-                .await
-                .context("commit task failed")??;
         }
         Ok(())
     }

@@ -59,6 +59,11 @@ impl RealTracker {
         tracker_d::testing::import_urls(&self.database_url, &urls).await;
     }
 
+    /// Runs one SQL statement on the tracker's database, as an operator's tool would.
+    pub(crate) async fn execute(&self, sql: &str) {
+        tracker_d::testing::execute(&self.database_url, sql).await;
+    }
+
     pub(crate) fn addr(&self) -> SocketAddr {
         self.server.addr
     }
