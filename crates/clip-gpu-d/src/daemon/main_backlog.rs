@@ -21,10 +21,22 @@ use crate::shard;
 /// markers stay), so an unreachable `main` cannot grow the daemon without bound.
 const MAX_HASHES: usize = 4_000_000;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct MainBacklog {
     shards: VecDeque<(u32, Vec<u64>)>,
     hashes: HashSet<u64>,
+    /// [`MAX_HASHES`], smaller in tests.
+    limit: usize,
+}
+
+impl Default for MainBacklog {
+    fn default() -> Self {
+        Self {
+            shards: VecDeque::new(),
+            hashes: HashSet::new(),
+            limit: MAX_HASHES,
+        }
+    }
 }
 
 impl MainBacklog {
@@ -32,7 +44,7 @@ impl MainBacklog {
     pub(super) fn push(&mut self, number: u32, hashes: Vec<u64>) {
         self.hashes.extend(hashes.iter().copied());
         self.shards.push_back((number, hashes));
-        while self.hashes.len() > MAX_HASHES
+        while self.hashes.len() > self.limit
             && let Some((dropped, hashes)) = self.shards.pop_front()
         {
             self.forget(&hashes);
@@ -103,5 +115,25 @@ impl MainBacklog {
         for hash in hashes {
             self.hashes.remove(hash);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_shards_leave_memory_past_the_limit() {
+        let mut backlog = MainBacklog {
+            limit: 5,
+            ..MainBacklog::default()
+        };
+        backlog.push(0, vec![1, 2, 3]);
+        backlog.push(1, vec![4, 5]);
+        assert_eq!(backlog.len(), 2);
+        assert!(backlog.contains(1) && backlog.contains(5) && !backlog.contains(6));
+        backlog.push(2, vec![6]);
+        assert_eq!(backlog.len(), 2, "shard 0 left to the next start");
+        assert!(!backlog.contains(1) && backlog.contains(4) && backlog.contains(6));
     }
 }
