@@ -24,6 +24,7 @@ mod liveness;
 mod main_backlog;
 mod registration;
 mod scoring;
+mod startup;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,11 +38,12 @@ use tracing::{info, warn};
 pub use self::config::{Config, RunArgs, parse_devices};
 use self::liveness::Liveness;
 use self::registration::Registration;
+use self::startup::{Reached, until_reached};
 use crate::backend::BackendThread;
 use crate::backend::torch::{RuntimeInfo, TorchBackend};
 use crate::metrics::Metrics;
 use crate::output::Output;
-use crate::output::s3::ShardBucket;
+use crate::output::s3::{S3Error, ShardBucket};
 use crate::tokenizer::Tokenizer;
 
 /// Runs the daemon until `shutdown` resolves, then drains: stops claiming, finishes the jobs
@@ -66,12 +68,23 @@ pub async fn run_with_listener(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
+    tokio::pin!(shutdown);
     let bucket = match &config.output {
         Output::Local(_) => None,
         Output::S3(location) => Some(ShardBucket::connect(location, &config.s3)?),
     };
     let published = match &bucket {
-        Some(bucket) => bucket.published().await?,
+        Some(bucket) => {
+            let store = format!("the S3 store at {}", bucket.url(""));
+            match until_reached(&store, shutdown.as_mut(), S3Error::is_transient, || {
+                bucket.published()
+            })
+            .await?
+            {
+                Reached::Yes(published) => published,
+                Reached::Stopped => return stopped_while_starting(),
+            }
+        }
         None => Default::default(),
     };
     let recovery = tokio::task::spawn_blocking({
@@ -110,10 +123,19 @@ pub async fn run_with_listener(
 
     let client = TrackerClient::with_defaults(config.tracker.clone())
         .context("failed to build the tracker client")?;
-    let session = client
-        .register(&config.nickname, ClientType::Gpu)
-        .await
-        .with_context(|| format!("failed to register with {}", config.tracker))?;
+    let tracker = format!("the tracker at {}", config.tracker);
+    let session = match until_reached(
+        &tracker,
+        shutdown.as_mut(),
+        TrackerError::is_retryable,
+        || client.register(&config.nickname, ClientType::Gpu),
+    )
+    .await
+    .with_context(|| format!("failed to register with {}", config.tracker))?
+    {
+        Reached::Yes(session) => session,
+        Reached::Stopped => return stopped_while_starting(),
+    };
     let lease = client
         .info()
         .await
@@ -202,10 +224,9 @@ pub async fn run_with_listener(
     };
     let scoring = scorer.run(job_receiver, committer);
     tokio::pin!(scoring);
-    tokio::pin!(shutdown);
     let result = tokio::select! {
         result = &mut scoring => result,
-        () = &mut shutdown => {
+        () = shutdown.as_mut() => {
             info!(
                 drain_timeout_s = config.drain_timeout.as_secs_f64(),
                 "draining: no new claims; finishing held jobs"
@@ -250,6 +271,12 @@ pub async fn run_with_listener(
     }
     info!("stopped");
     result
+}
+
+/// Logs a stop requested while a service the start needs was unreachable (nothing is held yet).
+fn stopped_while_starting() -> anyhow::Result<()> {
+    info!("stopped before the start completed");
+    Ok(())
 }
 
 /// Gives every job still held back to the tracker, which hands it out again at once instead of

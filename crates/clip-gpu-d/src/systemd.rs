@@ -1,4 +1,4 @@
-//! systemd integration: `READY=1`, `STOPPING=1` and the watchdog (no-ops outside systemd, when
+//! systemd integration: `READY=1`, `STOPPING=1`, start extensions and the watchdog (no-ops outside systemd, when
 //! `NOTIFY_SOCKET` is unset), as in scraper-d.
 //!
 //! Unlike scraper-d's, the watchdog pings only while a health check passes (the daemon's check
@@ -19,6 +19,28 @@ pub fn ready() {
 /// Tells systemd the service is stopping.
 pub fn stopping() {
     notify(&[NotifyState::Stopping]);
+}
+
+/// Tells systemd, every 20 s until dropped, that the start goes on for another minute
+/// (`EXTEND_TIMEOUT_USEC`), with `status` for `systemctl status`: for waits on services that
+/// may be down, so the unit's start timeout does not kill a daemon that is only waiting.
+pub async fn extend_start(status: &str) {
+    extend_every(Duration::from_secs(20), || {
+        notify(&[
+            NotifyState::ExtendTimeoutUsec(60_000_000),
+            NotifyState::Status(status),
+        ]);
+    })
+    .await;
+}
+
+/// Calls `extend` every `period`, the first time at once, forever.
+async fn extend_every(period: Duration, mut extend: impl FnMut()) {
+    let mut ticker = tokio::time::interval(period);
+    loop {
+        ticker.tick().await;
+        extend();
+    }
 }
 
 /// The unit's `WatchdogSec=`, when systemd asks this process for watchdog pings.
@@ -78,6 +100,17 @@ mod tests {
     use std::cell::Cell;
 
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_start_is_extended_at_once_and_every_period() {
+        let extensions = Cell::new(0u32);
+        let extender = extend_every(Duration::from_secs(20), || {
+            extensions.set(extensions.get() + 1);
+        });
+        // At 0, 20 and 40 s.
+        let _ = tokio::time::timeout(Duration::from_secs(50), extender).await;
+        assert_eq!(extensions.get(), 3);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn pings_stop_while_the_check_fails_and_resume_after() {

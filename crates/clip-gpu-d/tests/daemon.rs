@@ -34,6 +34,8 @@ mod s3_outage;
 mod s3s;
 #[path = "daemon/signals.rs"]
 mod signals;
+#[path = "daemon/start_wait.rs"]
+mod start_wait;
 #[path = "daemon/support.rs"]
 mod support;
 #[path = "daemon/write_failure.rs"]

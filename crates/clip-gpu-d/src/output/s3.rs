@@ -68,6 +68,28 @@ pub enum S3Error {
     Spool(#[from] ShardError),
 }
 
+impl S3Error {
+    /// Whether the same request can succeed later (the store unreachable, overloaded or
+    /// failing), as opposed to a refusal that needs the operator: credentials, permissions,
+    /// a missing bucket, the configuration.
+    pub fn is_transient(&self) -> bool {
+        use object_store::Error as Store;
+        match self {
+            S3Error::List { source, .. } | S3Error::Upload { source, .. } => !matches!(
+                source,
+                Store::NotFound { .. }
+                    | Store::PermissionDenied { .. }
+                    | Store::Unauthenticated { .. }
+                    | Store::UnknownConfigurationKey { .. }
+                    | Store::NotSupported { .. }
+                    | Store::NotImplemented { .. }
+                    | Store::InvalidPath { .. }
+            ),
+            S3Error::Config { .. } | S3Error::Read { .. } | S3Error::Spool(_) => false,
+        }
+    }
+}
+
 /// The longest a single request may take: an 8 MiB part at 16 KB/s.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(900);
 /// How long a transfer may go without a byte.

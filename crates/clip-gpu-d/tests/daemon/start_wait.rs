@@ -1,0 +1,59 @@
+//! A tracker that is down when the daemon starts is waited for under systemd's notify
+//! protocol: the daemon keeps extending its start (`EXTEND_TIMEOUT_USEC`, so the unit's start
+//! timeout does not kill it) with a status line naming what it waits for, and a stop request
+//! during the wait ends it cleanly.
+
+use std::time::Duration;
+
+use crate::parity_support;
+use crate::support::terminate;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tracker_down_at_start_is_waited_for_with_the_start_extended() {
+    // A port nothing listens on: the tracker is down.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket_path = dir.path().join("notify");
+    let socket = tokio::net::UnixDatagram::bind(&socket_path).expect("notify socket");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_clip-gpu-d"))
+        .args(["run", "--devices", "cpu", "--tags", "off"])
+        .arg("--tracker")
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .arg("--model")
+        .arg(parity_support::tiny_model())
+        .arg("--output")
+        .arg(dir.path().join("dataset"))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn clip-gpu-d");
+    let mut buffer = vec![0u8; 4096];
+    let message = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let n = socket.recv(&mut buffer).await.expect("notify message");
+            let message = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            if message.contains("EXTEND_TIMEOUT_USEC=") {
+                return message;
+            }
+            assert!(
+                !message.contains("READY=1"),
+                "ready without a tracker: {message}"
+            );
+        }
+    })
+    .await
+    .expect("the daemon extends its start while the tracker is down");
+    assert!(
+        message.contains("EXTEND_TIMEOUT_USEC=60000000")
+            && message.contains(&format!(
+                "STATUS=waiting for the tracker at http://127.0.0.1:{port}/"
+            )),
+        "{message}"
+    );
+    // systemd's stop during the wait: a clean exit, nothing held.
+    let exit = terminate(&mut child).await;
+    assert!(exit.success(), "{exit:?}");
+}
