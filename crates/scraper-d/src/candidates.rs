@@ -74,6 +74,9 @@ pub enum SkipReason {
     Hostname,
     /// The host is an IP address literal.
     IpHost,
+    /// The URL carries a user name or password (`http://user:secret@host/`): it would be sent
+    /// with every request and stored with the sample.
+    Credentials,
     /// The URL, its domain or its pair hash is on the blocklist.
     Blocklisted,
     /// The alt text's language is not among the kept ones.
@@ -114,6 +117,7 @@ impl SkipReason {
             Self::Extension => "extension",
             Self::Hostname => "hostname",
             Self::IpHost => "ip_host",
+            Self::Credentials => "credentials",
             Self::Blocklisted => "blocklisted",
             Self::Language => "language",
             Self::DuplicateUrl => "duplicate_url",

@@ -1,6 +1,7 @@
-//! Image downloads: reqwest over our resolver, a global and a per-host limit, one deadline per
-//! request (connect, headers and body), a body cap, redirects followed by hand (at most 5, each
-//! target checked again), robots.txt and `X-Robots-Tag`, each failure named as an [`Outcome`].
+//! Image downloads: reqwest over our resolver, a global and a per-host limit, one time budget
+//! per image (name lookups, robots.txt and every request of its redirect chain), a body cap,
+//! redirects followed by hand (at most 5, each target checked again), robots.txt and
+//! `X-Robots-Tag`, each failure named as an [`Outcome`].
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -28,7 +29,9 @@ pub const ROBOTS_MAX_BYTES: usize = 512 * 1024;
 pub struct FetchConfig {
     /// The `User-Agent` header.
     pub user_agent: String,
-    /// Deadline of one HTTP request: connect, headers and body (default 10 s).
+    /// Time budget of one image (default 10 s): its name lookups, its wait for the host's
+    /// robots.txt and every request of its redirect chain (connect, headers, body) together.
+    /// Waiting for a host slot or a host's backoff is not counted.
     pub timeout: Duration,
     /// Largest body read (default 10 MiB); a larger one is `too_big`.
     pub max_body_bytes: u64,
@@ -84,6 +87,26 @@ enum Step {
     Body(Vec<u8>),
 }
 
+/// The most of a body allocated before its bytes arrive: a `Content-Length` is the server's
+/// claim, and a hostile one can claim anything up to the body cap.
+const MAX_PREALLOCATION: u64 = 1024 * 1024;
+
+/// What is left of one image's time budget.
+struct Budget {
+    left: Duration,
+}
+
+impl Budget {
+    /// Runs `work` within what is left, and takes the time it took off; `Timeout` when the
+    /// budget runs out first.
+    async fn spend<T>(&mut self, work: impl Future<Output = T>) -> Result<T, Outcome> {
+        let started = tokio::time::Instant::now();
+        let result = tokio::time::timeout(self.left, work).await;
+        self.left = self.left.saturating_sub(started.elapsed());
+        result.map_err(|_| Outcome::Timeout)
+    }
+}
+
 impl Fetcher {
     /// Builds the HTTP client (TLS verified, no proxy, no automatic redirects).
     pub fn new(config: FetchConfig, resolver: Resolver) -> Result<Self, reqwest::Error> {
@@ -114,15 +137,19 @@ impl Fetcher {
     /// Downloads `url`, following redirects; every failure is one outcome.
     pub async fn fetch(&self, url: &Url) -> Result<Fetched, Outcome> {
         let mut current = url.clone();
+        current.set_fragment(None);
         let mut visited: HashSet<String> = HashSet::new();
         let mut hops = 0u32;
+        let mut budget = Budget {
+            left: self.config.timeout,
+        };
         loop {
             visited.insert(current.as_str().to_owned());
             let state = self.host_state(&current)?;
             if state.is_open() {
                 return Err(Outcome::CircuitOpen);
             }
-            let step = self.fetch_one(&current, &state).await;
+            let step = self.fetch_one(&current, &state, &mut budget).await;
             let step = match step {
                 Ok(step) => step,
                 Err(outcome) => {
@@ -140,7 +167,9 @@ impl Fetcher {
                 }
                 Step::Redirect(location) => {
                     hops += 1;
-                    let next = current.join(&location).map_err(|_| Outcome::BadUrl)?;
+                    let mut next = current.join(&location).map_err(|_| Outcome::BadUrl)?;
+                    // The fragment never goes to the server, and is no part of the image's URL.
+                    next.set_fragment(None);
                     if next.as_str().len() > self.config.max_url_bytes {
                         return Err(Outcome::BadUrl);
                     }
@@ -165,23 +194,37 @@ impl Fetcher {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Outcome::BadUrl);
         }
+        // Credentials would go out with the request (and robots.txt's) and into the dataset.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Outcome::BadUrl);
+        }
         let host = url.host_str().ok_or(Outcome::BadUrl)?;
         let port = url.port_or_known_default().ok_or(Outcome::BadUrl)?;
         Ok(self.hosts.get(&format!("{host}:{port}")))
     }
 
-    /// One HTTP request of a chain: address check, robots, backoff, slots, deadline.
-    async fn fetch_one(&self, url: &Url, state: &HostState) -> Result<Step, Outcome> {
+    /// One HTTP request of a chain: address check, robots, backoff, slots, then the request,
+    /// the lookup, robots and request taken from `budget`.
+    async fn fetch_one(
+        &self,
+        url: &Url,
+        state: &HostState,
+        budget: &mut Budget,
+    ) -> Result<Step, Outcome> {
         let host = url.host_str().ok_or(Outcome::BadUrl)?;
-        self.resolver
-            .resolve(host)
+        // A lookup the budget cuts short is a DNS failure (a silent nameserver), not the host's.
+        budget
+            .spend(self.resolver.resolve(host))
             .await
+            .map_err(|_| Outcome::DnsFailure)?
             .map_err(|error| match error {
                 ResolveError::Dns { .. } => Outcome::DnsFailure,
                 ResolveError::Refused { .. } => Outcome::PrivateAddress,
             })?;
         if self.config.politeness.respect_robots {
-            let rules = state.robots.get_or_init(|| self.fetch_robots(url)).await;
+            let rules = budget
+                .spend(state.robots.get_or_init(|| self.fetch_robots(url)))
+                .await?;
             let mut path = url.path().to_owned();
             if let Some(query) = url.query() {
                 path.push('?');
@@ -208,10 +251,7 @@ impl Fetcher {
             return Err(Outcome::CircuitOpen);
         }
         let _global = self.global.acquire().await.map_err(|_| Outcome::BadUrl)?;
-        match tokio::time::timeout(self.config.timeout, self.request(url, state)).await {
-            Ok(result) => result,
-            Err(_) => Err(Outcome::Timeout),
-        }
+        budget.spend(self.request(url, state)).await?
     }
 
     async fn request(&self, url: &Url, state: &HostState) -> Result<Step, Outcome> {
@@ -268,7 +308,8 @@ impl Fetcher {
         }
         let capacity = declared
             .unwrap_or(64 * 1024)
-            .min(self.config.max_body_bytes);
+            .min(self.config.max_body_bytes)
+            .min(MAX_PREALLOCATION);
         let mut bytes = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
         loop {
             match response.chunk().await {
@@ -354,7 +395,22 @@ fn send_outcome(error: &reqwest::Error) -> Outcome {
         Outcome::ConnectFailure
     } else if error.is_builder() {
         Outcome::BadUrl
+    } else if is_malformed_response(error) {
+        Outcome::BadResponse
     } else {
         Outcome::ConnectFailure
     }
+}
+
+/// Whether the server answered, but not in HTTP: garbage, an unparsable status line or header,
+/// conflicting lengths, a header block over hyper's limit.
+fn is_malformed_response(error: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if let Some(hyper) = cause.downcast_ref::<hyper::Error>() {
+            return hyper.is_parse() || hyper.is_parse_status();
+        }
+        source = cause.source();
+    }
+    false
 }

@@ -32,6 +32,7 @@ pub mod language;
 pub mod license;
 pub mod metrics;
 pub mod output;
+mod png;
 pub mod politeness;
 pub mod record;
 pub mod resize;

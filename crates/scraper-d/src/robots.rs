@@ -1,5 +1,6 @@
 //! robots.txt rules (the group for our agent token, else `*`; longest match wins, `Allow`
-//! on a tie; `*` and `$` wildcards) and the `X-Robots-Tag` opt-outs, as img2dataset reads them.
+//! on a tie; `*` and `$` wildcards; RFC 9309) and the `X-Robots-Tag` opt-outs, as img2dataset
+//! reads them.
 
 use crate::stats::Outcome;
 
@@ -26,7 +27,12 @@ pub enum RobotsRules {
 impl RobotsRules {
     /// Parses a robots.txt body for `agent` (a product token such as `scraper-d`).
     pub fn parse(body: &str, agent: &str) -> Self {
-        let agent = agent.to_ascii_lowercase();
+        let agent = agent
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
         let mut specific: Option<Vec<(bool, String)>> = None;
         let mut star: Option<Vec<(bool, String)>> = None;
         // The agents of the group being read, and whether its rules started.
@@ -38,9 +44,12 @@ impl RobotsRules {
         // not multiply them.
         let mut finish = |agents: &[String], rules: &[(bool, String)]| {
             let for_star = agents.iter().any(|name| name == "*");
-            let for_us = agents
-                .iter()
-                .any(|name| name != "*" && !name.is_empty() && agent.contains(name.as_str()));
+            // The whole product token, case-insensitively (RFC 9309 §2.2.1), a `/version`
+            // ignored: `User-agent: a` is not a group for `scraper-d`.
+            let for_us = agents.iter().any(|name| {
+                let token = name.split('/').next().unwrap_or_default().trim();
+                token == agent
+            });
             for (applies, kept) in [(for_star, &mut star), (for_us, &mut specific)] {
                 if applies {
                     let kept = kept.get_or_insert_with(Vec::new);
@@ -49,7 +58,10 @@ impl RobotsRules {
                 }
             }
         };
-        for raw_line in body.lines() {
+        // A byte order mark is no part of the first line, and a lone CR ends a line too
+        // (RFC 9309's EOL): a file of CR-only lines is not one long comment-free line.
+        let body = body.strip_prefix('\u{feff}').unwrap_or(body);
+        for raw_line in body.split(['\n', '\r']) {
             let line = raw_line.split('#').next().unwrap_or_default().trim();
             let Some((key, value)) = line.split_once(':') else {
                 continue;
@@ -181,6 +193,25 @@ mod tests {
         let wildcard = RobotsRules::parse("User-agent: *\nDisallow: /*.png$\n", "x");
         assert!(!wildcard.allows("/a/b.png"));
         assert!(wildcard.allows("/a/b.png?x=1"));
+    }
+
+    #[test]
+    fn groups_match_the_whole_token_and_lines_end_at_any_eol() {
+        // `a` is a substring of `scraper-d`, not its product token.
+        let body = "User-agent: *\nDisallow: /\n\nUser-agent: a\nAllow: /\n";
+        assert!(!RobotsRules::parse(body, "scraper-d").allows("/x.jpg"));
+        let ours = "User-agent: *\nDisallow: /\n\nUser-agent: Scraper-D/2.0\nAllow: /\n";
+        assert!(RobotsRules::parse(ours, "scraper-d").allows("/x.jpg"));
+        for body in [
+            "\u{feff}User-agent: *\nDisallow: /\n",
+            "User-agent: *\rDisallow: /\r",
+            "User-agent: *\r\nDisallow: /\r\n",
+        ] {
+            assert!(
+                !RobotsRules::parse(body, "scraper-d").allows("/x.jpg"),
+                "{body:?}"
+            );
+        }
     }
 
     fn rule_count(rules: &RobotsRules) -> usize {

@@ -65,14 +65,20 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
-/// The IPv4 address inside an IPv4-mapped (`::ffff:a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`,
-/// RFC 6052) or 6to4 (`2002:aabb:ccdd::`, RFC 3056) address.
+/// The IPv4 address inside an IPv4-mapped (`::ffff:a.b.c.d`), IPv4-translated
+/// (`::ffff:0:a.b.c.d`, SIIT, RFC 2765), NAT64 (`64:ff9b::a.b.c.d`, RFC 6052) or 6to4
+/// (`2002:aabb:ccdd::`, RFC 3056) address.
 fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     if let Some(mapped) = v6.to_ipv4_mapped() {
         return Some(mapped);
     }
     let segments = v6.segments();
     let octets = v6.octets();
+    if segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return Some(Ipv4Addr::new(
+            octets[12], octets[13], octets[14], octets[15],
+        ));
+    }
     if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return Some(Ipv4Addr::new(
             octets[12], octets[13], octets[14], octets[15],
@@ -104,6 +110,8 @@ mod tests {
             "fe80::1",
             "::ffff:10.0.0.1",
             "::ffff:169.254.169.254",
+            "::ffff:0:127.0.0.1",
+            "::ffff:0:169.254.169.254",
             "::127.0.0.1",
             "::a00:1",
             "64:ff9b::10.0.0.1",
@@ -128,6 +136,7 @@ mod tests {
             "64:ff9b::93.184.216.34",
             "2002:5db8:d822::1",
             "::ffff:1.1.1.1",
+            "::ffff:0:1.1.1.1",
         ] {
             let ip: IpAddr = text.parse().expect("ip");
             assert!(policy.permits(ip), "{text} is public");

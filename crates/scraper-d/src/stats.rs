@@ -24,6 +24,9 @@ pub enum Outcome {
     Http5xx,
     /// Another non-2xx status (1xx, a 3xx without `Location`).
     HttpOther,
+    /// The server answered, but not in HTTP (garbage, a status line or header that does not
+    /// parse, conflicting `Content-Length`s, a header block over the limit).
+    BadResponse,
     /// `X-Robots-Tag` opted the image out (noai, noimageai, noindex, noimageindex).
     OptOut,
     /// robots.txt disallows the URL for our user agent.
@@ -52,7 +55,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in a fixed order.
-    pub const ALL: [Outcome; 21] = [
+    pub const ALL: [Outcome; 22] = [
         Outcome::Ok,
         Outcome::DnsFailure,
         Outcome::ConnectFailure,
@@ -62,6 +65,7 @@ impl Outcome {
         Outcome::RateLimited,
         Outcome::Http5xx,
         Outcome::HttpOther,
+        Outcome::BadResponse,
         Outcome::OptOut,
         Outcome::Robots,
         Outcome::TooSmall,
@@ -88,6 +92,7 @@ impl Outcome {
             Outcome::RateLimited => "rate_limited",
             Outcome::Http5xx => "http_5xx",
             Outcome::HttpOther => "http_other",
+            Outcome::BadResponse => "bad_response",
             Outcome::OptOut => "opt_out",
             Outcome::Robots => "robots",
             Outcome::TooSmall => "too_small",
@@ -109,6 +114,7 @@ impl Outcome {
             self,
             Outcome::ConnectFailure
                 | Outcome::Timeout
+                | Outcome::BadResponse
                 | Outcome::RateLimited
                 | Outcome::Http5xx
                 | Outcome::OptOut

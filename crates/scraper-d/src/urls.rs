@@ -63,8 +63,12 @@ pub fn path_extension(url: &Url) -> Option<String> {
 
 /// Checks that the host is a plausible public DNS name: at most 253 bytes, at least two labels
 /// of 1 to 63 bytes of letters, digits, `-` and `_`, no label starting or ending with `-`, and a
-/// top-level label that is not all digits. IP literals are refused unless `allow_ip`.
+/// top-level label that is not all digits. IP literals are refused unless `allow_ip`, and so is a
+/// URL with a user name or password.
 pub fn check_host(url: &Url, allow_ip: bool) -> Result<(), SkipReason> {
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(SkipReason::Credentials);
+    }
     match url.host() {
         None => Err(SkipReason::Hostname),
         Some(Host::Ipv4(_) | Host::Ipv6(_)) if allow_ip => Ok(()),
@@ -289,6 +293,21 @@ mod tests {
             ("http://127.0.0.1/a.jpg", false, Err(SkipReason::IpHost)),
             ("http://[::1]/a.jpg", false, Err(SkipReason::IpHost)),
             ("http://127.0.0.1/a.jpg", true, Ok(())),
+            (
+                "http://user:secret@a.test/a.jpg",
+                false,
+                Err(SkipReason::Credentials),
+            ),
+            (
+                "http://user@a.test/a.jpg",
+                false,
+                Err(SkipReason::Credentials),
+            ),
+            (
+                "http://:secret@a.test/a.jpg",
+                false,
+                Err(SkipReason::Credentials),
+            ),
         ];
         for (text, allow_ip, expected) in cases {
             assert_eq!(check_host(&url(text), *allow_ip), *expected, "{text}");

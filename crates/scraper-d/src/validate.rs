@@ -1,5 +1,6 @@
 //! Checks a downloaded body before and while decoding: size, format sniffed from the bytes,
-//! pixel count read from the header before any pixel is decoded.
+//! pixel count read from the header before any pixel is decoded (a PNG's colour profile
+//! dropped first, see `png`).
 
 use std::io::Cursor;
 
@@ -36,6 +37,9 @@ impl ValidateConfig {
     }
 }
 
+/// Most memory reading an image's header may take (its dimensions, before any pixel).
+const MAX_HEADER_ALLOCATION: u64 = 16 * 1024 * 1024;
+
 /// A decoded picture with the size it was downloaded at.
 #[derive(Debug)]
 pub struct Decoded {
@@ -61,9 +65,19 @@ pub fn decode(
     if !config.formats.contains(&format) {
         return Err(Outcome::BadFormat);
     }
-    let (width, height) = ImageReader::with_format(Cursor::new(bytes), format)
-        .into_dimensions()
-        .map_err(|_| Outcome::DecodeError)?;
+    let without_profile = if format == ImageFormat::Png {
+        crate::png::without_iccp(bytes)
+    } else {
+        None
+    };
+    let bytes = without_profile.as_deref().unwrap_or(bytes);
+    // Reading the header allocates little; a format that would allocate more for it (a
+    // metadata chunk that inflates) is refused rather than followed.
+    let mut probe = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut probe_limits = image::Limits::default();
+    probe_limits.max_alloc = Some(MAX_HEADER_ALLOCATION);
+    probe.limits(probe_limits);
+    let (width, height) = probe.into_dimensions().map_err(|_| Outcome::DecodeError)?;
     if width == 0 || height == 0 {
         return Err(Outcome::DecodeError);
     }

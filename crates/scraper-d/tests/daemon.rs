@@ -6,6 +6,7 @@ mod daemon {
     mod cross_job_dedup;
     mod faults;
     mod full_job;
+    mod hostile_http;
     mod lifecycle;
     mod support;
 }

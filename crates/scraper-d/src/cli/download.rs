@@ -42,7 +42,9 @@ pub struct DownloadArgs {
         default_value = "https://github.com/crawling-at-home/cah-swarm"
     )]
     pub contact_url: String,
-    /// Deadline of one image request (connect, headers, body).
+    /// Time budget of one image: its name lookups, its wait for the host's robots.txt and every
+    /// request of its redirect chain (connect, headers, body); waits for a host slot or a
+    /// host's backoff are not counted.
     #[arg(long, env = "SCRAPER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
     /// Largest image body in bytes.
@@ -70,8 +72,8 @@ pub struct DownloadArgs {
     /// thousands of empty scans costs minutes of CPU to decode, so more is `decode_error`.
     #[arg(long, env = "SCRAPER_MAX_JPEG_SCANS", default_value_t = 100)]
     pub max_jpeg_scans: usize,
-    /// Stored images are resized so their shorter side is this long (never enlarged).
-    #[arg(long, env = "SCRAPER_RESIZE", default_value_t = 256)]
+    /// Stored images are resized so their shorter side is this long (never enlarged), 16 to 8192.
+    #[arg(long, env = "SCRAPER_RESIZE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..=8192))]
     pub resize: u32,
     /// Downscaling filter: `area` (mean of the covered pixels, as img2dataset's OpenCV
     /// INTER_AREA) or `lanczos3` (sharper, slower).
@@ -88,6 +90,11 @@ impl DownloadArgs {
         if self.concurrency == 0 || self.per_host == 0 {
             return Err(ScraperError::Config(
                 "--concurrency and --per-host must be at least 1".into(),
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(ScraperError::Config(
+                "--timeout must be more than 0 (e.g. 10s)".into(),
             ));
         }
         let user_agent = format!(
