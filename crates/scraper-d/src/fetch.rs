@@ -264,7 +264,10 @@ impl Fetcher {
         let status = response.status();
         if status.is_redirection() {
             if let Some(location) = response.headers().get(LOCATION) {
-                let location = location.to_str().map_err(|_| Outcome::BadUrl)?;
+                // Raw UTF-8 is common in `Location` (browsers follow it, percent-encoded by
+                // the join below); other bytes are no URL.
+                let location =
+                    std::str::from_utf8(location.as_bytes()).map_err(|_| Outcome::BadUrl)?;
                 return Ok(Step::Redirect(location.to_owned()));
             }
             return Err(Outcome::HttpOther);

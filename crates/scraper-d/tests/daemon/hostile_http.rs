@@ -153,6 +153,40 @@ async fn one_budget_covers_the_whole_redirect_chain() {
 }
 
 #[tokio::test]
+async fn a_location_in_raw_utf8_is_followed_and_other_bytes_are_not() {
+    let (addr, _) = raw_server(|path, _| {
+        let reply = match path {
+            "/utf8" => {
+                "HTTP/1.1 301 Moved\r\nLocation: /bild-\u{e4}.jpg\r\nContent-Length: 0\r\n\r\n"
+                    .as_bytes()
+                    .to_vec()
+            }
+            "/latin1" => {
+                b"HTTP/1.1 301 Moved\r\nLocation: /bild-\xe4.jpg\r\nContent-Length: 0\r\n\r\n"
+                    .to_vec()
+            }
+            _ => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nimage".to_vec(),
+        };
+        (Duration::ZERO, reply)
+    })
+    .await;
+    let fetcher = fetcher(Duration::from_secs(5), 10_000_000, Vec::new());
+    let fetched = fetcher
+        .fetch(&url(&format!("http://{addr}/utf8")))
+        .await
+        .expect("followed");
+    assert_eq!(
+        fetched.final_url.as_str(),
+        format!("http://{addr}/bild-%C3%A4.jpg")
+    );
+    let latin1 = fetcher
+        .fetch(&url(&format!("http://{addr}/latin1")))
+        .await
+        .err();
+    assert_eq!(latin1, Some(Outcome::BadUrl));
+}
+
+#[tokio::test]
 async fn a_silent_nameserver_costs_one_budget() {
     // A nameserver that reads every query and never answers.
     let silent = tokio::net::UdpSocket::bind("127.0.0.1:0")
