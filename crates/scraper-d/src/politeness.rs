@@ -2,7 +2,7 @@
 //! 429/503 honouring `Retry-After`, and a circuit breaker after repeated failures.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +27,10 @@ pub struct PolitenessConfig {
     pub max_backoff: Duration,
     /// Backoff after a 429/503 without `Retry-After` (default 5 s).
     pub default_backoff: Duration,
+    /// Backoff one host may ask for in total while it is known (one claim) before its circuit
+    /// opens (default 2 min): a host that answers 429 and 200 in turn never fails twice in a
+    /// row, yet would cost the job half a minute per image. Off with the breaker.
+    pub max_backoff_total: Duration,
 }
 
 impl PolitenessConfig {
@@ -38,6 +42,7 @@ impl PolitenessConfig {
             breaker_threshold: 8,
             max_backoff: Duration::from_secs(30),
             default_backoff: Duration::from_secs(5),
+            max_backoff_total: Duration::from_secs(120),
         }
     }
 }
@@ -50,6 +55,8 @@ pub struct HostState {
     consecutive_failures: AtomicU32,
     open: AtomicBool,
     backoff_until: Mutex<Option<Instant>>,
+    /// Backoff asked for so far, in milliseconds.
+    backoff_total_ms: AtomicU64,
 }
 
 impl HostState {
@@ -60,6 +67,7 @@ impl HostState {
             consecutive_failures: AtomicU32::new(0),
             open: AtomicBool::new(false),
             backoff_until: Mutex::new(None),
+            backoff_total_ms: AtomicU64::new(0),
         }
     }
 
@@ -151,6 +159,17 @@ impl Hosts {
             .unwrap_or(self.config.default_backoff)
             .min(self.config.max_backoff);
         let until = Instant::now() + wait;
+        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        let total_ms = state
+            .backoff_total_ms
+            .fetch_add(wait_ms, Ordering::Relaxed)
+            .saturating_add(wait_ms);
+        if self.config.breaker_threshold > 0
+            && u128::from(total_ms) > self.config.max_backoff_total.as_millis()
+            && !state.open.swap(true, Ordering::Relaxed)
+        {
+            tracing::info!(total_ms, "host asked for too much backoff; circuit opened");
+        }
         if let Ok(mut current) = state.backoff_until.lock()
             && current.is_none_or(|current| current < until)
         {
@@ -193,6 +212,23 @@ mod tests {
         assert!(until <= before + Duration::from_secs(2) + Duration::from_millis(50));
         assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+
+        // 429 and 200 in turn: never two failures in a row, but the waits add up.
+        let patient = Hosts::new(PolitenessConfig {
+            max_backoff: Duration::from_secs(30),
+            max_backoff_total: Duration::from_secs(60),
+            ..PolitenessConfig::standard()
+        });
+        let tarpit = patient.get("tarpit.test:80");
+        for _ in 0..2 {
+            patient.record(&tarpit, Outcome::RateLimited);
+            patient.back_off(&tarpit, parse_retry_after("30"));
+            patient.record(&tarpit, Outcome::Ok);
+        }
+        assert!(!tarpit.is_open(), "60 s asked in total: still within");
+        patient.record(&tarpit, Outcome::RateLimited);
+        patient.back_off(&tarpit, parse_retry_after("30"));
+        assert!(tarpit.is_open(), "90 s asked in total");
 
         assert_eq!(hosts.forget_idle(), 1, "b.test is not in use");
         assert_eq!(hosts.len(), 1);
