@@ -6,7 +6,8 @@ use super::DownloadArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct FetchArgs {
-    /// File with one image URL per line (blank lines and `#` comments skipped).
+    /// File with one image URL per line (blank lines and `#` comments skipped; a line that is
+    /// not UTF-8 counts as `bad_url`).
     #[arg(long, env = "SCRAPER_FETCH_URLS")]
     pub urls: PathBuf,
     /// The bundle to write (as PATH.tmp, renamed when complete).

@@ -43,17 +43,22 @@ impl FetchSummary {
 /// Runs a fetch to the end.
 pub async fn run_fetch(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
     let settings = args.download.settings()?;
-    let list = std::fs::read_to_string(&args.urls)
+    let list = std::fs::read(&args.urls)
         .with_context(|| format!("failed to read {}", args.urls.display()))?;
+    // A line that is not UTF-8 is no URL: it stays in the list as an empty one, so it is
+    // counted (`bad_url`) instead of failing the whole list.
     let candidates: Vec<Candidate> = list
-        .lines()
-        .map(str::trim)
-        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .split(|byte| *byte == b'\n')
+        .map(|line| std::str::from_utf8(line).map(str::trim))
+        .filter(|line| match line {
+            Err(_) => true,
+            Ok(line) => !line.is_empty() && !line.starts_with('#'),
+        })
         .enumerate()
         .map(|(index, url)| Candidate {
             sample_id: index as u64,
             half: 0,
-            url: url.to_owned(),
+            url: url.unwrap_or_default().to_owned(),
             alt: String::new(),
             page_url: String::new(),
             license: None,

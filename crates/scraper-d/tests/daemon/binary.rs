@@ -58,7 +58,10 @@ async fn fetch_downloads_a_url_list_into_one_bundle() {
         test_web.web.url("img-0003.photos.test", "/ok/c.png"),
         test_web.web.url("private-img.photos.test", "/ok/d.jpg"),
     ];
-    std::fs::write(&list, format!("# test list\n{}\n\n", urls.join("\n"))).expect("list");
+    // One line that is not UTF-8 is counted, not fatal.
+    let mut bytes = format!("# test list\n{}\n\n", urls.join("\n")).into_bytes();
+    bytes.extend_from_slice(b"http://img-0004.photos.test/\xff\xfe.jpg\n");
+    std::fs::write(&list, bytes).expect("list");
     let output = work.path().join("out.tar");
     let mut command = Command::new(env!("CARGO_BIN_EXE_scraper-d"));
     command
@@ -78,9 +81,10 @@ async fn fetch_downloads_a_url_list_into_one_bundle() {
     assert!(result.status.success(), "{stderr}");
     let summary: serde_json::Value =
         serde_json::from_str(stderr.lines().last().expect("summary line")).expect("json");
-    assert_eq!(summary["urls"], 4);
+    assert_eq!(summary["urls"], 5);
     assert_eq!(summary["stored"], 2);
     assert_eq!(summary["outcomes"]["http_4xx"], 1);
     assert_eq!(summary["outcomes"]["private_address"], 1);
+    assert_eq!(summary["outcomes"]["bad_url"], 1);
     assert!(output.exists());
 }
