@@ -104,6 +104,19 @@ pub struct ServeArgs {
     /// Legacy `upload_address` string for 2021 clients (an rsync target); defaults to our upload-URL endpoint.
     #[arg(long, env = "TRACKER_UPLOAD_ADDRESS")]
     pub upload_address: Option<String>,
+    /// Most connections open at once; past it new connections wait in the listen backlog.
+    /// Defaults to half of what the open-file limit (`ulimit -n`) leaves after 256 for the
+    /// database and files, at least 16.
+    #[arg(long, env = "TRACKER_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Close a connection that has not sent a whole request head this long after it opened or
+    /// after its last response (idle keep-alive connections included).
+    #[arg(long, env = "TRACKER_HEADER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_timeout: std::time::Duration,
+    /// Drop a request whose body (JSON or bundle upload) sends nothing for this long; a bundle's
+    /// part file is deleted.
+    #[arg(long, env = "TRACKER_BODY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub body_timeout: std::time::Duration,
     /// On SIGTERM, wait this long for requests in flight.
     #[arg(long, env = "TRACKER_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: std::time::Duration,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::cli::ServeArgs;
+use crate::connections::{self, ConnectionLimits};
 
 /// A secret whose `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -48,6 +49,8 @@ pub struct ServeConfig {
     pub reap_interval: Duration,
     /// Grace on shutdown.
     pub shutdown_grace: Duration,
+    /// Cap on connections and their timeouts.
+    pub connections: ConnectionLimits,
     /// Settings the running tracker consults.
     pub settings: Settings,
 }
@@ -141,6 +144,12 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 "--max-bundle-bytes, --db-connections must be positive and --max-json-bytes at least 1024",
             );
         }
+        if args.max_connections == Some(0)
+            || args.header_timeout.is_zero()
+            || args.body_timeout.is_zero()
+        {
+            return fail("--max-connections, --header-timeout and --body-timeout must be positive");
+        }
         Ok(ServeConfig {
             listen: args.listen,
             database_url: Secret(args.database_url),
@@ -152,6 +161,13 @@ impl TryFrom<ServeArgs> for ServeConfig {
             max_json_bytes: args.max_json_bytes,
             reap_interval: args.reap_interval,
             shutdown_grace: args.shutdown_grace,
+            connections: ConnectionLimits {
+                max_connections: args
+                    .max_connections
+                    .unwrap_or_else(connections::default_max_connections),
+                header_timeout: args.header_timeout,
+                body_timeout: args.body_timeout,
+            },
             settings: Settings {
                 lease: args.lease,
                 client_timeout: args.client_timeout,
@@ -204,6 +220,9 @@ mod tests {
             &["--public-url", "ftp://x"],
             &["--max-jobs-per-client", "0"],
             &["--dedup-per-job", "0"],
+            &["--max-connections", "0"],
+            &["--header-timeout", "0s"],
+            &["--body-timeout", "0s"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }

@@ -64,5 +64,6 @@ pub fn router(tracker: State, max_json_bytes: usize) -> Router {
         .route("/blobs/{key}", put(blobs::put).get(blobs::get))
         .route("/admin/reset-job", post(admin::reset_job))
         .layer(DefaultBodyLimit::max(max_json_bytes))
+        .layer(axum::Extension(error::JsonLimit(max_json_bytes)))
         .with_state(tracker)
 }

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod client_cache;
 pub mod clients;
 pub mod config;
+pub mod connections;
 pub mod db;
 pub mod dedup;
 pub mod http;
@@ -26,7 +27,6 @@ pub mod testing;
 pub mod tracker;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -92,33 +92,23 @@ pub async fn serve(
         token.clone(),
     ));
     let app = http::router(Arc::clone(&tracker), config.max_json_bytes);
-    tracing::info!(%addr, %public_url, database = ?db.dialect(), "listening");
-    let stop = token.clone();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        tokio::select! {
-            () = shutdown => {}
-            () = stop.cancelled() => {}
-        }
-    });
-    let serving = tokio::spawn(async move { server.await });
-    let grace = config.shutdown_grace;
-    let stopped = token.clone();
-    let result = tokio::select! {
-        result = serving => result.context("server task panicked")?.context("server failed"),
-        () = async move { stopped.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(?grace, "requests still in flight after the shutdown grace, stopping anyway");
-            Ok(())
-        }
-    };
+    let limits = config.connections;
+    tracing::info!(%addr, %public_url, database = ?db.dialect(), max_connections = limits.max_connections, "listening");
+    let accepting = tokio::spawn(connections::accept(listener, app, limits, token.clone()));
+    shutdown.await;
     token.cancel();
+    let connections = accepting.await.context("accept loop panicked")?;
+    let grace = config.shutdown_grace;
+    if !connections.drain(grace).await {
+        tracing::warn!(
+            ?grace,
+            "requests still in flight after the shutdown grace, stopping anyway"
+        );
+    }
     let _ = reaper.await;
     db.close().await;
     tracing::info!("tracker stopped");
-    result
+    Ok(())
 }
 
 /// Writes client touches every second and runs the reaper every `interval`, until cancelled;

@@ -157,9 +157,9 @@ impl Staging {
     ) -> Result<Part, StagingError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        E: std::error::Error + 'static,
     {
-        let slot = self.receiving.begin(number);
+        let slot = self.receiving.begin(number, key);
         let tmp = self
             .dir
             .join("tmp")
@@ -175,7 +175,17 @@ impl Staging {
 
     /// Cancels the upload to job `number` in flight, if any (its URL was superseded).
     pub fn cancel_receiving(&self, number: u64) {
-        self.receiving.cancel(number);
+        self.receiving.cancel(number, None);
+    }
+
+    /// The uploads in flight, as (job number, key).
+    pub fn uploads_in_flight(&self) -> Vec<(u64, String)> {
+        self.receiving.in_flight()
+    }
+
+    /// Cancels the upload in flight to blob `key` of job `number`, if it is still the job's.
+    pub fn cancel_upload(&self, number: u64, key: &str) {
+        self.receiving.cancel(number, Some(key));
     }
 
     /// Serializes what decides and changes job `number`'s blobs (commits, supersessions).
@@ -311,7 +321,7 @@ impl Staging {
     ) -> Result<(u64, String), StagingError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        E: std::error::Error + 'static,
     {
         let io = |source| StagingError::io(tmp.to_path_buf(), source);
         let mut file = tokio::fs::File::create(tmp).await.map_err(io)?;
@@ -323,14 +333,20 @@ impl Staging {
                 chunk = body.next() => chunk,
                 () = &mut cancelled => {
                     return Err(StagingError::Conflict(
-                        "a newer upload to this job started; this one was dropped".to_owned(),
+                        "this upload was stopped: a newer upload to this job started, or the job is no longer held (its lease expired)".to_owned(),
                     ));
                 }
             };
             let Some(chunk) = chunk else {
                 break;
             };
-            let chunk = chunk.map_err(|error| StagingError::Interrupted(error.to_string()))?;
+            let chunk = chunk.map_err(|error| {
+                if crate::connections::is_body_timeout(&error) {
+                    StagingError::TimedOut
+                } else {
+                    StagingError::Interrupted(error.to_string())
+                }
+            })?;
             size += chunk.len() as u64;
             if size > self.max_bytes {
                 return Err(StagingError::TooLarge {

@@ -370,6 +370,7 @@ impl Tracker {
                 (0, 0)
             }
         };
+        self.stop_orphaned_uploads().await;
         let collected = self
             .staging
             .collect_garbage(&self.db, self.settings.blob_grace)
@@ -381,6 +382,24 @@ impl Tracker {
         self.metrics.add(&self.metrics.blobs_collected, collected);
         if expired > 0 || reaped > 0 || collected > 0 {
             tracing::info!(expired, reaped, collected, "reaper returned work");
+        }
+    }
+
+    /// Stops the uploads in flight that can no longer be stored: their job's lease expired, its
+    /// client was forgotten, or an operator reset it. Their part files go at once instead of
+    /// when the client gives up.
+    async fn stop_orphaned_uploads(&self) {
+        for (number, key) in self.staging.uploads_in_flight() {
+            match self.storable(number, &key).await {
+                Ok(()) => {}
+                Err(TrackerError::Staging(StagingError::Conflict(_))) => {
+                    tracing::info!(number, %key, "upload stopped: its job is no longer held");
+                    self.staging.cancel_upload(number, &key);
+                }
+                Err(error) => {
+                    tracing::warn!(number, error = %error, "could not check an upload in flight, retrying next round");
+                }
+            }
         }
     }
 

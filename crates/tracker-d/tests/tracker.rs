@@ -6,6 +6,7 @@ mod tracker {
     mod claim_order;
     mod clients;
     mod concurrency;
+    mod connections;
     mod crash;
     mod dedup;
     mod full_disk;

@@ -2,14 +2,14 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use cah_protocol::ext::StoredBlob;
 use serde::Deserialize;
 use tokio_util::io::ReaderStream;
 
-use super::error::AppError;
+use super::error::{AppError, announced_length};
 use crate::staging::StagingError;
 use crate::tracker::TrackerError;
 
@@ -25,14 +25,19 @@ pub(super) async fn put(
     State(tracker): Tracker,
     Path(key): Path<String>,
     Query(signed): Query<Signed>,
-    body: Body,
+    request: Request,
 ) -> Result<Json<StoredBlob>, AppError> {
+    // Refused before anything is read (no `100 Continue` either) when it cannot fit.
+    let max_bytes = tracker.staging().max_bytes();
+    if announced_length(&request).is_some_and(|announced| announced > max_bytes) {
+        return Err(TrackerError::from(StagingError::TooLarge { max_bytes }).into());
+    }
     let stored = tracker
         .put_blob(
             &key,
             signed.expires,
             &signed.signature,
-            body.into_data_stream(),
+            request.into_body().into_data_stream(),
         )
         .await?;
     Ok(Json(stored))

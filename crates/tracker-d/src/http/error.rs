@@ -26,6 +26,8 @@ pub enum AppError {
     BadBody(String),
     /// A body over the size limit.
     TooLarge,
+    /// A body that stopped arriving (see `--body-timeout`).
+    BodyTimedOut,
 }
 
 impl From<TrackerError> for AppError {
@@ -52,6 +54,11 @@ impl IntoResponse for AppError {
             AppError::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request body too large".to_owned(),
+                None,
+            ),
+            AppError::BodyTimedOut => (
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body stopped arriving".to_owned(),
                 None,
             ),
             AppError::Ext(error) => status_of(error, false),
@@ -90,6 +97,7 @@ fn status_of(error: &TrackerError, legacy: bool) -> (StatusCode, String, Option<
             StagingError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             StagingError::NotFound(_) => StatusCode::NOT_FOUND,
             StagingError::Interrupted(_) => StatusCode::BAD_REQUEST,
+            StagingError::TimedOut => StatusCode::REQUEST_TIMEOUT,
             StagingError::Conflict(_) => StatusCode::CONFLICT,
             StagingError::Full { .. } => StatusCode::INSUFFICIENT_STORAGE,
             StagingError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -142,7 +150,25 @@ fn log_failure(status: StatusCode, error: &TrackerError) {
     }
 }
 
+/// The cap on JSON bodies, put in every request's extensions by the router.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct JsonLimit(pub(super) usize);
+
+/// The `Content-Length` a request announces, if any.
+pub(super) fn announced_length(request: &Request) -> Option<u64> {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
 /// A JSON body decoded whatever its `Content-Type`, with a 400 and a readable detail on failure.
+///
+/// A body announced larger than the cap is refused before anything is read, so a client that
+/// sent `Expect: 100-continue` gets 413 instead of `100 Continue`.
 #[derive(Debug)]
 pub(super) struct JsonBody<T>(pub(super) T);
 
@@ -150,11 +176,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = AppError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if let (Some(JsonLimit(limit)), Some(announced)) = (
+            request.extensions().get::<JsonLimit>().copied(),
+            announced_length(&request),
+        ) && announced > limit as u64
+        {
+            return Err(AppError::TooLarge);
+        }
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
                 if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                     AppError::TooLarge
+                } else if crate::connections::is_body_timeout(&rejection) {
+                    AppError::BodyTimedOut
                 } else {
                     AppError::BadBody(rejection.body_text())
                 }

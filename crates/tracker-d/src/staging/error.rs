@@ -28,6 +28,9 @@ pub enum StagingError {
     /// The upload broke off.
     #[error("upload interrupted: {0}")]
     Interrupted(String),
+    /// The upload sent nothing for longer than the body timeout (408); its part was deleted.
+    #[error("the upload stopped sending; PUT it again")]
+    TimedOut,
     /// The upload may not be stored: the key already holds a different blob, the URL was
     /// superseded by a newer one, or the job's bundle was already handed off (409).
     #[error("{0}")]

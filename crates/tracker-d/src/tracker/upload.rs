@@ -71,7 +71,7 @@ impl Tracker {
     ) -> Result<StoredBlob, TrackerError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
-        E: std::fmt::Display,
+        E: std::error::Error + 'static,
     {
         self.staging.verify("PUT", key, expires, signature)?;
         let number = key_job(key).ok_or(StagingError::BadSignature)?;
@@ -130,7 +130,7 @@ impl Tracker {
 
     /// Whether a PUT to `key` may be stored: it is job `number`'s current upload key and the
     /// job is still being scraped (held in the CPU queue, not handed off).
-    async fn storable(&self, number: u64, key: &str) -> Result<(), TrackerError> {
+    pub(super) async fn storable(&self, number: u64, key: &str) -> Result<(), TrackerError> {
         let state = upload_key::state(&self.db, number).await?;
         let Some(UploadState {
             key: current,
