@@ -91,10 +91,15 @@ pub struct ServeArgs {
     /// its `--max-jobs` (default 8).
     #[arg(long, env = "TRACKER_MAX_JOBS_PER_CLIENT", default_value_t = 64)]
     pub max_jobs_per_client: u32,
-    /// Hashes a client may add to each dedup set per job it completed or holds, and once more
-    /// to start with. The default is a job's sample IDs, the most pairs a job can produce.
+    /// Hashes a client may add to each dedup set per job it completed or holds. The default is a
+    /// job's sample IDs, the most pairs a job can produce.
     #[arg(long, env = "TRACKER_DEDUP_PER_JOB", default_value_t = crate::import::IDS_PER_JOB)]
     pub dedup_per_job: u64,
+    /// Hashes the clients registered from one address (IPv4, or an IPv6 /64) may add to each
+    /// dedup set together beyond what their jobs allow, counted since the tracker started: what
+    /// a restarted clip-gpu-d commits before it holds a job. Registering again buys no more.
+    #[arg(long, env = "TRACKER_DEDUP_START", default_value_t = 20_000)]
+    pub dedup_start: u64,
     /// Registrations allowed per minute from one address, on average.
     #[arg(long, env = "TRACKER_REGISTER_PER_MINUTE", default_value_t = 30)]
     pub register_per_minute: u32,

@@ -7,9 +7,12 @@
 //! is registered: a miss here is looked up there.
 //!
 //! Each entry also tallies what the client added to each dedup set since it was cached, for
-//! the quota of `dedup::quota`; the tally starts again when the tracker does.
+//! the quota of `dedup::quota`; the tally starts again when the tracker does. What a client
+//! adds beyond its jobs' worth is drawn from its address's start allowance, tallied per
+//! address (an IPv6 /64) so that registering again buys nothing.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 
 use cah_protocol::ext::DedupSet;
@@ -21,7 +24,13 @@ use crate::dedup::quota;
 #[derive(Debug, Default)]
 pub struct ClientCache {
     entries: Mutex<HashMap<String, Entry>>,
+    /// Start allowance used per address and set (locked after `entries`).
+    start_used: Mutex<HashMap<String, [u64; 3]>>,
 }
+
+/// Most addresses whose start allowance is tallied; past it, new addresses get none (a flood
+/// from many addresses cannot grow the map).
+const MAX_START_ADDRESSES: usize = 100_000;
 
 /// A dedup addition beyond the client's quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +52,8 @@ struct Entry {
     jobs_completed: u64,
     /// Hashes added (or reserved by a request in flight) per dedup set, by [`quota::slot`].
     dedup_added: [u64; 3],
+    /// Of those, how many were drawn from the address's start allowance.
+    dedup_drawn: [u64; 3],
     dirty: bool,
 }
 
@@ -80,33 +91,55 @@ impl ClientCache {
                 completed: 0,
                 jobs_completed,
                 dedup_added: [0; 3],
+                dedup_drawn: [0; 3],
                 dirty: true,
             },
         );
     }
 
     /// Reserves `n` hashes of `set` for a cached client, if they fit in the allowance that
-    /// `allowance` computes from the jobs it completed. `Ok(false)` if it is not cached.
+    /// `allowance` computes from the jobs it completed, plus what is left of the `start`
+    /// allowance its address's clients share. `Ok(false)` if it is not cached.
     pub fn reserve_dedup(
         &self,
         token: &str,
         set: DedupSet,
         n: u64,
         allowance: impl FnOnce(u64) -> u64,
+        start: u64,
     ) -> Result<bool, OverQuota> {
         let mut entries = self.lock();
         let Some(entry) = entries.get_mut(token) else {
             return Ok(false);
         };
-        let allowance = allowance(entry.jobs_completed);
-        let added = &mut entry.dedup_added[quota::slot(set)];
-        if added.saturating_add(n) > allowance {
-            return Err(OverQuota {
-                allowance,
-                added: *added,
-            });
+        let slot = quota::slot(set);
+        let added = entry.dedup_added[slot];
+        let own = allowance(entry.jobs_completed).saturating_add(entry.dedup_drawn[slot]);
+        let wanted = added.saturating_add(n).saturating_sub(own);
+        if wanted > 0 {
+            let address = start_key(&entry.client.address);
+            let mut start_used = self
+                .start_used
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            let full =
+                start_used.len() >= MAX_START_ADDRESSES && !start_used.contains_key(&address);
+            let used = if full {
+                start
+            } else {
+                start_used.get(&address).map_or(0, |used| used[slot])
+            };
+            let left = start.saturating_sub(used);
+            if wanted > left {
+                return Err(OverQuota {
+                    allowance: own.saturating_add(left),
+                    added,
+                });
+            }
+            start_used.entry(address).or_default()[slot] += wanted;
+            entry.dedup_drawn[slot] += wanted;
         }
-        *added += n;
+        entry.dedup_added[slot] = added + n;
         Ok(true)
     }
 
@@ -169,6 +202,15 @@ impl ClientCache {
     }
 }
 
+/// Whose start allowance a client draws from: its registration address, an IPv6 one cut to
+/// its /64 (as registrations are rate-limited).
+fn start_key(address: &str) -> String {
+    address.parse::<IpAddr>().map_or_else(
+        |_| address.to_owned(),
+        |ip| crate::rate_limit::bucket_key(ip).to_string(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use cah_protocol::ClientType;
@@ -217,40 +259,74 @@ mod tests {
     #[test]
     fn dedup_tallies_stay_within_the_allowance() {
         let cache = ClientCache::default();
-        let per_job = |completed: u64| 10 * (1 + completed);
-        assert_eq!(
-            cache.reserve_dedup("a", DedupSet::Parsed, 1, per_job),
-            Ok(false)
-        );
+        let per_job = |completed: u64| 10 * completed;
+        let reserve = |token: &str, set, n| cache.reserve_dedup(token, set, n, per_job, 10);
+        assert_eq!(reserve("a", DedupSet::Parsed, 1), Ok(false));
         cache.insert(client("a"), 2, None, 1);
+        assert_eq!(reserve("a", DedupSet::Parsed, 25), Ok(true));
         assert_eq!(
-            cache.reserve_dedup("a", DedupSet::Parsed, 25, per_job),
-            Ok(true)
-        );
-        assert_eq!(
-            cache.reserve_dedup("a", DedupSet::Parsed, 6, per_job),
+            reserve("a", DedupSet::Parsed, 6),
             Err(OverQuota {
                 allowance: 30,
                 added: 25
             })
         );
         assert_eq!(
-            cache.reserve_dedup("a", DedupSet::Main, 30, per_job),
+            reserve("a", DedupSet::Main, 30),
             Ok(true),
             "sets have tallies of their own"
         );
         cache.refund_dedup("a", DedupSet::Parsed, 5);
         cache.credit("a");
-        assert_eq!(
-            cache.reserve_dedup("a", DedupSet::Parsed, 20, per_job),
-            Ok(true)
-        );
+        assert_eq!(reserve("a", DedupSet::Parsed, 20), Ok(true));
         // Caching it again (a concurrent miss) keeps the tallies.
         cache.insert(client("a"), 0, None, 2);
+        assert!(reserve("a", DedupSet::Parsed, 1).is_err());
+    }
+
+    #[test]
+    fn clients_of_one_address_share_the_start_allowance() {
+        let cache = ClientCache::default();
+        let no_jobs = |_: u64| 0;
+        let mut other_host = client("c");
+        other_host.address = "2001:db8:0:1::7".into();
+        let mut same_64 = client("d");
+        same_64.address = "2001:db8:0:1::8".into();
+        for fresh in [client("a"), client("b"), other_host, same_64] {
+            cache.insert(fresh, 0, None, 1);
+        }
+        assert_eq!(
+            cache.reserve_dedup("a", DedupSet::Parsed, 8, no_jobs, 10),
+            Ok(true)
+        );
+        assert_eq!(
+            cache.reserve_dedup("b", DedupSet::Parsed, 3, no_jobs, 10),
+            Err(OverQuota {
+                allowance: 2,
+                added: 0
+            }),
+            "registering again from the address buys nothing"
+        );
+        assert_eq!(
+            cache.reserve_dedup("b", DedupSet::Parsed, 2, no_jobs, 10),
+            Ok(true)
+        );
+        assert_eq!(
+            cache.reserve_dedup("c", DedupSet::Parsed, 10, no_jobs, 10),
+            Ok(true),
+            "another address has its own"
+        );
         assert!(
             cache
-                .reserve_dedup("a", DedupSet::Parsed, 1, per_job)
-                .is_err()
+                .reserve_dedup("d", DedupSet::Parsed, 1, no_jobs, 10)
+                .is_err(),
+            "an IPv6 /64 is one address"
+        );
+        // A refund gives back to the client; what it drew stays its own.
+        cache.refund_dedup("a", DedupSet::Parsed, 8);
+        assert_eq!(
+            cache.reserve_dedup("a", DedupSet::Parsed, 8, no_jobs, 10),
+            Ok(true)
         );
     }
 }

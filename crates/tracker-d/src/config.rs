@@ -79,6 +79,8 @@ pub struct Settings {
     /// Dedup hashes a client may add to each set per job it completed or holds (see
     /// `dedup::quota`).
     pub dedup_per_job: u64,
+    /// Dedup hashes the clients of one address may add to each set beyond their jobs' worth.
+    pub dedup_start: u64,
 }
 
 /// A configuration that cannot work.
@@ -179,6 +181,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 upload_address: args.upload_address,
                 max_jobs_per_client: args.max_jobs_per_client,
                 dedup_per_job: args.dedup_per_job,
+                dedup_start: args.dedup_start,
             },
         })
     }

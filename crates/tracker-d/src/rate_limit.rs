@@ -151,7 +151,7 @@ impl RateLimiter {
 }
 
 /// The address a bucket is kept for: IPv4 as is, IPv6 cut to its /64.
-fn bucket_key(address: IpAddr) -> IpAddr {
+pub(crate) fn bucket_key(address: IpAddr) -> IpAddr {
     match address.to_canonical() {
         IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),

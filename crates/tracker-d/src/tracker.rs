@@ -270,11 +270,13 @@ impl Tracker {
             )));
         }
         let n_held = crate::jobs::held(&self.db, &client.token).await?.len() as u64;
-        let reserved = self
-            .clients
-            .reserve_dedup(&client.token, set, n_hashes, |n_completed| {
-                quota::allowance(self.settings.dedup_per_job, n_completed, n_held)
-            });
+        let reserved = self.clients.reserve_dedup(
+            &client.token,
+            set,
+            n_hashes,
+            |n_completed| quota::allowance(self.settings.dedup_per_job, n_completed, n_held),
+            self.settings.dedup_start,
+        );
         match reserved {
             Ok(true) => Ok(()),
             // Forgotten since the lookup (reaped, or said bye).
@@ -284,11 +286,13 @@ impl Tracker {
                 tracing::debug!(display_name = %client.display_name, set = set.as_str(), n_hashes, added = over.added, allowance = over.allowance, "dedup addition over quota");
                 Err(TrackerError::Forbidden(format!(
                     "dedup quota reached: {} of the {} hashes this client may add to the {} set \
-                     are used, {n_hashes} more asked (each job it completes or holds allows {} more)",
+                     are used, {n_hashes} more asked (each job it completes or holds allows {} more; \
+                     clients from one address share {} to start with)",
                     over.added,
                     over.allowance,
                     set.as_str(),
-                    self.settings.dedup_per_job
+                    self.settings.dedup_per_job,
+                    self.settings.dedup_start
                 )))
             }
         }

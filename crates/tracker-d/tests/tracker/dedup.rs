@@ -163,7 +163,11 @@ async fn clients_add_only_to_the_sets_of_their_role() {
 async fn additions_are_bounded_by_the_jobs_a_client_completed_or_holds() {
     const PER_JOB: u64 = 1_000;
     for backend in BACKENDS {
-        let tracker = TestTracker::start(backend, &["--dedup-per-job", "1000"]).await;
+        let tracker = TestTracker::start(
+            backend,
+            &["--dedup-per-job", "1000", "--dedup-start", "1000"],
+        )
+        .await;
         tracker.import(1, 0).await;
         let cpu = tracker.register("scraper", "CPU").await;
         let mut next = 0_u64;
@@ -172,7 +176,7 @@ async fn additions_are_bounded_by_the_jobs_a_client_completed_or_holds() {
             next += n;
             hashes
         };
-        // Without a job, one job's worth.
+        // Without a job, the address's start allowance.
         let first = fresh(PER_JOB / 2);
         assert_eq!(add(&tracker, &cpu, "parsed", &first).await.0, 200);
         let flags = check(&tracker, &cpu, "parsed", &first, true).await;
@@ -193,7 +197,7 @@ async fn additions_are_bounded_by_the_jobs_a_client_completed_or_holds() {
             check(&tracker, &cpu, "parsed", &refused, false).await[0],
             "the refused hash was not added"
         );
-        // Each set has its own quota; another client has its own too.
+        // Each set has its own quota.
         let gpu = tracker.register("scorer", "GPU").await;
         assert_eq!(add(&tracker, &gpu, "clipped", &fresh(PER_JOB)).await.0, 200);
         assert_eq!(add(&tracker, &gpu, "main", &fresh(PER_JOB)).await.0, 200);
@@ -223,7 +227,12 @@ async fn additions_are_bounded_by_the_jobs_a_client_completed_or_holds() {
 
         // A restarted tracker counts anew, and still knows the jobs the client completed.
         let (dir, database_url) = tracker.stop().await;
-        let tracker = TestTracker::start_on(dir, database_url, &["--dedup-per-job", "1000"]).await;
+        let tracker = TestTracker::start_on(
+            dir,
+            database_url,
+            &["--dedup-per-job", "1000", "--dedup-start", "1000"],
+        )
+        .await;
         assert_eq!(
             add(&tracker, &cpu, "parsed", &fresh(2 * PER_JOB)).await.0,
             200
@@ -234,6 +243,36 @@ async fn additions_are_bounded_by_the_jobs_a_client_completed_or_holds() {
             metrics.contains("tracker_dedup_refused_total 1"),
             "{metrics}"
         );
+        tracker.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn registering_again_buys_no_more_additions() {
+    for backend in BACKENDS {
+        let tracker = TestTracker::start(backend, &[]).await;
+        tracker.import(1, 0).await;
+        // The default start allowance, 20,000 hashes per set, is shared by the address.
+        let start: Vec<u64> = (0..20_000).collect();
+        for (client_type, set) in [("CPU", "parsed"), ("GPU", "main"), ("GPU", "clipped")] {
+            let first = tracker.register("fresh", client_type).await;
+            let (status, text) = add(&tracker, &first, set, &start).await;
+            assert_eq!(status, 200, "{backend:?} {set}: {text}");
+            for _ in 0..3 {
+                let again = tracker.register("fresh", client_type).await;
+                let (status, text) = add(&tracker, &again, set, &[1 << 40]).await;
+                assert_eq!(
+                    status, 403,
+                    "{backend:?} {set}: a new token adds nothing: {text}"
+                );
+            }
+        }
+        // A scraper that holds a job adds that job's pairs.
+        let scraper = tracker.register("scraper", "CPU").await;
+        assert_eq!(tracker.claim(&scraper, 1, false).await.len(), 1);
+        let pairs: Vec<u64> = (1 << 40..(1 << 40) + 30_000).collect();
+        let (status, text) = add(&tracker, &scraper, "parsed", &pairs).await;
+        assert_eq!(status, 200, "{backend:?}: {text}");
         tracker.stop().await;
     }
 }
