@@ -106,6 +106,11 @@ pub struct ServeArgs {
     /// Registrations allowed at once from one address.
     #[arg(long, env = "TRACKER_REGISTER_BURST", default_value_t = 60)]
     pub register_burst: u32,
+    /// Accept CPU completions that hand off a bundle stored elsewhere: an http(s) URL or a 2021
+    /// `rsync <id>` (with `--upload-address`), which GPU clients then fetch. Off: only bundles
+    /// uploaded to this tracker (`blob:<key>`) are accepted.
+    #[arg(long, env = "TRACKER_EXTERNAL_BUNDLES", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub external_bundles: bool,
     /// Legacy `upload_address` string for 2021 clients (an rsync target); defaults to our upload-URL endpoint.
     #[arg(long, env = "TRACKER_UPLOAD_ADDRESS")]
     pub upload_address: Option<String>,

@@ -74,6 +74,8 @@ pub struct Settings {
     pub admin_secret: Option<Secret>,
     /// Legacy upload address.
     pub upload_address: Option<String>,
+    /// Whether CPU completions may hand off bundles stored elsewhere (not `blob:`).
+    pub external_bundles: bool,
     /// Most jobs one client holds at once; a claim beyond it gets fewer jobs, or none.
     pub max_jobs_per_client: u32,
     /// Dedup hashes a client may add to each set per job it completed or holds (see
@@ -179,6 +181,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 register_burst: args.register_burst,
                 admin_secret: args.admin_secret.map(Secret),
                 upload_address: args.upload_address,
+                external_bundles: args.external_bundles,
                 max_jobs_per_client: args.max_jobs_per_client,
                 dedup_per_job: args.dedup_per_job,
                 dedup_start: args.dedup_start,

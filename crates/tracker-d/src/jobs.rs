@@ -368,12 +368,18 @@ fn completed(
 /// The guarded update of a completion and the leaderboard credit that goes with it: `$1`
 /// nickname, `$2` gpu_url or pairs, `$3` now, `$4` number, `$5` holder, `$6` stage (the
 /// credit uses only `$1` and, for a close, `$2`).
+///
+/// A `blob:<key>` handoff applies only while `key` is still the job's upload key: a new upload
+/// URL issued meanwhile superseded it and deleted its blob, so the handoff would point GPU
+/// clients at nothing. The key is checked in the same statement, so of a handoff and a new
+/// upload URL racing for one job exactly one wins, in either order.
 fn completion_sql(completion: &Completion) -> (&'static str, &'static str) {
     match completion {
         Completion::HandOff { .. } => (
             "UPDATE jobs SET stage = 'gpu', status = 'open', holder = NULL, lease_until = NULL, \
              gpu_url = $2, cpu_completor = $1, cpu_done_at = $3 \
-             WHERE number = $4 AND holder = $5 AND status = 'pending' AND stage = $6",
+             WHERE number = $4 AND holder = $5 AND status = 'pending' AND stage = $6 \
+             AND ($2 NOT LIKE 'blob:%' OR upload_key = substr($2, 6))",
             "INSERT INTO cpu_leaderboard (nickname, jobs_completed) SELECT $1, 1 FROM done \
              ON CONFLICT (nickname) DO UPDATE SET jobs_completed = cpu_leaderboard.jobs_completed + 1 \
              RETURNING nickname",

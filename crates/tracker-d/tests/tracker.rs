@@ -11,6 +11,7 @@ mod tracker {
     mod dedup;
     mod full_disk;
     mod full_wat;
+    mod handoff;
     mod import;
     mod leases;
     mod lifecycle;

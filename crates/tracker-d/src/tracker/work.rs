@@ -170,6 +170,11 @@ impl Tracker {
                         bundle.len()
                     )));
                 }
+                self.check_external_handoff(bundle)?;
+                // A job no longer held is a 409 whatever the bundle says.
+                if !jobs::held(&self.db, &client.token).await?.contains(&number) {
+                    return Err(not_held(number));
+                }
                 self.check_handoff(number, bundle).await?;
                 Completion::HandOff {
                     gpu_url: bundle.to_owned(),
@@ -214,15 +219,53 @@ impl Tracker {
         number: u64,
         completion: &Completion,
     ) -> Result<TrackerError, TrackerError> {
-        if let Completion::Close { pairs, .. } = completion
-            && let Some(room) = jobs::pair_room(&self.db, &client.token, number).await?
-            && *pairs > room
-        {
-            return Ok(too_many_pairs(number, *pairs, room));
+        match completion {
+            Completion::Close { pairs, .. } => {
+                if let Some(room) = jobs::pair_room(&self.db, &client.token, number).await?
+                    && *pairs > room
+                {
+                    return Ok(too_many_pairs(number, *pairs, room));
+                }
+            }
+            Completion::HandOff { gpu_url } => {
+                if gpu_url.starts_with("blob:")
+                    && jobs::held(&self.db, &client.token).await?.contains(&number)
+                {
+                    return Ok(TrackerError::NotHeld(format!(
+                        "{gpu_url} was superseded by a newer upload url of job {number} while it was handed off: \
+                         upload to the newer url and complete with its key"
+                    )));
+                }
+            }
         }
-        Ok(TrackerError::NotHeld(format!(
-            "job {number} is not held by you: its lease expired or it was already completed"
-        )))
+        Ok(not_held(number))
+    }
+
+    /// A handoff other than `blob:` points GPU clients somewhere else: refused unless
+    /// `--external-bundles` allows it, and then only an http(s) URL or a 2021 `rsync <id>`.
+    fn check_external_handoff(&self, bundle: &str) -> Result<(), TrackerError> {
+        if bundle.starts_with("blob:") {
+            return Ok(());
+        }
+        if !self.settings.external_bundles {
+            return Err(TrackerError::Invalid(
+                "this tracker takes only bundles uploaded to it: complete with the blob:<key> of an upload url \
+                 (external handoffs need --external-bundles)"
+                    .into(),
+            ));
+        }
+        let rsync = bundle
+            .strip_prefix("rsync ")
+            .is_some_and(|id| !id.trim().is_empty());
+        let web = url::Url::parse(bundle)
+            .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some());
+        if rsync || web {
+            Ok(())
+        } else {
+            Err(TrackerError::Invalid(
+                "a bundle's url must be blob:<key>, an http(s) url or a 2021 rsync <id>".into(),
+            ))
+        }
     }
 
     /// `/api/gpuInvalidDownload`: the client's GPU job goes back to be scraped again.
@@ -272,6 +315,13 @@ pub(crate) fn stage_of(client_type: ClientType) -> Stage {
         ClientType::Hybrid | ClientType::Cpu => Stage::Cpu,
         ClientType::Gpu => Stage::Gpu,
     }
+}
+
+/// The job is no longer the client's (409, or 403 in the 2021 API).
+fn not_held(number: u64) -> TrackerError {
+    TrackerError::NotHeld(format!(
+        "job {number} is not held by you: its lease expired or it was already completed"
+    ))
 }
 
 /// A close whose count is more than the job's sample IDs: every pair carries one of them.
