@@ -25,6 +25,7 @@ use crate::rate_limit::RateLimiter;
 use crate::staging::{Staging, StagingError};
 use crate::stats::{self, Stats};
 
+pub use full_wat::MAX_SHARDS_PER_MARK;
 pub use work::MAX_HANDOFF_BYTES;
 
 /// Why a tracker operation failed; the HTTP layer maps each to a status code.

@@ -96,6 +96,10 @@ impl Tracker {
     /// `/custom/markasdone-cpu`: hands off each listed shard that the caller holds, or that a
     /// tokenless `lookup-wat` from the caller's address reserved (for whichever client of that
     /// address it picked). A job claimed with a token is completed by that token alone.
+    ///
+    /// At most [`MAX_SHARDS_PER_MARK`] shards (2021's client sends the two halves of its WAT),
+    /// and every shard and handoff is checked before any is completed, so a refusal leaves
+    /// them all held.
     pub async fn mark_as_done_cpu(
         &self,
         request: &MarkAsDoneCpuRequest,
@@ -104,12 +108,20 @@ impl Tracker {
             .token
             .as_deref()
             .ok_or_else(|| TrackerError::Invalid("markasdone-cpu needs your token".into()))?;
+        if request.shards.len() > MAX_SHARDS_PER_MARK {
+            return Err(TrackerError::Invalid(format!(
+                "at most {MAX_SHARDS_PER_MARK} shards per markasdone-cpu (the halves of one WAT)"
+            )));
+        }
         let caller = self.client(token, None).await?;
-        let mut completed = 0;
+        let mut handoffs = Vec::with_capacity(request.shards.len());
         for number in &request.shards {
             let Some(url) = request.urls.get(&number.to_string()) else {
                 return Ok(failed(&format!("no url given for shard {number}")));
             };
+            if handoffs.iter().any(|(listed, _, _)| listed == number) {
+                continue;
+            }
             let holder = if jobs::held(&self.db, &caller.token).await?.contains(number) {
                 Some(caller.token.clone())
             } else {
@@ -123,7 +135,12 @@ impl Tracker {
                 client_type: ClientType::Cpu,
                 ..caller.clone()
             };
-            self.complete_as(&as_caller, *number, Some(url), None)
+            self.check_cpu_completion(&as_caller, *number, url).await?;
+            handoffs.push((*number, as_caller, url));
+        }
+        let mut completed = 0;
+        for (number, as_caller, url) in handoffs {
+            self.complete_as(&as_caller, number, Some(url), None)
                 .await?;
             completed += 1;
         }
@@ -161,6 +178,10 @@ impl Tracker {
         Ok(result.rows_affected() == 1)
     }
 }
+
+/// Most shards one `markasdone-cpu` may list: 2021's full-WAT client reports the two halves of
+/// its WAT at once.
+pub const MAX_SHARDS_PER_MARK: usize = 2;
 
 fn failed(detail: &str) -> CustomResponse {
     CustomResponse {

@@ -160,22 +160,8 @@ impl Tracker {
     ) -> Result<(), TrackerError> {
         let completion = match client.client_type {
             ClientType::Cpu => {
-                let bundle = bundle.map(str::trim).filter(|bundle| !bundle.is_empty());
-                let bundle = bundle.ok_or_else(|| {
-                    TrackerError::Invalid("a CPU completion needs the bundle's url".into())
-                })?;
-                if bundle.len() > MAX_HANDOFF_BYTES {
-                    return Err(TrackerError::Invalid(format!(
-                        "the bundle's url is {} bytes, more than the limit of {MAX_HANDOFF_BYTES}",
-                        bundle.len()
-                    )));
-                }
-                self.check_external_handoff(bundle)?;
-                // A job no longer held is a 409 whatever the bundle says.
-                if !jobs::held(&self.db, &client.token).await?.contains(&number) {
-                    return Err(not_held(number));
-                }
-                self.check_handoff(number, bundle).await?;
+                let bundle = bundle.unwrap_or_default();
+                let bundle = self.check_cpu_completion(client, number, bundle).await?;
                 Completion::HandOff {
                     gpu_url: bundle.to_owned(),
                 }
@@ -209,6 +195,36 @@ impl Tracker {
         }
         tracing::debug!(number, display_name = %client.display_name, "job completed");
         Ok(())
+    }
+
+    /// Checks a CPU client's handoff of job `number` and returns the bundle string to store:
+    /// within [`MAX_HANDOFF_BYTES`], of an allowed kind, for a job the client holds, and for a
+    /// `blob:` the job's latest upload.
+    pub(super) async fn check_cpu_completion<'b>(
+        &self,
+        client: &Client,
+        number: u64,
+        bundle: &'b str,
+    ) -> Result<&'b str, TrackerError> {
+        let bundle = bundle.trim();
+        if bundle.is_empty() {
+            return Err(TrackerError::Invalid(
+                "a CPU completion needs the bundle's url".into(),
+            ));
+        }
+        if bundle.len() > MAX_HANDOFF_BYTES {
+            return Err(TrackerError::Invalid(format!(
+                "the bundle's url is {} bytes, more than the limit of {MAX_HANDOFF_BYTES}",
+                bundle.len()
+            )));
+        }
+        self.check_external_handoff(bundle)?;
+        // A job no longer held is a 409 whatever the bundle says.
+        if !jobs::held(&self.db, &client.token).await?.contains(&number) {
+            return Err(not_held(number));
+        }
+        self.check_handoff(number, bundle).await?;
+        Ok(bundle)
     }
 
     /// Why a completion did not apply: a count the job cannot hold (400), else the job is not

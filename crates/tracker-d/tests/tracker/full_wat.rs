@@ -116,11 +116,18 @@ async fn markasdone_cpu_completes_only_the_callers_jobs() {
         // And one job alice claimed through the extension API.
         let claimed = tracker.claim(&alice, 1, false).await;
         numbers.push(claimed[0]["number"].as_u64().unwrap());
-        let stolen: Value = mark_done(&tracker, &numbers, "mallory", &mallory).await;
-        assert_eq!(stolen["completed"], 0, "{backend:?}: {stolen}");
+        // At most two shards per call.
+        for shards in numbers.chunks(2) {
+            let stolen: Value = mark_done(&tracker, shards, "mallory", &mallory).await;
+            assert_eq!(stolen["completed"], 0, "{backend:?}: {stolen}");
+        }
         assert_eq!(tracker.get("/api/jobCount?type=GPU").await.1, "0");
-        let done: Value = mark_done(&tracker, &numbers, "alice", &alice).await;
-        assert_eq!(done["completed"], 3, "{backend:?}: {done}");
+        let mut completed = 0;
+        for shards in numbers.chunks(2) {
+            let done: Value = mark_done(&tracker, shards, "alice", &alice).await;
+            completed += done["completed"].as_u64().expect("completed");
+        }
+        assert_eq!(completed, 3, "{backend:?}");
         tracker.stop().await;
     }
 }
@@ -174,6 +181,57 @@ async fn tokenless_reservations_stay_completable_from_their_address() {
             assert_eq!(done["completed"], 2, "{backend:?}: {done}");
         }
         assert_eq!(tracker.get("/api/jobCount?type=GPU").await.1, "4");
+        tracker.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn markasdone_cpu_is_capped_and_checks_every_shard_before_completing_any() {
+    for backend in BACKENDS {
+        let tracker = TestTracker::start(backend, &[]).await;
+        tracker.import(2, 0).await;
+        let token = tracker.register("fullwat", "CPU").await;
+        let numbers: Vec<u64> = tracker
+            .claim(&token, 4, false)
+            .await
+            .iter()
+            .map(|job| job["number"].as_u64().unwrap())
+            .collect();
+        assert_eq!(numbers.len(), 4);
+        let urls = |handoffs: &[(u64, String)]| -> serde_json::Map<String, Value> {
+            handoffs
+                .iter()
+                .map(|(number, url)| (number.to_string(), json!(url)))
+                .collect()
+        };
+        let rsync = |number: u64| format!("rsync {number:032x}");
+        let three: Vec<(u64, String)> = numbers[..3].iter().map(|n| (*n, rsync(*n))).collect();
+        let (status, text) = tracker
+            .post(
+                "/custom/markasdone-cpu",
+                &json!({"shards": &numbers[..3], "urls": urls(&three), "nickname": "n", "token": token}),
+            )
+            .await;
+        assert_eq!(status, 400, "{backend:?}: {text}");
+        // The second shard's handoff is refused: the first is not completed either.
+        let mixed = [
+            (numbers[0], rsync(numbers[0])),
+            (numbers[1], "x".repeat(3000)),
+        ];
+        let (status, text) = tracker
+            .post(
+                "/custom/markasdone-cpu",
+                &json!({"shards": &numbers[..2], "urls": urls(&mixed), "nickname": "n", "token": token}),
+            )
+            .await;
+        assert_eq!(status, 400, "{backend:?}: {text}");
+        assert_eq!(
+            tracker.job_states().await,
+            [("cpu".to_owned(), "pending".to_owned(), 4)],
+            "{backend:?}: nothing was completed"
+        );
+        let done = mark_done(&tracker, &numbers[..2], "n", &token).await;
+        assert_eq!(done["completed"], 2, "{backend:?}: {done}");
         tracker.stop().await;
     }
 }
