@@ -1,12 +1,14 @@
 //! Handlers of our extensions under `/api/ext/`.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use cah_protocol::ext::{
     ClaimRequest, ClaimResponse, ClientInfo, CompleteRequest, DedupRequest, DedupResponse,
     HeartbeatRequest, HeartbeatResponse, InfoResponse, InvalidRequest, JobRequest,
     UploadUrlResponse,
 };
+
+use serde::Deserialize;
 
 use super::error::{AppError, JsonBody};
 use crate::clients;
@@ -86,10 +88,33 @@ pub(super) async fn dedup(
     Ok(Json(DedupResponse { new }))
 }
 
-pub(super) async fn clients(State(tracker): Tracker) -> Result<Json<Vec<ClientInfo>>, AppError> {
-    let listed = clients::list(tracker.db(), None)
+/// Clients `GET /api/ext/clients` lists when no `limit` is given: every node of a large swarm.
+pub(super) const DEFAULT_LISTED_CLIENTS: u32 = 1_000;
+
+/// Most clients one `GET /api/ext/clients` lists.
+pub(super) const MAX_LISTED_CLIENTS: u32 = 10_000;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ClientsQuery {
+    limit: Option<u32>,
+}
+
+/// The most recently seen clients, at most `limit` (default [`DEFAULT_LISTED_CLIENTS`]): the
+/// answer is bounded however many clients ever registered.
+pub(super) async fn clients(
+    State(tracker): Tracker,
+    Query(query): Query<ClientsQuery>,
+) -> Result<Json<Vec<ClientInfo>>, AppError> {
+    let limit = query.limit.unwrap_or(DEFAULT_LISTED_CLIENTS);
+    if limit == 0 || limit > MAX_LISTED_CLIENTS {
+        return Err(AppError::BadBody(format!(
+            "limit must be between 1 and {MAX_LISTED_CLIENTS}"
+        )));
+    }
+    let mut listed = clients::list(tracker.db(), Some(limit))
         .await
         .map_err(crate::tracker::TrackerError::from)?;
+    listed.truncate(limit as usize);
     Ok(Json(
         listed
             .into_iter()

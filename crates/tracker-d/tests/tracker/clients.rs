@@ -104,3 +104,41 @@ async fn listing(backend: Backend) {
     db.close().await;
     tracker.stop().await;
 }
+
+#[tokio::test]
+async fn the_clients_endpoint_lists_a_bounded_number_most_recent_first() {
+    for backend in BACKENDS {
+        let tracker = TestTracker::start(backend, &[]).await;
+        let db = Db::connect(&tracker.database_url, 2).await.expect("db");
+        let start = now_ms() - 10_000;
+        for index in 0..1_100_i64 {
+            let client_type = [ClientType::Cpu, ClientType::Gpu][index as usize % 2];
+            clients::register(&db, "swarm", client_type, "127.0.0.1", start + index)
+                .await
+                .expect("register");
+        }
+        db.close().await;
+        let listed = |text: &str| -> Vec<serde_json::Value> {
+            serde_json::from_str(text).expect("json list")
+        };
+        let (status, text) = tracker.get("/api/ext/clients").await;
+        assert_eq!(status, 200, "{backend:?}: {text}");
+        let all = listed(&text);
+        assert_eq!(all.len(), 1_000, "{backend:?}: the default cap");
+        let seen: Vec<i64> = all
+            .iter()
+            .map(|c| c["last_seen"].as_i64().unwrap())
+            .collect();
+        assert!(
+            seen.windows(2).all(|pair| pair[0] >= pair[1]),
+            "most recent first"
+        );
+        let (status, text) = tracker.get("/api/ext/clients?limit=5").await;
+        assert_eq!(status, 200, "{backend:?}: {text}");
+        let five = listed(&text);
+        assert_eq!(five.len(), 5);
+        assert_eq!(five[0]["last_seen"], all[0]["last_seen"]);
+        assert_eq!(tracker.get("/api/ext/clients?limit=10001").await.0, 400);
+        tracker.stop().await;
+    }
+}
