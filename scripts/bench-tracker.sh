@@ -40,8 +40,10 @@ tracker_serve() { # DATABASE_URL BLOB_DIR
     --database-url "$1" \
     --blob-dir "$2" \
     --register-per-minute 1000000 \
-    --register-burst 100000 ${BENCH_TRACKER_ARGS:-}
+    --register-burst 100000 \
+    --external-bundles ${BENCH_TRACKER_ARGS:-}
 }
+# (--external-bundles: with BENCH_UPLOAD_BYTES=0 the load hands off 2021 `rsync` ids.)
 # === end of tracker-d's command line ===
 
 BENCH_WATS=${BENCH_WATS:-100000}
