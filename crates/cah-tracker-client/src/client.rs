@@ -14,6 +14,9 @@ use crate::retry::RetryPolicy;
 use crate::session::Session;
 use crate::transport::decode_text;
 
+/// The most clients [`TrackerClient::clients`] asks for: tracker-d's cap on one listing.
+pub const MAX_LISTED_CLIENTS: u32 = 10_000;
+
 /// Settings of a [`TrackerClient`]. [`ClientConfig::new`] fills in the defaults.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -185,8 +188,12 @@ impl TrackerClient {
         self.get_json(&endpoint::EXT_INFO, &[]).await
     }
 
-    /// `GET /api/ext/clients`: the registered clients.
+    /// `GET /api/ext/clients`: the registered clients, the [`MAX_LISTED_CLIENTS`] most recently
+    /// seen (tracker-d lists 1,000 unless asked for more; a tracker without the parameter
+    /// ignores it).
     pub async fn clients(&self) -> Result<Vec<ClientInfo>, TrackerError> {
-        self.get_json(&endpoint::EXT_CLIENTS, &[]).await
+        let limit = MAX_LISTED_CLIENTS.to_string();
+        self.get_json(&endpoint::EXT_CLIENTS, &[("limit", limit.as_str())])
+            .await
     }
 }

@@ -36,7 +36,7 @@ mod session;
 mod transport;
 mod upload;
 
-pub use client::{ClientConfig, TrackerClient};
+pub use client::{ClientConfig, MAX_LISTED_CLIENTS, TrackerClient};
 pub use completion::{Completion, JobOutput};
 pub use error::{TrackerError, with_causes};
 pub use retry::RetryPolicy;

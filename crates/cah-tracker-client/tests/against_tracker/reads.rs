@@ -6,7 +6,11 @@ use cah_protocol::legacy::DataResponse;
 
 use super::support::{Backend, RealTracker, eventually, now_ms};
 
-on_both_databases!(dedup_reports_new_then_seen, info_clients_and_data);
+on_both_databases!(
+    dedup_reports_new_then_seen,
+    info_clients_and_data,
+    clients_lists_past_the_trackers_default
+);
 
 async fn dedup_reports_new_then_seen(backend: Backend) {
     let tracker = RealTracker::start(backend, &[]).await;
@@ -130,4 +134,18 @@ async fn info_clients_and_data(backend: Backend) {
         }
     );
     tracker.stop().await;
+}
+
+/// tracker-d lists 1,000 clients unless asked for more; the client asks for its cap, so a swarm
+/// of more nodes still finds every heartbeat.
+async fn clients_lists_past_the_trackers_default(backend: Backend) {
+    let tracker = RealTracker::start(backend, &[]).await;
+    let client = tracker.client();
+    for index in 0..1_050 {
+        tracker
+            .register(&format!("node{index}"), ClientType::Cpu)
+            .await;
+    }
+    let listed = client.clients().await.expect("clients");
+    assert_eq!(listed.len(), 1_050);
 }
