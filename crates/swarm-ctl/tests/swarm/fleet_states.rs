@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::support::{AccountSpec, SWARM, World, interrupted_node, names};
+use super::support::{AccountSpec, SWARM, World, names};
 
 #[tokio::test]
 async fn up_never_adopts_a_server_that_is_being_deleted() {
@@ -43,14 +43,7 @@ async fn up_after_an_interrupted_up_waits_for_its_booting_nodes() {
         max_nodes: -1,
     };
     let world = World::start_with_delay(vec![spec], Duration::from_millis(700)).await;
-    world
-        .api(
-            0,
-            reqwest::Method::POST,
-            "/servers",
-            Some(interrupted_node("cah-alpha-1")),
-        )
-        .await;
+    world.create_interrupted_node("cah-alpha-1").await;
     let text = world.ok(&["up", "1"]).await;
     assert!(text.contains("already has 1 nodes"), "{text}");
     let servers = world.servers(0).await;

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tracker_d::cli::{Cli, Command};
 use url::Url;
 
-use super::support::{AccountSpec, SWARM, World, interrupted_node, names};
+use super::support::{AccountSpec, SWARM, World, names};
 
 /// A tracker-d on 127.0.0.1:0 over SQLite in `dir`; stops when the sender is dropped.
 async fn start_tracker(dir: &Path) -> (Url, oneshot::Sender<()>) {
@@ -59,6 +59,22 @@ fn fake_ssh(dir: &Path, code: i32) -> PathBuf {
     .expect("script");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     path
+}
+
+/// A node that "boots" after `delay`: its scraper-d registers with the account's nickname and
+/// reports progress starting with the node's name, as scraper-d does.
+fn boot_node(tracker: Url, name: &str, delay: Duration) -> tokio::task::JoinHandle<Session> {
+    let progress = format!("{name}: starting");
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let tracker = TrackerClient::with_defaults(tracker).expect("client");
+        let session = tracker
+            .register("nick-main", ClientType::Cpu)
+            .await
+            .expect("register");
+        session.update_progress(&progress).await.expect("heartbeat");
+        session
+    })
 }
 
 /// Waits until the tracker lists a client with `progress` seen at or after `since` (touches are flushed every second).
@@ -218,20 +234,7 @@ async fn up_waits_until_nodes_reach_the_tracker() {
     let mut world = World::single().await;
     let (url, _stop) = start_tracker(world.dir.path()).await;
     world.extra_args = vec!["--tracker".into(), url.to_string()];
-    let tracker = TrackerClient::with_defaults(url).expect("client");
-    let node = tokio::spawn(async move {
-        // The node "boots": scraper-d registers and reports progress with its node name.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let session = tracker
-            .register("nick-main", ClientType::Cpu)
-            .await
-            .expect("register");
-        session
-            .update_progress("cah-alpha-1: starting")
-            .await
-            .expect("heartbeat");
-        session
-    });
+    let node = boot_node(url, "cah-alpha-1", Duration::from_millis(300));
     let text = world.ok(&["up", "1", "--wait-ready"]).await;
     assert!(
         text.contains("HEARTBEAT") && text.contains(" ago"),
@@ -246,27 +249,8 @@ async fn up_after_an_interrupted_up_waits_until_its_nodes_reach_the_tracker() {
     let (url, _stop) = start_tracker(world.dir.path()).await;
     world.extra_args = vec!["--tracker".into(), url.to_string()];
     // The first `up 1 --wait-ready` was stopped right after its create call.
-    world
-        .api(
-            0,
-            reqwest::Method::POST,
-            "/servers",
-            Some(interrupted_node("cah-alpha-1")),
-        )
-        .await;
-    let tracker = TrackerClient::with_defaults(url).expect("client");
-    let node = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        let session = tracker
-            .register("nick-main", ClientType::Cpu)
-            .await
-            .expect("register");
-        session
-            .update_progress("cah-alpha-1: starting")
-            .await
-            .expect("heartbeat");
-        session
-    });
+    world.create_interrupted_node("cah-alpha-1").await;
+    let node = boot_node(url, "cah-alpha-1", Duration::from_millis(800));
     let text = world.ok(&["up", "1", "--wait-ready"]).await;
     assert!(text.contains("already has 1 nodes"), "{text}");
     assert!(

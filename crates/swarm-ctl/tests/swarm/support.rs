@@ -149,6 +149,17 @@ impl World {
             .expect("swarm-ctl binary runs")
     }
 
+    /// Creates node `name` of the swarm in the first account directly through the API, as an
+    /// `up` interrupted right after its create call leaves it.
+    pub(crate) async fn create_interrupted_node(&self, name: &str) {
+        let body = json!({
+            "name": name, "server_type": "cx22", "image": "debian-12", "location": "fsn1",
+            "labels": { "managed-by": "cah-swarm", "swarm": SWARM, "account": "main" },
+        });
+        self.api(0, reqwest::Method::POST, "/servers", Some(body))
+            .await;
+    }
+
     /// Runs `command`; its result and everything it printed.
     pub(crate) async fn run(&self, command: &[&str]) -> (anyhow::Result<()>, String) {
         let mut out = Vec::new();
@@ -237,13 +248,4 @@ pub(crate) fn names(servers: &[Value]) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// A node of the swarm created directly through the API, as an `up` interrupted right after its
-/// create call leaves it.
-pub(crate) fn interrupted_node(name: &str) -> Value {
-    json!({
-        "name": name, "server_type": "cx22", "image": "debian-12", "location": "fsn1",
-        "labels": { "managed-by": "cah-swarm", "swarm": SWARM, "account": "main" },
-    })
 }
