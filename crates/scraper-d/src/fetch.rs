@@ -212,11 +212,19 @@ impl Fetcher {
         budget: &mut Budget,
     ) -> Result<Step, Outcome> {
         let host = url.host_str().ok_or(Outcome::BadUrl)?;
-        // A lookup the budget cuts short is a DNS failure (a silent nameserver), not the host's.
+        // A lookup that takes a whole budget is a DNS failure (a silent nameserver), not the
+        // host's; one that only finds the budget spent by earlier hops is a timeout.
+        let whole_budget = budget.left == self.config.timeout;
         budget
             .spend(self.resolver.resolve(host))
             .await
-            .map_err(|_| Outcome::DnsFailure)?
+            .map_err(|timeout| {
+                if whole_budget {
+                    Outcome::DnsFailure
+                } else {
+                    timeout
+                }
+            })?
             .map_err(|error| match error {
                 ResolveError::Dns { .. } => Outcome::DnsFailure,
                 ResolveError::Refused { .. } => Outcome::PrivateAddress,
