@@ -248,6 +248,24 @@ pub fn zip_bomb_png(side: u32) -> Vec<u8> {
     png_with_header(side, side, 0, &zlib_zero_rows(side, row_len))
 }
 
+/// A valid 200 x 150 PNG whose colour profile (`iCCP`, before the pixels) inflates to about
+/// `profile_bytes` zero bytes, from about 1 KB per MiB: what a decoder that reads profiles
+/// allocates before any pixel (the `image` crate: up to its allocation limit, 512 MiB by
+/// default). Its pixels are [`photo_like`]`(200, 150, 7)`.
+pub fn iccp_bomb_png(profile_bytes: u64) -> Result<Vec<u8>, TestkitError> {
+    const ROW: u64 = 1 << 20;
+    let plain = encode(&photo_like(200, 150, 7), ImageKind::Png)?;
+    let n_rows = u32::try_from(profile_bytes.div_ceil(ROW))
+        .map_err(|_| TestkitError::Config("profile too large".into()))?;
+    let mut profile = b"bomb\0\0".to_vec();
+    profile.extend(zlib_zero_rows(n_rows, ROW as usize));
+    // The signature (8 bytes) and IHDR (25) come first; the profile must precede IDAT.
+    let mut out = plain[..33].to_vec();
+    push_png_chunk(&mut out, b"iCCP", &profile);
+    out.extend_from_slice(&plain[33..]);
+    Ok(out)
+}
+
 /// Width, height and format of an image, read from its header only.
 pub fn sniff(bytes: &[u8]) -> Option<(image::ImageFormat, u32, u32)> {
     let reader = image::ImageReader::new(Cursor::new(bytes))
