@@ -28,6 +28,14 @@ use resample::{Image8, resize_bicubic_crop};
 pub const MAX_IMAGE_SIDE: u32 = 16_384;
 /// Largest decoder allocation, against decompression bombs.
 pub const MAX_DECODE_BYTES: u64 = 512 * 1024 * 1024;
+/// Most memory reading a header may take, and the slack over the pixels a decode may take
+/// (a PNG's colour profile is zlib data that the decoder would otherwise inflate up to its
+/// whole limit before the first pixel).
+const HEADER_BYTES: u64 = 16 * 1024 * 1024;
+/// Most scans a JPEG may have (encoders write about ten). Each scan of a progressive JPEG is a
+/// pass over all of its blocks and an empty one takes a few bytes: a hostile bundle of such
+/// files would hold the preprocessing pool for hours (scraper-d refuses them the same way).
+pub const MAX_JPEG_SCANS: usize = 100;
 
 /// Why an image could not be prepared.
 #[derive(Debug, thiserror::Error)]
@@ -40,11 +48,21 @@ pub enum PreprocessError {
     Empty { width: u32, height: u32 },
     #[error("image of {width}x{height} exceeds the decoding limits")]
     TooLarge { width: u32, height: u32 },
+    #[error("jpeg with more than {MAX_JPEG_SCANS} scans")]
+    TooManyScans,
 }
 
 /// Decodes JPEG, PNG or WebP bytes and returns `side × side × 3` RGB pixels.
 pub fn preprocess(bytes: &[u8], side: usize) -> Result<Vec<u8>, PreprocessError> {
     let decoded = if matches!(image::guess_format(bytes), Ok(ImageFormat::Jpeg)) {
+        // Every `FF DA` in entropy-coded data starts a scan; one in a metadata segment can only
+        // count too many.
+        if memchr::memmem::find_iter(bytes, b"\xff\xda")
+            .nth(MAX_JPEG_SCANS)
+            .is_some()
+        {
+            return Err(PreprocessError::TooManyScans);
+        }
         match jpeg::decode(bytes) {
             Ok(decoded) => decoded,
             Err(jpeg::Failure::TooLarge { width, height }) => {
@@ -116,13 +134,29 @@ fn cmyk_to_rgb(cmyk: &[u8]) -> [u8; 3] {
 
 /// Decodes with the `image` crate and converts to RGB, within the decompression-bomb limits.
 fn decode_rgb(bytes: &[u8]) -> Result<Decoded, PreprocessError> {
+    let reader = || {
+        ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(PreprocessError::Format)
+    };
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(PreprocessError::Format)?;
+    limits.max_alloc = Some(HEADER_BYTES);
+    let mut probe = reader()?;
+    probe.limits(limits.clone());
+    let (width, height) = probe.into_dimensions()?;
+    if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
+        return Err(PreprocessError::TooLarge { width, height });
+    }
+    // The pixels at up to 8 bytes each (16-bit RGBA) and a header's worth of slack: all a
+    // decode of this picture needs, so nothing before the pixels can take more.
+    limits.max_alloc = Some(
+        (u64::from(width) * u64::from(height) * 8)
+            .saturating_add(HEADER_BYTES)
+            .min(MAX_DECODE_BYTES),
+    );
+    let mut reader = reader()?;
     reader.limits(limits);
     let decoded = reader.decode()?;
     let (width, height) = (decoded.width(), decoded.height());
@@ -178,6 +212,20 @@ fn crop_offset(size: usize, crop: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_jpeg_of_thousands_of_scans_is_refused_before_decoding() {
+        let bomb = cah_testkit::images::scan_bomb_jpeg(2000, 2000);
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            preprocess(&bomb, 224),
+            Err(PreprocessError::TooManyScans)
+        ));
+        assert!(started.elapsed() < std::time::Duration::from_millis(200));
+        // Ten scans, as encoders write, decode.
+        let fine = cah_testkit::images::scan_bomb_jpeg(64, 10);
+        assert_eq!(preprocess(&fine, 32).expect("decodes").len(), 32 * 32 * 3);
+    }
 
     #[test]
     fn sizes_and_offsets_follow_torchvision() {
