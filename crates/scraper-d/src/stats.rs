@@ -11,7 +11,7 @@ pub enum Outcome {
     DnsFailure,
     /// The TCP or TLS connection failed.
     ConnectFailure,
-    /// The per-request deadline (connect, headers and body together) ran out.
+    /// The image's time budget (its lookups, robots.txt wait and requests together) ran out.
     Timeout,
     /// The connection broke while the body was read.
     BodyError,

@@ -19,7 +19,7 @@ use scraper_d::stats::Outcome;
 
 use tracker_d::testing::InProcess;
 
-/// The per-request deadline of the tests.
+/// The per-image time budget of the tests.
 pub(crate) const TIMEOUT: Duration = Duration::from_millis(1500);
 
 pub(crate) struct TestWeb {
