@@ -8,7 +8,8 @@
 //! connection is closed too); a request body must deliver a byte at least every `body_timeout`;
 //! and at most `max_connections` are open at once: at the cap the loop stops accepting, and
 //! newcomers wait in the kernel's backlog until a connection closes. A failed accept (no file
-//! descriptor left) is logged and retried; it never ends the loop.
+//! descriptor left) is logged and retried after a pause; a connection that failed while queued
+//! (reset) is skipped at once. Neither ends the loop.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -76,6 +77,12 @@ pub async fn accept(
         };
         let (stream, remote) = match accepted {
             Ok(accepted) => accepted,
+            // One connection's trouble (reset while it waited in the backlog): the next one
+            // is there to take at once.
+            Err(error) if is_connection_error(&error) => {
+                tracing::debug!(error = %error, "a queued connection failed");
+                continue;
+            }
             Err(error) => {
                 tracing::warn!(error = %error, retry_in = ?ACCEPT_RETRY, "accept failed");
                 tokio::select! {
@@ -122,6 +129,17 @@ fn max_connections_for(open_file_limit: u64) -> usize {
     usize::try_from(connections.clamp(16, 1 << 20)).unwrap_or(1 << 20)
 }
 
+/// Whether an accept error concerns only the connection being accepted, not the listener
+/// (which a lack of file descriptors or memory does).
+fn is_connection_error(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionRefused
+    )
+}
+
 /// Whether a request body failed because it stalled past the body timeout.
 pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     std::iter::successors(Some(error), |error| error.source())
@@ -166,6 +184,15 @@ async fn serve_connection(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_listener_failures_pause_the_accept_loop() {
+        use std::io::{Error, ErrorKind};
+        assert!(super::is_connection_error(&Error::from(
+            ErrorKind::ConnectionAborted
+        )));
+        assert!(!super::is_connection_error(&Error::from_raw_os_error(24))); // EMFILE
+    }
+
     #[test]
     fn the_default_cap_leaves_room_for_files() {
         assert_eq!(super::max_connections_for(1024), 384);

@@ -85,11 +85,14 @@ pub async fn serve(
         config.settings.clone(),
         public_url.clone(),
     ));
+    // Two stops: accepting ends at the shutdown signal, the reaper only once the connections
+    // have drained, so its last flush writes the touches of requests served during the grace.
     let token = CancellationToken::new();
+    let reaper_token = CancellationToken::new();
     let reaper = tokio::spawn(reap_forever(
         Arc::clone(&tracker),
         config.reap_interval,
-        token.clone(),
+        reaper_token.clone(),
     ));
     let app = http::router(Arc::clone(&tracker), config.max_json_bytes);
     let limits = config.connections;
@@ -105,6 +108,7 @@ pub async fn serve(
             "requests still in flight after the shutdown grace, stopping anyway"
         );
     }
+    reaper_token.cancel();
     let _ = reaper.await;
     db.close().await;
     tracing::info!("tracker stopped");

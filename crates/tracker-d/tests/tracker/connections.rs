@@ -236,3 +236,41 @@ async fn oversized_bodies_are_refused_before_they_are_read() {
     );
     tracker.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_finished_during_the_shutdown_grace_is_written() {
+    let tracker = TestTracker::start(Backend::Sqlite, &["--shutdown-grace", "10s"]).await;
+    let token = tracker.register("late", "CPU").await;
+    let body = json!({"token": token, "progress": "finished during the grace"}).to_string();
+    let head = format!(
+        "POST /api/ext/heartbeat HTTP/1.1\r\nHost: tracker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    // The head and part of the body now, the rest once the shutdown has begun.
+    let mut stream = connect(tracker.addr, head.as_bytes()).await;
+    stream
+        .write_all(&body.as_bytes()[..10])
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let database_url = tracker.database_url.clone();
+    let stopping = tokio::spawn(tracker.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream
+        .write_all(&body.as_bytes()[10..])
+        .await
+        .expect("write");
+    assert_eq!(status_line(&mut stream).await, "HTTP/1.1 200 OK");
+    drop(stream);
+    let (_dir, _) = stopping.await.expect("stopped");
+    let db = tracker_d::db::Db::connect(&database_url, 1)
+        .await
+        .expect("db");
+    let progress: String = sqlx::query_scalar("SELECT progress FROM clients WHERE token = $1")
+        .bind(&token)
+        .fetch_one(db.pool())
+        .await
+        .expect("client row");
+    db.close().await;
+    assert_eq!(progress, "finished during the grace");
+}
