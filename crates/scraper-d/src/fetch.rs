@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_LENGTH, LOCATION, RETRY_AFTER};
 use tokio::sync::Semaphore;
@@ -97,6 +98,12 @@ struct Budget {
 }
 
 impl Budget {
+    /// Whether at least half of the whole budget `whole` is left: enough that running out of
+    /// it says something about what was waited on.
+    fn is_fair_share(&self, whole: Duration) -> bool {
+        self.left >= whole / 2
+    }
+
     /// Runs `work` within what is left, and takes the time it took off; `Timeout` when the
     /// budget runs out first.
     async fn spend<T>(&mut self, work: impl Future<Output = T>) -> Result<T, Outcome> {
@@ -149,11 +156,16 @@ impl Fetcher {
             if state.is_open() {
                 return Err(Outcome::CircuitOpen);
             }
+            let fair_share = budget.is_fair_share(self.config.timeout);
             let step = self.fetch_one(&current, &state, &mut budget).await;
             let step = match step {
                 Ok(step) => step,
                 Err(outcome) => {
-                    self.hosts.record(&state, outcome);
+                    // A hop that began with most of the budget already spent by earlier hosts
+                    // of the chain times out through no fault of this one.
+                    if outcome != Outcome::Timeout || fair_share {
+                        self.hosts.record(&state, outcome);
+                    }
                     return Err(outcome);
                 }
             };
@@ -212,14 +224,15 @@ impl Fetcher {
         budget: &mut Budget,
     ) -> Result<Step, Outcome> {
         let host = url.host_str().ok_or(Outcome::BadUrl)?;
-        // A lookup that takes a whole budget is a DNS failure (a silent nameserver), not the
-        // host's; one that only finds the budget spent by earlier hops is a timeout.
-        let whole_budget = budget.left == self.config.timeout;
+        // A lookup that runs out a fair share of the budget is a DNS failure (a silent
+        // nameserver), not the host's; one that only finds the budget spent by earlier hops is
+        // a timeout.
+        let lookup_had_fair_share = budget.is_fair_share(self.config.timeout);
         budget
             .spend(self.resolver.resolve(host))
             .await
             .map_err(|timeout| {
-                if whole_budget {
+                if lookup_had_fair_share {
                     Outcome::DnsFailure
                 } else {
                     timeout
@@ -231,7 +244,10 @@ impl Fetcher {
             })?;
         if self.config.politeness.respect_robots {
             let rules = budget
-                .spend(state.robots.get_or_init(|| self.fetch_robots(url)))
+                .spend(state.robots(|| {
+                    let (fetcher, url) = (self.clone(), url.clone());
+                    async move { fetcher.fetch_robots(&url).await }.boxed()
+                }))
                 .await?;
             let mut path = url.path().to_owned();
             if let Some(query) = url.query() {

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
 
@@ -51,7 +53,9 @@ impl PolitenessConfig {
 #[derive(Debug)]
 pub struct HostState {
     pub slots: Semaphore,
-    pub robots: OnceCell<RobotsRules>,
+    robots: OnceCell<RobotsRules>,
+    /// The robots.txt fetch in flight, on a task of its own (see [`HostState::robots`]).
+    robots_fetch: Mutex<Option<Shared<BoxFuture<'static, RobotsRules>>>>,
     consecutive_failures: AtomicU32,
     open: AtomicBool,
     backoff_until: Mutex<Option<Instant>>,
@@ -64,11 +68,51 @@ impl HostState {
         HostState {
             slots: Semaphore::new(per_host.max(1)),
             robots: OnceCell::new(),
+            robots_fetch: Mutex::new(None),
             consecutive_failures: AtomicU32::new(0),
             open: AtomicBool::new(false),
             backoff_until: Mutex::new(None),
             backoff_total_ms: AtomicU64::new(0),
         }
+    }
+
+    /// The host's robots.txt rules, fetched once by `fetch`. The fetch runs on a task of its
+    /// own that every caller waits on, so a caller that stops waiting (its image's time budget
+    /// ran out) neither cancels it nor makes the next caller start another.
+    pub async fn robots(
+        &self,
+        fetch: impl FnOnce() -> BoxFuture<'static, RobotsRules>,
+    ) -> &RobotsRules {
+        self.robots
+            .get_or_init(|| {
+                let shared = {
+                    let mut slot = self
+                        .robots_fetch
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    slot.get_or_insert_with(|| {
+                        let task = tokio::spawn(fetch());
+                        async move {
+                            // Only a panic in the fetch ends the task without rules.
+                            task.await
+                                .unwrap_or(RobotsRules::Unreachable(Outcome::Timeout))
+                        }
+                        .boxed()
+                        .shared()
+                    })
+                    .clone()
+                };
+                async move {
+                    let rules = shared.await;
+                    // The cell keeps the rules from here on.
+                    *self
+                        .robots_fetch
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                    rules
+                }
+            })
+            .await
     }
 
     /// Whether the circuit breaker stopped requests to this host.
@@ -158,22 +202,31 @@ impl Hosts {
         let wait = retry_after
             .unwrap_or(self.config.default_backoff)
             .min(self.config.max_backoff);
-        let until = Instant::now() + wait;
-        let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        let now = Instant::now();
+        let until = now + wait;
+        // Only how far the backoff moves forward counts: two requests that got a 429 at once
+        // ask for the same wait, not twice as much.
+        let added = {
+            let mut current = state
+                .backoff_until
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let from = current.filter(|current| *current > now).unwrap_or(now);
+            if until > from {
+                *current = Some(until);
+            }
+            until.saturating_duration_since(from)
+        };
+        let added_ms = u64::try_from(added.as_millis()).unwrap_or(u64::MAX);
         let total_ms = state
             .backoff_total_ms
-            .fetch_add(wait_ms, Ordering::Relaxed)
-            .saturating_add(wait_ms);
+            .fetch_add(added_ms, Ordering::Relaxed)
+            .saturating_add(added_ms);
         if self.config.breaker_threshold > 0
             && u128::from(total_ms) > self.config.max_backoff_total.as_millis()
             && !state.open.swap(true, Ordering::Relaxed)
         {
             tracing::info!(total_ms, "host asked for too much backoff; circuit opened");
-        }
-        if let Ok(mut current) = state.backoff_until.lock()
-            && current.is_none_or(|current| current < until)
-        {
-            *current = Some(until);
         }
     }
 }
@@ -185,7 +238,37 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_that_stops_waiting_does_not_restart_the_robots_fetch() {
+        let state = HostState::new(2);
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let fetch = || {
+            let fetches = Arc::clone(&fetches);
+            async move {
+                fetches.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                RobotsRules::DisallowAll
+            }
+            .boxed()
+        };
+        // Two images whose budgets run out while the host's robots.txt is slow.
+        for _ in 0..2 {
+            let gave_up = tokio::time::timeout(Duration::from_secs(2), state.robots(fetch)).await;
+            assert!(gave_up.is_err());
+        }
+        assert_eq!(*state.robots(fetch).await, RobotsRules::DisallowAll);
+        assert_eq!(
+            fetches.load(Ordering::Relaxed),
+            1,
+            "one fetch for all three"
+        );
+        assert_eq!(*state.robots(fetch).await, RobotsRules::DisallowAll);
+        assert_eq!(fetches.load(Ordering::Relaxed), 1);
+    }
 
     #[tokio::test]
     async fn breaker_opens_after_consecutive_failures_and_backoff_is_capped() {
@@ -213,27 +296,33 @@ mod tests {
         assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
 
-        // 429 and 200 in turn: never two failures in a row, but the waits add up.
-        let patient = Hosts::new(PolitenessConfig {
-            max_backoff: Duration::from_secs(30),
-            max_backoff_total: Duration::from_secs(60),
-            ..PolitenessConfig::standard()
-        });
-        let tarpit = patient.get("tarpit.test:80");
-        for _ in 0..2 {
-            patient.record(&tarpit, Outcome::RateLimited);
-            patient.back_off(&tarpit, parse_retry_after("30"));
-            patient.record(&tarpit, Outcome::Ok);
-        }
-        assert!(!tarpit.is_open(), "60 s asked in total: still within");
-        patient.record(&tarpit, Outcome::RateLimited);
-        patient.back_off(&tarpit, parse_retry_after("30"));
-        assert!(tarpit.is_open(), "90 s asked in total");
-
         assert_eq!(hosts.forget_idle(), 1, "b.test is not in use");
         assert_eq!(hosts.len(), 1);
         drop(state);
         assert_eq!(hosts.forget_idle(), 1);
         assert!(hosts.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_host_that_asks_for_too_much_backoff_in_total_is_stopped() {
+        // 429 and 200 in turn: never two failures in a row, but the waits add up.
+        let hosts = Hosts::new(PolitenessConfig {
+            max_backoff: Duration::from_secs(30),
+            max_backoff_total: Duration::from_secs(60),
+            ..PolitenessConfig::standard()
+        });
+        let tarpit = hosts.get("tarpit.test:80");
+        for _ in 0..2 {
+            hosts.record(&tarpit, Outcome::RateLimited);
+            // Both slots got the 429 at once: one wait, not two.
+            hosts.back_off(&tarpit, parse_retry_after("30"));
+            hosts.back_off(&tarpit, parse_retry_after("30"));
+            tokio::time::advance(Duration::from_secs(30)).await;
+            hosts.record(&tarpit, Outcome::Ok);
+        }
+        assert!(!tarpit.is_open(), "60 s asked in total: still within");
+        hosts.record(&tarpit, Outcome::RateLimited);
+        hosts.back_off(&tarpit, parse_retry_after("30"));
+        assert!(tarpit.is_open(), "90 s asked in total");
     }
 }
