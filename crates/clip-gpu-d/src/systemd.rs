@@ -11,9 +11,9 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 use tracing::{info, warn};
 
-/// Tells systemd the service is ready (Type=notify).
+/// Tells systemd the service is ready (Type=notify), replacing a start's status line.
 pub fn ready() {
-    notify(&[NotifyState::Ready]);
+    notify(&[NotifyState::Ready, NotifyState::Status("running")]);
 }
 
 /// Tells systemd the service is stopping.

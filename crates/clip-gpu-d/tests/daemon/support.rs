@@ -30,7 +30,7 @@ impl RealTracker {
         RealTracker::start_on(any_port, extra).await
     }
 
-    async fn start_on(addr: SocketAddr, extra: &[&str]) -> RealTracker {
+    pub(crate) async fn start_on(addr: SocketAddr, extra: &[&str]) -> RealTracker {
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = format!("sqlite://{}", dir.path().join("tracker.sqlite").display());
         let server =
