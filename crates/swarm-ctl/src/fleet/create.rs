@@ -132,8 +132,8 @@ impl<'a> Creator<'a> {
             };
             match project.api.create_server(&request).await {
                 Ok(created) => {
-                    tracing::info!(name = %created.server.name, account = %project.account.name, location, "server created");
                     ctl.journal.created(&created.server.name);
+                    tracing::info!(name = %created.server.name, account = %project.account.name, location, "server created");
                     if let Some(ip) = created.server.ipv4() {
                         // The address may have belonged to an earlier server with another host key.
                         ctl.ssh.forget_host(ip).await;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::support::{AccountSpec, SWARM, World, names};
 
@@ -140,35 +141,50 @@ async fn ctrl_c_during_up_says_what_was_created_and_how_to_finish() {
     // Servers that take long to boot: `up` is still waiting for them when Ctrl-C comes.
     let world = World::start_with_delay(vec![spec], Duration::from_secs(30)).await;
     let argv = world.argv(&["up", "2"]);
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_swarm-ctl"))
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_swarm-ctl"))
         .args(&argv[1..])
+        .env("RUST_LOG", "swarm_ctl=info")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("swarm-ctl binary starts");
-    let mut created = false;
-    for _ in 0..400 {
-        if world.servers(0).await.len() == 2 {
-            created = true;
-            break;
+    // Ctrl-C once it logged both creations: the run has recorded them.
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut log = String::new();
+    let logged_both = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut created = 0;
+        while created < 2 {
+            let line = lines.next_line().await.expect("read").expect("a log line");
+            created += usize::from(line.contains("server created"));
+            log.push_str(&line);
+            log.push('\n');
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(created, "up created both servers");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    })
+    .await;
+    assert!(logged_both.is_ok(), "up created both servers: {log}");
     let pid = child.id().expect("running").to_string();
     let status = std::process::Command::new("kill")
         .args(["-INT", &pid])
         .status()
         .expect("kill runs");
     assert!(status.success());
+    let rest = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut rest = String::new();
+        while let Some(line) = lines.next_line().await.expect("read") {
+            rest.push_str(&line);
+            rest.push('\n');
+        }
+        rest
+    })
+    .await
+    .expect("swarm-ctl stops at Ctrl-C");
     let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
         .await
-        .expect("swarm-ctl stops at Ctrl-C")
+        .expect("swarm-ctl exits")
         .expect("output");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = log + &rest;
     assert_eq!(output.status.code(), Some(130), "{stderr}");
     assert!(
         stderr.contains(
