@@ -400,7 +400,7 @@ pub(crate) async fn wait_created(ctl: &Ctl, created: &[Created]) -> anyhow::Resu
                 .map(|node| format!("{} {}", node.server.name, node.server.status))
                 .collect();
             bail!(
-                "only {running} of {} new servers are running after {:?} ({}); check them with `swarm-ctl status`",
+                "only {running} of {} servers are running after {:?} ({}); check them with `swarm-ctl status`",
                 wanted.len(),
                 ctl.wait_timeout,
                 late.join(", ")
