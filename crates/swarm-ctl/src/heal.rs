@@ -17,7 +17,7 @@ use crate::status;
 /// `swarm-ctl heal`.
 pub async fn heal(ctl: &Ctl, args: &HealArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let nodes = fleet::list_nodes(ctl).await?;
-    let beats = status::heartbeats(ctl, &nodes).await?;
+    let beats = status::complete_heartbeats(ctl, &nodes).await?;
     let stale_after = i64::try_from(args.stale_after.as_secs()).unwrap_or(i64::MAX);
     let now = unix_now();
     let unhealthy: Vec<&Node> = nodes
@@ -102,7 +102,7 @@ pub async fn heal(ctl: &Ctl, args: &HealArgs, out: &mut dyn Write) -> anyhow::Re
         // A restart that does not bring the heartbeat back is not enough: recreate those nodes.
         let restarted_at = unix_now();
         tokio::time::sleep(args.recheck_after).await;
-        let beats = status::heartbeats(ctl, &nodes).await?;
+        let beats = status::complete_heartbeats(ctl, &nodes).await?;
         for node in restarted {
             let silent = beats
                 .get(&node.server.name)

@@ -114,14 +114,47 @@ fn hourly_price(types: &[ServerType], node: &Node) -> Option<f64> {
         .hourly_net(&node.server.location.name)
 }
 
-/// Each node's newest tracker client, by node name.
+/// Each node's newest tracker client, by node name. A node missing from the map may be alive
+/// when the tracker listed as many clients as one listing holds (a warning says so).
 pub async fn heartbeats(ctl: &Ctl, nodes: &[Node]) -> anyhow::Result<HashMap<String, Heartbeat>> {
+    let (beats, full) = read_heartbeats(ctl, nodes).await?;
+    if full {
+        tracing::warn!(
+            listed = cah_tracker_client::MAX_LISTED_CLIENTS,
+            "the tracker listed as many clients as one listing holds; nodes without a heartbeat may only be missing from it"
+        );
+    }
+    Ok(beats)
+}
+
+/// As [`heartbeats`], for decisions that delete or restart nodes: refuses a listing that may
+/// be incomplete, since a node missing from it would be taken for a silent one.
+pub async fn complete_heartbeats(
+    ctl: &Ctl,
+    nodes: &[Node],
+) -> anyhow::Result<HashMap<String, Heartbeat>> {
+    let (beats, full) = read_heartbeats(ctl, nodes).await?;
+    if full {
+        bail!(
+            "the tracker listed {} clients, the most one listing holds, so a node missing from it may still be alive; heal does nothing rather than restart or recreate healthy nodes (forget idle clients on the tracker with a shorter --client-timeout)",
+            cah_tracker_client::MAX_LISTED_CLIENTS
+        );
+    }
+    Ok(beats)
+}
+
+/// Each node's newest tracker client, and whether the listing was full.
+async fn read_heartbeats(
+    ctl: &Ctl,
+    nodes: &[Node],
+) -> anyhow::Result<(HashMap<String, Heartbeat>, bool)> {
     let url = ctl.tracker()?;
     let client = TrackerClient::with_defaults(url.clone()).context("invalid tracker url")?;
     let clients = client
         .clients()
         .await
         .with_context(|| format!("cannot list the clients of the tracker at {url}"))?;
+    let full = listing_is_full(clients.len());
     let named: Vec<NodeIdentity> = nodes
         .iter()
         .map(|node| NodeIdentity {
@@ -130,7 +163,12 @@ pub async fn heartbeats(ctl: &Ctl, nodes: &[Node]) -> anyhow::Result<HashMap<Str
             created: node.server.created_unix(),
         })
         .collect();
-    Ok(match_clients(&named, &clients))
+    Ok((match_clients(&named, &clients), full))
+}
+
+/// Whether a listing of `count` clients may have left some out.
+fn listing_is_full(count: usize) -> bool {
+    count >= cah_tracker_client::MAX_LISTED_CLIENTS as usize
 }
 
 /// What a tracker client is matched against.
@@ -242,6 +280,12 @@ mod tests {
             progress: progress.to_owned(),
             last_seen,
         }
+    }
+
+    #[test]
+    fn a_full_listing_may_be_incomplete() {
+        assert!(!listing_is_full(9_999));
+        assert!(listing_is_full(10_000));
     }
 
     #[test]
