@@ -127,6 +127,10 @@ pub struct ServeArgs {
     /// part file is deleted.
     #[arg(long, env = "TRACKER_BODY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub body_timeout: std::time::Duration,
+    /// Close a connection whose client reads nothing of its response for this long (a slow
+    /// reader that keeps reading, a GPU client downloading a bundle, is never cut).
+    #[arg(long, env = "TRACKER_RESPONSE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub response_timeout: std::time::Duration,
     /// On SIGTERM, wait this long for requests in flight.
     #[arg(long, env = "TRACKER_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: std::time::Duration,

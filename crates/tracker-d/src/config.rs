@@ -151,8 +151,11 @@ impl TryFrom<ServeArgs> for ServeConfig {
         if args.max_connections == Some(0)
             || args.header_timeout.is_zero()
             || args.body_timeout.is_zero()
+            || args.response_timeout.is_zero()
         {
-            return fail("--max-connections, --header-timeout and --body-timeout must be positive");
+            return fail(
+                "--max-connections, --header-timeout, --body-timeout and --response-timeout must be positive",
+            );
         }
         Ok(ServeConfig {
             listen: args.listen,
@@ -171,6 +174,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
                     .unwrap_or_else(connections::default_max_connections),
                 header_timeout: args.header_timeout,
                 body_timeout: args.body_timeout,
+                response_timeout: args.response_timeout,
             },
             settings: Settings {
                 lease: args.lease,

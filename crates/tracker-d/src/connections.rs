@@ -6,10 +6,12 @@
 //! Here a connection must deliver a request head within `header_timeout` of opening or of its
 //! last response (hyper starts the timer whenever it waits for a head, so an idle keep-alive
 //! connection is closed too); a request body must deliver a byte at least every `body_timeout`;
-//! and at most `max_connections` are open at once: at the cap the loop stops accepting, and
+//! a response must be read on by the client at least every `response_timeout`; and at most `max_connections` are open at once: at the cap the loop stops accepting, and
 //! newcomers wait in the kernel's backlog until a connection closes. A failed accept (no file
 //! descriptor left) is logged and retried after a pause; a connection that failed while queued
 //! (reset) is skipped at once. Neither ends the loop.
+
+mod write_stall;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +43,8 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     /// Longest wait for the next bytes of a request body.
     pub body_timeout: Duration,
+    /// Longest a response may wait on a client that reads none of it.
+    pub response_timeout: Duration,
 }
 
 /// The connections being served, and how to stop them.
@@ -165,6 +169,7 @@ async fn serve_connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
+    let stream = write_stall::WriteStall::new(stream, limits.response_timeout);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     let mut connection = std::pin::pin!(connection);
     let result = tokio::select! {

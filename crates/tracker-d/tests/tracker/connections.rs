@@ -274,3 +274,53 @@ async fn a_request_finished_during_the_shutdown_grace_is_written() {
     db.close().await;
     assert_eq!(progress, "finished during the grace");
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_its_response_loses_the_connection() {
+    let tracker = TestTracker::start(
+        Backend::Sqlite,
+        &[
+            "--max-connections",
+            "1",
+            "--response-timeout",
+            "1s",
+            // The test client's idle keep-alive connections go too.
+            "--header-timeout",
+            "1s",
+            "--max-bundle-bytes",
+            "67108864",
+        ],
+    )
+    .await;
+    tracker.import(1, 0).await;
+    let cpu = tracker.register("cpu", "CPU").await;
+    let number = tracker.claim(&cpu, 1, false).await[0]["number"]
+        .as_u64()
+        .expect("number");
+    // Far more than the sockets on both ends buffer.
+    let handoff = tracker.upload(&cpu, number, vec![9_u8; 32 << 20]).await;
+    let (status, body) = tracker
+        .post(
+            "/api/ext/complete",
+            &json!({"token": cpu, "number": number, "bundle": handoff}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let gpu = tracker.register("gpu", "GPU").await;
+    let job = &tracker.claim(&gpu, 1, false).await[0];
+    let url = job["bundle"]["url"].as_str().expect("bundle url");
+    let path = url.strip_prefix(&tracker.base).expect("our url");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The download is asked for and never read, on the only connection there is.
+    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+    let hog = connect(tracker.addr, request.as_bytes()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut next = connect(
+        tracker.addr,
+        b"GET /api/ext/info HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_line(&mut next).await, "HTTP/1.1 200 OK");
+    drop(hog);
+    tracker.stop().await;
+}
