@@ -17,9 +17,15 @@ use crate::status;
 /// `swarm-ctl heal`.
 pub async fn heal(ctl: &Ctl, args: &HealArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let nodes = fleet::list_nodes(ctl).await?;
-    let beats = status::complete_heartbeats(ctl, &nodes).await?;
     let stale_after = i64::try_from(args.stale_after.as_secs()).unwrap_or(i64::MAX);
     let now = unix_now();
+    let beats = status::heartbeats_of_silent(
+        ctl,
+        &nodes,
+        now.saturating_sub(stale_after),
+        "heal does nothing rather than restart or recreate healthy nodes",
+    )
+    .await?;
     let unhealthy: Vec<&Node> = nodes
         .iter()
         .filter(|node| node.server.status == "running")
@@ -102,7 +108,15 @@ pub async fn heal(ctl: &Ctl, args: &HealArgs, out: &mut dyn Write) -> anyhow::Re
         // A restart that does not bring the heartbeat back is not enough: recreate those nodes.
         let restarted_at = unix_now();
         tokio::time::sleep(args.recheck_after).await;
-        let beats = status::complete_heartbeats(ctl, &nodes).await?;
+        let names: Vec<&str> = restarted
+            .iter()
+            .map(|node| node.server.name.as_str())
+            .collect();
+        let refusal = format!(
+            "restarted {}, but recreates none of them, not knowing which stayed silent",
+            names.join(", ")
+        );
+        let beats = status::heartbeats_of_silent(ctl, &nodes, restarted_at, &refusal).await?;
         for node in restarted {
             let silent = beats
                 .get(&node.server.name)

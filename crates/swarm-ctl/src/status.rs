@@ -117,8 +117,8 @@ fn hourly_price(types: &[ServerType], node: &Node) -> Option<f64> {
 /// Each node's newest tracker client, by node name. A node missing from the map may be alive
 /// when the tracker listed as many clients as one listing holds (a warning says so).
 pub async fn heartbeats(ctl: &Ctl, nodes: &[Node]) -> anyhow::Result<HashMap<String, Heartbeat>> {
-    let (beats, full) = read_heartbeats(ctl, nodes).await?;
-    if full {
+    let (beats, oldest_of_full_listing) = read_heartbeats(ctl, nodes).await?;
+    if oldest_of_full_listing.is_some() {
         tracing::warn!(
             listed = cah_tracker_client::MAX_LISTED_CLIENTS,
             "the tracker listed as many clients as one listing holds; nodes without a heartbeat may only be missing from it"
@@ -127,34 +127,42 @@ pub async fn heartbeats(ctl: &Ctl, nodes: &[Node]) -> anyhow::Result<HashMap<Str
     Ok(beats)
 }
 
-/// As [`heartbeats`], for decisions that delete or restart nodes: refuses a listing that may
-/// be incomplete, since a node missing from it would be taken for a silent one.
-pub async fn complete_heartbeats(
+/// As [`heartbeats`], for decisions that restart or recreate the nodes not seen since
+/// `silent_before` (unix seconds). The tracker lists its most recently seen clients first, so
+/// a node missing from a full listing was last seen before the oldest listed client: silent
+/// too when that is before `silent_before`. Otherwise the listing cannot tell, and this fails
+/// with `refusal` (what the caller will not do) in the message.
+pub async fn heartbeats_of_silent(
     ctl: &Ctl,
     nodes: &[Node],
+    silent_before: i64,
+    refusal: &str,
 ) -> anyhow::Result<HashMap<String, Heartbeat>> {
-    let (beats, full) = read_heartbeats(ctl, nodes).await?;
-    if full {
+    let (beats, oldest_of_full_listing) = read_heartbeats(ctl, nodes).await?;
+    if !tells_silent_nodes(oldest_of_full_listing, silent_before) {
         bail!(
-            "the tracker listed {} clients, the most one listing holds, so a node missing from it may still be alive; heal does nothing rather than restart or recreate healthy nodes (forget idle clients on the tracker with a shorter --client-timeout)",
+            "the tracker listed {} clients, the most one listing holds, all seen too recently to tell a node missing from it from a silent one; {refusal} (forget idle clients on the tracker with a shorter --client-timeout)",
             cah_tracker_client::MAX_LISTED_CLIENTS
         );
     }
     Ok(beats)
 }
 
-/// Each node's newest tracker client, and whether the listing was full.
+/// Each node's newest tracker client, and when the listing was full, the oldest `last_seen`
+/// in it.
 async fn read_heartbeats(
     ctl: &Ctl,
     nodes: &[Node],
-) -> anyhow::Result<(HashMap<String, Heartbeat>, bool)> {
+) -> anyhow::Result<(HashMap<String, Heartbeat>, Option<i64>)> {
     let url = ctl.tracker()?;
     let client = TrackerClient::with_defaults(url.clone()).context("invalid tracker url")?;
     let clients = client
         .clients()
         .await
         .with_context(|| format!("cannot list the clients of the tracker at {url}"))?;
-    let full = listing_is_full(clients.len());
+    let oldest_of_full_listing = listing_is_full(clients.len())
+        .then(|| clients.iter().map(|client| client.last_seen).min())
+        .flatten();
     let named: Vec<NodeIdentity> = nodes
         .iter()
         .map(|node| NodeIdentity {
@@ -163,7 +171,13 @@ async fn read_heartbeats(
             created: node.server.created_unix(),
         })
         .collect();
-    Ok((match_clients(&named, &clients), full))
+    Ok((match_clients(&named, &clients), oldest_of_full_listing))
+}
+
+/// Whether a listing shows every node seen since `silent_before`: it was not full, or even its
+/// oldest client was seen before then.
+fn tells_silent_nodes(oldest_of_full_listing: Option<i64>, silent_before: i64) -> bool {
+    oldest_of_full_listing.is_none_or(|oldest| oldest < silent_before)
 }
 
 /// Whether a listing of `count` clients may have left some out.
@@ -286,6 +300,10 @@ mod tests {
     fn a_full_listing_may_be_incomplete() {
         assert!(!listing_is_full(9_999));
         assert!(listing_is_full(10_000));
+        assert!(tells_silent_nodes(None, 1_000));
+        // Everyone missing was seen before 900: silent since 1,000 as well.
+        assert!(tells_silent_nodes(Some(900), 1_000));
+        assert!(!tells_silent_nodes(Some(1_000), 1_000));
     }
 
     #[test]

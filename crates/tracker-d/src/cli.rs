@@ -127,9 +127,11 @@ pub struct ServeArgs {
     /// part file is deleted.
     #[arg(long, env = "TRACKER_BODY_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub body_timeout: std::time::Duration,
-    /// Close a connection whose client reads nothing of its response for this long (a slow
-    /// reader that keeps reading, a GPU client downloading a bundle, is never cut).
-    #[arg(long, env = "TRACKER_RESPONSE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    /// Close a connection whose client reads nothing of its response for this long. The kernel
+    /// reports progress only after about a third of the socket's send buffer (up to 4 MiB) was
+    /// read, so a reader slower than that third per timeout is cut too: 5 min keeps readers of
+    /// 5 KB/s and more.
+    #[arg(long, env = "TRACKER_RESPONSE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     pub response_timeout: std::time::Duration,
     /// On SIGTERM, wait this long for requests in flight.
     #[arg(long, env = "TRACKER_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]

@@ -134,14 +134,17 @@ fn max_connections_for(open_file_limit: u64) -> usize {
 }
 
 /// Whether an accept error concerns only the connection being accepted, not the listener
-/// (which a lack of file descriptors or memory does).
+/// (which a lack of file descriptors or memory does); accept(2) says to retry those at once.
 fn is_connection_error(error: &std::io::Error) -> bool {
     matches!(
         error.kind(),
         std::io::ErrorKind::ConnectionAborted
             | std::io::ErrorKind::ConnectionReset
             | std::io::ErrorKind::ConnectionRefused
-    )
+            | std::io::ErrorKind::NetworkDown
+            | std::io::ErrorKind::NetworkUnreachable
+            | std::io::ErrorKind::HostUnreachable
+    ) || error.raw_os_error() == Some(rustix::io::Errno::PROTO.raw_os_error())
 }
 
 /// Whether a request body failed because it stalled past the body timeout.

@@ -94,6 +94,8 @@ pub async fn serve(
         config.reap_interval,
         reaper_token.clone(),
     ));
+    // Whatever way this function returns, the reaper stops with it.
+    let _stop_reaper = reaper_token.clone().drop_guard();
     let app = http::router(Arc::clone(&tracker), config.max_json_bytes);
     let limits = config.connections;
     tracing::info!(%addr, %public_url, database = ?db.dialect(), max_connections = limits.max_connections, "listening");

@@ -1,6 +1,7 @@
 //! A socket whose writes must make progress: a client that stops reading its response for
 //! longer than the limit gets its connection closed, so it cannot hold one of the capped
-//! connections for ever. A slow reader that keeps reading is never cut.
+//! connections for ever. Progress is seen when the kernel takes more bytes, which it does once
+//! about a third of its send buffer was read: a reader slower than that per limit is cut too.
 
 use std::io;
 use std::pin::Pin;
@@ -13,8 +14,11 @@ use tokio::time::Sleep;
 pub(super) struct WriteStall<S> {
     inner: S,
     limit: Duration,
-    /// Running while a write waits on the client; reset by every write that goes through.
-    stalled: Option<Pin<Box<Sleep>>>,
+    /// The deadline of a write that waits on the client; armed by the first write that makes
+    /// no progress, disarmed by every write that goes through (one timer, reset, not
+    /// reallocated).
+    timer: Pin<Box<Sleep>>,
+    armed: bool,
 }
 
 impl<S> WriteStall<S> {
@@ -22,18 +26,20 @@ impl<S> WriteStall<S> {
         Self {
             inner,
             limit,
-            stalled: None,
+            timer: Box::pin(tokio::time::sleep(limit)),
+            armed: false,
         }
     }
 
     /// After a write that made no progress: an error once the limit has passed, else pending
     /// (the timer wakes the task when it runs out).
     fn poll_stall<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        let limit = self.limit;
-        let stalled = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match stalled.as_mut().poll(cx) {
+        if !self.armed {
+            self.armed = true;
+            let deadline = tokio::time::Instant::now() + self.limit;
+            self.timer.as_mut().reset(deadline);
+        }
+        match self.timer.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the client stopped reading its response",
@@ -50,7 +56,7 @@ impl<S> WriteStall<S> {
     ) -> Poll<io::Result<T>> {
         match result {
             Poll::Ready(result) => {
-                self.stalled = None;
+                self.armed = false;
                 Poll::Ready(result)
             }
             Poll::Pending => self.poll_stall(cx),
