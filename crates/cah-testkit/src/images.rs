@@ -266,6 +266,20 @@ pub fn iccp_bomb_png(profile_bytes: u64) -> Result<Vec<u8>, TestkitError> {
     Ok(out)
 }
 
+/// This process's peak resident set so far in KiB (Linux `VmHWM`), for tests that bound what a
+/// bomb costs: run them in a test binary of their own, so the peak is theirs alone.
+pub fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmHWM:"))
+                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .expect("/proc/self/status has VmHWM")
+}
+
 /// Width, height and format of an image, read from its header only.
 pub fn sniff(bytes: &[u8]) -> Option<(image::ImageFormat, u32, u32)> {
     let reader = image::ImageReader::new(Cursor::new(bytes))

@@ -4,26 +4,16 @@
 
 use scraper_d::validate::{ValidateConfig, decode};
 
-/// Peak resident set of this process so far, in KiB.
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM")
-}
-
 #[test]
 fn a_png_profile_that_inflates_to_300_mb_costs_no_memory() {
     let bytes = cah_testkit::images::iccp_bomb_png(300 << 20).expect("bomb");
     assert!(bytes.len() < 1_000_000, "{}", bytes.len());
-    let before = peak_rss_kib();
+    let before = cah_testkit::images::peak_rss_kib();
     let decoded = decode(&bytes, &ValidateConfig::standard(), None).expect("decodes");
     assert_eq!(
         decoded.image.to_rgb8(),
         cah_testkit::images::photo_like(200, 150, 7)
     );
-    let grown_mib = (peak_rss_kib().saturating_sub(before)) / 1024;
+    let grown_mib = (cah_testkit::images::peak_rss_kib().saturating_sub(before)) / 1024;
     assert!(grown_mib < 64, "the decode took {grown_mib} MiB more");
 }
