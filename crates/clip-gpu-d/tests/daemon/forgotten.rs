@@ -9,8 +9,8 @@ use cah_protocol::bundle::BundleSample;
 
 use crate::parity_support;
 use crate::support::{
-    RealTracker, check_dataset, daemon_config, eventually, hand_in_photos, metric,
-    metrics_listener, scrape,
+    RealTracker, check_dataset, daemon_config, daemon_with_metrics, eventually, hand_in_photos,
+    metric, scrape,
 };
 
 /// The image URLs of `samples`.
@@ -41,11 +41,7 @@ async fn an_idle_daemon_the_tracker_forgot_registers_again_and_takes_new_work() 
     let dir = tempfile::tempdir().expect("tempdir");
     let output = dir.path().join("dataset");
     let config = daemon_config(&tracker.base_url, &output, &["--poll-interval", "6s"]);
-    let (listener, metrics_url) = metrics_listener().await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = clip_gpu_d::daemon::run_with_listener(config, Some(listener), async move {
-        let _ = stopped.await;
-    });
+    let (daemon, metrics_url, stop) = daemon_with_metrics(config).await;
     let client = tracker.client();
     let driver = async {
         eventually("the first jobs to complete", || async {
@@ -113,11 +109,7 @@ async fn jobs_held_when_the_tracker_lost_its_database_are_never_completed() {
         &output,
         &["--shard-size", "100", "--flush-interval", "1h"],
     );
-    let (listener, metrics_url) = metrics_listener().await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = clip_gpu_d::daemon::run_with_listener(config, Some(listener), async move {
-        let _ = stopped.await;
-    });
+    let (daemon, metrics_url, stop) = daemon_with_metrics(config).await;
     let driver = async {
         eventually("the old jobs scored into the open shard", || async {
             let text = scrape(&metrics_url).await?;

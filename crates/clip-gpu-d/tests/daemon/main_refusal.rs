@@ -7,8 +7,8 @@ use cah_protocol::ext::DedupSet;
 
 use crate::parity_support;
 use crate::support::{
-    RealTracker, check_dataset, daemon_config, eventually, good_bundle, hand_in, metric,
-    metrics_listener, scrape, with_metadata,
+    RealTracker, check_dataset, daemon_config, daemon_with_metrics, eventually, good_bundle,
+    hand_in, metric, scrape, with_metadata,
 };
 
 /// A trigger that makes every insert into the `main` set (set 3) fail, as a broken table would.
@@ -42,11 +42,7 @@ async fn hashes_main_refused_are_added_later_and_dedup_this_daemon_meanwhile() {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = dir.path().join("dataset");
     let config = daemon_config(&tracker.base_url, &output, &["--max-jobs", "1"]);
-    let (listener, metrics_url) = metrics_listener().await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = clip_gpu_d::daemon::run_with_listener(config, Some(listener), async move {
-        let _ = stopped.await;
-    });
+    let (daemon, metrics_url, stop) = daemon_with_metrics(config).await;
     let client = tracker.client();
     let driver = async {
         eventually("the daemon to start", || scrape(&metrics_url)).await;

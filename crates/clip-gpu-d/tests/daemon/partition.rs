@@ -10,8 +10,8 @@ use url::Url;
 use crate::parity_support;
 use crate::relay::Relay;
 use crate::support::{
-    RealTracker, check_dataset, daemon_config, eventually, hand_in_photos, metric,
-    metrics_listener, scrape,
+    RealTracker, check_dataset, daemon_config, daemon_with_metrics, eventually, hand_in_photos,
+    metric, scrape,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,11 +40,7 @@ async fn pairs_of_jobs_lost_in_a_partition_leave_the_open_shard() {
             "4",
         ],
     );
-    let (listener, metrics_url) = metrics_listener().await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = clip_gpu_d::daemon::run_with_listener(config, Some(listener), async move {
-        let _ = stopped.await;
-    });
+    let (daemon, metrics_url, stop) = daemon_with_metrics(config).await;
     let driver = async {
         let kept = |n: f64| {
             let metrics_url = metrics_url.clone();

@@ -12,8 +12,8 @@ use crate::parity_support;
 use crate::relay::Relay;
 use crate::s3s::{BUCKET, S3sServer};
 use crate::support::{
-    RealTracker, check_dataset, daemon_config, eventually, hand_in_photos, metric,
-    metrics_listener, scrape,
+    RealTracker, check_dataset, daemon_config, daemon_with_metrics, eventually, hand_in_photos,
+    metric, scrape,
 };
 
 const PREFIX: &str = "outage";
@@ -44,11 +44,7 @@ async fn an_unreachable_store_is_waited_out_when_a_shard_closes() {
     let output = PathBuf::from(format!("s3://{BUCKET}/{PREFIX}/"));
     let config = daemon_config(&tracker.base_url, &output, &with_spool);
 
-    let (listener, metrics_url) = metrics_listener().await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = clip_gpu_d::daemon::run_with_listener(config, Some(listener), async move {
-        let _ = stopped.await;
-    });
+    let (daemon, metrics_url, stop) = daemon_with_metrics(config).await;
     let client = tracker.client();
     let driver = async {
         // Started (the prefix listed, the metrics served); then the store goes away, and the
@@ -110,11 +106,7 @@ async fn a_store_unreachable_at_start_is_waited_for() {
     let output = PathBuf::from(format!("s3://{BUCKET}/{PREFIX}-start/"));
     let config = daemon_config(&tracker.base_url, &output, &flags);
 
-    let (listener, metrics_url) = metrics_listener().await;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon = clip_gpu_d::daemon::run_with_listener(config, Some(listener), async move {
-        let _ = stopped.await;
-    });
+    let (daemon, metrics_url, stop) = daemon_with_metrics(config).await;
     let client = tracker.client();
     let driver = async {
         eventually("the start-up listing to hit the outage", || async {

@@ -251,6 +251,23 @@ pub(crate) async fn metrics_listener() -> (tokio::net::TcpListener, String) {
     (listener, url)
 }
 
+/// The daemon in-process with its metrics on an ephemeral port: its future (run it beside the
+/// test's driver), the metrics URL, and the sender that asks it to stop (drain).
+pub(crate) async fn daemon_with_metrics(
+    config: clip_gpu_d::daemon::Config,
+) -> (
+    impl Future<Output = anyhow::Result<()>>,
+    String,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let (listener, metrics_url) = metrics_listener().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = clip_gpu_d::daemon::run_with_listener(config, Some(listener), async move {
+        let _ = stopped.await;
+    });
+    (daemon, metrics_url, stop)
+}
+
 /// Scrapes the daemon's Prometheus text from `metrics_url`.
 pub(crate) async fn scrape(metrics_url: &str) -> Option<String> {
     reqwest::get(metrics_url).await.ok()?.text().await.ok()
