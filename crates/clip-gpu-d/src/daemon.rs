@@ -44,7 +44,6 @@ use crate::backend::torch::{RuntimeInfo, TorchBackend};
 use crate::metrics::Metrics;
 use crate::output::Output;
 use crate::output::s3::{S3Error, ShardBucket};
-use crate::tokenizer::Tokenizer;
 
 /// Runs the daemon until `shutdown` resolves, then drains: stops claiming, finishes the jobs
 /// it holds, closes the open shard, completes the jobs and returns. Past `--drain-timeout` it
@@ -107,18 +106,8 @@ pub async fn run_with_listener(
         "output ready"
     );
 
-    let tokenizer_path = config.model.join("tokenizer.json");
-    let tokenizer = Tokenizer::from_file(&tokenizer_path).with_context(|| {
-        format!(
-            "failed to load {}: is the model there? scripts/fetch-model.sh downloads it \
-                 (where the Internet is reachable); --model names another folder",
-            tokenizer_path.display()
-        )
-    })?;
-    let side = crate::config::ClipConfig::from_file(&config.model.join("config.json"))?
-        .vision_config
-        .image_size;
-    let side = usize::try_from(side).context("bad image_size")?;
+    let tokenizer = crate::embed::load_tokenizer(&config.model)?;
+    let side = crate::embed::read_image_size(&config.model)?;
     let backends = start_backends(&config).await?;
 
     let client = TrackerClient::with_defaults(config.tracker.clone())

@@ -131,14 +131,7 @@ pub struct EmbedOutput {
 pub fn run_embed(args: &EmbedArgs) -> anyhow::Result<EmbedOutput> {
     anyhow::ensure!(args.batch_size > 0, "batch size must be positive");
     let model_dir = args.model.model_dir()?;
-    let tokenizer_path = model_dir.join("tokenizer.json");
-    let tokenizer = Tokenizer::from_file(&tokenizer_path).with_context(|| {
-        format!(
-            "failed to load {}: is the model there? scripts/fetch-model.sh downloads it \
-                 (where the Internet is reachable); --model names another folder",
-            tokenizer_path.display()
-        )
-    })?;
+    let tokenizer = load_tokenizer(&model_dir)?;
     let texts_raw = std::fs::read_to_string(&args.texts_file)
         .with_context(|| format!("failed to read {}", args.texts_file.display()))?;
     let texts: Vec<&str> = texts_raw.lines().collect();
@@ -237,7 +230,20 @@ fn dump_inputs(
     .with_context(|| format!("failed to write {}", path.display()))
 }
 
-fn read_image_size(model_dir: &Path) -> anyhow::Result<usize> {
+/// The checkpoint's tokenizer, or an error that says how to get the model.
+pub(crate) fn load_tokenizer(model_dir: &Path) -> anyhow::Result<Tokenizer> {
+    let tokenizer_path = model_dir.join("tokenizer.json");
+    Tokenizer::from_file(&tokenizer_path).with_context(|| {
+        format!(
+            "failed to load {}: is the model there? scripts/fetch-model.sh downloads it \
+                 (where the Internet is reachable); --model names another folder",
+            tokenizer_path.display()
+        )
+    })
+}
+
+/// The side of the checkpoint's square input images.
+pub(crate) fn read_image_size(model_dir: &Path) -> anyhow::Result<usize> {
     let config = crate::config::ClipConfig::from_file(&model_dir.join("config.json"))?;
     usize::try_from(config.vision_config.image_size).context("bad image_size")
 }

@@ -157,7 +157,9 @@ impl Fetcher {
                 return Err(Outcome::CircuitOpen);
             }
             let fair_share = budget.is_fair_share(self.config.timeout);
-            let step = self.fetch_one(&current, &state, &mut budget).await;
+            let step = self
+                .fetch_one(&current, &state, &mut budget, fair_share)
+                .await;
             let step = match step {
                 Ok(step) => step,
                 Err(outcome) => {
@@ -216,23 +218,24 @@ impl Fetcher {
     }
 
     /// One HTTP request of a chain: address check, robots, backoff, slots, then the request,
-    /// the lookup, robots and request taken from `budget`.
+    /// the lookup, robots and request taken from `budget`; `fair_share` says whether the hop
+    /// began with at least half of it.
     async fn fetch_one(
         &self,
         url: &Url,
         state: &HostState,
         budget: &mut Budget,
+        fair_share: bool,
     ) -> Result<Step, Outcome> {
         let host = url.host_str().ok_or(Outcome::BadUrl)?;
         // A lookup that runs out a fair share of the budget is a DNS failure (a silent
         // nameserver), not the host's; one that only finds the budget spent by earlier hops is
         // a timeout.
-        let lookup_had_fair_share = budget.is_fair_share(self.config.timeout);
         budget
             .spend(self.resolver.resolve(host))
             .await
             .map_err(|timeout| {
-                if lookup_had_fair_share {
+                if fair_share {
                     Outcome::DnsFailure
                 } else {
                     timeout

@@ -32,7 +32,6 @@ pub mod language;
 pub mod license;
 pub mod metrics;
 pub mod output;
-mod png;
 pub mod politeness;
 pub mod record;
 pub mod resize;

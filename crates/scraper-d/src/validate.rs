@@ -1,6 +1,6 @@
 //! Checks a downloaded body before and while decoding: size, format sniffed from the bytes,
-//! pixel count read from the header before any pixel is decoded (a PNG's colour profile
-//! dropped first, see `png`).
+//! pixel count read from the header before any pixel is decoded, and a decode that may
+//! allocate little more than its pixels.
 
 use std::io::Cursor;
 
@@ -65,12 +65,6 @@ pub fn decode(
     if !config.formats.contains(&format) {
         return Err(Outcome::BadFormat);
     }
-    let without_profile = if format == ImageFormat::Png {
-        crate::png::without_iccp(bytes)
-    } else {
-        None
-    };
-    let bytes = without_profile.as_deref().unwrap_or(bytes);
     // Reading the header allocates little; a format that would allocate more for it (a
     // metadata chunk that inflates) is refused rather than followed.
     let mut probe = ImageReader::with_format(Cursor::new(bytes), format);
@@ -116,8 +110,14 @@ pub fn decode(
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(width);
     limits.max_image_height = Some(height);
-    // Four bytes per pixel plus slack: a header that lies about its size cannot allocate more.
-    limits.max_alloc = Some(config.max_pixels.saturating_mul(4).saturating_add(1 << 20));
+    // The pixels at up to 8 bytes each (16-bit RGBA) and a header's worth of slack, within four
+    // bytes per allowed pixel: nothing before the pixels (a PNG's colour profile, zlib data the
+    // decoder inflates up to its limit) can take more, nor can a header that lies.
+    limits.max_alloc = Some(
+        (u64::from(width) * u64::from(height) * 8)
+            .saturating_add(MAX_HEADER_ALLOCATION)
+            .min(config.max_pixels.saturating_mul(4).saturating_add(1 << 20)),
+    );
     reader.limits(limits);
     let image = reader.decode().map_err(|_| Outcome::DecodeError)?;
     Ok(Decoded {

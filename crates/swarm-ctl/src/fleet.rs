@@ -119,15 +119,7 @@ pub async fn up(ctl: &Ctl, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result
         // An earlier `up` that was interrupted may have left nodes booting: `up` still returns
         // only once they run (and, with --wait-ready, have reached the tracker).
         let existing = settle(ctl, args, &[], &existing).await?;
-        let heartbeats = match &ctl.tracker {
-            Some(_) => Some(status::heartbeats(ctl, &existing).await?),
-            None => None,
-        };
-        write!(
-            out,
-            "{}",
-            status::nodes_table(ctl, &existing, &types, heartbeats.as_ref())
-        )?;
+        write_nodes(ctl, &existing, &types, out).await?;
         let stopped: Vec<String> = existing
             .iter()
             .filter(|node| {
@@ -222,15 +214,7 @@ pub async fn up(ctl: &Ctl, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result
     }
     bar.finish_and_clear();
     let nodes = settle(ctl, args, &created, &existing).await?;
-    let heartbeats = match &ctl.tracker {
-        Some(_) => Some(status::heartbeats(ctl, &nodes).await?),
-        None => None,
-    };
-    write!(
-        out,
-        "{}",
-        status::nodes_table(ctl, &nodes, &types, heartbeats.as_ref())
-    )?;
+    write_nodes(ctl, &nodes, &types, out).await?;
     if missing > 0 {
         if locations.is_empty() {
             bail!(
@@ -247,6 +231,25 @@ pub async fn up(ctl: &Ctl, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result
         );
     }
     writeln!(out, "swarm {} has {} nodes", ctl.swarm, nodes.len())?;
+    Ok(())
+}
+
+/// The nodes table, with heartbeats when a tracker is set.
+async fn write_nodes(
+    ctl: &Ctl,
+    nodes: &[Node],
+    types: &[ServerType],
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let heartbeats = match &ctl.tracker {
+        Some(_) => Some(status::heartbeats(ctl, nodes).await?),
+        None => None,
+    };
+    write!(
+        out,
+        "{}",
+        status::nodes_table(ctl, nodes, types, heartbeats.as_ref())
+    )?;
     Ok(())
 }
 
@@ -345,41 +348,29 @@ pub(crate) async fn wait_created(ctl: &Ctl, created: &[Created]) -> anyhow::Resu
     if created.is_empty() {
         return Ok(());
     }
-    let total: usize = created.iter().map(|node| node.action_ids.len()).sum();
-    let bar = progress_bar(total as u64 + created.len() as u64, "booting");
-    let mut done_before = 0u64;
-    for (project_index, project) in ctl.projects.iter().enumerate() {
-        let ids: Vec<i64> = created
-            .iter()
-            .filter(|node| node.project == project_index)
-            .flat_map(|node| node.action_ids.iter().copied())
-            .collect();
-        if ids.is_empty() {
-            continue;
-        }
-        project
-            .api
-            .wait_actions(&ids, ctl.poll_interval, ctl.wait_timeout, |done, _| {
-                bar.set_position(done_before + done as u64);
-            })
-            .await
-            .map_err(|error| {
-                // Name the server whose action failed, not only the action.
-                let server = match &error {
-                    crate::hcloud::HcloudError::ActionFailed { id, .. } => created
-                        .iter()
-                        .find(|node| node.action_ids.contains(id))
-                        .map(|node| node.server.name.clone()),
-                    _ => None,
-                };
-                let what = match server {
-                    Some(name) => format!("server {name} (account {}) did not come up; `swarm-ctl status` shows it, `swarm-ctl heal` recreates it", project.account.name),
-                    None => format!("servers of account {} did not come up", project.account.name),
-                };
-                anyhow::Error::new(error).context(what)
-            })?;
-        done_before += ids.len() as u64;
-    }
+    let actions: Vec<(usize, i64)> = created
+        .iter()
+        .flat_map(|node| node.action_ids.iter().map(|id| (node.project, *id)))
+        .collect();
+    let bar = progress_bar(actions.len() as u64 + created.len() as u64, "booting");
+    let done_before = wait_actions_by_account(ctl, &actions, &bar)
+        .await
+        .map_err(|(project_index, error)| {
+            let account = &ctl.projects[project_index].account.name;
+            // Name the server whose action failed, not only the action.
+            let server = match &error {
+                crate::hcloud::HcloudError::ActionFailed { id, .. } => created
+                    .iter()
+                    .find(|node| node.action_ids.contains(id))
+                    .map(|node| node.server.name.clone()),
+                _ => None,
+            };
+            let what = match server {
+                Some(name) => format!("server {name} (account {account}) did not come up; `swarm-ctl status` shows it, `swarm-ctl heal` recreates it"),
+                None => format!("servers of account {account} did not come up"),
+            };
+            anyhow::Error::new(error).context(what)
+        })?;
     let wanted: HashSet<i64> = created.iter().map(|node| node.server.id).collect();
     let deadline = tokio::time::Instant::now() + ctl.wait_timeout;
     loop {
@@ -408,6 +399,35 @@ pub(crate) async fn wait_created(ctl: &Ctl, created: &[Created]) -> anyhow::Resu
         }
         tokio::time::sleep(ctl.poll_interval).await;
     }
+}
+
+/// Waits for `actions` (account index, action id), one account after the other, moving `bar`;
+/// returns how many there were, or the account whose action failed or timed out, and why.
+pub(crate) async fn wait_actions_by_account(
+    ctl: &Ctl,
+    actions: &[(usize, i64)],
+    bar: &ProgressBar,
+) -> Result<u64, (usize, crate::hcloud::HcloudError)> {
+    let mut done_before = 0u64;
+    for (project_index, project) in ctl.projects.iter().enumerate() {
+        let ids: Vec<i64> = actions
+            .iter()
+            .filter(|(project, _)| *project == project_index)
+            .map(|(_, id)| *id)
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        project
+            .api
+            .wait_actions(&ids, ctl.poll_interval, ctl.wait_timeout, |done, _| {
+                bar.set_position(done_before + done as u64);
+            })
+            .await
+            .map_err(|error| (project_index, error))?;
+        done_before += ids.len() as u64;
+    }
+    Ok(done_before)
 }
 
 /// A bar on stderr (hidden when stderr is not a terminal).

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::{Context, bail};
 
-use super::{Node, is_ours, list_nodes, progress_bar};
+use super::{Node, is_ours, list_nodes, progress_bar, wait_actions_by_account};
 use crate::cli::DownArgs;
 use crate::config::Ctl;
 
@@ -57,25 +57,14 @@ pub async fn down(ctl: &Ctl, args: &DownArgs, out: &mut dyn Write) -> anyhow::Re
         }
     }
     let bar = progress_bar(actions.len() as u64, "deleting");
-    let mut done_before = 0u64;
-    for (project_index, project) in ctl.projects.iter().enumerate() {
-        let ids: Vec<i64> = actions
-            .iter()
-            .filter(|(project, _)| *project == project_index)
-            .map(|(_, id)| *id)
-            .collect();
-        if ids.is_empty() {
-            continue;
-        }
-        project
-            .api
-            .wait_actions(&ids, ctl.poll_interval, ctl.wait_timeout, |done, _| {
-                bar.set_position(done_before + done as u64);
-            })
-            .await
-            .with_context(|| format!("deleting servers of account {}", project.account.name))?;
-        done_before += ids.len() as u64;
-    }
+    wait_actions_by_account(ctl, &actions, &bar)
+        .await
+        .map_err(|(project_index, error)| {
+            anyhow::Error::new(error).context(format!(
+                "deleting servers of account {}",
+                ctl.projects[project_index].account.name
+            ))
+        })?;
     bar.finish_and_clear();
     writeln!(
         out,
