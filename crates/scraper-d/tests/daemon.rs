@@ -2,6 +2,7 @@
 //! DNS and Common Crawl servers and a real tracker-d (SQLite), all on loopback.
 
 mod daemon {
+    mod bad_wat;
     mod binary;
     mod cross_job_dedup;
     mod faults;

@@ -296,6 +296,15 @@ impl Worker<'_> {
             records = counts.records,
             "wat extracted"
         );
+        if counts.records == 0 {
+            // An HTML error page or garbage: completing both jobs with empty bundles would lose
+            // the WAT for good, as `scraper-d extract` refuses it (`NotAWat`).
+            anyhow::bail!(
+                "{} holds no WARC record ({} bytes read): not a .warc.wat.gz file",
+                jobs[0].wat_url,
+                counts.bytes_compressed
+            );
+        }
         let mut by_half: BTreeMap<u8, Vec<Candidate>> = BTreeMap::new();
         for candidate in candidates {
             by_half.entry(candidate.half).or_default().push(candidate);

@@ -1,0 +1,112 @@
+//! WATs that are not whole: an HTML page or garbage instead of a WAT, a file cut inside a gzip
+//! member; their jobs are released, never completed with empty bundles.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cah_protocol::ClientType;
+use cah_testkit::commoncrawl::{CommonCrawlServer, write_crawl};
+use cah_testkit::wat::WatConfig;
+use cah_tracker_client::TrackerClient;
+
+use super::support::{self, TestTracker};
+
+/// A crawl of one WAT whose file `damage` rewrites before the server starts.
+struct DamagedCrawl {
+    server: CommonCrawlServer,
+    wat_url: String,
+    _root: tempfile::TempDir,
+}
+
+async fn damaged_crawl(web_port: u16, damage: impl FnOnce(&Path)) -> DamagedCrawl {
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = WatConfig {
+        n_pages: 4,
+        ..WatConfig::small(web_port, 17)
+    };
+    write_crawl(root.path(), std::slice::from_ref(&config)).expect("crawl written");
+    damage(&root.path().join(config.relative_path()));
+    let server = CommonCrawlServer::start_local(root.path())
+        .await
+        .expect("common crawl server");
+    let wat_url = format!("{}{}", server.base_url(), config.relative_path());
+    DamagedCrawl {
+        server,
+        wat_url,
+        _root: root,
+    }
+}
+
+async fn open_cpu_jobs(tracker: &TestTracker) -> u64 {
+    let base = url::Url::parse(&tracker.base).expect("base");
+    TrackerClient::with_defaults(base)
+        .expect("client")
+        .job_count(ClientType::Cpu)
+        .await
+        .expect("job count")
+}
+
+/// Runs a daemon on `crawl`'s WAT until both jobs are open again (released), and checks that
+/// nothing was completed or uploaded.
+async fn both_jobs_come_back(crawl: &DamagedCrawl) {
+    let test_web = support::start_web().await;
+    let tracker = TestTracker::start(&[]).await;
+    tracker.import(std::slice::from_ref(&crawl.wat_url)).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut config = support::run_config(&tracker.base, test_web.dns.addr(), work.path());
+    config.idle_wait = Duration::from_secs(3600);
+    config.exit_when_idle = false;
+    let daemon = tokio::spawn(scraper_d::daemon::run(config, std::future::pending()));
+    let started = Instant::now();
+    while crawl.server.requests().is_empty() || open_cpu_jobs(&tracker).await < 2 {
+        assert!(
+            !daemon.is_finished(),
+            "the daemon stopped: {:?}",
+            daemon.await
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the jobs were never released"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        count_files(&tracker.dir.path().join("staging")),
+        0,
+        "no bundle uploaded"
+    );
+    daemon.abort();
+    tracker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_html_page_instead_of_a_wat_releases_both_jobs() {
+    let crawl = damaged_crawl(1, |path| {
+        std::fs::write(path, b"<html><body>503 Service Unavailable</body></html>").expect("write")
+    })
+    .await;
+    both_jobs_come_back(&crawl).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_instead_of_a_wat_releases_both_jobs() {
+    let crawl = damaged_crawl(1, |path| {
+        let garbage: Vec<u8> = (0..50_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        std::fs::write(path, garbage).expect("write")
+    })
+    .await;
+    both_jobs_come_back(&crawl).await;
+}
+
+fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| {
+            let path = entry.path();
+            if path.is_dir() { count_files(&path) } else { 1 }
+        })
+        .sum()
+}
