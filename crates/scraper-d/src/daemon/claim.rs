@@ -10,6 +10,7 @@ use cah_protocol::ext::Job;
 use cah_tracker_client::{BundleBody, JobOutput, Session, TrackerError};
 
 use super::progress::Progress;
+use crate::candidates::SkipReason;
 use crate::config::RunConfig;
 use crate::extract::{DEFAULT_MAX_RECORD_BYTES, ExtractConfig, Extractor};
 use crate::job::Pipeline;
@@ -291,9 +292,17 @@ impl Worker<'_> {
         .await
         .context("the extraction task failed")?
         .context("failed to extract the wat")?;
+        let gzip_truncated = counts.skipped(SkipReason::GzipTruncated);
         tracing::info!(
             candidates = candidates.len(),
             records = counts.records,
+            bytes = counts.bytes_compressed,
+            resumes = counts.resumes,
+            gzip_truncated,
+            gzip_corrupt = counts.skipped(SkipReason::GzipCorrupt),
+            gzip_garbage = counts.skipped(SkipReason::GzipGarbage),
+            truncated_record = counts.skipped(SkipReason::TruncatedRecord),
+            bad_warc_header = counts.skipped(SkipReason::BadWarcHeader),
             "wat extracted"
         );
         if counts.records == 0 {
@@ -301,6 +310,15 @@ impl Worker<'_> {
             // the WAT for good, as `scraper-d extract` refuses it (`NotAWat`).
             anyhow::bail!(
                 "{} holds no WARC record ({} bytes read): not a .warc.wat.gz file",
+                jobs[0].wat_url,
+                counts.bytes_compressed
+            );
+        }
+        if gzip_truncated > 0 {
+            // The file ends inside a gzip member (a cut transfer whose Content-Length matched):
+            // the rest of the WAT is missing, so its jobs go back rather than complete short.
+            anyhow::bail!(
+                "{} ends inside a gzip member after {} bytes: the file is truncated",
                 jobs[0].wat_url,
                 counts.bytes_compressed
             );

@@ -110,3 +110,14 @@ fn count_files(dir: &Path) -> usize {
         })
         .sum()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wat_cut_inside_a_gzip_member_releases_both_jobs() {
+    let crawl = damaged_crawl(1, |path| {
+        // Served whole with a matching Content-Length: only the gzip framing tells.
+        let bytes = std::fs::read(path).expect("read");
+        std::fs::write(path, &bytes[..bytes.len() - 40]).expect("write")
+    })
+    .await;
+    both_jobs_come_back(&crawl).await;
+}
