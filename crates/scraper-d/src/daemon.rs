@@ -82,14 +82,34 @@ pub async fn run(
         stop: &stop,
         metrics: &metrics,
     };
+    // Set by a registration until a claim succeeds: a claim that answers `TimedOut` (404) right
+    // after one is not a forgotten token but a tracker without the extension API.
+    let mut reregistered = false;
     while !stop.is_stopping() {
         let jobs = match session.claim(2, true).await {
-            Ok(jobs) => jobs,
+            Ok(jobs) => {
+                reregistered = false;
+                jobs
+            }
             Err(TrackerError::TimedOut) => {
-                tracing::warn!("the tracker forgot this client, registering again");
-                if let Err(error) = session.reregister().await {
-                    tracing::warn!(error = %error, "registration failed");
+                if reregistered {
+                    tracing::error!(
+                        wait_s = config.idle_wait.as_secs_f64(),
+                        "the tracker answers claims with 404 right after a registration: it lacks the extension api (/api/ext/claim) or forgets clients at once"
+                    );
                     idle(&config, &stop).await;
+                    if stop.is_stopping() {
+                        break;
+                    }
+                } else {
+                    tracing::warn!("the tracker forgot this client, registering again");
+                }
+                match session.reregister().await {
+                    Ok(()) => reregistered = true,
+                    Err(error) => {
+                        tracing::warn!(error = %error, "registration failed");
+                        idle(&config, &stop).await;
+                    }
                 }
                 continue;
             }

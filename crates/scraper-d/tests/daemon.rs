@@ -5,9 +5,11 @@ mod daemon {
     mod bad_wat;
     mod binary;
     mod cross_job_dedup;
+    mod fake_tracker;
     mod faults;
     mod full_job;
     mod hostile_http;
     mod lifecycle;
+    mod odd_tracker;
     mod support;
 }
