@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use cah_protocol::ClientType;
+use cah_protocol::ext::Job;
 use cah_tracker_client::{Session, TrackerClient, TrackerError};
 use tokio::sync::Semaphore;
 
@@ -23,6 +24,9 @@ use crate::shutdown::{AbortOnDrop, Stop};
 use crate::systemd;
 
 pub use claim::ClaimOutcome;
+
+/// How long a claim in flight when the stop arrives may still take: its jobs are then released.
+const CLAIM_AFTER_STOP: Duration = Duration::from_secs(2);
 
 /// What one run did, for logs and tests.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -86,7 +90,16 @@ pub async fn run(
     // after one is not a forgotten token but a tracker without the extension API.
     let mut reregistered = false;
     while !stop.is_stopping() {
-        let jobs = match session.claim(2, true).await {
+        let Some(claimed) = claim_or_stop(&session, &stop, &mut summary.released).await else {
+            break;
+        };
+        let jobs = match claimed {
+            Ok(jobs) if stop.is_stopping() => {
+                summary
+                    .released
+                    .extend(release_at_once(&session, &jobs).await);
+                break;
+            }
             Ok(jobs) => {
                 reregistered = false;
                 jobs
@@ -104,7 +117,11 @@ pub async fn run(
                 } else {
                     tracing::warn!("the tracker forgot this client, registering again");
                 }
-                match session.reregister().await {
+                let registration = tokio::select! {
+                    result = session.reregister() => result,
+                    _ = stop.wait() => break,
+                };
+                match registration {
                     Ok(()) => reregistered = true,
                     Err(error) => {
                         tracing::warn!(error = %error, "registration failed");
@@ -160,9 +177,43 @@ pub async fn run(
     Ok(summary)
 }
 
+/// A claim raced against the stop signal (the client retries a failing tracker for minutes);
+/// `None` on a stop. A claim in flight at the stop gets [`CLAIM_AFTER_STOP`] to answer, so the
+/// jobs it hands out are released at once instead of waiting out their leases.
+async fn claim_or_stop(
+    session: &Session,
+    stop: &Stop,
+    released: &mut Vec<u64>,
+) -> Option<Result<Vec<Job>, TrackerError>> {
+    let claim = session.claim(2, true);
+    tokio::pin!(claim);
+    tokio::select! {
+        result = &mut claim => return Some(result),
+        _ = stop.wait() => {}
+    }
+    if let Ok(Ok(jobs)) = tokio::time::timeout(CLAIM_AFTER_STOP, &mut claim).await {
+        released.extend(release_at_once(session, &jobs).await);
+    }
+    None
+}
+
+/// Jobs claimed after the stop go straight back.
+async fn release_at_once(session: &Session, jobs: &[Job]) -> Vec<u64> {
+    let numbers: Vec<u64> = jobs.iter().map(|job| job.number).collect();
+    if !numbers.is_empty() {
+        tracing::info!(jobs = ?numbers, "claimed after the stop, releasing");
+        claim::release(session, &numbers).await;
+    }
+    numbers
+}
+
 async fn register(tracker: &TrackerClient, config: &RunConfig, stop: &Stop) -> Option<Session> {
     loop {
-        match tracker.register(&config.nickname, ClientType::Cpu).await {
+        let registration = tokio::select! {
+            result = tracker.register(&config.nickname, ClientType::Cpu) => result,
+            _ = stop.wait() => return None,
+        };
+        match registration {
             Ok(session) => return Some(session),
             Err(error) => tracing::warn!(error = %error, "registration failed, retrying"),
         }

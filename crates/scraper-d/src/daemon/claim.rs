@@ -24,7 +24,7 @@ use crate::{Candidate, HalfJob, bundle, source, systemd};
 const RELEASE_DEADLINE: Duration = Duration::from_secs(4);
 
 /// Hands `numbers` back to the tracker, all at once, within [`RELEASE_DEADLINE`].
-async fn release(session: &Session, numbers: &[u64]) {
+pub(super) async fn release(session: &Session, numbers: &[u64]) {
     if numbers.is_empty() {
         return;
     }

@@ -28,6 +28,11 @@ impl Reply {
         }
     }
 
+    /// The same answer after `delay`.
+    pub(crate) fn after(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
 }
 
 type Script = dyn Fn(&str, &str, &[u8]) -> Reply + Send + Sync;
@@ -130,4 +135,22 @@ pub(crate) fn registered(n: usize) -> Reply {
         "display_name": format!("fake {n}"),
         "upload_address": "",
     }))
+}
+
+/// The claim answer for `jobs` as `(number, wat_url, shard)`, each with 1,000 sample IDs.
+pub(crate) fn claimed(jobs: &[(u64, &str, u8)]) -> Reply {
+    let jobs: Vec<serde_json::Value> = jobs
+        .iter()
+        .map(|&(number, wat_url, shard)| {
+            serde_json::json!({
+                "number": number,
+                "wat_url": wat_url,
+                "shard": shard,
+                "start_id": number * 1000,
+                "end_id": number * 1000 + 1000,
+                "lease_until_ms": 4_000_000_000_000i64,
+            })
+        })
+        .collect();
+    Reply::json(serde_json::json!({ "jobs": jobs }))
 }
