@@ -42,6 +42,7 @@ pub struct Extractor<R> {
     state: State,
     pending: VecDeque<Candidate>,
     finished: bool,
+    stop_when_ids_exhausted: bool,
 }
 
 struct State {
@@ -96,7 +97,16 @@ impl<R: Read> Extractor<R> {
             },
             pending: VecDeque::new(),
             finished: false,
+            stop_when_ids_exhausted: false,
         })
+    }
+
+    /// Stops reading once every half has used up its sample IDs (the daemon: nothing later in
+    /// the file can become a candidate, and an endless body would be read for ever); without
+    /// it the whole file is read and the rest counted as `ids_exhausted`.
+    pub fn stop_when_ids_exhausted(mut self) -> Self {
+        self.stop_when_ids_exhausted = true;
+        self
     }
 
     /// Compressed bytes read so far (for progress reports).
@@ -139,6 +149,10 @@ impl<R: Read> Iterator for Extractor<R> {
             match self.reader.next_event() {
                 Ok(Some(RecordEvent::Record(record))) => {
                     self.state.record(record, &mut self.pending);
+                    if self.stop_when_ids_exhausted && self.state.ids_exhausted() {
+                        self.finished = true;
+                        self.sync_byte_counts();
+                    }
                 }
                 Ok(Some(RecordEvent::Skipped(reason))) => self.state.counts.skip(reason),
                 Ok(None) => {
@@ -156,6 +170,14 @@ impl<R: Read> Iterator for Extractor<R> {
 }
 
 impl State {
+    /// Whether every extracted half has used up its sample IDs.
+    fn ids_exhausted(&self) -> bool {
+        self.halves
+            .iter()
+            .flatten()
+            .all(|half| half.ids.exhausted())
+    }
+
     fn record(&mut self, record: WatRecord<'_>, out: &mut VecDeque<Candidate>) {
         self.counts.records += 1;
         let half = (record.index % 2) as u8;
@@ -231,6 +253,11 @@ impl State {
             let Some(half_state) = self.halves[usize::from(half)].as_mut() else {
                 continue;
             };
+            // Checked before the dedup sets grow: past its last ID a half keeps nothing.
+            if half_state.ids.exhausted() {
+                self.counts.skip(SkipReason::IdsExhausted);
+                continue;
+            }
             if let Err(reason) = half_state
                 .seen
                 .insert(&kept.url, pair, self.filters.dedup_urls)

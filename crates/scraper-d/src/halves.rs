@@ -70,6 +70,11 @@ impl IdAllocator {
         }
     }
 
+    /// Whether the range is used up.
+    pub(crate) fn exhausted(&self) -> bool {
+        self.next >= self.end
+    }
+
     /// The next unused ID, or `None` once the range is used up.
     pub(crate) fn next_id(&mut self) -> Option<u64> {
         (self.next < self.end).then(|| {

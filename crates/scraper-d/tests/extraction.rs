@@ -8,5 +8,6 @@ mod extraction {
     mod generated;
     mod hostile;
     mod http_stream;
+    mod limits;
     mod tracker_dedup;
 }

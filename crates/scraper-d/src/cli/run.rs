@@ -43,6 +43,10 @@ pub struct RunArgs {
     /// On SIGTERM, time to finish the current jobs before releasing them (below TimeoutStopSec).
     #[arg(long, env = "SCRAPER_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+    /// Compressed bytes read from one WAT before its claim fails (an endless body would grow
+    /// memory for ever; a Common Crawl WAT is a few hundred MB).
+    #[arg(long, env = "SCRAPER_MAX_WAT_BYTES", default_value_t = crate::source::DEFAULT_MAX_WAT_BYTES)]
+    pub max_wat_bytes: u64,
     /// Exit when the tracker has no job.
     #[arg(long, env = "SCRAPER_EXIT_WHEN_IDLE")]
     pub exit_when_idle: bool,
@@ -81,7 +85,10 @@ impl TryFrom<RunArgs> for RunConfig {
             validate: settings.validate,
             resize: settings.resize,
             filters,
-            wat_http: HttpConfig::standard(),
+            wat_http: HttpConfig {
+                max_bytes: args.max_wat_bytes,
+                ..HttpConfig::standard()
+            },
             decode_threads: settings.decode_threads,
             concurrency: settings.concurrency,
             heartbeat_interval: args.heartbeat,

@@ -285,7 +285,7 @@ impl Worker<'_> {
             self.config.wat_http.clone(),
         );
         let (candidates, counts) = tokio::task::spawn_blocking(move || {
-            let mut extractor = Extractor::new(reader, extract_config)?;
+            let mut extractor = Extractor::new(reader, extract_config)?.stop_when_ids_exhausted();
             let candidates = extractor.by_ref().collect::<Result<Vec<_>, _>>()?;
             Ok::<_, crate::ScraperError>((candidates, extractor.into_counts()))
         })

@@ -28,16 +28,23 @@ pub struct HttpConfig {
     /// connection open but sends nothing is treated as a broken transfer and resumed (TCP
     /// keepalive only notices a dead peer). Time the reader takes does not count.
     pub idle_timeout: Duration,
+    /// Compressed bytes read from one file before the download fails (an endless body would
+    /// otherwise be read for ever).
+    pub max_bytes: u64,
 }
 
+/// The default of [`HttpConfig::max_bytes`]: 2 GiB, several times a Common Crawl WAT.
+pub const DEFAULT_MAX_WAT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
 impl HttpConfig {
-    /// 8 attempts, 500 ms first delay, 64 chunks, 60 s without data.
+    /// 8 attempts, 500 ms first delay, 64 chunks, 60 s without data, 2 GiB.
     pub fn standard() -> Self {
         Self {
             max_attempts: 8,
             retry_delay: Duration::from_millis(500),
             queue_chunks: 64,
             idle_timeout: Duration::from_secs(60),
+            max_bytes: DEFAULT_MAX_WAT_BYTES,
         }
     }
 }
@@ -259,6 +266,15 @@ async fn fetch_from(
             continue;
         }
         let len = chunk.len() as u64;
+        if offset + received + len > config.max_bytes {
+            return Err((
+                received,
+                Attempt::Fatal(format!(
+                    "the file is larger than {} bytes (--max-wat-bytes)",
+                    config.max_bytes
+                )),
+            ));
+        }
         if sender.send(Ok(chunk)).await.is_err() {
             return Err((received, Attempt::ReaderGone));
         }
