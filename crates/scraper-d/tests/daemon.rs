@@ -11,5 +11,6 @@ mod daemon {
     mod hostile_http;
     mod lifecycle;
     mod odd_tracker;
+    mod refusals;
     mod support;
 }

@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use cah_protocol::ext::Job;
-use cah_tracker_client::{BundleBody, JobOutput, Session, TrackerError};
+use cah_protocol::ext::{Job, StoredBlob};
+use cah_tracker_client::{BundleBody, Completion, JobOutput, Session, TrackerError};
 
 use super::progress::Progress;
 use crate::candidates::SkipReason;
 use crate::config::RunConfig;
 use crate::extract::{DEFAULT_MAX_RECORD_BYTES, ExtractConfig, Extractor};
-use crate::job::Pipeline;
+use crate::job::{HalfOutput, Pipeline};
 use crate::metrics::Metrics;
 use crate::shutdown::{AbortOnDrop, Stop};
 use crate::{Candidate, HalfJob, bundle, source, systemd};
@@ -132,6 +132,8 @@ impl Worker<'_> {
             Ok(held) => (held.open.clone(), held.lost.clone()),
             Err(_) => (HashSet::new(), HashSet::new()),
         };
+        // Jobs released on their own (a refused upload) are no longer open.
+        let mut unfinished = Vec::new();
         for number in numbers {
             if outcome.completed.contains(&number) {
                 continue;
@@ -139,11 +141,12 @@ impl Worker<'_> {
             if lost.contains(&number) {
                 outcome.lost.push(number);
             } else if open.contains(&number) {
-                outcome.released.push(number);
+                unfinished.push(number);
             }
             bundle::discard(&self.bundle_path(number));
         }
-        release(session, &outcome.released).await;
+        release(session, &unfinished).await;
+        outcome.released.extend(unfinished);
         outcome
     }
 
@@ -187,22 +190,32 @@ impl Worker<'_> {
                 continue;
             }
             progress.set(format!("job {number} uploading"), 0);
-            let target = session.upload_url(number).await?;
-            let stored = super::upload::through_a_full_store(number, || async {
-                if is_lost(held, number) {
-                    return Err(TrackerError::Conflict(format!(
-                        "lease of job {number} lost while the tracker's bundle store was full"
-                    )));
+            let (stored, completion) = match deliver(session, number, &half, held, progress).await {
+                Ok(delivered) => delivered,
+                Err(TrackerError::Io { path, cause }) => {
+                    // The bundle on disk could not be read: a local fault, as when writing it.
+                    bundle::discard(&half.bundle);
+                    return Err(bundle::BundleError::Io { path, cause })
+                        .with_context(|| format!("failed to upload the bundle of job {number}"));
                 }
-                session
-                    .upload_bundle(&target, BundleBody::File(half.bundle.clone()))
-                    .await
-            })
-            .await?;
-            progress.set(format!("job {number} completing"), 0);
-            let completion = session
-                .complete(number, JobOutput::Bundle(format!("blob:{}", target.key)))
-                .await?;
+                Err(error) => {
+                    // The tracker refused this half only: give it back and go on with the other,
+                    // already extracted.
+                    tracing::warn!(
+                        job = number,
+                        error = %error,
+                        "upload or completion failed, releasing the job"
+                    );
+                    bundle::discard(&half.bundle);
+                    if let Ok(mut held) = held.lock() {
+                        held.open.remove(&number);
+                    }
+                    release(session, &[number]).await;
+                    outcome.released.push(number);
+                    outcome.failed = true;
+                    continue;
+                }
+            };
             tracing::info!(
                 job = number,
                 candidates = half.stats.candidates,
@@ -329,6 +342,33 @@ impl Worker<'_> {
         }
         Ok(by_half)
     }
+}
+
+/// Uploads a half's bundle (waiting out a full store) and completes its job.
+async fn deliver(
+    session: &Session,
+    number: u64,
+    half: &HalfOutput,
+    held: &Mutex<Held>,
+    progress: &Progress,
+) -> Result<(StoredBlob, Completion), TrackerError> {
+    let target = session.upload_url(number).await?;
+    let stored = super::upload::through_a_full_store(number, || async {
+        if is_lost(held, number) {
+            return Err(TrackerError::Conflict(format!(
+                "lease of job {number} lost while the tracker's bundle store was full"
+            )));
+        }
+        session
+            .upload_bundle(&target, BundleBody::File(half.bundle.clone()))
+            .await
+    })
+    .await?;
+    progress.set(format!("job {number} completing"), 0);
+    let completion = session
+        .complete(number, JobOutput::Bundle(format!("blob:{}", target.key)))
+        .await?;
+    Ok((stored, completion))
 }
 
 fn is_lost(held: &Mutex<Held>, number: u64) -> bool {

@@ -154,3 +154,57 @@ pub(crate) fn claimed(jobs: &[(u64, &str, u8)]) -> Reply {
         .collect();
     Reply::json(serde_json::json!({ "jobs": jobs }))
 }
+
+/// A tracker that hands out both halves of `wat_url` (jobs 1 and 2) once and follows the
+/// protocol, uploads included (`PUT /put/job-N`), except where `fault(method, path, job)`
+/// answers instead (`job` from the body's `number`, or the PUT path).
+pub(crate) async fn one_wat_tracker(
+    wat_url: String,
+    fault: impl Fn(&str, &str, u64) -> Option<Reply> + Send + Sync + 'static,
+) -> FakeTracker {
+    let state = Mutex::new((false, vec![1u64, 2]));
+    FakeTracker::start(move |method, path, body| {
+        let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+        let job = json["number"].as_u64().unwrap_or_else(|| {
+            path.rsplit("job-")
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        });
+        if let Some(reply) = fault(method, path, job) {
+            return reply;
+        }
+        let mut state = state.lock().expect("state");
+        let far = 4_000_000_000_000i64;
+        if path.starts_with("/api/new") {
+            registered(0)
+        } else if path.starts_with("/api/ext/claim") {
+            if std::mem::replace(&mut state.0, true) {
+                claimed(&[])
+            } else {
+                claimed(&[(1, &wat_url, 0), (2, &wat_url, 1)])
+            }
+        } else if path.starts_with("/api/ext/heartbeat") {
+            Reply::json(serde_json::json!({ "jobs": state.1, "lease_until_ms": far }))
+        } else if path.starts_with("/api/ext/uploadUrl") {
+            Reply::json(serde_json::json!({
+                "put_url": format!("/put/job-{job}"),
+                "key": format!("job-{job}"),
+                "expires_at_ms": far,
+                "max_bytes": 0,
+            }))
+        } else if method == "PUT" {
+            Reply::json(serde_json::json!({
+                "key": format!("job-{job}"),
+                "size": body.len(),
+                "sha256": "0".repeat(64),
+            }))
+        } else if path.starts_with("/api/ext/complete") || path.starts_with("/api/ext/release") {
+            state.1.retain(|&held| held != job);
+            Reply::json(serde_json::json!({}))
+        } else {
+            Reply::json(serde_json::json!({}))
+        }
+    })
+    .await
+}

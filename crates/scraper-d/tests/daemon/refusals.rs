@@ -1,0 +1,60 @@
+//! A tracker that refuses one half's upload or completion: that job alone is released, the
+//! other half (already extracted) is still downloaded, uploaded and completed.
+
+use std::time::Duration;
+
+use super::fake_tracker::{FakeTracker, Reply, one_wat_tracker};
+use super::full_job::small_crawl;
+use super::support;
+
+async fn run_against(
+    tracker: &FakeTracker,
+    test_web: &support::TestWeb,
+) -> scraper_d::daemon::RunSummary {
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut config = support::run_config(&tracker.base, test_web.dns.addr(), work.path());
+    config.tracker_dedup = false;
+    config.idle_wait = Duration::from_millis(100);
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        scraper_d::daemon::run(config, std::future::pending()),
+    )
+    .await
+    .expect("the daemon exits when idle")
+    .expect("daemon runs")
+}
+
+async fn first_half_refused(
+    fault: impl Fn(&str, &str, u64) -> Option<Reply> + Send + Sync + 'static,
+) {
+    let test_web = support::start_web().await;
+    let crawl = small_crawl(test_web.web.port(), 4).await;
+    let tracker = one_wat_tracker(crawl.wat_url.clone(), fault).await;
+    let summary = run_against(&tracker, &test_web).await;
+    assert_eq!(summary.completed, vec![2], "{summary:?}");
+    assert_eq!(summary.released, vec![1], "{summary:?}");
+    let requests = tracker.requests();
+    assert!(
+        requests.iter().any(|r| r.starts_with("PUT /put/job-2")),
+        "{requests:?}"
+    );
+    assert_eq!(tracker.count("/api/ext/release"), 1, "{requests:?}");
+    assert_eq!(crawl.server.requests().len(), 1, "one download of the WAT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_on_one_completion_releases_that_job_only() {
+    first_half_refused(|_, path, job| {
+        (path.starts_with("/api/ext/complete") && job == 1)
+            .then(|| Reply::status(409, "lease lost"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_upload_releases_that_job_only() {
+    first_half_refused(|method, _, job| {
+        (method == "PUT" && job == 1).then(|| Reply::status(413, "too large"))
+    })
+    .await;
+}
