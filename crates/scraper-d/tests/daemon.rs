@@ -10,6 +10,7 @@ mod daemon {
     mod full_job;
     mod hostile_http;
     mod lifecycle;
+    mod lost_lease;
     mod odd_tracker;
     mod refusals;
     mod support;

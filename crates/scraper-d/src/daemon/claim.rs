@@ -22,6 +22,8 @@ use crate::{Candidate, HalfJob, bundle, source, systemd};
 /// minutes, and systemd kills the unit 30 s after SIGTERM (20 s of grace, these 4 s, then 5 s
 /// for the goodbye). Past it the leases expire on their own.
 const RELEASE_DEADLINE: Duration = Duration::from_secs(4);
+/// How often a job's downloads look whether the heartbeat marked its lease lost.
+const LOST_POLL: Duration = Duration::from_millis(100);
 
 /// Hands `numbers` back to the tracker, all at once, within [`RELEASE_DEADLINE`].
 pub(super) async fn release(session: &Session, numbers: &[u64]) {
@@ -176,11 +178,20 @@ impl Worker<'_> {
             progress.set(format!("job {number} downloading"), candidates.len() as u64);
             systemd::status(&progress.text());
             let path = self.bundle_path(number);
-            let half = self
+            let download = self
                 .pipeline
-                .run_half(number, candidates, &path, progress.done.clone())
-                .await
-                .with_context(|| format!("failed to write the bundle of job {number}"))?;
+                .run_half(number, candidates, &path, progress.done.clone());
+            let half = tokio::select! {
+                half = download => {
+                    half.with_context(|| format!("failed to write the bundle of job {number}"))?
+                }
+                () = lease_lost(held, number) => {
+                    // Its downloads (up to an hour) would be thrown away at the upload.
+                    tracing::warn!(job = number, "lease lost, stopping the job's downloads");
+                    bundle::discard(&path);
+                    continue;
+                }
+            };
             self.metrics.record_half(&half.outcomes);
             if is_lost(held, number) {
                 tracing::warn!(
@@ -371,6 +382,13 @@ async fn deliver(
     Ok((stored, completion))
 }
 
+/// Resolves once the heartbeat marked job `number` lost.
+async fn lease_lost(held: &Mutex<Held>, number: u64) {
+    while !is_lost(held, number) {
+        tokio::time::sleep(LOST_POLL).await;
+    }
+}
+
 fn is_lost(held: &Mutex<Held>, number: u64) -> bool {
     held.lock()
         .map(|held| held.lost.contains(&number))
@@ -401,6 +419,20 @@ async fn heartbeat_loop(
                             tracing::warn!(
                                 job = number,
                                 "the tracker says this job's lease was lost"
+                            );
+                        }
+                    }
+                }
+            }
+            Err(TrackerError::TimedOut) => {
+                // The tracker forgot this client (404): its leases went with it.
+                if let Ok(mut held) = held.lock() {
+                    let open: Vec<u64> = held.open.iter().copied().collect();
+                    for number in open {
+                        if held.lost.insert(number) {
+                            tracing::warn!(
+                                job = number,
+                                "the tracker forgot this client, the job's lease is lost"
                             );
                         }
                     }
