@@ -2,6 +2,7 @@
 //! stopped; systemd readiness, watchdog and status along the way.
 
 mod claim;
+mod heartbeat;
 mod progress;
 mod upload;
 

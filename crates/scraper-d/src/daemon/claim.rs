@@ -9,6 +9,7 @@ use anyhow::Context;
 use cah_protocol::ext::{Job, StoredBlob};
 use cah_tracker_client::{BundleBody, Completion, JobOutput, Session, TrackerError};
 
+use super::heartbeat::{Held, heartbeat_loop, is_lost, lease_lost};
 use super::progress::Progress;
 use crate::candidates::SkipReason;
 use crate::config::RunConfig;
@@ -22,8 +23,6 @@ use crate::{Candidate, HalfJob, bundle, source, systemd};
 /// minutes, and systemd kills the unit 30 s after SIGTERM (20 s of grace, these 4 s, then 5 s
 /// for the goodbye). Past it the leases expire on their own.
 const RELEASE_DEADLINE: Duration = Duration::from_secs(4);
-/// How often a job's downloads look whether the heartbeat marked its lease lost.
-const LOST_POLL: Duration = Duration::from_millis(100);
 
 /// Hands `numbers` back to the tracker, all at once, within [`RELEASE_DEADLINE`].
 pub(super) async fn release(session: &Session, numbers: &[u64]) {
@@ -70,13 +69,6 @@ pub(crate) struct Worker<'a> {
     pub(crate) wat_client: &'a reqwest::Client,
     pub(crate) stop: &'a Stop,
     pub(crate) metrics: &'a Metrics,
-}
-
-/// Jobs of the claim not yet completed, and those the tracker says we lost.
-#[derive(Debug, Default)]
-struct Held {
-    open: HashSet<u64>,
-    lost: HashSet<u64>,
 }
 
 impl Worker<'_> {
@@ -380,69 +372,4 @@ async fn deliver(
         .complete(number, JobOutput::Bundle(format!("blob:{}", target.key)))
         .await?;
     Ok((stored, completion))
-}
-
-/// Resolves once the heartbeat marked job `number` lost.
-async fn lease_lost(held: &Mutex<Held>, number: u64) {
-    while !is_lost(held, number) {
-        tokio::time::sleep(LOST_POLL).await;
-    }
-}
-
-fn is_lost(held: &Mutex<Held>, number: u64) -> bool {
-    held.lock()
-        .map(|held| held.lost.contains(&number))
-        .unwrap_or(false)
-}
-
-/// Heartbeats every `interval` and on every phase change; marks jobs the tracker dropped.
-async fn heartbeat_loop(
-    session: Session,
-    progress: Arc<Progress>,
-    held: Arc<Mutex<Held>>,
-    interval: std::time::Duration,
-) {
-    loop {
-        let text = progress.text();
-        match session.heartbeat(&text).await {
-            Ok(response) => {
-                let still: HashSet<u64> = response.jobs.into_iter().collect();
-                if let Ok(mut held) = held.lock() {
-                    let dropped: Vec<u64> = held
-                        .open
-                        .iter()
-                        .copied()
-                        .filter(|number| !still.contains(number))
-                        .collect();
-                    for number in dropped {
-                        if held.lost.insert(number) {
-                            tracing::warn!(
-                                job = number,
-                                "the tracker says this job's lease was lost"
-                            );
-                        }
-                    }
-                }
-            }
-            Err(TrackerError::TimedOut) => {
-                // The tracker forgot this client (404): its leases went with it.
-                if let Ok(mut held) = held.lock() {
-                    let open: Vec<u64> = held.open.iter().copied().collect();
-                    for number in open {
-                        if held.lost.insert(number) {
-                            tracing::warn!(
-                                job = number,
-                                "the tracker forgot this client, the job's lease is lost"
-                            );
-                        }
-                    }
-                }
-            }
-            Err(error) => tracing::warn!(error = %error, "heartbeat failed"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = progress.changed.notified() => {}
-        }
-    }
 }
