@@ -78,6 +78,7 @@ impl Worker<'_> {
         let held = Arc::new(Mutex::new(Held {
             open: numbers.iter().copied().collect(),
             lost: HashSet::new(),
+            completing: HashSet::new(),
         }));
         let progress = Arc::new(Progress::new(&self.config.node_name));
         // Aborted on drop too, so a cancelled run (a crash in tests) stops renewing leases.
@@ -367,9 +368,17 @@ async fn deliver(
             .await
     })
     .await?;
+    if let Ok(mut held) = held.lock() {
+        held.completing.insert(number);
+    }
     progress.set(format!("job {number} completing"), 0);
     let completion = session
         .complete(number, JobOutput::Bundle(format!("blob:{}", target.key)))
-        .await?;
-    Ok((stored, completion))
+        .await;
+    if completion.is_err()
+        && let Ok(mut held) = held.lock()
+    {
+        held.completing.remove(&number);
+    }
+    Ok((stored, completion?))
 }

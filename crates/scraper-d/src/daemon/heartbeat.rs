@@ -17,6 +17,9 @@ const LOST_POLL: Duration = Duration::from_millis(100);
 pub(super) struct Held {
     pub(super) open: HashSet<u64>,
     pub(super) lost: HashSet<u64>,
+    /// Jobs whose `complete` is in flight: the tracker may drop them from a heartbeat answer
+    /// before `complete` returns, which is no lost lease.
+    pub(super) completing: HashSet<u64>,
 }
 
 /// Resolves once the heartbeat marked job `number` lost.
@@ -49,7 +52,9 @@ pub(super) async fn heartbeat_loop(
                         .open
                         .iter()
                         .copied()
-                        .filter(|number| !still.contains(number))
+                        .filter(|number| {
+                            !still.contains(number) && !held.completing.contains(number)
+                        })
                         .collect();
                     for number in dropped {
                         if held.lost.insert(number) {

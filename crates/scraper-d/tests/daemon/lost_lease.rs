@@ -7,6 +7,7 @@ use cah_testkit::commoncrawl::CommonCrawlServer;
 use cah_testkit::wat::{HeaderStyle, Html, Link, Page, WatWriter};
 
 use super::fake_tracker::{Reply, one_wat_tracker};
+use super::full_job::small_crawl;
 use super::support;
 
 /// A WAT of `n_pages` pages, each with one picture that takes 1.4 s to download.
@@ -91,4 +92,66 @@ async fn a_forgotten_client_stops_the_downloads() {
     assert_eq!(summary.lost, vec![1, 2], "{summary:?}");
     assert!(summary.completed.is_empty());
     assert!(took < Duration::from_secs(6), "{took:?}");
+}
+
+/// Collects what the daemon logs on this thread.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("logs").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// One thread, so that the thread's log subscriber sees the heartbeat task too.
+#[tokio::test(flavor = "current_thread")]
+async fn a_job_being_completed_is_not_reported_lost() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let test_web = support::start_web().await;
+    let crawl = small_crawl(test_web.web.port(), 4).await;
+    // The tracker drops a job from heartbeats as soon as its completion arrives, and answers
+    // that completion 800 ms later (heartbeats go every 200 ms).
+    let completing = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    let tracker = one_wat_tracker(crawl.wat_url.clone(), move |_, path, job| {
+        let mut completing = completing.lock().expect("completing");
+        if path.starts_with("/api/ext/complete") {
+            completing.push(job);
+            return Some(Reply::json(serde_json::json!({})).after(Duration::from_millis(800)));
+        }
+        path.starts_with("/api/ext/heartbeat").then(|| {
+            let held: Vec<u64> = [1, 2]
+                .into_iter()
+                .filter(|job| !completing.contains(job))
+                .collect();
+            Reply::json(serde_json::json!({ "jobs": held, "lease_until_ms": 4_000_000_000_000i64 }))
+        })
+    })
+    .await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut config = support::run_config(&tracker.base, test_web.dns.addr(), work.path());
+    config.tracker_dedup = false;
+    let summary = tokio::time::timeout(
+        Duration::from_secs(60),
+        scraper_d::daemon::run(config, std::future::pending()),
+    )
+    .await
+    .expect("the daemon exits when idle")
+    .expect("daemon runs");
+    assert_eq!(summary.completed, vec![1, 2], "{summary:?}");
+    assert!(summary.lost.is_empty(), "{summary:?}");
+    let logs = String::from_utf8_lossy(&logs.0.lock().expect("logs")).into_owned();
+    assert!(logs.contains("job completed"), "{logs}");
+    assert!(!logs.contains("lease was lost"), "{logs}");
 }
