@@ -20,6 +20,9 @@ pub(crate) struct Endpoint {
     /// A conflict (409, or the legacy 403 mapped to it) answering a retry that followed an
     /// attempt with an unknown outcome means "that attempt was probably applied".
     pub(crate) conflict_after_uncertain_is_done: bool,
+    /// A full store (507 with a `Retry-After`) is waited out by the retry loop; off for callers
+    /// that wait it out themselves, so the two loops do not multiply.
+    pub(crate) retries_storage_full: bool,
 }
 
 /// When a failed call may be sent again.
@@ -49,11 +52,17 @@ const fn endpoint(name: &'static str, method: Method, path: &'static str) -> End
         on_403: On403::Forbidden,
         authenticated: true,
         conflict_after_uncertain_is_done: false,
+        retries_storage_full: true,
     }
 }
 
 const fn public(mut endpoint: Endpoint) -> Endpoint {
     endpoint.authenticated = false;
+    endpoint
+}
+
+const fn full_left_to_caller(mut endpoint: Endpoint) -> Endpoint {
+    endpoint.retries_storage_full = false;
     endpoint
 }
 
@@ -153,3 +162,6 @@ pub(crate) const EXT_CLIENTS: Endpoint =
 // PUT stores the same bytes under the same key, so it is idempotent. The URL carries its own
 // signature instead of a token.
 pub(crate) const UPLOAD_BUNDLE: Endpoint = public(endpoint("uploadBundle", Method::PUT, ""));
+/// The same upload, leaving a full store (507) to the caller at once.
+pub(crate) const UPLOAD_BUNDLE_ONCE_IF_FULL: Endpoint =
+    full_left_to_caller(public(endpoint("uploadBundle", Method::PUT, "")));

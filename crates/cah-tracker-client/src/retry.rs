@@ -119,7 +119,9 @@ where
             Repeat::Always => true,
             Repeat::OnlyIfNotApplied => !error.may_have_applied(),
         };
-        if !error.is_retryable() || !repeatable {
+        let full_left_to_caller =
+            matches!(error, TrackerError::StorageFull { .. }) && !endpoint.retries_storage_full;
+        if !error.is_retryable() || !repeatable || full_left_to_caller {
             return Err(error);
         }
         if number >= max_attempts {

@@ -9,7 +9,7 @@ use tokio_util::io::ReaderStream;
 use url::Url;
 
 use crate::client::TrackerClient;
-use crate::endpoint;
+use crate::endpoint::{self, Endpoint};
 use crate::error::TrackerError;
 use crate::retry::{Attempt, with_retries};
 use crate::session::Session;
@@ -48,6 +48,19 @@ impl Session {
     ) -> Result<StoredBlob, TrackerError> {
         self.client().upload_bundle(target, body).await
     }
+
+    /// [`upload_bundle`](Self::upload_bundle), except that a full store (507) is returned at
+    /// once whatever its `Retry-After`, for a caller that waits it out itself (other failures
+    /// are retried as usual).
+    pub async fn upload_bundle_once_if_full(
+        &self,
+        target: &UploadUrlResponse,
+        body: BundleBody,
+    ) -> Result<StoredBlob, TrackerError> {
+        self.client()
+            .upload_with(&endpoint::UPLOAD_BUNDLE_ONCE_IF_FULL, target, body)
+            .await
+    }
 }
 
 impl TrackerClient {
@@ -67,7 +80,16 @@ impl TrackerClient {
         target: &UploadUrlResponse,
         body: BundleBody,
     ) -> Result<StoredBlob, TrackerError> {
-        let endpoint = &endpoint::UPLOAD_BUNDLE;
+        self.upload_with(&endpoint::UPLOAD_BUNDLE, target, body)
+            .await
+    }
+
+    async fn upload_with(
+        &self,
+        endpoint: &Endpoint,
+        target: &UploadUrlResponse,
+        body: BundleBody,
+    ) -> Result<StoredBlob, TrackerError> {
         let url = self
             .base_url()
             .join(&target.put_url)
@@ -85,7 +107,9 @@ impl TrackerClient {
                         target.max_bytes
                     )));
                 }
-                let reply = self.put(url, attempt, request_body, length).await?;
+                let reply = self
+                    .put(endpoint, url, attempt, request_body, length)
+                    .await?;
                 Ok((reply, length))
             })
             .await?;
@@ -102,6 +126,7 @@ impl TrackerClient {
 
     async fn put(
         &self,
+        endpoint: &Endpoint,
         url: &Url,
         attempt: Attempt,
         body: reqwest::Body,
@@ -114,8 +139,7 @@ impl TrackerClient {
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(CONTENT_LENGTH, length)
             .body(body);
-        self.exchange(&endpoint::UPLOAD_BUNDLE, attempt, request)
-            .await
+        self.exchange(endpoint, attempt, request).await
     }
 }
 

@@ -364,7 +364,7 @@ async fn deliver(
             )));
         }
         session
-            .upload_bundle(&target, BundleBody::File(half.bundle.clone()))
+            .upload_bundle_once_if_full(&target, BundleBody::File(half.bundle.clone()))
             .await
     })
     .await?;

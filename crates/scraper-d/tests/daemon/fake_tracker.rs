@@ -13,6 +13,7 @@ pub(crate) struct Reply {
     pub(crate) delay: Duration,
     pub(crate) status: u16,
     pub(crate) body: String,
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl Reply {
@@ -25,7 +26,14 @@ impl Reply {
             delay: Duration::ZERO,
             status,
             body: body.to_owned(),
+            retry_after: None,
         }
+    }
+
+    /// Adds `Retry-After: seconds`.
+    pub(crate) fn retry_after(mut self, seconds: u64) -> Reply {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// The same answer after `delay`.
@@ -118,8 +126,12 @@ async fn serve(
     log.lock().expect("log").push(format!("{method} {path}"));
     let reply = script(&method, &path, &data[head_end..head_end + length]);
     tokio::time::sleep(reply.delay).await;
+    let retry_after = reply
+        .retry_after
+        .map(|seconds| format!("retry-after: {seconds}\r\n"))
+        .unwrap_or_default();
     let answer = format!(
-        "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{}",
+        "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{retry_after}connection: close\r\n\r\n{}",
         reply.status,
         reply.body.len(),
         reply.body

@@ -39,6 +39,9 @@ async fn first_half_refused(
         "{requests:?}"
     );
     assert_eq!(tracker.count("/api/ext/release"), 1, "{requests:?}");
+    // The daemon's own loop alone decides how often a full store is tried (4 times).
+    let puts = tracker.count("/put/job-1");
+    assert!(puts <= 4, "{puts} uploads of job 1");
     assert_eq!(crawl.server.requests().len(), 1, "one download of the WAT");
 }
 
@@ -55,6 +58,15 @@ async fn a_conflict_on_one_completion_releases_that_job_only() {
 async fn a_refused_upload_releases_that_job_only() {
     first_half_refused(|method, _, job| {
         (method == "PUT" && job == 1).then(|| Reply::status(413, "too large"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_stays_full_gets_four_uploads_then_the_job_is_released() {
+    first_half_refused(|method, _, job| {
+        (method == "PUT" && job == 1)
+            .then(|| Reply::status(507, "bundle store is full").retry_after(1))
     })
     .await;
 }
