@@ -132,6 +132,12 @@ async fn download(
     sender: &mpsc::Sender<std::io::Result<Bytes>>,
     counters: &Counters,
 ) -> std::io::Result<()> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(std::io::Error::other(format!(
+            "unsupported url scheme {:?}: only http and https",
+            url.scheme()
+        )));
+    }
     let mut offset = 0u64;
     let mut total: Option<u64> = None;
     let mut failures = 0u32;
@@ -206,7 +212,12 @@ async fn fetch_from(
         .map_err(|_| silent(0))?
         .map_err(|error| {
             let detail = cah_tracker_client::with_causes(&error);
-            (0, Attempt::Retry(format!("request failed: {detail}")))
+            // A request that cannot be built (a bad URL) fails the same way every time.
+            if error.is_builder() {
+                (0, Attempt::Fatal(format!("request failed: {detail}")))
+            } else {
+                (0, Attempt::Retry(format!("request failed: {detail}")))
+            }
         })?;
     let status = response.status();
     if status == StatusCode::RANGE_NOT_SATISFIABLE && *total == Some(offset) {

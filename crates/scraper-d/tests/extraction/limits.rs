@@ -128,3 +128,26 @@ async fn a_download_past_max_bytes_fails() {
     assert_eq!(server.requests().len(), 1, "not retried");
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_that_can_never_be_fetched_fails_at_once() {
+    for url in ["file:///etc/hostname", "ftp://127.0.0.1:9/a.warc.wat.gz"] {
+        let url = url::Url::parse(url).expect("url");
+        let handle = tokio::runtime::Handle::current();
+        let started = std::time::Instant::now();
+        let error = tokio::task::spawn_blocking(move || {
+            let mut reader =
+                spawn_download(&handle, reqwest::Client::new(), url, HttpConfig::standard());
+            let mut bytes = Vec::new();
+            reader.read_to_end(&mut bytes).expect_err("no body")
+        })
+        .await
+        .expect("reading thread");
+        // Retried as if transient, 8 attempts would take about a minute.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}: {error}",
+            started.elapsed()
+        );
+    }
+}
