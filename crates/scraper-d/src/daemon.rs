@@ -146,6 +146,12 @@ pub async fn run(
             idle(&config, &stop).await;
             continue;
         }
+        let (jobs, mismatched) = one_wat(jobs);
+        if !mismatched.is_empty() {
+            summary
+                .released
+                .extend(release_at_once(&session, &mismatched).await);
+        }
         let outcome = Box::pin(worker.work(&session, jobs)).await;
         let failed = outcome.failed;
         summary.completed.extend(outcome.completed);
@@ -198,11 +204,36 @@ async fn claim_or_stop(
     None
 }
 
-/// Jobs claimed after the stop go straight back.
+/// Splits a claim into the jobs of its first job's WAT, one per half, and the others: a claim
+/// is worked as one pass over one WAT, so a job of another WAT or a second job of the same
+/// half would be completed with the wrong candidates.
+fn one_wat(jobs: Vec<Job>) -> (Vec<Job>, Vec<Job>) {
+    let mut kept: Vec<Job> = Vec::new();
+    let mut mismatched = Vec::new();
+    for job in jobs {
+        let fits = kept.first().is_none_or(|first| {
+            first.wat_url == job.wat_url && kept.iter().all(|other| other.shard != job.shard)
+        });
+        if fits {
+            kept.push(job);
+        } else {
+            tracing::warn!(
+                job = job.number,
+                shard = job.shard,
+                wat = %job.wat_url,
+                "the claim mixes wats or repeats a half, releasing this job"
+            );
+            mismatched.push(job);
+        }
+    }
+    (kept, mismatched)
+}
+
+/// Jobs claimed after the stop (or that do not belong to the claim's WAT) go straight back.
 async fn release_at_once(session: &Session, jobs: &[Job]) -> Vec<u64> {
     let numbers: Vec<u64> = jobs.iter().map(|job| job.number).collect();
     if !numbers.is_empty() {
-        tracing::info!(jobs = ?numbers, "claimed after the stop, releasing");
+        tracing::info!(jobs = ?numbers, "releasing jobs not to be worked");
         claim::release(session, &numbers).await;
     }
     numbers

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::fake_tracker::{FakeTracker, Reply, one_wat_tracker};
+use super::fake_tracker::{FakeTracker, Reply, claimed, one_wat_tracker};
 use super::full_job::small_crawl;
 use super::support;
 
@@ -69,4 +69,38 @@ async fn a_store_that_stays_full_gets_four_uploads_then_the_job_is_released() {
             .then(|| Reply::status(507, "bundle store is full").retry_after(1))
     })
     .await;
+}
+
+/// A tracker whose one claim hands out job 1 (half 0 of the test WAT) and `second`.
+async fn odd_claim(second: fn(&str) -> (u64, String, u8)) {
+    let test_web = support::start_web().await;
+    let crawl = small_crawl(test_web.web.port(), 4).await;
+    let wat = crawl.wat_url.clone();
+    let handed = std::sync::atomic::AtomicBool::new(false);
+    let tracker = one_wat_tracker(crawl.wat_url.clone(), move |_, path, _| {
+        if !path.starts_with("/api/ext/claim") {
+            return None;
+        }
+        if handed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Some(claimed(&[]));
+        }
+        let (number, wat_url, shard) = second(&wat);
+        Some(claimed(&[(1, &wat, 0), (number, &wat_url, shard)]))
+    })
+    .await;
+    let summary = run_against(&tracker, &test_web).await;
+    assert_eq!(summary.completed, vec![1], "{summary:?}");
+    assert_eq!(summary.released, vec![2], "{summary:?}");
+    assert_eq!(tracker.count("/api/ext/release"), 1);
+    assert_eq!(tracker.count("/put/job-2"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_of_another_wat_in_a_claim_is_released() {
+    odd_claim(|_| (2, "http://127.0.0.1:9/other.warc.wat.gz".to_owned(), 1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_job_of_the_same_half_in_a_claim_is_released() {
+    odd_claim(|wat| (2, wat.to_owned(), 0)).await;
 }
