@@ -13,6 +13,8 @@ mod drain;
 mod fetch;
 #[path = "daemon/forgotten.rs"]
 mod forgotten;
+#[path = "daemon/lost_claim.rs"]
+mod lost_claim;
 #[path = "daemon/main_refusal.rs"]
 mod main_refusal;
 #[path = "daemon/open_shard.rs"]

@@ -431,6 +431,7 @@ impl Committer {
     /// took back is never completed (under a new token it would close someone else's claim).
     async fn complete(&self, claim: Claim, kept: u64) {
         let number = claim.number;
+        let _finishing = self.registration.holdings.change();
         if !self.registration.holdings.finish(claim) {
             warn!(
                 job = number,

@@ -32,6 +32,30 @@ pub(super) struct Holdings {
     held: Mutex<HashMap<u64, Held>>,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Tracker calls in flight that change what this daemon holds (see [`Holdings::change`]).
+    changes: Mutex<Changes>,
+}
+
+/// Claim, complete, release and invalid calls: how many are in flight, and how many began or
+/// ended so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct Changes {
+    in_flight: u32,
+    epoch: u64,
+}
+
+/// Marks one tracker call that changes what this daemon holds, from before the call until its
+/// outcome is recorded in [`Holdings`]; dropping it ends the call.
+pub(super) struct ChangeGuard<'a> {
+    holdings: &'a Holdings,
+}
+
+impl Drop for ChangeGuard<'_> {
+    fn drop(&mut self) {
+        let mut changes = self.holdings.lock_changes();
+        changes.in_flight -= 1;
+        changes.epoch += 1;
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +71,51 @@ impl Holdings {
             held: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             metrics,
+            changes: Mutex::new(Changes::default()),
         }
+    }
+
+    /// Starts a tracker call that changes what this daemon holds: a claim (held until its
+    /// jobs are recorded) or a complete, release or invalid report (held from before
+    /// [`finish`](Self::finish) until the tracker answered).
+    pub(super) fn change(&self) -> ChangeGuard<'_> {
+        let mut changes = self.lock_changes();
+        changes.in_flight += 1;
+        changes.epoch += 1;
+        ChangeGuard { holdings: self }
+    }
+
+    /// Taken just before a heartbeat is sent: `Some(mark)` when no change is in flight.
+    pub(super) fn quiet_mark(&self) -> Option<u64> {
+        let changes = self.lock_changes();
+        (changes.in_flight == 0).then_some(changes.epoch)
+    }
+
+    /// The numbers among `listed` (a heartbeat's answer) that this daemon does not hold and
+    /// never learnt of: jobs claimed by an attempt whose answer was lost, to be released.
+    ///
+    /// `mark` is [`quiet_mark`](Self::quiet_mark) from before the heartbeat was sent; when a
+    /// change began or ended since (or one was in flight then), nothing is returned. This is
+    /// race-free: a job the tracker lists was claimed by a claim call it applied before
+    /// answering. Had that call's answer reached us, its guard spans the call and the
+    /// recording of its jobs, so either it overlapped the heartbeat (the epoch moved: nothing
+    /// is released) or it ended before the mark, and the job was then held. A held job leaves
+    /// `held` only through `finish` inside a complete, release or invalid call's guard (the
+    /// same argument: if that call ended before the mark, the tracker no longer held the job
+    /// when it answered, unless that call failed, and then releasing it is right), or as
+    /// lost, which the tracker said itself (`lose_missing`, `lose_generation`: a heartbeat
+    /// under the new token never lists the old token's jobs), or at the drain (`take_all`,
+    /// which releases them anyway).
+    pub(super) fn unknown(&self, mark: u64, listed: &[u64]) -> Vec<u64> {
+        let held = self.lock();
+        if self.lock_changes().epoch != mark {
+            return Vec::new();
+        }
+        listed
+            .iter()
+            .copied()
+            .filter(|number| !held.contains_key(number))
+            .collect()
     }
 
     /// Records job `number`, claimed under registration `generation`; an earlier claim of the
@@ -144,6 +212,12 @@ impl Holdings {
             .store(held.len() as i64, Ordering::Relaxed);
     }
 
+    fn lock_changes(&self) -> MutexGuard<'_, Changes> {
+        self.changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Held>> {
         // A panic while the map was locked cannot leave it half-updated: every change is one
         // insert or remove.
@@ -201,5 +275,31 @@ mod tests {
         assert_eq!(lost, [1, 3]);
         assert_eq!(holdings.take_all(), [4]);
         assert!(!holdings.is_held(renewed));
+    }
+
+    #[test]
+    fn unknown_jobs_are_named_only_when_no_change_overlapped_the_heartbeat() {
+        let holdings = Holdings::new(Metrics::new());
+        let held = holdings.claimed(1, 0);
+        // Job 2 came from a claim whose answer was lost.
+        let mark = holdings.quiet_mark().expect("quiet");
+        assert_eq!(holdings.unknown(mark, &[1, 2]), [2]);
+        // A claim in flight when the heartbeat is sent: its jobs may be in the answer.
+        let claim = holdings.change();
+        assert_eq!(holdings.quiet_mark(), None);
+        drop(claim);
+        // A claim that began and ended while the heartbeat was in flight.
+        let mark = holdings.quiet_mark().expect("quiet");
+        {
+            let _claim = holdings.change();
+            holdings.claimed(3, 0);
+        }
+        assert!(holdings.unknown(mark, &[1, 2, 3]).is_empty());
+        // A completion in flight: the job left `held` before the tracker saw the completion.
+        let mark = holdings.quiet_mark().expect("quiet");
+        let completing = holdings.change();
+        assert!(holdings.finish(held));
+        assert!(holdings.unknown(mark, &[1, 2, 3]).is_empty());
+        drop(completing);
     }
 }

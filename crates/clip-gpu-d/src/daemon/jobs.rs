@@ -109,6 +109,9 @@ pub(super) async fn claim_loop(
             break; // the scorer stopped: nothing would score a claimed job
         }
         let (session, generation) = context.registration.session();
+        // Until the claimed jobs are recorded, a heartbeat may list jobs the daemon does not
+        // know yet: it must not release them (see `Holdings::unknown`).
+        let claiming = context.registration.holdings.change();
         let claimed = match session.claim(held.len() as u32, false).await {
             Ok(claimed) => claimed,
             Err(TrackerError::TimedOut) => match context.registration.renew(generation).await {
@@ -125,7 +128,7 @@ pub(super) async fn claim_loop(
             }
         };
         if claimed.is_empty() {
-            drop(held);
+            drop((held, claiming));
             tokio::select! {
                 () = stop.cancelled() => break,
                 () = tokio::time::sleep(context.poll_interval) => continue,
@@ -163,6 +166,7 @@ pub(super) async fn claim_loop(
             fetches
                 .spawn(fetch(context.clone(), job, claim, permit, jobs.clone()).instrument(span));
         }
+        drop(claiming);
         while fetches.try_join_next().is_some() {}
     }
     while fetches.join_next().await.is_some() {}
@@ -193,6 +197,7 @@ pub(super) async fn renew_leases(registration: &Registration) {
         return;
     }
     let (session, generation) = registration.session();
+    let mark = registration.holdings.quiet_mark();
     match session.heartbeat("scoring").await {
         Ok(response) => {
             let lost = registration.holdings.lose_missing(&asked, &response.jobs);
@@ -200,6 +205,25 @@ pub(super) async fn renew_leases(registration: &Registration) {
                 warn!(jobs = ?lost, "leases expired; dropping those jobs");
             }
             debug!(held = response.jobs.len(), "leases renewed");
+            // Jobs of a claim whose answer never came (the client timed out and retried): the
+            // tracker holds them for this daemon, which would renew them for ever.
+            let unknown = mark.map_or_else(Vec::new, |mark| {
+                registration.holdings.unknown(mark, &response.jobs)
+            });
+            for number in unknown {
+                match session.release(number).await {
+                    Ok(()) => {
+                        Metrics::add(&registration.metrics.jobs_released, 1);
+                        warn!(
+                            job = number,
+                            "released a job claimed by a claim whose answer was lost"
+                        );
+                    }
+                    Err(error) => {
+                        warn!(job = number, error = %error, "failed to release a job claimed by a lost claim answer");
+                    }
+                }
+            }
         }
         Err(TrackerError::TimedOut) => {
             if let Err(error) = registration.renew(generation).await {
@@ -272,6 +296,7 @@ async fn fetch(
 async fn report_invalid(context: &ClaimContext, job: &Job, claim: Claim, error: &FetchError) {
     let reason = error.to_string();
     Metrics::add(&context.metrics.jobs_invalid, 1);
+    let _finishing = context.registration.holdings.change();
     context.registration.holdings.finish(claim);
     warn!(reason = %reason, "bundle rejected; reporting the job invalid");
     let (session, generation) = context.registration.session();
@@ -287,6 +312,7 @@ async fn report_invalid(context: &ClaimContext, job: &Job, claim: Claim, error: 
 
 /// Gives the job back untouched: its bundle stays, and the tracker hands it out again.
 async fn release(context: &ClaimContext, job: &Job, claim: Claim) {
+    let _finishing = context.registration.holdings.change();
     context.registration.holdings.finish(claim);
     let (session, generation) = context.registration.session();
     match session.release(job.number).await {

@@ -20,7 +20,7 @@ pub(super) struct Registration {
     /// Held while registering again, so one task does it.
     renewing: tokio::sync::Mutex<()>,
     pub(super) holdings: Holdings,
-    metrics: Arc<Metrics>,
+    pub(super) metrics: Arc<Metrics>,
 }
 
 impl Registration {
