@@ -42,6 +42,27 @@ pub enum BundleError {
     TooManyEntries,
 }
 
+/// Longest entry name quoted in a [`BundleError`], in bytes (a pax header can carry
+/// megabytes of name, which the invalid report would echo).
+pub const MAX_QUOTED_NAME_BYTES: usize = 256;
+
+/// `text` cut to at most `max` bytes on a character boundary, ending with `…` when cut.
+pub fn truncate_utf8(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let ellipsis = '…';
+    let mut end = max.saturating_sub(ellipsis.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ellipsis}", &text[..end])
+}
+
+fn quoted(name: &str) -> String {
+    truncate_utf8(name, MAX_QUOTED_NAME_BYTES)
+}
+
 /// One sample with its image bytes.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -74,7 +95,11 @@ pub fn read_bundle(path: &Path, start_id: u64, end_id: u64) -> Result<Vec<Sample
             MAX_IMAGE_BYTES
         };
         if size > limit {
-            return Err(BundleError::TooLarge { name, size, limit });
+            return Err(BundleError::TooLarge {
+                name: quoted(&name),
+                size,
+                limit,
+            });
         }
         let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
         (&mut entry).take(limit + 1).read_to_end(&mut bytes)?;
@@ -145,7 +170,7 @@ pub fn read_bundle(path: &Path, start_id: u64, end_id: u64) -> Result<Vec<Sample
         samples.push(Sample { meta, image });
     }
     if let Some(name) = images.into_keys().next() {
-        return Err(BundleError::Unlisted(name));
+        return Err(BundleError::Unlisted(quoted(&name)));
     }
     Ok(samples)
 }
@@ -173,7 +198,7 @@ fn check_name(name: &str) -> Result<(), BundleError> {
 
 fn bad(name: &str, reason: &'static str) -> BundleError {
     BundleError::BadEntry {
-        name: name.to_owned(),
+        name: quoted(name),
         reason,
     }
 }
@@ -243,6 +268,18 @@ mod tests {
             matches!(&error, BundleError::BadSample { line: 2, detail } if detail == "sample id 5 is repeated"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn quoted_entry_names_are_capped() {
+        let long = "x".repeat(9 << 20);
+        let error = bad(&long, "not a flat image name");
+        assert!(
+            error.to_string().len() < 2 * MAX_QUOTED_NAME_BYTES,
+            "{error}"
+        );
+        assert_eq!(truncate_utf8("ab", 2), "ab");
+        assert_eq!(truncate_utf8("aéé", 4), "a…");
     }
 
     #[test]

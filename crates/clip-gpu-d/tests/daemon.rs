@@ -13,6 +13,8 @@ mod drain;
 mod fetch;
 #[path = "daemon/forgotten.rs"]
 mod forgotten;
+#[path = "daemon/invalid_report.rs"]
+mod invalid_report;
 #[path = "daemon/lost_claim.rs"]
 mod lost_claim;
 #[path = "daemon/main_refusal.rs"]

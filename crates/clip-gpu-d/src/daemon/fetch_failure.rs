@@ -43,6 +43,15 @@ impl FetchFailures {
 /// before it claims again: claiming at once would only fail the next job the same way.
 pub(super) const LOCAL_ERROR_BACKOFF: Duration = Duration::from_secs(60);
 
+/// Longest invalid reason sent to the tracker, in bytes: a reason echoing a hostile entry name
+/// or a server's message would otherwise make the report itself too large to be accepted.
+pub(super) const MAX_REASON_BYTES: usize = 512;
+
+/// `error`'s text cut to at most [`MAX_REASON_BYTES`] on a character boundary, for the report.
+pub(super) fn invalid_reason(error: &FetchError) -> String {
+    crate::bundle::truncate_utf8(&error.to_string(), MAX_REASON_BYTES)
+}
+
 /// Why a bundle could not be fetched; [`FetchError::verdict`] says what that means for the job.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum FetchError {
@@ -105,6 +114,17 @@ impl FetchError {
 mod tests {
     use super::*;
     use crate::bundle::BundleError;
+
+    #[test]
+    fn invalid_reasons_are_capped_on_a_char_boundary() {
+        let error = FetchError::Http("é".repeat(10_000));
+        let reason = invalid_reason(&error);
+        assert!(reason.len() <= MAX_REASON_BYTES, "{}", reason.len());
+        assert!(reason.starts_with("bundle download failed: éé"), "{reason}");
+        assert!(reason.ends_with('…'), "{reason}");
+        let short = FetchError::Gone(404);
+        assert_eq!(invalid_reason(&short), short.to_string());
+    }
 
     #[test]
     fn only_a_bad_bundle_is_reported_invalid() {

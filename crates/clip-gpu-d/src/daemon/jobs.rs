@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::fetch_failure::{
-    FetchError, FetchFailures, LOCAL_ERROR_BACKOFF, MAX_FETCH_FAILURES, Verdict,
+    FetchError, FetchFailures, LOCAL_ERROR_BACKOFF, MAX_FETCH_FAILURES, Verdict, invalid_reason,
 };
 use super::holdings::Claim;
 use super::registration::Registration;
@@ -293,20 +293,29 @@ async fn fetch(
     }
 }
 
+/// Reports the job invalid; counts it and stops holding it only once the tracker took the
+/// report. A report that fails releases the job instead (or leaves it to its lease when that
+/// fails too), so it is never orphaned: held by the tracker for a daemon that forgot it.
 async fn report_invalid(context: &ClaimContext, job: &Job, claim: Claim, error: &FetchError) {
-    let reason = error.to_string();
-    Metrics::add(&context.metrics.jobs_invalid, 1);
-    let _finishing = context.registration.holdings.change();
-    context.registration.holdings.finish(claim);
+    let reason = invalid_reason(error);
     warn!(reason = %reason, "bundle rejected; reporting the job invalid");
+    let finishing = context.registration.holdings.change();
     let (session, generation) = context.registration.session();
     match session.report_invalid(job.number, &reason).await {
-        Ok(()) => {}
+        Ok(()) => {
+            context.registration.holdings.finish(claim);
+            Metrics::add(&context.metrics.jobs_invalid, 1);
+        }
         // The tracker already took the job back.
         Err(TrackerError::TimedOut) => {
+            context.registration.holdings.finish(claim);
             let _ = context.registration.renew(generation).await;
         }
-        Err(error) => warn!(error = %error, "failed to report the job invalid"),
+        Err(error) => {
+            warn!(error = %error, "failed to report the job invalid; releasing it");
+            drop(finishing);
+            release(context, job, claim).await;
+        }
     }
 }
 
