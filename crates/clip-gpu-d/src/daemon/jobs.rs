@@ -241,7 +241,7 @@ async fn fetch(
     permit: OwnedSemaphorePermit,
     jobs: mpsc::Sender<LoadedJob>,
 ) {
-    let path = context.work_dir.join(format!("job-{}.tar", job.number));
+    let path = download_path(&context.work_dir, claim);
     let started = std::time::Instant::now();
     let result = load(&context, &job, &path).await;
     context.metrics.observe(Stage::Download, started.elapsed());
@@ -291,6 +291,13 @@ async fn fetch(
             }
         },
     }
+}
+
+/// Where `claim`'s bundle is downloaded: one file per claim, so that two fetches of one job
+/// (claimed again after the tracker forgot the daemon while the first still runs) never write,
+/// read or delete each other's file.
+fn download_path(work_dir: &Path, claim: Claim) -> PathBuf {
+    work_dir.join(format!("job-{}-{}.tar", claim.number, claim.id()))
 }
 
 /// Reports the job invalid; counts it and stops holding it only once the tracker took the
@@ -442,4 +449,22 @@ async fn download_once(
     }
     file.flush().await.map_err(local)?;
     Ok((got, hex::encode(hasher.finalize())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::holdings::Holdings;
+
+    #[test]
+    fn two_claims_of_one_job_download_to_different_files() {
+        let holdings = Holdings::new(Metrics::new());
+        let first = holdings.claimed(7, 0);
+        // The tracker forgot the daemon; job 7 is claimed again while the first fetch runs.
+        holdings.lose_generation(0);
+        let again = holdings.claimed(7, 1);
+        let dir = Path::new("/downloads");
+        assert_ne!(download_path(dir, first), download_path(dir, again));
+        assert!(download_path(dir, again).starts_with(dir));
+    }
 }
