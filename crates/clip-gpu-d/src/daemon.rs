@@ -17,6 +17,7 @@
 
 mod commit;
 mod config;
+mod download;
 mod fetch_failure;
 mod holdings;
 mod jobs;
@@ -188,10 +189,14 @@ pub async fn run_with_listener(
             poll_interval: config.poll_interval,
             max_bundle_bytes: config.max_bundle_bytes,
             work_dir: work_dir.clone(),
-            http: jobs::bundle_client()?,
+            http: download::bundle_client()?,
             metrics: Arc::clone(&metrics),
             backoff: Arc::default(),
             fetch_failures: Arc::default(),
+            download_limits: download::DownloadLimits {
+                min_rate: config.download_min_rate,
+                grace: config.download_rate_grace,
+            },
         },
         job_sender,
         stop_claiming.clone(),

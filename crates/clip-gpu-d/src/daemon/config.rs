@@ -141,6 +141,10 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub embedding_dtype: EmbeddingDtype,
     pub drain_timeout: Duration,
+    /// Slowest average bundle download rate in bytes per second once `download_rate_grace`
+    /// passed (not a flag; tests lower the grace).
+    pub download_min_rate: u64,
+    pub download_rate_grace: Duration,
 }
 
 impl TryFrom<RunArgs> for Config {
@@ -184,6 +188,8 @@ impl TryFrom<RunArgs> for Config {
             metrics_listen: args.metrics_listen,
             embedding_dtype: args.embedding_dtype,
             drain_timeout: args.drain_timeout,
+            download_min_rate: super::download::MIN_BUNDLE_RATE,
+            download_rate_grace: super::download::MIN_RATE_GRACE,
         })
     }
 }

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::metrics::Metrics;
 
 /// One claim of a job by this daemon.
@@ -58,11 +60,14 @@ impl Drop for ChangeGuard<'_> {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Held {
     id: u64,
     /// The registration (see `Registration`) whose token claimed the job.
     generation: u64,
+    /// Cancelled when the claim is lost (or taken at the drain deadline), so that its bundle
+    /// download stops instead of holding a permit.
+    lost: CancellationToken,
 }
 
 impl Holdings {
@@ -123,9 +128,32 @@ impl Holdings {
     pub(super) fn claimed(&self, number: u64, generation: u64) -> Claim {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut held = self.lock();
-        held.insert(number, Held { id, generation });
+        let lost = CancellationToken::new();
+        if let Some(stale) = held.insert(
+            number,
+            Held {
+                id,
+                generation,
+                lost,
+            },
+        ) {
+            stale.lost.cancel();
+        }
         self.publish(&held);
         Claim { number, id }
+    }
+
+    /// A token cancelled when `claim` is lost; already cancelled when it is not held.
+    pub(super) fn cancellation(&self, claim: Claim) -> CancellationToken {
+        let held = self.lock();
+        match held.get(&claim.number) {
+            Some(entry) if entry.id == claim.id => entry.lost.clone(),
+            _ => {
+                let token = CancellationToken::new();
+                token.cancel();
+                token
+            }
+        }
     }
 
     /// Whether `claim` is still held: not completed, released or lost.
@@ -192,14 +220,18 @@ impl Holdings {
     pub(super) fn take_all(&self) -> Vec<u64> {
         let mut held = self.lock();
         let numbers: Vec<u64> = held.keys().copied().collect();
-        held.clear();
+        for (_, entry) in held.drain() {
+            entry.lost.cancel();
+        }
         self.publish(&held);
         numbers
     }
 
     fn remove_lost(&self, held: &mut HashMap<u64, Held>, lost: &[u64]) -> Vec<u64> {
         for number in lost {
-            held.remove(number);
+            if let Some(entry) = held.remove(number) {
+                entry.lost.cancel();
+            }
         }
         Metrics::add(&self.metrics.jobs_lost, lost.len() as u64);
         self.publish(held);
@@ -275,6 +307,23 @@ mod tests {
         assert_eq!(lost, [1, 3]);
         assert_eq!(holdings.take_all(), [4]);
         assert!(!holdings.is_held(renewed));
+    }
+
+    #[test]
+    fn losing_a_claim_cancels_its_fetch() {
+        let holdings = Holdings::new(Metrics::new());
+        let expired = holdings.claimed(1, 0);
+        let forgotten = holdings.claimed(2, 0);
+        let drained = holdings.claimed(3, 1);
+        let tokens = [expired, forgotten, drained].map(|claim| holdings.cancellation(claim));
+        assert!(tokens.iter().all(|token| !token.is_cancelled()));
+        holdings.lose_missing(&[expired], &[]);
+        assert!(tokens[0].is_cancelled() && !tokens[1].is_cancelled());
+        holdings.lose_generation(0);
+        assert!(tokens[1].is_cancelled() && !tokens[2].is_cancelled());
+        holdings.take_all();
+        assert!(tokens[2].is_cancelled());
+        assert!(holdings.cancellation(expired).is_cancelled(), "not held");
     }
 
     #[test]

@@ -9,14 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cah_protocol::ext::{BundleLocation, Job};
+use cah_protocol::ext::Job;
 use cah_tracker_client::TrackerError;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use super::download::{DownloadLimits, download};
 use super::fetch_failure::{
     FetchError, FetchFailures, LOCAL_ERROR_BACKOFF, MAX_FETCH_FAILURES, Verdict, invalid_reason,
 };
@@ -46,6 +45,7 @@ pub(super) struct ClaimContext {
     pub(super) backoff: Arc<Backoff>,
     /// Failed downloads per job number (see [`MAX_FETCH_FAILURES`]).
     pub(super) fetch_failures: Arc<FetchFailures>,
+    pub(super) download_limits: DownloadLimits,
 }
 
 /// The time before which the claimer must not claim, set after a local failure.
@@ -243,13 +243,18 @@ async fn fetch(
 ) {
     let path = download_path(&context.work_dir, claim);
     let started = std::time::Instant::now();
-    let result = load(&context, &job, &path).await;
+    // Cancelled when the claim is lost: a slow download must not hold the permit meanwhile.
+    let lost = context.registration.holdings.cancellation(claim);
+    let result = tokio::select! {
+        result = load(&context, &job, &path) => Some(result),
+        () = lost.cancelled() => None,
+    };
     context.metrics.observe(Stage::Download, started.elapsed());
     let _ = tokio::fs::remove_file(&path).await;
-    if !context.registration.holdings.is_held(claim) {
+    let Some(result) = result.filter(|_| context.registration.holdings.is_held(claim)) else {
         info!("job lost to the tracker while its bundle was fetched; dropped");
         return;
-    }
+    };
     match result {
         Ok(samples) => {
             context.fetch_failures.forget(job.number);
@@ -345,110 +350,19 @@ async fn release(context: &ClaimContext, job: &Job, claim: Claim) {
 
 async fn load(context: &ClaimContext, job: &Job, path: &Path) -> Result<Vec<Sample>, FetchError> {
     let location = job.bundle.as_ref().ok_or(FetchError::NoBundle)?;
-    download(&context.http, location, path, context.max_bundle_bytes).await?;
+    download(
+        &context.http,
+        location,
+        path,
+        context.max_bundle_bytes,
+        context.download_limits,
+    )
+    .await?;
     let (path, start, end) = (path.to_owned(), job.start_id, job.end_id);
     tokio::task::spawn_blocking(move || crate::bundle::read_bundle(&path, start, end))
         .await
         .map_err(|error| FetchError::Local(error.to_string()))?
         .map_err(FetchError::from)
-}
-
-/// The HTTP client for bundle downloads: a stalled origin fails the attempt after
-/// [`BUNDLE_READ_TIMEOUT`] without a byte instead of holding the job until the drain deadline.
-pub(super) fn bundle_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(BUNDLE_READ_TIMEOUT)
-        .build()
-        .map_err(|error| anyhow::anyhow!("cannot build the bundle download client: {error}"))
-}
-
-/// Longest wait for the next bytes of a bundle download.
-pub(super) const BUNDLE_READ_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Streams the bundle to `path`, checking its size and SHA-256 against the tracker's.
-async fn download(
-    http: &reqwest::Client,
-    location: &BundleLocation,
-    path: &Path,
-    max_bytes: u64,
-) -> Result<(), FetchError> {
-    let url = url::Url::parse(&location.url)
-        .ok()
-        .filter(|url| matches!(url.scheme(), "http" | "https"))
-        .ok_or_else(|| FetchError::NotHttp(location.url.clone()))?;
-    let limit = location.size.map_or(max_bytes, |size| size.min(max_bytes));
-    if location.size.is_some_and(|size| size > max_bytes) {
-        return Err(FetchError::TooLarge { limit: max_bytes });
-    }
-    let mut last_error = String::new();
-    for attempt in 0..3u32 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(500) * attempt).await;
-        }
-        match download_once(http, &url, path, limit).await {
-            Ok((got, digest)) => {
-                if let Some(expected) = location.size
-                    && got != expected
-                {
-                    return Err(FetchError::Size { got, expected });
-                }
-                if let Some(expected) = &location.sha256
-                    && !digest.eq_ignore_ascii_case(expected)
-                {
-                    return Err(FetchError::Digest {
-                        got: digest,
-                        expected: expected.clone(),
-                    });
-                }
-                return Ok(());
-            }
-            Err(FetchError::Http(error)) => {
-                warn!(attempt, error = %error, "bundle download failed");
-                last_error = error;
-            }
-            Err(other) => return Err(other),
-        }
-    }
-    Err(FetchError::Http(last_error))
-}
-
-async fn download_once(
-    http: &reqwest::Client,
-    url: &url::Url,
-    path: &Path,
-    limit: u64,
-) -> Result<(u64, String), FetchError> {
-    let local = |error: std::io::Error| FetchError::Local(format!("{}: {error}", path.display()));
-    let response = http
-        .get(url.clone())
-        .send()
-        .await
-        .map_err(|error| FetchError::Http(error.to_string()))?;
-    // Not there (any more): no retry or release brings it back, only scraping the job again.
-    if let status @ (404 | 410) = response.status().as_u16() {
-        return Err(FetchError::Gone(status));
-    }
-    let mut response = response
-        .error_for_status()
-        .map_err(|error| FetchError::Http(error.to_string()))?;
-    let mut file = tokio::fs::File::create(path).await.map_err(local)?;
-    let mut hasher = Sha256::new();
-    let mut got = 0u64;
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|error| FetchError::Http(error.to_string()))?
-    {
-        got += chunk.len() as u64;
-        if got > limit {
-            return Err(FetchError::TooLarge { limit });
-        }
-        hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(local)?;
-    }
-    file.flush().await.map_err(local)?;
-    Ok((got, hex::encode(hasher.finalize())))
 }
 
 #[cfg(test)]

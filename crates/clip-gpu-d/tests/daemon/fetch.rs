@@ -211,3 +211,51 @@ async fn a_bundle_that_stays_unreachable_is_reported_invalid_after_three_claims(
     result.expect("daemon ran");
     tracker.stop().await;
 }
+
+/// A bundle store that answers 200 and then drips one byte every 300 ms, for ever.
+async fn dripping_store() -> String {
+    let store = axum::Router::new().fallback(|| async {
+        let drip = futures_util::stream::unfold((), |()| async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            Some((
+                Ok::<_, std::io::Error>(axum::body::Bytes::from_static(b"x")),
+                (),
+            ))
+        });
+        axum::body::Body::from_stream(drip)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind store");
+    let store_url = format!("http://{}/bundle.tar", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, store).await });
+    store_url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dripping_bundle_store_fails_the_download_and_releases_the_job() {
+    let store_url = dripping_store().await;
+    let (tracker, _cpu, _jobs) = gpu_job_at(&store_url).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = daemon_config(&tracker.base_url, &dir.path().join("dataset"), &[]);
+    // A byte every 300 ms never trips the read timeout; the minimum rate applies after 1 s.
+    config.download_rate_grace = std::time::Duration::from_secs(1);
+    let (metrics_url, stop, daemon) = daemon_with_metrics(config).await;
+    let driver = async {
+        let text = eventually("the job to be released", || async {
+            let text = scrape(&metrics_url).await?;
+            (metric(&text, "clip_jobs_released_total")? >= 1.0).then_some(text)
+        })
+        .await;
+        assert_eq!(
+            metric(&text, "clip_jobs_invalid_total"),
+            Some(0.0),
+            "{text}"
+        );
+        let _ = stop.send(());
+    };
+    let (result, ()) = tokio::join!(daemon, driver);
+    result.expect("daemon ran");
+    tracker.stop().await;
+}
