@@ -193,6 +193,7 @@ pub async fn run_with_listener(
             metrics: Arc::clone(&metrics),
             backoff: Arc::default(),
             fetch_failures: Arc::default(),
+            unreachable_span: config.unreachable_span,
             download_limits: download::DownloadLimits {
                 min_rate: config.download_min_rate,
                 grace: config.download_rate_grace,

@@ -145,6 +145,9 @@ pub struct Config {
     /// passed (not a flag; tests lower the grace).
     pub download_min_rate: u64,
     pub download_rate_grace: Duration,
+    /// Shortest span of a job's failed downloads before its bundle counts as unreachable (not
+    /// a flag; tests shorten it).
+    pub unreachable_span: Duration,
 }
 
 impl TryFrom<RunArgs> for Config {
@@ -190,6 +193,7 @@ impl TryFrom<RunArgs> for Config {
             drain_timeout: args.drain_timeout,
             download_min_rate: super::download::MIN_BUNDLE_RATE,
             download_rate_grace: super::download::MIN_RATE_GRACE,
+            unreachable_span: super::fetch_failure::UNREACHABLE_SPAN,
         })
     }
 }

@@ -123,6 +123,14 @@ async fn download_once(
     if let status @ (404 | 410) = response.status().as_u16() {
         return Err(FetchError::Gone(status));
     }
+    if let status @ (429 | 503) = response.status().as_u16()
+        && let Some(retry_after) = retry_after(response.headers())
+    {
+        return Err(FetchError::Busy {
+            status,
+            retry_after,
+        });
+    }
     let mut response = response
         .error_for_status()
         .map_err(|error| FetchError::Http(error.to_string()))?;
@@ -145,6 +153,12 @@ async fn download_once(
     }
     file.flush().await.map_err(local)?;
     Ok((got, hex::encode(hasher.finalize())))
+}
+
+/// A `Retry-After` given in seconds (the HTTP-date form is ignored: the poll interval applies).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 #[cfg(test)]

@@ -3,21 +3,29 @@
 
 use std::time::Duration;
 
-/// Claims of one job whose bundle download failed on the way before the job is reported
+/// Claims of one job whose bundle download failed on the way before the job may be reported
 /// invalid: a bundle that stays unreachable (a permanent 403, a store that lost it behind a
 /// 5xx) would otherwise be released and handed out again forever.
 pub(super) const MAX_FETCH_FAILURES: u32 = 3;
 
-/// Failed downloads per job number, as this daemon saw them; bounded (cleared past 10,000
-/// jobs, when a store is down for everything anyway).
+/// Shortest time between a job's first and latest failed download before its bundle counts
+/// as unreachable (with at least [`MAX_FETCH_FAILURES`] failures): a store that is down for a
+/// few minutes must not get good jobs sent back to be scraped again.
+pub(super) const UNREACHABLE_SPAN: Duration = Duration::from_secs(10 * 60);
+
+/// Longest `Retry-After` of a 429 or 503 honoured as the pause before the next claim.
+pub(super) const MAX_RETRY_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// Failed downloads per job number, as this daemon saw them, with the time of the first;
+/// bounded (cleared past 10,000 jobs, when a store is down for everything anyway).
 #[derive(Default)]
 pub(super) struct FetchFailures {
-    counts: std::sync::Mutex<std::collections::HashMap<u64, u32>>,
+    counts: std::sync::Mutex<std::collections::HashMap<u64, (u32, std::time::Instant)>>,
 }
 
 impl FetchFailures {
-    /// Counts one failure of `number`; its count so far.
-    pub(super) fn record(&self, number: u64) -> u32 {
+    /// Counts one failure of `number`; its count so far and the time since its first failure.
+    pub(super) fn record(&self, number: u64) -> (u32, Duration) {
         let mut counts = self
             .counts
             .lock()
@@ -25,9 +33,11 @@ impl FetchFailures {
         if counts.len() >= 10_000 && !counts.contains_key(&number) {
             counts.clear();
         }
-        let count = counts.entry(number).or_default();
+        let (count, first) = counts
+            .entry(number)
+            .or_insert((0, std::time::Instant::now()));
         *count += 1;
-        *count
+        (*count, first.elapsed())
     }
 
     /// Forgets the failures of `number` (its bundle was fetched, or it was given up on).
@@ -37,6 +47,11 @@ impl FetchFailures {
             .unwrap_or_else(|poison| poison.into_inner())
             .remove(&number);
     }
+}
+
+/// Whether a bundle that failed `count` times over `span` counts as unreachable.
+pub(super) fn unreachable(count: u32, span: Duration, min_span: Duration) -> bool {
+    count >= MAX_FETCH_FAILURES && span >= min_span
 }
 
 /// How long the claimer waits after a local failure (disk full, unwritable download folder)
@@ -61,6 +76,8 @@ pub(super) enum FetchError {
     Http(String),
     #[error("the bundle is gone (HTTP {0})")]
     Gone(u16),
+    #[error("the bundle store is busy (HTTP {status}); retry after {} s", .retry_after.as_secs())]
+    Busy { status: u16, retry_after: Duration },
     #[error("the bundle could not be fetched in {claims} claims, the last time: {last}")]
     Unreachable { claims: u32, last: String },
     #[error("bundle is larger than {limit} bytes")]
@@ -92,9 +109,17 @@ pub(super) enum Verdict {
 }
 
 impl FetchError {
+    /// The store's `Retry-After` (capped at [`MAX_RETRY_AFTER`]), when it sent one.
+    pub(super) fn retry_after(&self) -> Option<Duration> {
+        match self {
+            FetchError::Busy { retry_after, .. } => Some((*retry_after).min(MAX_RETRY_AFTER)),
+            _ => None,
+        }
+    }
+
     pub(super) fn verdict(&self) -> Verdict {
         match self {
-            FetchError::Http(_) => Verdict::Release,
+            FetchError::Http(_) | FetchError::Busy { .. } => Verdict::Release,
             FetchError::Local(_) | FetchError::Bundle(crate::bundle::BundleError::Open(_)) => {
                 Verdict::ReleaseAndBackOff
             }
@@ -124,6 +149,25 @@ mod tests {
         assert!(reason.ends_with('…'), "{reason}");
         let short = FetchError::Gone(404);
         assert_eq!(invalid_reason(&short), short.to_string());
+    }
+
+    #[test]
+    fn a_bundle_is_unreachable_only_after_failures_spanning_the_minimum() {
+        let ten_minutes = UNREACHABLE_SPAN;
+        assert!(!unreachable(3, Duration::from_secs(5), ten_minutes));
+        assert!(!unreachable(2, Duration::from_secs(3600), ten_minutes));
+        assert!(unreachable(3, ten_minutes, ten_minutes));
+        let failures = FetchFailures::default();
+        assert_eq!(failures.record(7).0, 1);
+        assert_eq!(failures.record(7).0, 2);
+        failures.forget(7);
+        assert_eq!(failures.record(7).0, 1);
+        let busy = FetchError::Busy {
+            status: 503,
+            retry_after: Duration::from_secs(86_400),
+        };
+        assert_eq!(busy.retry_after(), Some(MAX_RETRY_AFTER));
+        assert_eq!(busy.verdict(), Verdict::Release);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::download::{DownloadLimits, download};
 use super::fetch_failure::{
-    FetchError, FetchFailures, LOCAL_ERROR_BACKOFF, MAX_FETCH_FAILURES, Verdict, invalid_reason,
+    FetchError, FetchFailures, LOCAL_ERROR_BACKOFF, Verdict, invalid_reason, unreachable,
 };
 use super::holdings::Claim;
 use super::registration::Registration;
@@ -43,8 +43,10 @@ pub(super) struct ClaimContext {
     pub(super) http: reqwest::Client,
     pub(super) metrics: Arc<Metrics>,
     pub(super) backoff: Arc<Backoff>,
-    /// Failed downloads per job number (see [`MAX_FETCH_FAILURES`]).
+    /// Failed downloads per job number (see `MAX_FETCH_FAILURES`).
     pub(super) fetch_failures: Arc<FetchFailures>,
+    /// Shortest span of failures before a bundle counts as unreachable (`UNREACHABLE_SPAN`).
+    pub(super) unreachable_span: Duration,
     pub(super) download_limits: DownloadLimits,
 }
 
@@ -62,6 +64,14 @@ impl Backoff {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         *guard = Some(guard.map_or(until, |current| current.max(until)));
+    }
+
+    /// Whether a pause is pending.
+    fn pending(&self) -> bool {
+        self.until
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .is_some_and(|until| until > tokio::time::Instant::now())
     }
 
     /// Takes the pending deadline, if any.
@@ -145,6 +155,18 @@ pub(super) async fn claim_loop(
                 "stopping; released the jobs just claimed"
             );
             break;
+        }
+        if context.backoff.pending() {
+            // A fetch failed while the claim was in flight, and may have released one of these
+            // very jobs: the pause it asked for starts before they are fetched.
+            for job in &claimed {
+                let _ = session.release(job.number).await;
+            }
+            info!(
+                n_jobs = claimed.len(),
+                "claims paused meanwhile; released the jobs just claimed"
+            );
+            continue;
         }
         info!(n_jobs = claimed.len(), "claimed gpu jobs");
         Metrics::add(&context.metrics.jobs_claimed, claimed.len() as u64);
@@ -270,18 +292,27 @@ async fn fetch(
         }
         Err(error) => match error.verdict() {
             Verdict::Invalid => report_invalid(&context, &job, claim, &error).await,
-            Verdict::Release if context.fetch_failures.record(job.number) >= MAX_FETCH_FAILURES => {
-                context.fetch_failures.forget(job.number);
-                let error = FetchError::Unreachable {
-                    claims: MAX_FETCH_FAILURES,
-                    last: error.to_string(),
-                };
-                report_invalid(&context, &job, claim, &error).await;
-            }
             Verdict::Release => {
-                warn!(error = %error, "bundle download failed; releasing the job for another try");
-                // A store that is down would otherwise be asked again at once, job after job.
-                context.backoff.start(context.poll_interval);
+                let (count, span) = context.fetch_failures.record(job.number);
+                if unreachable(count, span, context.unreachable_span) {
+                    context.fetch_failures.forget(job.number);
+                    let error = FetchError::Unreachable {
+                        claims: count,
+                        last: error.to_string(),
+                    };
+                    report_invalid(&context, &job, claim, &error).await;
+                    return;
+                }
+                // A store that is down would otherwise be asked again at once, job after job;
+                // one that said when to come back (429, 503 with Retry-After) is believed.
+                let pause = error.retry_after().unwrap_or(context.poll_interval);
+                warn!(
+                    error = %error,
+                    failures = count,
+                    pause_s = pause.as_secs_f64(),
+                    "bundle download failed; releasing the job for another try"
+                );
+                context.backoff.start(pause);
                 release(&context, &job, claim).await;
             }
             Verdict::ReleaseAndBackOff => {

@@ -185,7 +185,9 @@ async fn a_bundle_that_stays_unreachable_is_reported_invalid_after_three_claims(
     let (tracker, cpu, jobs) = gpu_job_at(&store_url).await;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = daemon_config(&tracker.base_url, &dir.path().join("dataset"), &[]);
+    let mut config = daemon_config(&tracker.base_url, &dir.path().join("dataset"), &[]);
+    // Three failed claims are enough here, however close together.
+    config.unreachable_span = std::time::Duration::ZERO;
     let (metrics_url, stop, daemon) = daemon_with_metrics(config).await;
     let driver = async {
         let text = eventually("the job to be reported invalid", || async {
@@ -253,6 +255,59 @@ async fn a_dripping_bundle_store_fails_the_download_and_releases_the_job() {
             Some(0.0),
             "{text}"
         );
+        let _ = stop.send(());
+    };
+    let (result, ()) = tokio::join!(daemon, driver);
+    result.expect("daemon ran");
+    tracker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_outage_is_waited_out_as_the_store_asks_and_blames_no_bundle() {
+    // A store down for a while, asking for 1 s between requests.
+    let times = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&times);
+    let store = axum::Router::new().fallback(move || {
+        seen.lock().expect("times").push(std::time::Instant::now());
+        async {
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "1")],
+                "slow down",
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind store");
+    let store_url = format!("http://{}/bundle.tar", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, store).await });
+    let (tracker, _cpu, _jobs) = gpu_job_at(&store_url).await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = daemon_config(&tracker.base_url, &dir.path().join("dataset"), &[]);
+    let (metrics_url, stop, daemon) = daemon_with_metrics(config).await;
+    let driver = async {
+        let text = eventually("four releases", || async {
+            let text = scrape(&metrics_url).await?;
+            (metric(&text, "clip_jobs_released_total")? >= 4.0).then_some(text)
+        })
+        .await;
+        // Four failed claims within seconds: not enough to call the bundle unreachable.
+        assert_eq!(
+            metric(&text, "clip_jobs_invalid_total"),
+            Some(0.0),
+            "{text}"
+        );
+        // One request per claim, each after the store's Retry-After (not the 100 ms poll).
+        let times = times.lock().expect("times").clone();
+        for pair in times.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(
+                gap >= std::time::Duration::from_millis(900),
+                "{gap:?} in {times:?}"
+            );
+        }
         let _ = stop.send(());
     };
     let (result, ()) = tokio::join!(daemon, driver);
