@@ -5,6 +5,8 @@
 
 #![allow(clippy::print_stderr)]
 
+#[path = "daemon/bad_range.rs"]
+mod bad_range;
 #[path = "daemon/dataset.rs"]
 mod dataset;
 #[path = "daemon/drain.rs"]

@@ -171,6 +171,21 @@ pub(super) async fn claim_loop(
         info!(n_jobs = claimed.len(), "claimed gpu jobs");
         Metrics::add(&context.metrics.jobs_claimed, claimed.len() as u64);
         for job in claimed {
+            if job.start_id >= job.end_id {
+                // Every sample ID would be outside the range: reporting the bundle invalid
+                // would blame the scraper for the tracker's data.
+                warn!(
+                    job = job.number,
+                    start_id = job.start_id,
+                    end_id = job.end_id,
+                    "the tracker issued a job with an empty or inverted sample id range; releasing it (check the tracker's jobs table)"
+                );
+                context.backoff.start(context.poll_interval);
+                if session.release(job.number).await.is_ok() {
+                    Metrics::add(&context.metrics.jobs_released, 1);
+                }
+                continue;
+            }
             let Some(permit) = held.pop() else {
                 // The tracker gave more than asked: give the extra back.
                 warn!(

@@ -1,0 +1,45 @@
+//! A job whose sample ID range is empty or inverted is the tracker's fault, not the scraper's:
+//! it is released with a warning, never reported invalid.
+
+use cah_protocol::ClientType;
+
+use crate::parity_support;
+use crate::support::{
+    RealTracker, daemon_config, daemon_with_metrics, eventually, hand_in_photos, metric, scrape,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_an_inverted_range_is_released_not_reported_invalid() {
+    let tracker = RealTracker::start(&[]).await;
+    tracker.import(1).await;
+    let cpu = tracker.register("cpu", ClientType::Cpu).await;
+    let jobs = cpu.claim(1, false).await.expect("claim");
+    hand_in_photos(&cpu, &jobs, &parity_support::photos(), 2, "").await;
+    // The tracker's row goes wrong after the bundle was made.
+    tracker
+        .execute(&format!(
+            "UPDATE jobs SET end_id = start_id WHERE number = {}",
+            jobs[0].number
+        ))
+        .await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = daemon_config(&tracker.base_url, &dir.path().join("dataset"), &[]);
+    let (daemon, metrics_url, stop) = daemon_with_metrics(config).await;
+    let driver = async {
+        let text = eventually("the job to be released", || async {
+            let text = scrape(&metrics_url).await?;
+            (metric(&text, "clip_jobs_released_total")? >= 1.0).then_some(text)
+        })
+        .await;
+        assert_eq!(
+            metric(&text, "clip_jobs_invalid_total"),
+            Some(0.0),
+            "{text}"
+        );
+        let _ = stop.send(());
+    };
+    let (result, ()) = tokio::join!(daemon, driver);
+    result.expect("daemon ran");
+    tracker.stop().await;
+}
