@@ -42,6 +42,12 @@ pub enum BundleError {
     TooManyEntries,
 }
 
+/// Longest alt text accepted, in bytes: the scraper keeps 2,000 characters (8,000 bytes at
+/// most), so a longer one is not the scraper's (a 50 MB caption once reached a dataset).
+pub const MAX_ALT_BYTES: usize = 8_000;
+/// Longest `url`, `final_url` or `page_url` accepted, in bytes.
+pub const MAX_URL_BYTES: usize = 8 * 1024;
+
 /// Longest entry name quoted in a [`BundleError`], in bytes (a pax header can carry
 /// megabytes of name, which the invalid report would echo).
 pub const MAX_QUOTED_NAME_BYTES: usize = 256;
@@ -130,6 +136,24 @@ pub fn read_bundle(path: &Path, start_id: u64, end_id: u64) -> Result<Vec<Sample
         };
         let meta: BundleSample =
             serde_json::from_slice(line).map_err(|error| bad_sample(error.to_string()))?;
+        if meta.alt.len() > MAX_ALT_BYTES {
+            return Err(bad_sample(format!(
+                "alt has {} bytes, more than {MAX_ALT_BYTES}",
+                meta.alt.len()
+            )));
+        }
+        for (field, value) in [
+            ("url", &meta.url),
+            ("final_url", &meta.final_url),
+            ("page_url", &meta.page_url),
+        ] {
+            if value.len() > MAX_URL_BYTES {
+                return Err(bad_sample(format!(
+                    "{field} has {} bytes, more than {MAX_URL_BYTES}",
+                    value.len()
+                )));
+            }
+        }
         if !(start_id..end_id).contains(&meta.sample_id) {
             return Err(bad_sample(format!(
                 "sample id {} is outside the job's range {start_id}..{end_id}",
@@ -268,6 +292,27 @@ mod tests {
             matches!(&error, BundleError::BadSample { line: 2, detail } if detail == "sample id 5 is repeated"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn overlong_captions_and_urls_are_rejected() {
+        let image: &[u8] = b"jpeg";
+        let mut long_alt = sample(5, "5.jpg", image);
+        long_alt.alt = "é".repeat(MAX_ALT_BYTES / 2 + 1);
+        let mut long_url = sample(5, "5.jpg", image);
+        long_url.page_url = format!("http://page.test/{}", "a".repeat(MAX_URL_BYTES));
+        for (bad_sample, what) in [(long_alt, "alt has"), (long_url, "page_url has")] {
+            let path = write_bundle(&[("5.jpg", image)], &[bad_sample]);
+            let error = read_bundle(&path, 0, 10).expect_err(what);
+            assert!(
+                matches!(&error, BundleError::BadSample { line: 1, detail } if detail.starts_with(what)),
+                "{error}"
+            );
+        }
+        let mut longest = sample(5, "5.jpg", image);
+        longest.alt = "a".repeat(MAX_ALT_BYTES);
+        let path = write_bundle(&[("5.jpg", image)], &[longest]);
+        assert!(read_bundle(&path, 0, 10).is_ok());
     }
 
     #[test]
