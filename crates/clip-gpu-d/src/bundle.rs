@@ -34,6 +34,11 @@ pub enum BundleError {
     TooLarge { name: String, size: u64, limit: u64 },
     #[error("the bundle has no {SAMPLES_FILE}")]
     NoSamples,
+    /// No stats file: scraper-d writes it last, so a bundle without it was cut short.
+    #[error("the bundle has no {STATS_FILE} (cut short?)")]
+    NoStats,
+    #[error("{STATS_FILE} says {stored} samples were stored, {SAMPLES_FILE} lists {listed}")]
+    StoredMismatch { stored: u64, listed: u64 },
     #[error("line {line} of {SAMPLES_FILE} is invalid: {detail}")]
     BadSample { line: usize, detail: String },
     #[error("image {0:?} is not listed in {SAMPLES_FILE}")]
@@ -82,6 +87,7 @@ pub fn read_bundle(path: &Path, start_id: u64, end_id: u64) -> Result<Vec<Sample
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
     let mut images: HashMap<String, Vec<u8>> = HashMap::new();
     let mut samples_text: Option<Vec<u8>> = None;
+    let mut stored: Option<u64> = None;
     let mut n_entries = 0;
     for entry in archive.entries()? {
         let mut entry = entry?;
@@ -117,13 +123,23 @@ pub fn read_bundle(path: &Path, start_id: u64, end_id: u64) -> Result<Vec<Sample
                 return Err(bad(&name, "duplicate entry"));
             }
         } else if name == STATS_FILE {
-            serde_json::from_slice::<serde_json::Value>(&bytes)
+            let stats = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .map_err(|_| bad(&name, "not JSON"))?;
+            let count = stats
+                .get("stored")
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| bad(&name, "has no stored count"))?;
+            if stored.replace(count).is_some() {
+                return Err(bad(&name, "duplicate entry"));
+            }
         } else if images.insert(name.clone(), bytes).is_some() {
             return Err(bad(&name, "duplicate entry"));
         }
     }
     let samples_text = samples_text.ok_or(BundleError::NoSamples)?;
+    // scraper-d writes the stats last: without them the bundle may have been cut at an entry
+    // boundary, which a tar reader cannot tell from a complete archive.
+    let stored = stored.ok_or(BundleError::NoStats)?;
     let mut samples = Vec::new();
     let mut sample_ids = HashSet::new();
     for (index, line) in samples_text.split(|byte| *byte == b'\n').enumerate() {
@@ -196,6 +212,12 @@ pub fn read_bundle(path: &Path, start_id: u64, end_id: u64) -> Result<Vec<Sample
     if let Some(name) = images.into_keys().next() {
         return Err(BundleError::Unlisted(quoted(&name)));
     }
+    if samples.len() as u64 != stored {
+        return Err(BundleError::StoredMismatch {
+            stored,
+            listed: samples.len() as u64,
+        });
+    }
     Ok(samples)
 }
 
@@ -252,12 +274,23 @@ mod tests {
 
     /// Writes a bundle of `(file, bytes)` images and their `samples` to a temporary file.
     fn write_bundle(images: &[(&str, &[u8])], samples: &[BundleSample]) -> tempfile::TempPath {
+        let stats = format!(r#"{{"format_version": 1, "stored": {}}}"#, samples.len());
+        write_bundle_with_stats(images, samples, Some(&stats))
+    }
+
+    /// As [`write_bundle`], with `stats` as `stats.json` (none when `None`).
+    fn write_bundle_with_stats(
+        images: &[(&str, &[u8])],
+        samples: &[BundleSample],
+        stats: Option<&str>,
+    ) -> tempfile::TempPath {
         let mut builder = tar::Builder::new(Vec::new());
         let lines: String = samples
             .iter()
             .map(|sample| serde_json::to_string(sample).expect("json") + "\n")
             .collect();
-        let metadata = [(SAMPLES_FILE, lines.as_bytes()), (STATS_FILE, &b"{}"[..])];
+        let mut metadata = vec![(SAMPLES_FILE, lines.as_bytes())];
+        metadata.extend(stats.map(|stats| (STATS_FILE, stats.as_bytes())));
         for (name, bytes) in images.iter().copied().chain(metadata) {
             let mut header = tar::Header::new_gnu();
             header.set_size(bytes.len() as u64);
@@ -313,6 +346,29 @@ mod tests {
         longest.alt = "a".repeat(MAX_ALT_BYTES);
         let path = write_bundle(&[("5.jpg", image)], &[longest]);
         assert!(read_bundle(&path, 0, 10).is_ok());
+    }
+
+    #[test]
+    fn a_bundle_cut_before_its_stats_or_miscounted_is_rejected() {
+        let images: [(&str, &[u8]); 2] = [("5.jpg", b"jpeg"), ("6.png", b"png")];
+        let samples = [sample(5, "5.jpg", b"jpeg"), sample(6, "6.png", b"png")];
+        let cut = write_bundle_with_stats(&images, &samples, None);
+        let error = read_bundle(&cut, 0, 10).expect_err("no stats.json");
+        assert!(matches!(error, BundleError::NoStats), "{error}");
+        let miscounted = write_bundle_with_stats(&images, &samples, Some(r#"{"stored": 3}"#));
+        let error = read_bundle(&miscounted, 0, 10).expect_err("3 stored, 2 listed");
+        assert!(
+            matches!(
+                error,
+                BundleError::StoredMismatch {
+                    stored: 3,
+                    listed: 2
+                }
+            ),
+            "{error}"
+        );
+        let no_count = write_bundle_with_stats(&images, &samples, Some("{}"));
+        assert!(read_bundle(&no_count, 0, 10).is_err());
     }
 
     #[test]
