@@ -118,7 +118,7 @@ async fn download_once(
         .get(url.clone())
         .send()
         .await
-        .map_err(|error| FetchError::Http(error.to_string()))?;
+        .map_err(|error| FetchError::Http(error_chain(&error)))?;
     // Not there (any more): no retry or release brings it back, only scraping the job again.
     if let status @ (404 | 410) = response.status().as_u16() {
         return Err(FetchError::Gone(status));
@@ -133,7 +133,7 @@ async fn download_once(
     }
     let mut response = response
         .error_for_status()
-        .map_err(|error| FetchError::Http(error.to_string()))?;
+        .map_err(|error| FetchError::Http(error_chain(&error)))?;
     let mut file = tokio::fs::File::create(path).await.map_err(local)?;
     let mut hasher = Sha256::new();
     let mut got = 0u64;
@@ -141,7 +141,7 @@ async fn download_once(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|error| FetchError::Http(error.to_string()))?
+        .map_err(|error| FetchError::Http(error_chain(&error)))?
     {
         got += chunk.len() as u64;
         if got > limit {
@@ -155,6 +155,22 @@ async fn download_once(
     Ok((got, hex::encode(hasher.finalize())))
 }
 
+/// `error` and every source under it, joined by `: ` (reqwest's own text is only
+/// "error decoding response body", with the cause underneath).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// A `Retry-After` given in seconds (the HTTP-date form is ignored: the poll interval applies).
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
@@ -164,6 +180,38 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_body_cut_short_is_logged_with_its_cause() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = url::Url::parse(&format!(
+            "http://{}/bundle.tar",
+            listener.local_addr().expect("addr")
+        ))
+        .expect("url");
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.expect("accept");
+            let mut request = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut request).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc";
+            stream.write_all(head.as_bytes()).await.expect("write");
+            // Closed after 3 of the 100 bytes promised.
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let limits = DownloadLimits {
+            min_rate: MIN_BUNDLE_RATE,
+            grace: MIN_RATE_GRACE,
+        };
+        let http = bundle_client().expect("client");
+        let error = download_once(&http, &url, &dir.path().join("b.tar"), 1000, limits)
+            .await
+            .expect_err("cut short");
+        let text = error.to_string();
+        assert!(text.contains("error decoding response body: "), "{text}");
+    }
 
     #[test]
     fn a_dripping_download_fails_after_the_grace() {
