@@ -23,6 +23,7 @@ mod holdings;
 mod jobs;
 mod liveness;
 mod main_backlog;
+mod redirect;
 mod registration;
 mod scoring;
 mod startup;

@@ -51,6 +51,7 @@ pub(super) fn bundle_client() -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(BUNDLE_READ_TIMEOUT)
+        .redirect(super::redirect::policy())
         .build()
         .map_err(|error| anyhow::anyhow!("cannot build the bundle download client: {error}"))
 }
@@ -211,6 +212,47 @@ mod tests {
             .expect_err("cut short");
         let text = error.to_string();
         assert!(text.contains("error decoding response body: "), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_loop_is_followed_five_times_only() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&requests);
+        let store = axum::Router::new().fallback(move || {
+            let hop = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                (
+                    axum::http::StatusCode::FOUND,
+                    [("location", format!("/hop/{hop}"))],
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = url::Url::parse(&format!(
+            "http://{}/b.tar",
+            listener.local_addr().expect("addr")
+        ))
+        .expect("url");
+        tokio::spawn(async move { axum::serve(listener, store).await });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let limits = DownloadLimits {
+            min_rate: MIN_BUNDLE_RATE,
+            grace: MIN_RATE_GRACE,
+        };
+        let http = bundle_client().expect("client");
+        let error = download_once(&http, &url, &dir.path().join("b.tar"), 1000, limits)
+            .await
+            .expect_err("a redirect loop");
+        assert!(error.to_string().contains("too many redirects"), "{error}");
+        // The first request and five redirects.
+        assert_eq!(
+            requests.load(Ordering::SeqCst),
+            1 + super::super::redirect::MAX_REDIRECTS
+        );
     }
 
     #[test]
