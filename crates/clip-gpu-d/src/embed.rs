@@ -148,7 +148,9 @@ pub fn run_embed(args: &EmbedArgs) -> anyhow::Result<EmbedOutput> {
     let mut pixels = Vec::with_capacity(args.images.len() * side * side * 3);
     for (path, prepared) in args.images.iter().zip(preprocess_batch(&image_bytes, side)) {
         pixels.extend(
-            prepared.with_context(|| format!("failed to prepare image {}", path.display()))?,
+            prepared
+                .map(|prepared| prepared.pixels)
+                .with_context(|| format!("failed to prepare image {}", path.display()))?,
         );
     }
     let per_image = side * side * 3;

@@ -52,8 +52,24 @@ pub enum PreprocessError {
     TooManyScans,
 }
 
+/// An image ready for the vision tower, with the size it decoded to.
+#[derive(Debug)]
+pub struct PreparedImage {
+    /// `side × side × 3` RGB pixels.
+    pub pixels: Vec<u8>,
+    /// Width and height of the decoded image (before resizing): the truth about the bytes,
+    /// whatever the bundle's metadata claims.
+    pub width: u32,
+    pub height: u32,
+}
+
 /// Decodes JPEG, PNG or WebP bytes and returns `side × side × 3` RGB pixels.
 pub fn preprocess(bytes: &[u8], side: usize) -> Result<Vec<u8>, PreprocessError> {
+    prepare_image(bytes, side).map(|prepared| prepared.pixels)
+}
+
+/// As [`preprocess`], with the decoded image's size.
+pub fn prepare_image(bytes: &[u8], side: usize) -> Result<PreparedImage, PreprocessError> {
     let decoded = if matches!(image::guess_format(bytes), Ok(ImageFormat::Jpeg)) {
         // Every `FF DA` in entropy-coded data starts a scan; one in a metadata segment can only
         // count too many.
@@ -76,17 +92,22 @@ pub fn preprocess(bytes: &[u8], side: usize) -> Result<Vec<u8>, PreprocessError>
     } else {
         decode_rgb(bytes)?
     };
-    Ok(decoded.mode.to_rgb(transform(&decoded.image, side)))
+    let (width, height) = (decoded.image.width, decoded.image.height);
+    Ok(PreparedImage {
+        pixels: decoded.mode.to_rgb(transform(&decoded.image, side)),
+        width: u32::try_from(width).unwrap_or(u32::MAX),
+        height: u32::try_from(height).unwrap_or(u32::MAX),
+    })
 }
 
 /// Prepares many images on the current rayon pool, keeping their order.
 pub fn preprocess_batch<B: AsRef<[u8]> + Sync>(
     images: &[B],
     side: usize,
-) -> Vec<Result<Vec<u8>, PreprocessError>> {
+) -> Vec<Result<PreparedImage, PreprocessError>> {
     images
         .par_iter()
-        .map(|bytes| preprocess(bytes.as_ref(), side))
+        .map(|bytes| prepare_image(bytes.as_ref(), side))
         .collect()
 }
 

@@ -15,6 +15,8 @@ mod drain;
 mod fetch;
 #[path = "daemon/forgotten.rs"]
 mod forgotten;
+#[path = "daemon/image_size.rs"]
+mod image_size;
 #[path = "daemon/invalid_report.rs"]
 mod invalid_report;
 #[path = "daemon/lost_claim.rs"]

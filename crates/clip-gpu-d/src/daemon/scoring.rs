@@ -305,7 +305,7 @@ struct Prepared {
 fn prepare(
     tokenizer: Arc<Tokenizer>,
     side: usize,
-    batch: Vec<Pending>,
+    mut batch: Vec<Pending>,
     metrics: Arc<Metrics>,
 ) -> tokio::task::JoinHandle<Prepared> {
     tokio::task::spawn_blocking(move || {
@@ -318,10 +318,21 @@ fn prepare(
         let mut pixels = Vec::new();
         let mut texts = Vec::new();
         let mut ok = Vec::with_capacity(batch.len());
-        for (item, prepared) in batch.iter().zip(prepared) {
+        for (item, prepared) in batch.iter_mut().zip(prepared) {
             match prepared {
                 Ok(prepared) => {
-                    pixels.extend(prepared);
+                    pixels.extend(prepared.pixels);
+                    // The dataset stores the size of the bytes it stores, not the bundle's word.
+                    let meta = &mut item.sample.meta;
+                    if (meta.width, meta.height) != (prepared.width, prepared.height) {
+                        debug!(
+                            sample = meta.sample_id,
+                            claimed = ?(meta.width, meta.height),
+                            decoded = ?(prepared.width, prepared.height),
+                            "bundle metadata gave the wrong image size; storing the decoded one"
+                        );
+                        (meta.width, meta.height) = (prepared.width, prepared.height);
+                    }
                     texts.push(item.sample.meta.alt.as_str());
                     ok.push(true);
                 }
