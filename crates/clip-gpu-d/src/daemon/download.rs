@@ -28,6 +28,15 @@ pub(super) struct DownloadLimits {
 }
 
 impl DownloadLimits {
+    /// [`MIN_BUNDLE_RATE`] after [`MIN_RATE_GRACE`].
+    #[cfg(test)]
+    fn standard() -> Self {
+        Self {
+            min_rate: MIN_BUNDLE_RATE,
+            grace: MIN_RATE_GRACE,
+        }
+    }
+
     /// Fails an attempt that has run past the grace period at a lower average rate.
     fn check_rate(self, got: u64, elapsed: Duration) -> Result<(), FetchError> {
         if elapsed < self.grace {
@@ -202,10 +211,7 @@ mod tests {
             // Closed after 3 of the 100 bytes promised.
         });
         let dir = tempfile::tempdir().expect("tempdir");
-        let limits = DownloadLimits {
-            min_rate: MIN_BUNDLE_RATE,
-            grace: MIN_RATE_GRACE,
-        };
+        let limits = DownloadLimits::standard();
         let http = bundle_client().expect("client");
         let error = download_once(&http, &url, &dir.path().join("b.tar"), 1000, limits)
             .await
@@ -239,10 +245,7 @@ mod tests {
         .expect("url");
         tokio::spawn(async move { axum::serve(listener, store).await });
         let dir = tempfile::tempdir().expect("tempdir");
-        let limits = DownloadLimits {
-            min_rate: MIN_BUNDLE_RATE,
-            grace: MIN_RATE_GRACE,
-        };
+        let limits = DownloadLimits::standard();
         let http = bundle_client().expect("client");
         let error = download_once(&http, &url, &dir.path().join("b.tar"), 1000, limits)
             .await
@@ -257,10 +260,7 @@ mod tests {
 
     #[test]
     fn a_dripping_download_fails_after_the_grace() {
-        let limits = DownloadLimits {
-            min_rate: MIN_BUNDLE_RATE,
-            grace: MIN_RATE_GRACE,
-        };
+        let limits = DownloadLimits::standard();
         assert!(limits.check_rate(10, Duration::from_secs(59)).is_ok());
         assert!(
             limits

@@ -5,7 +5,7 @@ use cah_protocol::ClientType;
 
 use crate::parity_support;
 use crate::support::{
-    RealTracker, daemon_config, daemon_with_metrics, eventually, hand_in_photos, metric, scrape,
+    RealTracker, daemon_config, daemon_with_metrics, hand_in_photos, released_none_invalid,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,16 +27,7 @@ async fn a_job_with_an_inverted_range_is_released_not_reported_invalid() {
     let config = daemon_config(&tracker.base_url, &dir.path().join("dataset"), &[]);
     let (daemon, metrics_url, stop) = daemon_with_metrics(config).await;
     let driver = async {
-        let text = eventually("the job to be released", || async {
-            let text = scrape(&metrics_url).await?;
-            (metric(&text, "clip_jobs_released_total")? >= 1.0).then_some(text)
-        })
-        .await;
-        assert_eq!(
-            metric(&text, "clip_jobs_invalid_total"),
-            Some(0.0),
-            "{text}"
-        );
+        released_none_invalid(&metrics_url, 1.0).await;
         let _ = stop.send(());
     };
     let (result, ()) = tokio::join!(daemon, driver);

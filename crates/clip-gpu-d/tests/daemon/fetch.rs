@@ -9,27 +9,10 @@ use cah_protocol::ClientType;
 use cah_tracker_client::JobOutput;
 
 use crate::parity_support;
-use crate::support::{RealTracker, daemon_config, eventually, hand_in_photos, metric, scrape};
-
-/// Starts the daemon with a metrics listener; returns its metrics URL, the stop sender and the
-/// daemon's future.
-async fn daemon_with_metrics(
-    config: clip_gpu_d::daemon::Config,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    impl Future<Output = anyhow::Result<()>>,
-) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind metrics");
-    let metrics_url = format!("http://{}/metrics", listener.local_addr().expect("addr"));
-    let daemon = clip_gpu_d::daemon::run_with_listener(config, Some(listener), async move {
-        let _ = stopped.await;
-    });
-    (metrics_url, stop, daemon)
-}
+use crate::support::{
+    RealTracker, daemon_config, daemon_with_metrics, eventually, hand_in_photos, metric,
+    released_none_invalid, scrape,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unwritable_download_folder_releases_the_jobs() {
@@ -48,18 +31,9 @@ async fn an_unwritable_download_folder_releases_the_jobs() {
     std::fs::create_dir_all(&output).expect("output");
     std::fs::write(output.join(".downloads"), b"in the way").expect("blocker");
     let config = daemon_config(&tracker.base_url, &output, &["--max-jobs", "2"]);
-    let (metrics_url, stop, daemon) = daemon_with_metrics(config).await;
+    let (daemon, metrics_url, stop) = daemon_with_metrics(config).await;
     let driver = async {
-        let text = eventually("both jobs to be released", || async {
-            let text = scrape(&metrics_url).await?;
-            (metric(&text, "clip_jobs_released_total")? >= 2.0).then_some(text)
-        })
-        .await;
-        assert_eq!(
-            metric(&text, "clip_jobs_invalid_total"),
-            Some(0.0),
-            "{text}"
-        );
+        let text = released_none_invalid(&metrics_url, 2.0).await;
         assert_eq!(
             metric(&text, "clip_jobs_claimed_total"),
             Some(2.0),
@@ -137,18 +111,9 @@ async fn a_bundle_store_answering_503_releases_the_job() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = daemon_config(&tracker.base_url, &dir.path().join("dataset"), &[]);
-    let (metrics_url, stop, daemon) = daemon_with_metrics(config).await;
+    let (daemon, metrics_url, stop) = daemon_with_metrics(config).await;
     let driver = async {
-        let text = eventually("the job to be released", || async {
-            let text = scrape(&metrics_url).await?;
-            (metric(&text, "clip_jobs_released_total")? >= 1.0).then_some(text)
-        })
-        .await;
-        assert_eq!(
-            metric(&text, "clip_jobs_invalid_total"),
-            Some(0.0),
-            "{text}"
-        );
+        released_none_invalid(&metrics_url, 1.0).await;
         assert!(
             requests.load(Ordering::Relaxed) >= 3,
             "three tries before the release"
@@ -188,7 +153,7 @@ async fn a_bundle_that_stays_unreachable_is_reported_invalid_after_three_claims(
     let mut config = daemon_config(&tracker.base_url, &dir.path().join("dataset"), &[]);
     // Three failed claims are enough here, however close together.
     config.unreachable_span = std::time::Duration::ZERO;
-    let (metrics_url, stop, daemon) = daemon_with_metrics(config).await;
+    let (daemon, metrics_url, stop) = daemon_with_metrics(config).await;
     let driver = async {
         let text = eventually("the job to be reported invalid", || async {
             let text = scrape(&metrics_url).await?;
@@ -243,18 +208,9 @@ async fn a_dripping_bundle_store_fails_the_download_and_releases_the_job() {
     let mut config = daemon_config(&tracker.base_url, &dir.path().join("dataset"), &[]);
     // A byte every 300 ms never trips the read timeout; the minimum rate applies after 1 s.
     config.download_rate_grace = std::time::Duration::from_secs(1);
-    let (metrics_url, stop, daemon) = daemon_with_metrics(config).await;
+    let (daemon, metrics_url, stop) = daemon_with_metrics(config).await;
     let driver = async {
-        let text = eventually("the job to be released", || async {
-            let text = scrape(&metrics_url).await?;
-            (metric(&text, "clip_jobs_released_total")? >= 1.0).then_some(text)
-        })
-        .await;
-        assert_eq!(
-            metric(&text, "clip_jobs_invalid_total"),
-            Some(0.0),
-            "{text}"
-        );
+        released_none_invalid(&metrics_url, 1.0).await;
         let _ = stop.send(());
     };
     let (result, ()) = tokio::join!(daemon, driver);
@@ -286,19 +242,10 @@ async fn a_short_outage_is_waited_out_as_the_store_asks_and_blames_no_bundle() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = daemon_config(&tracker.base_url, &dir.path().join("dataset"), &[]);
-    let (metrics_url, stop, daemon) = daemon_with_metrics(config).await;
+    let (daemon, metrics_url, stop) = daemon_with_metrics(config).await;
     let driver = async {
-        let text = eventually("four releases", || async {
-            let text = scrape(&metrics_url).await?;
-            (metric(&text, "clip_jobs_released_total")? >= 4.0).then_some(text)
-        })
-        .await;
         // Four failed claims within seconds: not enough to call the bundle unreachable.
-        assert_eq!(
-            metric(&text, "clip_jobs_invalid_total"),
-            Some(0.0),
-            "{text}"
-        );
+        released_none_invalid(&metrics_url, 4.0).await;
         // One request per claim, each after the store's Retry-After (not the 100 ms poll).
         let times = times.lock().expect("times").clone();
         for pair in times.windows(2) {

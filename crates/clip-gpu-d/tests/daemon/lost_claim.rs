@@ -11,7 +11,7 @@ use url::Url;
 
 use crate::parity_support;
 use crate::support::{
-    RealTracker, daemon_config, daemon_with_metrics, eventually, hand_in_photos, metric, scrape,
+    RealTracker, daemon_config, daemon_with_metrics, hand_in_photos, released_none_invalid,
 };
 
 /// An HTTP proxy to `upstream` that forwards the first claim to the tracker and answers it
@@ -77,16 +77,7 @@ async fn jobs_of_a_lost_claim_answer_are_released() {
     );
     let (daemon, metrics_url, stop) = daemon_with_metrics(config).await;
     let driver = async {
-        let text = eventually("the lost claim's jobs to be released", || async {
-            let text = scrape(&metrics_url).await?;
-            (metric(&text, "clip_jobs_released_total")? >= 3.0).then_some(text)
-        })
-        .await;
-        assert_eq!(
-            metric(&text, "clip_jobs_invalid_total"),
-            Some(0.0),
-            "{text}"
-        );
+        released_none_invalid(&metrics_url, 3.0).await;
         let _ = stop.send(());
     };
     let (result, ()) = tokio::join!(daemon, driver);

@@ -294,6 +294,22 @@ where
     panic!("timed out waiting for {what}");
 }
 
+/// Waits until the daemon released at least `n` jobs, checks that it reported none invalid,
+/// and returns the metrics text.
+pub(crate) async fn released_none_invalid(metrics_url: &str, n: f64) -> String {
+    let text = eventually(&format!("{n} jobs to be released"), || async {
+        let text = scrape(metrics_url).await?;
+        (metric(&text, "clip_jobs_released_total")? >= n).then_some(text)
+    })
+    .await;
+    assert_eq!(
+        metric(&text, "clip_jobs_invalid_total"),
+        Some(0.0),
+        "{text}"
+    );
+    text
+}
+
 /// What check_dataset.py found.
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct DatasetSummary {
