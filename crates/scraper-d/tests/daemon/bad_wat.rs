@@ -4,10 +4,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cah_protocol::ClientType;
 use cah_testkit::commoncrawl::{CommonCrawlServer, write_crawl};
 use cah_testkit::wat::WatConfig;
-use cah_tracker_client::TrackerClient;
 
 use super::support::{self, TestTracker};
 
@@ -37,15 +35,6 @@ async fn damaged_crawl(web_port: u16, damage: impl FnOnce(&Path)) -> DamagedCraw
     }
 }
 
-async fn open_cpu_jobs(tracker: &TestTracker) -> u64 {
-    let base = url::Url::parse(&tracker.base).expect("base");
-    TrackerClient::with_defaults(base)
-        .expect("client")
-        .job_count(ClientType::Cpu)
-        .await
-        .expect("job count")
-}
-
 /// Runs a daemon on `crawl`'s WAT until both jobs are open again (released), and checks that
 /// nothing was completed or uploaded.
 async fn both_jobs_come_back(crawl: &DamagedCrawl) {
@@ -58,7 +47,7 @@ async fn both_jobs_come_back(crawl: &DamagedCrawl) {
     config.exit_when_idle = false;
     let daemon = tokio::spawn(scraper_d::daemon::run(config, std::future::pending()));
     let started = Instant::now();
-    while crawl.server.requests().is_empty() || open_cpu_jobs(&tracker).await < 2 {
+    while crawl.server.requests().is_empty() || support::open_cpu_jobs(&tracker).await < 2 {
         assert!(
             !daemon.is_finished(),
             "the daemon stopped: {:?}",

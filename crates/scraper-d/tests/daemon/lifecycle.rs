@@ -3,9 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use cah_protocol::ClientType;
-use cah_tracker_client::TrackerClient;
-
 use super::full_job::{Crawl, small_crawl};
 use super::support::{self, TestTracker};
 
@@ -19,15 +16,6 @@ async fn wat_requested(crawl: &Crawl) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-async fn open_cpu_jobs(tracker: &TestTracker) -> u64 {
-    let base = url::Url::parse(&tracker.base).expect("base");
-    TrackerClient::with_defaults(base)
-        .expect("client")
-        .job_count(ClientType::Cpu)
-        .await
-        .expect("job count")
 }
 
 /// A daemon that claimed both halves of a WAT whose download fails three times first (about
@@ -74,7 +62,11 @@ async fn sigterm_releases_jobs_that_cannot_finish_within_the_grace_period() {
         daemon,
         ..
     } = stuck_daemon().await;
-    assert_eq!(open_cpu_jobs(&tracker).await, 0, "both halves are claimed");
+    assert_eq!(
+        support::open_cpu_jobs(&tracker).await,
+        0,
+        "both halves are claimed"
+    );
     let sent = Instant::now();
     signal.send(()).expect("daemon listens");
     let summary = daemon.await.expect("task").expect("daemon runs");
@@ -86,7 +78,7 @@ async fn sigterm_releases_jobs_that_cannot_finish_within_the_grace_period() {
     assert!(summary.completed.is_empty());
     assert_eq!(summary.released.len(), 2, "{summary:?}");
     // Released, not waiting for a lease (30 minutes) to expire.
-    assert_eq!(open_cpu_jobs(&tracker).await, 2);
+    assert_eq!(support::open_cpu_jobs(&tracker).await, 2);
     tracker.stop().await;
 }
 
@@ -160,7 +152,7 @@ async fn a_killed_run_loses_no_job_and_the_rerun_uploads_each_bundle_once() {
 
     // Nothing renews the leases any more: the reaper puts both halves back.
     let started = Instant::now();
-    while open_cpu_jobs(&tracker).await < 2 {
+    while support::open_cpu_jobs(&tracker).await < 2 {
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "leases never expired"
@@ -194,7 +186,7 @@ async fn a_work_folder_that_cannot_take_bundles_pauses_the_claims() {
     let daemon = tokio::spawn(scraper_d::daemon::run(config, std::future::pending()));
     wat_requested(&crawl).await;
     let started = Instant::now();
-    while open_cpu_jobs(&tracker).await < 2 {
+    while support::open_cpu_jobs(&tracker).await < 2 {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "the failed jobs were never released"
@@ -204,7 +196,7 @@ async fn a_work_folder_that_cannot_take_bundles_pauses_the_claims() {
     // Released, and not claimed again at once: a new claim would fail the same way, after
     // downloading and extracting the whole WAT again.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(open_cpu_jobs(&tracker).await, 2);
+    assert_eq!(support::open_cpu_jobs(&tracker).await, 2);
     assert_eq!(crawl.server.requests().len(), 1, "one download of the WAT");
     daemon.abort();
     tracker.stop().await;

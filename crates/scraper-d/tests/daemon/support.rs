@@ -210,3 +210,13 @@ pub(crate) async fn gpu_bundles(
     }
     bundles
 }
+
+/// CPU jobs the tracker has open (not claimed, not done).
+pub(crate) async fn open_cpu_jobs(tracker: &TestTracker) -> u64 {
+    let base = url::Url::parse(&tracker.base).expect("base");
+    cah_tracker_client::TrackerClient::with_defaults(base)
+        .expect("client")
+        .job_count(cah_protocol::ClientType::Cpu)
+        .await
+        .expect("job count")
+}
