@@ -8,6 +8,7 @@ mod schema;
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -33,7 +34,18 @@ pub enum DbError {
     },
     /// The database refused or failed a statement.
     #[error(transparent)]
-    Sql(#[from] sqlx::Error),
+    Sql(sqlx::Error),
+}
+
+/// Statement failures seen by this process, counted as they become [`DbError::Sql`]: the
+/// SQLite pool replaces its connection after one (see [`Db::connect`]).
+static SQL_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+impl From<sqlx::Error> for DbError {
+    fn from(error: sqlx::Error) -> Self {
+        SQL_FAILURES.fetch_add(1, Ordering::Relaxed);
+        DbError::Sql(error)
+    }
 }
 
 /// Which SQL dialect the pool speaks.
@@ -81,6 +93,25 @@ impl Db {
                     .min_connections(1)
                     .idle_timeout(None)
                     .max_lifetime(None)
+                    // After a failed statement the connection is replaced, not reused. When
+                    // SQLite rolls a transaction back itself (a full disk, an I/O error, a
+                    // trigger's RAISE(ROLLBACK)), sqlx's own ROLLBACK then fails and it keeps
+                    // counting the transaction as open: every later `begin` became a savepoint
+                    // inside one transaction that never committed, while requests were answered
+                    // 200. A new connection starts clean.
+                    .after_release({
+                        let seen = Arc::new(AtomicU64::new(SQL_FAILURES.load(Ordering::Relaxed)));
+                        move |_, _| {
+                            let now = SQL_FAILURES.load(Ordering::Relaxed);
+                            let clean = seen.swap(now, Ordering::Relaxed) == now;
+                            if !clean {
+                                tracing::info!(
+                                    "a statement failed; replacing the sqlite connection"
+                                );
+                            }
+                            Box::pin(async move { Ok(clean) })
+                        }
+                    })
                     .after_connect(|connection, _| {
                         Box::pin(async move {
                             // One statement per call: a multi-statement string may stop after

@@ -324,7 +324,18 @@ impl Staging {
         E: std::error::Error + 'static,
     {
         let io = |source| StagingError::io(tmp.to_path_buf(), source);
-        let mut file = tokio::fs::File::create(tmp).await.map_err(io)?;
+        let mut file = match tokio::fs::File::create(tmp).await {
+            // The folder was removed under the running server (an operator cleaning up):
+            // make it again rather than fail every upload until a restart.
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(parent) = tmp.parent() {
+                    tokio::fs::create_dir_all(parent).await.map_err(io)?;
+                    tracing::warn!(dir = %parent.display(), "the bundle store's folder was gone; made it again");
+                }
+                tokio::fs::File::create(tmp).await.map_err(io)?
+            }
+            created => created.map_err(io)?,
+        };
         let mut hasher = Sha256::new();
         let mut size = 0_u64;
         let mut cancelled = std::pin::pin!(cancelled);

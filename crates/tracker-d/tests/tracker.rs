@@ -9,6 +9,7 @@ mod tracker {
     mod connections;
     mod crash;
     mod dedup;
+    mod failed_write;
     mod full_disk;
     mod full_wat;
     mod handoff;

@@ -400,3 +400,23 @@ fn stream_of<T: Send + 'static>(
         receiver.recv().await.map(|item| (item, receiver))
     })
 }
+
+/// The store's folder removed under the running server (an operator cleaning up): the next
+/// upload makes it again and is stored, instead of every upload failing until a restart.
+#[tokio::test]
+async fn an_upload_after_the_store_folder_was_removed_is_stored() {
+    let tracker = TestTracker::start(Backend::Sqlite, &[]).await;
+    tracker.import(1, 0).await;
+    let cpu = tracker.register("scraper", "CPU").await;
+    let jobs = tracker.claim(&cpu, 2, false).await;
+    let number = jobs[0]["number"].as_u64().expect("number");
+    let staging = tracker.dir.path().join("staging");
+    std::fs::remove_dir_all(&staging).expect("remove the store folder");
+    let handoff = tracker.upload(&cpu, number, vec![3; 1000]).await;
+    let key = handoff.strip_prefix("blob:").expect("blob handoff");
+    assert_eq!(
+        std::fs::read(staging.join(key)).expect("the blob is stored"),
+        vec![3; 1000]
+    );
+    tracker.stop().await;
+}
