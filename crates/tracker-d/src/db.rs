@@ -37,6 +37,11 @@ pub enum DbError {
     Sql(sqlx::Error),
 }
 
+/// Longest wait for a database connection before a request is answered 503 with
+/// `Retry-After`: well under the 30 s clients wait for an answer, so that during a database
+/// outage they get the 503 rather than their own timeout.
+const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Statement failures seen by this process, counted as they become [`DbError::Sql`]: the
 /// SQLite pool replaces its connection after one (see [`Db::connect`]).
 static SQL_FAILURES: AtomicU64 = AtomicU64::new(0);
@@ -83,7 +88,7 @@ impl Db {
         };
         let options = AnyConnectOptions::from_str(&url)?;
         probe(&url, dialect, &options).await?;
-        let pool_options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        let pool_options = AnyPoolOptions::new().acquire_timeout(POOL_ACQUIRE_TIMEOUT);
         let pool = match dialect {
             // One connection: SQLite has one writer anyway, and a single connection never
             // sees SQLITE_BUSY on a deferred transaction that upgrades to a write.
@@ -140,7 +145,7 @@ impl Db {
             // and dedup additions stay on the durable pool.
             Dialect::Postgres => {
                 AnyPoolOptions::new()
-                    .acquire_timeout(Duration::from_secs(30))
+                    .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
                     .max_connections(max_connections)
                     .after_connect(|connection, _| {
                         Box::pin(async move {
