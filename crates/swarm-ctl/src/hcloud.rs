@@ -27,6 +27,9 @@ pub const DEFAULT_API_URL: &str = "https://api.hetzner.cloud/v1";
 /// Largest `per_page` the API accepts.
 const PER_PAGE: u32 = 50;
 
+/// Most pages one listing may take (50,000 items), whatever the answers' `last_page` says.
+const MAX_PAGES: u64 = 1_000;
+
 /// An error of the Hetzner Cloud API or of reaching it.
 #[derive(Debug, thiserror::Error)]
 pub enum HcloudError {
@@ -317,6 +320,10 @@ impl Hcloud {
     }
 
     /// Every item of a paginated list, following `meta.pagination.next_page`.
+    ///
+    /// A listing that cannot be complete is an error, never a shorter list: a `next_page` that
+    /// is not the page after this one, an empty page that names a next one, or more pages than
+    /// the first page's `last_page` (or than [`MAX_PAGES`]).
     async fn list_all<T: DeserializeOwned>(
         &self,
         path: &str,
@@ -325,6 +332,7 @@ impl Hcloud {
     ) -> Result<Vec<T>, HcloudError> {
         let mut items = Vec::new();
         let mut page = 1u64;
+        let mut last_page = MAX_PAGES;
         loop {
             let mut paged: Vec<(&str, String)> = query.to_vec();
             paged.push(("page", page.to_string()));
@@ -335,11 +343,149 @@ impl Hcloud {
                     call: format!("GET {path}"),
                     detail: format!("{root}: {error}"),
                 })?;
+            let empty = batch.is_empty();
             items.extend(batch);
-            match body["meta"]["pagination"]["next_page"].as_u64() {
-                Some(next) if next > page => page = next,
-                _ => return Ok(items),
+            let pagination = &body["meta"]["pagination"];
+            if page == 1
+                && let Some(last) = pagination["last_page"].as_u64()
+            {
+                last_page = last.min(MAX_PAGES);
             }
+            let Some(next) = pagination["next_page"].as_u64() else {
+                return Ok(items);
+            };
+            let refuse = |detail: String| HcloudError::Decode {
+                call: format!("GET {path}"),
+                detail: format!("{detail}; the listing would be incomplete, not trusting it"),
+            };
+            if next != page + 1 {
+                return Err(refuse(format!(
+                    "page {page} names next_page {next}, not page {}",
+                    page + 1
+                )));
+            }
+            if empty {
+                return Err(refuse(format!(
+                    "page {page} holds no {root} but names next_page {next}"
+                )));
+            }
+            if next > last_page {
+                return Err(refuse(format!(
+                    "page {page} names next_page {next}, past the last page {last_page}"
+                )));
+            }
+            page = next;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A one-route HTTP server on 127.0.0.1 answering every request with `answer(page)`; the
+    /// count of requests it answered.
+    async fn canned(answer: fn(u64) -> Value) -> (Hcloud, Arc<AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = Url::parse(&format!("http://{}/v1", listener.local_addr().expect("addr")))
+            .expect("url");
+        let served = Arc::new(AtomicU64::new(0));
+        let counter = served.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut buffer = vec![0u8; 8192];
+                let read = stream.read(&mut buffer).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buffer[..read]).into_owned();
+                let page = head
+                    .split(['?', '&', ' '])
+                    .find_map(|part| part.strip_prefix("page="))
+                    .and_then(|page| page.parse().ok())
+                    .unwrap_or(1);
+                counter.fetch_add(1, Ordering::SeqCst);
+                let body = answer(page).to_string();
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes()).await;
+            }
+        });
+        let retry = RetryPolicy {
+            max_retries: 0,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(1),
+        };
+        let client = Hcloud::new(&url, Secret::new("token"), retry).expect("client");
+        (client, served)
+    }
+
+    fn servers(count: usize, page: u64, next_page: Option<u64>, last_page: Option<u64>) -> Value {
+        let servers: Vec<Value> = (0..count)
+            .map(|index| json!({ "id": page * 100 + index as u64 }))
+            .collect();
+        json!({ "servers": servers, "meta": { "pagination": {
+            "page": page, "next_page": next_page, "last_page": last_page,
+        } } })
+    }
+
+    async fn list(client: &Hcloud) -> Result<Vec<Value>, HcloudError> {
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            client.list_all::<Value>("/servers", "servers", &[]),
+        )
+        .await
+        .expect("the listing ends")
+    }
+
+    #[tokio::test]
+    async fn list_all_follows_pages_to_the_end() {
+        let (client, served) = canned(|page| {
+            servers(50, page, (page < 2).then_some(page + 1), Some(2))
+        })
+        .await;
+        assert_eq!(list(&client).await.expect("two pages").len(), 100);
+        assert_eq!(served.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn list_all_refuses_a_next_page_that_goes_back() {
+        // 60 servers, but page 1 names itself as the next page: not the end of the listing.
+        let (client, _) = canned(|page| servers(50, page, Some(1), Some(2))).await;
+        let error = list(&client).await.expect_err("a truncated listing is refused");
+        let message = error.to_string();
+        assert!(
+            message.contains("page 1 names next_page 1") && message.contains("incomplete"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn list_all_refuses_an_empty_page_with_a_next_page() {
+        let (client, _) = canned(|page| servers(0, page, Some(page + 1), None)).await;
+        let message = list(&client).await.expect_err("refused").to_string();
+        assert!(message.contains("holds no servers"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn list_all_stops_at_the_last_page_or_the_cap() {
+        // next_page keeps growing past the announced last page.
+        let (client, served) = canned(|page| servers(1, page, Some(page + 1), Some(3))).await;
+        let message = list(&client).await.expect_err("refused").to_string();
+        assert!(message.contains("past the last page 3"), "{message}");
+        assert_eq!(served.load(Ordering::SeqCst), 3);
+
+        // No last page at all: the hard cap ends it.
+        let (client, served) = canned(|page| servers(1, page, Some(page + 1), None)).await;
+        let message = list(&client).await.expect_err("refused").to_string();
+        assert!(message.contains("past the last page 1000"), "{message}");
+        assert_eq!(served.load(Ordering::SeqCst), MAX_PAGES);
     }
 }
