@@ -155,6 +155,18 @@ impl HetznerServer {
             .extend(std::iter::repeat_n((status, code.to_owned()), count));
     }
 
+    /// The request `method path` (`"POST"`, `"/v1/servers"`) that comes after `skip` such
+    /// requests fails once with `status` and error `code`; the others are answered as usual.
+    pub fn inject_error_on(&self, method: &str, path: &str, skip: usize, status: u16, code: &str) {
+        self.world().targeted.push(state::Targeted {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            skip,
+            status,
+            code: code.to_owned(),
+        });
+    }
+
     /// Ids of the servers of the project reached by `token` (deleting ones included).
     pub fn server_ids(&self, token: &str) -> Vec<i64> {
         let mut world = self.world();

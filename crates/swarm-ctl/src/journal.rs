@@ -39,6 +39,21 @@ impl Journal {
 
     /// One message for an interrupted `command`: what it changed and the command that finishes it.
     pub fn interrupted(&self, command: &Command) -> String {
+        let changed = self
+            .changes()
+            .unwrap_or_else(|| "nothing was created or deleted".to_owned());
+        format!("interrupted: {changed}; {}", next_step(command))
+    }
+
+    /// For a `command` that failed: what it had changed and the command that finishes it, or
+    /// `None` when it changed nothing.
+    pub fn failed(&self, command: &Command) -> Option<String> {
+        self.changes()
+            .map(|changed| format!("this run {changed} before it failed; {}", next_step(command)))
+    }
+
+    /// What this run created and sent the delete for, `None` when nothing.
+    fn changes(&self) -> Option<String> {
         let entries = self
             .entries
             .lock()
@@ -56,25 +71,24 @@ impl Journal {
                 entries.deleted.join(", ")
             ));
         }
-        let changed = if parts.is_empty() {
-            "nothing was created or deleted".to_owned()
-        } else {
-            parts.join("; ")
-        };
-        let next = match command {
-            Command::Up(up) => format!(
-                "`swarm-ctl up {}` again finishes it: it counts the nodes there are and adopts any whose create went through",
-                up.count
-            ),
-            Command::Down(_) => "`swarm-ctl down --yes` again deletes the rest".to_owned(),
-            Command::Heal(_) => {
-                "`swarm-ctl status` shows the swarm, `swarm-ctl heal` again goes on".to_owned()
-            }
-            Command::Status | Command::Logs(_) | Command::Restart => {
-                "`swarm-ctl status` shows the swarm".to_owned()
-            }
-        };
-        format!("interrupted: {changed}; {next}")
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+}
+
+/// The command that finishes what `command` started.
+fn next_step(command: &Command) -> String {
+    match command {
+        Command::Up(up) => format!(
+            "`swarm-ctl up {}` again finishes it: it counts the nodes there are and adopts any whose create went through",
+            up.count
+        ),
+        Command::Down(_) => "`swarm-ctl down --yes` again deletes the rest".to_owned(),
+        Command::Heal(_) => {
+            "`swarm-ctl status` shows the swarm, `swarm-ctl heal` again goes on".to_owned()
+        }
+        Command::Status | Command::Logs(_) | Command::Restart => {
+            "`swarm-ctl status` shows the swarm".to_owned()
+        }
     }
 }
 

@@ -42,7 +42,8 @@ pub struct Interrupted(pub String);
 
 /// Runs one command until it ends or `shutdown` completes; `env` looks up environment
 /// variables named in the accounts file, and everything meant for the user goes to `out`.
-/// An interrupted run returns [`Interrupted`].
+/// An interrupted run returns [`Interrupted`]; the error of a failed run that changed servers
+/// names them and the command that finishes the job.
 pub async fn run(
     args: Args,
     env: &dyn Fn(&str) -> Option<String>,
@@ -61,7 +62,11 @@ pub async fn run(
         }
     };
     tokio::select! {
-        result = command => result,
+        // A failed run that created or deleted servers says which, and how to finish.
+        result = command => result.map_err(|error| match ctl.journal.failed(&args.command) {
+            Some(changed) => error.context(changed),
+            None => error,
+        }),
         () = shutdown => {
             let message = ctl.journal.interrupted(&args.command);
             tracing::info!("{message}");

@@ -96,7 +96,10 @@ pub(super) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
                     "rate_limit_exceeded",
                     "limit of requests per hour reached",
                 ))
-            } else if let Some((status, code)) = world.injected.pop_front() {
+            } else if let Some((status, code)) = world
+                .take_targeted(method.as_str(), &path)
+                .or_else(|| world.injected.pop_front())
+            {
                 Err(ApiError::new(status, &code, format!("injected {code}")))
             } else {
                 dispatch(

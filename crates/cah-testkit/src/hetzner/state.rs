@@ -48,9 +48,37 @@ pub(super) struct World {
     pub(super) projects: HashMap<String, Project>,
     pub(super) actions: BTreeMap<i64, ActionRecord>,
     pub(super) injected: VecDeque<(u16, String)>,
+    /// Errors for one method and path, after some such requests went through.
+    pub(super) targeted: Vec<Targeted>,
     pub(super) requests: Vec<RecordedRequest>,
     next_id: i64,
     next_ip: u32,
+}
+
+/// One injected error for the request `method path` that comes after `skip` such requests.
+pub(super) struct Targeted {
+    pub(super) method: String,
+    pub(super) path: String,
+    pub(super) skip: usize,
+    pub(super) status: u16,
+    pub(super) code: String,
+}
+
+impl World {
+    /// The injected error this `method path` request gets, if any (counting down the skips).
+    pub(super) fn take_targeted(&mut self, method: &str, path: &str) -> Option<(u16, String)> {
+        let index = self
+            .targeted
+            .iter()
+            .position(|targeted| targeted.method == method && targeted.path == path)?;
+        let targeted = &mut self.targeted[index];
+        if targeted.skip > 0 {
+            targeted.skip -= 1;
+            return None;
+        }
+        let targeted = self.targeted.remove(index);
+        Some((targeted.status, targeted.code))
+    }
 }
 
 pub(super) struct Project {
@@ -138,6 +166,7 @@ impl World {
             projects,
             actions: BTreeMap::new(),
             injected: VecDeque::new(),
+            targeted: Vec::new(),
             requests: Vec::new(),
             next_id: 1_000,
             next_ip: 1,

@@ -104,3 +104,30 @@ async fn unsafe_bootstrap_values_fail_before_any_change() {
         "nothing was created or uploaded"
     );
 }
+
+#[tokio::test]
+async fn a_failed_up_names_the_servers_it_created() {
+    let world = World::single().await;
+    // The second create is refused: the first server exists and is billed.
+    world
+        .hetzner
+        .inject_error_on("POST", "/v1/servers", 1, 403, "forbidden");
+    let (result, _) = world.run(&["up", "3"]).await;
+    let message = format!("{:#}", result.expect_err("the create was refused"));
+    let servers = super::support::names(&world.servers(0).await);
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    assert!(
+        message.contains("forbidden")
+            && message.contains(&format!("created {} (they stay and are billed)", servers[0]))
+            && message.contains("`swarm-ctl up 3` again"),
+        "{message}"
+    );
+
+    // A run that changed nothing says nothing about changes.
+    world
+        .hetzner
+        .inject_error_on("POST", "/v1/servers", 0, 403, "forbidden");
+    let (result, _) = world.run(&["up", "3"]).await;
+    let message = format!("{:#}", result.expect_err("refused"));
+    assert!(!message.contains("this run created"), "{message}");
+}
