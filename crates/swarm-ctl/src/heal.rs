@@ -131,26 +131,42 @@ pub async fn heal(ctl: &Ctl, args: &HealArgs, out: &mut dyn Write) -> anyhow::Re
             }
         }
     }
-    if !to_recreate.is_empty() {
-        recreate(ctl, &nodes, &to_recreate, out).await?;
+    let unreplaced = if to_recreate.is_empty() {
+        Vec::new()
+    } else {
+        recreate(ctl, &nodes, &to_recreate, out).await?
+    };
+    let mut failures = Vec::new();
+    if !unreplaced.is_empty() {
+        failures.push(format!(
+            "deleted {} but could not create a replacement (see above); `swarm-ctl up {}` brings the swarm back to {} nodes once there is room",
+            unreplaced.join(", "),
+            nodes.len(),
+            nodes.len()
+        ));
     }
     if !key_changed.is_empty() {
-        bail!(
+        failures.push(format!(
             "host keys changed on {}; see above for how to accept the new keys",
             key_changed.join(", ")
-        );
+        ));
+    }
+    if !failures.is_empty() {
+        bail!("{}", failures.join("; "));
     }
     Ok(())
 }
 
 /// Deletes `to_recreate` (labels re-checked) and creates each anew under a fresh name with the
-/// same type, location and image, in the same account unless that one is paused.
+/// same type, location and image, in the same account unless that one is paused or full (then in
+/// the first other account with room, as `up` does; a snapshot stays in its own account).
+/// Returns the nodes deleted without a replacement.
 async fn recreate(
     ctl: &Ctl,
     nodes: &[Node],
     to_recreate: &[&Node],
     out: &mut dyn Write,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
     let next_index = nodes
         .iter()
         .filter_map(|node| fleet::node_index(&ctl.swarm, &node.server.name))
@@ -163,6 +179,7 @@ async fn recreate(
     }
     let mut creator = Creator::new(ctl, next_index, String::new(), String::new()).await?;
     let mut created = Vec::new();
+    let mut unreplaced = Vec::new();
     for node in to_recreate {
         let name = &node.server.name;
         // Decided before deleting: a node that cannot be rebuilt is left alone.
@@ -182,14 +199,14 @@ async fn recreate(
         // A paused account (max_nodes = 0) gets no new servers: the replacement goes to the
         // first account with room. A snapshot (no image name) only exists in its own account.
         let own_account = &ctl.projects[node.project].account;
-        let target = if own_account.cap != NodeCap::Paused {
-            Some(node.project)
-        } else if node
+        let snapshot = node
             .server
             .image
             .as_ref()
-            .is_some_and(|image| image.name.is_none())
-        {
+            .is_some_and(|image| image.name.is_none());
+        let target = if own_account.cap != NodeCap::Paused {
+            Some(node.project)
+        } else if snapshot {
             None
         } else {
             (0..ctl.projects.len())
@@ -201,22 +218,49 @@ async fn recreate(
                 "{name}: deleted; no replacement: account {} is paused (max_nodes = 0) and no other account can take it",
                 own_account.name
             )?;
+            unreplaced.push(name.clone());
             continue;
         };
         creator.server_type = node.server.server_type.name.clone();
         creator.image = image;
-        match creator
-            .create(target, &node.server.location.name)
-            .await
-            .with_context(|| format!("cannot recreate {name}"))?
-        {
+        let mut target = target;
+        let mut tried = vec![target];
+        let outcome = loop {
+            let outcome = creator
+                .create(target, &node.server.location.name)
+                .await
+                .with_context(|| format!("cannot recreate {name}"))?;
+            // A full account: the next one with room takes it, unless it is a snapshot.
+            let next = (0..ctl.projects.len()).find(|index| {
+                !tried.contains(index)
+                    && ctl.projects[*index].account.cap.room(per_project[*index]) != Some(0)
+            });
+            match (&outcome, next) {
+                (Outcome::AccountFull(reason), Some(next)) if !snapshot => {
+                    writeln!(
+                        out,
+                        "account {} is at its server limit ({reason}); trying account {}",
+                        ctl.projects[target].account.name, ctl.projects[next].account.name
+                    )?;
+                    tried.push(next);
+                    target = next;
+                }
+                _ => break outcome,
+            }
+        };
+        match outcome {
             Outcome::Created(new) => {
                 per_project[target] += 1;
                 let moved = if target == node.project {
                     String::new()
                 } else {
+                    let why = if own_account.cap == NodeCap::Paused {
+                        "paused"
+                    } else {
+                        "full"
+                    };
                     format!(
-                        " in account {} ({} is paused)",
+                        " in account {} ({} is {why})",
                         ctl.projects[target].account.name, own_account.name
                     )
                 };
@@ -232,8 +276,10 @@ async fn recreate(
                     out,
                     "{name}: deleted, but no replacement could be created: {reason}"
                 )?;
+                unreplaced.push(name.clone());
             }
         }
     }
-    fleet::wait_created(ctl, &created).await
+    fleet::wait_created(ctl, &created).await?;
+    Ok(unreplaced)
 }

@@ -421,3 +421,63 @@ async fn heal_replaces_a_paused_accounts_node_elsewhere() {
     );
     assert_eq!(names(&world.servers(0).await), vec!["cah-alpha-2"]);
 }
+
+#[tokio::test]
+async fn heal_recreate_that_cannot_replace_fails_and_says_up() {
+    let mut world = World::single().await;
+    let (url, _stop) = start_tracker(world.dir.path()).await;
+    world.extra_args = vec!["--tracker".into(), url.to_string()];
+    world.ok(&["up", "2"]).await;
+    // Neither node ever reaches the tracker; the account refuses the replacements.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    for _ in 0..2 {
+        world.hetzner.inject_error_on(
+            "POST",
+            "/v1/servers",
+            0,
+            403,
+            "resource_limit_exceeded",
+        );
+    }
+    let (result, text) = world
+        .run(&["heal", "--stale-after", "1s", "--recreate", "--yes"])
+        .await;
+    let message = format!("{:#}", result.expect_err("nodes were lost"));
+    assert!(
+        text.contains("cah-alpha-1: deleted, but no replacement could be created"),
+        "{text}"
+    );
+    assert!(
+        message.contains("deleted cah-alpha-1, cah-alpha-2 but could not create a replacement")
+            && message.contains("`swarm-ctl up 2`"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn heal_recreate_moves_to_another_account_when_its_own_is_full() {
+    let specs = ["main", "spare"]
+        .into_iter()
+        .map(|name| AccountSpec {
+            name,
+            server_limit: 25,
+            max_nodes: -1,
+        })
+        .collect();
+    let mut world = World::start(specs).await;
+    let (url, _stop) = start_tracker(world.dir.path()).await;
+    world.extra_args = vec!["--tracker".into(), url.to_string()];
+    world.ok(&["up", "1"]).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    world
+        .hetzner
+        .inject_error_on("POST", "/v1/servers", 0, 403, "resource_limit_exceeded");
+    let text = world
+        .ok(&["heal", "--stale-after", "1s", "--recreate", "--yes"])
+        .await;
+    assert!(
+        text.contains("cah-alpha-1: deleted, replaced by cah-alpha-2 in account spare (main is full)"),
+        "{text}"
+    );
+    assert_eq!(names(&world.servers(1).await), vec!["cah-alpha-2"]);
+}
