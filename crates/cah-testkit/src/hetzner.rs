@@ -167,6 +167,12 @@ impl HetznerServer {
         });
     }
 
+    /// The next `count` server deletes are accepted but their action ends with `status: error`,
+    /// and the server stays (as when Hetzner fails a delete).
+    pub fn fail_delete_actions(&self, count: usize) {
+        self.world().failing_deletes += count;
+    }
+
     /// Ids of the servers of the project reached by `token` (deleting ones included).
     pub fn server_ids(&self, token: &str) -> Vec<i64> {
         let mut world = self.world();

@@ -265,8 +265,17 @@ pub(super) fn delete(world: &mut World, token: &str, id: i64) -> Result<Reply, A
             "server is already being deleted",
         ));
     }
-    find_mut(world, token, id)?.delete_started = Some(Instant::now());
+    // An injected failure: the action ends in error and the server stays as it was.
+    let fails = world.failing_deletes > 0;
+    if fails {
+        world.failing_deletes -= 1;
+    } else {
+        find_mut(world, token, id)?.delete_started = Some(Instant::now());
+    }
     let action = world.new_action(token, "delete_server", Duration::ZERO, (id, "server"));
+    if let Some(record) = world.actions.get_mut(&action) {
+        record.fails = fails;
+    }
     tracing::debug!(server_id = id, "fake hetzner server deleted");
     Ok(Reply::new(
         200,

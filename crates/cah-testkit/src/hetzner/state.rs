@@ -50,6 +50,8 @@ pub(super) struct World {
     pub(super) injected: VecDeque<(u16, String)>,
     /// Errors for one method and path, after some such requests went through.
     pub(super) targeted: Vec<Targeted>,
+    /// How many of the next server deletes end in an action with `status: error` (the server stays).
+    pub(super) failing_deletes: usize,
     pub(super) requests: Vec<RecordedRequest>,
     next_id: i64,
     next_ip: u32,
@@ -116,6 +118,8 @@ pub(super) struct ActionRecord {
     pub(super) offset: Duration,
     pub(super) duration: Duration,
     pub(super) resources: Vec<(i64, &'static str)>,
+    /// Ends with `status: error` instead of `success`.
+    pub(super) fails: bool,
 }
 
 pub(super) struct SshKeyRecord {
@@ -167,6 +171,7 @@ impl World {
             actions: BTreeMap::new(),
             injected: VecDeque::new(),
             targeted: Vec::new(),
+            failing_deletes: 0,
             requests: Vec::new(),
             next_id: 1_000,
             next_ip: 1,
@@ -239,6 +244,7 @@ impl World {
             offset,
             duration: self.config.action_delay,
             resources: vec![resource],
+            fails: false,
         };
         self.actions.insert(id, action);
         id
@@ -267,7 +273,7 @@ impl ActionRecord {
         let done_at = self.offset + self.duration;
         let (status, progress, finished) = if elapsed >= done_at {
             (
-                "success",
+                if self.fails { "error" } else { "success" },
                 100,
                 Value::String(timestamp(self.requested_wall + done_at)),
             )
@@ -290,7 +296,11 @@ impl ActionRecord {
             "started": timestamp(self.requested_wall + self.offset),
             "finished": finished,
             "resources": resources,
-            "error": null,
+            "error": if self.fails && elapsed >= done_at {
+                json!({ "code": "action_failed", "message": "injected action failure" })
+            } else {
+                Value::Null
+            },
         })
     }
 }

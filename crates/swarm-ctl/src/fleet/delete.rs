@@ -57,28 +57,49 @@ pub async fn down(ctl: &Ctl, args: &DownArgs, out: &mut dyn Write) -> anyhow::Re
         }
     }
     let bar = progress_bar(actions.len() as u64, "deleting");
-    wait_actions_by_account(ctl, &actions, &bar)
-        .await
-        .map_err(|(project_index, error)| {
-            anyhow::Error::new(error).context(format!(
-                "deleting servers of account {}",
-                ctl.projects[project_index].account.name
-            ))
-        })?;
+    let waited = wait_actions_by_account(ctl, &actions, &bar).await;
     bar.finish_and_clear();
+    if let Err((project_index, error)) = waited {
+        // A delete action that ended in error leaves its server running: the listing below
+        // names it, with the others of this run.
+        tracing::warn!(account = %ctl.projects[project_index].account.name, error = %format_args!("{error:#}"), "waiting for the deletes failed");
+        failed.push(format!(
+            "waiting for the deletes of account {}: {error}",
+            ctl.projects[project_index].account.name
+        ));
+    }
+    // Trust the API, not our bookkeeping: whatever of ours is still listed and not being
+    // deleted was not deleted (a re-read that answered 404 for a server that still exists).
+    let remaining: Vec<String> = list_nodes(ctl)
+        .await
+        .context("cannot list the swarm again to check that its servers are gone")?
+        .into_iter()
+        .filter(|node| node.server.status != "deleting")
+        .map(|node| node.server.name)
+        .collect();
     writeln!(
         out,
         "deleted {} servers of swarm {}",
         actions.len(),
         ctl.swarm
     )?;
-    if !failed.is_empty() {
-        bail!(
-            "{} of {} servers were not deleted ({}); run `swarm-ctl down --yes` again",
-            failed.len(),
-            nodes.len(),
-            failed.join("; ")
-        );
+    if !remaining.is_empty() || !failed.is_empty() {
+        let not_deleted = if remaining.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "{} of {} servers were not deleted, they still exist: {}; ",
+                remaining.len(),
+                nodes.len(),
+                remaining.join(", ")
+            )
+        };
+        let causes = if failed.is_empty() {
+            String::new()
+        } else {
+            format!("({}); ", failed.join("; "))
+        };
+        bail!("{not_deleted}{causes}run `swarm-ctl down --yes` again");
     }
     Ok(())
 }

@@ -193,3 +193,48 @@ async fn ctrl_c_during_up_says_what_was_created_and_how_to_finish() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn down_fails_when_a_server_it_counted_gone_still_exists() {
+    let world = World::single().await;
+    world.ok(&["up", "3"]).await;
+    let servers = world.servers(0).await;
+    let kept = servers
+        .iter()
+        .find(|server| server["name"] == "cah-alpha-2")
+        .expect("cah-alpha-2");
+    let id = kept["id"].as_i64().expect("id");
+    // The re-read before the delete answers 404 though the server is there.
+    world
+        .hetzner
+        .inject_error_on("GET", &format!("/v1/servers/{id}"), 0, 404, "not_found");
+    let (result, _) = world.run(&["down", "--yes"]).await;
+    let message = format!("{:#}", result.expect_err("cah-alpha-2 still exists"));
+    assert!(
+        message.contains("1 of 3 servers were not deleted, they still exist: cah-alpha-2")
+            && message.contains("run `swarm-ctl down --yes` again"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn down_names_the_server_whose_delete_action_failed() {
+    let world = World::single().await;
+    world.ok(&["up", "3"]).await;
+    // The first delete is accepted, but its action ends in error: cah-alpha-1 stays.
+    world.hetzner.fail_delete_actions(1);
+    let (result, _) = world.run(&["down", "--yes"]).await;
+    let message = format!("{:#}", result.expect_err("one delete failed"));
+    assert!(
+        message.contains("1 of 3 servers were not deleted, they still exist: cah-alpha-1")
+            && message.contains("run `swarm-ctl down --yes` again"),
+        "{message}"
+    );
+    let left: Vec<Value> = world
+        .servers(0)
+        .await
+        .into_iter()
+        .filter(|server| server["status"] != "deleting")
+        .collect();
+    assert_eq!(names(&left), vec!["cah-alpha-1"]);
+}
