@@ -184,6 +184,20 @@ impl HcloudError {
             _ => false,
         }
     }
+
+    /// The connection broke after the request went out (reset, closed mid-answer): the call may
+    /// or may not have been done, so only a call that is safe to repeat is retried.
+    fn is_lost_answer(&self) -> bool {
+        matches!(self, Self::Transport { source, .. }
+            if source.is_request() || source.is_body() || source.is_decode())
+    }
+}
+
+/// Whether `method path` may be sent again after an answer was lost: GET and DELETE (a repeated
+/// DELETE answers `locked` or `not_found`, never deletes twice), and `POST /servers`, whose
+/// repeat answers `uniqueness_error` and is adopted by the creator as our own server.
+fn repeatable(method: &Method, path: &str) -> bool {
+    *method == Method::GET || *method == Method::DELETE || (*method == Method::POST && path == "/servers")
 }
 
 impl Hcloud {
@@ -244,7 +258,11 @@ impl Hcloud {
                         detail: error.to_string(),
                     });
                 }
-                Err(error) if error.is_retryable() && attempt < self.retry.max_retries => {
+                Err(error)
+                    if (error.is_retryable()
+                        || (error.is_lost_answer() && repeatable(&method, path)))
+                        && attempt < self.retry.max_retries =>
+                {
                     let floor = match error.code() {
                         Some(ErrorCode::RateLimitExceeded) => {
                             self.rate_limit().map(|rate| rate.refill_interval())
@@ -392,6 +410,16 @@ mod tests {
     /// A one-route HTTP server on 127.0.0.1 answering every request with `answer(page)`; the
     /// count of requests it answered.
     async fn canned(answer: fn(u64) -> Value) -> (Hcloud, Arc<AtomicU64>) {
+        canned_dropping(answer, 0, 0).await
+    }
+
+    /// As [`canned`], but the first `drop` connections are closed once the request is read,
+    /// with no answer (a reset); the client retries `retries` times.
+    async fn canned_dropping(
+        answer: fn(u64) -> Value,
+        drop: u64,
+        retries: u32,
+    ) -> (Hcloud, Arc<AtomicU64>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -409,7 +437,9 @@ mod tests {
                     .find_map(|part| part.strip_prefix("page="))
                     .and_then(|page| page.parse().ok())
                     .unwrap_or(1);
-                counter.fetch_add(1, Ordering::SeqCst);
+                if counter.fetch_add(1, Ordering::SeqCst) < drop {
+                    continue;
+                }
                 let body = answer(page).to_string();
                 let reply = format!(
                     "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -419,7 +449,7 @@ mod tests {
             }
         });
         let retry = RetryPolicy {
-            max_retries: 0,
+            max_retries: retries,
             base: Duration::from_millis(1),
             cap: Duration::from_millis(1),
         };
@@ -487,5 +517,31 @@ mod tests {
         let message = list(&client).await.expect_err("refused").to_string();
         assert!(message.contains("past the last page 1000"), "{message}");
         assert_eq!(served.load(Ordering::SeqCst), MAX_PAGES);
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_is_retried_for_repeatable_calls_only() {
+        let (client, served) =
+            canned_dropping(|page| servers(1, page, None, Some(1)), 1, 2).await;
+        assert_eq!(list(&client).await.expect("retried").len(), 1);
+        assert_eq!(served.load(Ordering::SeqCst), 2);
+
+        // POST /servers is repeatable (its repeat is adopted); another POST is not.
+        let (client, served) =
+            canned_dropping(|_| json!({ "ok": true }), 1, 2).await;
+        let answer: Value = client
+            .call(Method::POST, "/servers", &[], Some(&json!({})))
+            .await
+            .expect("POST /servers retried");
+        assert_eq!(answer["ok"], true);
+        assert_eq!(served.load(Ordering::SeqCst), 2);
+        let (client, served) =
+            canned_dropping(|_| json!({ "ok": true }), 1, 2).await;
+        let error = client
+            .call::<Value>(Method::POST, "/ssh_keys", &[], Some(&json!({})))
+            .await
+            .expect_err("not repeated");
+        assert!(matches!(error, HcloudError::Transport { .. }), "{error:?}");
+        assert_eq!(served.load(Ordering::SeqCst), 1);
     }
 }
