@@ -159,18 +159,23 @@ impl<'a> Creator<'a> {
                     Some(ErrorCode::UniquenessError) => {
                         // Either our own earlier attempt got through (adopt it), or a server
                         // that is not ours has this name (never touch it; take the next name).
-                        let existing = project.api.server_by_name(&name).await?;
-                        if existing
-                            .as_ref()
-                            .is_some_and(|server| server.status == "deleting")
-                        {
+                        let Some(existing) = project.api.server_by_name(&name).await? else {
+                            // No server has the name: the API refused something else (or lists
+                            // late); another name would fail the same way.
+                            return Err(error).with_context(|| {
+                                format!(
+                                    "cannot create server {name} in account {}: no server has that name",
+                                    project.account.name
+                                )
+                            });
+                        };
+                        if existing.status == "deleting" {
                             // Ours or not, it is going away: never adopt it, take the next name.
                             tracing::info!(%name, "name held by a server being deleted, taking the next one");
                             continue;
                         }
-                        if let Some(server) = existing
-                            && is_ours(&server.labels, &ctl.swarm)
-                        {
+                        if is_ours(&existing.labels, &ctl.swarm) {
+                            let server = existing;
                             tracing::info!(%name, "server already exists with our labels, adopting it");
                             if let Some(ip) = server.ipv4() {
                                 ctl.ssh.forget_host(ip).await;

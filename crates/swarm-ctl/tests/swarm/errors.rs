@@ -131,3 +131,24 @@ async fn a_failed_up_names_the_servers_it_created() {
     let message = format!("{:#}", result.expect_err("refused"));
     assert!(!message.contains("this run created"), "{message}");
 }
+
+#[tokio::test]
+async fn a_uniqueness_error_without_a_server_of_that_name_is_reported() {
+    let world = World::single().await;
+    // The API says "not unique" (an ssh key, a stale index), yet no server has the name.
+    world
+        .hetzner
+        .inject_error_on("POST", "/v1/servers", 0, 409, "uniqueness_error");
+    let (result, _) = world.run(&["up", "1"]).await;
+    let message = format!("{:#}", result.expect_err("the api's error comes through"));
+    assert!(
+        message.contains("uniqueness_error") && message.contains("no server has that name"),
+        "{message}"
+    );
+    assert_eq!(
+        world.count_requests("POST", "/v1/servers"),
+        1,
+        "no further names were tried"
+    );
+    assert!(world.servers(0).await.is_empty());
+}
