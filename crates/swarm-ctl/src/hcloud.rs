@@ -197,7 +197,9 @@ impl HcloudError {
 /// DELETE answers `locked` or `not_found`, never deletes twice), and `POST /servers`, whose
 /// repeat answers `uniqueness_error` and is adopted by the creator as our own server.
 fn repeatable(method: &Method, path: &str) -> bool {
-    *method == Method::GET || *method == Method::DELETE || (*method == Method::POST && path == "/servers")
+    *method == Method::GET
+        || *method == Method::DELETE
+        || (*method == Method::POST && path == "/servers")
 }
 
 impl Hcloud {
@@ -423,8 +425,11 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let url = Url::parse(&format!("http://{}/v1", listener.local_addr().expect("addr")))
-            .expect("url");
+        let url = Url::parse(&format!(
+            "http://{}/v1",
+            listener.local_addr().expect("addr")
+        ))
+        .expect("url");
         let served = Arc::new(AtomicU64::new(0));
         let counter = served.clone();
         tokio::spawn(async move {
@@ -477,10 +482,8 @@ mod tests {
 
     #[tokio::test]
     async fn list_all_follows_pages_to_the_end() {
-        let (client, served) = canned(|page| {
-            servers(50, page, (page < 2).then_some(page + 1), Some(2))
-        })
-        .await;
+        let (client, served) =
+            canned(|page| servers(50, page, (page < 2).then_some(page + 1), Some(2))).await;
         assert_eq!(list(&client).await.expect("two pages").len(), 100);
         assert_eq!(served.load(Ordering::SeqCst), 2);
     }
@@ -489,7 +492,9 @@ mod tests {
     async fn list_all_refuses_a_next_page_that_goes_back() {
         // 60 servers, but page 1 names itself as the next page: not the end of the listing.
         let (client, _) = canned(|page| servers(50, page, Some(1), Some(2))).await;
-        let error = list(&client).await.expect_err("a truncated listing is refused");
+        let error = list(&client)
+            .await
+            .expect_err("a truncated listing is refused");
         let message = error.to_string();
         assert!(
             message.contains("page 1 names next_page 1") && message.contains("incomplete"),
@@ -521,22 +526,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_lost_answer_is_retried_for_repeatable_calls_only() {
-        let (client, served) =
-            canned_dropping(|page| servers(1, page, None, Some(1)), 1, 2).await;
+        let (client, served) = canned_dropping(|page| servers(1, page, None, Some(1)), 1, 2).await;
         assert_eq!(list(&client).await.expect("retried").len(), 1);
         assert_eq!(served.load(Ordering::SeqCst), 2);
 
         // POST /servers is repeatable (its repeat is adopted); another POST is not.
-        let (client, served) =
-            canned_dropping(|_| json!({ "ok": true }), 1, 2).await;
+        let (client, served) = canned_dropping(|_| json!({ "ok": true }), 1, 2).await;
         let answer: Value = client
             .call(Method::POST, "/servers", &[], Some(&json!({})))
             .await
             .expect("POST /servers retried");
         assert_eq!(answer["ok"], true);
         assert_eq!(served.load(Ordering::SeqCst), 2);
-        let (client, served) =
-            canned_dropping(|_| json!({ "ok": true }), 1, 2).await;
+        let (client, served) = canned_dropping(|_| json!({ "ok": true }), 1, 2).await;
         let error = client
             .call::<Value>(Method::POST, "/ssh_keys", &[], Some(&json!({})))
             .await

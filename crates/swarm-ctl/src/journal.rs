@@ -48,8 +48,12 @@ impl Journal {
     /// For a `command` that failed: what it had changed and the command that finishes it, or
     /// `None` when it changed nothing.
     pub fn failed(&self, command: &Command) -> Option<String> {
-        self.changes()
-            .map(|changed| format!("this run {changed} before it failed; {}", next_step(command)))
+        self.changes().map(|changed| {
+            format!(
+                "this run {changed} before it failed; {}",
+                next_step(command)
+            )
+        })
     }
 
     /// What this run created and sent the delete for, `None` when nothing.

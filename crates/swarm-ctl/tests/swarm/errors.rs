@@ -118,7 +118,10 @@ async fn a_failed_up_names_the_servers_it_created() {
     assert_eq!(servers.len(), 1, "{servers:?}");
     assert!(
         message.contains("forbidden")
-            && message.contains(&format!("created {} (they stay and are billed)", servers[0]))
+            && message.contains(&format!(
+                "created {} (they stay and are billed)",
+                servers[0]
+            ))
             && message.contains("`swarm-ctl up 3` again"),
         "{message}"
     );

@@ -431,13 +431,9 @@ async fn heal_recreate_that_cannot_replace_fails_and_says_up() {
     // Neither node ever reaches the tracker; the account refuses the replacements.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     for _ in 0..2 {
-        world.hetzner.inject_error_on(
-            "POST",
-            "/v1/servers",
-            0,
-            403,
-            "resource_limit_exceeded",
-        );
+        world
+            .hetzner
+            .inject_error_on("POST", "/v1/servers", 0, 403, "resource_limit_exceeded");
     }
     let (result, text) = world
         .run(&["heal", "--stale-after", "1s", "--recreate", "--yes"])
@@ -476,7 +472,9 @@ async fn heal_recreate_moves_to_another_account_when_its_own_is_full() {
         .ok(&["heal", "--stale-after", "1s", "--recreate", "--yes"])
         .await;
     assert!(
-        text.contains("cah-alpha-1: deleted, replaced by cah-alpha-2 in account spare (main is full)"),
+        text.contains(
+            "cah-alpha-1: deleted, replaced by cah-alpha-2 in account spare (main is full)"
+        ),
         "{text}"
     );
     assert_eq!(names(&world.servers(1).await), vec!["cah-alpha-2"]);
