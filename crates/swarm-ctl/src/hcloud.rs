@@ -343,7 +343,7 @@ impl Hcloud {
     ///
     /// A listing that cannot be complete is an error, never a shorter list: a `next_page` that
     /// is not the page after this one, an empty page that names a next one, or more pages than
-    /// the first page's `last_page` (or than [`MAX_PAGES`]).
+    /// the page's own `last_page` says there are (or than [`MAX_PAGES`]).
     async fn list_all<T: DeserializeOwned>(
         &self,
         path: &str,
@@ -366,9 +366,8 @@ impl Hcloud {
             let empty = batch.is_empty();
             items.extend(batch);
             let pagination = &body["meta"]["pagination"];
-            if page == 1
-                && let Some(last) = pagination["last_page"].as_u64()
-            {
+            // Each page's own: a list that grows while it is read raises it.
+            if let Some(last) = pagination["last_page"].as_u64() {
                 last_page = last.min(MAX_PAGES);
             }
             let Some(next) = pagination["next_page"].as_u64() else {
