@@ -93,12 +93,7 @@ async fn up_names_nodes_that_exist_but_do_not_run() {
 async fn down_deletes_every_other_server_when_one_refuses() {
     let world = World::single().await;
     world.ok(&["up", "3"]).await;
-    let servers = world.servers(0).await;
-    let kept = servers
-        .iter()
-        .find(|server| server["name"] == "cah-alpha-2")
-        .expect("cah-alpha-2");
-    let id = kept["id"].as_i64().expect("id");
+    let id = world.server_id(0, "cah-alpha-2").await;
     // The operator protected one node; Hetzner refuses to delete it with `protected`.
     world
         .api(
@@ -198,12 +193,7 @@ async fn ctrl_c_during_up_says_what_was_created_and_how_to_finish() {
 async fn down_fails_when_a_server_it_counted_gone_still_exists() {
     let world = World::single().await;
     world.ok(&["up", "3"]).await;
-    let servers = world.servers(0).await;
-    let kept = servers
-        .iter()
-        .find(|server| server["name"] == "cah-alpha-2")
-        .expect("cah-alpha-2");
-    let id = kept["id"].as_i64().expect("id");
+    let id = world.server_id(0, "cah-alpha-2").await;
     // The re-read before the delete answers 404 though the server is there.
     world
         .hetzner

@@ -198,6 +198,16 @@ impl World {
         body["servers"].as_array().cloned().unwrap_or_default()
     }
 
+    /// The id of the server named `name` in `account`.
+    pub(crate) async fn server_id(&self, account: usize, name: &str) -> i64 {
+        self.servers(account)
+            .await
+            .iter()
+            .find(|server| server["name"] == name)
+            .and_then(|server| server["id"].as_i64())
+            .unwrap_or_else(|| panic!("no server {name} in account {account}"))
+    }
+
     /// Creates a server outside swarm-ctl (someone else's server in the same project).
     pub(crate) async fn foreign_server(&self, account: usize, name: &str, labels: Value) -> i64 {
         let body = json!({ "name": name, "server_type": "cx22", "image": "debian-12", "location": "fsn1", "labels": labels });
