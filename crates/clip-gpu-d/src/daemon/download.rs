@@ -128,7 +128,7 @@ async fn download_once(
         .get(url.clone())
         .send()
         .await
-        .map_err(|error| FetchError::Http(error_chain(&error)))?;
+        .map_err(|error| FetchError::Http(cah_tracker_client::with_causes(&error)))?;
     // Not there (any more): no retry or release brings it back, only scraping the job again.
     if let status @ (404 | 410) = response.status().as_u16() {
         return Err(FetchError::Gone(status));
@@ -143,7 +143,7 @@ async fn download_once(
     }
     let mut response = response
         .error_for_status()
-        .map_err(|error| FetchError::Http(error_chain(&error)))?;
+        .map_err(|error| FetchError::Http(cah_tracker_client::with_causes(&error)))?;
     let mut file = tokio::fs::File::create(path).await.map_err(local)?;
     let mut hasher = Sha256::new();
     let mut got = 0u64;
@@ -151,7 +151,7 @@ async fn download_once(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|error| FetchError::Http(error_chain(&error)))?
+        .map_err(|error| FetchError::Http(cah_tracker_client::with_causes(&error)))?
     {
         got += chunk.len() as u64;
         if got > limit {
@@ -163,22 +163,6 @@ async fn download_once(
     }
     file.flush().await.map_err(local)?;
     Ok((got, hex::encode(hasher.finalize())))
-}
-
-/// `error` and every source under it, joined by `: ` (reqwest's own text is only
-/// "error decoding response body", with the cause underneath).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// A `Retry-After` given in seconds (the HTTP-date form is ignored: the poll interval applies).

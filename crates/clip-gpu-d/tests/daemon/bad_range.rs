@@ -4,9 +4,7 @@
 use cah_protocol::ClientType;
 
 use crate::parity_support;
-use crate::support::{
-    RealTracker, daemon_config, daemon_with_metrics, hand_in_photos, released_none_invalid,
-};
+use crate::support::{RealTracker, daemon_config, hand_in_photos, run_until_released_none_invalid};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_with_an_inverted_range_is_released_not_reported_invalid() {
@@ -25,12 +23,6 @@ async fn a_job_with_an_inverted_range_is_released_not_reported_invalid() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = daemon_config(&tracker.base_url, &dir.path().join("dataset"), &[]);
-    let (daemon, metrics_url, stop) = daemon_with_metrics(config).await;
-    let driver = async {
-        released_none_invalid(&metrics_url, 1.0).await;
-        let _ = stop.send(());
-    };
-    let (result, ()) = tokio::join!(daemon, driver);
-    result.expect("daemon ran");
+    run_until_released_none_invalid(config, 1.0).await;
     tracker.stop().await;
 }

@@ -11,7 +11,7 @@ use cah_tracker_client::JobOutput;
 use crate::parity_support;
 use crate::support::{
     RealTracker, daemon_config, daemon_with_metrics, eventually, hand_in_photos, metric,
-    released_none_invalid, scrape,
+    released_none_invalid, run_until_released_none_invalid, scrape,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,13 +208,7 @@ async fn a_dripping_bundle_store_fails_the_download_and_releases_the_job() {
     let mut config = daemon_config(&tracker.base_url, &dir.path().join("dataset"), &[]);
     // A byte every 300 ms never trips the read timeout; the minimum rate applies after 1 s.
     config.download_rate_grace = std::time::Duration::from_secs(1);
-    let (daemon, metrics_url, stop) = daemon_with_metrics(config).await;
-    let driver = async {
-        released_none_invalid(&metrics_url, 1.0).await;
-        let _ = stop.send(());
-    };
-    let (result, ()) = tokio::join!(daemon, driver);
-    result.expect("daemon ran");
+    run_until_released_none_invalid(config, 1.0).await;
     tracker.stop().await;
 }
 

@@ -10,9 +10,7 @@ use cah_protocol::ClientType;
 use url::Url;
 
 use crate::parity_support;
-use crate::support::{
-    RealTracker, daemon_config, daemon_with_metrics, hand_in_photos, released_none_invalid,
-};
+use crate::support::{RealTracker, daemon_config, hand_in_photos, run_until_released_none_invalid};
 
 /// An HTTP proxy to `upstream` that forwards the first claim to the tracker and answers it
 /// with a 502, as if its answer was lost on the way back; its base URL.
@@ -75,12 +73,6 @@ async fn jobs_of_a_lost_claim_answer_are_released() {
             "100",
         ],
     );
-    let (daemon, metrics_url, stop) = daemon_with_metrics(config).await;
-    let driver = async {
-        released_none_invalid(&metrics_url, 3.0).await;
-        let _ = stop.send(());
-    };
-    let (result, ()) = tokio::join!(daemon, driver);
-    result.expect("daemon ran");
+    run_until_released_none_invalid(config, 3.0).await;
     tracker.stop().await;
 }

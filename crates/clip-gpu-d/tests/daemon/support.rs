@@ -310,6 +310,18 @@ pub(crate) async fn released_none_invalid(metrics_url: &str, n: f64) -> String {
     text
 }
 
+/// Runs the daemon until it released at least `n` jobs without reporting any invalid, then
+/// stops it.
+pub(crate) async fn run_until_released_none_invalid(config: clip_gpu_d::daemon::Config, n: f64) {
+    let (daemon, metrics_url, stop) = daemon_with_metrics(config).await;
+    let driver = async {
+        released_none_invalid(&metrics_url, n).await;
+        let _ = stop.send(());
+    };
+    let (result, ()) = tokio::join!(daemon, driver);
+    result.expect("daemon ran");
+}
+
 /// What check_dataset.py found.
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct DatasetSummary {

@@ -60,7 +60,7 @@ async fn both_jobs_come_back(crawl: &DamagedCrawl) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        count_files(&tracker.dir.path().join("staging")),
+        support::count_files(&tracker.dir.path().join("staging")),
         0,
         "no bundle uploaded"
     );
@@ -85,19 +85,6 @@ async fn garbage_instead_of_a_wat_releases_both_jobs() {
     })
     .await;
     both_jobs_come_back(&crawl).await;
-}
-
-fn count_files(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| {
-            let path = entry.path();
-            if path.is_dir() { count_files(&path) } else { 1 }
-        })
-        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -163,7 +163,7 @@ async fn a_killed_run_loses_no_job_and_the_rerun_uploads_each_bundle_once() {
         .await
         .expect("rerun");
     assert_eq!(summary.completed.len(), 2, "{summary:?}");
-    let blobs = count_files(&tracker.dir.path().join("staging"));
+    let blobs = support::count_files(&tracker.dir.path().join("staging"));
     assert_eq!(blobs, 2, "one upload per job");
     tracker.stop().await;
 }
@@ -200,21 +200,4 @@ async fn a_work_folder_that_cannot_take_bundles_pauses_the_claims() {
     assert_eq!(crawl.server.requests().len(), 1, "one download of the WAT");
     daemon.abort();
     tracker.stop().await;
-}
-
-fn count_files(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| {
-            let path = entry.path();
-            if path.is_dir() {
-                count_files(&path)
-            } else {
-                usize::from(!path.to_string_lossy().ends_with(".tmp"))
-            }
-        })
-        .sum()
 }

@@ -64,13 +64,7 @@ async fn lost_after_a_while(lost: fn() -> Reply) -> (scraper_d::daemon::RunSumma
     let mut config = support::run_config(&tracker.base, test_web.dns.addr(), work.path());
     config.tracker_dedup = false;
     config.concurrency = 1;
-    let summary = tokio::time::timeout(
-        Duration::from_secs(60),
-        scraper_d::daemon::run(config, std::future::pending()),
-    )
-    .await
-    .expect("the daemon exits when idle")
-    .expect("daemon runs");
+    let summary = support::run_until_idle(config).await;
     (summary, started.elapsed())
 }
 
@@ -142,13 +136,7 @@ async fn a_job_being_completed_is_not_reported_lost() {
     let work = tempfile::tempdir().expect("tempdir");
     let mut config = support::run_config(&tracker.base, test_web.dns.addr(), work.path());
     config.tracker_dedup = false;
-    let summary = tokio::time::timeout(
-        Duration::from_secs(60),
-        scraper_d::daemon::run(config, std::future::pending()),
-    )
-    .await
-    .expect("the daemon exits when idle")
-    .expect("daemon runs");
+    let summary = support::run_until_idle(config).await;
     assert_eq!(summary.completed, vec![1, 2], "{summary:?}");
     assert!(summary.lost.is_empty(), "{summary:?}");
     let logs = String::from_utf8_lossy(&logs.0.lock().expect("logs")).into_owned();

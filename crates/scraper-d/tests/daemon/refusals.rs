@@ -15,13 +15,7 @@ async fn run_against(
     let mut config = support::run_config(&tracker.base, test_web.dns.addr(), work.path());
     config.tracker_dedup = false;
     config.idle_wait = Duration::from_millis(100);
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        scraper_d::daemon::run(config, std::future::pending()),
-    )
-    .await
-    .expect("the daemon exits when idle")
-    .expect("daemon runs")
+    support::run_until_idle(config).await
 }
 
 async fn first_half_refused(

@@ -220,3 +220,28 @@ pub(crate) async fn open_cpu_jobs(tracker: &TestTracker) -> u64 {
         .await
         .expect("job count")
 }
+
+/// Runs the daemon until it exits idle (at most 60 s) and returns its summary.
+pub(crate) async fn run_until_idle(config: RunConfig) -> scraper_d::daemon::RunSummary {
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        scraper_d::daemon::run(config, std::future::pending()),
+    )
+    .await
+    .expect("the daemon exits when idle")
+    .expect("daemon runs")
+}
+
+/// Files under `dir`, in every subfolder; 0 when it does not exist.
+pub(crate) fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| {
+            let path = entry.path();
+            if path.is_dir() { count_files(&path) } else { 1 }
+        })
+        .sum()
+}
