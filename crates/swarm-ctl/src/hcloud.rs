@@ -276,8 +276,38 @@ impl Hcloud {
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
-                Err(error) => return Err(error),
+                Err(error) => return Err(self.with_rate_limit_hint(error)),
             }
+        }
+    }
+
+    /// A `rate_limit_exceeded` that outlived the retries, told with when the project's
+    /// request budget comes back (from the last `RateLimit-*` headers), so that the user knows
+    /// how long to wait.
+    fn with_rate_limit_hint(&self, error: HcloudError) -> HcloudError {
+        match error {
+            HcloudError::Api {
+                call,
+                status,
+                code: ErrorCode::RateLimitExceeded,
+                message,
+                details,
+            } => {
+                let hint = match self.rate_limit() {
+                    Some(rate) => rate.wait_hint(std::time::SystemTime::now()),
+                    None => "the api did not say when its request budget comes back; \
+                             wait a few minutes and run the command again"
+                        .to_owned(),
+                };
+                HcloudError::Api {
+                    call,
+                    status,
+                    code: ErrorCode::RateLimitExceeded,
+                    message: format!("{message}; {hint}"),
+                    details,
+                }
+            }
+            other => other,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Retry policy and `RateLimit-*` bookkeeping (reference §1.8).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 
@@ -66,6 +66,34 @@ impl RateLimit {
     pub fn pause_before_request(&self) -> Option<Duration> {
         (self.remaining < LOW_WATER).then(|| self.refill_interval())
     }
+
+    /// What to tell a user whose calls were refused with 429 until the retries ran out: when
+    /// the next request and the whole budget come back, and how to need fewer.
+    pub fn wait_hint(&self, now: SystemTime) -> String {
+        let next = humantime::format_duration(Duration::from_secs(
+            self.refill_interval().as_secs_f64().ceil() as u64,
+        ));
+        let mut hint = format!(
+            "this project's budget of {} requests per hour is used up and one request comes back every {next}",
+            self.limit
+        );
+        let reset = UNIX_EPOCH + Duration::from_secs(self.reset_unix);
+        if let Ok(until) = reset.duration_since(now) {
+            if self.reset_unix > 0 {
+                hint.push_str(&format!(
+                    "; it is full again at {} (in {})",
+                    humantime::format_rfc3339_seconds(reset),
+                    humantime::format_duration(Duration::from_secs(
+                        until.as_secs_f64().ceil() as u64
+                    ))
+                ));
+            }
+        }
+        hint.push_str(
+            "; wait and run the command again, or spread the swarm over more projects (accounts in swarm.toml)",
+        );
+        hint
+    }
 }
 
 #[cfg(test)]
@@ -110,5 +138,25 @@ mod tests {
         };
         assert_eq!(plenty.pause_before_request(), None);
         assert!(RateLimit::from_headers(&reqwest::header::HeaderMap::new()).is_none());
+    }
+
+    #[test]
+    fn the_wait_hint_says_when_the_budget_comes_back() {
+        let rate = RateLimit {
+            limit: 3600,
+            remaining: 0,
+            reset_unix: 1_700_000_000,
+        };
+        let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000 - 1_230);
+        let hint = rate.wait_hint(now);
+        assert!(
+            hint.contains("3600 requests per hour")
+                && hint.contains("one request comes back every 1s")
+                && hint.contains("full again at 2023-11-14T22:13:20Z (in 20m 30s)")
+                && hint.contains("more projects"),
+            "{hint}"
+        );
+        let past = rate.wait_hint(UNIX_EPOCH + Duration::from_secs(1_700_000_100));
+        assert!(!past.contains("full again"), "{past}");
     }
 }

@@ -26,6 +26,10 @@ async fn gives_up_after_bounded_retries() {
     let (result, _) = world.run(&["status"]).await;
     let message = format!("{:#}", result.expect_err("retries are bounded"));
     assert!(message.contains("rate_limit_exceeded"), "{message}");
+    assert!(
+        message.contains("requests per hour is used up") && message.contains("full again at"),
+        "the final error says when to retry: {message}"
+    );
     let n_429 = world
         .hetzner
         .requests()
