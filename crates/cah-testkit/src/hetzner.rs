@@ -162,8 +162,19 @@ impl HetznerServer {
             method: method.to_owned(),
             path: path.to_owned(),
             skip,
-            status,
-            code: code.to_owned(),
+            fault: state::Fault::Error(status, code.to_owned()),
+        });
+    }
+
+    /// The request `method path` that comes after `skip` such requests is carried out, but the
+    /// connection breaks before its answer's body is sent (a lost answer: the client cannot
+    /// tell whether it was done).
+    pub fn lose_answer_on(&self, method: &str, path: &str, skip: usize) {
+        self.world().targeted.push(state::Targeted {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            skip,
+            fault: state::Fault::LoseAnswer,
         });
     }
 

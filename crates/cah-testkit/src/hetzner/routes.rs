@@ -11,7 +11,7 @@ use base64::Engine;
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
-use super::state::{ApiError, SshKeyRecord, World, timestamp};
+use super::state::{ApiError, Fault, SshKeyRecord, World, timestamp};
 use super::{RecordedRequest, Shared, catalog, selector, servers};
 
 /// The parsed query string (keys may repeat).
@@ -80,6 +80,7 @@ pub(super) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
 
     let mut world = shared.world.lock().expect("hetzner world lock poisoned");
     world.sweep();
+    let mut lose_answer = false;
     let (result, rate) = match token
         .as_deref()
         .filter(|token| world.projects.contains_key(*token))
@@ -96,20 +97,27 @@ pub(super) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
                     "rate_limit_exceeded",
                     "limit of requests per hour reached",
                 ))
-            } else if let Some((status, code)) = world
-                .take_targeted(method.as_str(), &path)
-                .or_else(|| world.injected.pop_front())
-            {
-                Err(ApiError::new(status, &code, format!("injected {code}")))
             } else {
-                dispatch(
-                    &mut world,
-                    token,
-                    &method,
-                    &path,
-                    &query,
-                    body_text.as_deref(),
-                )
+                let fault = world.take_targeted(method.as_str(), &path).or_else(|| {
+                    let (status, code) = world.injected.pop_front()?;
+                    Some(Fault::Error(status, code))
+                });
+                match fault {
+                    Some(Fault::Error(status, code)) => {
+                        Err(ApiError::new(status, &code, format!("injected {code}")))
+                    }
+                    fault => {
+                        lose_answer = fault == Some(Fault::LoseAnswer);
+                        dispatch(
+                            &mut world,
+                            token,
+                            &method,
+                            &path,
+                            &query,
+                            body_text.as_deref(),
+                        )
+                    }
+                }
             };
             (result, Some(rate))
         }
@@ -139,6 +147,11 @@ pub(super) async fn handle(State(shared): State<Arc<Shared>>, request: Request) 
         ),
     };
     let mut response = match body {
+        Some(_) if lose_answer => {
+            Response::new(Body::from_stream(futures_util::stream::once(async {
+                Err::<bytes::Bytes, _>(std::io::Error::other("injected lost answer"))
+            })))
+        }
         Some(body) => {
             let mut response = Response::new(Body::from(
                 serde_json::to_vec(&body).expect("json values serialize"),

@@ -57,18 +57,26 @@ pub(super) struct World {
     next_ip: u32,
 }
 
-/// One injected error for the request `method path` that comes after `skip` such requests.
+/// One injected fault for the request `method path` that comes after `skip` such requests.
 pub(super) struct Targeted {
     pub(super) method: String,
     pub(super) path: String,
     pub(super) skip: usize,
-    pub(super) status: u16,
-    pub(super) code: String,
+    pub(super) fault: Fault,
+}
+
+/// What a targeted request gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Fault {
+    /// Refused with this status and error code; nothing is done.
+    Error(u16, String),
+    /// Done, but the connection breaks before the answer's body is sent.
+    LoseAnswer,
 }
 
 impl World {
-    /// The injected error this `method path` request gets, if any (counting down the skips).
-    pub(super) fn take_targeted(&mut self, method: &str, path: &str) -> Option<(u16, String)> {
+    /// The injected fault this `method path` request gets, if any (counting down the skips).
+    pub(super) fn take_targeted(&mut self, method: &str, path: &str) -> Option<Fault> {
         let index = self
             .targeted
             .iter()
@@ -78,8 +86,7 @@ impl World {
             targeted.skip -= 1;
             return None;
         }
-        let targeted = self.targeted.remove(index);
-        Some((targeted.status, targeted.code))
+        Some(self.targeted.remove(index).fault)
     }
 }
 

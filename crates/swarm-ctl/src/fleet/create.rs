@@ -176,6 +176,9 @@ impl<'a> Creator<'a> {
                         }
                         if is_ours(&existing.labels, &ctl.swarm) {
                             let server = existing;
+                            // The name was past every node when this run started: our own
+                            // create whose answer was lost made it, so this run created it.
+                            ctl.journal.created(&server.name);
                             tracing::info!(%name, "server already exists with our labels, adopting it");
                             if let Some(ip) = server.ipv4() {
                                 ctl.ssh.forget_host(ip).await;

@@ -159,3 +159,30 @@ async fn a_uniqueness_error_without_a_server_of_that_name_is_reported() {
     );
     assert!(world.servers(0).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_server_adopted_after_a_lost_answer_is_named_as_created() {
+    let world = World::single().await;
+    // The first create goes through but its answer is lost; the retry gets uniqueness_error
+    // and adopts the server. The next create is refused, so `up` fails.
+    world.hetzner.lose_answer_on("POST", "/v1/servers", 0);
+    world
+        .hetzner
+        .inject_error_on("POST", "/v1/servers", 1, 403, "forbidden");
+    let (result, _) = world.run(&["up", "2"]).await;
+    let message = format!("{:#}", result.expect_err("the second create was refused"));
+    let servers = super::support::names(&world.servers(0).await);
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    assert_eq!(
+        world.count_requests("POST", "/v1/servers"),
+        3,
+        "lost, repeated, refused"
+    );
+    assert!(
+        message.contains(&format!(
+            "created {} (they stay and are billed)",
+            servers[0]
+        )),
+        "{message}"
+    );
+}
