@@ -78,16 +78,14 @@ impl RateLimit {
             self.limit
         );
         let reset = UNIX_EPOCH + Duration::from_secs(self.reset_unix);
-        if let Ok(until) = reset.duration_since(now) {
-            if self.reset_unix > 0 {
-                hint.push_str(&format!(
-                    "; it is full again at {} (in {})",
-                    humantime::format_rfc3339_seconds(reset),
-                    humantime::format_duration(Duration::from_secs(
-                        until.as_secs_f64().ceil() as u64
-                    ))
-                ));
-            }
+        if let Ok(until) = reset.duration_since(now)
+            && self.reset_unix > 0
+        {
+            hint.push_str(&format!(
+                "; it is full again at {} (in {})",
+                humantime::format_rfc3339_seconds(reset),
+                humantime::format_duration(Duration::from_secs(until.as_secs_f64().ceil() as u64))
+            ));
         }
         hint.push_str(
             "; wait and run the command again, or spread the swarm over more projects (accounts in swarm.toml)",
