@@ -2,10 +2,13 @@
 //!
 //! A job is half of a WAT (`shard` 0 or 1), numbered as in 2021 (WAT k gives jobs 2k-1 and 2k).
 //! Its life: `cpu/open` → `cpu/pending` (claimed) → `gpu/open` (bundle handed off) → `gpu/pending`
-//! → `gpu/closed`; a HYBRID client closes a `cpu/pending` job directly. Every transition out of
+//! → `gpu/closed`; a HYBRID client closes a `cpu/pending` job directly. A `cpu/pending` job whose
+//! WAT cannot be used is reported: `cpu/open` at the back of the queue, and `cpu/failed` (never
+//! claimed again) after `--max-wat-failures` reports (see [`broken`]). Every transition out of
 //! `pending` is guarded by `holder = token AND status = 'pending'`, so a job is completed at
 //! most once and never by a client whose lease was reaped.
 
+pub mod broken;
 mod completion;
 pub mod floor;
 pub mod held;

@@ -17,6 +17,11 @@ use super::{Db, DbError, Dialect};
 ///
 /// Version 3: `clients_kind_last_seen` lets the dashboard read each type's most recent
 /// clients without reading them all.
+///
+/// Version 4: `failures` counts the reports that a CPU job's WAT cannot be used, and
+/// `failure_reason` keeps the last one (capped); a job reported `--max-wat-failures` times
+/// gets status `failed` (see `jobs::broken`). `jobs_failed` lets the dashboard list those few
+/// jobs without reading the table; neither column is indexed, so heartbeats stay HOT.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE jobs (
@@ -91,6 +96,11 @@ ALTER TABLE jobs ADD COLUMN reserved_from TEXT;
 "#,
     r#"
 CREATE INDEX clients_kind_last_seen ON clients (kind, last_seen);
+"#,
+    r#"
+ALTER TABLE jobs ADD COLUMN failures {bigint} NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN failure_reason TEXT;
+CREATE INDEX jobs_failed ON jobs (number) WHERE status = 'failed';
 "#,
 ];
 
