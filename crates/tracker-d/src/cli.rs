@@ -111,6 +111,12 @@ pub struct ServeArgs {
     /// uploaded to this tracker (`blob:<key>`) are accepted.
     #[arg(long, env = "TRACKER_EXTERNAL_BUNDLES", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub external_bundles: bool,
+    /// Reports that a CPU job's WAT cannot be used (scraper-d: no WARC record in it, cut inside
+    /// a gzip member, over its `--max-wat-bytes`, 404 or 410) before the job fails for good.
+    /// Each report sends the job behind every other open job; at this many it gets status
+    /// `failed` and is never handed out again, until `POST /admin/reset-job` reopens it.
+    #[arg(long, env = "TRACKER_MAX_WAT_FAILURES", default_value_t = 3)]
+    pub max_wat_failures: u32,
     /// Legacy `upload_address` string for 2021 clients (an rsync target); defaults to our upload-URL endpoint.
     #[arg(long, env = "TRACKER_UPLOAD_ADDRESS")]
     pub upload_address: Option<String>,

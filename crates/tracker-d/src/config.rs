@@ -83,6 +83,8 @@ pub struct Settings {
     pub dedup_per_job: u64,
     /// Dedup hashes the clients of one address may add to each set beyond their jobs' worth.
     pub dedup_start: u64,
+    /// Reports that a CPU job's WAT cannot be used before the job fails for good.
+    pub max_wat_failures: u32,
 }
 
 /// A configuration that cannot work.
@@ -140,6 +142,9 @@ impl TryFrom<ServeArgs> for ServeConfig {
         if args.max_jobs_per_client == 0 {
             return fail("--max-jobs-per-client must be at least 1");
         }
+        if args.max_wat_failures == 0 {
+            return fail("--max-wat-failures must be at least 1");
+        }
         if args.dedup_per_job == 0 {
             return fail("--dedup-per-job must be at least 1");
         }
@@ -189,6 +194,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 max_jobs_per_client: args.max_jobs_per_client,
                 dedup_per_job: args.dedup_per_job,
                 dedup_start: args.dedup_start,
+                max_wat_failures: args.max_wat_failures,
             },
         })
     }
@@ -216,6 +222,7 @@ mod tests {
         assert_eq!(config.settings.lease, Duration::from_secs(1800));
         assert_eq!(config.settings.max_jobs_per_client, 64);
         assert_eq!(config.settings.dedup_per_job, 500_000);
+        assert_eq!(config.settings.max_wat_failures, 3);
         assert!(format!("{config:?}").contains("***"));
     }
 
@@ -230,6 +237,7 @@ mod tests {
             &["--public-url", "ftp://x"],
             &["--max-jobs-per-client", "0"],
             &["--dedup-per-job", "0"],
+            &["--max-wat-failures", "0"],
             &["--max-connections", "0"],
             &["--header-timeout", "0s"],
             &["--body-timeout", "0s"],

@@ -24,6 +24,10 @@ pub struct Metrics {
     pub pairs: AtomicU64,
     /// Bundles reported unusable.
     pub invalid_bundles: AtomicU64,
+    /// CPU jobs reported because their WAT cannot be used.
+    pub broken_wat_reports: AtomicU64,
+    /// Jobs failed for good after `--max-wat-failures` reports.
+    pub jobs_failed: AtomicU64,
     /// Leases the reaper expired.
     pub leases_expired: AtomicU64,
     /// Idle clients the reaper forgot.
@@ -56,7 +60,7 @@ impl Metrics {
     /// Prometheus text exposition of the counters and the current job and client gauges.
     pub fn render(&self, stats: &Stats) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 16] = [
+        let counters: [(&str, &str, &AtomicU64); 18] = [
             (
                 "tracker_registrations_total",
                 "clients registered",
@@ -88,6 +92,16 @@ impl Metrics {
                 "tracker_invalid_bundles_total",
                 "bundles reported unusable",
                 &self.invalid_bundles,
+            ),
+            (
+                "tracker_broken_wat_reports_total",
+                "CPU jobs reported because their WAT cannot be used",
+                &self.broken_wat_reports,
+            ),
+            (
+                "tracker_jobs_failed_total",
+                "jobs failed for good after --max-wat-failures reports of their WAT",
+                &self.jobs_failed,
             ),
             (
                 "tracker_leases_expired_total",

@@ -1,6 +1,7 @@
 //! The tracker service: every operation the HTTP layer offers, over the database and staging store.
 
 mod full_wat;
+mod invalid;
 mod upload;
 mod work;
 

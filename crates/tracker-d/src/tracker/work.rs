@@ -284,35 +284,6 @@ impl Tracker {
         }
     }
 
-    /// `/api/gpuInvalidDownload`: the client's GPU job goes back to be scraped again.
-    pub async fn legacy_invalid(&self, token: &str) -> Result<(), TrackerError> {
-        let client = self.client(token, None).await?;
-        let held = jobs::held(&self.db, &client.token).await?;
-        let number = *held
-            .first()
-            .ok_or_else(|| TrackerError::NotHeld("you do not hold a job".into()))?;
-        self.invalid(&client.token, number, "legacy gpuInvalidDownload")
-            .await
-    }
-
-    /// `/api/ext/invalid`.
-    pub async fn invalid(
-        &self,
-        token: &str,
-        number: u64,
-        reason: &str,
-    ) -> Result<(), TrackerError> {
-        let client = self.client(token, None).await?;
-        if !jobs::invalidate(&self.db, &client.token, number).await? {
-            return Err(TrackerError::NotHeld(format!(
-                "you do not hold GPU job {number}"
-            )));
-        }
-        self.metrics.add(&self.metrics.invalid_bundles, 1);
-        tracing::warn!(number, display_name = %client.display_name, reason = %reason.chars().take(200).collect::<String>(), "bundle reported invalid, job goes back to scraping");
-        Ok(())
-    }
-
     /// `/api/ext/release`.
     pub async fn release(&self, token: &str, number: u64) -> Result<(), TrackerError> {
         let client = self.client(token, None).await?;
