@@ -117,14 +117,17 @@ pub struct JobRequest {
     pub number: u64,
 }
 
-/// Body of `POST /api/ext/invalid`.
+/// Body of `POST /api/ext/invalid`. From a GPU client: the job's bundle cannot be used, and
+/// the job goes back to be scraped again. From a CPU or HYBRID client: the job's WAT cannot be
+/// used, ever; the job goes behind every other open job, and fails for good after the
+/// tracker's limit of such reports.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InvalidRequest {
     /// The client's token.
     pub token: String,
     /// The job.
     pub number: u64,
-    /// What was wrong with the bundle, for the log.
+    /// What was wrong with the bundle or the WAT, for the log (and, for a WAT, the job).
     #[serde(default)]
     pub reason: String,
 }

@@ -178,6 +178,10 @@ pub struct DataResponse {
     pub total_pairs_scraped: u64,
     /// `"N days, H hours, ..."`, `"Calculating..."` or `"Finished"`.
     pub eta: String,
+    /// Jobs failed for good because their WAT cannot be used (an extension: tracker-d sends
+    /// it, a 2021 tracker does not). They are not closed, and not counted as work left in `eta`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_jobs: Option<u64>,
 }
 
 /// Response of `GET /worker/{type}/{display_name}/data`.

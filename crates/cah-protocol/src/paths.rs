@@ -41,7 +41,8 @@ pub const EXT_HEARTBEAT: &str = "/api/ext/heartbeat";
 pub const EXT_COMPLETE: &str = "/api/ext/complete";
 /// `POST` [`crate::ext::JobRequest`]: give a job back untouched.
 pub const EXT_RELEASE: &str = "/api/ext/release";
-/// `POST` [`crate::ext::InvalidRequest`]: a GPU client's bundle could not be used.
+/// `POST` [`crate::ext::InvalidRequest`]: a GPU client's bundle, or a CPU client's WAT, cannot
+/// be used.
 pub const EXT_INVALID: &str = "/api/ext/invalid";
 /// `POST` [`crate::ext::JobRequest`]: a signed URL to upload the job's bundle.
 pub const EXT_UPLOAD_URL: &str = "/api/ext/uploadUrl";

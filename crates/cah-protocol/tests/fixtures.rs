@@ -84,6 +84,9 @@ fn full_wat_endpoints() {
 fn dashboard_data() {
     let data: DataResponse = round_trip("data.json");
     assert_eq!(data.total_connected_workers, 412);
+    assert_eq!(data.failed_jobs, None, "a 2021 tracker does not send it");
+    let data: DataResponse = round_trip("data_failed.json");
+    assert_eq!(data.failed_jobs, Some(4));
     let worker: WorkerData = round_trip("worker_data.json");
     assert_eq!(worker.shard_number, Some(2));
 }

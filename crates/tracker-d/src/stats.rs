@@ -10,6 +10,8 @@ use crate::dedup;
 
 /// Hours shown in the jobs-per-hour chart.
 pub const CHART_HOURS: i64 = 24;
+/// Failed jobs listed on the dashboard (all are counted).
+pub const LISTED_FAILED_JOBS: i64 = 20;
 const HOUR_MS: i64 = 3_600_000;
 
 /// A snapshot of the tracker's progress.
@@ -23,6 +25,10 @@ pub struct Stats {
     pub closed_jobs: u64,
     /// Jobs handed off or closed (their CPU work is done).
     pub scraped_jobs: u64,
+    /// Jobs failed for good: their WAT cannot be used (never handed out until an admin reset).
+    pub failed_jobs: u64,
+    /// The lowest-numbered failed jobs, at most [`LISTED_FAILED_JOBS`].
+    pub failed: Vec<FailedJob>,
     /// Pairs credited.
     pub total_pairs: u64,
     /// Registered clients per type.
@@ -41,6 +47,19 @@ pub struct Stats {
     pub cpu_leaderboard: Vec<(String, u64)>,
     /// Entries per dedup set.
     pub dedup_sizes: Vec<(DedupSet, u64)>,
+}
+
+/// A job failed for good, as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedJob {
+    /// The job's number, for `POST /admin/reset-job`.
+    pub number: u64,
+    /// The WAT URL.
+    pub url: String,
+    /// Reports of the WAT.
+    pub failures: u64,
+    /// The last report's reason.
+    pub reason: String,
 }
 
 impl Stats {
@@ -76,10 +95,16 @@ pub async fn collect(db: &Db) -> Result<Stats, DbError> {
             stats.closed_jobs += count;
             stats.total_pairs += to_u64(row.try_get("pairs")?);
         }
+        if status == "failed" {
+            stats.failed_jobs += count;
+        }
         if stage == "gpu" {
             stats.scraped_jobs += count;
         }
         stats.jobs_by_state.push((stage, status, count));
+    }
+    if stats.failed_jobs > 0 {
+        stats.failed = failed_jobs(db).await?;
     }
     stats.clients_by_type = clients::count_by_type(db).await?;
     stats.clients = clients::list(db, Some(50)).await?;
@@ -116,7 +141,9 @@ pub async fn collect(db: &Db) -> Result<Stats, DbError> {
             .fetch_one(db.pool())
             .await?;
     stats.closed_last_hour = to_u64(closed_last_hour);
-    stats.eta = eta(stats.total_jobs - stats.closed_jobs, stats.closed_last_hour);
+    // Failed jobs will not close: they are not work left.
+    let remaining = stats.total_jobs - stats.closed_jobs - stats.failed_jobs;
+    stats.eta = eta(remaining, stats.closed_last_hour);
     for row in sqlx::query("SELECT nickname, jobs_completed, pairs_scraped FROM leaderboard ORDER BY jobs_completed DESC, nickname LIMIT 100")
         .fetch_all(db.pool())
         .await?
@@ -135,6 +162,29 @@ pub async fn collect(db: &Db) -> Result<Stats, DbError> {
     }
     stats.dedup_sizes = dedup::sizes(db).await?;
     Ok(stats)
+}
+
+/// The lowest-numbered failed jobs, from the partial index `jobs_failed`.
+async fn failed_jobs(db: &Db) -> Result<Vec<FailedJob>, DbError> {
+    let rows = sqlx::query(
+        "SELECT number, url, failures, failure_reason FROM jobs WHERE status = 'failed' \
+         ORDER BY number LIMIT $1",
+    )
+    .bind(LISTED_FAILED_JOBS)
+    .fetch_all(db.pool())
+    .await?;
+    let mut failed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        failed.push(FailedJob {
+            number: to_u64(row.try_get("number")?),
+            url: row.try_get("url")?,
+            failures: to_u64(row.try_get("failures")?),
+            reason: row
+                .try_get::<Option<String>, _>("failure_reason")?
+                .unwrap_or_default(),
+        });
+    }
+    Ok(failed)
 }
 
 /// `"N days, H hours, M minutes"` to finish `remaining` jobs at `per_hour`, as 2021 wrote it.

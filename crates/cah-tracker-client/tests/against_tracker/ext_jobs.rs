@@ -175,6 +175,7 @@ async fn cpu_then_gpu_through_leases(backend: Backend) {
             total_connected_workers: 3,
             total_pairs_scraped: 9,
             eta: "Finished".to_owned(),
+            failed_jobs: Some(0),
         }
     );
     tracker.stop().await;

@@ -106,6 +106,7 @@ async fn cpu_then_gpu_through_legacy_calls(backend: Backend) {
             total_connected_workers: 2,
             total_pairs_scraped: 7,
             eta: "3 hours, 0 minutes".to_owned(),
+            failed_jobs: Some(0),
         }
     );
 

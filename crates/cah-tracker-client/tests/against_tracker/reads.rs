@@ -131,6 +131,7 @@ async fn info_clients_and_data(backend: Backend) {
             total_connected_workers: 3,
             total_pairs_scraped: 0,
             eta: "Calculating...".to_owned(),
+            failed_jobs: Some(0),
         }
     );
     tracker.stop().await;

@@ -27,6 +27,7 @@ pub(super) async fn data(State(tracker): Tracker) -> Result<Json<DataResponse>, 
         total_connected_workers: stats.connected(),
         total_pairs_scraped: stats.total_pairs,
         eta: stats.eta.clone(),
+        failed_jobs: Some(stats.failed_jobs),
     }))
 }
 
@@ -76,7 +77,8 @@ pub(super) async fn dashboard(State(tracker): Tracker) -> Result<Html<String>, A
          <ul><li>scraped (handed to GPU or closed): <b id=\"scraped\">{scraped}</b></li>\
          <li>pairs kept: <b id=\"pairs\">{pairs}</b></li>\
          <li>closed in the last hour: <b>{last_hour}</b></li>\
-         <li>ETA: <b id=\"eta\">{eta}</b></li></ul></section>",
+         <li>ETA: <b id=\"eta\">{eta}</b></li>\
+         <li>failed (their WAT cannot be used; never handed out again): <b id=\"failed\">{failed}</b></li></ul>",
         completion = stats.completion(),
         closed = thousands(stats.closed_jobs),
         total = thousands(stats.total_jobs),
@@ -84,8 +86,10 @@ pub(super) async fn dashboard(State(tracker): Tracker) -> Result<Html<String>, A
         pairs = thousands(stats.total_pairs),
         last_hour = thousands(stats.closed_last_hour),
         eta = escape(&stats.eta),
+        failed = thousands(stats.failed_jobs),
     );
-    page.push_str("<section id=\"chart\"><h2>Jobs per hour (last 24 h)</h2>");
+    failed_jobs_table(&mut page, &stats);
+    page.push_str("</section><section id=\"chart\"><h2>Jobs per hour (last 24 h)</h2>");
     page.push_str(&chart(&stats));
     page.push_str("</section><section id=\"workers\"><h2>Workers</h2>");
     for client_type in [ClientType::Cpu, ClientType::Gpu, ClientType::Hybrid] {
@@ -163,6 +167,35 @@ fn leaderboard_tables(page: &mut String, stats: &Stats, limit: usize) {
             "<tr><td>{}</td><td>{}</td><td>{jobs}</td></tr>",
             rank + 1,
             escape(nickname)
+        );
+    }
+    page.push_str("</table>");
+}
+
+/// The failed jobs, with the reason their WAT was last reported for; `POST /admin/reset-job`
+/// reopens one.
+fn failed_jobs_table(page: &mut String, stats: &Stats) {
+    if stats.failed.is_empty() {
+        return;
+    }
+    page.push_str(
+        "<table id=\"failed-jobs\"><tr><th>job</th><th>WAT</th><th>reports</th><th>last reason</th></tr>",
+    );
+    for job in &stats.failed {
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            job.number,
+            escape(&job.url),
+            job.failures,
+            escape(&job.reason)
+        );
+    }
+    if stats.failed_jobs > stats.failed.len() as u64 {
+        let _ = write!(
+            page,
+            "<tr><td colspan=\"4\">and {} more</td></tr>",
+            thousands(stats.failed_jobs - stats.failed.len() as u64)
         );
     }
     page.push_str("</table>");

@@ -162,12 +162,14 @@ impl Tracker {
         Ok(jobs::completed_addresses(&self.db, addresses).await?)
     }
 
-    /// Reopens a job (admin): back to the CPU queue, whatever its state.
+    /// Reopens a job (admin): back to the CPU queue, whatever its state (a `failed` job too),
+    /// with no WAT failures counted.
     pub async fn reset_job(&self, number: u64) -> Result<bool, TrackerError> {
         let result = sqlx::query(
             "UPDATE jobs SET stage = 'cpu', status = 'open', holder = NULL, lease_until = NULL, \
              gpu_url = NULL, cpu_completor = NULL, completor = NULL, pairs = NULL, \
-             cpu_done_at = NULL, closed_at = NULL WHERE number = $1",
+             cpu_done_at = NULL, closed_at = NULL, failures = 0, failure_reason = NULL \
+             WHERE number = $1",
         )
         .bind(crate::db::to_i64(number))
         .execute(self.db.pool())
