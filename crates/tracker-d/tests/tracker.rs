@@ -3,6 +3,7 @@
 
 mod tracker {
     mod auth;
+    mod broken_wat;
     mod claim_order;
     mod clients;
     mod concurrency;
