@@ -1,4 +1,5 @@
-//! Leased jobs through the extension API: claim, heartbeat, complete, release, report invalid.
+//! Leased jobs through the extension API: claim, heartbeat, complete, release, report a bundle
+//! or a WAT invalid.
 
 use cah_protocol::ext::{
     ClaimRequest, ClaimResponse, CompleteRequest, HeartbeatRequest, HeartbeatResponse,
@@ -83,8 +84,12 @@ impl Session {
             .map(drop)
     }
 
-    /// `POST /api/ext/invalid`: the bundle of GPU job `number` is unusable, for `reason`; the
-    /// job goes back to the CPU queue to be scraped again.
+    /// `POST /api/ext/invalid` from a GPU client: the bundle of GPU job `number` is unusable,
+    /// for `reason`; the job goes back to the CPU queue to be scraped again.
+    ///
+    /// The same call from a CPU or HYBRID client reports the job's WAT instead: see
+    /// [`report_broken_wat`](Self::report_broken_wat), the name to use there. The tracker
+    /// tells the two meanings apart by the client's type.
     ///
     /// A conflict that answers a retry counts as success, as for [`release`](Self::release).
     pub async fn report_invalid(&self, number: u64, reason: &str) -> Result<(), TrackerError> {
@@ -97,5 +102,21 @@ impl Session {
             .post(&endpoint::EXT_INVALID, &request)
             .await
             .map(drop)
+    }
+
+    /// `POST /api/ext/invalid` from a CPU or HYBRID client: the WAT of CPU job `number` can
+    /// never be used (it holds no WARC record, it is cut inside a gzip member, it is too large,
+    /// or its URL answers 404 or 410), for `reason` (short: the tracker keeps 200 characters).
+    ///
+    /// tracker-d counts the report and puts the job behind every other open job; after
+    /// `--max-wat-failures` reports (default 3) the job fails for good and is never handed out
+    /// again. Use it only for a failure that another attempt cannot fix; [`release`](Self::release)
+    /// the job for anything else (a timeout, a 5xx, a stop).
+    ///
+    /// A tracker without this meaning (before it, `invalid` took only GPU jobs) answers
+    /// [`TrackerError::Conflict`]: release the job then. A conflict that answers a retry counts
+    /// as success, as for [`release`](Self::release).
+    pub async fn report_broken_wat(&self, number: u64, reason: &str) -> Result<(), TrackerError> {
+        self.report_invalid(number, reason).await
     }
 }
