@@ -154,3 +154,36 @@ pub async fn execute(database_url: &str, sql: &str) -> u64 {
     db.close().await;
     changed
 }
+
+/// What the tracker's database says of one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobState {
+    /// `cpu` or `gpu`.
+    pub stage: String,
+    /// `open`, `pending`, `closed` or `failed`.
+    pub status: String,
+    /// Reports that the job's WAT cannot be used.
+    pub failures: u64,
+    /// The last such report's reason.
+    pub failure_reason: Option<String>,
+}
+
+/// Reads job `number` from the database, as another process would.
+pub async fn job_state(database_url: &str, number: u64) -> JobState {
+    let db = Db::connect(database_url, 1).await.expect("database opens");
+    let (stage, status, failures, failure_reason): (String, String, i64, Option<String>) =
+        sqlx::query_as(
+            "SELECT stage, status, failures, failure_reason FROM jobs WHERE number = $1",
+        )
+        .bind(crate::db::to_i64(number))
+        .fetch_one(db.pool())
+        .await
+        .expect("the job exists");
+    db.close().await;
+    JobState {
+        stage,
+        status,
+        failures: crate::db::to_u64(failures),
+        failure_reason,
+    }
+}
