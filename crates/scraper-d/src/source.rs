@@ -4,7 +4,7 @@ mod http;
 
 use std::path::PathBuf;
 
-pub use http::{DEFAULT_MAX_WAT_BYTES, HttpConfig, HttpReader, spawn_download};
+pub use http::{DEFAULT_MAX_WAT_BYTES, DownloadError, HttpConfig, HttpReader, spawn_download};
 
 use crate::error::ScraperError;
 

@@ -33,6 +33,38 @@ pub struct HttpConfig {
     pub max_bytes: u64,
 }
 
+/// Why a download gave up. The reader's IO error carries it: [`DownloadError::of`] finds it.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    /// 404 Not Found or 410 Gone: the file is not there, and asking again will not bring it.
+    #[error("status {status}: the file does not exist")]
+    Missing { status: StatusCode },
+    /// The body went past [`HttpConfig::max_bytes`].
+    #[error("the file is larger than {max_bytes} bytes (--max-wat-bytes)")]
+    TooLarge { max_bytes: u64 },
+    /// Refused in a way that asking again at once does not fix (403 and other 4xx, a URL that
+    /// cannot be requested, a range the server got wrong); it may work later or elsewhere.
+    #[error("{0}")]
+    Refused(String),
+    /// Failed attempts in a row (connection errors, silence, 5xx, 429) up to
+    /// [`HttpConfig::max_attempts`].
+    #[error("gave up after {attempts} failed attempts: {detail}")]
+    GaveUp { attempts: u32, detail: String },
+}
+
+impl DownloadError {
+    /// Whether every download of the URL would fail the same way: the file is missing, or
+    /// larger than the cap.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Missing { .. } | Self::TooLarge { .. })
+    }
+
+    /// The download failure behind an error of an [`HttpReader`], if that is what it is.
+    pub fn of(error: &std::io::Error) -> Option<&DownloadError> {
+        error.get_ref()?.downcast_ref()
+    }
+}
+
 /// The default of [`HttpConfig::max_bytes`]: 2 GiB, several times a Common Crawl WAT.
 pub const DEFAULT_MAX_WAT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
@@ -133,10 +165,10 @@ async fn download(
     counters: &Counters,
 ) -> std::io::Result<()> {
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(std::io::Error::other(format!(
+        return Err(std::io::Error::other(DownloadError::Refused(format!(
             "unsupported url scheme {:?}: only http and https",
             url.scheme()
-        )));
+        ))));
     }
     let mut offset = 0u64;
     let mut total: Option<u64> = None;
@@ -157,15 +189,16 @@ async fn download(
             Err(error) => error,
         };
         let detail = match error {
-            Attempt::Fatal(detail) => return Err(std::io::Error::other(detail)),
+            Attempt::Fatal(error) => return Err(std::io::Error::other(error)),
             Attempt::ReaderGone => return Ok(()),
             Attempt::Retry(detail) => detail,
         };
         failures += 1;
         if failures >= config.max_attempts {
-            return Err(std::io::Error::other(format!(
-                "gave up after {failures} failed attempts: {detail}"
-            )));
+            return Err(std::io::Error::other(DownloadError::GaveUp {
+                attempts: failures,
+                detail,
+            }));
         }
         let delay = config
             .retry_delay
@@ -181,7 +214,7 @@ async fn download(
 
 enum Attempt {
     Retry(String),
-    Fatal(String),
+    Fatal(DownloadError),
     ReaderGone,
 }
 
@@ -214,7 +247,8 @@ async fn fetch_from(
             let detail = cah_tracker_client::with_causes(&error);
             // A request that cannot be built (a bad URL) fails the same way every time.
             if error.is_builder() {
-                (0, Attempt::Fatal(format!("request failed: {detail}")))
+                let refused = DownloadError::Refused(format!("request failed: {detail}"));
+                (0, Attempt::Fatal(refused))
             } else {
                 (0, Attempt::Retry(format!("request failed: {detail}")))
             }
@@ -229,8 +263,12 @@ async fn fetch_from(
     {
         return Err((0, Attempt::Retry(format!("status {status}"))));
     }
+    if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
+        return Err((0, Attempt::Fatal(DownloadError::Missing { status })));
+    }
     if !status.is_success() {
-        return Err((0, Attempt::Fatal(format!("status {status}"))));
+        let refused = DownloadError::Refused(format!("status {status}"));
+        return Err((0, Attempt::Fatal(refused)));
     }
     // Bytes of this response that were already forwarded (a server that ignored the Range).
     let mut skip = if status == StatusCode::PARTIAL_CONTENT {
@@ -241,10 +279,8 @@ async fn fetch_from(
             )
         })?;
         if start > offset {
-            return Err((
-                0,
-                Attempt::Fatal(format!("range starts at {start}, not {offset}")),
-            ));
+            let refused = DownloadError::Refused(format!("range starts at {start}, not {offset}"));
+            return Err((0, Attempt::Fatal(refused)));
         }
         if let Some(full) = full {
             *total = Some(full);
@@ -278,13 +314,10 @@ async fn fetch_from(
         }
         let len = chunk.len() as u64;
         if offset + received + len > config.max_bytes {
-            return Err((
-                received,
-                Attempt::Fatal(format!(
-                    "the file is larger than {} bytes (--max-wat-bytes)",
-                    config.max_bytes
-                )),
-            ));
+            let too_large = DownloadError::TooLarge {
+                max_bytes: config.max_bytes,
+            };
+            return Err((received, Attempt::Fatal(too_large)));
         }
         if sender.send(Ok(chunk)).await.is_err() {
             return Err((received, Attempt::ReaderGone));

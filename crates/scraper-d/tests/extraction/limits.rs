@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use cah_testkit::commoncrawl::{CommonCrawlServer, write_crawl};
 use cah_testkit::wat::{HeaderStyle, Html, Link, Page, WatConfig, WatWriter};
 use scraper_d::filters::FilterConfig;
-use scraper_d::source::{HttpConfig, spawn_download};
+use scraper_d::source::{DownloadError, HttpConfig, spawn_download};
 use scraper_d::{ExtractConfig, Extractor, HalfJob, IdRange, SkipReason};
 
 fn page(index: usize) -> Page {
@@ -116,15 +116,21 @@ async fn a_download_past_max_bytes_fails() {
     let error = tokio::task::spawn_blocking(move || {
         let reader = spawn_download(&handle, reqwest::Client::new(), url, http);
         let mut extractor = Extractor::new(reader, halves(1_000_000)).expect("config");
-        extractor
-            .by_ref()
-            .find_map(Result::err)
-            .map(|error| error.to_string())
+        extractor.by_ref().find_map(Result::err).map(|error| {
+            // Typed, so the daemon can tell a WAT it must report from one it may retry.
+            let too_large = matches!(
+                &error,
+                scraper_d::ScraperError::Source(cause)
+                    if matches!(DownloadError::of(cause), Some(DownloadError::TooLarge { .. }))
+            );
+            (error.to_string(), too_large)
+        })
     })
     .await
     .expect("extraction thread")
     .expect("the download fails");
-    assert!(error.contains("larger than"), "{error}");
+    let (error, too_large) = error;
+    assert!(error.contains("larger than") && too_large, "{error}");
     assert_eq!(server.requests().len(), 1, "not retried");
     server.shutdown().await;
 }
