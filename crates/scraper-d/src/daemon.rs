@@ -1,6 +1,7 @@
 //! `scraper-d run`: register, claim whole WATs, work them (see `daemon/claim.rs`), repeat until
 //! stopped; systemd readiness, watchdog and status along the way.
 
+mod broken_wat;
 mod claim;
 mod heartbeat;
 mod progress;
@@ -34,8 +35,11 @@ const CLAIM_AFTER_STOP: Duration = Duration::from_secs(2);
 pub struct RunSummary {
     /// Jobs completed (bundle uploaded and accepted).
     pub completed: Vec<u64>,
-    /// Jobs given back (shutdown, or a WAT that could not be read).
+    /// Jobs given back (shutdown, or a WAT that could not be read this time).
     pub released: Vec<u64>,
+    /// Jobs whose WAT can never be used (no WARC record, truncated, too large, 404 or 410),
+    /// reported to the tracker instead of released.
+    pub reported: Vec<u64>,
     /// Jobs whose lease was lost while working on them.
     pub lost: Vec<u64>,
 }
@@ -156,10 +160,14 @@ pub async fn run(
         let failed = outcome.failed;
         summary.completed.extend(outcome.completed);
         summary.released.extend(outcome.released);
+        summary.reported.extend(outcome.reported);
         summary.lost.extend(outcome.lost);
         if failed {
             // A failed claim (a full disk, a tracker refusing uploads) would fail again at
             // once: claiming straight away would download and extract the same WAT in a loop.
+            // After a WAT reported unusable the wait is cheap insurance too: a node whose
+            // network turns every download into an error page would otherwise report WAT
+            // after WAT as fast as it can fetch them.
             tracing::info!(
                 wait_s = config.idle_wait.as_secs_f64(),
                 "waiting after a failed claim"
@@ -178,6 +186,7 @@ pub async fn run(
     tracing::info!(
         completed = summary.completed.len(),
         released = summary.released.len(),
+        reported = summary.reported.len(),
         lost = summary.lost.len(),
         "scraper stopped"
     );

@@ -1,5 +1,6 @@
 //! Works one claim (both halves of a WAT): extract, download, bundle, upload, complete; a
-//! heartbeat task alongside; on a stop, the grace period, then the unfinished jobs released.
+//! heartbeat task alongside; a WAT broken for good reported (see `broken_wat.rs`); on a stop,
+//! the grace period, then the unfinished jobs released.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -9,6 +10,7 @@ use anyhow::Context;
 use cah_protocol::ext::{Job, StoredBlob};
 use cah_tracker_client::{BundleBody, Completion, JobOutput, Session, TrackerError};
 
+use super::broken_wat::{self, BrokenWat, WatError};
 use super::heartbeat::{Held, heartbeat_loop, is_lost, lease_lost};
 use super::progress::Progress;
 use crate::candidates::SkipReason;
@@ -58,8 +60,10 @@ pub(super) async fn release(session: &Session, numbers: &[u64]) {
 pub struct ClaimOutcome {
     pub completed: Vec<u64>,
     pub released: Vec<u64>,
+    /// Jobs whose WAT can never be used, reported as such to the tracker.
+    pub reported: Vec<u64>,
     pub lost: Vec<u64>,
-    /// The claim failed (its unfinished jobs were released): the next claim waits.
+    /// The claim failed (its unfinished jobs were released or reported): the next claim waits.
     pub failed: bool,
 }
 
@@ -159,7 +163,14 @@ impl Worker<'_> {
     ) -> anyhow::Result<()> {
         let first = jobs[0].number;
         progress.set(format!("job {first} extracting"), 0);
-        let mut by_half = self.extract(jobs).await?;
+        let mut by_half = match self.extract(jobs).await {
+            Ok(by_half) => by_half,
+            Err(WatError::Broken(broken)) => {
+                broken_wat::report(session, &broken, held, outcome).await;
+                return Err(broken.into());
+            }
+            Err(WatError::Other(error)) => return Err(error),
+        };
         for job in jobs {
             let number = job.number;
             if is_lost(held, number) {
@@ -283,11 +294,12 @@ impl Worker<'_> {
     }
 
     /// Extracts the candidates of every claimed half in one pass over the WAT.
-    async fn extract(&self, jobs: &[Job]) -> anyhow::Result<BTreeMap<u8, Vec<Candidate>>> {
+    async fn extract(&self, jobs: &[Job]) -> Result<BTreeMap<u8, Vec<Candidate>>, WatError> {
         let halves = jobs
             .iter()
             .map(HalfJob::from_job)
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .context("the job's half is invalid")?;
         let extract_config = ExtractConfig {
             halves,
             filters: self.config.filters.clone(),
@@ -301,14 +313,16 @@ impl Worker<'_> {
             url,
             self.config.wat_http.clone(),
         );
-        let (candidates, counts) = tokio::task::spawn_blocking(move || {
+        let extracted = tokio::task::spawn_blocking(move || {
             let mut extractor = Extractor::new(reader, extract_config)?.stop_when_ids_exhausted();
             let candidates = extractor.by_ref().collect::<Result<Vec<_>, _>>()?;
             Ok::<_, crate::ScraperError>((candidates, extractor.into_counts()))
         })
         .await
-        .context("the extraction task failed")?
-        .context("failed to extract the wat")?;
+        .context("the extraction task failed")?;
+        let wat_url = jobs[0].wat_url.clone();
+        let (candidates, counts) =
+            extracted.map_err(|error| WatError::of_extraction(&wat_url, error))?;
         let gzip_truncated = counts.skipped(SkipReason::GzipTruncated);
         tracing::info!(
             candidates = candidates.len(),
@@ -322,23 +336,20 @@ impl Worker<'_> {
             bad_warc_header = counts.skipped(SkipReason::BadWarcHeader),
             "wat extracted"
         );
+        let bytes = counts.bytes_compressed;
         if counts.records == 0 {
-            // An HTML error page or garbage: completing both jobs with empty bundles would lose
-            // the WAT for good, as `scraper-d extract` refuses it (`NotAWat`).
-            anyhow::bail!(
-                "{} holds no WARC record ({} bytes read): not a .warc.wat.gz file",
-                jobs[0].wat_url,
-                counts.bytes_compressed
-            );
+            return Err(BrokenWat::NotAWat {
+                url: wat_url,
+                bytes,
+            }
+            .into());
         }
         if gzip_truncated > 0 {
-            // The file ends inside a gzip member (a cut transfer whose Content-Length matched):
-            // the rest of the WAT is missing, so its jobs go back rather than complete short.
-            anyhow::bail!(
-                "{} ends inside a gzip member after {} bytes: the file is truncated",
-                jobs[0].wat_url,
-                counts.bytes_compressed
-            );
+            return Err(BrokenWat::Truncated {
+                url: wat_url,
+                bytes,
+            }
+            .into());
         }
         let mut by_half: BTreeMap<u8, Vec<Candidate>> = BTreeMap::new();
         for candidate in candidates {

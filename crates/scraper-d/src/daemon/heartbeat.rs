@@ -17,8 +17,8 @@ const LOST_POLL: Duration = Duration::from_millis(100);
 pub(super) struct Held {
     pub(super) open: HashSet<u64>,
     pub(super) lost: HashSet<u64>,
-    /// Jobs whose `complete` is in flight: the tracker may drop them from a heartbeat answer
-    /// before `complete` returns, which is no lost lease.
+    /// Jobs whose `complete` (or report of an unusable WAT) is in flight: the tracker may drop
+    /// them from a heartbeat answer before the call returns, which is no lost lease.
     pub(super) completing: HashSet<u64>,
 }
 
