@@ -141,9 +141,14 @@ def main():
     db = sqlite3.connect(work / "tracker.sqlite")
     jobs = {number: (status, pairs, start, end) for number, status, pairs, start, end in
             db.execute("SELECT number, status, pairs, start_id, end_id FROM jobs")}
+    # A job whose WAT was reported unusable too often is 'failed': never handed out again.
+    failed = {number: (url, failures, reason) for number, url, failures, reason in
+              db.execute("SELECT number, url, failures, failure_reason FROM jobs WHERE status = 'failed'")}
     db.close()
     if not jobs:
         fail("the tracker has no jobs")
+    if failed:
+        fail(f"jobs failed for good, their WAT reported unusable (number: url, reports, last reason): {failed}")
     open_jobs = sorted(n for n, (status, *_rest) in jobs.items() if status != "closed")
     if open_jobs:
         fail(f"jobs not closed: {open_jobs}")

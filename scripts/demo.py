@@ -253,6 +253,10 @@ def run(args, bins, work, procs):
                 shot_taken = True
             if data.get("completion_float", 0) >= 100.0:
                 break
+            if data.get("failed_jobs"):
+                # Never closed, never handed out again: the run cannot finish.
+                raise SystemExit(f"demo: {data['failed_jobs']} job(s) failed for good, their WAT reported unusable "
+                                 f"by the scrapers; see the tracker's dashboard and {work}/*.log")
         if drill:
             drill.step(data)
         for proc in [tracker_proc, clip]:
