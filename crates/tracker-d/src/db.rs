@@ -219,21 +219,38 @@ async fn probe(url: &str, dialect: Dialect, options: &AnyConnectOptions) -> Resu
         sqlx::AnyConnection::connect_with(options),
     )
     .await;
+    let flag = "check --database-url (TRACKER_DATABASE_URL)";
     let detail = match attempt {
-        Ok(Ok(connection)) => {
+        Ok(Ok(mut connection)) => {
+            // SQLite opens any file lazily: read the schema, so that a file that is not a
+            // database is refused here, with its path, instead of by every pooled connection.
+            let read = match dialect {
+                Dialect::Sqlite => sqlx::query("SELECT COUNT(*) FROM sqlite_master")
+                    .fetch_one(&mut connection)
+                    .await
+                    .map(drop),
+                Dialect::Postgres => Ok(()),
+            };
             let _ = connection.close().await;
-            return Ok(());
+            match read {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    return Err(DbError::Unreachable {
+                        target: sqlite_path(url),
+                        detail: error.to_string(),
+                        hint: format!(
+                            "the file exists but is not an SQLite database: point at a new file or a tracker database; {flag}"
+                        ),
+                    });
+                }
+            }
         }
         Ok(Err(error)) => error.to_string(),
         Err(_) => "no answer within 30 s".to_owned(),
     };
-    let flag = "check --database-url (TRACKER_DATABASE_URL)";
     let (target, hint) = match dialect {
         Dialect::Sqlite => {
-            let path = url
-                .trim_start_matches("sqlite://")
-                .trim_start_matches("sqlite:");
-            let path = path.split('?').next().unwrap_or(path).to_owned();
+            let path = sqlite_path(url);
             let folder = std::path::Path::new(&path)
                 .parent()
                 .filter(|folder| !folder.as_os_str().is_empty());
@@ -256,6 +273,14 @@ async fn probe(url: &str, dialect: Dialect, options: &AnyConnectOptions) -> Resu
         detail,
         hint,
     })
+}
+
+/// The file of an `sqlite:` URL, for messages.
+fn sqlite_path(url: &str) -> String {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    path.split('?').next().unwrap_or(path).to_owned()
 }
 
 /// `postgres://user:secret@host/db` as `postgres://user:***@host/db`, for messages.
@@ -345,6 +370,28 @@ mod tests {
                 && text.contains("TRACKER_DATABASE_URL"),
             "{text}"
         );
+        // A file that is not a database: refused at once with its path, not by every
+        // pooled connection until the pool times out.
+        std::fs::create_dir_all(&dir).unwrap();
+        let text_file = dir.join("list.txt");
+        std::fs::write(
+            &text_file,
+            "not a database, just a long enough line of text\n".repeat(100),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let text = Db::connect(&format!("sqlite://{}", text_file.display()), 1)
+            .await
+            .expect_err("not a database")
+            .to_string();
+        assert!(started.elapsed() < Duration::from_secs(5), "{text}");
+        assert!(
+            text.contains(&text_file.display().to_string())
+                && text.contains("is not an SQLite database")
+                && text.contains("TRACKER_DATABASE_URL"),
+            "{text}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
         // A port nothing listens on: refused at once, not a pool timeout 30 s later.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
