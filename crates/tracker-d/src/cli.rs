@@ -54,7 +54,7 @@ pub struct ServeArgs {
     pub db_connections: u32,
     /// URL that workers reach this tracker at, used in signed bundle URLs.
     /// Defaults to `http://` plus the bound address; required when listening on 0.0.0.0.
-    #[arg(long, env = "TRACKER_PUBLIC_URL")]
+    #[arg(long, env = "TRACKER_PUBLIC_URL", value_parser = parse_public_url)]
     pub public_url: Option<url::Url>,
     /// Folder of the staging blob store (bundles between scrapers and GPU daemons).
     #[arg(long, env = "TRACKER_BLOB_DIR", default_value = "staging")]
@@ -109,7 +109,8 @@ pub struct ServeArgs {
     /// Accept CPU completions that hand off a bundle stored elsewhere: an http(s) URL or a 2021
     /// `rsync <id>` (with `--upload-address`), which GPU clients then fetch. Off: only bundles
     /// uploaded to this tracker (`blob:<key>`) are accepted.
-    #[arg(long, env = "TRACKER_EXTERNAL_BUNDLES", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    /// The variable takes true/false, 1/0, yes/no or on/off.
+    #[arg(long, env = "TRACKER_EXTERNAL_BUNDLES", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub external_bundles: bool,
     /// Reports that a CPU job's WAT cannot be used (scraper-d: no WARC record in it, cut inside
     /// a gzip member, over its `--max-wat-bytes`, 404 or 410) before the job fails for good.
@@ -164,10 +165,25 @@ pub struct ImportArgs {
         default_value = "https://data.commoncrawl.org/"
     )]
     pub base_url: url::Url,
-    /// Import at most this many WATs.
-    #[arg(long, env = "TRACKER_IMPORT_LIMIT")]
+    /// Import at most this many WATs (at least 1).
+    #[arg(long, env = "TRACKER_IMPORT_LIMIT", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub limit: Option<usize>,
-    /// Shuffle the WATs (claims then spread over crawl segments instead of walking them in order).
-    #[arg(long, env = "TRACKER_IMPORT_SHUFFLE")]
+    /// Shuffle the WATs (claims then spread over crawl segments instead of walking them in
+    /// order). The variable takes true/false, 1/0, yes/no or on/off.
+    #[arg(long, env = "TRACKER_IMPORT_SHUFFLE", value_parser = clap::builder::BoolishValueParser::new())]
     pub shuffle: bool,
+}
+
+/// `--public-url`: an absolute URL; an empty value (`TRACKER_PUBLIC_URL=` in an env file) is
+/// explained instead of reported as a relative URL.
+fn parse_public_url(value: &str) -> Result<url::Url, String> {
+    if value.trim().is_empty() {
+        return Err(
+            "it is empty: give the http(s) URL workers reach this tracker at, or remove the variable"
+                .to_owned(),
+        );
+    }
+    url::Url::parse(value).map_err(|error| {
+        format!("{error}: give an absolute http(s) URL such as https://tracker.example.org")
+    })
 }

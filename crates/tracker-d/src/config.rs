@@ -123,6 +123,15 @@ impl TryFrom<ServeArgs> for ServeConfig {
         {
             return fail("--admin-secret must be at least 16 characters");
         }
+        if args
+            .admin_secret
+            .as_ref()
+            .is_some_and(|secret| secret.to_ascii_lowercase().contains("change-me"))
+        {
+            return fail(
+                "--admin-secret (TRACKER_ADMIN_SECRET) is still the example's placeholder: set a random one (openssl rand -hex 32)",
+            );
+        }
         if args.lease < Duration::from_millis(100) {
             return Err(ConfigError(format!(
                 "--lease {} is too short: at least 100ms",
@@ -260,6 +269,29 @@ mod tests {
             ])
             .is_ok()
         );
+    }
+
+    #[test]
+    fn placeholders_and_empty_values_are_explained() {
+        let message = parse(&["--admin-secret", "change-me-to-a-long-random-secret"])
+            .expect_err("the example's placeholder");
+        assert!(
+            message.to_string().contains("placeholder")
+                && message.to_string().contains("openssl rand -hex 32"),
+            "{message}"
+        );
+        let empty = Cli::try_parse_from(["tracker-d", "serve", "--public-url", ""])
+            .expect_err("an empty url")
+            .to_string();
+        assert!(empty.contains("it is empty"), "{empty}");
+        let Command::Serve(args) =
+            Cli::try_parse_from(["tracker-d", "serve", "--external-bundles", "1"])
+                .expect("1 is true")
+                .command
+        else {
+            panic!("serve expected");
+        };
+        assert!(args.external_bundles);
     }
 
     #[test]

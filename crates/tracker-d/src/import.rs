@@ -28,12 +28,13 @@ pub enum ImportError {
         /// The cause.
         cause: std::io::Error,
     },
-    /// The source URL could not be fetched.
-    #[error("failed to fetch {url}: {cause}")]
+    /// The source URL could not be fetched (the cause chain says why: refused, DNS, status).
+    #[error("failed to fetch {url}")]
     Fetch {
         /// The URL.
         url: String,
         /// The cause.
+        #[source]
         cause: reqwest::Error,
     },
     /// The source is gzip but corrupt, or not UTF-8.

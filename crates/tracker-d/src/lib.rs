@@ -49,7 +49,12 @@ pub async fn run(
         .context("failed to open the tracker database")?;
     let listener = TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("failed to listen on {}", config.listen))?;
+        .with_context(|| {
+            format!(
+                "failed to listen on {}: is another process using the port? pick another --listen (TRACKER_LISTEN)",
+                config.listen
+            )
+        })?;
     serve(listener, db, config, shutdown).await
 }
 
@@ -78,7 +83,12 @@ pub async fn serve(
         config.max_bundle_bytes,
     )
     .await
-    .context("failed to open the staging blob store")?;
+    .with_context(|| {
+        format!(
+            "failed to open the staging blob store {}: --blob-dir (TRACKER_BLOB_DIR) must be a folder this user can write, or a path where one can be made",
+            config.blob_dir.display()
+        )
+    })?;
     let tracker = Arc::new(Tracker::new(
         db.clone(),
         staging,

@@ -71,6 +71,47 @@ async fn imports_a_served_listing_once() {
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
     assert!(stderr.contains("404"), "{stderr}");
+    // A server that is not there: the message carries the cause, not just reqwest's summary.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_tracker-d"))
+        .args(["import", "--database-url", &tracker.database_url])
+        .arg(format!("http://127.0.0.1:{port}/wat.paths.gz"))
+        .output()
+        .await
+        .expect("run import");
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.to_lowercase().contains("connection refused"),
+        "{stderr}"
+    );
+    // `--limit 0` is a usage error; an env file's `TRACKER_IMPORT_SHUFFLE=yes` is true.
+    let limit = tokio::process::Command::new(env!("CARGO_BIN_EXE_tracker-d"))
+        .args([
+            "import",
+            "--database-url",
+            &tracker.database_url,
+            "--limit",
+            "0",
+        ])
+        .arg(format!("http://127.0.0.1:{port}/wat.paths.gz"))
+        .output()
+        .await
+        .expect("run import");
+    let stderr = String::from_utf8_lossy(&limit.stderr);
+    assert_eq!(limit.status.code(), Some(64), "{stderr}");
+    assert!(stderr.contains("--limit"), "{stderr}");
+    let shuffle = tokio::process::Command::new(env!("CARGO_BIN_EXE_tracker-d"))
+        .args(["import", "--database-url", &tracker.database_url])
+        .arg(format!("http://127.0.0.1:{port}/wat.paths.gz"))
+        .env("TRACKER_IMPORT_SHUFFLE", "yes")
+        .output()
+        .await
+        .expect("run import");
+    let stderr = String::from_utf8_lossy(&shuffle.stderr);
+    assert_eq!(shuffle.status.code(), Some(1), "yes is accepted: {stderr}");
     let _: Value = serde_json::from_str(&tracker.get("/data").await.1).expect("data");
     tracker.stop().await;
     server.shutdown().await;
