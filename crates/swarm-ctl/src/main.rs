@@ -1,9 +1,24 @@
 //! `swarm-ctl`: operator CLI for Crawling@Home scraper swarms on Hetzner Cloud.
 
+use std::io::Write;
 use std::process::ExitCode;
 
+/// EX_USAGE: a bad flag or environment value, as the daemons exit for theirs.
+const EX_USAGE: u8 = 64;
+
 fn main() -> ExitCode {
-    let args = <swarm_ctl::Args as clap::Parser>::parse();
+    // --help and --version exit 0; every other clap error is a usage error.
+    let args = match <swarm_ctl::Args as clap::Parser>::try_parse() {
+        Ok(args) => args,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(EX_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     swarm_ctl::telemetry::init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -23,10 +38,7 @@ fn main() -> ExitCode {
     match runtime.block_on(swarm_ctl::run(args, &env, &mut stdout, ctrl_c)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) if error.is::<swarm_ctl::Interrupted>() => {
-            #[allow(clippy::print_stderr)]
-            {
-                eprintln!("swarm-ctl: {error}");
-            }
+            say(&error.to_string());
             // 128 + SIGINT, as a shell reports a command stopped by Ctrl-C.
             ExitCode::from(130)
         }
@@ -41,12 +53,15 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            // Stderr is the user's terminal here, so a plain line reads better than a log record.
-            #[allow(clippy::print_stderr)]
-            {
-                eprintln!("swarm-ctl: error: {error:#}");
-            }
+            say(&format!("error: {error:#}"));
             ExitCode::FAILURE
         }
     }
+}
+
+/// One line on stderr, which is the user's terminal here, so a plain line reads better than a
+/// log record. A failed write is ignored: after SIGHUP the terminal may be gone, and
+/// `eprintln!` would panic (abort, in a release build) instead of exiting with our status.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "swarm-ctl: {line}");
 }

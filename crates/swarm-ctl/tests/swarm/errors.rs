@@ -186,3 +186,26 @@ async fn a_server_adopted_after_a_lost_answer_is_named_as_created() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn usage_errors_exit_64_like_the_daemons() {
+    let world = World::single().await;
+    for command in [
+        &["up", "many"][..],
+        &["frobnicate"],
+        &["up", "1", "--colour"],
+    ] {
+        let output = world.run_binary(command, &[]).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains("error:"),
+            "clap says what is wrong: {stderr}"
+        );
+    }
+    for command in [&["--help"][..], &["--version"], &["up", "--help"]] {
+        let output = world.run_binary(command, &[]).await;
+        assert_eq!(output.status.code(), Some(0), "{command:?}");
+    }
+    assert_eq!(world.hetzner.requests().len(), 0, "nothing reached the api");
+}
