@@ -30,16 +30,19 @@ pub struct Args {
     /// Retries of a failed Hetzner API call (429, conflict, timeouts, 502-504).
     #[arg(long, env = "HCLOUD_MAX_RETRIES", default_value_t = 5, global = true)]
     pub api_retries: u32,
-    /// First retry delay; doubles per retry (e.g. `1s`, `50ms`).
+    /// First retry delay; doubles per retry (e.g. `1s`, `50ms`); at least 100ms against the
+    /// Hetzner API, at most --api-retry-cap.
     #[arg(long, env = "HCLOUD_RETRY_BASE", default_value = "1s", value_parser = humantime::parse_duration, global = true)]
     pub api_retry_base: Duration,
-    /// Longest retry delay.
+    /// Longest retry delay; at most 10m.
     #[arg(long, env = "HCLOUD_RETRY_CAP", default_value = "60s", value_parser = humantime::parse_duration, global = true)]
     pub api_retry_cap: Duration,
-    /// How often to poll actions, servers and the tracker while waiting.
+    /// How often to poll actions, servers and the tracker while waiting; at least 1s against the
+    /// Hetzner API (each poll is one of a project's 3,600 requests per hour), at most 10m.
     #[arg(long, env = "SWARM_POLL_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration, global = true)]
     pub poll_interval: Duration,
-    /// Give up waiting for servers (and, with `--wait-ready`, tracker heartbeats) after this long.
+    /// Give up waiting for servers (and, with `--wait-ready`, tracker heartbeats) after this long;
+    /// 1s to 24h.
     #[arg(long, env = "SWARM_WAIT_TIMEOUT", default_value = "15m", value_parser = humantime::parse_duration, global = true)]
     pub wait_timeout: Duration,
     /// SSH program for `logs`, `restart` and `heal`.
@@ -124,10 +127,11 @@ pub struct LogsArgs {
 /// Flags of `heal`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HealArgs {
-    /// A node whose last tracker heartbeat is older than this (or that has none) is unhealthy.
+    /// A node whose last tracker heartbeat is older than this (or that has none) is unhealthy;
+    /// at least 1m against the Hetzner API (scraper-d reports every 30 s), at most 30 days.
     #[arg(long, env = "SWARM_STALE_AFTER", default_value = "15m", value_parser = humantime::parse_duration)]
     pub stale_after: Duration,
-    /// After restarting, wait this long and recreate the restarted nodes that still sent no heartbeat (`0s`: never).
+    /// After restarting, wait this long and recreate the restarted nodes that still sent no heartbeat (`0s`: never); at most 1h.
     #[arg(long, env = "SWARM_HEAL_RECHECK_AFTER", default_value = "3m", value_parser = humantime::parse_duration)]
     pub recheck_after: Duration,
     /// Recreate unhealthy nodes without trying a restart first.

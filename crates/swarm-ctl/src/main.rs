@@ -3,7 +3,8 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-/// EX_USAGE: a bad flag or environment value, as the daemons exit for theirs.
+/// EX_USAGE: a bad flag or environment value (clap's errors and [`swarm_ctl::config::UsageError`]),
+/// as the daemons exit for theirs.
 const EX_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
@@ -51,6 +52,10 @@ fn main() -> ExitCode {
             }) =>
         {
             ExitCode::SUCCESS
+        }
+        Err(error) if error.is::<swarm_ctl::config::UsageError>() => {
+            say(&format!("error: {error:#}"));
+            ExitCode::from(EX_USAGE)
         }
         Err(error) => {
             say(&format!("error: {error:#}"));

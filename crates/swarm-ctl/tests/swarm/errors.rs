@@ -207,5 +207,31 @@ async fn usage_errors_exit_64_like_the_daemons() {
         let output = world.run_binary(command, &[]).await;
         assert_eq!(output.status.code(), Some(0), "{command:?}");
     }
+    // Values clap parses but swarm-ctl refuses are usage errors too.
+    let output = world
+        .run_binary(&["heal", "--stale-after", "0s"], &[])
+        .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("--stale-after (SWARM_STALE_AFTER) is 0s; it must be at least 1s"),
+        "{stderr}"
+    );
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_swarm-ctl"))
+        .args([
+            "--state-dir",
+            &world.state_dir().display().to_string(),
+            "status",
+        ])
+        .env("SWARM_POLL_INTERVAL", "0s")
+        .output()
+        .await
+        .expect("swarm-ctl runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("--poll-interval (SWARM_POLL_INTERVAL) is 0s; it must be at least 1s against the Hetzner API"),
+        "{stderr}"
+    );
     assert_eq!(world.hetzner.requests().len(), 0, "nothing reached the api");
 }

@@ -407,7 +407,7 @@ async fn heal_replaces_a_paused_accounts_node_elsewhere() {
     // Ages are whole seconds: let the node be older than the threshold.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let text = world
-        .ok(&["heal", "--stale-after", "0s", "--recreate", "--yes"])
+        .ok(&["heal", "--stale-after", "1s", "--recreate", "--yes"])
         .await;
     assert!(
         text.contains(
