@@ -1,9 +1,10 @@
-//! What one run changed in the cloud, so that an interrupted run (Ctrl-C) can say what it left
-//! behind and how to finish.
+//! What one run changed in the cloud, so that an interrupted run (Ctrl-C, SIGTERM, SIGHUP) can
+//! say what it left behind and how to finish.
 
 use std::sync::Mutex;
 
 use crate::cli::Command;
+use crate::shutdown::StopSignal;
 
 /// The servers this run created or sent a delete for, in order.
 #[derive(Debug, Default)]
@@ -37,12 +38,13 @@ impl Journal {
         change(&mut entries);
     }
 
-    /// One message for an interrupted `command`: what it changed and the command that finishes it.
-    pub fn interrupted(&self, command: &Command) -> String {
+    /// One message for a `command` stopped by `signal`: what it changed and the command that
+    /// finishes it.
+    pub fn interrupted(&self, command: &Command, signal: StopSignal) -> String {
         let changed = self
             .changes()
             .unwrap_or_else(|| "nothing was created or deleted".to_owned());
-        format!("interrupted: {changed}; {}", next_step(command))
+        format!("interrupted by {signal}: {changed}; {}", next_step(command))
     }
 
     /// For a `command` that failed: what it had changed and the command that finishes it, or
@@ -111,16 +113,16 @@ mod tests {
     fn says_what_changed_and_how_to_finish() {
         let journal = Journal::default();
         assert_eq!(
-            journal.interrupted(&command(&["swarm-ctl", "down"])),
-            "interrupted: nothing was created or deleted; `swarm-ctl down --yes` again deletes the rest"
+            journal.interrupted(&command(&["swarm-ctl", "down"]), StopSignal::Hangup),
+            "interrupted by SIGHUP: nothing was created or deleted; `swarm-ctl down --yes` again deletes the rest"
         );
         journal.created("cah-a-3");
         journal.created("cah-a-4");
         journal.deleted("cah-a-1");
-        let text = journal.interrupted(&command(&["swarm-ctl", "up", "5"]));
+        let text = journal.interrupted(&command(&["swarm-ctl", "up", "5"]), StopSignal::Interrupt);
         assert!(
             text.starts_with(
-                "interrupted: created cah-a-3, cah-a-4 (they stay and are billed); sent the delete for cah-a-1"
+                "interrupted by SIGINT: created cah-a-3, cah-a-4 (they stay and are billed); sent the delete for cah-a-1"
             ) && text.contains("`swarm-ctl up 5` again"),
             "{text}"
         );

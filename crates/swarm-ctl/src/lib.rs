@@ -13,6 +13,7 @@
 //! - `ssh.rs`: `logs` and `restart` over SSH.
 //! - `report.rs`: plain-text tables.
 //! - `journal.rs`: what a run changed, for the message of an interrupted one.
+//! - `shutdown.rs`: SIGINT, SIGTERM and SIGHUP, which all stop a run with that message.
 
 pub mod accounts;
 pub mod bootstrap;
@@ -25,6 +26,7 @@ pub mod journal;
 pub mod keys;
 pub mod report;
 pub mod secret;
+pub mod shutdown;
 pub mod ssh;
 pub mod status;
 pub mod telemetry;
@@ -33,22 +35,26 @@ use std::io::Write;
 
 pub use cli::{Args, Command};
 use config::Ctl;
+pub use shutdown::StopSignal;
 
-/// A run stopped by its `shutdown` future (Ctrl-C); the message says what the run had changed
-/// and which command finishes the job.
+/// A run stopped by its `shutdown` future (a signal); the message says what the run had
+/// changed and which command finishes the job.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Interrupted(pub String);
+#[error("{message}")]
+pub struct Interrupted {
+    pub signal: StopSignal,
+    pub message: String,
+}
 
-/// Runs one command until it ends or `shutdown` completes; `env` looks up environment
-/// variables named in the accounts file, and everything meant for the user goes to `out`.
-/// An interrupted run returns [`Interrupted`]; the error of a failed run that changed servers
-/// names them and the command that finishes the job.
+/// Runs one command until it ends or `shutdown` completes with the signal that stops it; `env`
+/// looks up environment variables named in the accounts file, and everything meant for the
+/// user goes to `out`. An interrupted run returns [`Interrupted`]; the error of a failed run
+/// that changed servers names them and the command that finishes the job.
 pub async fn run(
     args: Args,
     env: &dyn Fn(&str) -> Option<String>,
     out: &mut dyn Write,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = StopSignal>,
 ) -> anyhow::Result<()> {
     let ctl = Ctl::from_args(&args, env)?;
     let command = async {
@@ -67,10 +73,10 @@ pub async fn run(
             Some(changed) => error.context(changed),
             None => error,
         }),
-        () = shutdown => {
-            let message = ctl.journal.interrupted(&args.command);
+        signal = shutdown => {
+            let message = ctl.journal.interrupted(&args.command, signal);
             tracing::info!("{message}");
-            Err(Interrupted(message).into())
+            Err(Interrupted { signal, message }.into())
         }
     }
 }

@@ -30,19 +30,32 @@ fn main() -> ExitCode {
     };
     let env = |name: &str| std::env::var(name).ok();
     let mut stdout = std::io::stdout();
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            // No signal handler: never interrupt.
-            std::future::pending::<()>().await;
+    // Installed before the run starts: SIGTERM or SIGHUP would otherwise kill it silently.
+    let signals = {
+        let _entered = runtime.enter();
+        swarm_ctl::shutdown::signals()
+    };
+    let signals = match signals {
+        Ok(signals) => signals,
+        Err(error) => {
+            say(&format!(
+                "error: cannot install the SIGINT, SIGTERM and SIGHUP handlers: {error}"
+            ));
+            return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(swarm_ctl::run(args, &env, &mut stdout, ctrl_c)) {
+    let result = runtime.block_on(swarm_ctl::run(args, &env, &mut stdout, signals));
+    if let Some(interrupted) = result
+        .as_ref()
+        .err()
+        .and_then(|error| error.downcast_ref::<swarm_ctl::Interrupted>())
+    {
+        say(&interrupted.message);
+        // 128 + the signal, as a shell reports a command the signal stopped.
+        return ExitCode::from(interrupted.signal.exit_code());
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) if error.is::<swarm_ctl::Interrupted>() => {
-            say(&error.to_string());
-            // 128 + SIGINT, as a shell reports a command stopped by Ctrl-C.
-            ExitCode::from(130)
-        }
         // `swarm-ctl status | head -1`: the reader has what it wanted.
         Err(error)
             if error.chain().any(|cause| {

@@ -128,12 +128,28 @@ async fn down_deletes_every_other_server_when_one_refuses() {
 
 #[tokio::test]
 async fn ctrl_c_during_up_says_what_was_created_and_how_to_finish() {
+    signal_during_up("INT", 130).await;
+}
+
+#[tokio::test]
+async fn sigterm_during_up_says_what_was_created_and_how_to_finish() {
+    signal_during_up("TERM", 143).await;
+}
+
+#[tokio::test]
+async fn a_closed_terminal_during_up_says_what_was_created_and_how_to_finish() {
+    signal_during_up("HUP", 129).await;
+}
+
+/// Sends SIG`signal` to a real `swarm-ctl up 2` once it created both servers; it must exit with
+/// `status` and name them with the command that finishes the job.
+async fn signal_during_up(signal: &str, status: i32) {
     let spec = AccountSpec {
         name: "main",
         server_limit: 25,
         max_nodes: -1,
     };
-    // Servers that take long to boot: `up` is still waiting for them when Ctrl-C comes.
+    // Servers that take long to boot: `up` is still waiting for them when the signal comes.
     let world = World::start_with_delay(vec![spec], Duration::from_secs(30)).await;
     let argv = world.argv(&["up", "2"]);
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_swarm-ctl"))
@@ -145,7 +161,7 @@ async fn ctrl_c_during_up_says_what_was_created_and_how_to_finish() {
         .kill_on_drop(true)
         .spawn()
         .expect("swarm-ctl binary starts");
-    // Ctrl-C once it logged both creations: the run has recorded them.
+    // Signal once it logged both creations: the run has recorded them.
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let mut log = String::new();
     let logged_both = tokio::time::timeout(Duration::from_secs(20), async {
@@ -160,11 +176,11 @@ async fn ctrl_c_during_up_says_what_was_created_and_how_to_finish() {
     .await;
     assert!(logged_both.is_ok(), "up created both servers: {log}");
     let pid = child.id().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid])
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
         .status()
         .expect("kill runs");
-    assert!(status.success());
+    assert!(sent.success());
     let rest = tokio::time::timeout(Duration::from_secs(10), async {
         let mut rest = String::new();
         while let Some(line) = lines.next_line().await.expect("read") {
@@ -174,17 +190,21 @@ async fn ctrl_c_during_up_says_what_was_created_and_how_to_finish() {
         rest
     })
     .await
-    .expect("swarm-ctl stops at Ctrl-C");
+    .unwrap_or_else(|_| panic!("swarm-ctl stops at SIG{signal}"));
     let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
         .await
         .expect("swarm-ctl exits")
         .expect("output");
     let stderr = log + &rest;
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert_eq!(
+        output.status.code(),
+        Some(status),
+        "SIG{signal}: {output:?}\n{stderr}"
+    );
     assert!(
-        stderr.contains(
-            "interrupted: created cah-alpha-1, cah-alpha-2 (they stay and are billed); `swarm-ctl up 2` again finishes it"
-        ),
+        stderr.contains(&format!(
+            "swarm-ctl: interrupted by SIG{signal}: created cah-alpha-1, cah-alpha-2 (they stay and are billed); `swarm-ctl up 2` again finishes it"
+        )),
         "{stderr}"
     );
 }
