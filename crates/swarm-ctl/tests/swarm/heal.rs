@@ -349,7 +349,7 @@ async fn heal_reports_a_changed_host_key_instead_of_recreating() {
         .run(&[
             "heal",
             "--stale-after",
-            "0s",
+            "1s",
             "--recheck-after",
             "0s",
             "--yes",
