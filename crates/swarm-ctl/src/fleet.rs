@@ -234,22 +234,20 @@ pub async fn up(ctl: &Ctl, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result
     Ok(())
 }
 
-/// The nodes table, with heartbeats when a tracker is set.
+/// The nodes table, with heartbeats when a tracker is set. A tracker that cannot be read is
+/// warned about, not a failure of `up`: its job, the servers, is done (`--wait-ready` has
+/// already waited for the tracker when asked to).
 async fn write_nodes(
     ctl: &Ctl,
     nodes: &[Node],
     types: &[ServerType],
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
-    let heartbeats = match &ctl.tracker {
-        Some(_) => Some(status::heartbeats(ctl, nodes).await?),
-        None => None,
-    };
-    write!(
-        out,
-        "{}",
-        status::nodes_table(ctl, nodes, types, heartbeats.as_ref())
-    )?;
+    let (column, unreachable) = status::table_heartbeats(ctl, nodes).await;
+    if let Some(error) = unreachable {
+        tracing::warn!(error = %format_args!("{error:#}"), "heartbeats are shown as unknown");
+    }
+    write!(out, "{}", status::nodes_table(ctl, nodes, types, &column))?;
     Ok(())
 }
 

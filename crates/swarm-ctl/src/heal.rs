@@ -23,7 +23,7 @@ pub async fn heal(ctl: &Ctl, args: &HealArgs, out: &mut dyn Write) -> anyhow::Re
         ctl,
         &nodes,
         now.saturating_sub(stale_after),
-        "heal does nothing rather than restart or recreate healthy nodes",
+        "heal restarts and recreates nothing, since it cannot tell stale nodes from healthy ones",
     )
     .await?;
     let unhealthy: Vec<&Node> = nodes

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use cah_protocol::ext::ClientInfo;
-use cah_tracker_client::TrackerClient;
+use cah_tracker_client::{ClientConfig, RetryPolicy, TrackerClient};
 
 use crate::config::Ctl;
 use crate::fleet::{self, Node};
@@ -30,7 +30,29 @@ pub struct Heartbeat {
     pub display_name: String,
 }
 
-/// `swarm-ctl status`.
+/// What the heartbeat columns of the nodes table show.
+#[derive(Debug)]
+pub enum HeartbeatColumn {
+    /// No tracker given: no heartbeat columns.
+    Off,
+    /// Each node's newest tracker client; a node missing from the map shows `never`.
+    Known(HashMap<String, Heartbeat>),
+    /// The tracker could not be read: every node shows `unknown`.
+    Unknown,
+}
+
+/// How hard a read of the tracker's client list tries.
+#[derive(Debug, Clone, Copy)]
+enum Patience {
+    /// One attempt with a short connect timeout, for the tables and `heal`: both are cheap to
+    /// run again, and a tracker that is down should not cost 8-20 s of retry warnings first.
+    Once,
+    /// The client's retries (up to 2 minutes), for `up --wait-ready`, which waits anyway.
+    Retrying,
+}
+
+/// `swarm-ctl status`. With the tracker unreachable it still prints the whole table, with
+/// heartbeats shown as `unknown`, then fails with one error naming the tracker and the cause.
 pub async fn status(ctl: &Ctl, out: &mut dyn Write) -> anyhow::Result<()> {
     let nodes = fleet::list_nodes(ctl).await?;
     let types = ctl.projects[0]
@@ -38,15 +60,8 @@ pub async fn status(ctl: &Ctl, out: &mut dyn Write) -> anyhow::Result<()> {
         .server_types()
         .await
         .context("cannot read the server types")?;
-    let heartbeats = match &ctl.tracker {
-        Some(_) => Some(heartbeats(ctl, &nodes).await?),
-        None => None,
-    };
-    write!(
-        out,
-        "{}",
-        nodes_table(ctl, &nodes, &types, heartbeats.as_ref())
-    )?;
+    let (column, unreachable) = table_heartbeats(ctl, &nodes).await;
+    write!(out, "{}", nodes_table(ctl, &nodes, &types, &column))?;
     let hourly: f64 = nodes
         .iter()
         .filter_map(|node| hourly_price(&types, node))
@@ -57,21 +72,42 @@ pub async fn status(ctl: &Ctl, out: &mut dyn Write) -> anyhow::Result<()> {
         nodes.len(),
         hourly * 730.0
     )?;
-    Ok(())
+    match unreachable {
+        // The table is out; the exit status says it lacks what --tracker asked for.
+        Some(error) => Err(error.context("heartbeats are shown as unknown")),
+        None => Ok(()),
+    }
 }
 
-/// The nodes table; heartbeat columns only when `heartbeats` is given.
+/// The heartbeat column of a nodes table and, when the tracker could not be read, why.
+pub async fn table_heartbeats(
+    ctl: &Ctl,
+    nodes: &[Node],
+) -> (HeartbeatColumn, Option<anyhow::Error>) {
+    if ctl.tracker.is_none() {
+        return (HeartbeatColumn::Off, None);
+    }
+    match read_heartbeats(ctl, nodes, Patience::Once).await {
+        Ok((beats, oldest_of_full_listing)) => {
+            warn_if_full(oldest_of_full_listing);
+            (HeartbeatColumn::Known(beats), None)
+        }
+        Err(error) => (HeartbeatColumn::Unknown, Some(error)),
+    }
+}
+
+/// The nodes table; heartbeat columns unless `heartbeats` is [`HeartbeatColumn::Off`].
 pub fn nodes_table(
     ctl: &Ctl,
     nodes: &[Node],
     types: &[ServerType],
-    heartbeats: Option<&HashMap<String, Heartbeat>>,
+    heartbeats: &HeartbeatColumn,
 ) -> String {
     let now = SystemTime::now();
     let mut header = vec![
         "NAME", "ACCOUNT", "STATUS", "IPV4", "LOCATION", "TYPE", "AGE", "EUR/H",
     ];
-    if heartbeats.is_some() {
+    if !matches!(heartbeats, HeartbeatColumn::Off) {
         header.extend(["HEARTBEAT", "PROGRESS"]);
     }
     let rows: Vec<Vec<String>> = nodes
@@ -91,15 +127,17 @@ pub fn nodes_table(
                 hourly_price(types, node)
                     .map_or_else(|| "-".to_owned(), |price| format!("{price:.4}")),
             ];
-            if let Some(heartbeats) = heartbeats {
-                match heartbeats.get(&node.server.name) {
+            match heartbeats {
+                HeartbeatColumn::Off => {}
+                HeartbeatColumn::Unknown => row.extend(["unknown".to_owned(), "-".to_owned()]),
+                HeartbeatColumn::Known(beats) => match beats.get(&node.server.name) {
                     Some(beat) => {
                         let ago = u64::try_from(unix_now() - beat.last_seen).unwrap_or(0);
                         row.push(format!("{} ago", short_duration(Duration::from_secs(ago))));
                         row.push(beat.progress.chars().take(60).collect());
                     }
                     None => row.extend(["never".to_owned(), "-".to_owned()]),
-                }
+                },
             }
             row
         })
@@ -114,31 +152,39 @@ fn hourly_price(types: &[ServerType], node: &Node) -> Option<f64> {
         .hourly_net(&node.server.location.name)
 }
 
-/// Each node's newest tracker client, by node name. A node missing from the map may be alive
-/// when the tracker listed as many clients as one listing holds (a warning says so).
+/// Each node's newest tracker client, by node name, read with the client's retries. A node
+/// missing from the map may be alive when the tracker listed as many clients as one listing
+/// holds (a warning says so).
 pub async fn heartbeats(ctl: &Ctl, nodes: &[Node]) -> anyhow::Result<HashMap<String, Heartbeat>> {
-    let (beats, oldest_of_full_listing) = read_heartbeats(ctl, nodes).await?;
+    let (beats, oldest_of_full_listing) = read_heartbeats(ctl, nodes, Patience::Retrying).await?;
+    warn_if_full(oldest_of_full_listing);
+    Ok(beats)
+}
+
+fn warn_if_full(oldest_of_full_listing: Option<i64>) {
     if oldest_of_full_listing.is_some() {
         tracing::warn!(
             listed = cah_tracker_client::MAX_LISTED_CLIENTS,
             "the tracker listed as many clients as one listing holds; nodes without a heartbeat may only be missing from it"
         );
     }
-    Ok(beats)
 }
 
 /// As [`heartbeats`], for decisions that restart or recreate the nodes not seen since
 /// `silent_before` (unix seconds). The tracker lists its most recently seen clients first, so
 /// a node missing from a full listing was last seen before the oldest listed client: silent
 /// too when that is before `silent_before`. Otherwise the listing cannot tell, and this fails
-/// with `refusal` (what the caller will not do) in the message.
+/// with `refusal` (what the caller will not do) in the message; so it does when the tracker
+/// cannot be read (one attempt: refusing is safe, and the caller can run again).
 pub async fn heartbeats_of_silent(
     ctl: &Ctl,
     nodes: &[Node],
     silent_before: i64,
     refusal: &str,
 ) -> anyhow::Result<HashMap<String, Heartbeat>> {
-    let (beats, oldest_of_full_listing) = read_heartbeats(ctl, nodes).await?;
+    let (beats, oldest_of_full_listing) = read_heartbeats(ctl, nodes, Patience::Once)
+        .await
+        .context(refusal.to_owned())?;
     if !tells_silent_nodes(oldest_of_full_listing, silent_before) {
         bail!(
             "the tracker listed {} clients, the most one listing holds, all seen too recently to tell a node missing from it from a silent one; {refusal} (forget idle clients on the tracker with a shorter --client-timeout)",
@@ -153,9 +199,15 @@ pub async fn heartbeats_of_silent(
 async fn read_heartbeats(
     ctl: &Ctl,
     nodes: &[Node],
+    patience: Patience,
 ) -> anyhow::Result<(HashMap<String, Heartbeat>, Option<i64>)> {
     let url = ctl.tracker()?;
-    let client = TrackerClient::with_defaults(url.clone()).context("invalid tracker url")?;
+    let mut config = ClientConfig::new(url.clone());
+    if let Patience::Once = patience {
+        config.retry = RetryPolicy::none();
+        config.connect_timeout = Duration::from_secs(5);
+    }
+    let client = TrackerClient::new(config).context("invalid tracker url")?;
     let clients = client
         .clients()
         .await

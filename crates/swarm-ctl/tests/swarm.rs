@@ -9,4 +9,5 @@ mod swarm {
     pub(crate) mod heal;
     pub(crate) mod sshd;
     pub(crate) mod support;
+    pub(crate) mod tracker_down;
 }
