@@ -184,12 +184,21 @@ pub fn parse(
         .bootstrap
         .map(|raw| -> anyhow::Result<BootstrapSettings> {
             let sha = raw.scraper_sha256.to_ascii_lowercase();
+            let how = "put there what `sha256sum scraper-d` prints for the binary at scraper_url";
             if sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit()) {
-                bail!("bootstrap.scraper_sha256 must be 64 hex digits (sha256sum of the binary)");
+                bail!("bootstrap.scraper_sha256 must be 64 hex digits; {how}");
             }
-            if raw.scraper_url.scheme() != "https" && raw.scraper_url.scheme() != "http" {
-                bail!("bootstrap.scraper_url must be an http(s) URL");
+            // The example file's placeholder: every node would refuse the download.
+            if sha.chars().all(|c| c == '0') {
+                bail!(
+                    "bootstrap.scraper_sha256 is the example's all-zero placeholder, which no binary has \
+                     (every node would refuse the download); {how}"
+                );
             }
+            check_http_url("scraper_url", &raw.scraper_url, "where nodes download scraper-d")?;
+            // scraper-d refuses any other tracker URL with exit 64, and its unit's
+            // RestartPreventExitStatus=64 would leave every node dead.
+            check_http_url("tracker_url", &raw.tracker_url, "scraper-d only speaks http(s)")?;
             Ok(BootstrapSettings {
                 scraper_url: raw.scraper_url,
                 scraper_sha256: sha,
@@ -203,6 +212,17 @@ pub fn parse(
         accounts,
         bootstrap,
     })
+}
+
+/// An http(s) URL with a host, for `bootstrap.KEY`.
+fn check_http_url(key: &str, url: &Url, why: &str) -> anyhow::Result<()> {
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        bail!(
+            "bootstrap.{key} {url} must be an http:// or https:// URL with a host ({why}), \
+             as in https://tracker.example.org/"
+        );
+    }
+    Ok(())
 }
 
 fn read_token(
@@ -300,7 +320,11 @@ mod tests {
             name.starts_with("HCLOUD_TOKEN_")
                 .then(|| format!("token-of-{name}"))
         };
-        let file = parse(text, Path::new("."), &env).expect("example is valid");
+        // Its placeholder sha256 is refused, with how to get the real one.
+        let error = parse(text, Path::new("."), &env).expect_err("placeholder sha256");
+        assert!(format!("{error:#}").contains("sha256sum"), "{error:#}");
+        let text = text.replace(&"0".repeat(64), &"ab".repeat(32));
+        let file = parse(&text, Path::new("."), &env).expect("example is valid");
         let caps: Vec<NodeCap> = file.accounts.iter().map(|account| account.cap).collect();
         assert_eq!(
             caps,
@@ -339,5 +363,52 @@ mod tests {
             let message = format!("{error:#}");
             assert!(message.contains(expected), "{text:?}: {message}");
         }
+    }
+
+    #[test]
+    fn refuses_bootstrap_values_nodes_cannot_use() {
+        let env = |_: &str| Some("token".to_owned());
+        let file = |scraper_url: &str, sha: &str, tracker_url: &str| {
+            format!(
+                "[bootstrap]\nscraper_url = \"{scraper_url}\"\nscraper_sha256 = \"{sha}\"\n\
+                 tracker_url = \"{tracker_url}\"\n\
+                 [[account]]\nname = \"a\"\ntoken_env = \"X\"\nnickname = \"n\"\n"
+            )
+        };
+        let (url, sha, tracker) = (
+            "https://dl.example.org/scraper-d",
+            "ab".repeat(32),
+            "https://tracker.example.org/",
+        );
+        let cases = [
+            (
+                file(url, &sha, "ftp://tracker.example.org/"),
+                "bootstrap.tracker_url ftp://tracker.example.org/ must be an http:// or https:// URL",
+            ),
+            (
+                file(url, &sha, "unix:/run/tracker.sock"),
+                "bootstrap.tracker_url unix:/run/tracker.sock must be",
+            ),
+            (
+                file("file:///tmp/scraper-d", &sha, tracker),
+                "bootstrap.scraper_url file:///tmp/scraper-d must be",
+            ),
+            (
+                file(url, &"0".repeat(64), tracker),
+                "all-zero placeholder, which no binary has (every node would refuse the download); put there what `sha256sum scraper-d` prints",
+            ),
+            (
+                file(url, "abc123", tracker),
+                "must be 64 hex digits; put there what `sha256sum scraper-d` prints",
+            ),
+        ];
+        for (text, expected) in &cases {
+            let error = parse(text, Path::new("."), &env).expect_err(text);
+            let message = format!("{error:#}");
+            assert!(message.contains(expected), "{text:?}: {message}");
+        }
+        let text = file(url, &sha.to_uppercase(), "http://10.0.0.1:8080/");
+        let parsed = parse(&text, Path::new("."), &env).expect("valid");
+        assert_eq!(parsed.bootstrap.expect("bootstrap").scraper_sha256, sha);
     }
 }

@@ -110,6 +110,31 @@ async fn unsafe_bootstrap_values_fail_before_any_change() {
 }
 
 #[tokio::test]
+async fn bootstrap_values_nodes_cannot_use_fail_before_any_change() {
+    let world = World::single().await;
+    let path = world.dir.path().join("swarm.toml");
+    let good = std::fs::read_to_string(&path).expect("read");
+    let sha = "0123456789abcdef".repeat(4);
+    let cases = [
+        (
+            good.replace("https://tracker.example.org/", "ftp://tracker.example.org/"),
+            "bootstrap.tracker_url ftp://tracker.example.org/ must be an http:// or https:// URL",
+        ),
+        (
+            good.replace(&sha, &"0".repeat(64)),
+            "bootstrap.scraper_sha256 is the example's all-zero placeholder",
+        ),
+    ];
+    for (text, expected) in cases {
+        std::fs::write(&path, text).expect("write");
+        let (result, _) = world.run(&["up", "2"]).await;
+        let message = format!("{:#}", result.expect_err("refused"));
+        assert!(message.contains(expected), "{message}");
+    }
+    assert_eq!(world.hetzner.requests().len(), 0, "nothing reached the api");
+}
+
+#[tokio::test]
 async fn a_failed_up_names_the_servers_it_created() {
     let world = World::single().await;
     // The second create is refused: the first server exists and is billed.
