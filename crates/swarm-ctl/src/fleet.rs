@@ -350,8 +350,9 @@ pub(crate) async fn wait_created(ctl: &Ctl, created: &[Created]) -> anyhow::Resu
         .iter()
         .flat_map(|node| node.action_ids.iter().map(|id| (node.project, *id)))
         .collect();
-    let bar = progress_bar(actions.len() as u64 + created.len() as u64, "booting");
-    let done_before = wait_actions_by_account(ctl, &actions, &bar)
+    let bar = booting_bar(created);
+    // The bar counts servers, not actions: it moves as they run, after their actions are done.
+    wait_actions_by_account(ctl, &actions, &ProgressBar::hidden())
         .await
         .map_err(|(project_index, error)| {
             let account = &ctl.projects[project_index].account.name;
@@ -377,7 +378,7 @@ pub(crate) async fn wait_created(ctl: &Ctl, created: &[Created]) -> anyhow::Resu
             .iter()
             .filter(|node| wanted.contains(&node.server.id) && node.server.status == "running")
             .count();
-        bar.set_position(done_before + running as u64);
+        bar.set_position(running as u64);
         if running == wanted.len() {
             bar.finish_and_clear();
             return Ok(());
@@ -428,6 +429,11 @@ pub(crate) async fn wait_actions_by_account(
     Ok(done_before)
 }
 
+/// `booting 0/N` for N servers, however many actions each has.
+fn booting_bar(created: &[Created]) -> ProgressBar {
+    progress_bar(created.len() as u64, "booting")
+}
+
 /// A bar on stderr (hidden when stderr is not a terminal).
 pub(crate) fn progress_bar(total: u64, message: &'static str) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
@@ -457,5 +463,23 @@ mod tests {
         let locations = vec!["fsn1".to_owned(), "nbg1".to_owned()];
         let counts = HashMap::from([("fsn1".to_owned(), 2)]);
         assert_eq!(pick_location(&locations, &counts).as_deref(), Some("nbg1"));
+    }
+
+    #[test]
+    fn the_booting_bar_counts_servers_not_actions() {
+        let server: Server = serde_json::from_value(serde_json::json!({
+            "id": 1, "name": "cah-alpha-1", "status": "initializing", "created": "",
+            "server_type": {"name": "cx22"}, "location": {"name": "fsn1"}
+        }))
+        .expect("a server");
+        // A create comes with several actions (create_server, start_server, ...).
+        let created: Vec<Created> = (0..4)
+            .map(|index| Created {
+                project: 0,
+                server: server.clone(),
+                action_ids: vec![3 * index, 3 * index + 1, 3 * index + 2],
+            })
+            .collect();
+        assert_eq!(booting_bar(&created).length(), Some(4));
     }
 }
