@@ -6,7 +6,8 @@
 //! - `accounts.rs`: the TOML accounts file (tokens, nicknames, node caps, bootstrap settings).
 //! - `secret.rs`: [`secret::Secret`], a token that never prints.
 //! - `hcloud.rs` + `hcloud/`: the Hetzner Cloud API client (typed errors, pagination, rate limits, actions).
-//! - `fleet.rs` + `fleet/`: listing, growing (`up`) and deleting (`down`) the labelled servers.
+//! - `fleet.rs` + `fleet/`: listing, growing (`up`) and deleting (`down`) the labelled servers,
+//!   and waiting for them with progress bars (`fleet/wait.rs`).
 //! - `bootstrap.rs`: cloud-init user data from `deploy/cloud-init.yaml` and `systemd/scraper-d.service`.
 //! - `keys.rs`: the swarm's SSH key and enrollment token.
 //! - `status.rs`: the nodes table, prices, and tracker heartbeats; `heal.rs`: restart or recreate stale nodes.
