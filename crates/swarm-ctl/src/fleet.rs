@@ -17,6 +17,7 @@ pub(crate) use delete::delete_checked;
 pub use delete::down;
 pub(crate) use wait::{progress_bar, wait_actions_by_account, wait_created};
 
+use crate::accounts::NodeCap;
 use crate::cli::UpArgs;
 use crate::config::Ctl;
 use crate::hcloud::{Server, ServerType};
@@ -28,6 +29,12 @@ pub const MANAGED_BY: (&str, &str) = ("managed-by", "cah-swarm");
 pub const SWARM_LABEL: &str = "swarm";
 /// The label naming the account (its entry in the accounts file).
 pub const ACCOUNT_LABEL: &str = "account";
+
+/// `up` could not create every missing node because every account is full. Its message says
+/// what this run created and what makes room, so no "run it again" is added to it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct OutOfRoom(String);
 
 /// One server of the swarm and the account it lives in.
 #[derive(Debug, Clone)]
@@ -177,7 +184,10 @@ pub async fn up(ctl: &Ctl, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result
         existing.len()
     )?;
     let bar = progress_bar(missing as u64, "creating");
+    // Why each account took no more nodes, for the error when they all ran out of room.
+    let mut full: Vec<String> = Vec::new();
     'accounts: for (project_index, project) in ctl.projects.iter().enumerate() {
+        let name = &project.account.name;
         let mut room = project.account.cap.room(per_project[project_index]);
         while missing > 0 && room != Some(0) {
             let Some(location) = pick_location(&locations, &per_location) else {
@@ -197,9 +207,9 @@ pub async fn up(ctl: &Ctl, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result
                 Outcome::AccountFull(reason) => {
                     writeln!(
                         out,
-                        "account {} is at its server limit ({reason}); moving on",
-                        project.account.name
+                        "account {name} is at its server limit ({reason}); moving on"
                     )?;
+                    full.push(format!("{name} is at its Hetzner server limit"));
                     break;
                 }
                 Outcome::LocationUnavailable(reason) => {
@@ -211,6 +221,13 @@ pub async fn up(ctl: &Ctl, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result
                     locations.retain(|known| *known != location);
                 }
             }
+        }
+        if missing > 0 && room == Some(0) {
+            full.push(match project.account.cap {
+                NodeCap::AtMost(cap) => format!("{name} is at max_nodes = {cap}"),
+                NodeCap::Paused => format!("{name} is paused (max_nodes = 0)"),
+                NodeCap::UpToLimit => format!("{name} is full"),
+            });
         }
     }
     bar.finish_and_clear();
@@ -225,11 +242,23 @@ pub async fn up(ctl: &Ctl, args: &UpArgs, out: &mut dyn Write) -> anyhow::Result
                 server_type.name
             );
         }
-        bail!(
-            "created {} of {} missing nodes: every account is at its cap or server limit; add accounts or raise max_nodes",
+        // Running `up` again cannot help until there is room: say that first (the error of
+        // another failure gets "run it again" from the journal instead).
+        let this_run = ctl
+            .journal
+            .changes()
+            .map(|changes| format!("; this run {changes}"))
+            .unwrap_or_default();
+        return Err(OutOfRoom(format!(
+            "every account is at its cap or server limit ({}): created {} of {} missing nodes, the swarm has {} of {wanted}; \
+             to get the rest, raise max_nodes in the accounts file, ask Hetzner to raise a project's server limit, \
+             or add an [[account]], then run `swarm-ctl up {wanted}` again{this_run}",
+            full.join(", "),
             created.len(),
-            created.len() + missing
-        );
+            created.len() + missing,
+            nodes.len()
+        ))
+        .into());
     }
     writeln!(out, "swarm {} has {} nodes", ctl.swarm, nodes.len())?;
     Ok(())

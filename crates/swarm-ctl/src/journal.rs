@@ -59,7 +59,7 @@ impl Journal {
     }
 
     /// What this run created and sent the delete for, `None` when nothing.
-    fn changes(&self) -> Option<String> {
+    pub fn changes(&self) -> Option<String> {
         let entries = self
             .entries
             .lock()

@@ -69,10 +69,11 @@ pub async fn run(
         }
     };
     tokio::select! {
-        // A failed run that created or deleted servers says which, and how to finish.
+        // A failed run that created or deleted servers says which, and how to finish; one
+        // out of room says so itself, since running it again as it is cannot finish the job.
         result = command => result.map_err(|error| match ctl.journal.failed(&args.command) {
-            Some(changed) => error.context(changed),
-            None => error,
+            Some(changed) if !error.is::<fleet::OutOfRoom>() => error.context(changed),
+            _ => error,
         }),
         signal = shutdown => {
             let message = ctl.journal.interrupted(&args.command, signal);

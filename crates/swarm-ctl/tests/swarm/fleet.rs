@@ -161,13 +161,43 @@ async fn up_reports_when_every_account_is_full() {
     .await;
     let (result, text) = world.run(&["up", "3"]).await;
     let message = format!("{:#}", result.expect_err("cannot reach 3"));
+    // The cause first, what makes room, and no bare "run it again", which cannot help.
     assert!(
-        message.contains("created 2 of 3 missing nodes") && message.contains("raise max_nodes"),
+        message.starts_with(
+            "every account is at its cap or server limit (tiny is at its Hetzner server limit): \
+             created 2 of 3 missing nodes, the swarm has 2 of 3; to get the rest, raise max_nodes in the accounts file, \
+             ask Hetzner to raise a project's server limit, or add an [[account]], then run `swarm-ctl up 3` again; \
+             this run created cah-alpha-1, cah-alpha-2 (they stay and are billed)"
+        ) && !message.contains("again finishes it"),
         "{message}"
     );
     assert!(
         text.contains("cah-alpha-2"),
         "the table still shows what exists: {text}"
+    );
+
+    // Caps in the accounts file are named as such.
+    let world = World::start(vec![
+        AccountSpec {
+            name: "capped",
+            server_limit: 25,
+            max_nodes: 1,
+        },
+        AccountSpec {
+            name: "resting",
+            server_limit: 25,
+            max_nodes: 0,
+        },
+    ])
+    .await;
+    let (result, _) = world.run(&["up", "2"]).await;
+    let message = format!("{:#}", result.expect_err("cannot reach 2"));
+    assert!(
+        message.starts_with(
+            "every account is at its cap or server limit (capped is at max_nodes = 1, resting is paused (max_nodes = 0)): \
+             created 1 of 2 missing nodes, the swarm has 1 of 2;"
+        ),
+        "{message}"
     );
 }
 
