@@ -239,9 +239,11 @@ fn read_token(
         })?,
         (None, Some(file)) => {
             let path = base.join(file);
-            std::fs::read_to_string(&path).with_context(|| {
+            let token = std::fs::read_to_string(&path).with_context(|| {
                 format!("account {}: cannot read token file {}", entry.name, path.display())
-            })?
+            })?;
+            warn_if_others_can_read(&entry.name, &path);
+            token
         }
         _ => bail!(
             "account {}: set exactly one of token_env or token_file",
@@ -254,6 +256,29 @@ fn read_token(
     }
     Ok(Secret::new(token))
 }
+
+/// A token file that group or others may read or write gets a warning naming it and the fix.
+/// Only a warning, unlike ssh's refusal of such a key: the token still works, and refusing would
+/// stop `down` on a machine where someone else set the mode.
+#[cfg(unix)]
+fn warn_if_others_can_read(account: &str, path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            account,
+            file = %path.display(),
+            mode = %format_args!("{mode:04o}"),
+            "the token file can be read by other users of this machine; run chmod 600 on it"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_others_can_read(_account: &str, _path: &Path) {}
 
 /// Label values: at most 63 characters of alphanumerics and `-_.`, alphanumeric at both ends.
 pub fn valid_label_value(value: &str) -> bool {

@@ -260,3 +260,27 @@ async fn usage_errors_exit_64_like_the_daemons() {
     );
     assert_eq!(world.hetzner.requests().len(), 0, "nothing reached the api");
 }
+
+#[tokio::test]
+async fn a_token_file_others_can_read_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let world = World::single().await;
+    let output = world.run_binary(&["status"], &[]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("chmod"), "a 0600 file is fine: {stderr}");
+    let token_file = world.dir.path().join("main.token");
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let output = world.run_binary(&["status"], &[]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "a warning, not a refusal: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("file={}", token_file.display()))
+            && stderr.contains("mode=0644")
+            && stderr.contains("run chmod 600 on it"),
+        "{stderr}"
+    );
+}

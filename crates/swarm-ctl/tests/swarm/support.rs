@@ -1,6 +1,7 @@
 //! A test world: the fake Hetzner API with some projects, an accounts file, a state folder, and
 //! a way to run swarm-ctl commands and read back what they printed.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -65,6 +66,9 @@ impl World {
         for spec in &specs {
             let token_file = dir.path().join(format!("{}.token", spec.name));
             std::fs::write(&token_file, format!("{}\n", spec.token())).expect("token file");
+            // As deploy/swarm.example.toml asks: only the owner may read it.
+            std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod 600");
             toml.push_str(&format!(
                 "[[account]]\nname = \"{}\"\ntoken_file = \"{}\"\nnickname = \"nick-{}\"\nmax_nodes = {}\n\n",
                 spec.name,
