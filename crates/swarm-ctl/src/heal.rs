@@ -26,28 +26,63 @@ pub async fn heal(ctl: &Ctl, args: &HealArgs, out: &mut dyn Write) -> anyhow::Re
         "heal restarts and recreates nothing, since it cannot tell stale nodes from healthy ones",
     )
     .await?;
-    let unhealthy: Vec<&Node> = nodes
-        .iter()
-        .filter(|node| node.server.status == "running")
-        .filter(|node| {
-            // A node younger than the threshold may still be booting.
-            let created = report::parse_api_time(&node.server.created)
-                .and_then(|time| time.duration_since(std::time::SystemTime::UNIX_EPOCH).ok())
-                .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(0));
-            now - created >= stale_after
-        })
-        .filter(|node| {
-            beats
-                .get(&node.server.name)
-                .is_none_or(|beat| now - beat.last_seen >= stale_after)
-        })
+    // A node younger than the threshold may still be booting.
+    let young = |node: &Node| {
+        let created = report::parse_api_time(&node.server.created)
+            .and_then(|time| time.duration_since(std::time::SystemTime::UNIX_EPOCH).ok())
+            .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(0));
+        now - created < stale_after
+    };
+    let fresh = |node: &Node| {
+        beats
+            .get(&node.server.name)
+            .is_some_and(|beat| now - beat.last_seen < stale_after)
+    };
+    let running = || nodes.iter().filter(|node| node.server.status == "running");
+    let unhealthy: Vec<&Node> = running()
+        .filter(|node| !young(node) && !fresh(node))
         .collect();
     if unhealthy.is_empty() {
+        let booting: Vec<&str> = running()
+            .filter(|node| young(node) && !fresh(node))
+            .map(|node| node.server.name.as_str())
+            .collect();
+        let stopped: Vec<String> = nodes
+            .iter()
+            .filter(|node| node.server.status != "running")
+            .map(|node| format!("{} is {}", node.server.name, node.server.status))
+            .collect();
+        if booting.is_empty() && stopped.is_empty() {
+            writeln!(
+                out,
+                "all {} nodes of swarm {} are healthy",
+                nodes.len(),
+                ctl.swarm
+            )?;
+            return Ok(());
+        }
+        let healthy = running().filter(|node| fresh(node)).count();
+        let mut parts = vec![format!("{healthy} of {} nodes healthy", nodes.len())];
+        if !booting.is_empty() {
+            parts.push(format!(
+                "{} not reported to the tracker yet, probably still booting (younger than --stale-after {}: {})",
+                booting.len(),
+                humantime::format_duration(args.stale_after),
+                booting.join(", ")
+            ));
+        }
+        if !stopped.is_empty() {
+            parts.push(format!(
+                "{} not running ({}), which heal leaves alone",
+                stopped.len(),
+                stopped.join(", ")
+            ));
+        }
         writeln!(
             out,
-            "all {} nodes of swarm {} are healthy",
-            nodes.len(),
-            ctl.swarm
+            "nothing to heal in swarm {}: {}",
+            ctl.swarm,
+            parts.join("; ")
         )?;
         return Ok(());
     }

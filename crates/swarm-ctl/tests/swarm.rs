@@ -7,6 +7,7 @@ mod swarm {
     pub(crate) mod fleet;
     pub(crate) mod fleet_states;
     pub(crate) mod heal;
+    pub(crate) mod heal_states;
     pub(crate) mod sshd;
     pub(crate) mod support;
     pub(crate) mod tracker_down;
