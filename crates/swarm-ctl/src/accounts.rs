@@ -15,6 +15,8 @@ pub struct Account {
     /// Short name, used in tables and the `account` label.
     pub name: String,
     pub token: Secret,
+    /// Where the token came from, for errors: `the environment variable X` or `the token file P`.
+    pub token_origin: String,
     /// Leaderboard nickname written into the nodes' env file.
     pub nickname: String,
     pub cap: NodeCap,
@@ -162,8 +164,8 @@ pub fn parse(
             ),
         };
         // A paused account's servers are still listed and deleted, so it needs its token too.
-        let token = match read_token(&entry, base, env) {
-            Ok(token) => token,
+        let (token, token_origin) = match read_token(&entry, base, env) {
+            Ok(read) => read,
             Err(error) if cap == NodeCap::Paused => {
                 return Err(error.context(format!(
                     "account {} is paused (max_nodes = 0) but its servers are still listed and deleted; \
@@ -176,6 +178,7 @@ pub fn parse(
         accounts.push(Account {
             name: entry.name,
             token,
+            token_origin,
             nickname: entry.nickname,
             cap,
         });
@@ -225,25 +228,33 @@ fn check_http_url(key: &str, url: &Url, why: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The account's token and where it came from.
 fn read_token(
     entry: &RawAccount,
     base: &Path,
     env: &dyn Fn(&str) -> Option<String>,
-) -> anyhow::Result<Secret> {
-    let token = match (&entry.token_env, &entry.token_file) {
-        (Some(variable), None) => env(variable).with_context(|| {
-            format!(
-                "account {}: environment variable {variable} is not set; export the project's API token there",
-                entry.name
-            )
-        })?,
+) -> anyhow::Result<(Secret, String)> {
+    let (token, origin) = match (&entry.token_env, &entry.token_file) {
+        (Some(variable), None) => {
+            let token = env(variable).with_context(|| {
+                format!(
+                    "account {}: environment variable {variable} is not set; export the project's API token there",
+                    entry.name
+                )
+            })?;
+            (token, format!("the environment variable {variable}"))
+        }
         (None, Some(file)) => {
             let path = base.join(file);
             let token = std::fs::read_to_string(&path).with_context(|| {
-                format!("account {}: cannot read token file {}", entry.name, path.display())
+                format!(
+                    "account {}: cannot read token file {}",
+                    entry.name,
+                    path.display()
+                )
             })?;
             warn_if_others_can_read(&entry.name, &path);
-            token
+            (token, format!("the token file {}", path.display()))
         }
         _ => bail!(
             "account {}: set exactly one of token_env or token_file",
@@ -254,7 +265,7 @@ fn read_token(
     if token.is_empty() {
         bail!("account {}: the API token is empty", entry.name);
     }
-    Ok(Secret::new(token))
+    Ok((Secret::new(token), origin))
 }
 
 /// A token file that group or others may read or write gets a warning naming it and the fix.
@@ -330,6 +341,10 @@ mod tests {
         assert_eq!(file.accounts.len(), 2);
         assert_eq!(file.accounts[0].cap, NodeCap::UpToLimit);
         assert_eq!(file.accounts[0].token.expose(), "secret-a");
+        assert_eq!(
+            file.accounts[0].token_origin,
+            "the environment variable TOKEN_A"
+        );
         assert_eq!(file.accounts[1].cap, NodeCap::Paused);
         assert_eq!(file.accounts[1].token.expose(), "secret-b");
         assert_eq!(NodeCap::Paused.room(0), Some(0));

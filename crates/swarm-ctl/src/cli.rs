@@ -19,7 +19,7 @@ pub struct Args {
     #[arg(long, env = "SWARM_STATE_DIR", global = true)]
     pub state_dir: Option<PathBuf>,
     /// Hetzner Cloud API base URL (tests and compatible clouds point elsewhere).
-    #[arg(long, env = "HCLOUD_API_URL", default_value = crate::hcloud::DEFAULT_API_URL, global = true, value_parser = cah_tracker_client::parse_http_url)]
+    #[arg(long, env = "HCLOUD_API_URL", default_value = crate::hcloud::DEFAULT_API_URL, global = true, value_parser = parse_api_url)]
     pub api_url: Url,
     /// Swarm name: servers carry the label `swarm=NAME`, several swarms can share accounts.
     #[arg(long, env = "SWARM_NAME", default_value = "default", global = true)]
@@ -140,4 +140,50 @@ pub struct HealArgs {
     /// Really act; without it, only print the unhealthy nodes (SWARM_YES arms `heal` only, never `down`).
     #[arg(long, env = "SWARM_YES")]
     pub yes: bool,
+}
+
+/// `--api-url`: an http(s) URL with a host; the errors show API URLs, not tracker ones.
+fn parse_api_url(text: &str) -> Result<Url, String> {
+    let example = format!(
+        "{} (the default) or http://127.0.0.1:PORT/v1 for a local fake",
+        crate::hcloud::DEFAULT_API_URL
+    );
+    match Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(url),
+        Ok(url) => Err(format!(
+            "{url} is not an http(s) URL with a host: give the Hetzner Cloud API's base URL, as in {example}"
+        )),
+        Err(url::ParseError::RelativeUrlWithoutBase) => Err(format!(
+            "no scheme: give the Hetzner Cloud API's base URL with http:// or https://, as in {example}"
+        )),
+        Err(error) => Err(format!(
+            "{error}: give the Hetzner Cloud API's base URL, as in {example}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn api_url_errors_show_api_urls() {
+        for bad in ["ftp://x", "api.hetzner.cloud/v1", "http://"] {
+            let error = Args::try_parse_from(["swarm-ctl", "--api-url", bad, "status"])
+                .expect_err(bad)
+                .to_string();
+            assert!(
+                error.contains("Hetzner Cloud API's base URL")
+                    && error.contains("https://api.hetzner.cloud/v1 (the default)")
+                    && !error.contains("tracker"),
+                "{bad}: {error}"
+            );
+        }
+        let args =
+            Args::try_parse_from(["swarm-ctl", "--api-url", "http://127.0.0.1:9/v1", "status"])
+                .expect("a fake's url");
+        assert_eq!(args.api_url.as_str(), "http://127.0.0.1:9/v1");
+    }
 }

@@ -67,7 +67,11 @@ impl Ctl {
         let mut projects = Vec::new();
         for account in file.accounts {
             let api = Hcloud::new(&args.api_url, account.token.clone(), retry)
-                .with_context(|| format!("account {}", account.name))?;
+                .with_context(|| format!("account {}", account.name))?
+                .with_token_origin(format!(
+                    "the token of account {}, from {}",
+                    account.name, account.token_origin
+                ));
             projects.push(Project { account, api });
         }
         let private_key = file

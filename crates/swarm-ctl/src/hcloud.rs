@@ -39,6 +39,8 @@ pub struct Hcloud {
     http: reqwest::Client,
     base_url: String,
     token: Secret,
+    /// Whose token and from where, for the error of a refused one.
+    token_origin: Option<String>,
     retry: RetryPolicy,
     rate: Mutex<Option<RateLimit>>,
 }
@@ -70,9 +72,17 @@ impl Hcloud {
             http,
             base_url: base_url.as_str().trim_end_matches('/').to_owned(),
             token,
+            token_origin: None,
             retry,
             rate: Mutex::new(None),
         })
+    }
+
+    /// Says whose token this client uses and where it came from (`"account main's token, from
+    /// the environment variable HCLOUD_TOKEN_MAIN"`), for the error of a refused token.
+    pub fn with_token_origin(mut self, origin: String) -> Self {
+        self.token_origin = Some(origin);
+        self
     }
 
     /// The last `RateLimit-*` headers seen.
@@ -126,38 +136,54 @@ impl Hcloud {
                     tokio::time::sleep(delay).await;
                     attempt += 1;
                 }
-                Err(error) => return Err(self.with_rate_limit_hint(error)),
+                Err(error) => return Err(self.with_hint(error)),
             }
         }
     }
 
-    /// A `rate_limit_exceeded` that outlived the retries, told with when the project's
-    /// request budget comes back (from the last `RateLimit-*` headers), so that the user knows
-    /// how long to wait.
-    fn with_rate_limit_hint(&self, error: HcloudError) -> HcloudError {
-        match error {
-            HcloudError::Api {
-                call,
-                status,
-                code: ErrorCode::RateLimitExceeded,
-                message,
-                details,
-            } => {
-                let hint = match self.rate_limit() {
-                    Some(rate) => rate.wait_hint(std::time::SystemTime::now()),
-                    None => "the api did not say when its request budget comes back; \
-                             wait a few minutes and run the command again"
-                        .to_owned(),
-                };
-                HcloudError::Api {
-                    call,
-                    status,
-                    code: ErrorCode::RateLimitExceeded,
-                    message: format!("{message}; {hint}"),
-                    details,
-                }
-            }
-            other => other,
+    /// The final error of a call, told with what to do: for a `rate_limit_exceeded` that
+    /// outlived the retries, when the project's request budget comes back (from the last
+    /// `RateLimit-*` headers); for a refused or read-only token, whose token it is and where it
+    /// came from.
+    fn with_hint(&self, error: HcloudError) -> HcloudError {
+        let HcloudError::Api {
+            call,
+            status,
+            code,
+            message,
+            details,
+        } = error
+        else {
+            return error;
+        };
+        let token = self.token_origin.as_deref().unwrap_or("the token");
+        let hint = match code {
+            ErrorCode::RateLimitExceeded => match self.rate_limit() {
+                Some(rate) => rate.wait_hint(std::time::SystemTime::now()),
+                None => "the api did not say when its request budget comes back; \
+                         wait a few minutes and run the command again"
+                    .to_owned(),
+            },
+            ErrorCode::Unauthorized => format!(
+                "the api refused {token}: check it (Hetzner Console, the project, Security, API tokens), \
+                 it may be mistyped, revoked, or belong to another project"
+            ),
+            ErrorCode::TokenReadonly => format!(
+                "{token} is read-only: create a Read & Write token in the Hetzner Console (the project, Security, API tokens)"
+            ),
+            _ => String::new(),
+        };
+        let message = if hint.is_empty() {
+            message
+        } else {
+            format!("{message}; {hint}")
+        };
+        HcloudError::Api {
+            call,
+            status,
+            code,
+            message,
+            details,
         }
     }
 
@@ -190,24 +216,31 @@ impl Hcloud {
         }
         let status = response.status().as_u16();
         let bytes = response.bytes().await.map_err(transport)?;
+        let not_the_api = |what: &str| HcloudError::NotTheApi {
+            call: call.to_owned(),
+            base_url: self.base_url.clone(),
+            status,
+            what: what.to_owned(),
+        };
         let value: Value = if bytes.is_empty() {
             Value::Null
         } else {
             match serde_json::from_slice(&bytes) {
                 Ok(value) => value,
                 Err(_) if status >= 400 => Value::Null,
-                Err(error) => {
-                    return Err(HcloudError::Decode {
-                        call: call.to_owned(),
-                        detail: error.to_string(),
-                    });
-                }
+                Err(_) => return Err(not_the_api("a body that is not JSON")),
             }
         };
         if status < 400 {
             return Ok(value);
         }
         let error = &value["error"];
+        // The API answers every refusal with its error JSON; a 4xx without one (a 404 page of
+        // whatever the URL points at) means the URL is wrong. 429 and 5xx stay API errors: a
+        // proxy in front of the API may send them bare, and they are worth retrying.
+        if error["code"].as_str().is_none() && (400..500).contains(&status) && status != 429 {
+            return Err(not_the_api("no Hetzner API error in it"));
+        }
         Err(HcloudError::Api {
             call: call.to_owned(),
             status,

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::DEFAULT_API_URL;
+
 /// An error of the Hetzner Cloud API or of reaching it.
 #[derive(Debug, thiserror::Error)]
 pub enum HcloudError {
@@ -22,6 +24,18 @@ pub enum HcloudError {
         call: String,
         #[source]
         source: reqwest::Error,
+    },
+    /// An answer no Hetzner API gives: a refusal without its error JSON, or a body that is not
+    /// JSON at all. The base URL points somewhere else.
+    #[error(
+        "{base_url} answered {call} with http {status} and {what}: it does not look like the Hetzner Cloud API; \
+         check --api-url (HCLOUD_API_URL), which is {DEFAULT_API_URL} unless set"
+    )]
+    NotTheApi {
+        call: String,
+        base_url: String,
+        status: u16,
+        what: String,
     },
     /// An answer that is not the JSON we expect.
     #[error("unexpected answer from the hetzner api for {call}: {detail}")]

@@ -68,14 +68,74 @@ async fn refusals_say_what_to_do() {
     }
     assert_eq!(world.count_requests("POST", "/v1/servers"), 0);
 
-    // A wrong token: the API's code comes through, the token does not.
-    std::fs::write(world.dir.path().join("main.token"), "not-a-token").expect("write token");
+    // A wrong token: the API's code comes through with whose token it is and where it came
+    // from; the token does not.
+    let token_file = world.dir.path().join("main.token");
+    std::fs::write(&token_file, "not-a-token").expect("write token");
     let (result, _) = world.run(&["status"]).await;
     let message = format!("{:#}", result.expect_err("unauthorized"));
     assert!(
-        message.contains("unauthorized") && !message.contains("not-a-token"),
+        message.contains("unauthorized")
+            && message.contains(&format!(
+                "the api refused the token of account main, from the token file {}: check it",
+                token_file.display()
+            ))
+            && !message.contains("not-a-token"),
         "{message}"
     );
+}
+
+/// A loopback web server that is not the Hetzner API: every request gets `status_line` and
+/// `body`. Its base URL.
+async fn not_the_api(status_line: &'static str, body: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/v1", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buffer = vec![0u8; 8192];
+            let _ = stream.read(&mut buffer).await;
+            let reply = format!(
+                "HTTP/1.1 {status_line}\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn an_api_url_that_is_not_the_api_is_named_with_its_flag() {
+    let world = World::single().await;
+    let cases = [
+        (
+            not_the_api("404 Not Found", "").await,
+            "answered GET /servers with http 404 and no Hetzner API error in it",
+        ),
+        (
+            not_the_api("200 OK", "<html>welcome</html>").await,
+            "answered GET /servers with http 200 and a body that is not JSON",
+        ),
+    ];
+    for (url, expected) in cases {
+        let mut argv = world.argv(&["status"]);
+        let at = argv
+            .iter()
+            .position(|arg| arg == "--api-url")
+            .expect("flag")
+            + 1;
+        argv[at] = url.clone();
+        let args = <swarm_ctl::Args as clap::Parser>::try_parse_from(&argv).expect("flags");
+        let result = swarm_ctl::run(args, &|_| None, &mut Vec::new(), std::future::pending()).await;
+        let message = format!("{:#}", result.expect_err("not the api"));
+        assert!(
+            message.contains(&format!("{url} {expected}: it does not look like the Hetzner Cloud API; check --api-url (HCLOUD_API_URL), which is https://api.hetzner.cloud/v1 unless set")),
+            "{message}"
+        );
+    }
 }
 
 #[tokio::test]
