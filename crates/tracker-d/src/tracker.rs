@@ -426,17 +426,21 @@ impl Tracker {
     }
 }
 
-/// Trims, drops control and format characters and caps the length of a user-supplied label.
+/// Drops control and format characters, then trims and caps the length of a user-supplied
+/// label; empty if nothing visible is left.
 ///
 /// Format characters (Unicode category Cf: bidi overrides such as U+202E, zero-width joiners,
 /// tag characters) are invisible and can make a nickname or progress string on the dashboard
-/// read as something else.
+/// read as something else. They go before the trim: trimming first kept the space of
+/// `"\0 alice"`, stored as `" alice"`, which the dashboard shows as `alice`, and `"\0 \0"` as
+/// a blank `" "`.
 fn clean_label(text: &str, max_chars: usize) -> String {
-    text.trim()
+    let visible: String = text
         .chars()
         .filter(|c| !c.is_control() && !is_format(*c))
-        .take(max_chars)
-        .collect()
+        .collect();
+    let capped: String = visible.trim().chars().take(max_chars).collect();
+    capped.trim_end().to_owned()
 }
 
 /// Whether `c` is in Unicode's general category Cf (format), as of Unicode 16.
@@ -477,5 +481,22 @@ mod tests {
             "gnp.exex"
         );
         assert_eq!(super::clean_label("café 東京 😀", 20), "café 東京 😀");
+    }
+
+    #[test]
+    fn labels_are_trimmed_after_invisible_characters_go() {
+        assert_eq!(super::clean_label("\u{0} alice", 64), "alice");
+        assert_eq!(super::clean_label("alice \u{0}", 64), "alice");
+        assert_eq!(
+            super::clean_label("\u{200B} \u{202E}bob\u{FEFF} ", 64),
+            "bob"
+        );
+        assert_eq!(
+            super::clean_label("\u{0} \u{0}", 64),
+            "",
+            "nothing visible is left"
+        );
+        assert_eq!(super::clean_label("\u{2066}\t\u{3000}", 64), "");
+        assert_eq!(super::clean_label("ab cd", 3), "ab", "no blank at the cut");
     }
 }

@@ -142,3 +142,25 @@ async fn the_clients_endpoint_lists_a_bounded_number_most_recent_first() {
         tracker.stop().await;
     }
 }
+
+#[tokio::test]
+async fn nicknames_lose_invisible_characters_before_they_are_trimmed() {
+    let tracker = TestTracker::start(Backend::Sqlite, &[]).await;
+    let mut stored = Vec::new();
+    for nickname in ["%00%20alice", "%00%20%00", "%E2%80%8B%20bob%20%00", "%20"] {
+        let token = tracker.register(nickname, "CPU").await;
+        let db = Db::connect(&tracker.database_url, 1).await.expect("db");
+        let (client, _) = clients::lookup(&db, &token)
+            .await
+            .expect("lookup")
+            .expect("registered");
+        db.close().await;
+        stored.push(client.nickname);
+    }
+    assert_eq!(
+        stored,
+        ["alice", "anonymous", "bob", "anonymous"],
+        "a blank nickname is an absent one"
+    );
+    tracker.stop().await;
+}
