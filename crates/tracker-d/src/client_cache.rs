@@ -46,8 +46,8 @@ struct Entry {
     client: Client,
     last_seen: i64,
     progress: Option<String>,
-    /// Completions not written yet.
-    completed: u64,
+    /// Completions not written yet, less the handoffs taken back since.
+    completed: i64,
     /// Every job it completed: the database's count when cached, plus the credits since.
     jobs_completed: u64,
     /// Hashes added (or reserved by a request in flight) per dedup set, by [`quota::slot`].
@@ -158,6 +158,21 @@ impl ClientCache {
             entry.jobs_completed += 1;
             entry.dirty = true;
         }
+    }
+
+    /// Takes back a completion credited to a cached client (its handoff's bundle was reported
+    /// invalid), written with the next flush.
+    pub fn uncredit(&self, token: &str) {
+        if let Some(entry) = self.lock().get_mut(token) {
+            entry.completed -= 1;
+            entry.jobs_completed = entry.jobs_completed.saturating_sub(1);
+            entry.dirty = true;
+        }
+    }
+
+    /// Whether a client is cached.
+    pub fn contains(&self, token: &str) -> bool {
+        self.lock().contains_key(token)
     }
 
     /// Forgets a client.

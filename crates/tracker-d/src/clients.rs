@@ -4,7 +4,7 @@ use cah_protocol::ClientType;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::db::{Db, DbError, to_i64, to_u64};
+use crate::db::{Db, DbError, to_u64};
 use crate::names;
 
 /// A registered client, as the handlers need it.
@@ -95,8 +95,9 @@ pub struct PendingTouch {
     pub last_seen: i64,
     /// Newest progress string, if one arrived since the last write.
     pub progress: Option<String>,
-    /// Jobs completed since the last write.
-    pub jobs_completed: u64,
+    /// Jobs completed since the last write, less the handoffs taken back since (negative when
+    /// more were taken back than completed).
+    pub jobs_completed: i64,
 }
 
 /// Touches written per statement (four parameters each).
@@ -135,7 +136,7 @@ pub async fn flush(db: &Db, touches: &[PendingTouch], lease_ms: i64) -> Result<(
                 .bind(touch.token.as_str())
                 .bind(touch.last_seen)
                 .bind(touch.progress.as_deref())
-                .bind(to_i64(touch.jobs_completed));
+                .bind(touch.jobs_completed);
         }
         query.execute(&mut *transaction).await?;
         let rows: Vec<String> = (0..chunk.len())

@@ -281,23 +281,96 @@ pub async fn release(db: &Db, holder: &str, number: Option<u64>) -> Result<u64, 
 }
 
 /// A GPU client could not use the bundle: the job goes back to the CPU queue to be scraped
-/// again (the bundle is what was broken, so it must be produced anew).
-pub async fn invalidate(db: &Db, holder: &str, number: u64) -> Result<bool, DbError> {
-    let key: Option<i64> = sqlx::query_scalar(
-        "UPDATE jobs SET stage = 'cpu', status = 'open', holder = NULL, lease_until = NULL, \
-         gpu_url = NULL, cpu_completor = NULL, cpu_done_at = NULL \
-         WHERE number = $1 AND holder = $2 AND status = 'pending' AND stage = 'gpu' \
-         RETURNING shuffle_key",
-    )
+/// again (the bundle is what was broken, so it must be produced anew), and the handoff's
+/// credit is taken back. `None` if `holder` does not hold GPU job `number`.
+///
+/// In one transaction: the job's CPU completor loses the `cpu_leaderboard` point its handoff
+/// earned (the row goes at zero), and, when `uncredit_in_db` says so for the token of the
+/// client that handed it off, so does that client's `clients.jobs_completed` (otherwise the
+/// caller takes it back in the client cache, which writes it as the credit was written).
+/// Before this a rejected bundle kept its credit, so handing off junk and having it reported
+/// earned a point, and a dedup allowance, every round.
+pub async fn invalidate(
+    db: &Db,
+    holder: &str,
+    number: u64,
+    uncredit_in_db: impl FnOnce(&str) -> bool,
+) -> Result<Option<Invalidated>, DbError> {
+    let lock = match db.dialect() {
+        Dialect::Postgres => " FOR UPDATE",
+        Dialect::Sqlite => "",
+    };
+    let guard = "number = $1 AND holder = $2 AND status = 'pending' AND stage = 'gpu'";
+    let mut transaction = db.pool().begin().await?;
+    let handoff: Option<(Option<String>, Option<String>)> = sqlx::query_as(&format!(
+        "SELECT cpu_completor, cpu_holder FROM jobs WHERE {guard}{lock}"
+    ))
     .bind(to_i64(number))
     .bind(holder)
-    .fetch_optional(db.pool())
+    .fetch_optional(&mut *transaction)
     .await?;
-    if let Some(key) = key {
-        db.open_floor().lower(Stage::Cpu, key);
-        db.held_jobs().remove(holder, number);
+    let Some((cpu_completor, cpu_holder)) = handoff else {
+        transaction.rollback().await?;
+        return Ok(None);
+    };
+    let key: Option<i64> = sqlx::query_scalar(&format!(
+        "UPDATE jobs SET stage = 'cpu', status = 'open', holder = NULL, lease_until = NULL, \
+         gpu_url = NULL, cpu_completor = NULL, cpu_holder = NULL, cpu_done_at = NULL \
+         WHERE {guard} RETURNING shuffle_key"
+    ))
+    .bind(to_i64(number))
+    .bind(holder)
+    .fetch_optional(&mut *transaction)
+    .await?;
+    let Some(key) = key else {
+        transaction.rollback().await?;
+        return Ok(None);
+    };
+    if let Some(nickname) = &cpu_completor {
+        sqlx::query(
+            "UPDATE cpu_leaderboard SET jobs_completed = jobs_completed - 1 \
+             WHERE nickname = $1 AND jobs_completed > 0",
+        )
+        .bind(nickname)
+        .execute(&mut *transaction)
+        .await?;
+        sqlx::query("DELETE FROM cpu_leaderboard WHERE nickname = $1 AND jobs_completed <= 0")
+            .bind(nickname)
+            .execute(&mut *transaction)
+            .await?;
     }
-    Ok(key.is_some())
+    // A handoff from before schema version 5 names no client: only its leaderboard point goes.
+    let holder_uncredited = cpu_holder.as_deref().is_some_and(uncredit_in_db);
+    if let (true, Some(token)) = (holder_uncredited, cpu_holder.as_deref()) {
+        sqlx::query(
+            "UPDATE clients SET jobs_completed = jobs_completed - 1 \
+             WHERE token = $1 AND jobs_completed > 0",
+        )
+        .bind(token)
+        .execute(&mut *transaction)
+        .await?;
+    }
+    transaction.commit().await?;
+    db.open_floor().lower(Stage::Cpu, key);
+    db.held_jobs().remove(holder, number);
+    Ok(Some(Invalidated {
+        cpu_completor,
+        cpu_holder,
+        holder_uncredited,
+    }))
+}
+
+/// Whose handoff a bundle reported invalid took back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalidated {
+    /// The nickname the handoff credited on the CPU leaderboard.
+    pub cpu_completor: Option<String>,
+    /// The token of the client that handed it off (unknown for handoffs from before schema
+    /// version 5).
+    pub cpu_holder: Option<String>,
+    /// Whether its `clients.jobs_completed` was taken back in the database; if not, the
+    /// caller takes it back in the client cache.
+    pub holder_uncredited: bool,
 }
 
 /// Returns expired leases to the open queues; returns how many.

@@ -22,6 +22,10 @@ use super::{Db, DbError, Dialect};
 /// `failure_reason` keeps the last one (capped); a job reported `--max-wat-failures` times
 /// gets status `failed` (see `jobs::broken`). `jobs_failed` lets the dashboard list those few
 /// jobs without reading the table; neither column is indexed, so heartbeats stay HOT.
+///
+/// Version 5: `cpu_holder` is the token of the CPU client that handed the job off (set by the
+/// handoff, cleared when the job goes back to scraping), so that a bundle reported invalid
+/// takes back that client's credit (`jobs::invalidate`); not indexed.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE jobs (
@@ -101,6 +105,9 @@ CREATE INDEX clients_kind_last_seen ON clients (kind, last_seen);
 ALTER TABLE jobs ADD COLUMN failures {bigint} NOT NULL DEFAULT 0;
 ALTER TABLE jobs ADD COLUMN failure_reason TEXT;
 CREATE INDEX jobs_failed ON jobs (number) WHERE status = 'failed';
+"#,
+    r#"
+ALTER TABLE jobs ADD COLUMN cpu_holder TEXT;
 "#,
 ];
 

@@ -107,7 +107,7 @@ fn completion_sql(completion: &Completion) -> (&'static str, &'static str) {
     match completion {
         Completion::HandOff { .. } => (
             "UPDATE jobs SET stage = 'gpu', status = 'open', holder = NULL, lease_until = NULL, \
-             gpu_url = $2, cpu_completor = $1, cpu_done_at = $3 \
+             gpu_url = $2, cpu_completor = $1, cpu_holder = $5, cpu_done_at = $3 \
              WHERE number = $4 AND holder = $5 AND status = 'pending' AND stage = $6 \
              AND ($2 NOT LIKE 'blob:%' OR upload_key = substr($2, 6))",
             "INSERT INTO cpu_leaderboard (nickname, jobs_completed) SELECT $1, 1 FROM done \

@@ -167,7 +167,7 @@ impl Tracker {
     pub async fn reset_job(&self, number: u64) -> Result<bool, TrackerError> {
         let result = sqlx::query(
             "UPDATE jobs SET stage = 'cpu', status = 'open', holder = NULL, lease_until = NULL, \
-             gpu_url = NULL, cpu_completor = NULL, completor = NULL, pairs = NULL, \
+             gpu_url = NULL, cpu_completor = NULL, cpu_holder = NULL, completor = NULL, pairs = NULL, \
              cpu_done_at = NULL, closed_at = NULL, failures = 0, failure_reason = NULL \
              WHERE number = $1",
         )

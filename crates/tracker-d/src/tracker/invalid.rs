@@ -40,13 +40,25 @@ impl Tracker {
         number: u64,
         reason: &str,
     ) -> Result<(), TrackerError> {
-        if !jobs::invalidate(&self.db, &client.token, number).await? {
+        // A CPU client that is cached has its handoff's credit still unwritten, or written by
+        // a flush: either way the cache takes it back and the next flush writes that.
+        let cached = |token: &str| self.clients.contains(token);
+        let Some(invalidated) =
+            jobs::invalidate(&self.db, &client.token, number, |token| !cached(token)).await?
+        else {
             return Err(TrackerError::NotHeld(format!(
                 "you do not hold GPU job {number}"
             )));
+        };
+        if let (false, Some(cpu_holder)) = (
+            invalidated.holder_uncredited,
+            invalidated.cpu_holder.as_deref(),
+        ) {
+            self.clients.uncredit(cpu_holder);
         }
         self.metrics.add(&self.metrics.invalid_bundles, 1);
-        tracing::warn!(number, display_name = %client.display_name, reason = %reason, "bundle reported invalid, job goes back to scraping");
+        let cpu_completor = invalidated.cpu_completor.as_deref().unwrap_or_default();
+        tracing::warn!(number, display_name = %client.display_name, %cpu_completor, reason = %reason, "bundle reported invalid, job goes back to scraping and its handoff loses its credit");
         Ok(())
     }
 

@@ -271,3 +271,95 @@ async fn sample_id_ranges_never_overlap() {
     }
     tracker.stop().await;
 }
+
+/// A CPU client's credits as the database holds them: its `clients.jobs_completed`, and its
+/// nickname's `cpu_leaderboard` points (`None`: no row).
+async fn cpu_credits(database_url: &str, token: &str, nickname: &str) -> (i64, Option<i64>) {
+    let db = tracker_d::db::Db::connect(database_url, 1)
+        .await
+        .expect("db");
+    let completed: i64 = sqlx::query_scalar("SELECT jobs_completed FROM clients WHERE token = $1")
+        .bind(token)
+        .fetch_one(db.pool())
+        .await
+        .expect("client");
+    let points: Option<i64> =
+        sqlx::query_scalar("SELECT jobs_completed FROM cpu_leaderboard WHERE nickname = $1")
+            .bind(nickname)
+            .fetch_optional(db.pool())
+            .await
+            .expect("leaderboard");
+    db.close().await;
+    (completed, points)
+}
+
+#[tokio::test]
+async fn a_bundle_reported_invalid_takes_back_the_handoffs_credit() {
+    const FLAGS: &[&str] = &["--dedup-per-job", "1000", "--dedup-start", "0"];
+    for backend in BACKENDS {
+        let mut tracker = TestTracker::start(backend, FLAGS).await;
+        tracker.import(1, 0).await;
+        let farmer = tracker.register("garbage-farmer", "CPU").await;
+        let gpu = tracker.register("honest-gpu", "GPU").await;
+        for round in 0..3 {
+            let jobs = tracker.claim(&farmer, 1, false).await;
+            let number = jobs[0]["number"].as_u64().expect("number");
+            let bundle = tracker.upload(&farmer, number, b"not a tar".to_vec()).await;
+            let (status, text) = tracker
+                .post(
+                    "/api/ext/complete",
+                    &json!({"token": farmer, "number": number, "bundle": bundle}),
+                )
+                .await;
+            assert_eq!(status, 200, "{text}");
+            if round == 2 {
+                // The handoff's credit is written and the farmer is not cached any more: the
+                // report takes it back in the database.
+                let (dir, database_url) = tracker.stop().await;
+                assert_eq!(
+                    cpu_credits(&database_url, &farmer, "garbage-farmer").await,
+                    (1, Some(1)),
+                    "{backend:?}: a handoff is credited"
+                );
+                tracker = TestTracker::start_on(dir, database_url, FLAGS).await;
+            }
+            let claimed = tracker.claim(&gpu, 1, false).await;
+            assert_eq!(claimed[0]["number"], number, "{backend:?}");
+            let (status, text) = tracker
+                .post(
+                    "/api/ext/invalid",
+                    &json!({"token": gpu, "number": number, "reason": "not a tar"}),
+                )
+                .await;
+            assert_eq!(status, 200, "{text}");
+            if round == 0 {
+                // In memory too: no dedup allowance is left from the handoff.
+                let (status, text) = tracker
+                    .post(
+                        "/api/ext/dedup",
+                        &json!({"token": farmer, "set": "parsed", "hashes": [7], "add": true}),
+                    )
+                    .await;
+                assert_eq!(status, 403, "{backend:?}: {text}");
+            }
+        }
+        // An honest handoff keeps its credit.
+        let jobs = tracker.claim(&farmer, 1, false).await;
+        let number = jobs[0]["number"].as_u64().expect("number");
+        let bundle = tracker.upload(&farmer, number, b"a bundle".to_vec()).await;
+        let (status, text) = tracker
+            .post(
+                "/api/ext/complete",
+                &json!({"token": farmer, "number": number, "bundle": bundle}),
+            )
+            .await;
+        assert_eq!(status, 200, "{text}");
+        let (dir, database_url) = tracker.stop().await;
+        assert_eq!(
+            cpu_credits(&database_url, &farmer, "garbage-farmer").await,
+            (1, Some(1)),
+            "{backend:?}: three rejected handoffs earned nothing, the good one a point"
+        );
+        drop(dir);
+    }
+}
