@@ -91,15 +91,23 @@ pub struct ServeArgs {
     /// its `--max-jobs` (default 8).
     #[arg(long, env = "TRACKER_MAX_JOBS_PER_CLIENT", default_value_t = 64)]
     pub max_jobs_per_client: u32,
-    /// Hashes a client may add to each dedup set per job it completed or holds. The default is a
-    /// job's sample IDs, the most pairs a job can produce.
+    /// Hashes a client may add to each dedup set per job it completed. The default is a job's
+    /// sample IDs, the most pairs a job can produce.
     #[arg(long, env = "TRACKER_DEDUP_PER_JOB", default_value_t = crate::import::IDS_PER_JOB)]
     pub dedup_per_job: u64,
     /// Hashes the clients registered from one address (IPv4, or an IPv6 /64) may add to each
-    /// dedup set together beyond what their jobs allow, counted since the tracker started: what
-    /// a restarted clip-gpu-d commits before it holds a job. Registering again buys no more.
+    /// dedup set together beyond what their completed jobs earned, with no job held: what a
+    /// restarted clip-gpu-d commits before it holds a job. A completion pays its client's part
+    /// back; registering again buys nothing.
     #[arg(long, env = "TRACKER_DEDUP_START", default_value_t = 20_000)]
     pub dedup_start: u64,
+    /// Held jobs of the asking client that each let its address add `--dedup-per-job` more
+    /// hashes per set on credit, repaid by completions: clip-gpu-d adds a job's scored pairs
+    /// before it completes the job. What is added on credit and never repaid (the jobs were
+    /// released or expired) stays owed by the address until the tracker restarts, so an address
+    /// adds at most `--dedup-start` plus this many jobs' worth without completing any.
+    #[arg(long, env = "TRACKER_DEDUP_HELD_JOBS", default_value_t = 2)]
+    pub dedup_held_jobs: u64,
     /// Registrations allowed per minute from one address, on average.
     #[arg(long, env = "TRACKER_REGISTER_PER_MINUTE", default_value_t = 30)]
     pub register_per_minute: u32,

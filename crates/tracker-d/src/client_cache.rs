@@ -8,8 +8,9 @@
 //!
 //! Each entry also tallies what the client added to each dedup set since it was cached, for
 //! the quota of `dedup::quota`; the tally starts again when the tracker does. What a client
-//! adds beyond its jobs' worth is drawn from its address's start allowance, tallied per
-//! address (an IPv6 /64) so that registering again buys nothing.
+//! added beyond what its completed jobs earned is its debt, and the debts of the clients of
+//! one address (an IPv6 /64) are summed here: a completion pays its client's debt back, a
+//! forgotten client's debt stays with the address, so registering again buys nothing.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,24 +22,30 @@ use crate::clients::{Client, PendingTouch};
 use crate::dedup::quota;
 
 /// Clients seen since start, with their unwritten touches.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ClientCache {
     entries: Mutex<HashMap<String, Entry>>,
-    /// Start allowance used per address and set (locked after `entries`).
-    start_used: Mutex<HashMap<String, [u64; 3]>>,
+    /// Dedup hashes owed per address and set, by addresses that owe any (locked after
+    /// `entries`).
+    debts: Mutex<HashMap<String, [u64; 3]>>,
+    limits: quota::Limits,
 }
 
-/// Most addresses whose start allowance is tallied; past it, new addresses get none (a flood
-/// from many addresses cannot grow the map).
-const MAX_START_ADDRESSES: usize = 100_000;
+/// Most addresses that may owe dedup hashes at once; past it, clients of other addresses add
+/// only what their jobs earned (a flood from many addresses cannot grow the map).
+const MAX_DEBTOR_ADDRESSES: usize = 100_000;
 
 /// A dedup addition beyond the client's quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OverQuota {
-    /// What the client may add in all.
-    pub allowance: u64,
-    /// What it added already.
+    /// What the client added to the set.
     pub added: u64,
+    /// What its completed jobs earned.
+    pub earned: u64,
+    /// What the clients of its address owe together beyond what their jobs earned.
+    pub owed: u64,
+    /// What they may owe, as the asking client's held jobs allow.
+    pub credit: u64,
 }
 
 #[derive(Debug)]
@@ -52,12 +59,21 @@ struct Entry {
     jobs_completed: u64,
     /// Hashes added (or reserved by a request in flight) per dedup set, by [`quota::slot`].
     dedup_added: [u64; 3],
-    /// Of those, how many were drawn from the address's start allowance.
-    dedup_drawn: [u64; 3],
+    /// Of those, beyond what `jobs_completed` earned: its part of its address's debts.
+    dedup_debt: [u64; 3],
     dirty: bool,
 }
 
 impl ClientCache {
+    /// An empty cache whose dedup tallies follow `limits`.
+    pub fn new(limits: quota::Limits) -> Self {
+        ClientCache {
+            entries: Mutex::default(),
+            debts: Mutex::default(),
+            limits,
+        }
+    }
+
     /// Touches a cached client; `None` if it is not cached.
     pub fn touch(&self, token: &str, progress: Option<&str>, now: i64) -> Option<Client> {
         let mut entries = self.lock();
@@ -91,22 +107,21 @@ impl ClientCache {
                 completed: 0,
                 jobs_completed,
                 dedup_added: [0; 3],
-                dedup_drawn: [0; 3],
+                dedup_debt: [0; 3],
                 dirty: true,
             },
         );
     }
 
-    /// Reserves `n` hashes of `set` for a cached client, if they fit in the allowance that
-    /// `allowance` computes from the jobs it completed, plus what is left of the `start`
-    /// allowance its address's clients share. `Ok(false)` if it is not cached.
+    /// Reserves `n` hashes of `set` for a cached client holding `jobs_held` jobs, if they fit
+    /// in what its completed jobs earned plus the credit its address has left (see
+    /// [`quota`]). `Ok(false)` if it is not cached.
     pub fn reserve_dedup(
         &self,
         token: &str,
         set: DedupSet,
         n: u64,
-        allowance: impl FnOnce(u64) -> u64,
-        start: u64,
+        jobs_held: u64,
     ) -> Result<bool, OverQuota> {
         let mut entries = self.lock();
         let Some(entry) = entries.get_mut(token) else {
@@ -114,30 +129,29 @@ impl ClientCache {
         };
         let slot = quota::slot(set);
         let added = entry.dedup_added[slot];
-        let own = allowance(entry.jobs_completed).saturating_add(entry.dedup_drawn[slot]);
-        let wanted = added.saturating_add(n).saturating_sub(own);
-        if wanted > 0 {
-            let address = start_key(&entry.client.address);
-            let mut start_used = self
-                .start_used
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            let full =
-                start_used.len() >= MAX_START_ADDRESSES && !start_used.contains_key(&address);
-            let used = if full {
-                start
-            } else {
-                start_used.get(&address).map_or(0, |used| used[slot])
+        let earned = self.limits.earned(entry.jobs_completed);
+        let debt = added.saturating_add(n).saturating_sub(earned);
+        let more = debt.saturating_sub(entry.dedup_debt[slot]);
+        if more > 0 {
+            let mut debts = self.lock_debts();
+            let address = debtor_key(&entry.client.address);
+            let credit = self.limits.credit(jobs_held);
+            let owed = match debts.get(&address) {
+                Some(owed) => owed[slot],
+                // No room to tally another debtor: as if its credit were used up.
+                None if debts.len() >= MAX_DEBTOR_ADDRESSES => credit,
+                None => 0,
             };
-            let left = start.saturating_sub(used);
-            if wanted > left {
+            if owed.saturating_add(more) > credit {
                 return Err(OverQuota {
-                    allowance: own.saturating_add(left),
                     added,
+                    earned,
+                    owed,
+                    credit,
                 });
             }
-            start_used.entry(address).or_default()[slot] += wanted;
-            entry.dedup_drawn[slot] += wanted;
+            debts.entry(address).or_default()[slot] += more;
+            entry.dedup_debt[slot] += more;
         }
         entry.dedup_added[slot] = added + n;
         Ok(true)
@@ -148,15 +162,18 @@ impl ClientCache {
         if let Some(entry) = self.lock().get_mut(token) {
             let added = &mut entry.dedup_added[quota::slot(set)];
             *added = added.saturating_sub(n);
+            self.settle(entry);
         }
     }
 
-    /// Counts a completed job for a cached client (written with the next flush).
+    /// Counts a completed job for a cached client (written with the next flush); it pays
+    /// back a job's worth of the client's dedup debt.
     pub fn credit(&self, token: &str) {
         if let Some(entry) = self.lock().get_mut(token) {
             entry.completed += 1;
             entry.jobs_completed += 1;
             entry.dirty = true;
+            self.settle(entry);
         }
     }
 
@@ -167,6 +184,7 @@ impl ClientCache {
             entry.completed -= 1;
             entry.jobs_completed = entry.jobs_completed.saturating_sub(1);
             entry.dirty = true;
+            self.settle(entry);
         }
     }
 
@@ -175,7 +193,7 @@ impl ClientCache {
         self.lock().contains_key(token)
     }
 
-    /// Forgets a client.
+    /// Forgets a client; what it owes stays owed by its address.
     pub fn remove(&self, token: &str) {
         self.lock().remove(token);
     }
@@ -210,16 +228,51 @@ impl ClientCache {
         }
     }
 
+    /// Brings `entry`'s debts, and its address's, in line with what it added and earned,
+    /// after a refund or a change in its completed jobs. A debt that grows here (a completion
+    /// taken back) is owed even beyond the credit; an address that owes nothing any more is
+    /// dropped from the map.
+    fn settle(&self, entry: &mut Entry) {
+        let earned = self.limits.earned(entry.jobs_completed);
+        let debts_now = entry.dedup_added.map(|added| added.saturating_sub(earned));
+        if debts_now == entry.dedup_debt {
+            return;
+        }
+        let mut debts = self.lock_debts();
+        let address = debtor_key(&entry.client.address);
+        if !debts.contains_key(&address) && debts.len() >= MAX_DEBTOR_ADDRESSES {
+            // Not tallied: every addition of this address beyond its earnings is refused.
+            entry.dedup_debt = [0; 3];
+            return;
+        }
+        let owed = debts.entry(address.clone()).or_default();
+        for slot in 0..3 {
+            owed[slot] = owed[slot]
+                .saturating_add(debts_now[slot])
+                .saturating_sub(entry.dedup_debt[slot]);
+        }
+        entry.dedup_debt = debts_now;
+        if *owed == [0; 3] {
+            debts.remove(&address);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.entries
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
+
+    fn lock_debts(&self) -> std::sync::MutexGuard<'_, HashMap<String, [u64; 3]>> {
+        self.debts
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
 }
 
-/// Whose start allowance a client draws from: its registration address, an IPv6 one cut to
-/// its /64 (as registrations are rate-limited).
-fn start_key(address: &str) -> String {
+/// Whose debts a client's add to: its registration address, an IPv6 one cut to its /64 (as
+/// registrations are rate-limited).
+fn debtor_key(address: &str) -> String {
     address.parse::<IpAddr>().map_or_else(
         |_| address.to_owned(),
         |ip| crate::rate_limit::bucket_key(ip).to_string(),
@@ -244,7 +297,7 @@ mod tests {
 
     #[test]
     fn touches_collect_and_drain_once() {
-        let cache = ClientCache::default();
+        let cache = cache();
         assert!(cache.touch("a", None, 1).is_none());
         cache.insert(client("a"), 0, None, 1);
         cache.insert(client("b"), 0, Some("start"), 1);
@@ -271,38 +324,96 @@ mod tests {
         assert!(cache.touch("a", None, 9).is_none());
     }
 
+    /// 10 hashes per job, 10 to start with, 2 held jobs lend credit.
+    fn cache() -> ClientCache {
+        ClientCache::new(quota::Limits {
+            per_job: 10,
+            start: 10,
+            held_jobs: 2,
+        })
+    }
+
     #[test]
-    fn dedup_tallies_stay_within_the_allowance() {
-        let cache = ClientCache::default();
-        let per_job = |completed: u64| 10 * completed;
-        let reserve = |token: &str, set, n| cache.reserve_dedup(token, set, n, per_job, 10);
+    fn completed_jobs_earn_additions_and_pay_debts_back() {
+        let cache = cache();
+        let reserve = |token: &str, set, n| cache.reserve_dedup(token, set, n, 0);
         assert_eq!(reserve("a", DedupSet::Parsed, 1), Ok(false));
         cache.insert(client("a"), 2, None, 1);
-        assert_eq!(reserve("a", DedupSet::Parsed, 25), Ok(true));
+        assert_eq!(
+            reserve("a", DedupSet::Parsed, 25),
+            Ok(true),
+            "20 earned, 5 owed"
+        );
         assert_eq!(
             reserve("a", DedupSet::Parsed, 6),
             Err(OverQuota {
-                allowance: 30,
-                added: 25
+                added: 25,
+                earned: 20,
+                owed: 5,
+                credit: 10
             })
         );
         assert_eq!(
             reserve("a", DedupSet::Main, 30),
             Ok(true),
-            "sets have tallies of their own"
+            "a set of its own"
         );
         cache.refund_dedup("a", DedupSet::Parsed, 5);
+        assert_eq!(
+            reserve("a", DedupSet::Parsed, 10),
+            Ok(true),
+            "a refund pays back"
+        );
+        assert!(reserve("a", DedupSet::Parsed, 1).is_err());
         cache.credit("a");
-        assert_eq!(reserve("a", DedupSet::Parsed, 20), Ok(true));
+        assert_eq!(
+            reserve("a", DedupSet::Parsed, 10),
+            Ok(true),
+            "a completion too"
+        );
         // Caching it again (a concurrent miss) keeps the tallies.
         cache.insert(client("a"), 0, None, 2);
         assert!(reserve("a", DedupSet::Parsed, 1).is_err());
+        // A completion taken back is owed again, even beyond the credit.
+        cache.uncredit("a");
+        cache.credit("a");
+        cache.uncredit("a");
+        assert_eq!(
+            reserve("a", DedupSet::Parsed, 1),
+            Err(OverQuota {
+                added: 40,
+                earned: 20,
+                owed: 20,
+                credit: 10
+            })
+        );
     }
 
     #[test]
-    fn clients_of_one_address_share_the_start_allowance() {
-        let cache = ClientCache::default();
-        let no_jobs = |_: u64| 0;
+    fn only_a_few_held_jobs_lend_and_what_they_lent_stays_owed() {
+        let cache = cache();
+        cache.insert(client("hoarder"), 0, None, 1);
+        let reserve = |token: &str, n, held| cache.reserve_dedup(token, DedupSet::Main, n, held);
+        assert_eq!(
+            reserve("hoarder", 30, 64),
+            Ok(true),
+            "start and 2 jobs' worth"
+        );
+        assert!(reserve("hoarder", 1, 64).is_err(), "not 64 jobs' worth");
+        // It releases its jobs and registers again, from the same address: nothing is left.
+        cache.remove("hoarder");
+        cache.insert(client("again"), 0, None, 2);
+        assert!(reserve("again", 1, 64).is_err());
+        // Another address has its credit.
+        let mut elsewhere = client("elsewhere");
+        elsewhere.address = "192.0.2.7".into();
+        cache.insert(elsewhere, 0, None, 2);
+        assert_eq!(reserve("elsewhere", 10, 0), Ok(true));
+    }
+
+    #[test]
+    fn clients_of_one_address_share_the_credit() {
+        let cache = cache();
         let mut other_host = client("c");
         other_host.address = "2001:db8:0:1::7".into();
         let mut same_64 = client("d");
@@ -310,38 +421,36 @@ mod tests {
         for fresh in [client("a"), client("b"), other_host, same_64] {
             cache.insert(fresh, 0, None, 1);
         }
+        assert_eq!(cache.reserve_dedup("a", DedupSet::Parsed, 8, 0), Ok(true));
         assert_eq!(
-            cache.reserve_dedup("a", DedupSet::Parsed, 8, no_jobs, 10),
-            Ok(true)
-        );
-        assert_eq!(
-            cache.reserve_dedup("b", DedupSet::Parsed, 3, no_jobs, 10),
+            cache.reserve_dedup("b", DedupSet::Parsed, 3, 0),
             Err(OverQuota {
-                allowance: 2,
-                added: 0
+                added: 0,
+                earned: 0,
+                owed: 8,
+                credit: 10
             }),
             "registering again from the address buys nothing"
         );
+        assert_eq!(cache.reserve_dedup("b", DedupSet::Parsed, 2, 0), Ok(true));
         assert_eq!(
-            cache.reserve_dedup("b", DedupSet::Parsed, 2, no_jobs, 10),
-            Ok(true)
-        );
-        assert_eq!(
-            cache.reserve_dedup("c", DedupSet::Parsed, 10, no_jobs, 10),
+            cache.reserve_dedup("c", DedupSet::Parsed, 10, 0),
             Ok(true),
             "another address has its own"
         );
         assert!(
-            cache
-                .reserve_dedup("d", DedupSet::Parsed, 1, no_jobs, 10)
-                .is_err(),
+            cache.reserve_dedup("d", DedupSet::Parsed, 1, 0).is_err(),
             "an IPv6 /64 is one address"
         );
-        // A refund gives back to the client; what it drew stays its own.
-        cache.refund_dedup("a", DedupSet::Parsed, 8);
-        assert_eq!(
-            cache.reserve_dedup("a", DedupSet::Parsed, 8, no_jobs, 10),
-            Ok(true)
+        // A job completed by one client pays back its own debt, not a neighbour's.
+        cache.credit("a");
+        assert_eq!(cache.reserve_dedup("b", DedupSet::Parsed, 8, 0), Ok(true));
+        assert!(cache.reserve_dedup("b", DedupSet::Parsed, 1, 0).is_err());
+        assert!(cache.lock_debts().contains_key("127.0.0.1"));
+        cache.credit("b");
+        assert!(
+            !cache.lock_debts().contains_key("127.0.0.1"),
+            "an address that owes nothing leaves the map"
         );
     }
 }

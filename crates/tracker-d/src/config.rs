@@ -78,11 +78,13 @@ pub struct Settings {
     pub external_bundles: bool,
     /// Most jobs one client holds at once; a claim beyond it gets fewer jobs, or none.
     pub max_jobs_per_client: u32,
-    /// Dedup hashes a client may add to each set per job it completed or holds (see
-    /// `dedup::quota`).
+    /// Dedup hashes each job a client completed earns it per set, and each counted held job
+    /// lends (see `dedup::quota`).
     pub dedup_per_job: u64,
-    /// Dedup hashes the clients of one address may add to each set beyond their jobs' worth.
+    /// Dedup hashes the clients of one address may owe per set beyond what their jobs earned.
     pub dedup_start: u64,
+    /// Most held jobs of a client that lend it dedup credit.
+    pub dedup_held_jobs: u64,
     /// Reports that a CPU job's WAT cannot be used before the job fails for good.
     pub max_wat_failures: u32,
 }
@@ -203,6 +205,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 max_jobs_per_client: args.max_jobs_per_client,
                 dedup_per_job: args.dedup_per_job,
                 dedup_start: args.dedup_start,
+                dedup_held_jobs: args.dedup_held_jobs,
                 max_wat_failures: args.max_wat_failures,
             },
         })
@@ -231,6 +234,7 @@ mod tests {
         assert_eq!(config.settings.lease, Duration::from_secs(1800));
         assert_eq!(config.settings.max_jobs_per_client, 64);
         assert_eq!(config.settings.dedup_per_job, 500_000);
+        assert_eq!(config.settings.dedup_held_jobs, 2);
         assert_eq!(config.settings.max_wat_failures, 3);
         assert!(format!("{config:?}").contains("***"));
     }

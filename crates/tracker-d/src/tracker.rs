@@ -84,6 +84,11 @@ impl Tracker {
     /// Assembles a tracker over an open database and staging store.
     pub fn new(db: Db, staging: Staging, settings: Settings, public_url: Url) -> Tracker {
         let limiter = RateLimiter::new(settings.register_per_minute, settings.register_burst);
+        let dedup_limits = quota::Limits {
+            per_job: settings.dedup_per_job,
+            start: settings.dedup_start,
+            held_jobs: settings.dedup_held_jobs,
+        };
         Tracker {
             db,
             staging,
@@ -91,7 +96,7 @@ impl Tracker {
             public_url,
             metrics: Metrics::default(),
             limiter,
-            clients: ClientCache::default(),
+            clients: ClientCache::new(dedup_limits),
             claim_locks: KeyedLocks::default(),
             stats_cache: Mutex::new(None),
         }
@@ -272,29 +277,31 @@ impl Tracker {
             )));
         }
         let n_held = crate::jobs::held(&self.db, &client.token).await?.len() as u64;
-        let reserved = self.clients.reserve_dedup(
-            &client.token,
-            set,
-            n_hashes,
-            |n_completed| quota::allowance(self.settings.dedup_per_job, n_completed, n_held),
-            self.settings.dedup_start,
-        );
-        match reserved {
+        match self
+            .clients
+            .reserve_dedup(&client.token, set, n_hashes, n_held)
+        {
             Ok(true) => Ok(()),
             // Forgotten since the lookup (reaped, or said bye).
             Ok(false) => Err(TrackerError::UnknownToken),
             Err(over) => {
                 self.metrics.inc(&self.metrics.dedup_refused);
-                tracing::debug!(display_name = %client.display_name, set = set.as_str(), n_hashes, added = over.added, allowance = over.allowance, "dedup addition over quota");
+                tracing::debug!(display_name = %client.display_name, set = set.as_str(), n_hashes, added = over.added, earned = over.earned, owed = over.owed, credit = over.credit, "dedup addition over quota");
+                let settings = &self.settings;
                 Err(TrackerError::Forbidden(format!(
-                    "dedup quota reached: {} of the {} hashes this client may add to the {} set \
-                     are used, {n_hashes} more asked (each job it completes or holds allows {} more; \
-                     clients from one address share {} to start with)",
-                    over.added,
-                    over.allowance,
-                    set.as_str(),
-                    self.settings.dedup_per_job,
-                    self.settings.dedup_start
+                    "dedup quota reached: {n_hashes} more hashes asked for the {set} set; this \
+                     client added {added} and its completed jobs earned {earned} ({per_job} per \
+                     job); the clients of its address owe {owed} beyond their earnings and may \
+                     owe {credit} ({start} to start with, plus {per_job} for each job the asking \
+                     client holds, up to {held_jobs} jobs) until they complete jobs",
+                    set = set.as_str(),
+                    added = over.added,
+                    earned = over.earned,
+                    owed = over.owed,
+                    credit = over.credit,
+                    per_job = settings.dedup_per_job,
+                    start = settings.dedup_start,
+                    held_jobs = settings.dedup_held_jobs,
                 )))
             }
         }

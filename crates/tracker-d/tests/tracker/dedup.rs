@@ -276,3 +276,105 @@ async fn registering_again_buys_no_more_additions() {
         tracker.stop().await;
     }
 }
+
+/// Adds fresh hashes to `set` in batches of `batch` until refused; returns how many were added.
+async fn add_until_refused(
+    tracker: &TestTracker,
+    token: &str,
+    set: &str,
+    batch: u64,
+    next: &mut u64,
+) -> u64 {
+    let mut added = 0;
+    loop {
+        let hashes: Vec<u64> = (*next..*next + batch).collect();
+        *next += batch;
+        let (status, text) = add(tracker, token, set, &hashes).await;
+        if status != 200 {
+            assert_eq!(status, 403, "{text}");
+            assert!(text.contains("dedup quota reached"), "{text}");
+            return added;
+        }
+        added += batch;
+        assert!(added <= 1_000_000, "no quota at all");
+    }
+}
+
+async fn close(tracker: &TestTracker, token: &str, number: u64) {
+    let (status, text) = tracker
+        .post(
+            "/api/ext/complete",
+            &json!({"token": token, "number": number, "count": 0}),
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+}
+
+#[tokio::test]
+async fn holding_jobs_without_completing_them_buys_two_jobs_worth_per_address() {
+    const PER_JOB: u64 = 1_000;
+    for backend in BACKENDS {
+        let tracker = TestTracker::start(
+            backend,
+            &["--dedup-per-job", "1000", "--dedup-start", "1000"],
+        )
+        .await;
+        tracker.import(80, 0).await;
+        let mut next = 1_u64 << 40;
+        let mut fresh = |n: u64| {
+            let hashes: Vec<u64> = (next..next + n).collect();
+            next += n;
+            hashes
+        };
+        // clip-gpu-d's way: scored pairs to `clipped` while it holds the jobs, a shard to
+        // `main`, then the completions, which pay the debt back.
+        let scorer = tracker.register("scorer", "HYBRID").await;
+        for _ in 0..2 {
+            let jobs = tracker.claim(&scorer, 8, false).await;
+            assert_eq!(jobs.len(), 8);
+            for _ in &jobs[..4] {
+                let (status, text) = add(&tracker, &scorer, "clipped", &fresh(700)).await;
+                assert_eq!(status, 200, "{backend:?}: {text}");
+            }
+            let (status, text) = add(&tracker, &scorer, "main", &fresh(900)).await;
+            assert_eq!(status, 200, "{backend:?}: {text}");
+            for job in &jobs {
+                close(&tracker, &scorer, job["number"].as_u64().unwrap()).await;
+            }
+        }
+
+        // The attack: a fresh registration claims the cap of 64 jobs, adds on their strength,
+        // releases them, and registers again.
+        let mut added = Vec::new();
+        for round in 0..2 {
+            let hoarder = tracker.register(&format!("hoarder{round}"), "HYBRID").await;
+            let jobs = tracker.claim(&hoarder, 1000, false).await;
+            assert_eq!(jobs.len(), 64, "{backend:?}");
+            added.push(add_until_refused(&tracker, &hoarder, "main", 500, &mut next).await);
+            for job in &jobs {
+                let (status, _) = tracker
+                    .post(
+                        "/api/ext/release",
+                        &json!({"token": hoarder, "number": job["number"]}),
+                    )
+                    .await;
+                assert_eq!(status, 200);
+            }
+        }
+        assert_eq!(
+            added,
+            [3 * PER_JOB, 0],
+            "{backend:?}: the start allowance and two held jobs' worth, once per address"
+        );
+        // A completion pays back its own client's debt, not a neighbour's.
+        let worker = tracker.register("worker", "HYBRID").await;
+        let jobs = tracker.claim(&worker, 1, false).await;
+        close(&tracker, &worker, jobs[0]["number"].as_u64().unwrap()).await;
+        assert_eq!(
+            add_until_refused(&tracker, &worker, "main", 500, &mut next).await,
+            PER_JOB,
+            "{backend:?}"
+        );
+        tracker.stop().await;
+    }
+}
