@@ -83,9 +83,21 @@ pub struct ServeArgs {
     /// Largest bundle accepted, in bytes.
     #[arg(long, env = "TRACKER_MAX_BUNDLE_BYTES", default_value_t = 4 << 30)]
     pub max_bundle_bytes: u64,
-    /// Largest JSON request body, in bytes.
+    /// Largest JSON request body of the routes that take batches (`/api/ext/dedup`,
+    /// `/api/isCompleted`), in bytes; every other route takes at most 64 KiB (or this, if
+    /// smaller). Larger bodies get 413.
     #[arg(long, env = "TRACKER_MAX_JSON_BYTES", default_value_t = 8 << 20)]
     pub max_json_bytes: usize,
+    /// Bytes that all JSON request bodies being read may hold at once. A body reserves its
+    /// `Content-Length` before it is read (a chunked one, its buffer as it grows); one that
+    /// does not fit gets 503 with `Retry-After` at once. Bodies of the batch routes may hold
+    /// at most three quarters of it, so heartbeats and completions find room.
+    #[arg(long, env = "TRACKER_JSON_BODY_BUDGET", default_value_t = 256 << 20)]
+    pub json_body_budget: usize,
+    /// Longest time to read a whole JSON request body; a slower one gets 408 (the body
+    /// timeout bounds only the gaps between its bytes).
+    #[arg(long, env = "TRACKER_JSON_BODY_DEADLINE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub json_body_deadline: std::time::Duration,
     /// Most jobs one client may hold at once. A claim beyond it gets fewer jobs, or an empty
     /// list (no work now), never an error. scraper-d holds 2 (one WAT) and clip-gpu-d up to
     /// its `--max-jobs` (default 8).

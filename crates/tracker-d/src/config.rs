@@ -8,6 +8,7 @@ use url::Url;
 
 use crate::cli::ServeArgs;
 use crate::connections::{self, ConnectionLimits};
+use crate::http::JsonBodyLimits;
 
 /// A secret whose `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -43,8 +44,8 @@ pub struct ServeConfig {
     pub signing_key: Option<Secret>,
     /// Largest bundle.
     pub max_bundle_bytes: u64,
-    /// Largest JSON body.
-    pub max_json_bytes: usize,
+    /// Caps, budget and deadline of JSON bodies.
+    pub json_bodies: JsonBodyLimits,
     /// Reaper period.
     pub reap_interval: Duration,
     /// Grace on shutdown.
@@ -88,6 +89,9 @@ pub struct Settings {
     /// Reports that a CPU job's WAT cannot be used before the job fails for good.
     pub max_wat_failures: u32,
 }
+
+/// The largest `--max-json-bytes`: a body's bytes are reserved in the budget as one count.
+const MAX_JSON_BYTES_LIMIT: usize = 1 << 30;
 
 /// A configuration that cannot work.
 #[derive(Debug, thiserror::Error)]
@@ -164,6 +168,25 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 "--max-bundle-bytes, --db-connections must be positive and --max-json-bytes at least 1024",
             );
         }
+        if args.max_json_bytes > MAX_JSON_BYTES_LIMIT {
+            return fail("--max-json-bytes must be at most 1 GiB");
+        }
+        let json_bodies = JsonBodyLimits {
+            max_bytes: args.max_json_bytes,
+            budget_bytes: args.json_body_budget,
+            deadline: args.json_body_deadline,
+        };
+        if json_bodies.batch_budget() < args.max_json_bytes || args.json_body_budget > 1 << 40 {
+            return Err(ConfigError(format!(
+                "--json-body-budget {} leaves batch bodies {} bytes, less than --max-json-bytes {}: raise it (TRACKER_JSON_BODY_BUDGET) to at least 4/3 of --max-json-bytes, and at most 1 TiB",
+                args.json_body_budget,
+                json_bodies.batch_budget(),
+                args.max_json_bytes
+            )));
+        }
+        if args.json_body_deadline.is_zero() {
+            return fail("--json-body-deadline must be positive");
+        }
         if args.max_connections == Some(0)
             || args.header_timeout.is_zero()
             || args.body_timeout.is_zero()
@@ -181,7 +204,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
             blob_dir: args.blob_dir,
             signing_key: args.signing_key.map(Secret),
             max_bundle_bytes: args.max_bundle_bytes,
-            max_json_bytes: args.max_json_bytes,
+            json_bodies,
             reap_interval: args.reap_interval,
             shutdown_grace: args.shutdown_grace,
             connections: ConnectionLimits {
@@ -254,6 +277,14 @@ mod tests {
             &["--max-connections", "0"],
             &["--header-timeout", "0s"],
             &["--body-timeout", "0s"],
+            &["--json-body-deadline", "0s"],
+            &[
+                "--json-body-budget",
+                "1000000",
+                "--max-json-bytes",
+                "800000",
+            ],
+            &["--max-json-bytes", "2000000000"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }

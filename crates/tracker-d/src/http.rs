@@ -4,6 +4,7 @@ mod admin;
 mod blobs;
 mod error;
 mod ext;
+mod json_body;
 mod legacy;
 mod pages;
 
@@ -17,13 +18,18 @@ use cah_protocol::paths;
 use crate::tracker::Tracker;
 
 pub use error::AppError;
+pub use json_body::{BodyBudget, JsonBodyLimits, SMALL_JSON_BYTES};
 
 /// Shared handler state.
 pub type State = Arc<Tracker>;
 
-/// Builds the router; JSON bodies are capped at `max_json_bytes` (bundle uploads stream and
-/// have their own cap).
-pub fn router(tracker: State, max_json_bytes: usize) -> Router {
+/// Builds the router. JSON bodies are read within `json_bodies` (see [`json_body`]): the
+/// routes that take batches up to `--max-json-bytes`, the others up to [`SMALL_JSON_BYTES`].
+/// Bundle uploads stream to disk and have their own cap.
+pub fn router(tracker: State, json_bodies: JsonBodyLimits) -> Router {
+    // The route's layer runs after the router's, so it overrides `JsonRoute::Small`.
+    let batch = || axum::Extension(json_body::JsonRoute::Batch);
+    let budget = BodyBudget::new(json_bodies);
     Router::new()
         .route("/", get(pages::dashboard))
         .route(paths::LEADERBOARD, get(pages::leaderboard))
@@ -45,7 +51,10 @@ pub fn router(tracker: State, max_json_bytes: usize) -> Router {
         )
         .route(paths::BYE, post(legacy::bye))
         .route(paths::GET_UPLOAD_ADDRESS, get(legacy::get_upload_address))
-        .route(paths::IS_COMPLETED, post(legacy::is_completed))
+        .route(
+            paths::IS_COMPLETED,
+            post(legacy::is_completed).layer(batch()),
+        )
         .route(paths::CUSTOM_GET_CPU_WAT, get(legacy::get_cpu_wat))
         .route(paths::CUSTOM_LOOKUP_WAT, post(legacy::lookup_wat))
         .route(
@@ -59,11 +68,12 @@ pub fn router(tracker: State, max_json_bytes: usize) -> Router {
         .route(paths::EXT_RELEASE, post(ext::release))
         .route(paths::EXT_INVALID, post(ext::invalid))
         .route(paths::EXT_UPLOAD_URL, post(ext::upload_url))
-        .route(paths::EXT_DEDUP, post(ext::dedup))
+        .route(paths::EXT_DEDUP, post(ext::dedup).layer(batch()))
         .route(paths::EXT_CLIENTS, get(ext::clients))
         .route("/blobs/{key}", put(blobs::put).get(blobs::get))
         .route("/admin/reset-job", post(admin::reset_job))
-        .layer(DefaultBodyLimit::max(max_json_bytes))
-        .layer(axum::Extension(error::JsonLimit(max_json_bytes)))
+        .layer(DefaultBodyLimit::max(json_bodies.max_bytes))
+        .layer(axum::Extension(json_body::JsonRoute::Small))
+        .layer(axum::Extension(budget))
         .with_state(tracker)
 }

@@ -106,7 +106,7 @@ pub async fn serve(
     ));
     // Whatever way this function returns, the reaper stops with it.
     let _stop_reaper = reaper_token.clone().drop_guard();
-    let app = http::router(Arc::clone(&tracker), config.max_json_bytes);
+    let app = http::router(Arc::clone(&tracker), config.json_bodies);
     let limits = config.connections;
     tracing::info!(%addr, %public_url, database = ?db.dialect(), max_connections = limits.max_connections, "listening");
     let accepting = tokio::spawn(connections::accept(listener, app, limits, token.clone()));

@@ -15,6 +15,7 @@ mod tracker {
     mod full_wat;
     mod handoff;
     mod import;
+    mod json_bodies;
     mod leases;
     mod lifecycle;
     mod limits;

@@ -4,13 +4,15 @@
 //! what failed and when to come back, never its cause's text, which may name the server's
 //! files: the cause goes to the tracker's log.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use serde::de::DeserializeOwned;
+
+use super::json_body::{BodyBudget, JsonRoute};
 
 use crate::staging::StagingError;
 use crate::tracker::TrackerError;
@@ -28,6 +30,10 @@ pub enum AppError {
     TooLarge,
     /// A body that stopped arriving (see `--body-timeout`).
     BodyTimedOut,
+    /// A body not whole within `--json-body-deadline`.
+    BodyDeadline(Duration),
+    /// No room in the JSON body budget (`--json-body-budget`): retry after the duration.
+    Busy(Duration),
 }
 
 impl From<TrackerError> for AppError {
@@ -60,6 +66,22 @@ impl IntoResponse for AppError {
                 StatusCode::REQUEST_TIMEOUT,
                 "the request body stopped arriving".to_owned(),
                 None,
+            ),
+            AppError::BodyDeadline(deadline) => (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body took longer than {} to arrive",
+                    humantime::format_duration(*deadline)
+                ),
+                None,
+            ),
+            AppError::Busy(retry_after) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the tracker holds as many request bodies as it may; send it again in {} s",
+                    retry_after.as_secs()
+                ),
+                Some(retry_after.as_secs()),
             ),
             AppError::Ext(error) => status_of(error, false),
             AppError::Legacy(error) => status_of(error, true),
@@ -150,10 +172,6 @@ fn log_failure(status: StatusCode, error: &TrackerError) {
     }
 }
 
-/// The cap on JSON bodies, put in every request's extensions by the router.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct JsonLimit(pub(super) usize);
-
 /// The `Content-Length` a request announces, if any.
 pub(super) fn announced_length(request: &Request) -> Option<u64> {
     request
@@ -167,36 +185,28 @@ pub(super) fn announced_length(request: &Request) -> Option<u64> {
 
 /// A JSON body decoded whatever its `Content-Type`, with a 400 and a readable detail on failure.
 ///
-/// A body announced larger than the cap is refused before anything is read, so a client that
-/// sent `Expect: 100-continue` gets 413 instead of `100 Continue`.
+/// It is read within its route's cap (413), the body budget (503) and the body deadline (408),
+/// see [`json_body`](super::json_body). A body announced larger than the cap, or than the
+/// budget has room for, is refused before anything is read, so a client that sent
+/// `Expect: 100-continue` gets the refusal instead of `100 Continue`.
 #[derive(Debug)]
 pub(super) struct JsonBody<T>(pub(super) T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = AppError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if let (Some(JsonLimit(limit)), Some(announced)) = (
-            request.extensions().get::<JsonLimit>().copied(),
-            announced_length(&request),
-        ) && announced > limit as u64
-        {
-            return Err(AppError::TooLarge);
-        }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    AppError::TooLarge
-                } else if crate::connections::is_body_timeout(&rejection) {
-                    AppError::BodyTimedOut
-                } else {
-                    AppError::BadBody(rejection.body_text())
-                }
-            })?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|error| AppError::BadBody(format!("invalid JSON body: {error}")))
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let route = request
+            .extensions()
+            .get::<JsonRoute>()
+            .copied()
+            .unwrap_or(JsonRoute::Small);
+        let budget = request
+            .extensions()
+            .get::<Arc<BodyBudget>>()
+            .cloned()
+            .expect("the router puts the body budget in every request");
+        budget.decode(request, route).await.map(JsonBody)
     }
 }
 

@@ -1,15 +1,17 @@
 //! Read-only pages: the HTML dashboard and leaderboard, `/data`, `/metrics` and per-worker JSON.
 
 use std::fmt::Write;
+use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use axum::{Extension, Json};
 use cah_protocol::ClientType;
 use cah_protocol::legacy::{DataResponse, WorkerData};
 
 use super::error::AppError;
+use super::json_body::BodyBudget;
 use crate::stats::Stats;
 use crate::tracker::TrackerError;
 
@@ -31,13 +33,14 @@ pub(super) async fn data(State(tracker): Tracker) -> Result<Json<DataResponse>, 
     }))
 }
 
-pub(super) async fn metrics(State(tracker): Tracker) -> Result<Response, AppError> {
+pub(super) async fn metrics(
+    State(tracker): Tracker,
+    Extension(bodies): Extension<Arc<BodyBudget>>,
+) -> Result<Response, AppError> {
     let stats = tracker.stats().await?;
-    Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        tracker.metrics().render(&stats),
-    )
-        .into_response())
+    let mut text = tracker.metrics().render(&stats);
+    bodies.render(&mut text);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
 pub(super) async fn worker_data(
