@@ -228,7 +228,7 @@ impl Fetcher {
         fair_share: bool,
     ) -> Result<Step, Outcome> {
         let host = url.host_str().ok_or(Outcome::BadUrl)?;
-        // A lookup that runs out a fair share of the budget is a DNS failure (a silent
+        // A lookup that runs out a fair share of the budget is a resolver error (a silent
         // nameserver), not the host's; one that only finds the budget spent by earlier hops is
         // a timeout.
         budget
@@ -236,15 +236,12 @@ impl Fetcher {
             .await
             .map_err(|timeout| {
                 if fair_share {
-                    Outcome::DnsFailure
+                    Outcome::ResolverError
                 } else {
                     timeout
                 }
             })?
-            .map_err(|error| match error {
-                ResolveError::Dns { .. } => Outcome::DnsFailure,
-                ResolveError::Refused { .. } => Outcome::PrivateAddress,
-            })?;
+            .map_err(|error| resolve_outcome(&error))?;
         if self.config.politeness.respect_robots {
             let rules = budget
                 .spend(state.robots(|| {
@@ -408,6 +405,14 @@ impl Fetcher {
     }
 }
 
+fn resolve_outcome(error: &ResolveError) -> Outcome {
+    match error {
+        ResolveError::NotFound { .. } => Outcome::DnsFailure,
+        ResolveError::Unanswered { .. } => Outcome::ResolverError,
+        ResolveError::Refused { .. } => Outcome::PrivateAddress,
+    }
+}
+
 fn send_outcome(error: &reqwest::Error) -> Outcome {
     if error.is_timeout() {
         Outcome::Timeout
@@ -415,10 +420,7 @@ fn send_outcome(error: &reqwest::Error) -> Outcome {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
         while let Some(cause) = source {
             if let Some(resolve) = cause.downcast_ref::<ResolveError>() {
-                return match resolve {
-                    ResolveError::Dns { .. } => Outcome::DnsFailure,
-                    ResolveError::Refused { .. } => Outcome::PrivateAddress,
-                };
+                return resolve_outcome(resolve);
             }
             source = cause.source();
         }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::name_server::TokioConnectionProvider;
+use hickory_resolver::proto::ProtoErrorKind;
+use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::xfer::Protocol;
 use tokio::sync::Semaphore;
 
@@ -46,9 +48,15 @@ impl ResolverSettings {
 /// Why a host name gave no usable address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResolveError {
-    /// The lookup failed or found nothing.
+    /// The nameserver answered that the name does not exist (NXDOMAIN) or has no address
+    /// record (NODATA): the host's fault, as a dead link is.
+    #[error("{host} does not resolve: {detail}")]
+    NotFound { host: String, detail: String },
+    /// The nameserver gave no usable answer: SERVFAIL, REFUSED, no reply in time, or no
+    /// nameserver reachable at all. Now and then the domain's own servers are broken; when
+    /// every lookup ends so, the node's resolver is (`--nameserver`, `/etc/resolv.conf`).
     #[error("dns lookup of {host} failed: {detail}")]
-    Dns { host: String, detail: String },
+    Unanswered { host: String, detail: String },
     /// Every address found is refused by the address policy.
     #[error("{host} resolves to the refused address {ip}")]
     Refused { host: String, ip: IpAddr },
@@ -118,20 +126,17 @@ impl Resolver {
             .in_flight
             .acquire()
             .await
-            .map_err(|_| ResolveError::Dns {
+            .map_err(|_| ResolveError::Unanswered {
                 host: host.to_owned(),
                 detail: "resolver closed".to_owned(),
             })?;
         let lookup = self.inner.lookup_ip(host).await;
         drop(permit);
-        let lookup = lookup.map_err(|error| ResolveError::Dns {
-            host: host.to_owned(),
-            detail: error.to_string(),
-        })?;
+        let lookup = lookup.map_err(|error| lookup_error(host, &error))?;
         let mut addresses: Vec<IpAddr> = lookup.iter().collect();
         addresses.sort_by_key(|ip| ip.is_ipv6());
         if addresses.is_empty() {
-            return Err(ResolveError::Dns {
+            return Err(ResolveError::NotFound {
                 host: host.to_owned(),
                 detail: "no addresses".to_owned(),
             });
@@ -153,12 +158,33 @@ impl Resolver {
                 host: host.to_owned(),
                 ip,
             }),
-            (true, None) => Err(ResolveError::Dns {
+            (true, None) => Err(ResolveError::NotFound {
                 host: host.to_owned(),
                 detail: "no addresses".to_owned(),
             }),
             (false, _) => Ok(permitted),
         }
+    }
+}
+
+/// Sorts a failed lookup: an answer that the name has no address (NXDOMAIN, or NOERROR
+/// without records) is the host's; any other response code, a timeout or an IO error means
+/// the nameserver did not answer the question.
+fn lookup_error(host: &str, error: &hickory_resolver::ResolveError) -> ResolveError {
+    let not_found = error.proto().is_some_and(|proto| {
+        matches!(
+            proto.kind(),
+            ProtoErrorKind::NoRecordsFound {
+                response_code: ResponseCode::NXDomain | ResponseCode::NoError,
+                ..
+            }
+        )
+    });
+    let (host, detail) = (host.to_owned(), error.to_string());
+    if not_found {
+        ResolveError::NotFound { host, detail }
+    } else {
+        ResolveError::Unanswered { host, detail }
     }
 }
 

@@ -7,8 +7,12 @@ use std::collections::BTreeMap;
 pub enum Outcome {
     /// Stored in the bundle.
     Ok,
-    /// The host name did not resolve (NXDOMAIN, SERVFAIL, REFUSED, no records, no answer).
+    /// The host name does not resolve: NXDOMAIN, or no address record. The host's fault.
     DnsFailure,
+    /// The nameserver gave no usable answer for the host name (SERVFAIL, REFUSED, no reply
+    /// within the image's budget, no nameserver reachable). A few are the domains' own
+    /// servers; all of them are the node's resolver (`--nameserver`).
+    ResolverError,
     /// The TCP or TLS connection failed.
     ConnectFailure,
     /// The image's time budget (its lookups, robots.txt wait and requests together) ran out.
@@ -55,9 +59,10 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in a fixed order.
-    pub const ALL: [Outcome; 22] = [
+    pub const ALL: [Outcome; 23] = [
         Outcome::Ok,
         Outcome::DnsFailure,
+        Outcome::ResolverError,
         Outcome::ConnectFailure,
         Outcome::Timeout,
         Outcome::BodyError,
@@ -85,6 +90,7 @@ impl Outcome {
         match self {
             Outcome::Ok => "ok",
             Outcome::DnsFailure => "dns_failure",
+            Outcome::ResolverError => "resolver_error",
             Outcome::ConnectFailure => "connect_failure",
             Outcome::Timeout => "timeout",
             Outcome::BodyError => "body_error",

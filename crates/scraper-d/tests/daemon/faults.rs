@@ -312,12 +312,22 @@ async fn the_resolver_caches_answers_and_failures_and_refuses_private_ones() {
             .resolve("dead-img.photos.test")
             .await
             .expect_err("nx");
-        assert!(matches!(error, ResolveError::Dns { .. }), "{error}");
+        assert!(matches!(error, ResolveError::NotFound { .. }), "{error}");
         let error = resolver
             .resolve("metadata-img.photos.test")
             .await
             .expect_err("refused");
         assert!(matches!(error, ResolveError::Refused { .. }), "{error}");
+    }
+    // No such name, or no address: the host's fault. No answer: the resolver's.
+    let error = resolver
+        .resolve("nodata-img.photos.test")
+        .await
+        .expect_err("nodata");
+    assert!(matches!(error, ResolveError::NotFound { .. }), "{error}");
+    for name in ["servfail-img.photos.test", "refused-img.photos.test"] {
+        let error = resolver.resolve(name).await.expect_err(name);
+        assert!(matches!(error, ResolveError::Unanswered { .. }), "{error}");
     }
     let stats = test_web.dns.stats();
     // A and AAAA at most once each: later lookups come from the cache (negative ones too).

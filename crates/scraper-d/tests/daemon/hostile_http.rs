@@ -209,7 +209,7 @@ async fn a_silent_nameserver_costs_one_budget() {
         .fetch(&url("http://img.silent.test/a.jpg"))
         .await
         .err();
-    assert_eq!(outcome, Some(Outcome::DnsFailure));
+    assert_eq!(outcome, Some(Outcome::ResolverError));
     // The resolver's own limit is 5 s per try, twice.
     assert!(
         started.elapsed() < Duration::from_secs(3),

@@ -136,7 +136,8 @@ pub(crate) fn outcome_for(expected: &Expected) -> Outcome {
         Expected::ScanBomb => Outcome::DecodeError,
         Expected::RobotsDisallowed => Outcome::Robots,
         Expected::Dns(DnsBehaviour::Private | DnsBehaviour::Metadata) => Outcome::PrivateAddress,
-        Expected::Dns(_) => Outcome::DnsFailure,
+        Expected::Dns(DnsBehaviour::NxDomain | DnsBehaviour::NoData) => Outcome::DnsFailure,
+        Expected::Dns(_) => Outcome::ResolverError,
     }
 }
 
