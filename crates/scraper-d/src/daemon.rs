@@ -1,6 +1,7 @@
 //! `scraper-d run`: register, claim whole WATs, work them (see `daemon/claim.rs`), repeat until
 //! stopped; systemd readiness, watchdog and status along the way.
 
+mod broken_node;
 mod broken_wat;
 mod claim;
 mod heartbeat;
@@ -35,7 +36,8 @@ const CLAIM_AFTER_STOP: Duration = Duration::from_secs(2);
 pub struct RunSummary {
     /// Jobs completed (bundle uploaded and accepted).
     pub completed: Vec<u64>,
-    /// Jobs given back (shutdown, or a WAT that could not be read this time).
+    /// Jobs given back (shutdown, a WAT that could not be read this time, a node that could
+    /// not download).
     pub released: Vec<u64>,
     /// Jobs whose WAT can never be used (no WARC record, truncated, too large, 404 or 410),
     /// reported to the tracker instead of released.

@@ -114,6 +114,17 @@ impl Outcome {
         }
     }
 
+    /// Whether this outcome may be the node's own fault rather than the host's: its resolver
+    /// not answering, or its network not connecting or not delivering in time. Any other
+    /// outcome needed an answer (from a nameserver or a web server) that a node without a
+    /// working resolver or network never gets.
+    pub fn is_node_local(self) -> bool {
+        matches!(
+            self,
+            Outcome::ResolverError | Outcome::ConnectFailure | Outcome::Timeout
+        )
+    }
+
     /// Whether this outcome counts against the host's circuit breaker.
     pub fn is_host_failure(self) -> bool {
         matches!(

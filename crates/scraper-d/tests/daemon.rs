@@ -4,6 +4,7 @@
 mod daemon {
     mod bad_wat;
     mod binary;
+    mod broken_node;
     mod cross_job_dedup;
     mod fake_tracker;
     mod faults;

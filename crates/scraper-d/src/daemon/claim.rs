@@ -1,6 +1,7 @@
 //! Works one claim (both halves of a WAT): extract, download, bundle, upload, complete; a
-//! heartbeat task alongside; a WAT broken for good reported (see `broken_wat.rs`); on a stop,
-//! the grace period, then the unfinished jobs released.
+//! heartbeat task alongside; a WAT broken for good reported (see `broken_wat.rs`); a node that
+//! cannot download releases the claim (see `broken_node.rs`); on a stop, the grace period,
+//! then the unfinished jobs released.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,7 @@ use anyhow::Context;
 use cah_protocol::ext::{Job, StoredBlob};
 use cah_tracker_client::{BundleBody, Completion, JobOutput, Session, TrackerError};
 
+use super::broken_node::BrokenNode;
 use super::broken_wat::{self, BrokenWat, WatError};
 use super::heartbeat::{Held, heartbeat_loop, is_lost, lease_lost};
 use super::progress::Progress;
@@ -108,7 +110,9 @@ impl Worker<'_> {
                     let local = error.chain().any(|cause| {
                         matches!(cause.downcast_ref(), Some(bundle::BundleError::Io { .. }))
                     });
-                    if local {
+                    if let Some(broken) = error.downcast_ref::<BrokenNode>() {
+                        self.report_broken_node(broken);
+                    } else if local {
                         tracing::error!(
                             error = %format_args!("{error:#}"),
                             work_dir = %self.config.work_dir.display(),
@@ -147,6 +151,32 @@ impl Worker<'_> {
         release(session, &unfinished).await;
         outcome.released.extend(unfinished);
         outcome
+    }
+
+    /// What the operator of a node that cannot download anything must check.
+    fn report_broken_node(&self, broken: &BrokenNode) {
+        let nameservers = &self.config.resolver.nameservers;
+        let resolver = if nameservers.is_empty() {
+            "the system's (/etc/resolv.conf)".to_owned()
+        } else {
+            nameservers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        tracing::error!(
+            job = broken.job,
+            attempts = broken.attempts,
+            resolver_error = broken.resolver_error,
+            connect_failure = broken.connect_failure,
+            timeout = broken.timeout,
+            nameservers = %resolver,
+            timeout_ms = self.config.fetch.timeout.as_millis() as u64,
+            "this node cannot download images: no image stored and nearly every download failed on the node's side; \
+             check its resolver (--nameserver, SCRAPER_NAMESERVERS), its network and firewall, and --timeout (SCRAPER_TIMEOUT); \
+             the claim's jobs are released and their pairs not marked as scraped"
+        );
     }
 
     fn bundle_path(&self, number: u64) -> std::path::PathBuf {
@@ -197,6 +227,11 @@ impl Worker<'_> {
                 }
             };
             self.metrics.record_half(&half.outcomes);
+            if let Some(broken) = BrokenNode::diagnose(number, &half.outcomes) {
+                // The other half would fail the same way: the whole claim goes back.
+                bundle::discard(&half.bundle);
+                return Err(broken.into());
+            }
             if is_lost(held, number) {
                 tracing::warn!(
                     job = number,

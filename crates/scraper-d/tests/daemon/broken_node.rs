@@ -1,0 +1,181 @@
+//! A node whose resolver refuses or never answers cannot download anything: its claim is
+//! released, not completed with empty bundles, the tracker's `parsed` set gets none of the
+//! pairs, and the daemon waits before claiming again. Once the resolver works, the same jobs
+//! store pictures.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use cah_protocol::ext::DedupSet;
+use tracker_d::testing::job_state;
+
+use super::full_job::{Crawl, small_crawl};
+use super::support::{self, TestTracker, TestWeb};
+
+/// A nameserver that answers REFUSED to every query, as a resolver does to a client outside
+/// its ACL. Runs until the test ends.
+async fn refusing_nameserver() -> SocketAddr {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("udp");
+    let address = socket.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut buffer = [0u8; 1500];
+        while let Ok((length, peer)) = socket.recv_from(&mut buffer).await {
+            if length < 12 {
+                continue;
+            }
+            let mut reply = buffer[..length].to_vec();
+            // QR (a response), RA, and RCODE 5 (REFUSED); the question is echoed back.
+            reply[2] |= 0x80;
+            reply[3] = 0x80 | 5;
+            let _ = socket.send_to(&reply, peer).await;
+        }
+    });
+    address
+}
+
+/// What one daemon run with a broken resolver left behind.
+struct Broken {
+    test_web: TestWeb,
+    crawl: Crawl,
+    tracker: TestTracker,
+    summary: scraper_d::daemon::RunSummary,
+}
+
+/// Runs a daemon whose resolver is `nameserver` until it has downloaded the WAT and both jobs
+/// are open again, then stops it (it waits an hour after a failed claim).
+async fn run_with_nameserver(nameserver: SocketAddr) -> Broken {
+    let test_web = support::start_web().await;
+    // About 40 candidates a half: above the 20 attempts a verdict needs.
+    let crawl = small_crawl(test_web.web.port(), 30).await;
+    let tracker = TestTracker::start(&[]).await;
+    tracker.import(std::slice::from_ref(&crawl.wat_url)).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut config = support::run_config(&tracker.base, nameserver, work.path());
+    config.idle_wait = Duration::from_secs(3600);
+    config.exit_when_idle = false;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(scraper_d::daemon::run(config, async move {
+        let _ = stopped.await;
+    }));
+    let started = Instant::now();
+    while crawl.server.requests().is_empty() || support::open_cpu_jobs(&tracker).await < 2 {
+        assert!(
+            !daemon.is_finished(),
+            "the daemon stopped: {:?}",
+            daemon.await
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the jobs never came back (completed with empty bundles?)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(());
+    let summary = tokio::time::timeout(Duration::from_secs(10), daemon)
+        .await
+        .expect("the daemon stops")
+        .expect("daemon task")
+        .expect("daemon runs");
+    Broken {
+        test_web,
+        crawl,
+        tracker,
+        summary,
+    }
+}
+
+/// The claim was released once, nothing uploaded or completed, no pair marked as scraped.
+async fn assert_released(broken: &Broken) {
+    let summary = &broken.summary;
+    assert!(summary.completed.is_empty(), "{summary:?}");
+    assert_eq!(summary.released, [1, 2], "released once: {summary:?}");
+    assert_eq!(
+        broken.crawl.server.requests().len(),
+        1,
+        "no second claim of the WAT within --idle-wait"
+    );
+    assert_eq!(
+        support::count_files(&broken.tracker.dir.path().join("staging")),
+        0,
+        "no bundle uploaded"
+    );
+    for number in [1, 2] {
+        let job = job_state(&broken.tracker.database_url, number).await;
+        assert_eq!((job.status.as_str(), job.failures), ("open", 0), "{job:?}");
+    }
+    let db = tracker_d::db::Db::connect(&broken.tracker.database_url, 1)
+        .await
+        .expect("db");
+    let sizes = tracker_d::dedup::sizes(&db).await.expect("set sizes");
+    db.close().await;
+    let parsed = sizes
+        .iter()
+        .find(|(set, _)| *set == DedupSet::Parsed)
+        .map_or(0, |(_, size)| *size);
+    assert_eq!(parsed, 0, "the parsed set got pairs: {sizes:?}");
+}
+
+/// Pictures in a bundle.
+fn images_in(bundle: &[u8]) -> usize {
+    let mut archive = tar::Archive::new(bundle);
+    let mut images = 0;
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let name = entry.path().expect("path").to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).expect("read entry");
+        images += usize::from(name.ends_with(".jpg"));
+    }
+    images
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolver_that_refuses_gets_the_claim_released_and_the_pairs_kept_for_later() {
+    let nameserver = refusing_nameserver().await;
+    let broken = run_with_nameserver(nameserver).await;
+    assert_released(&broken).await;
+
+    // The operator fixes the resolver: the same jobs, none of their pairs skipped.
+    let work = tempfile::tempdir().expect("tempdir");
+    let config = support::run_config(
+        &broken.tracker.base,
+        broken.test_web.dns.addr(),
+        work.path(),
+    );
+    let summary = support::run_until_idle(config).await;
+    assert_eq!(summary.completed, [1, 2], "{summary:?}");
+    let stored: usize = support::gpu_bundles(&broken.tracker.base, 2)
+        .await
+        .iter()
+        .map(|(_, bundle)| images_in(bundle))
+        .sum();
+    assert!(stored > 0, "the second run stored pictures");
+    broken.tracker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolver_that_never_answers_gets_the_claim_released() {
+    // Reads every query and never answers.
+    let silent = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("udp");
+    let broken = run_with_nameserver(silent.local_addr().expect("addr")).await;
+    assert_released(&broken).await;
+    broken.tracker.stop().await;
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_nameserver_at_all_gets_the_claim_released() {
+    // A port nobody listens on: every query is refused by the kernel.
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+        .expect("udp")
+        .local_addr()
+        .expect("addr");
+    let broken = run_with_nameserver(closed).await;
+    assert_released(&broken).await;
+    broken.tracker.stop().await;
+}
