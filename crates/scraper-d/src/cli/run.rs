@@ -34,13 +34,14 @@ pub struct RunArgs {
     pub download: DownloadArgs,
     #[command(flatten)]
     pub filters: FilterArgs,
-    /// Heartbeat period.
+    /// Heartbeat period, at least 1s (well below the tracker's lease).
     #[arg(long, env = "SCRAPER_HEARTBEAT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub heartbeat: Duration,
-    /// Wait after an empty claim or a tracker failure.
+    /// Wait after an empty claim, a failed claim or a tracker failure, at least 1s.
     #[arg(long, env = "SCRAPER_IDLE_WAIT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub idle_wait: Duration,
-    /// On SIGTERM, time to finish the current jobs before releasing them (below TimeoutStopSec).
+    /// On SIGTERM, time to finish the current jobs before releasing them (0s releases at once;
+    /// keep it 10s below the unit's TimeoutStopSec).
     #[arg(long, env = "SCRAPER_SHUTDOWN_GRACE", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
     /// Compressed bytes read from one WAT before its claim fails (an endless body would grow
@@ -59,6 +60,28 @@ pub struct RunArgs {
     pub metrics_listen: Option<SocketAddr>,
 }
 
+/// The shortest `--idle-wait` and `--heartbeat`: at 0 an idle node (or a claim's heartbeat
+/// task) calls the tracker in a tight loop, hundreds of times a second.
+const MIN_TRACKER_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Refuses a `value` of `--flag` (`variable`) below [`MIN_TRACKER_INTERVAL`]; `otherwise`
+/// says what would happen.
+fn check_interval(
+    flag: &str,
+    variable: &str,
+    value: Duration,
+    otherwise: &str,
+) -> Result<(), ScraperError> {
+    if value >= MIN_TRACKER_INTERVAL {
+        return Ok(());
+    }
+    Err(ScraperError::Config(format!(
+        "--{flag} ({variable}) is {}: it must be at least {}, or {otherwise}",
+        humantime::format_duration(value),
+        humantime::format_duration(MIN_TRACKER_INTERVAL)
+    )))
+}
+
 impl TryFrom<RunArgs> for RunConfig {
     type Error = ScraperError;
 
@@ -66,6 +89,18 @@ impl TryFrom<RunArgs> for RunConfig {
         if args.nickname.trim().is_empty() {
             return Err(ScraperError::Config("--nickname must not be empty".into()));
         }
+        check_interval(
+            "idle-wait",
+            "SCRAPER_IDLE_WAIT",
+            args.idle_wait,
+            "an idle node asks the tracker for jobs in a tight loop (default 30s)",
+        )?;
+        check_interval(
+            "heartbeat",
+            "SCRAPER_HEARTBEAT",
+            args.heartbeat,
+            "every claim heartbeats the tracker in a tight loop (default 30s)",
+        )?;
         let mut settings = args.download.settings()?;
         let filters = args.filters.config()?;
         // Redirects must not lead where the WAT's own links may not.
@@ -98,5 +133,66 @@ impl TryFrom<RunArgs> for RunConfig {
             tracker_dedup: args.tracker_dedup,
             metrics_listen: args.metrics_listen,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn run_config(flags: &[&str]) -> Result<RunConfig, ScraperError> {
+        let argv = [
+            "scraper-d",
+            "run",
+            "--tracker",
+            "http://127.0.0.1:9/",
+            "--nickname",
+            "test",
+        ]
+        .iter()
+        .chain(flags)
+        .copied();
+        let args = crate::cli::Args::try_parse_from(argv).expect("flags parse");
+        let crate::cli::Command::Run(run) = args.command else {
+            panic!("not a run command");
+        };
+        RunConfig::try_from(*run)
+    }
+
+    #[test]
+    fn tracker_intervals_below_a_second_are_refused() {
+        let cases: &[(&[&str], Option<&str>)] = &[
+            (&[], None),
+            (&["--idle-wait", "1s", "--heartbeat", "1s"], None),
+            (&["--shutdown-grace", "0s"], None),
+            (
+                &["--idle-wait", "0s"],
+                Some("--idle-wait (SCRAPER_IDLE_WAIT) is 0s"),
+            ),
+            (
+                &["--idle-wait", "999ms"],
+                Some("--idle-wait (SCRAPER_IDLE_WAIT) is 999ms"),
+            ),
+            (
+                &["--heartbeat", "0s"],
+                Some("--heartbeat (SCRAPER_HEARTBEAT) is 0s"),
+            ),
+            (
+                &["--heartbeat", "200ms"],
+                Some("--heartbeat (SCRAPER_HEARTBEAT) is 200ms"),
+            ),
+        ];
+        for (flags, refusal) in cases {
+            match (run_config(flags), refusal) {
+                (Ok(_), None) => {}
+                (Err(ScraperError::Config(message)), Some(start)) => {
+                    assert!(message.starts_with(start), "{flags:?}: {message}");
+                    assert!(message.contains("at least 1s"), "{flags:?}: {message}");
+                }
+                (got, _) => panic!("{flags:?}: {got:?}"),
+            }
+        }
     }
 }

@@ -60,9 +60,9 @@ pub(crate) fn run_config(tracker: &str, dns: SocketAddr, work_dir: &Path) -> Run
         "--breaker-threshold",
         "0",
         "--heartbeat",
-        "200ms",
+        "1s",
         "--idle-wait",
-        "100ms",
+        "1s",
         "--shutdown-grace",
         "1s",
         "--exit-when-idle",
@@ -72,6 +72,9 @@ pub(crate) fn run_config(tracker: &str, dns: SocketAddr, work_dir: &Path) -> Run
         panic!("run was given");
     };
     let mut config = RunConfig::try_from(*run).expect("valid config");
+    // Shorter than the flags allow, to keep the tests quick.
+    config.heartbeat_interval = Duration::from_millis(200);
+    config.idle_wait = Duration::from_millis(100);
     // `slow-` names answer after 300 ms; `drop-` names cost one timeout.
     config.resolver.timeout = Duration::from_millis(1000);
     config.resolver.attempts = 1;
