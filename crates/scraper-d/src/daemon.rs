@@ -80,11 +80,18 @@ pub async fn run(
         .context("failed to build the wat http client")?;
     let tracker = TrackerClient::with_defaults(config.tracker.clone())
         .context("failed to build the tracker client")?;
+    // Ready before the tracker answers: waiting for it, at boot as later, is this daemon's
+    // normal work (shown in the status line), so it must neither hold `systemctl start` (and
+    // cloud-init's `enable --now`) nor run into the unit's start timeout; the watchdog covers
+    // the wait.
+    systemd::ready(&waiting_status(&config, None));
+    let watchdog = systemd::spawn_watchdog().map(AbortOnDrop);
     let Some(mut session) = register(&tracker, &config, &stop).await else {
+        systemd::stopping();
         return Ok(RunSummary::default());
     };
-    systemd::ready(&format!("{}: idle", config.node_name));
-    let watchdog = systemd::spawn_watchdog().map(AbortOnDrop);
+    tracing::info!(tracker = %config.tracker, "registered with the tracker");
+    systemd::status(&format!("{}: idle", config.node_name));
     let mut summary = RunSummary::default();
     let worker = claim::Worker {
         config: &config,
@@ -258,13 +265,28 @@ async fn register(tracker: &TrackerClient, config: &RunConfig, stop: &Stop) -> O
         };
         match registration {
             Ok(session) => return Some(session),
-            Err(error) => tracing::warn!(error = %error, "registration failed, retrying"),
+            Err(error) => {
+                tracing::warn!(error = %error, "registration failed, retrying");
+                systemd::status(&waiting_status(config, Some(&error)));
+            }
         }
         idle(config, stop).await;
         if stop.is_stopping() {
             return None;
         }
     }
+}
+
+/// The status line while the tracker has not answered a registration yet.
+fn waiting_status(config: &RunConfig, error: Option<&TrackerError>) -> String {
+    let mut status = format!(
+        "{}: waiting for the tracker at {}",
+        config.node_name, config.tracker
+    );
+    if let Some(error) = error {
+        status.push_str(&format!(" ({error})"));
+    }
+    status
 }
 
 async fn idle(config: &RunConfig, stop: &Stop) {

@@ -88,3 +88,79 @@ async fn fetch_downloads_a_url_list_into_one_bundle() {
     assert_eq!(summary["outcomes"]["bad_url"], 1);
     assert!(output.exists());
 }
+
+/// Every datagram the daemon sent to `socket` until one contains `wanted` (at most 15 s).
+async fn notifications_until(socket: &tokio::net::UnixDatagram, wanted: &str) -> Vec<String> {
+    let mut messages = Vec::new();
+    let mut buffer = vec![0u8; 4096];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !messages
+        .iter()
+        .any(|message: &String| message.contains(wanted))
+    {
+        let received = tokio::time::timeout_at(deadline, socket.recv(&mut buffer)).await;
+        let Ok(received) = received else {
+            panic!("no {wanted} from the daemon; it sent {messages:?}");
+        };
+        let length = received.expect("recv");
+        messages.push(String::from_utf8_lossy(&buffer[..length]).into_owned());
+    }
+    messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_and_watchdog_pings_while_the_tracker_is_down() {
+    // A tracker port nobody listens on.
+    let tracker = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let tracker = format!("http://{tracker}/");
+    let work = tempfile::tempdir().expect("tempdir");
+    let notify_dir = tempfile::tempdir().expect("tempdir");
+    let notify_path = notify_dir.path().join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+    // systemd names the pid the watchdog is for, known only once the process runs: a shell
+    // that execs the daemon keeps its own.
+    let daemon = scraper(&tracker, "notify-test", work.path());
+    let mut command = Command::new("/bin/sh");
+    command
+        .args(["-c", "WATCHDOG_PID=$$ exec \"$0\" run"])
+        .arg(daemon.get_program())
+        .env_clear()
+        .envs(
+            daemon
+                .get_envs()
+                .filter_map(|(name, value)| Some((name, value?))),
+        )
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = command.spawn().expect("starts");
+
+    let messages = notifications_until(&socket, "WATCHDOG=1").await;
+    let ready = messages
+        .iter()
+        .find(|message| message.contains("READY=1"))
+        .unwrap_or_else(|| panic!("READY=1 before the first watchdog ping: {messages:?}"));
+    assert!(
+        ready.contains(&format!(
+            "STATUS=node-3: waiting for the tracker at {tracker}"
+        )),
+        "{ready}"
+    );
+
+    // A stop while waiting: STOPPING=1, and a clean exit.
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(term.success());
+    notifications_until(&socket, "STOPPING=1").await;
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("task")
+        .expect("waits");
+    assert!(status.success(), "{status}");
+}
