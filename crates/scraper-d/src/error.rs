@@ -17,6 +17,9 @@ pub enum ScraperError {
         path: PathBuf,
         cause: std::io::Error,
     },
+    /// The local WAT file given to `extract` cannot be read: missing, a folder, no permission.
+    #[error("the wat source {path} (SOURCE, SCRAPER_WAT) {detail}")]
+    WatFile { path: PathBuf, detail: String },
     /// The blocklist file has a line that is neither a URL, a domain nor a hash.
     #[error("blocklist {path} line {line}: {detail}")]
     Blocklist {

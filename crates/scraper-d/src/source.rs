@@ -28,7 +28,22 @@ impl WatSource {
     }
 }
 
-/// Opens a local WAT file for streaming (nothing is read ahead or decompressed to disk).
+/// Opens a local WAT file for streaming (nothing is read ahead or decompressed to disk); a
+/// folder is refused here, not at the first read.
 pub fn open_file(path: &std::path::Path) -> Result<std::fs::File, ScraperError> {
-    std::fs::File::open(path).map_err(ScraperError::file(path))
+    let wat_file = |detail: String| ScraperError::WatFile {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let file = std::fs::File::open(path)
+        .map_err(|cause| wat_file(format!("cannot be opened: {cause}; check the path")))?;
+    let metadata = file
+        .metadata()
+        .map_err(|cause| wat_file(format!("cannot be read: {cause}")))?;
+    if metadata.is_dir() {
+        return Err(wat_file(
+            "is a folder: give a .warc.wat.gz file or an http(s) URL".to_owned(),
+        ));
+    }
+    Ok(file)
 }

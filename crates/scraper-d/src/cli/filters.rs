@@ -2,7 +2,7 @@
 //! validation into a [`FilterConfig`].
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::ScraperError;
@@ -59,7 +59,7 @@ impl FilterArgs {
         let blocklist = self
             .blocklist
             .as_deref()
-            .map(Blocklist::load)
+            .map(load_blocklist)
             .transpose()?
             .map(Arc::new);
         let languages: HashSet<String> = self
@@ -92,6 +92,23 @@ impl FilterArgs {
             dedup_urls: !self.dedup_pairs_only,
         })
     }
+}
+
+/// Reads `--blocklist`; a file that cannot be read is a configuration error that names the
+/// flag (the bare IO error named neither it nor what to do).
+fn load_blocklist(path: &Path) -> Result<Blocklist, ScraperError> {
+    Blocklist::load(path).map_err(|error| match error {
+        ScraperError::File { path, cause } => ScraperError::Config(format!(
+            "--blocklist (SCRAPER_BLOCKLIST) {}: cannot read it: {cause}; fix the path, or \
+             leave the flag unset for no blocklist",
+            path.display()
+        )),
+        ScraperError::Blocklist { path, line, detail } => ScraperError::Config(format!(
+            "--blocklist (SCRAPER_BLOCKLIST) {} line {line}: {detail}; fix or remove the line",
+            path.display()
+        )),
+        other => other,
+    })
 }
 
 /// A language filter must name codes the detector can give, or it silently drops everything.

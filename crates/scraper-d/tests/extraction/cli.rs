@@ -148,3 +148,63 @@ fn extract_writes_parquet_and_jsonl_with_a_summary() {
     );
     assert!(std::fs::metadata(&limited).is_err(), "{stderr}");
 }
+
+/// Runs `scraper-d extract` with `args` and no environment; its exit code and stderr.
+fn extract(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    let output = binary()
+        .arg("extract")
+        .args(args)
+        .env_clear()
+        .output()
+        .expect("run scraper-d");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stderr)
+}
+
+#[test]
+fn unreadable_files_are_named_with_their_flag_and_the_fix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing");
+    let wat = dir.path().join("file.warc.wat.gz");
+
+    let (code, stderr) = extract(&["--blocklist".as_ref(), missing.as_ref(), wat.as_ref()]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "--blocklist (SCRAPER_BLOCKLIST) {}: cannot read it",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("leave the flag unset"), "{stderr}");
+
+    let bad_list = dir.path().join("blocklist.txt");
+    std::fs::write(&bad_list, "example.com\nnot a url or a hash\n").expect("write");
+    let (code, stderr) = extract(&["--blocklist".as_ref(), bad_list.as_ref(), wat.as_ref()]);
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains("--blocklist (SCRAPER_BLOCKLIST)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("line 2"), "{stderr}");
+
+    // A folder as the WAT: refused at once, with the path, not as "Is a directory" mid-read.
+    let (code, stderr) = extract(&[dir.path().as_ref()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the wat source {} (SOURCE, SCRAPER_WAT) is a folder",
+            dir.path().display()
+        )),
+        "{stderr}"
+    );
+    let (code, stderr) = extract(&[missing.as_ref()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the wat source {} (SOURCE, SCRAPER_WAT) cannot be opened",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+}
