@@ -53,8 +53,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunSummary> {
     let stop = Stop::spawn(shutdown);
-    std::fs::create_dir_all(&config.work_dir)
-        .with_context(|| format!("failed to create {}", config.work_dir.display()))?;
+    prepare_work_dir(&config.work_dir)?;
     remove_stale_bundles(&config.work_dir);
     let metrics = Arc::new(Metrics::default());
     if let Some(address) = config.metrics_listen {
@@ -293,6 +292,29 @@ async fn idle(config: &RunConfig, stop: &Stop) {
     tokio::select! {
         _ = tokio::time::sleep(config.idle_wait) => {}
         _ = stop.wait() => {}
+    }
+}
+
+/// Creates the work folder when it is missing, its last component only (a mistyped path must
+/// not grow a tree of folders), and says so.
+fn prepare_work_dir(work_dir: &std::path::Path) -> anyhow::Result<()> {
+    match std::fs::create_dir(work_dir) {
+        Ok(()) => {
+            tracing::info!(work_dir = %work_dir.display(), "created the work folder");
+            Ok(())
+        }
+        Err(error)
+            if error.kind() == std::io::ErrorKind::AlreadyExists
+                && std::fs::metadata(work_dir).is_ok_and(|metadata| metadata.is_dir()) =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(error).with_context(|| {
+            format!(
+                "failed to create the work folder {} (--work-dir, SCRAPER_WORK_DIR): its parent must be a folder that exists",
+                work_dir.display()
+            )
+        }),
     }
 }
 

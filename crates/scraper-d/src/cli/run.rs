@@ -2,7 +2,7 @@
 //! `EnvironmentFile=/etc/cah/scraper-d.env` configures it) and their validation.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{DownloadArgs, FilterArgs};
@@ -27,7 +27,8 @@ pub struct RunArgs {
     /// Enrollment token written by swarm-ctl (accepted; the tracker protocol does not use it yet).
     #[arg(long, env = "SCRAPER_ENROLLMENT_TOKEN", hide_env_values = true)]
     pub enrollment_token: Option<String>,
-    /// Folder for bundles (the unit's WorkingDirectory, /var/lib/scraper-d).
+    /// Folder for bundles (the unit's WorkingDirectory, /var/lib/scraper-d); created when
+    /// missing, but only as the last component of the path: its parent must exist.
     #[arg(long, env = "SCRAPER_WORK_DIR", default_value = ".")]
     pub work_dir: PathBuf,
     #[command(flatten)]
@@ -82,6 +83,39 @@ fn check_interval(
     )))
 }
 
+/// Refuses a `--work-dir` that is not a folder, or that is missing and could not be created
+/// because its parent is missing too: a typo (`/var/lib/scarper-d/x`) must not grow a tree.
+fn check_work_dir(work_dir: &Path) -> Result<(), ScraperError> {
+    let refuse = |detail: String| {
+        Err(ScraperError::Config(format!(
+            "--work-dir (SCRAPER_WORK_DIR) {} {detail}",
+            work_dir.display()
+        )))
+    };
+    match std::fs::metadata(work_dir) {
+        Ok(metadata) if metadata.is_dir() => Ok(()),
+        Ok(_) => refuse(
+            "is not a folder: point it at a folder (the unit uses /var/lib/scraper-d)".into(),
+        ),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            // `Path::parent` of a bare name is "", the current folder.
+            let parent = work_dir
+                .parent()
+                .filter(|parent| !parent.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            match std::fs::metadata(parent) {
+                Ok(metadata) if metadata.is_dir() => Ok(()),
+                _ => refuse(format!(
+                    "does not exist, nor does the folder {} it would be created in: create it, \
+                     or fix the path (only the last component is created)",
+                    parent.display()
+                )),
+            }
+        }
+        Err(error) => refuse(format!("cannot be read: {error}")),
+    }
+}
+
 impl TryFrom<RunArgs> for RunConfig {
     type Error = ScraperError;
 
@@ -101,6 +135,7 @@ impl TryFrom<RunArgs> for RunConfig {
             args.heartbeat,
             "every claim heartbeats the tracker in a tight loop (default 30s)",
         )?;
+        check_work_dir(&args.work_dir)?;
         let mut settings = args.download.settings()?;
         let filters = args.filters.config()?;
         // Redirects must not lead where the WAT's own links may not.

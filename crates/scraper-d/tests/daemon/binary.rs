@@ -164,3 +164,42 @@ async fn systemd_hears_ready_and_watchdog_pings_while_the_tracker_is_down() {
         .expect("waits");
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_work_dir_must_be_a_folder_and_only_its_last_component_is_created() {
+    let tracker = TestTracker::start(&[]).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let afile = dir.path().join("afile");
+    std::fs::write(&afile, b"not a folder").expect("write");
+    let nested = dir.path().join("missing").join("dir");
+    for (work_dir, refusal) in [(&afile, "is not a folder"), (&nested, "does not exist")] {
+        let mut command = scraper(&tracker.base, "work-dir-test", work_dir);
+        let output = tokio::task::spawn_blocking(move || command.output())
+            .await
+            .expect("task")
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(64), "{stderr}");
+        let named = format!(
+            "--work-dir (SCRAPER_WORK_DIR) {} {refusal}",
+            work_dir.display()
+        );
+        assert!(stderr.contains(&named), "{stderr}");
+    }
+    assert!(
+        std::fs::metadata(dir.path().join("missing")).is_err(),
+        "no folder tree grown"
+    );
+
+    let fresh = dir.path().join("fresh");
+    let mut command = scraper(&tracker.base, "work-dir-test", &fresh);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("task")
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("created the work folder"), "{stderr}");
+    assert!(std::fs::metadata(&fresh).expect("created").is_dir());
+    tracker.stop().await;
+}
