@@ -6,11 +6,13 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod download;
+mod env_bool;
 mod fetch;
 mod filters;
 mod run;
 
 pub use download::DownloadArgs;
+use env_bool::{BOOLEAN_VARIABLES_HELP, EnvBool};
 pub use fetch::FetchArgs;
 pub use filters::FilterArgs;
 pub use run::RunArgs;
@@ -42,10 +44,13 @@ pub struct Args {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Stream one WAT file (path or http(s) URL) and write its image–text candidates.
+    #[command(after_help = BOOLEAN_VARIABLES_HELP)]
     Extract(Box<ExtractArgs>),
     /// Run as the worker daemon: claim jobs, download images, upload bundles (systemd service).
+    #[command(after_help = BOOLEAN_VARIABLES_HELP)]
     Run(Box<RunArgs>),
     /// Download a list of image URLs (one per line) into one bundle, without a tracker (benchmarks, checks).
+    #[command(after_help = BOOLEAN_VARIABLES_HELP)]
     Fetch(Box<FetchArgs>),
 }
 
@@ -74,7 +79,7 @@ pub struct ExtractArgs {
     #[arg(long, env = "SCRAPER_OUTPUT")]
     pub output: Option<PathBuf>,
     /// Print the final summary as one JSON object on stderr instead of text.
-    #[arg(long, env = "SCRAPER_SUMMARY_JSON")]
+    #[arg(long, env = "SCRAPER_SUMMARY_JSON", value_parser = EnvBool::off())]
     pub summary_json: bool,
     /// Which half: record i of the file belongs to half i mod 2.
     #[arg(long, env = "SCRAPER_HALF", value_enum, default_value = "both")]

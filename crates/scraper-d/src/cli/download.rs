@@ -25,7 +25,7 @@ pub struct DownloadArgs {
     )]
     pub nameservers: Vec<SocketAddr>,
     /// Connect to private, loopback, link-local and metadata addresses too (never on a public node).
-    #[arg(long, env = "SCRAPER_ALLOW_PRIVATE_ADDRESSES")]
+    #[arg(long, env = "SCRAPER_ALLOW_PRIVATE_ADDRESSES", value_parser = super::EnvBool::off())]
     pub allow_private_addresses: bool,
     /// Networks allowed although special (repeatable, comma-separated), e.g. 127.0.0.1/32.
     #[arg(
@@ -57,7 +57,7 @@ pub struct DownloadArgs {
     #[arg(long, env = "SCRAPER_PER_HOST", default_value_t = 2)]
     pub per_host: usize,
     /// Do not fetch or obey robots.txt.
-    #[arg(long, env = "SCRAPER_IGNORE_ROBOTS")]
+    #[arg(long, env = "SCRAPER_IGNORE_ROBOTS", value_parser = super::EnvBool::off())]
     pub ignore_robots: bool,
     /// Consecutive failures that stop requests to a host (0: never).
     #[arg(long, env = "SCRAPER_BREAKER_THRESHOLD", default_value_t = 8)]

@@ -14,7 +14,7 @@ pub struct FetchArgs {
     #[arg(long, env = "SCRAPER_FETCH_OUTPUT")]
     pub output: PathBuf,
     /// Print the summary as one JSON object on stderr instead of text.
-    #[arg(long, env = "SCRAPER_SUMMARY_JSON")]
+    #[arg(long, env = "SCRAPER_SUMMARY_JSON", value_parser = super::EnvBool::off())]
     pub summary_json: bool,
     #[command(flatten)]
     pub download: DownloadArgs,

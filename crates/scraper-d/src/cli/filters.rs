@@ -29,10 +29,10 @@ pub struct FilterArgs {
     )]
     pub drop_extensions: Vec<String>,
     /// Keep pages whose HTTP status is not 2xx.
-    #[arg(long, env = "SCRAPER_KEEP_NON_2XX")]
+    #[arg(long, env = "SCRAPER_KEEP_NON_2XX", value_parser = super::EnvBool::off())]
     pub keep_non_2xx: bool,
     /// Keep image URLs whose host is an IP address.
-    #[arg(long, env = "SCRAPER_ALLOW_IP_HOSTS")]
+    #[arg(long, env = "SCRAPER_ALLOW_IP_HOSTS", value_parser = super::EnvBool::off())]
     pub allow_ip_hosts: bool,
     /// Blocklist file: one URL, domain, SHA-256/MD5 URL hash or pair hash per line (the daemon also checks redirect targets against it).
     #[arg(long, env = "SCRAPER_BLOCKLIST")]
@@ -49,7 +49,7 @@ pub struct FilterArgs {
     #[arg(long, env = "SCRAPER_LANGUAGES", value_delimiter = ',')]
     pub languages: Vec<String>,
     /// Dedup only identical (URL, alt) pairs, not repeated URLs with another alt.
-    #[arg(long, env = "SCRAPER_DEDUP_PAIRS_ONLY")]
+    #[arg(long, env = "SCRAPER_DEDUP_PAIRS_ONLY", value_parser = super::EnvBool::off())]
     pub dedup_pairs_only: bool,
 }
 

@@ -50,11 +50,12 @@ pub struct RunArgs {
     #[arg(long, env = "SCRAPER_MAX_WAT_BYTES", default_value_t = crate::source::DEFAULT_MAX_WAT_BYTES)]
     pub max_wat_bytes: u64,
     /// Exit when the tracker has no job.
-    #[arg(long, env = "SCRAPER_EXIT_WHEN_IDLE")]
+    #[arg(long, env = "SCRAPER_EXIT_WHEN_IDLE", value_parser = super::EnvBool::off())]
     pub exit_when_idle: bool,
     /// Skip pairs the tracker's `parsed` dedup set already holds (other jobs scraped them), and
-    /// add a job's pairs to it once the job is completed. `false` scrapes every pair of a job.
-    #[arg(long, env = "SCRAPER_TRACKER_DEDUP", default_value_t = true, action = clap::ArgAction::Set)]
+    /// add a job's pairs to it once the job is completed. `false` (or `0`, `no`, `off`) scrapes
+    /// every pair of a job.
+    #[arg(long, env = "SCRAPER_TRACKER_DEDUP", default_value_t = true, action = clap::ArgAction::Set, value_parser = super::EnvBool::on())]
     pub tracker_dedup: bool,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9102).
     #[arg(long, env = "SCRAPER_METRICS_LISTEN")]

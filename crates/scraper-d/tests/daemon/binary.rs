@@ -203,3 +203,32 @@ async fn a_work_dir_must_be_a_folder_and_only_its_last_component_is_created() {
     assert!(std::fs::metadata(&fresh).expect("created").is_dir());
     tracker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boolean_variables_take_the_usual_spellings() {
+    let tracker = TestTracker::start(&[]).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut command = scraper(&tracker.base, "bool-test", work.path());
+    command
+        .env("SCRAPER_EXIT_WHEN_IDLE", "1")
+        .env("SCRAPER_ALLOW_PRIVATE_ADDRESSES", "yes")
+        .env("SCRAPER_TRACKER_DEDUP", "Off")
+        .env("SCRAPER_IGNORE_ROBOTS", "");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("task")
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // SCRAPER_EXIT_WHEN_IDLE=1 was read as true.
+    assert!(stderr.contains("no job left"), "{stderr}");
+
+    let mut command = scraper(&tracker.base, "bool-test", work.path());
+    command.env("SCRAPER_ALLOW_PRIVATE_ADDRESSES", "maybe");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("task")
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(64));
+    tracker.stop().await;
+}
