@@ -146,6 +146,13 @@ impl TryFrom<ExtractArgs> for ExtractCommand {
                 vec![HalfJob::new(0, half0)?, HalfJob::new(1, half1)?]
             }
         };
+        if args.source.trim().is_empty() {
+            return Err(ScraperError::Config(
+                "the wat source (SOURCE, SCRAPER_WAT) is empty: give a .warc.wat.gz path or an \
+                 http(s) URL"
+                    .into(),
+            ));
+        }
         let filters = args.filters.config()?;
         let mut http = HttpConfig::standard();
         http.max_attempts = args.http_attempts.max(1);

@@ -14,6 +14,9 @@ use crate::resolver::ResolverSettings;
 use crate::safety::AddressPolicy;
 use crate::validate::ValidateConfig;
 
+/// The contact URL of the User-Agent unless `--contact-url` names the operator's.
+pub(crate) const DEFAULT_CONTACT_URL: &str = "https://github.com/crawling-at-home/cah-swarm";
+
 #[derive(Debug, clap::Args)]
 pub struct DownloadArgs {
     /// Nameserver IP:PORT (repeatable, or comma-separated); the system's resolv.conf when unset.
@@ -35,12 +38,9 @@ pub struct DownloadArgs {
         value_delimiter = ','
     )]
     pub allow_cidrs: Vec<IpNet>,
-    /// Contact URL put in the User-Agent, so site owners can reach the operator.
-    #[arg(
-        long,
-        env = "SCRAPER_CONTACT_URL",
-        default_value = "https://github.com/crawling-at-home/cah-swarm"
-    )]
+    /// Contact URL put in the User-Agent, so site owners can reach the operator (the default
+    /// when empty).
+    #[arg(long, env = "SCRAPER_CONTACT_URL", default_value = DEFAULT_CONTACT_URL)]
     pub contact_url: String,
     /// Time budget of one image: its name lookups, its wait for the host's robots.txt and every
     /// request of its redirect chain (connect, headers, body); waits for a host slot or a
@@ -97,10 +97,14 @@ impl DownloadArgs {
                 "--timeout must be more than 0 (e.g. 10s)".into(),
             ));
         }
+        // An empty SCRAPER_CONTACT_URL would leave site owners no one to reach.
+        let contact_url = match self.contact_url.trim() {
+            "" => DEFAULT_CONTACT_URL,
+            contact_url => contact_url,
+        };
         let user_agent = format!(
-            "scraper-d/{} (Crawling@Home image-text crawler; +{})",
+            "scraper-d/{} (Crawling@Home image-text crawler; +{contact_url})",
             env!("CARGO_PKG_VERSION"),
-            self.contact_url
         );
         let mut fetch = FetchConfig::standard(user_agent);
         fetch.timeout = self.timeout;

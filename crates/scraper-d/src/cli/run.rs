@@ -18,7 +18,8 @@ pub struct RunArgs {
     /// Nickname shown on the leaderboard.
     #[arg(long, env = "SCRAPER_NICKNAME")]
     pub nickname: String,
-    /// Node name prefixed to progress strings (`NODE: job 17 ...`); the nickname when unset.
+    /// Node name prefixed to progress strings (`NODE: job 17 ...`); the nickname when unset or
+    /// empty.
     #[arg(long, env = "SCRAPER_NODE_NAME")]
     pub node_name: Option<String>,
     /// Swarm label written by swarm-ctl (logged only).
@@ -117,12 +118,25 @@ fn check_work_dir(work_dir: &Path) -> Result<(), ScraperError> {
     }
 }
 
+/// An optional text flag, trimmed; empty (an env file's `SCRAPER_NODE_NAME=`) is unset: an
+/// empty node name made every progress string start with `: `, which swarm-ctl matches to no
+/// node.
+fn unless_blank(value: Option<String>) -> Option<String> {
+    value
+        .map(|value| value.trim().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
 impl TryFrom<RunArgs> for RunConfig {
     type Error = ScraperError;
 
     fn try_from(args: RunArgs) -> Result<Self, Self::Error> {
         if args.nickname.trim().is_empty() {
-            return Err(ScraperError::Config("--nickname must not be empty".into()));
+            return Err(ScraperError::Config(
+                "--nickname (SCRAPER_NICKNAME) must not be empty: it names this scraper on the \
+                 tracker's leaderboard"
+                    .into(),
+            ));
         }
         check_interval(
             "idle-wait",
@@ -141,8 +155,8 @@ impl TryFrom<RunArgs> for RunConfig {
         let filters = args.filters.config()?;
         // Redirects must not lead where the WAT's own links may not.
         settings.fetch.blocklist = filters.blocklist.clone();
-        let node_name = args.node_name.unwrap_or_else(|| args.nickname.clone());
-        if let Some(swarm) = &args.swarm {
+        let node_name = unless_blank(args.node_name).unwrap_or_else(|| args.nickname.clone());
+        if let Some(swarm) = &unless_blank(args.swarm) {
             tracing::info!(swarm = %swarm, node = %node_name, "swarm member");
         }
         Ok(RunConfig {
@@ -179,22 +193,55 @@ mod tests {
     use super::*;
 
     fn run_config(flags: &[&str]) -> Result<RunConfig, ScraperError> {
-        let argv = [
+        run_config_of("test", flags)
+    }
+
+    fn run_config_of(nickname: &str, flags: &[&str]) -> Result<RunConfig, ScraperError> {
+        let start = [
             "scraper-d",
             "run",
             "--tracker",
             "http://127.0.0.1:9/",
             "--nickname",
-            "test",
-        ]
-        .iter()
-        .chain(flags)
-        .copied();
+            nickname,
+        ];
+        let argv = start.iter().chain(flags).copied();
         let args = crate::cli::Args::try_parse_from(argv).expect("flags parse");
         let crate::cli::Command::Run(run) = args.command else {
             panic!("not a run command");
         };
         RunConfig::try_from(*run)
+    }
+
+    #[test]
+    fn blank_text_flags_are_unset() {
+        let cases: &[(&[&str], &str)] = &[
+            (&[], "test"),
+            (&["--node-name", ""], "test"),
+            (&["--node-name", "  "], "test"),
+            (&["--node-name", " node-7 "], "node-7"),
+            (&["--node-name", "node-7", "--swarm", ""], "node-7"),
+        ];
+        for (flags, node_name) in cases {
+            let config = run_config(flags).expect("valid");
+            assert_eq!(config.node_name, *node_name, "{flags:?}");
+        }
+        let config = run_config(&["--contact-url", " "]).expect("valid");
+        assert!(
+            config.fetch.user_agent.ends_with(&format!(
+                "+{})",
+                super::super::download::DEFAULT_CONTACT_URL
+            )),
+            "{}",
+            config.fetch.user_agent
+        );
+        let refused = run_config_of(" ", &[]).expect_err("blank nickname");
+        assert!(
+            refused
+                .to_string()
+                .contains("--nickname (SCRAPER_NICKNAME)"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -232,3 +232,23 @@ async fn boolean_variables_take_the_usual_spellings() {
     assert_eq!(output.status.code(), Some(64));
     tracker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_node_name_variable_means_the_nickname() {
+    let tracker = TestTracker::start(&[]).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let mut command = scraper(&tracker.base, "blank-node", work.path());
+    command
+        .env("SCRAPER_NODE_NAME", "")
+        .env("SCRAPER_SWARM", "")
+        .env("SCRAPER_CONTACT_URL", "");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("task")
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("node=blank-node"), "{stderr}");
+    assert!(!stderr.contains("swarm member"), "{stderr}");
+    tracker.stop().await;
+}

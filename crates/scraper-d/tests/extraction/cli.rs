@@ -208,3 +208,19 @@ fn unreadable_files_are_named_with_their_flag_and_the_fix() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_empty_wat_source_is_refused() {
+    let output = binary()
+        .arg("extract")
+        .env_clear()
+        .env("SCRAPER_WAT", "")
+        .output()
+        .expect("run scraper-d");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("the wat source (SOURCE, SCRAPER_WAT) is empty"),
+        "{stderr}"
+    );
+}
