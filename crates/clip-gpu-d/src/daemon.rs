@@ -297,7 +297,7 @@ async fn release_held(registration: &Registration, metrics: &Metrics) {
 
 async fn start_backends(config: &Config) -> anyhow::Result<Vec<BackendThread>> {
     if let Some(threads) = config.cpu_threads {
-        tch::set_num_threads(threads);
+        crate::backend::torch::set_cpu_threads(threads);
     }
     RuntimeInfo::detect().log();
     let mut backends = Vec::new();

@@ -1,6 +1,7 @@
 //! The command line: `embed` (images and texts to `.npy` embeddings and their cosine matrix)
 //! and `bench` (tower throughput on random inputs, for scripts/gpu-check.sh).
 
+use std::num::{NonZeroU16, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -9,6 +10,7 @@ use tracing::info;
 
 use crate::backend::torch::{RuntimeInfo, TorchBackend};
 use crate::backend::{BackendThread, Embeddings, ImageBatch, TextBatch};
+use crate::flags::positive;
 use crate::model::{DeviceSpec, Precision};
 use crate::preprocess::preprocess_batch;
 use crate::telemetry::LogFormat;
@@ -60,8 +62,8 @@ pub struct EmbedArgs {
     #[arg(long, env = "CLIP_EMBED_OUTPUT")]
     pub output: PathBuf,
     /// Inputs per forward pass.
-    #[arg(long, env = "CLIP_BATCH_SIZE", default_value_t = 256)]
-    pub batch_size: usize,
+    #[arg(long, env = "CLIP_BATCH_SIZE", default_value = "256", value_parser = positive::<NonZeroUsize>)]
+    pub batch_size: NonZeroUsize,
     /// Also write the model inputs, PREFIX.pixels.npy (u8 RGB values, HWC, as float32) and
     /// PREFIX.tokens.npy (token ids as float32), for parity checks against other runtimes.
     #[arg(long, env = "CLIP_EMBED_DUMP_INPUTS")]
@@ -81,9 +83,9 @@ pub struct ModelArgs {
     /// Weight and activation precision: f32, f16 or bf16.
     #[arg(long, env = "CLIP_DTYPE", default_value = "f32")]
     pub dtype: Precision,
-    /// libtorch CPU threads (default: libtorch's choice).
-    #[arg(long, env = "CLIP_CPU_THREADS")]
-    pub cpu_threads: Option<i32>,
+    /// libtorch CPU threads, at least 1 (default: libtorch's choice).
+    #[arg(long, env = "CLIP_CPU_THREADS", value_parser = positive::<NonZeroU16>)]
+    pub cpu_threads: Option<NonZeroU16>,
 }
 
 pub mod bench;
@@ -102,7 +104,7 @@ impl ModelArgs {
     /// Logs the runtime and starts the backend thread with the model loaded.
     pub fn start_backend(&self) -> anyhow::Result<BackendThread> {
         if let Some(threads) = self.cpu_threads {
-            tch::set_num_threads(threads);
+            crate::backend::torch::set_cpu_threads(threads);
         }
         RuntimeInfo::detect().log();
         let model_dir = self.model_dir()?;
@@ -129,7 +131,6 @@ pub struct EmbedOutput {
 
 /// Runs `embed`.
 pub fn run_embed(args: &EmbedArgs) -> anyhow::Result<EmbedOutput> {
-    anyhow::ensure!(args.batch_size > 0, "batch size must be positive");
     let model_dir = args.model.model_dir()?;
     let tokenizer = load_tokenizer(&model_dir)?;
     let texts_raw = std::fs::read_to_string(&args.texts_file)
@@ -155,7 +156,8 @@ pub fn run_embed(args: &EmbedArgs) -> anyhow::Result<EmbedOutput> {
     }
     let per_image = side * side * 3;
     let mut image_embeddings = Vec::new();
-    for chunk in pixels.chunks(per_image * args.batch_size) {
+    let batch_size = args.batch_size.get();
+    for chunk in pixels.chunks(per_image * batch_size) {
         let batch = ImageBatch {
             n_images: chunk.len() / per_image,
             pixels: chunk.to_vec(),
@@ -171,7 +173,7 @@ pub fn run_embed(args: &EmbedArgs) -> anyhow::Result<EmbedOutput> {
         dump_inputs(&args.output, &pixels, per_image, &token_ids)?;
     }
     let mut text_embeddings = Vec::new();
-    for chunk in token_ids.chunks(CONTEXT_LENGTH * args.batch_size) {
+    for chunk in token_ids.chunks(CONTEXT_LENGTH * batch_size) {
         let batch = TextBatch {
             n_texts: chunk.len() / CONTEXT_LENGTH,
             token_ids: chunk.to_vec(),

@@ -8,6 +8,7 @@
 //! - [`backend`]: the `Backend` trait, the tch backend and the OS thread that owns the model.
 //! - [`embed`]: the `embed` command (images and texts to `.npy` embeddings and similarities).
 //! - [`npy`]: a writer of NumPy `.npy` files.
+//! - [`flags`]: checks shared by the commands' flags, and the usage error that exits 64.
 //! - [`daemon`]: the `run` command, a GPU daemon that turns tracker bundles into a dataset, over
 //!   [`bundle`] (hostile bundle reader), [`tags`] (NSFW/underage/animal tags), [`dedup`] (pair
 //!   hash), [`shard`] (dataset shards, TFRecord included), [`output`] (local folder or S3
@@ -19,6 +20,7 @@ pub mod config;
 pub mod daemon;
 pub mod dedup;
 pub mod embed;
+pub mod flags;
 pub mod metrics;
 pub mod model;
 pub mod npy;

@@ -2,18 +2,31 @@
 
 use std::process::ExitCode;
 
+use clap::CommandFactory;
 use clip_gpu_d::embed::{Args, Command};
+use clip_gpu_d::flags::UsageError;
+
+/// EX_USAGE: a configuration error, which the unit's RestartPreventExitStatus=64 does not
+/// restart (linkerd exits the same way).
+const EX_USAGE: u8 = 64;
 
 fn main() -> ExitCode {
-    // A bad flag or environment value exits 64 (EX_USAGE) like every other configuration
-    // error, so that the unit's RestartPreventExitStatus=64 stops a restart loop; --help and
-    // --version exit 0.
+    // A bad flag or environment value exits 64 like every other configuration error, so that
+    // the unit's RestartPreventExitStatus=64 stops a restart loop; --help and --version exit 0.
     let args = match <Args as clap::Parser>::try_parse() {
         Ok(args) => args,
         Err(error) => {
+            let command = Args::command();
+            let subcommand = std::env::args_os()
+                .skip(1)
+                .find(|arg| command.find_subcommand(arg).is_some());
+            let error =
+                clip_gpu_d::flags::with_env_tip(error, &command, subcommand.as_deref(), |name| {
+                    std::env::var_os(name)
+                });
             let _ = error.print();
             return if error.use_stderr() {
-                ExitCode::from(64)
+                ExitCode::from(EX_USAGE)
             } else {
                 ExitCode::SUCCESS
             };
@@ -28,7 +41,7 @@ fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(error) => {
                     tracing::error!(error = %format!("{error:#}"), "invalid configuration");
-                    return ExitCode::from(64); // EX_USAGE, as linkerd does.
+                    return ExitCode::from(EX_USAGE);
                 }
             };
             match tokio::runtime::Runtime::new() {
@@ -42,6 +55,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.chain().any(|cause| cause.is::<UsageError>()) => {
+            tracing::error!(error = %format!("{error:#}"), "invalid configuration");
+            ExitCode::from(EX_USAGE)
+        }
         Err(error) => {
             tracing::error!(error = %format!("{error:#}"), "clip-gpu-d failed");
             ExitCode::FAILURE

@@ -46,5 +46,7 @@ mod signals;
 mod start_wait;
 #[path = "daemon/support.rs"]
 mod support;
+#[path = "daemon/usage.rs"]
+mod usage;
 #[path = "daemon/write_failure.rs"]
 mod write_failure;

@@ -95,6 +95,12 @@ pub fn resolve_device(spec: DeviceSpec) -> Result<Device, BackendError> {
     }
 }
 
+/// Sets libtorch's CPU thread count; a positive type, since libtorch aborts on 0 or less
+/// ("Expected positive number of threads").
+pub fn set_cpu_threads(threads: std::num::NonZeroU16) {
+    tch::set_num_threads(i32::from(threads.get()));
+}
+
 impl TorchBackend {
     /// Loads the checkpoint folder onto `spec`; call this on the thread that will own it.
     pub fn load(

@@ -1,11 +1,13 @@
 //! The options of `run`: flags with their `CLIP_*` environment variables, and their checks.
 
 use std::net::SocketAddr;
+use std::num::{NonZeroU16, NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use url::Url;
 
+use crate::flags::positive;
 use crate::model::{DeviceSpec, Precision};
 use crate::npy::EmbeddingDtype;
 use crate::output::{Output, S3Settings, Secret};
@@ -60,11 +62,11 @@ pub struct RunArgs {
     #[arg(long, env = "CLIP_DTYPE", default_value = "f32")]
     pub dtype: Precision,
     /// Pairs per forward pass.
-    #[arg(long, env = "CLIP_BATCH_SIZE", default_value_t = 256)]
-    pub batch_size: usize,
+    #[arg(long, env = "CLIP_BATCH_SIZE", default_value = "256", value_parser = positive::<NonZeroUsize>)]
+    pub batch_size: NonZeroUsize,
     /// Pairs per output shard.
-    #[arg(long, env = "CLIP_SHARD_SIZE", default_value_t = 10_000)]
-    pub shard_size: usize,
+    #[arg(long, env = "CLIP_SHARD_SIZE", default_value = "10000", value_parser = positive::<NonZeroUsize>)]
+    pub shard_size: NonZeroUsize,
     /// Keep pairs whose image–text cosine similarity is at least this (LAION-5B English: 0.28).
     #[arg(
         long,
@@ -81,8 +83,8 @@ pub struct RunArgs {
     pub tags: TagMode,
     /// Most jobs held at once (claimed and not yet completed). Their bundles' images are held
     /// in memory, so memory is bounded by about this many times the bundle size.
-    #[arg(long, env = "CLIP_MAX_JOBS", default_value_t = 8)]
-    pub max_jobs: u32,
+    #[arg(long, env = "CLIP_MAX_JOBS", default_value = "8", value_parser = positive::<NonZeroU32>)]
+    pub max_jobs: NonZeroU32,
     /// Name on the tracker's leaderboard.
     #[arg(long, env = "CLIP_NICKNAME", default_value = "clip-gpu-d")]
     pub nickname: String,
@@ -93,12 +95,12 @@ pub struct RunArgs {
     /// that every held job waits in closes at once.
     #[arg(long, env = "CLIP_FLUSH_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub flush_interval: Duration,
-    /// Largest bundle downloaded, in bytes.
-    #[arg(long, env = "CLIP_MAX_BUNDLE_BYTES", default_value_t = 4 << 30)]
-    pub max_bundle_bytes: u64,
-    /// libtorch CPU threads (default: libtorch's choice).
-    #[arg(long, env = "CLIP_CPU_THREADS")]
-    pub cpu_threads: Option<i32>,
+    /// Largest bundle downloaded, in bytes (a larger one is reported invalid).
+    #[arg(long, env = "CLIP_MAX_BUNDLE_BYTES", default_value = "4294967296", value_parser = positive::<NonZeroU64>)]
+    pub max_bundle_bytes: NonZeroU64,
+    /// libtorch CPU threads, at least 1 (default: libtorch's choice).
+    #[arg(long, env = "CLIP_CPU_THREADS", value_parser = positive::<NonZeroU16>)]
+    pub cpu_threads: Option<NonZeroU16>,
     /// Serve Prometheus metrics at `http://ADDR/metrics` (off when unset).
     #[arg(long, env = "CLIP_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -137,7 +139,7 @@ pub struct Config {
     pub poll_interval: Duration,
     pub flush_interval: Duration,
     pub max_bundle_bytes: u64,
-    pub cpu_threads: Option<i32>,
+    pub cpu_threads: Option<NonZeroU16>,
     pub metrics_listen: Option<SocketAddr>,
     pub embedding_dtype: EmbeddingDtype,
     pub drain_timeout: Duration,
@@ -154,9 +156,6 @@ impl TryFrom<RunArgs> for Config {
     type Error = anyhow::Error;
 
     fn try_from(args: RunArgs) -> anyhow::Result<Self> {
-        anyhow::ensure!(args.batch_size > 0, "--batch-size must be positive");
-        anyhow::ensure!(args.shard_size > 0, "--shard-size must be positive");
-        anyhow::ensure!(args.max_jobs > 0, "--max-jobs must be positive");
         anyhow::ensure!(args.threshold.is_finite(), "--threshold must be a number");
         anyhow::ensure!(
             args.model.join("config.json").is_file(),
@@ -177,16 +176,16 @@ impl TryFrom<RunArgs> for Config {
                 secret_access_key: args.s3_secret_access_key,
             },
             dtype: args.dtype,
-            batch_size: args.batch_size,
-            shard_size: args.shard_size,
+            batch_size: args.batch_size.get(),
+            shard_size: args.shard_size.get(),
             threshold: args.threshold,
             nsfw_policy: args.nsfw_policy,
             tags: args.tags,
-            max_jobs: args.max_jobs,
+            max_jobs: args.max_jobs.get(),
             nickname: args.nickname,
             poll_interval: args.poll_interval,
             flush_interval: args.flush_interval,
-            max_bundle_bytes: args.max_bundle_bytes,
+            max_bundle_bytes: args.max_bundle_bytes.get(),
             cpu_threads: args.cpu_threads,
             metrics_listen: args.metrics_listen,
             embedding_dtype: args.embedding_dtype,

@@ -1,5 +1,6 @@
 //! `bench`: throughput of both towers on random inputs, median of timed runs after warm-ups.
 
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -8,6 +9,7 @@ use tracing::info;
 
 use super::ModelArgs;
 use crate::backend::{ImageBatch, TextBatch};
+use crate::flags::positive;
 use crate::tokenizer::CONTEXT_LENGTH;
 
 /// Options of `bench`.
@@ -16,14 +18,14 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Batch sizes to measure (several values, or commas: `256,1024`).
-    #[arg(long, env = "CLIP_BENCH_BATCH_SIZES", value_delimiter = ',', num_args = 1.., default_values_t = [256usize, 1024])]
-    pub batch_sizes: Vec<usize>,
+    #[arg(long, env = "CLIP_BENCH_BATCH_SIZES", value_delimiter = ',', num_args = 1.., default_values = ["256", "1024"], value_parser = positive::<NonZeroUsize>)]
+    pub batch_sizes: Vec<NonZeroUsize>,
     /// Untimed calls per batch size.
     #[arg(long, env = "CLIP_BENCH_WARMUP", default_value_t = 3)]
     pub warmup: usize,
     /// Timed calls per batch size.
-    #[arg(long, env = "CLIP_BENCH_ITERATIONS", default_value_t = 20)]
-    pub iterations: usize,
+    #[arg(long, env = "CLIP_BENCH_ITERATIONS", default_value = "20", value_parser = positive::<NonZeroUsize>)]
+    pub iterations: NonZeroUsize,
     /// JSON report path.
     #[arg(long, env = "CLIP_BENCH_OUTPUT")]
     pub output: PathBuf,
@@ -31,14 +33,13 @@ pub struct BenchArgs {
 
 /// Runs `bench` and writes one JSON object per batch size.
 pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.iterations > 0, "iterations must be positive");
     let backend = args.model.start_backend()?;
     let model_dir = args.model.model_dir()?;
     let config = crate::config::ClipConfig::from_file(&model_dir.join("config.json"))?;
     let side = usize::try_from(config.vision_config.image_size)?;
     let vocab = u64::try_from(config.text_config.vocab_size)?;
     let mut reports = Vec::new();
-    for &batch_size in &args.batch_sizes {
+    for batch_size in args.batch_sizes.iter().map(|size| size.get()) {
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {
             seed ^= seed << 13;
@@ -96,8 +97,8 @@ where
     for _ in 0..args.warmup {
         call()?;
     }
-    let mut seconds = Vec::with_capacity(args.iterations);
-    for _ in 0..args.iterations {
+    let mut seconds = Vec::with_capacity(args.iterations.get());
+    for _ in 0..args.iterations.get() {
         let started = Instant::now();
         call()?;
         seconds.push(started.elapsed().as_secs_f64());

@@ -1,5 +1,6 @@
 //! The `clip-gpu-d embed` command end to end against OpenAI preprocessing and tokenizer plus
-//! Hugging Face `CLIPModel`, and its refusal to fall back from CUDA to the CPU.
+//! Hugging Face `CLIPModel`, its refusal to fall back from CUDA to the CPU, and its usage
+//! errors (exit 64, naming the flag and its environment variable).
 
 use std::process::Command;
 
@@ -94,4 +95,64 @@ fn cuda_request_never_falls_back_to_the_cpu() {
         "unclear error: {stderr}"
     );
     assert!(!dir.path().join("out.img_emb.npy").exists());
+}
+
+/// Runs `embed` on one photo into `dir` with `extra` flags and `envs`; asserts exit 64 (a usage
+/// error) with no output written, and returns stderr.
+fn embed_refused(dir: &std::path::Path, extra: &[&str], envs: &[(&str, &str)]) -> String {
+    let texts = dir.join("texts.txt");
+    std::fs::write(&texts, "a dog\n").expect("write texts");
+    let photo = support::photos().into_iter().next().expect("a photo");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clip-gpu-d"));
+    command
+        .args(["embed", "--device", "cpu", "--model"])
+        .arg(support::tiny_model())
+        .arg("--texts-file")
+        .arg(&texts)
+        .arg("--images")
+        .arg(photo);
+    if !extra.contains(&"--output") {
+        command.arg("--output").arg(dir.join("out"));
+    }
+    let output = command
+        .args(extra)
+        .envs(envs.iter().copied())
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run clip-gpu-d");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(64),
+        "{extra:?} {envs:?}: {stderr}"
+    );
+    let written: Vec<_> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .map(|entry| entry.expect("entry").file_name())
+        .filter(|name| name.to_string_lossy().ends_with(".npy"))
+        .collect();
+    assert!(written.is_empty(), "{written:?}");
+    stderr
+}
+
+#[test]
+fn zero_or_negative_counts_are_usage_errors_naming_the_flag_and_variable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // libtorch aborted on these ("Expected positive number of threads").
+    let stderr = embed_refused(dir.path(), &[], &[("CLIP_CPU_THREADS", "0")]);
+    assert!(
+        stderr.contains("invalid value '0' for '--cpu-threads")
+            && stderr.contains("CLIP_CPU_THREADS, which is set to \"0\""),
+        "{stderr}"
+    );
+    let stderr = embed_refused(dir.path(), &["--cpu-threads=-3"], &[]);
+    assert!(
+        stderr.contains("'-3' for '--cpu-threads") && stderr.contains("at least 1"),
+        "{stderr}"
+    );
+    let stderr = embed_refused(dir.path(), &["--batch-size", "0"], &[]);
+    assert!(
+        stderr.contains("'0' for '--batch-size") && stderr.contains("CLIP_BATCH_SIZE"),
+        "{stderr}"
+    );
 }

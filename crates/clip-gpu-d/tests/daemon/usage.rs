@@ -1,0 +1,66 @@
+//! Configuration errors of `clip-gpu-d run` exit 64 (EX_USAGE), which the unit's
+//! `RestartPreventExitStatus=64` does not restart, with a message naming the flag and its
+//! environment variable, before anything is loaded, created or contacted.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::parity_support;
+
+/// Runs `clip-gpu-d run` in `dir` with `extra` flags and `envs` against a tracker port nothing
+/// listens on; asserts exit 64 and that nothing was created in `dir`, and returns stderr.
+fn run_refused(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_clip-gpu-d"));
+    command
+        .current_dir(dir)
+        .args([
+            "run",
+            "--devices",
+            "cpu",
+            "--tracker",
+            "http://127.0.0.1:1/",
+        ])
+        .arg("--model")
+        .arg(parity_support::tiny_model());
+    if !extra.contains(&"--output") && !envs.iter().any(|(name, _)| *name == "CLIP_OUTPUT") {
+        command.args(["--output", "dataset"]);
+    }
+    let output = command
+        .args(extra)
+        .envs(envs.iter().copied())
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("run clip-gpu-d");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(
+        output.status.code(),
+        Some(64),
+        "{extra:?} {envs:?}: {stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn cpu_threads_below_one_are_refused_before_libtorch_sees_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // libtorch aborted the process on this (exit 134 in a release build), and systemd
+    // restarted it for ever.
+    let stderr = run_refused(dir.path(), &[], &[("CLIP_CPU_THREADS", "0")]);
+    assert!(
+        stderr.contains("'0' for '--cpu-threads")
+            && stderr.contains("CLIP_CPU_THREADS, which is set to \"0\""),
+        "{stderr}"
+    );
+    let stderr = run_refused(dir.path(), &["--cpu-threads=-3"], &[]);
+    assert!(stderr.contains("'-3' for '--cpu-threads"), "{stderr}");
+    for flag in [
+        "--batch-size",
+        "--shard-size",
+        "--max-jobs",
+        "--max-bundle-bytes",
+    ] {
+        let stderr = run_refused(dir.path(), &[flag, "0"], &[]);
+        assert!(stderr.contains(&format!("'0' for '{flag}")), "{stderr}");
+    }
+    assert!(!dir.path().join("dataset").exists());
+}
