@@ -226,7 +226,7 @@ def run(args, bins, work, procs):
     clip = Proc("clip-gpu-d", [str(a) for a in [
         bins / "clip-gpu-d", "run", "--tracker", tracker, "--model", args.model, "--output", dataset,
         "--devices", "cpu", "--threshold", threshold, "--shard-size", args.shard_size,
-        "--poll-interval", "500ms", "--flush-interval", "5s", "--nickname", "demo-clip",
+        "--poll-interval", "1s", "--flush-interval", "5s", "--nickname", "demo-clip",
         "--batch-size", "32", "--metrics-listen", f"127.0.0.1:{cport}",
         *(["--tags", "off"] if args.random_weights else [])]], work,
         env={"RUST_LOG": "info"}, metrics_url=f"http://127.0.0.1:{cport}/metrics")

@@ -88,11 +88,12 @@ pub struct RunArgs {
     /// Name on the tracker's leaderboard.
     #[arg(long, env = "CLIP_NICKNAME", default_value = "clip-gpu-d")]
     pub nickname: String,
-    /// Wait between claims when the tracker has no GPU work.
+    /// Wait between claims when the tracker has no GPU work, and after a released job; at
+    /// least 1s.
     #[arg(long, env = "CLIP_POLL_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
     /// Close a short shard when no new pair arrived for this long (its jobs then complete); one
-    /// that every held job waits in closes at once.
+    /// that every held job waits in closes at once. At least 1s.
     #[arg(long, env = "CLIP_FLUSH_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub flush_interval: Duration,
     /// Largest bundle downloaded, in bytes (a larger one is reported invalid).
@@ -112,10 +113,14 @@ pub struct RunArgs {
     /// Longest drain after SIGTERM or SIGINT. Past it the daemon stops scoring, discards the
     /// open shard, releases the jobs it still holds (the tracker hands them out again at once)
     /// and exits 0; a shard being written or uploaded then is finished first. The default
-    /// leaves a minute of the unit's TimeoutStopSec=600 for that and for the releases.
+    /// leaves a minute of the unit's TimeoutStopSec=600 for that and for the releases. At
+    /// least 1s (0 does not mean "no limit").
     #[arg(long, env = "CLIP_DRAIN_TIMEOUT", default_value = "9m", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
 }
+
+/// The shortest `--poll-interval`, `--flush-interval` and `--drain-timeout`.
+pub(super) const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Validated [`RunArgs`].
 #[derive(Debug, Clone)]
@@ -157,6 +162,30 @@ impl TryFrom<RunArgs> for Config {
 
     fn try_from(args: RunArgs) -> anyhow::Result<Self> {
         anyhow::ensure!(args.threshold.is_finite(), "--threshold must be a number");
+        for (flag, value, why) in [
+            (
+                "--poll-interval (CLIP_POLL_INTERVAL)",
+                args.poll_interval,
+                "the wait between claims when the tracker has no work; below it the daemon would ask the tracker in a busy loop",
+            ),
+            (
+                "--flush-interval (CLIP_FLUSH_INTERVAL)",
+                args.flush_interval,
+                "how long a short shard waits for pairs; below it every pause would close a shard",
+            ),
+            (
+                "--drain-timeout (CLIP_DRAIN_TIMEOUT)",
+                args.drain_timeout,
+                "the longest drain after SIGTERM; 0 does not mean no limit, it would discard the open shard at every stop",
+            ),
+        ] {
+            anyhow::ensure!(
+                value >= MIN_INTERVAL,
+                "{flag} is {}, but must be at least {}: {why}",
+                humantime::format_duration(value),
+                humantime::format_duration(MIN_INTERVAL),
+            );
+        }
         anyhow::ensure!(
             args.model.join("config.json").is_file(),
             "--model {} has no config.json",
@@ -220,7 +249,55 @@ pub fn parse_devices(text: &str) -> anyhow::Result<Vec<DeviceSpec>> {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+
+    /// `run` with the required flags (a model folder with a `config.json`) and `extra`.
+    fn config(extra: &[&str]) -> anyhow::Result<Config> {
+        let model = tempfile::tempdir().expect("tempdir");
+        std::fs::write(model.path().join("config.json"), "{}").expect("config.json");
+        let model = model.path().display().to_string();
+        let argv = [
+            "clip-gpu-d",
+            "run",
+            "--tracker",
+            "http://127.0.0.1:1/",
+            "--model",
+        ];
+        let argv = argv
+            .iter()
+            .copied()
+            .chain([model.as_str(), "--output", "dataset"])
+            .chain(extra.iter().copied());
+        let args = crate::embed::Args::try_parse_from(argv)?;
+        let crate::embed::Command::Run(run) = args.command else {
+            unreachable!("run was given");
+        };
+        Config::try_from(*run)
+    }
+
+    #[test]
+    fn intervals_below_a_second_are_refused() {
+        let ok = config(&["--poll-interval", "1s", "--flush-interval", "1s"]).expect("1s");
+        assert_eq!(ok.poll_interval, Duration::from_secs(1));
+        assert_eq!(ok.drain_timeout, Duration::from_secs(9 * 60));
+        for (flag, variable) in [
+            ("--poll-interval", "CLIP_POLL_INTERVAL"),
+            ("--flush-interval", "CLIP_FLUSH_INTERVAL"),
+            ("--drain-timeout", "CLIP_DRAIN_TIMEOUT"),
+        ] {
+            for value in ["0s", "500ms"] {
+                let error = config(&[flag, value]).expect_err(value).to_string();
+                assert!(
+                    error.starts_with(&format!(
+                        "{flag} ({variable}) is {value}, but must be at least 1s: "
+                    )),
+                    "{error}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn devices_parse() {

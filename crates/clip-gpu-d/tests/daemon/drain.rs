@@ -110,7 +110,7 @@ async fn the_drain_deadline_releases_held_jobs_and_writes_no_half_shard() {
         .arg(env!("CARGO_BIN_EXE_clip-gpu-d"))
         .args(["--log-format", "json", "run", "--devices", "cpu"])
         .args(["--threshold", "-1", "--tags", "off", "--shard-size", "100"])
-        .args(["--flush-interval", "1h", "--poll-interval", "100ms"])
+        .args(["--flush-interval", "1h", "--poll-interval", "1s"])
         .args(["--drain-timeout", "2s"])
         .arg("--tracker")
         .arg(tracker.base_url.as_str())

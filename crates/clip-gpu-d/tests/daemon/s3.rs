@@ -130,7 +130,7 @@ async fn a_shard_left_in_the_spool_by_a_crash_is_uploaded_once() {
             ("CLIP_TAGS", "off"),
             ("CLIP_BATCH_SIZE", "4"),
             ("CLIP_SHARD_SIZE", "4"),
-            ("CLIP_POLL_INTERVAL", "100ms"),
+            ("CLIP_POLL_INTERVAL", "1s"),
             ("CLIP_FLUSH_INTERVAL", "1s"),
         ])
         .kill_on_drop(true)

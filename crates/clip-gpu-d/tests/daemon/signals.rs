@@ -37,7 +37,7 @@ async fn sigterm_drains_held_jobs_into_a_short_shard() {
             "--flush-interval",
             "1h",
             "--poll-interval",
-            "100ms",
+            "1s",
         ])
         .arg("--tracker")
         .arg(tracker.base_url.as_str())

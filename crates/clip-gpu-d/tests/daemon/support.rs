@@ -208,6 +208,8 @@ pub(crate) async fn hand_in(cpu: &Session, number: u64, bundle: Vec<u8>) -> Stri
 }
 
 /// A daemon config for the tiny checkpoint on the CPU; a flag in `extra` replaces its default.
+/// Without `--poll-interval` in `extra`, claims are tried every 100 ms (below the flag's 1 s
+/// floor, which guards the tracker from a busy loop; tests want speed).
 pub(crate) fn daemon_config(
     tracker: &Url,
     output: &Path,
@@ -225,7 +227,6 @@ pub(crate) fn daemon_config(
         // Random weights tag everything as underage; the tag rules have their own unit tests.
         ("--tags", "off".to_owned()),
         ("--batch-size", "4".to_owned()),
-        ("--poll-interval", "100ms".to_owned()),
         ("--flush-interval", "1s".to_owned()),
     ];
     let mut argv: Vec<String> = vec!["clip-gpu-d".into(), "run".into()];
@@ -239,7 +240,11 @@ pub(crate) fn daemon_config(
     let clip_gpu_d::embed::Command::Run(run) = args.command else {
         unreachable!("run was given");
     };
-    clip_gpu_d::daemon::Config::try_from(*run).expect("valid config")
+    let mut config = clip_gpu_d::daemon::Config::try_from(*run).expect("valid config");
+    if !extra.contains(&"--poll-interval") {
+        config.poll_interval = Duration::from_millis(100);
+    }
+    config
 }
 
 /// A metrics listener on an ephemeral port, and its URL.

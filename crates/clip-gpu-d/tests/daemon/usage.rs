@@ -3,13 +3,16 @@
 //! environment variable, before anything is loaded, created or contacted.
 
 use std::path::Path;
-use std::process::Command;
+use std::time::Duration;
+
+use tokio::process::Command;
 
 use crate::parity_support;
 
 /// Runs `clip-gpu-d run` in `dir` with `extra` flags and `envs` against a tracker port nothing
-/// listens on; asserts exit 64 and that nothing was created in `dir`, and returns stderr.
-fn run_refused(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> String {
+/// listens on; asserts exit 64 within a minute (a daemon that accepted the configuration waits
+/// for the tracker for ever), and returns stderr.
+async fn run_refused(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> String {
     let mut command = Command::new(env!("CARGO_BIN_EXE_clip-gpu-d"));
     command
         .current_dir(dir)
@@ -25,11 +28,15 @@ fn run_refused(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> String {
     if !extra.contains(&"--output") && !envs.iter().any(|(name, _)| *name == "CLIP_OUTPUT") {
         command.args(["--output", "dataset"]);
     }
-    let output = command
+    let running = command
         .args(extra)
         .envs(envs.iter().copied())
         .env("RUST_BACKTRACE", "0")
-        .output()
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), running)
+        .await
+        .unwrap_or_else(|_| panic!("{extra:?} {envs:?}: accepted, still running after 60 s"))
         .expect("run clip-gpu-d");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(
@@ -40,18 +47,18 @@ fn run_refused(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> String {
     stderr
 }
 
-#[test]
-fn cpu_threads_below_one_are_refused_before_libtorch_sees_them() {
+#[tokio::test]
+async fn cpu_threads_below_one_are_refused_before_libtorch_sees_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     // libtorch aborted the process on this (exit 134 in a release build), and systemd
     // restarted it for ever.
-    let stderr = run_refused(dir.path(), &[], &[("CLIP_CPU_THREADS", "0")]);
+    let stderr = run_refused(dir.path(), &[], &[("CLIP_CPU_THREADS", "0")]).await;
     assert!(
         stderr.contains("'0' for '--cpu-threads")
             && stderr.contains("CLIP_CPU_THREADS, which is set to \"0\""),
         "{stderr}"
     );
-    let stderr = run_refused(dir.path(), &["--cpu-threads=-3"], &[]);
+    let stderr = run_refused(dir.path(), &["--cpu-threads=-3"], &[]).await;
     assert!(stderr.contains("'-3' for '--cpu-threads"), "{stderr}");
     for flag in [
         "--batch-size",
@@ -59,8 +66,21 @@ fn cpu_threads_below_one_are_refused_before_libtorch_sees_them() {
         "--max-jobs",
         "--max-bundle-bytes",
     ] {
-        let stderr = run_refused(dir.path(), &[flag, "0"], &[]);
+        let stderr = run_refused(dir.path(), &[flag, "0"], &[]).await;
         assert!(stderr.contains(&format!("'0' for '{flag}")), "{stderr}");
     }
+    assert!(!dir.path().join("dataset").exists());
+}
+
+#[tokio::test]
+async fn a_zero_poll_interval_is_refused_instead_of_busy_looping_the_tracker() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stderr = run_refused(dir.path(), &[], &[("CLIP_POLL_INTERVAL", "0s")]).await;
+    assert!(
+        stderr.contains("invalid configuration")
+            && stderr
+                .contains("--poll-interval (CLIP_POLL_INTERVAL) is 0s, but must be at least 1s"),
+        "{stderr}"
+    );
     assert!(!dir.path().join("dataset").exists());
 }

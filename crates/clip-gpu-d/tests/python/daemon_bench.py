@@ -209,7 +209,7 @@ def main():
             args.daemon_bin, "--log-format", "json", "run", "--tracker", base, "--model", args.model,
             "--output", dataset, "--devices", args.device, "--dtype", args.dtype,
             "--batch-size", str(args.batch_size), "--max-jobs", str(args.max_jobs),
-            "--threshold", "-1", "--tags", "off", "--poll-interval", "200ms", "--flush-interval", "2s",
+            "--threshold", "-1", "--tags", "off", "--poll-interval", "1s", "--flush-interval", "2s",
             "--metrics-listen", f"127.0.0.1:{metrics_port}", "--nickname", "gpu-check",
         ], stdout=daemon_log, stderr=daemon_log)
         processes = [tracker, daemon]
