@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use clap::builder::BoolishValueParser;
 use tracing::info;
 
 use crate::backend::torch::{RuntimeInfo, TorchBackend};
@@ -66,7 +67,9 @@ pub struct EmbedArgs {
     pub batch_size: NonZeroUsize,
     /// Also write the model inputs, PREFIX.pixels.npy (u8 RGB values, HWC, as float32) and
     /// PREFIX.tokens.npy (token ids as float32), for parity checks against other runtimes.
-    #[arg(long, env = "CLIP_EMBED_DUMP_INPUTS")]
+    /// As an environment variable: CLIP_EMBED_DUMP_INPUTS=true (or 1, yes, on; false, 0, no,
+    /// off).
+    #[arg(long, env = "CLIP_EMBED_DUMP_INPUTS", value_parser = BoolishValueParser::new())]
     pub dump_inputs: bool,
 }
 

@@ -5,6 +5,7 @@ use std::num::{NonZeroU16, NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use url::Url;
 
 use crate::flags::positive;
@@ -37,8 +38,9 @@ pub struct RunArgs {
     pub spool_dir: PathBuf,
     /// Also write each shard as `NNNNN.tfrecord` (`tf.train.Example` records: key, image,
     /// image_format, caption, url, sample_id, similarity, nsfw, width, height and both
-    /// embeddings), as the 2021 workers did. As an environment variable: CLIP_TFRECORD=true.
-    #[arg(long, env = "CLIP_TFRECORD")]
+    /// embeddings), as the 2021 workers did. As an environment variable: CLIP_TFRECORD=true
+    /// (or 1, yes, on; false, 0, no, off).
+    #[arg(long, env = "CLIP_TFRECORD", value_parser = BoolishValueParser::new())]
     pub tfrecord: bool,
     /// S3 endpoint for a non-AWS store (MinIO, Ceph...), e.g. `http://127.0.0.1:9000`:
     /// path-style requests, plain http allowed when it says http. Default: AWS_ENDPOINT_URL,

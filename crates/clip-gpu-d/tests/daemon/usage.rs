@@ -84,3 +84,23 @@ async fn a_zero_poll_interval_is_refused_instead_of_busy_looping_the_tracker() {
     );
     assert!(!dir.path().join("dataset").exists());
 }
+
+#[tokio::test]
+async fn boolean_variables_take_the_forms_environment_files_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Accepted: the configuration then fails on the poll interval, not on CLIP_TFRECORD.
+    for value in ["1", "yes", "on", "true", "0", "no", "off", "false"] {
+        let envs = [("CLIP_TFRECORD", value), ("CLIP_POLL_INTERVAL", "0s")];
+        let stderr = run_refused(dir.path(), &[], &envs).await;
+        assert!(
+            stderr.contains("--poll-interval (CLIP_POLL_INTERVAL) is 0s"),
+            "CLIP_TFRECORD={value}: {stderr}"
+        );
+    }
+    let stderr = run_refused(dir.path(), &[], &[("CLIP_TFRECORD", "maybe")]).await;
+    assert!(
+        stderr.contains("'maybe' for '--tfrecord'")
+            && stderr.contains("CLIP_TFRECORD, which is set to \"maybe\""),
+        "{stderr}"
+    );
+}

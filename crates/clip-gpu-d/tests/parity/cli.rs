@@ -156,3 +156,29 @@ fn zero_or_negative_counts_are_usage_errors_naming_the_flag_and_variable() {
         "{stderr}"
     );
 }
+
+#[test]
+fn boolean_variables_take_the_forms_environment_files_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let texts = dir.path().join("texts.txt");
+    std::fs::write(&texts, "a dog\n").expect("write texts");
+    let photo = support::photos().into_iter().next().expect("a photo");
+    let prefix = dir.path().join("out");
+    let output = Command::new(env!("CARGO_BIN_EXE_clip-gpu-d"))
+        .args(["embed", "--device", "cpu", "--model"])
+        .arg(support::tiny_model())
+        .arg("--texts-file")
+        .arg(&texts)
+        .arg("--output")
+        .arg(&prefix)
+        .arg("--images")
+        .arg(photo)
+        // Refused before: only `true` and `false` were.
+        .env("CLIP_EMBED_DUMP_INPUTS", "1")
+        .output()
+        .expect("run clip-gpu-d");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(dir.path().join("out.pixels.npy").is_file(), "{stderr}");
+    assert!(dir.path().join("out.tokens.npy").is_file(), "{stderr}");
+}
