@@ -44,6 +44,11 @@ pub struct Secret(String);
 pub enum OutputError {
     #[error("{0:?} is not s3://BUCKET/PREFIX: {1}")]
     S3Url(String, &'static str),
+    #[error(
+        "{text:?} looks like a URL ({scheme}:), but the output is either a local folder or \
+         s3://BUCKET/PREFIX (s3 in any case); for a local folder of that name, write ./{text}"
+    )]
+    Scheme { text: String, scheme: String },
 }
 
 impl Output {
@@ -59,9 +64,21 @@ impl Output {
 impl FromStr for Output {
     type Err = OutputError;
 
+    /// `s3://` (the scheme in any case, as RFC 3986 has it) is S3; any other `scheme:/...`
+    /// is refused, since it would otherwise become a local folder named `ftp:` or `gs:`, with
+    /// shards and completed jobs nobody finds; anything else is a local folder.
     fn from_str(text: &str) -> Result<Self, OutputError> {
-        let Some(rest) = text.strip_prefix("s3://") else {
+        let Some((scheme, after_scheme)) = url_scheme(text) else {
             return Ok(Output::Local(PathBuf::from(text)));
+        };
+        let rest = match after_scheme.strip_prefix("//") {
+            Some(rest) if scheme.eq_ignore_ascii_case("s3") => rest,
+            _ => {
+                return Err(OutputError::Scheme {
+                    text: text.to_owned(),
+                    scheme: scheme.to_owned(),
+                });
+            }
         };
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let valid_bucket = !bucket.is_empty()
@@ -80,6 +97,18 @@ impl FromStr for Output {
             prefix: prefix.to_owned(),
         }))
     }
+}
+
+/// The scheme of text shaped like a URL (`scheme:/...`, the scheme a letter then letters,
+/// digits, `+`, `-` or `.`), and what follows its colon.
+fn url_scheme(text: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = text.split_once(':')?;
+    let mut chars = scheme.chars();
+    let is_scheme = chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+    (is_scheme && rest.starts_with('/')).then_some((scheme, rest))
 }
 
 impl std::fmt::Display for Output {
@@ -141,13 +170,32 @@ mod tests {
             ("s3://a b/x", Err("bad bucket name")),
             ("s3://laion/a//b", Err("bad prefix")),
             ("s3://laion/a/../b", Err("bad prefix")),
+            // The scheme in any case (RFC 3986); any other URL is refused, not a folder.
+            ("S3://laion/x", Ok(s3("laion", "x"))),
+            ("ftp://x/y", Err("url")),
+            ("gs://laion/x", Err("url")),
+            ("file:///data", Err("url")),
+            ("s3:/laion", Err("url")),
+            ("s3a://laion", Err("url")),
+            (
+                "./ftp://x/y",
+                Ok(Output::Local(PathBuf::from("./ftp://x/y"))),
+            ),
+            ("runs:2021", Ok(Output::Local(PathBuf::from("runs:2021")))),
         ];
         for (text, expected) in cases {
-            let got = text
-                .parse::<Output>()
-                .map_err(|OutputError::S3Url(_, why)| why);
+            let got = text.parse::<Output>().map_err(|error| match error {
+                OutputError::S3Url(_, why) => why,
+                OutputError::Scheme { .. } => "url",
+            });
             assert_eq!(got, expected, "{text}");
         }
+        let refused = "ftp://x/y".parse::<Output>().expect_err("ftp");
+        assert_eq!(
+            refused.to_string(),
+            "\"ftp://x/y\" looks like a URL (ftp:), but the output is either a local folder or \
+             s3://BUCKET/PREFIX (s3 in any case); for a local folder of that name, write ./ftp://x/y"
+        );
         assert_eq!(s3("b", "p/q").to_string(), "s3://b/p/q");
         assert_eq!(format!("{:?}", Secret("key".to_owned())), "***");
     }

@@ -23,7 +23,8 @@ pub struct RunArgs {
     /// Checkpoint folder with config.json, model.safetensors and tokenizer.json.
     #[arg(long, env = "CLIP_MODEL_DIR")]
     pub model: PathBuf,
-    /// Where the dataset goes: a local folder, or `s3://BUCKET/PREFIX`. For S3, each shard is
+    /// Where the dataset goes: a local folder, or `s3://BUCKET/PREFIX` (any other `scheme://`
+    /// is refused; `./NAME` names a local folder whatever NAME looks like). For S3, each shard is
     /// written in --spool-dir and then uploaded whole, `NNNNN_stats.json` last; credentials and
     /// region come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION or
     /// AWS_DEFAULT_REGION (or the --s3-* flags), the endpoint from --s3-endpoint or

@@ -104,3 +104,27 @@ async fn boolean_variables_take_the_forms_environment_files_use() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn an_output_url_other_than_s3_is_refused_not_taken_for_a_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // This became the local folder ./ftp:/x/y, and jobs were completed into it.
+    let stderr = run_refused(dir.path(), &["--output", "ftp://x/y"], &[]).await;
+    assert!(
+        stderr.contains("invalid value 'ftp://x/y' for '--output")
+            && stderr.contains("looks like a URL (ftp:)")
+            && stderr.contains("s3://BUCKET/PREFIX"),
+        "{stderr}"
+    );
+    let stderr = run_refused(dir.path(), &[], &[("CLIP_OUTPUT", "gs://laion/runs")]).await;
+    assert!(
+        stderr.contains("looks like a URL (gs:)")
+            && stderr.contains("CLIP_OUTPUT, which is set to \"gs://laion/runs\""),
+        "{stderr}"
+    );
+    let created: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read dir")
+        .map(|entry| entry.expect("entry").file_name())
+        .collect();
+    assert!(created.is_empty(), "{created:?}");
+}
