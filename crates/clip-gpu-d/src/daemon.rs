@@ -95,8 +95,12 @@ pub async fn run_with_listener(
     .await
     .context("recovery task failed")?
     .with_context(|| {
+        let flag = match config.output {
+            Output::Local(_) => "--output",
+            Output::S3(_) => "--spool-dir",
+        };
         format!(
-            "cannot prepare the output folder {}",
+            "cannot prepare the output folder {} ({flag}): check that it can be created and written",
             config.shard_dir.display()
         )
     })?;

@@ -11,7 +11,7 @@ use tracing::info;
 
 use crate::backend::torch::{RuntimeInfo, TorchBackend};
 use crate::backend::{BackendThread, Embeddings, ImageBatch, TextBatch};
-use crate::flags::positive;
+use crate::flags::{check_output_file, positive};
 use crate::model::{DeviceSpec, Precision};
 use crate::preprocess::preprocess_batch;
 use crate::telemetry::LogFormat;
@@ -59,7 +59,8 @@ pub struct EmbedArgs {
     /// Text file with one caption per line.
     #[arg(long, env = "CLIP_EMBED_TEXTS_FILE")]
     pub texts_file: PathBuf,
-    /// Output path prefix.
+    /// Output path prefix, in a folder that exists: PREFIX.img_emb.npy... are written (a
+    /// folder, or a path ending with `/`, is refused).
     #[arg(long, env = "CLIP_EMBED_OUTPUT")]
     pub output: PathBuf,
     /// Inputs per forward pass.
@@ -134,6 +135,11 @@ pub struct EmbedOutput {
 
 /// Runs `embed`.
 pub fn run_embed(args: &EmbedArgs) -> anyhow::Result<EmbedOutput> {
+    let mut suffixes = vec![".img_emb.npy", ".text_emb.npy", ".similarity.npy"];
+    if args.dump_inputs {
+        suffixes.extend([".pixels.npy", ".tokens.npy"]);
+    }
+    check_output_file(("--output", "CLIP_EMBED_OUTPUT"), &args.output, &suffixes)?;
     let model_dir = args.model.model_dir()?;
     let tokenizer = load_tokenizer(&model_dir)?;
     let texts_raw = std::fs::read_to_string(&args.texts_file)

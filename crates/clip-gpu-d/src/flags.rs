@@ -1,5 +1,6 @@
-//! Flag values shared by the commands: counts that must be positive, the usage error that makes
-//! `main` exit 64, and the tip that names a flag's environment variable in clap's errors.
+//! Flag values shared by the commands: counts that must be positive, output paths checked
+//! before any work, the usage error that makes `main` exit 64, and the tip that names a flag's
+//! environment variable in clap's errors.
 //!
 //! Exit 64 (EX_USAGE) matters under systemd: the unit's `RestartPreventExitStatus=64` stops
 //! the restarts that no restart can fix, while `Restart=on-failure` with no start limit would
@@ -7,6 +8,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::num::{IntErrorKind, ParseIntError};
+use std::path::Path;
 use std::str::FromStr;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -25,6 +27,89 @@ pub fn positive<T: FromStr<Err = ParseIntError>>(text: &str) -> Result<T, String
             IntErrorKind::PosOverflow => "too large".to_owned(),
             _ => "must be a whole number of at least 1".to_owned(),
         })
+}
+
+/// A flag and its environment variable, as messages name them: `("--output", "CLIP_OUTPUT")`.
+pub type FlagName = (&'static str, &'static str);
+
+/// Checks, before any work, that `path` names a file that can be created: not a folder (nor
+/// ending with `/`), in a folder that exists. When `suffixes` is not empty, `path` is a prefix
+/// that the command appends them to.
+pub fn check_output_file(
+    (flag, env): FlagName,
+    path: &Path,
+    suffixes: &[&str],
+) -> Result<(), UsageError> {
+    let shown = path.display().to_string();
+    if shown.ends_with('/') || path.is_dir() {
+        let folder = shown.trim_end_matches('/');
+        let folder = if folder.is_empty() { "/" } else { folder };
+        let inside = Path::new(folder).join(if suffixes.is_empty() {
+            "out.json"
+        } else {
+            "run"
+        });
+        return Err(UsageError(if suffixes.is_empty() {
+            format!(
+                "{flag} ({env}) {shown} is a folder: name the file to write, as in {flag} {}",
+                inside.display()
+            )
+        } else {
+            let files: Vec<String> = suffixes
+                .iter()
+                .map(|suffix| format!("{folder}{suffix}"))
+                .collect();
+            format!(
+                "{flag} ({env}) {shown} is a folder, but it is a path prefix: the files would be {}; \
+                 name a prefix inside the folder, as in {flag} {}",
+                files.join(", "),
+                inside.display()
+            )
+        }));
+    }
+    let parent = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if parent.is_dir() {
+        return Ok(());
+    }
+    Err(UsageError(if parent.exists() {
+        format!(
+            "{flag} ({env}) {shown}: {} is not a folder",
+            parent.display()
+        )
+    } else {
+        format!(
+            "{flag} ({env}) {shown}: the folder {} does not exist; create it first, or name a file in a folder that exists",
+            parent.display()
+        )
+    }))
+}
+
+/// Checks, before any work, that `path` is a folder or can be created as one: its nearest
+/// existing ancestor (itself included) is a folder.
+pub fn check_folder((flag, env): FlagName, path: &Path) -> Result<(), UsageError> {
+    let Some(existing) = path
+        .ancestors()
+        .find(|ancestor| ancestor.as_os_str().is_empty() || ancestor.exists())
+    else {
+        return Ok(());
+    };
+    if existing.as_os_str().is_empty() || existing.is_dir() {
+        return Ok(());
+    }
+    let shown = path.display();
+    Err(UsageError(if existing == path {
+        format!(
+            "{flag} ({env}) {shown} is a file, not a folder: name a folder (it is created if missing)"
+        )
+    } else {
+        format!(
+            "{flag} ({env}) {shown}: {} is a file, not a folder: name a folder (it is created if missing)",
+            existing.display()
+        )
+    }))
 }
 
 /// Adds to clap's error about a flag's value a tip naming the environment variable the flag
@@ -104,6 +189,60 @@ mod tests {
         assert_eq!(refused("-3"), "must be a whole number of at least 1");
         assert_eq!(refused("two"), "must be a whole number of at least 1");
         assert_eq!(refused("70000"), "too large");
+    }
+
+    #[test]
+    fn output_paths_are_checked_before_any_work() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("afile");
+        std::fs::write(&file, b"").expect("file");
+        let flag = ("--output", "CLIP_EMBED_OUTPUT");
+        let suffixes = [".img_emb.npy", ".text_emb.npy"];
+        let refused = |path: &Path, suffixes: &[&str]| {
+            check_output_file(flag, path, suffixes)
+                .expect_err("refused")
+                .to_string()
+        };
+        assert!(check_output_file(flag, &dir.path().join("run"), &suffixes).is_ok());
+        assert!(check_output_file(flag, Path::new("run"), &suffixes).is_ok());
+        let d = dir.path().display();
+        assert_eq!(
+            refused(dir.path(), &suffixes),
+            format!(
+                "--output (CLIP_EMBED_OUTPUT) {d} is a folder, but it is a path prefix: the files \
+                 would be {d}.img_emb.npy, {d}.text_emb.npy; name a prefix inside the folder, as in \
+                 --output {d}/run"
+            )
+        );
+        let slash = dir.path().join("new/");
+        assert!(refused(&slash, &suffixes).contains("is a folder, but it is a path prefix"));
+        assert_eq!(
+            refused(&dir.path().join("missing/run"), &suffixes),
+            format!(
+                "--output (CLIP_EMBED_OUTPUT) {d}/missing/run: the folder {d}/missing does not \
+                 exist; create it first, or name a file in a folder that exists"
+            )
+        );
+        assert!(refused(&file.join("run"), &[]).ends_with("afile is not a folder"));
+        assert!(refused(dir.path(), &[]).ends_with(&format!("as in --output {d}/out.json")));
+
+        let flag = ("--output", "CLIP_OUTPUT");
+        assert!(check_folder(flag, dir.path()).is_ok());
+        assert!(check_folder(flag, &dir.path().join("a/b")).is_ok());
+        assert!(check_folder(flag, Path::new("relative/new")).is_ok());
+        assert_eq!(
+            check_folder(flag, &file).expect_err("a file").to_string(),
+            format!(
+                "--output (CLIP_OUTPUT) {d}/afile is a file, not a folder: name a folder (it is \
+                 created if missing)"
+            )
+        );
+        assert!(
+            check_folder(flag, &file.join("sub"))
+                .expect_err("under a file")
+                .to_string()
+                .contains("sub: ")
+        );
     }
 
     #[test]

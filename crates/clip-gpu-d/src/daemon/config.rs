@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use url::Url;
 
-use crate::flags::positive;
+use crate::flags::{check_folder, positive};
 use crate::model::{DeviceSpec, Precision};
 use crate::npy::EmbeddingDtype;
 use crate::output::{Output, S3Settings, Secret};
@@ -194,6 +194,11 @@ impl TryFrom<RunArgs> for Config {
             "--model {} has no config.json",
             args.model.display()
         );
+        let shard_dir_flag = match args.output {
+            Output::Local(_) => ("--output", "CLIP_OUTPUT"),
+            Output::S3(_) => ("--spool-dir", "CLIP_SPOOL_DIR"),
+        };
+        check_folder(shard_dir_flag, args.output.shard_dir(&args.spool_dir))?;
         Ok(Self {
             devices: parse_devices(&args.devices)?,
             tracker: args.tracker,

@@ -9,7 +9,7 @@ use tracing::info;
 
 use super::ModelArgs;
 use crate::backend::{ImageBatch, TextBatch};
-use crate::flags::positive;
+use crate::flags::{check_output_file, positive};
 use crate::tokenizer::CONTEXT_LENGTH;
 
 /// Options of `bench`.
@@ -26,13 +26,14 @@ pub struct BenchArgs {
     /// Timed calls per batch size.
     #[arg(long, env = "CLIP_BENCH_ITERATIONS", default_value = "20", value_parser = positive::<NonZeroUsize>)]
     pub iterations: NonZeroUsize,
-    /// JSON report path.
+    /// JSON report path, in a folder that exists.
     #[arg(long, env = "CLIP_BENCH_OUTPUT")]
     pub output: PathBuf,
 }
 
 /// Runs `bench` and writes one JSON object per batch size.
 pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
+    check_output_file(("--output", "CLIP_BENCH_OUTPUT"), &args.output, &[])?;
     let backend = args.model.start_backend()?;
     let model_dir = args.model.model_dir()?;
     let config = crate::config::ClipConfig::from_file(&model_dir.join("config.json"))?;

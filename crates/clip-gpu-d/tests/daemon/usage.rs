@@ -128,3 +128,39 @@ async fn an_output_url_other_than_s3_is_refused_not_taken_for_a_folder() {
         .collect();
     assert!(created.is_empty(), "{created:?}");
 }
+
+#[tokio::test]
+async fn an_output_folder_that_is_a_file_is_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("afile"), b"").expect("file");
+    // This failed with "failed to write afile: File exists", naming no flag.
+    let stderr = run_refused(dir.path(), &["--output", "afile"], &[]).await;
+    assert!(
+        stderr.contains("--output (CLIP_OUTPUT) afile is a file, not a folder"),
+        "{stderr}"
+    );
+    let stderr = run_refused(dir.path(), &["--output", "afile/dataset"], &[]).await;
+    assert!(
+        stderr.contains("--output (CLIP_OUTPUT) afile/dataset: afile is a file, not a folder"),
+        "{stderr}"
+    );
+    // Keys and a loopback endpoint: were the configuration accepted, nothing would leave
+    // the machine (no instance metadata service, no AWS).
+    let spool = [
+        "--output",
+        "s3://laion/runs",
+        "--spool-dir",
+        "afile",
+        "--s3-endpoint",
+        "http://127.0.0.1:1",
+        "--s3-access-key-id",
+        "key",
+        "--s3-secret-access-key",
+        "secret",
+    ];
+    let stderr = run_refused(dir.path(), &spool, &[]).await;
+    assert!(
+        stderr.contains("--spool-dir (CLIP_SPOOL_DIR) afile is a file, not a folder"),
+        "{stderr}"
+    );
+}

@@ -182,3 +182,39 @@ fn boolean_variables_take_the_forms_environment_files_use() {
     assert!(dir.path().join("out.pixels.npy").is_file(), "{stderr}");
     assert!(dir.path().join("out.tokens.npy").is_file(), "{stderr}");
 }
+
+#[test]
+fn an_output_prefix_that_cannot_be_written_is_refused_before_the_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // This did all the work, then failed with a bare "No such file or directory".
+    let missing = dir.path().join("missing/run");
+    let stderr = embed_refused(
+        dir.path(),
+        &["--output", &missing.display().to_string()],
+        &[],
+    );
+    assert!(
+        stderr.contains(&format!(
+            "--output (CLIP_EMBED_OUTPUT) {}: the folder {} does not exist",
+            missing.display(),
+            dir.path().join("missing").display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("model loaded"), "{stderr}");
+    // A folder as the prefix wrote FOLDER.img_emb.npy and its siblings next to the folder.
+    let folder = dir.path().join("embeddings");
+    std::fs::create_dir(&folder).expect("folder");
+    for output in [
+        folder.display().to_string(),
+        format!("{}/", folder.display()),
+    ] {
+        let stderr = embed_refused(dir.path(), &["--output", &output], &[]);
+        assert!(
+            stderr.contains("is a folder, but it is a path prefix")
+                && stderr.contains(&format!("--output {}/run", folder.display())),
+            "{stderr}"
+        );
+    }
+    assert_eq!(std::fs::read_dir(&folder).expect("read folder").count(), 0);
+}
