@@ -74,6 +74,12 @@ pub async fn run_with_listener(
         Output::Local(_) => None,
         Output::S3(location) => Some(ShardBucket::connect(location, &config.s3)?),
     };
+    if let Some(bucket) = &bucket {
+        tokio::select! {
+            checked = bucket.check_credentials() => checked?,
+            () = shutdown.as_mut() => return stopped_while_starting(),
+        }
+    }
     let published = match &bucket {
         Some(bucket) => {
             let store = format!("the S3 store at {}", bucket.url(""));

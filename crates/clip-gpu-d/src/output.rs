@@ -120,6 +120,19 @@ impl std::fmt::Display for Output {
     }
 }
 
+/// Parses an `http://` or `https://` S3 endpoint (clap's `value_parser` for `--s3-endpoint`).
+pub fn parse_endpoint(text: &str) -> Result<Url, String> {
+    let example = "as in http://127.0.0.1:9000 or https://s3.example.org";
+    match Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(url),
+        Ok(url) => Err(format!(
+            "an S3 endpoint is an http:// or https:// URL, not {}: {example}",
+            url.scheme()
+        )),
+        Err(error) => Err(format!("{error}: write the endpoint {example}")),
+    }
+}
+
 impl Secret {
     /// The secret itself, to hand to the S3 client.
     pub fn expose(&self) -> &str {
@@ -197,6 +210,13 @@ mod tests {
              s3://BUCKET/PREFIX (s3 in any case); for a local folder of that name, write ./ftp://x/y"
         );
         assert_eq!(s3("b", "p/q").to_string(), "s3://b/p/q");
+        assert!(parse_endpoint("HTTP://127.0.0.1:9000").is_ok());
+        assert_eq!(
+            parse_endpoint("ftp://127.0.0.1:9000").expect_err("ftp"),
+            "an S3 endpoint is an http:// or https:// URL, not ftp: as in http://127.0.0.1:9000 \
+             or https://s3.example.org"
+        );
+        assert!(parse_endpoint("127.0.0.1:9000").is_err());
         assert_eq!(format!("{:?}", Secret("key".to_owned())), "***");
     }
 }

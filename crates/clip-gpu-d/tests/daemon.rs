@@ -38,6 +38,8 @@ mod restart;
 mod s3;
 #[path = "daemon/s3_outage.rs"]
 mod s3_outage;
+#[path = "daemon/s3_start.rs"]
+mod s3_start;
 #[path = "daemon/s3s.rs"]
 mod s3s;
 #[path = "daemon/signals.rs"]

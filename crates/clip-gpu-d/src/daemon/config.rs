@@ -46,7 +46,7 @@ pub struct RunArgs {
     /// S3 endpoint for a non-AWS store (MinIO, Ceph...), e.g. `http://127.0.0.1:9000`:
     /// path-style requests, plain http allowed when it says http. Default: AWS_ENDPOINT_URL,
     /// else AWS itself.
-    #[arg(long, env = "CLIP_S3_ENDPOINT")]
+    #[arg(long, env = "CLIP_S3_ENDPOINT", value_parser = crate::output::parse_endpoint)]
     pub s3_endpoint: Option<Url>,
     /// S3 region (default: AWS_DEFAULT_REGION, else us-east-1).
     #[arg(long, env = "AWS_REGION")]

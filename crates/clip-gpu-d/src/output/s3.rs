@@ -8,6 +8,11 @@
 //! copies are deleted, the stats file first: a shard with its stats file in the spool is one
 //! still to upload (again, after a crash; uploads overwrite), and one without it is in the
 //! bucket. The pending marker stays in the spool until the tracker knows the shard.
+//!
+//! The credentials are fetched once at start ([`credentials`]), so that missing ones stop the
+//! daemon with what to set rather than look like a store outage.
+
+mod credentials;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -20,6 +25,7 @@ use object_store::{
 use tokio::io::AsyncReadExt;
 use tracing::debug;
 
+use self::credentials::CredentialSource;
 use super::{S3Location, S3Settings};
 use crate::shard::{self, ShardError};
 
@@ -35,6 +41,7 @@ pub struct ShardBucket {
     store: AmazonS3,
     prefix: ObjectPath,
     location: S3Location,
+    credentials: CredentialSource,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +51,19 @@ pub enum S3Error {
         bucket: String,
         #[source]
         source: object_store::Error,
+    },
+    #[error(
+        "the S3 endpoint {0:?} (--s3-endpoint, CLIP_S3_ENDPOINT, AWS_ENDPOINT_URL or \
+         AWS_ENDPOINT_URL_S3) is not an http:// or https:// URL"
+    )]
+    Endpoint(String),
+    /// No credentials set, or their source (the instance metadata service...) gave none.
+    #[error("no usable S3 credentials for s3://{bucket}: {tried}")]
+    Credentials {
+        bucket: String,
+        tried: String,
+        #[source]
+        source: Option<object_store::Error>,
     },
     #[error("failed to list {url}")]
     List {
@@ -85,7 +105,11 @@ impl S3Error {
                     | Store::NotImplemented { .. }
                     | Store::InvalidPath { .. }
             ),
-            S3Error::Config { .. } | S3Error::Read { .. } | S3Error::Spool(_) => false,
+            S3Error::Config { .. }
+            | S3Error::Endpoint(_)
+            | S3Error::Credentials { .. }
+            | S3Error::Read { .. }
+            | S3Error::Spool(_) => false,
         }
     }
 }
@@ -110,7 +134,10 @@ fn upload_retries() -> RetryConfig {
 }
 
 impl ShardBucket {
-    /// Builds the client: `AWS_*` variables first, then the settings from the flags.
+    /// Builds the client: `AWS_*` variables first, then the settings from the flags. Refuses an
+    /// endpoint that is not http(s), and missing credentials when the instance metadata service
+    /// is turned off (`AWS_EC2_METADATA_DISABLED`); [`ShardBucket::check_credentials`] does the
+    /// rest.
     pub fn connect(location: &S3Location, settings: &S3Settings) -> Result<Self, S3Error> {
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&location.bucket);
         if let Some(region) = &settings.region {
@@ -123,15 +150,32 @@ impl ShardBucket {
             builder = builder.with_secret_access_key(secret.expose());
         }
         if let Some(endpoint) = &settings.endpoint {
-            builder = builder.with_endpoint(endpoint.as_str());
+            // Both keys: object_store prefers AWS_ENDPOINT_URL_S3 to the plain endpoint, and the
+            // flag must win over the environment.
+            builder = builder
+                .with_endpoint(endpoint.as_str())
+                .with_config(AmazonS3ConfigKey::S3Endpoint, endpoint.as_str());
         }
-        // A custom endpoint (flag or AWS_ENDPOINT_URL) gets path-style requests, and plain
-        // http when it says http.
-        if let Some(endpoint) = builder.get_config_value(&AmazonS3ConfigKey::Endpoint) {
+        // A custom endpoint (flag, AWS_ENDPOINT_URL or AWS_ENDPOINT_URL_S3) gets path-style
+        // requests, and plain http when it says http; any other scheme is refused.
+        let endpoint = builder
+            .get_config_value(&AmazonS3ConfigKey::S3Endpoint)
+            .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint));
+        if let Some(endpoint) = endpoint {
+            let scheme = endpoint
+                .split_once("://")
+                .map(|(scheme, _)| scheme.to_ascii_lowercase());
+            if !matches!(scheme.as_deref(), Some("http" | "https")) {
+                return Err(S3Error::Endpoint(endpoint));
+            }
             builder = builder
                 .with_virtual_hosted_style_request(false)
-                .with_allow_http(endpoint.starts_with("http://"));
+                .with_allow_http(scheme.as_deref() == Some("http"));
         }
+        let credentials = CredentialSource::of(&builder);
+        credentials::refuse_disabled_metadata(credentials, &location.bucket, |name| {
+            std::env::var(name).ok()
+        })?;
         // object_store's defaults give up after about 2 s of retries (10 tries from 100 ms) and
         // cut any request at 30 s, so an S3 "SlowDown" burst or a slow uplink failed whole
         // shards: retries span minutes, and a stalled transfer is cut by a read timeout instead.
@@ -157,7 +201,16 @@ impl ShardBucket {
                 .filter(|part| !part.is_empty())
                 .fold(ObjectPath::default(), |path, part| path.join(part)),
             location: location.clone(),
+            credentials,
         })
+    }
+
+    /// Fetches the credentials once, where that takes a request (the instance metadata
+    /// service, a web identity token, a container endpoint), so that none at all is an error
+    /// that says what to set ([`S3Error::Credentials`], not transient) rather than a listing
+    /// that fails for ever.
+    pub async fn check_credentials(&self) -> Result<(), S3Error> {
+        credentials::check(&self.store, self.credentials, &self.location.bucket).await
     }
 
     /// The numbers of the shards complete in the bucket (those whose stats object exists).
