@@ -12,8 +12,8 @@
 //!
 //! Around them: `registration` registers again when the tracker forgets the daemon, and
 //! `holdings` knows which jobs are still the daemon's; `liveness` tells the systemd watchdog
-//! whether the stages move. On shutdown the daemon drains until `--drain-timeout`, then
-//! releases what it still holds.
+//! whether the stages move. On shutdown the daemon drains until `--drain-timeout` (or a second
+//! stop request), then releases what it still holds.
 
 mod commit;
 mod config;
@@ -51,15 +51,18 @@ use crate::output::s3::{S3Error, ShardBucket};
 /// it holds, closes the open shard, completes the jobs and returns. Past `--drain-timeout` it
 /// discards the open shard and releases the jobs it still holds instead.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let metrics_listener = match config.metrics_listen {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("failed to bind the metrics listener {addr}"))?,
-        ),
-        None => None,
-    };
-    run_with_listener(config, metrics_listener, shutdown).await
+    let metrics_listener = bind_metrics(&config).await?;
+    run_with_stops(config, metrics_listener, shutdown, std::future::pending()).await
+}
+
+/// [`run`] for the binary: the first stop request (SIGTERM or SIGINT) starts the drain, a
+/// second cuts it short as if `--drain-timeout` had passed.
+pub async fn run_until_stopped(
+    config: Config,
+    stops: crate::shutdown::StopRequests,
+) -> anyhow::Result<()> {
+    let metrics_listener = bind_metrics(&config).await?;
+    run_with_stops(config, metrics_listener, stops.nth(1), stops.nth(2)).await
 }
 
 /// [`run`] with an already bound metrics listener (tests bind `127.0.0.1:0`).
@@ -68,8 +71,29 @@ pub async fn run_with_listener(
     metrics_listener: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    run_with_stops(config, metrics_listener, shutdown, std::future::pending()).await
+}
+
+async fn bind_metrics(config: &Config) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some(addr) = config.metrics_listen else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("failed to bind the metrics listener {addr}"))?;
+    Ok(Some(listener))
+}
+
+/// [`run_with_listener`], where `cut_short` resolving during the drain ends it as the drain
+/// deadline does. A stop during the start (the model load included) ends it at once.
+async fn run_with_stops(
+    config: Config,
+    metrics_listener: Option<tokio::net::TcpListener>,
+    shutdown: impl Future<Output = ()>,
+    cut_short: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let metrics = Metrics::new();
-    tokio::pin!(shutdown);
+    tokio::pin!(shutdown, cut_short);
     let bucket = match &config.output {
         Output::Local(_) => None,
         Output::S3(location) => Some(ShardBucket::connect(location, &config.s3)?),
@@ -118,9 +142,23 @@ pub async fn run_with_listener(
         "output ready"
     );
 
-    let tokenizer = crate::embed::load_tokenizer(&config.model)?;
-    let side = crate::embed::read_image_size(&config.model)?;
-    let backends = start_backends(&config).await?;
+    let load = async {
+        let model = config.model.clone();
+        let (tokenizer, side) = tokio::task::spawn_blocking(move || {
+            let tokenizer = crate::embed::load_tokenizer(&model)?;
+            anyhow::Ok((tokenizer, crate::embed::read_image_size(&model)?))
+        })
+        .await
+        .context("tokenizer load task failed")??;
+        let backends = start_backends(&config).await?;
+        anyhow::Ok((tokenizer, side, backends))
+    };
+    // The loads run in the blocking pool, so a stop request ends the start while they go on
+    // there; main does not wait long for them.
+    let (tokenizer, side, backends) = tokio::select! {
+        loaded = load => loaded?,
+        () = shutdown.as_mut() => return stopped_while_starting(),
+    };
 
     let client = TrackerClient::with_defaults(config.tracker.clone())
         .context("failed to build the tracker client")?;
@@ -245,6 +283,14 @@ pub async fn run_with_listener(
                     warn!(
                         held = registration.holdings.claims().len(),
                         "drain deadline passed; discarding the open shard and releasing the held jobs"
+                    );
+                    abandon.cancel();
+                    scoring.await
+                }
+                () = cut_short.as_mut() => {
+                    warn!(
+                        held = registration.holdings.claims().len(),
+                        "drain cut short by a second stop request; discarding the open shard and releasing the held jobs"
                     );
                     abandon.cancel();
                     scoring.await

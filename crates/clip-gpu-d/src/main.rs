@@ -1,6 +1,7 @@
 //! `clip-gpu-d`: thin binary over the library (house style B4).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::CommandFactory;
 use clip_gpu_d::embed::{Args, Command};
@@ -45,10 +46,17 @@ fn main() -> ExitCode {
                 }
             };
             match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime.block_on(clip_gpu_d::daemon::run(
-                    config,
-                    clip_gpu_d::shutdown::signal(),
-                )),
+                Ok(runtime) => {
+                    let result = runtime.block_on(async {
+                        // Before anything slow, so that a stop during the model load is clean.
+                        let stops = clip_gpu_d::shutdown::listen();
+                        clip_gpu_d::daemon::run_until_stopped(config, stops).await
+                    });
+                    // A model load that a stop cut short cannot be interrupted: no waiting for
+                    // it (every task whose work matters was awaited by `run`).
+                    runtime.shutdown_timeout(Duration::from_secs(2));
+                    result
+                }
                 Err(error) => Err(anyhow::Error::new(error).context("failed to start tokio")),
             }
         }

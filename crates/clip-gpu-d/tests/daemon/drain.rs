@@ -1,6 +1,7 @@
 //! The drain after SIGTERM ends at `--drain-timeout`: a job that cannot finish in time (its
 //! bundle download never ends) and the open shard's job are released, no shard is written, and
-//! the daemon exits 0. Under systemd it says READY=1, WATCHDOG=1 and STOPPING=1.
+//! the daemon exits 0. Under systemd it says READY=1, WATCHDOG=1 and STOPPING=1. A second
+//! SIGTERM ends the drain the same way at once.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use cah_protocol::ClientType;
 use cah_tracker_client::JobOutput;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use crate::parity_support;
 use crate::support::{
@@ -212,5 +213,107 @@ async fn the_drain_deadline_releases_held_jobs_and_writes_no_half_shard() {
     assert_eq!(count("READY=1"), 1, "{messages:?}");
     assert!(count("WATCHDOG=1") >= 3, "{messages:?}");
     assert_eq!(count("STOPPING=1"), 1, "{messages:?}");
+    tracker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_cuts_the_drain_short() {
+    let tracker = RealTracker::start(&[]).await;
+    tracker.import(1).await;
+    let cpu = tracker.register("cpu", ClientType::Cpu).await;
+    let jobs = cpu.claim(1, false).await.expect("claim");
+    // A job whose bundle download never ends: the drain cannot finish before its deadline.
+    let stalled = format!("http://{}/bundle.tar", stalling_origin().await);
+    cpu.complete(jobs[0].number, JobOutput::Bundle(stalled.clone()))
+        .await
+        .expect("hand off the job");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port();
+    let metrics_url = format!("http://127.0.0.1:{port}/metrics");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_clip-gpu-d"))
+        .args([
+            "run",
+            "--devices",
+            "cpu",
+            "--threshold",
+            "-1",
+            "--tags",
+            "off",
+        ])
+        .args(["--flush-interval", "1h", "--poll-interval", "1s"])
+        .args(["--drain-timeout", "10m"])
+        .arg("--tracker")
+        .arg(tracker.base_url.as_str())
+        .arg("--model")
+        .arg(parity_support::tiny_model())
+        .arg("--output")
+        .arg(dir.path().join("dataset"))
+        .arg("--metrics-listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn clip-gpu-d");
+    let logs = Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = tokio::spawn({
+        let (logs, stderr) = (Arc::clone(&logs), child.stderr.take().expect("stderr"));
+        async move {
+            let mut lines = tokio::io::BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let mut logs = logs.lock().expect("logs");
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        }
+    });
+    let logged = |needle: &'static str| {
+        let logs = Arc::clone(&logs);
+        move || {
+            let found = logs.lock().expect("logs").contains(needle);
+            async move { found.then_some(()) }
+        }
+    };
+    eventually("the job held, its download stalled", || async {
+        let text = scrape(&metrics_url).await?;
+        (metric(&text, "clip_held_jobs")? == 1.0).then_some(())
+    })
+    .await;
+    sigterm(&child);
+    eventually("the drain to begin", logged("draining")).await;
+    // The drain would last 10 minutes; a second SIGTERM (or Ctrl-C) ends it now.
+    let signalled = Instant::now();
+    sigterm(&child);
+    let waited = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+    if waited.is_err() {
+        let _ = child.start_kill();
+    }
+    let _ = reader.await;
+    let logs = logs.lock().expect("logs").clone();
+    let exit = waited
+        .unwrap_or_else(|_| panic!("the second SIGTERM did not end the drain:\n{logs}"))
+        .expect("wait");
+    assert!(exit.success(), "{exit:?}\n{logs}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(30),
+        "stopped {:?} after the second SIGTERM",
+        signalled.elapsed()
+    );
+    assert!(
+        logs.contains("drain cut short by a second stop request"),
+        "{logs}"
+    );
+    // The job was released, not left to its 30-minute lease.
+    let gpu = tracker.register("gpu-2", ClientType::Gpu).await;
+    let again: Vec<u64> = gpu
+        .claim(8, false)
+        .await
+        .expect("claim")
+        .iter()
+        .map(|job| job.number)
+        .collect();
+    assert_eq!(again, [jobs[0].number], "{logs}");
     tracker.stop().await;
 }
