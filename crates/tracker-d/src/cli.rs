@@ -74,6 +74,12 @@ pub struct ServeArgs {
     /// How often the reaper expires leases, forgets idle clients and collects blobs.
     #[arg(long, env = "TRACKER_REAP_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub reap_interval: std::time::Duration,
+    /// How long the answers of the reads that need no token are reused: the dashboard, `/data`,
+    /// `/leaderboard`, `/metrics`, `/api/jobCount` and `/api/ext/clients`. However many callers
+    /// poll them, the database counts once per this period, one count at a time. `0s` counts
+    /// on every call.
+    #[arg(long, env = "TRACKER_READ_CACHE_TTL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub read_cache_ttl: std::time::Duration,
     /// How long signed upload and download URLs stay valid.
     #[arg(long, env = "TRACKER_URL_TTL", default_value = "6h", value_parser = humantime::parse_duration)]
     pub url_ttl: std::time::Duration,

@@ -1,6 +1,7 @@
 //! Registered clients: registration, the touch that every call makes, lookups and the idle reaper.
 
 use cah_protocol::ClientType;
+use cah_protocol::ext::ClientInfo;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -247,6 +248,30 @@ pub async fn list(db: &Db, limit: Option<u32>) -> Result<Vec<ClientSummary>, DbE
         }
     };
     rows.iter().map(summary).collect()
+}
+
+/// The `limit` most recently seen clients, most recent first, as `GET /api/ext/clients` lists
+/// them (`last_seen` in seconds): one range of the `clients_last_seen` index, no per-row
+/// lookup.
+pub async fn recent(db: &Db, limit: u32) -> Result<Vec<ClientInfo>, DbError> {
+    let rows = sqlx::query(
+        "SELECT display_name, kind, nickname, progress, last_seen FROM clients \
+         ORDER BY last_seen DESC LIMIT $1",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ClientInfo {
+                display_name: row.try_get("display_name")?,
+                client_type: parse_type(row)?,
+                nickname: row.try_get("nickname")?,
+                progress: row.try_get("progress")?,
+                last_seen: row.try_get::<i64, _>("last_seen")? / 1000,
+            })
+        })
+        .collect()
 }
 
 /// The client of `client_type` shown as `display_name`, if one is registered (the 2021

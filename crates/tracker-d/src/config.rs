@@ -88,6 +88,8 @@ pub struct Settings {
     pub dedup_held_jobs: u64,
     /// Reports that a CPU job's WAT cannot be used before the job fails for good.
     pub max_wat_failures: u32,
+    /// How long the answers of the tokenless reads are reused (zero: not at all).
+    pub read_cache_ttl: Duration,
 }
 
 /// The largest `--max-json-bytes`: a body's bytes are reserved in the budget as one count.
@@ -230,6 +232,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 dedup_start: args.dedup_start,
                 dedup_held_jobs: args.dedup_held_jobs,
                 max_wat_failures: args.max_wat_failures,
+                read_cache_ttl: args.read_cache_ttl,
             },
         })
     }

@@ -4,6 +4,7 @@
 //! pool and schema; [`jobs`], [`clients`], [`dedup`] and [`staging`] are the stores;
 //! [`tracker`] is the service every endpoint calls; [`http`] is the axum surface.
 
+pub mod cached;
 pub mod cli;
 pub mod client_cache;
 pub mod clients;

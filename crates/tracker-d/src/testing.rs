@@ -64,8 +64,9 @@ pub struct InProcess {
 
 impl InProcess {
     /// Serves `database_url` with blobs in `blob_dir`. Registrations are not rate-limited,
-    /// external handoffs (`rsync <id>`, http URLs) are accepted and the shutdown grace is 2 s
-    /// unless `extra` serve flags say otherwise (later flags win).
+    /// external handoffs (`rsync <id>`, http URLs) are accepted, the tokenless reads are
+    /// counted afresh on every call (so a test reads what it just did) and the shutdown grace
+    /// is 2 s unless `extra` serve flags say otherwise (later flags win).
     pub async fn start(database_url: &str, blob_dir: &Path, extra: &[&str]) -> InProcess {
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
         InProcess::start_on(any_port, database_url, blob_dir, extra).await
@@ -91,6 +92,8 @@ impl InProcess {
             "2s",
             "--external-bundles",
             "true",
+            "--read-cache-ttl",
+            "0s",
         ]
         .iter()
         .map(|arg| (*arg).to_owned())

@@ -3,17 +3,16 @@
 mod full_wat;
 mod invalid;
 mod labels;
+mod public_reads;
 mod upload;
 mod work;
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cah_protocol::ClientType;
 use cah_protocol::ext::{BundleLocation, DedupSet};
 use cah_protocol::legacy::NewResponse;
-use tokio::sync::Mutex;
 use url::Url;
 
 use crate::client_cache::ClientCache;
@@ -25,10 +24,10 @@ use crate::keyed_locks::KeyedLocks;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::staging::{Staging, StagingError};
-use crate::stats::{self, Stats};
 
 pub use full_wat::MAX_SHARDS_PER_MARK;
 use labels::clean_label;
+pub use public_reads::MAX_LISTED_CLIENTS;
 pub use work::MAX_HANDOFF_BYTES;
 
 /// Why a tracker operation failed; the HTTP layer maps each to a status code.
@@ -76,11 +75,9 @@ pub struct Tracker {
     clients: ClientCache,
     /// One claim at a time per client, so the cap on held jobs is exact.
     claim_locks: KeyedLocks<String>,
-    stats_cache: Mutex<Option<(Instant, Arc<Stats>)>>,
+    /// The answers of the tokenless reads.
+    public_reads: public_reads::PublicReads,
 }
-
-/// How long dashboard figures are reused before they are counted again.
-const STATS_TTL: Duration = Duration::from_secs(2);
 
 impl Tracker {
     /// Assembles a tracker over an open database and staging store.
@@ -91,6 +88,7 @@ impl Tracker {
             start: settings.dedup_start,
             held_jobs: settings.dedup_held_jobs,
         };
+        let public_reads = public_reads::PublicReads::new(settings.read_cache_ttl);
         Tracker {
             db,
             staging,
@@ -100,7 +98,7 @@ impl Tracker {
             limiter,
             clients: ClientCache::new(dedup_limits),
             claim_locks: KeyedLocks::default(),
-            stats_cache: Mutex::new(None),
+            public_reads,
         }
     }
 
@@ -307,19 +305,6 @@ impl Tracker {
                 )))
             }
         }
-    }
-
-    /// Dashboard figures, recounted at most every few seconds.
-    pub async fn stats(&self) -> Result<Arc<Stats>, TrackerError> {
-        let mut cache = self.stats_cache.lock().await;
-        if let Some((at, stats)) = cache.as_ref()
-            && at.elapsed() < STATS_TTL
-        {
-            return Ok(Arc::clone(stats));
-        }
-        let stats = Arc::new(stats::collect(&self.db).await?);
-        *cache = Some((Instant::now(), Arc::clone(&stats)));
-        Ok(stats)
     }
 
     /// Where a GPU client finds the bundle of a job handed off as `gpu_url`.

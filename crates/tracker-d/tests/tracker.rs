@@ -19,6 +19,7 @@ mod tracker {
     mod leases;
     mod lifecycle;
     mod limits;
+    mod public_reads;
     mod staging;
     mod support;
     mod whole_wat;

@@ -1,5 +1,7 @@
 //! Handlers of our extensions under `/api/ext/`.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{Query, State};
 use cah_protocol::ext::{
@@ -7,11 +9,10 @@ use cah_protocol::ext::{
     HeartbeatRequest, HeartbeatResponse, InfoResponse, InvalidRequest, JobRequest,
     UploadUrlResponse,
 };
-
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::{AppError, JsonBody};
-use crate::clients;
+use crate::tracker::MAX_LISTED_CLIENTS;
 
 type Tracker = State<super::State>;
 
@@ -91,40 +92,38 @@ pub(super) async fn dedup(
 /// Clients `GET /api/ext/clients` lists when no `limit` is given: every node of a large swarm.
 pub(super) const DEFAULT_LISTED_CLIENTS: u32 = 1_000;
 
-/// Most clients one `GET /api/ext/clients` lists.
-pub(super) const MAX_LISTED_CLIENTS: u32 = 10_000;
-
 #[derive(Debug, Deserialize)]
 pub(super) struct ClientsQuery {
     limit: Option<u32>,
 }
 
 /// The most recently seen clients, at most `limit` (default [`DEFAULT_LISTED_CLIENTS`]): the
-/// answer is bounded however many clients ever registered.
+/// answer is bounded however many clients ever registered. Every limit is served from one
+/// cached listing of [`MAX_LISTED_CLIENTS`], so no choice of limits makes callers count anew.
 pub(super) async fn clients(
     State(tracker): Tracker,
     Query(query): Query<ClientsQuery>,
-) -> Result<Json<Vec<ClientInfo>>, AppError> {
+) -> Result<Json<Listing>, AppError> {
     let limit = query.limit.unwrap_or(DEFAULT_LISTED_CLIENTS);
     if limit == 0 || limit > MAX_LISTED_CLIENTS {
         return Err(AppError::BadBody(format!(
             "limit must be between 1 and {MAX_LISTED_CLIENTS}"
         )));
     }
-    let mut listed = clients::list(tracker.db(), Some(limit))
-        .await
-        .map_err(crate::tracker::TrackerError::from)?;
-    listed.truncate(limit as usize);
-    Ok(Json(
-        listed
-            .into_iter()
-            .map(|client| ClientInfo {
-                display_name: client.display_name,
-                client_type: client.client_type,
-                nickname: client.nickname,
-                progress: client.progress,
-                last_seen: client.last_seen / 1000,
-            })
-            .collect(),
-    ))
+    let listed = tracker.recent_clients().await?;
+    let shown = listed.len().min(limit as usize);
+    Ok(Json(Listing { listed, shown }))
+}
+
+/// The start of a cached client listing, serialized without copying it.
+#[derive(Debug)]
+pub(super) struct Listing {
+    listed: Arc<Vec<ClientInfo>>,
+    shown: usize,
+}
+
+impl Serialize for Listing {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.listed[..self.shown].serialize(serializer)
+    }
 }

@@ -10,11 +10,6 @@ use crate::clients;
 use crate::jobs;
 
 impl Tracker {
-    /// `/api/jobCount`: open jobs for that type.
-    pub async fn job_count(&self, client_type: ClientType) -> Result<u64, TrackerError> {
-        Ok(jobs::open_count(&self.db, super::work::stage_of(client_type)).await?)
-    }
-
     /// `/custom/get-cpu-wat`: a WAT whose halves are all open, or `None`.
     pub async fn get_cpu_wat(&self) -> Result<Option<String>, TrackerError> {
         Ok(jobs::open_wat_url(&self.db).await?)
