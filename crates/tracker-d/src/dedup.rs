@@ -4,7 +4,9 @@
 //! filters), these are exact: a hash is reported as seen only if it was added before. The only
 //! false positive is a 64-bit collision, about n / 2^64 per lookup (5.4e-11 with a billion
 //! entries). Check-and-add is one `INSERT … ON CONFLICT DO NOTHING RETURNING` per chunk inside
-//! one transaction, so two concurrent callers can never both be told a hash is new.
+//! one transaction, so two concurrent callers can never both be told a hash is new. The same
+//! transaction adds the number of hashes it inserted to the set's size counter
+//! (`dedup_sizes`), so the sizes are read, never counted.
 
 pub mod quota;
 
@@ -19,6 +21,9 @@ const CHUNK: usize = 500;
 
 /// Most hashes accepted in one request.
 pub const MAX_HASHES_PER_REQUEST: usize = 100_000;
+
+/// Counter rows per set (see the schema's version 5).
+const SIZE_SLOTS: u64 = 16;
 
 /// For each hash in order, whether it was absent from `set` (first occurrence only); with
 /// `add`, the absent ones are added atomically with the check.
@@ -75,6 +80,18 @@ pub async fn check(
             absent.extend(chunk.iter().filter(|hash| !present.contains(hash)));
         }
     }
+    if add && !absent.is_empty() {
+        // Last in the transaction: the counter row stays locked only until the commit.
+        sqlx::query(
+            "INSERT INTO dedup_sizes (set_id, slot, entries) VALUES ($1, $2, $3) \
+             ON CONFLICT (set_id, slot) DO UPDATE SET entries = dedup_sizes.entries + excluded.entries",
+        )
+        .bind(set_id)
+        .bind(to_i64(rand::random::<u64>() % SIZE_SLOTS))
+        .bind(to_i64(absent.len() as u64))
+        .execute(&mut *transaction)
+        .await?;
+    }
     transaction.commit().await?;
     let mut seen = HashSet::with_capacity(hashes.len());
     Ok(hashes
@@ -83,17 +100,23 @@ pub async fn check(
         .collect())
 }
 
-/// Entries per set.
+/// Entries per set, from the counters: a few rows whatever the sets' sizes.
 pub async fn sizes(db: &Db) -> Result<Vec<(DedupSet, u64)>, DbError> {
-    let mut sizes = Vec::new();
-    for set in DedupSet::ALL {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dedup WHERE set_id = $1")
-            .bind(set_id(set))
-            .fetch_one(db.pool())
-            .await?;
-        sizes.push((set, to_u64(count)));
-    }
-    Ok(sizes)
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT set_id, CAST(SUM(entries) AS BIGINT) FROM dedup_sizes GROUP BY set_id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    Ok(DedupSet::ALL
+        .into_iter()
+        .map(|set| {
+            let entries = rows
+                .iter()
+                .find(|(id, _)| *id == set_id(set))
+                .map_or(0, |(_, entries)| to_u64(*entries));
+            (set, entries)
+        })
+        .collect())
 }
 
 fn set_id(set: DedupSet) -> i64 {

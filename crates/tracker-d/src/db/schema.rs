@@ -26,6 +26,12 @@ use super::{Db, DbError, Dialect};
 /// Version 5: `cpu_holder` is the token of the CPU client that handed the job off (set by the
 /// handoff, cleared when the job goes back to scraping), so that a bundle reported invalid
 /// takes back that client's credit (`jobs::invalidate`); not indexed.
+///
+/// Version 6: `dedup_sizes` keeps each dedup set's size as counters, updated in the
+/// transaction that adds the hashes, so the dashboard reads a few rows instead of counting a
+/// set of a billion entries. A set's size is the sum of its `slot`s: each addition updates
+/// one slot drawn at random, so concurrent additions to a set on PostgreSQL seldom wait for
+/// each other's row lock. The migration counts the existing entries once, into slot 0.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE jobs (
@@ -108,6 +114,15 @@ CREATE INDEX jobs_failed ON jobs (number) WHERE status = 'failed';
 "#,
     r#"
 ALTER TABLE jobs ADD COLUMN cpu_holder TEXT;
+"#,
+    r#"
+CREATE TABLE dedup_sizes (
+    set_id {bigint} NOT NULL,
+    slot {bigint} NOT NULL,
+    entries {bigint} NOT NULL,
+    PRIMARY KEY (set_id, slot)
+);
+INSERT INTO dedup_sizes (set_id, slot, entries) SELECT set_id, 0, COUNT(*) FROM dedup GROUP BY set_id;
 "#,
 ];
 

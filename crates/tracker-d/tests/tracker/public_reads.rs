@@ -2,8 +2,11 @@
 
 use super::support;
 
-use serde_json::Value;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
 use support::{BACKENDS, TestTracker};
+use tracker_d::testing::execute;
 
 async fn listed(tracker: &TestTracker, query: &str) -> Vec<Value> {
     let (status, text) = tracker.get(&format!("/api/ext/clients{query}")).await;
@@ -50,6 +53,78 @@ async fn tokenless_reads_are_counted_once_per_ttl() {
         let tracker = TestTracker::start_on(dir, database_url, &[]).await;
         assert_eq!(tracker.get("/api/jobCount?type=CPU").await.1, "3");
         assert_eq!(listed(&tracker, "").await.len(), 2, "{backend:?}");
+        tracker.stop().await;
+    }
+}
+
+/// `tracker_dedup_entries{set="main"}` as `/metrics` shows it.
+async fn main_set_size(tracker: &TestTracker) -> u64 {
+    let (_, metrics) = tracker.get("/metrics").await;
+    let line = metrics
+        .lines()
+        .find(|line| line.starts_with("tracker_dedup_entries{set=\"main\"}"))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    line.rsplit(' ').next().unwrap().parse().expect("a number")
+}
+
+async fn add(tracker: &TestTracker, token: &str, hashes: &[u64]) -> Vec<bool> {
+    let answer: Value = tracker
+        .post_ok(
+            "/api/ext/dedup",
+            &json!({"token": token, "set": "main", "hashes": hashes, "add": true}),
+        )
+        .await;
+    serde_json::from_value(answer["new"].clone()).expect("flags")
+}
+
+/// The dedup sizes on the dashboard are counters that each addition keeps, not counts of the
+/// sets (a count of a billion entries took half a minute): exact under concurrent additions,
+/// and counted once from what a database held before the counters existed.
+#[tokio::test]
+async fn dedup_sizes_are_kept_by_each_addition_not_counted() {
+    for backend in BACKENDS {
+        let tracker = Arc::new(TestTracker::start(backend, &[]).await);
+        let token = tracker.register("scorer", "GPU").await;
+        let hashes: Vec<u64> = (0..2_000).map(|i| i * 7_919).collect();
+        let mut additions = Vec::new();
+        for worker in 0..8 {
+            let (tracker, token, mut mine) = (Arc::clone(&tracker), token.clone(), hashes.clone());
+            mine.rotate_left(worker * 250);
+            additions.push(tokio::spawn(
+                async move { add(&tracker, &token, &mine).await },
+            ));
+        }
+        for addition in additions {
+            addition.await.expect("addition");
+        }
+        assert_eq!(main_set_size(&tracker).await, 2_000, "{backend:?}");
+
+        // Rows another process writes are not seen: the size is read, not counted.
+        let database_url = tracker.database_url.clone();
+        execute(
+            &database_url,
+            "INSERT INTO dedup (set_id, hash) VALUES (3, -1), (3, -2)",
+        )
+        .await;
+        assert_eq!(main_set_size(&tracker).await, 2_000, "{backend:?}");
+        let tracker = Arc::into_inner(tracker).expect("sole owner");
+        let (dir, database_url) = tracker.stop().await;
+
+        // A database from before the counters: the migration counts its entries once.
+        execute(&database_url, "DROP TABLE dedup_sizes").await;
+        execute(
+            &database_url,
+            "DELETE FROM schema_version WHERE version = 5",
+        )
+        .await;
+        let tracker = TestTracker::start_on(dir, database_url, &[]).await;
+        assert_eq!(main_set_size(&tracker).await, 2_002, "{backend:?}");
+        let token = tracker.register("scorer", "GPU").await;
+        assert_eq!(
+            add(&tracker, &token, &[0, 5, 6, 6]).await,
+            [false, true, true, false]
+        );
+        assert_eq!(main_set_size(&tracker).await, 2_004, "{backend:?}");
         tracker.stop().await;
     }
 }
