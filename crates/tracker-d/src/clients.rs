@@ -223,7 +223,7 @@ pub async fn list(db: &Db, limit: Option<u32>) -> Result<Vec<ClientSummary>, DbE
             sqlx::query(&format!(
                 "SELECT {SUMMARY_COLUMNS} FROM clients c ORDER BY c.last_seen DESC"
             ))
-            .fetch_all(db.pool())
+            .fetch_all(db.read_pool())
             .await?
         }
         Some(limit) => {
@@ -243,7 +243,7 @@ pub async fn list(db: &Db, limit: Option<u32>) -> Result<Vec<ClientSummary>, DbE
             );
             sqlx::query(&sql)
                 .bind(i64::from(limit))
-                .fetch_all(db.pool())
+                .fetch_all(db.read_pool())
                 .await?
         }
     };
@@ -259,7 +259,7 @@ pub async fn recent(db: &Db, limit: u32) -> Result<Vec<ClientInfo>, DbError> {
          ORDER BY last_seen DESC LIMIT $1",
     )
     .bind(i64::from(limit))
-    .fetch_all(db.pool())
+    .fetch_all(db.read_pool())
     .await?;
     rows.iter()
         .map(|row| {
@@ -287,7 +287,7 @@ pub async fn find(
     ))
     .bind(display_name)
     .bind(client_type.as_str())
-    .fetch_optional(db.pool())
+    .fetch_optional(db.read_pool())
     .await?;
     row.as_ref().map(summary).transpose()
 }
@@ -295,7 +295,7 @@ pub async fn find(
 /// Registered clients per type.
 pub async fn count_by_type(db: &Db) -> Result<Vec<(ClientType, u64)>, DbError> {
     let rows = sqlx::query("SELECT kind, COUNT(*) AS n FROM clients GROUP BY kind")
-        .fetch_all(db.pool())
+        .fetch_all(db.read_pool())
         .await?;
     rows.iter()
         .map(|row| Ok((parse_type(row)?, to_u64(row.try_get("n")?))))

@@ -3,6 +3,10 @@
 //! Both dialects share the same SQL except where they differ on purpose (the claim's
 //! `FOR UPDATE SKIP LOCKED`, column types in the schema). Times are unix milliseconds in
 //! `BIGINT` columns, and unsigned numbers are stored as their `i64` bit pattern.
+//!
+//! On SQLite every write goes through one connection; the reads anyone may make without a
+//! token (dashboard figures, counts, listings) have connections of their own (see
+//! [`Db::read_pool`]), so they never hold up a claim however long they take.
 
 mod schema;
 
@@ -67,6 +71,7 @@ pub enum Dialect {
 pub struct Db {
     pool: AnyPool,
     relaxed: AnyPool,
+    read: AnyPool,
     dialect: Dialect,
     /// Where claims start their scan of the open jobs (a hint kept in this process).
     open_floor: Arc<OpenFloor>,
@@ -153,13 +158,31 @@ impl Db {
                             Ok(())
                         })
                     })
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await?
             }
+        };
+        let read = match dialect {
+            // WAL lets these read while the one writer writes; a `:memory:` database is
+            // private to its connection, so it has none.
+            Dialect::Sqlite if !url.contains(":memory:") => AnyPoolOptions::new()
+                .acquire_timeout(POOL_ACQUIRE_TIMEOUT)
+                .max_connections(SQLITE_READERS)
+                .after_connect(|connection, _| {
+                    Box::pin(async move {
+                        for pragma in SQLITE_READER_PRAGMAS {
+                            connection.execute(*pragma).await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .connect_lazy_with(options),
+            _ => pool.clone(),
         };
         let db = Db {
             pool,
             relaxed,
+            read,
             dialect,
             open_floor: Arc::default(),
             held_jobs: Arc::default(),
@@ -177,6 +200,13 @@ impl Db {
     /// `synchronous_commit = off`; the same pool on SQLite).
     pub fn relaxed_pool(&self) -> &AnyPool {
         &self.relaxed
+    }
+
+    /// The pool for reads that may see the database as of a moment ago and must never wait
+    /// behind the writer nor hold it up: the tokenless reads. On SQLite, read-only
+    /// connections of their own; on PostgreSQL, the main pool.
+    pub fn read_pool(&self) -> &AnyPool {
+        &self.read
     }
 
     /// The shuffle-key floors of the open queues (see [`OpenFloor`]).
@@ -198,6 +228,7 @@ impl Db {
     pub async fn close(&self) {
         self.pool.close().await;
         self.relaxed.close().await;
+        self.read.close().await;
     }
 }
 
@@ -206,6 +237,17 @@ impl Db {
 const SQLITE_PRAGMAS: &[&str] = &[
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = NORMAL",
+    "PRAGMA busy_timeout = 5000",
+    "PRAGMA temp_store = MEMORY",
+];
+
+/// Read-only SQLite connections for [`Db::read_pool`]. The cached reads each run one at a time,
+/// so a few serve them; more would only take CPU from the writer.
+const SQLITE_READERS: u32 = 2;
+
+/// A reader refuses to write, whatever statement it is given.
+const SQLITE_READER_PRAGMAS: &[&str] = &[
+    "PRAGMA query_only = ON",
     "PRAGMA busy_timeout = 5000",
     "PRAGMA temp_store = MEMORY",
 ];

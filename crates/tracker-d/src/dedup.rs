@@ -105,7 +105,7 @@ pub async fn sizes(db: &Db) -> Result<Vec<(DedupSet, u64)>, DbError> {
     let rows: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT set_id, CAST(SUM(entries) AS BIGINT) FROM dedup_sizes GROUP BY set_id",
     )
-    .fetch_all(db.pool())
+    .fetch_all(db.read_pool())
     .await?;
     Ok(DedupSet::ALL
         .into_iter()

@@ -224,7 +224,7 @@ pub async fn open_wat_url(db: &Db) -> Result<Option<String>, DbError> {
          (SELECT 1 FROM jobs o WHERE o.wat_index = j.wat_index AND o.number <> j.number \
          AND NOT (o.stage = 'cpu' AND o.status = 'open')) ORDER BY shuffle_key, number LIMIT 1",
     )
-    .fetch_optional(db.pool())
+    .fetch_optional(db.read_pool())
     .await?;
     Ok(url)
 }
@@ -396,7 +396,7 @@ pub async fn open_count(db: &Db, stage: Stage) -> Result<u64, DbError> {
     let count: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE stage = $1 AND status = 'open'")
             .bind(stage.as_str())
-            .fetch_one(db.pool())
+            .fetch_one(db.read_pool())
             .await?;
     Ok(to_u64(count))
 }
@@ -408,7 +408,7 @@ pub async fn completed_addresses(db: &Db, addresses: &[String]) -> Result<Vec<St
         let status: Option<String> =
             sqlx::query_scalar("SELECT status FROM jobs WHERE gpu_url = $1 LIMIT 1")
                 .bind(address)
-                .fetch_optional(db.pool())
+                .fetch_optional(db.read_pool())
                 .await?;
         if status.is_none_or(|status| status == "closed") {
             completed.push(address.clone());

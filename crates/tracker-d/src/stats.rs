@@ -78,13 +78,13 @@ impl Stats {
     }
 }
 
-/// Counts everything once.
+/// Counts everything once, on the read connections.
 pub async fn collect(db: &Db) -> Result<Stats, DbError> {
     let mut stats = Stats::default();
     let rows = sqlx::query(
         "SELECT stage, status, COUNT(*) AS n, CAST(COALESCE(SUM(pairs), 0) AS BIGINT) AS pairs FROM jobs GROUP BY stage, status ORDER BY stage, status",
     )
-    .fetch_all(db.pool())
+    .fetch_all(db.read_pool())
     .await?;
     for row in &rows {
         let stage: String = row.try_get("stage")?;
@@ -119,7 +119,7 @@ pub async fn collect(db: &Db) -> Result<Stats, DbError> {
         );
         for row in sqlx::query(&sql)
             .bind(first_hour)
-            .fetch_all(db.pool())
+            .fetch_all(db.read_pool())
             .await?
         {
             let hour: i64 = row.try_get("hour")?;
@@ -138,14 +138,14 @@ pub async fn collect(db: &Db) -> Result<Stats, DbError> {
     let closed_last_hour: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE closed_at >= $1")
             .bind(now - HOUR_MS)
-            .fetch_one(db.pool())
+            .fetch_one(db.read_pool())
             .await?;
     stats.closed_last_hour = to_u64(closed_last_hour);
     // Failed jobs will not close: they are not work left.
     let remaining = stats.total_jobs - stats.closed_jobs - stats.failed_jobs;
     stats.eta = eta(remaining, stats.closed_last_hour);
     for row in sqlx::query("SELECT nickname, jobs_completed, pairs_scraped FROM leaderboard ORDER BY jobs_completed DESC, nickname LIMIT 100")
-        .fetch_all(db.pool())
+        .fetch_all(db.read_pool())
         .await?
     {
         stats.leaderboard.push((
@@ -155,7 +155,7 @@ pub async fn collect(db: &Db) -> Result<Stats, DbError> {
         ));
     }
     for row in sqlx::query("SELECT nickname, jobs_completed FROM cpu_leaderboard ORDER BY jobs_completed DESC, nickname LIMIT 100")
-        .fetch_all(db.pool())
+        .fetch_all(db.read_pool())
         .await?
     {
         stats.cpu_leaderboard.push((row.try_get("nickname")?, to_u64(row.try_get("jobs_completed")?)));
@@ -171,7 +171,7 @@ async fn failed_jobs(db: &Db) -> Result<Vec<FailedJob>, DbError> {
          ORDER BY number LIMIT $1",
     )
     .bind(LISTED_FAILED_JOBS)
-    .fetch_all(db.pool())
+    .fetch_all(db.read_pool())
     .await?;
     let mut failed = Vec::with_capacity(rows.len());
     for row in &rows {

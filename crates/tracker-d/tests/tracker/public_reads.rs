@@ -3,10 +3,14 @@
 use super::support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use cah_protocol::ClientType;
 use serde_json::{Value, json};
-use support::{BACKENDS, TestTracker};
-use tracker_d::testing::execute;
+use support::{BACKENDS, Backend, TestTracker, fresh_database};
+use tracker_d::db::{Db, now_ms};
+use tracker_d::testing::{execute, import_urls};
+use tracker_d::{clients, dedup, jobs, stats};
 
 async fn listed(tracker: &TestTracker, query: &str) -> Vec<Value> {
     let (status, text) = tracker.get(&format!("/api/ext/clients{query}")).await;
@@ -127,4 +131,50 @@ async fn dedup_sizes_are_kept_by_each_addition_not_counted() {
         assert_eq!(main_set_size(&tracker).await, 2_004, "{backend:?}");
         tracker.stop().await;
     }
+}
+
+/// On SQLite every write goes through one connection: the tokenless reads have connections of
+/// their own, so a recount of a large database never holds up a claim (and a busy writer never
+/// holds up the dashboard).
+#[tokio::test]
+async fn tokenless_reads_never_need_the_sqlite_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database_url = fresh_database(Backend::Sqlite, dir.path()).await;
+    import_urls(
+        &database_url,
+        &["http://cc.test/wat/0.warc.wat.gz".to_owned()],
+    )
+    .await;
+    let db = Db::connect(&database_url, 1).await.expect("db");
+    clients::register(&db, "nick", ClientType::Cpu, "127.0.0.1", now_ms())
+        .await
+        .expect("register");
+    let writer = db
+        .pool()
+        .acquire()
+        .await
+        .expect("the one writer connection");
+    let reads = async {
+        let stats = stats::collect(&db).await.expect("stats");
+        assert_eq!((stats.total_jobs, stats.connected()), (2, 1));
+        assert_eq!(
+            jobs::open_count(&db, jobs::Stage::Cpu)
+                .await
+                .expect("count"),
+            2
+        );
+        assert_eq!(clients::recent(&db, 10).await.expect("recent").len(), 1);
+        assert_eq!(dedup::sizes(&db).await.expect("sizes").len(), 3);
+        assert!(jobs::open_wat_url(&db).await.expect("wat").is_some());
+    };
+    tokio::time::timeout(Duration::from_secs(5), reads)
+        .await
+        .expect("the reads did not wait for the writer");
+    // They cannot write either.
+    let refused = sqlx::query("DELETE FROM jobs")
+        .execute(db.read_pool())
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    drop(writer);
+    db.close().await;
 }
