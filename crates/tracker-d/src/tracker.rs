@@ -27,7 +27,7 @@ use crate::staging::{Staging, StagingError};
 
 pub use full_wat::MAX_SHARDS_PER_MARK;
 use labels::clean_label;
-pub use public_reads::MAX_LISTED_CLIENTS;
+pub use public_reads::{ClientListing, MAX_LISTED_CLIENTS};
 pub use work::MAX_HANDOFF_BYTES;
 
 /// Why a tracker operation failed; the HTTP layer maps each to a status code.

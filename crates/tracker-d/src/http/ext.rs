@@ -1,15 +1,14 @@
 //! Handlers of our extensions under `/api/ext/`.
 
-use std::sync::Arc;
-
 use axum::Json;
 use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use cah_protocol::ext::{
-    ClaimRequest, ClaimResponse, ClientInfo, CompleteRequest, DedupRequest, DedupResponse,
-    HeartbeatRequest, HeartbeatResponse, InfoResponse, InvalidRequest, JobRequest,
-    UploadUrlResponse,
+    ClaimRequest, ClaimResponse, CompleteRequest, DedupRequest, DedupResponse, HeartbeatRequest,
+    HeartbeatResponse, InfoResponse, InvalidRequest, JobRequest, UploadUrlResponse,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::error::{AppError, JsonBody};
 use crate::tracker::MAX_LISTED_CLIENTS;
@@ -103,27 +102,17 @@ pub(super) struct ClientsQuery {
 pub(super) async fn clients(
     State(tracker): Tracker,
     Query(query): Query<ClientsQuery>,
-) -> Result<Json<Listing>, AppError> {
+) -> Result<Response, AppError> {
     let limit = query.limit.unwrap_or(DEFAULT_LISTED_CLIENTS);
     if limit == 0 || limit > MAX_LISTED_CLIENTS {
         return Err(AppError::BadBody(format!(
             "limit must be between 1 and {MAX_LISTED_CLIENTS}"
         )));
     }
-    let listed = tracker.recent_clients().await?;
-    let shown = listed.len().min(limit as usize);
-    Ok(Json(Listing { listed, shown }))
-}
-
-/// The start of a cached client listing, serialized without copying it.
-#[derive(Debug)]
-pub(super) struct Listing {
-    listed: Arc<Vec<ClientInfo>>,
-    shown: usize,
-}
-
-impl Serialize for Listing {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.listed[..self.shown].serialize(serializer)
-    }
+    let listing = tracker.recent_clients().await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        listing.json(limit as usize),
+    )
+        .into_response())
 }
