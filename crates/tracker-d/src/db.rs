@@ -82,6 +82,13 @@ pub struct Db {
 impl Db {
     /// Connects to `url`, creating a SQLite file if needed, and runs the embedded migrations.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db, DbError> {
+        let db = Db::open(url, max_connections).await?;
+        schema::migrate(&db).await?;
+        Ok(db)
+    }
+
+    /// Connects to `url`, creating a SQLite file if needed.
+    async fn open(url: &str, max_connections: u32) -> Result<Db, DbError> {
         sqlx::any::install_default_drivers();
         let dialect = dialect_of(url)?;
         let url = match dialect {
@@ -179,16 +186,14 @@ impl Db {
                 .connect_lazy_with(options),
             _ => pool.clone(),
         };
-        let db = Db {
+        Ok(Db {
             pool,
             relaxed,
             read,
             dialect,
             open_floor: Arc::default(),
             held_jobs: Arc::default(),
-        };
-        schema::migrate(&db).await?;
-        Ok(db)
+        })
     }
 
     /// The pool.

@@ -127,6 +127,11 @@ INSERT INTO dedup_sizes (set_id, slot, entries) SELECT set_id, 0, COUNT(*) FROM 
 ];
 
 pub(super) async fn migrate(db: &Db) -> Result<(), DbError> {
+    migrate_to(db, MIGRATIONS.len()).await
+}
+
+/// Applies the migrations not yet applied, up to version `last`.
+async fn migrate_to(db: &Db, last: usize) -> Result<(), DbError> {
     let pool = db.pool();
     pool.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
         .await?;
@@ -134,7 +139,7 @@ pub(super) async fn migrate(db: &Db) -> Result<(), DbError> {
         .fetch_one(pool)
         .await?;
     let applied = applied.unwrap_or(0);
-    for (index, migration) in MIGRATIONS.iter().enumerate() {
+    for (index, migration) in MIGRATIONS.iter().enumerate().take(last) {
         let version = i64::try_from(index).unwrap_or(i64::MAX) + 1;
         if version <= applied {
             continue;
@@ -163,4 +168,32 @@ fn render(migration: &str, dialect: Dialect) -> String {
         .replace("{bigint}", bigint)
         .replace("{without_rowid}", without_rowid)
         .replace("{fillfactor}", fillfactor)
+}
+
+#[cfg(test)]
+mod tests {
+    use cah_protocol::ext::DedupSet;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn version_5_counts_the_dedup_entries_a_database_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.sqlite", dir.path().display());
+        let db = Db::open(&url, 1).await.unwrap();
+        migrate_to(&db, 4).await.unwrap();
+        sqlx::query("INSERT INTO dedup (set_id, hash) VALUES (1, 1), (1, -2), (3, 7)")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        migrate(&db).await.unwrap();
+        let sizes = crate::dedup::sizes(&db).await.unwrap();
+        let expected = [
+            (DedupSet::Parsed, 2),
+            (DedupSet::Clipped, 0),
+            (DedupSet::Main, 1),
+        ];
+        assert_eq!(sizes, expected);
+        db.close().await;
+    }
 }
