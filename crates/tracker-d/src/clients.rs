@@ -5,7 +5,7 @@ use cah_protocol::ext::ClientInfo;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::db::{Db, DbError, to_u64};
+use crate::db::{Db, DbError, Dialect, to_u64};
 use crate::names;
 
 /// A registered client, as the handlers need it.
@@ -173,15 +173,30 @@ pub async fn remove(db: &Db, token: &str) -> Result<(), DbError> {
 /// The most recently seen CPU client at `address` that holds no job: the 2021 full-WAT client
 /// registers one and then calls `lookup-wat` without its token.
 pub async fn idle_cpu_client_at(db: &Db, address: &str) -> Result<Option<String>, DbError> {
-    let token: Option<String> = sqlx::query_scalar(
-        "SELECT token FROM clients c WHERE address = $1 AND kind = 'CPU' AND NOT EXISTS \
-         (SELECT 1 FROM jobs j WHERE j.holder = c.token AND j.status = 'pending') \
-         ORDER BY last_seen DESC LIMIT 1",
-    )
-    .bind(address)
-    .fetch_optional(db.pool())
-    .await?;
+    let token: Option<String> = sqlx::query_scalar(idle_cpu_client_sql(db.dialect()))
+        .bind(address)
+        .fetch_optional(db.pool())
+        .await?;
     Ok(token)
+}
+
+/// The statement of [`idle_cpu_client_at`]: the clients of one address, through its index.
+///
+/// SQLite, without statistics, preferred the type's index because it also gives the order,
+/// and so read every CPU client on each tokenless `lookup-wat`; `+` keeps it off that index.
+pub(crate) fn idle_cpu_client_sql(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "SELECT token FROM clients c WHERE address = $1 AND +kind = 'CPU' AND NOT EXISTS \
+             (SELECT 1 FROM jobs j WHERE j.holder = c.token AND j.status = 'pending') \
+             ORDER BY last_seen DESC LIMIT 1"
+        }
+        Dialect::Postgres => {
+            "SELECT token FROM clients c WHERE address = $1 AND kind = 'CPU' AND NOT EXISTS \
+             (SELECT 1 FROM jobs j WHERE j.holder = c.token AND j.status = 'pending') \
+             ORDER BY last_seen DESC LIMIT 1"
+        }
+    }
 }
 
 /// Releases the jobs of clients idle since before `cutoff`, forgets those clients and
@@ -281,15 +296,25 @@ pub async fn find(
     client_type: ClientType,
     display_name: &str,
 ) -> Result<Option<ClientSummary>, DbError> {
-    let row = sqlx::query(&format!(
-        "SELECT {SUMMARY_COLUMNS} FROM clients c WHERE c.display_name = $1 AND c.kind = $2 \
-         ORDER BY c.last_seen DESC LIMIT 1"
-    ))
-    .bind(display_name)
-    .bind(client_type.as_str())
-    .fetch_optional(db.read_pool())
-    .await?;
+    let row = sqlx::query(&find_sql(db.dialect()))
+        .bind(display_name)
+        .bind(client_type.as_str())
+        .fetch_optional(db.read_pool())
+        .await?;
     row.as_ref().map(summary).transpose()
+}
+
+/// The statement of [`find`], through the display name's index (`+`: not through every client
+/// of the type, which SQLite preferred for the order it gives).
+pub(crate) fn find_sql(dialect: Dialect) -> String {
+    let kind = match dialect {
+        Dialect::Sqlite => "+c.kind",
+        Dialect::Postgres => "c.kind",
+    };
+    format!(
+        "SELECT {SUMMARY_COLUMNS} FROM clients c WHERE c.display_name = $1 AND {kind} = $2 \
+         ORDER BY c.last_seen DESC LIMIT 1"
+    )
 }
 
 /// Registered clients per type.

@@ -10,7 +10,7 @@ use flate2::read::MultiGzDecoder;
 use rand::seq::SliceRandom;
 use url::Url;
 
-use crate::db::{Db, DbError, to_i64};
+use crate::db::{Db, DbError, Dialect, to_i64};
 
 /// Sample IDs owned by one WAT.
 pub const IDS_PER_WAT: u64 = 1_000_000;
@@ -176,6 +176,15 @@ pub async fn import(
         }
         transaction.commit().await.map_err(DbError::from)?;
         progress(((chunk_index * 1000) + chunk.len()) as u64);
+    }
+    if db.dialect() == Dialect::Postgres && summary.jobs_created > 0 {
+        // PostgreSQL plans by its statistics, and until autovacuum gets to the new rows they
+        // describe a table a fraction of the size: a lookup by url then walked every open job.
+        // SQLite keeps none; its statements say which index to use (see `jobs::wat_by_url`).
+        sqlx::query("ANALYZE jobs")
+            .execute(db.pool())
+            .await
+            .map_err(DbError::from)?;
     }
     Ok(summary)
 }

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::cli::{Cli, Command};
-use crate::db::Db;
+use crate::db::{Db, Dialect};
 use crate::{ServeConfig, import};
 
 pub use small_disk::SmallDisk;
@@ -189,4 +189,75 @@ pub async fn job_state(database_url: &str, number: u64) -> JobState {
         failures: crate::db::to_u64(failures),
         failure_reason,
     }
+}
+
+/// A statement any registered client can make the tracker run, with arguments to plan it
+/// with, and the index it is written to use: tests read its `EXPLAIN`.
+#[derive(Debug, Clone)]
+pub struct HotQuery {
+    /// What it is for.
+    pub name: &'static str,
+    /// The statement, in the dialect asked for.
+    pub sql: String,
+    /// Its arguments, `$1` first.
+    pub args: Vec<QueryArg>,
+    /// The index its plan must name.
+    pub index: &'static str,
+}
+
+/// An argument of a [`HotQuery`].
+#[derive(Debug, Clone, Copy)]
+pub enum QueryArg {
+    /// A string.
+    Text(&'static str),
+    /// A number.
+    Int(i64),
+}
+
+/// The statements whose plan a missing or stale statistic could turn into a walk over a
+/// table: a selective lookup (a url, an address, a name) next to a term with an index of its
+/// own that matches many rows (a stage, a status, a client type).
+pub fn hot_queries(dialect: Dialect) -> Vec<HotQuery> {
+    use QueryArg::{Int, Text};
+    let url_index = match dialect {
+        Dialect::Sqlite => "sqlite_autoindex_jobs_1",
+        Dialect::Postgres => "jobs_url_shard_key",
+    };
+    let claim_args = vec![Text("holder"), Int(0), Int(i64::MIN)];
+    vec![
+        HotQuery {
+            name: "claim",
+            sql: crate::jobs::claim_sql(dialect, crate::jobs::OPEN_SELECTION),
+            args: [claim_args.clone(), vec![Text("cpu"), Int(1)]].concat(),
+            index: "jobs_open",
+        },
+        HotQuery {
+            name: "whole-WAT claim",
+            sql: crate::jobs::claim_sql(dialect, &crate::jobs::whole_wat_selection(dialect)),
+            args: claim_args,
+            index: "jobs_wat",
+        },
+        HotQuery {
+            name: "lookup-wat claim",
+            sql: crate::jobs::claim_sql(dialect, crate::jobs::wat_by_url(dialect)),
+            args: vec![
+                Text("holder"),
+                Int(0),
+                Text("http://cc.test/wat/nowhere.warc.wat.gz"),
+            ],
+            index: url_index,
+        },
+        HotQuery {
+            name: "tokenless lookup-wat's client",
+            sql: crate::clients::idle_cpu_client_sql(dialect).to_owned(),
+            args: vec![Text("127.0.0.1")],
+            index: "clients_address",
+        },
+        HotQuery {
+            name: "worker page",
+            sql: crate::clients::find_sql(dialect),
+            args: vec![Text("quick-fox-1"), Text("CPU")],
+            index: "clients_display_name",
+        },
+    ]
 }

@@ -20,6 +20,7 @@ mod tracker {
     mod lifecycle;
     mod limits;
     mod public_reads;
+    mod query_plans;
     mod staging;
     mod support;
     mod whole_wat;
