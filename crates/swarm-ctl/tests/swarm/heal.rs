@@ -27,6 +27,9 @@ pub(crate) async fn start_tracker(dir: &Path) -> (Url, oneshot::Sender<()>) {
         dir.join("staging").display().to_string(),
         "--shutdown-grace".to_owned(),
         "1s".to_owned(),
+        // Listings as of now, not as of up to 2 s ago: the heartbeats here are 3 s apart.
+        "--read-cache-ttl".to_owned(),
+        "0s".to_owned(),
     ];
     let Command::Serve(args) = Cli::try_parse_from(argv).expect("tracker flags").command else {
         unreachable!("serve was given");
