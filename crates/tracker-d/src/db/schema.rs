@@ -184,11 +184,11 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn version_5_counts_the_dedup_entries_a_database_held() {
+    async fn version_6_counts_the_dedup_entries_a_database_held() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.sqlite", dir.path().display());
         let db = Db::open(&url, 1).await.unwrap();
-        migrate_to(&db, 4).await.unwrap();
+        migrate_to(&db, 5).await.unwrap();
         sqlx::query("INSERT INTO dedup (set_id, hash) VALUES (1, 1), (1, -2), (3, 7)")
             .execute(db.pool())
             .await
