@@ -98,7 +98,9 @@ pub async fn collect(db: &Db) -> Result<Stats, DbError> {
         if status == "failed" {
             stats.failed_jobs += count;
         }
-        if stage == "gpu" {
+        // Handed to the GPU stage (pending or closed there), or closed by a HYBRID client in
+        // the CPU stage: each job once.
+        if stage == "gpu" || status == "closed" {
             stats.scraped_jobs += count;
         }
         stats.jobs_by_state.push((stage, status, count));

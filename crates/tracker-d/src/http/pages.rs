@@ -85,7 +85,7 @@ pub(super) async fn dashboard(State(tracker): Tracker) -> Result<Html<String>, A
         completion = stats.completion(),
         closed = thousands(stats.closed_jobs),
         total = thousands(stats.total_jobs),
-        scraped = thousands(stats.scraped_jobs + stats.closed_jobs),
+        scraped = thousands(stats.scraped_jobs),
         pairs = thousands(stats.total_pairs),
         last_hour = thousands(stats.closed_last_hour),
         eta = escape(&stats.eta),
