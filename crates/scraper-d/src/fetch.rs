@@ -217,9 +217,9 @@ impl Fetcher {
         Ok(self.hosts.get(&format!("{host}:{port}")))
     }
 
-    /// One HTTP request of a chain: address check, robots, backoff, slots, then the request,
-    /// the lookup, robots and request taken from `budget`; `fair_share` says whether the hop
-    /// began with at least half of it.
+    /// One HTTP request of a chain: backoff and the host's slot, then the address check,
+    /// robots and the request, the lookup, robots and request taken from `budget`;
+    /// `fair_share` says whether the hop began with at least half of it.
     async fn fetch_one(
         &self,
         url: &Url,
@@ -228,6 +228,21 @@ impl Fetcher {
         fair_share: bool,
     ) -> Result<Step, Outcome> {
         let host = url.host_str().ok_or(Outcome::BadUrl)?;
+        // Waiting for a host (its backoff, then one of its slots) holds none of the global
+        // permits, which are for requests on the wire. The slot comes before the lookup, so
+        // a host whose names do not resolve costs at most its slots' worth of lookups at
+        // once, and its breaker stops the rest.
+        if let Some(until) = state.backoff_until() {
+            tokio::time::sleep_until(until).await;
+        }
+        let _slot = state.slots.acquire().await.map_err(|_| Outcome::BadUrl)?;
+        if let Some(until) = state.backoff_until() {
+            tokio::time::sleep_until(until).await;
+        }
+        // The breaker may have opened while this request waited.
+        if state.is_open() {
+            return Err(Outcome::CircuitOpen);
+        }
         // A lookup that runs out a fair share of the budget is a resolver error (a silent
         // nameserver), not the host's; one that only finds the budget spent by earlier hops is
         // a timeout.
@@ -260,19 +275,6 @@ impl Fetcher {
             if !rules.allows(&path) {
                 return Err(Outcome::Robots);
             }
-        }
-        // Waiting for a host (its backoff, then one of its slots) holds none of the global
-        // permits, which are for requests on the wire.
-        if let Some(until) = state.backoff_until() {
-            tokio::time::sleep_until(until).await;
-        }
-        let _slot = state.slots.acquire().await.map_err(|_| Outcome::BadUrl)?;
-        if let Some(until) = state.backoff_until() {
-            tokio::time::sleep_until(until).await;
-        }
-        // The breaker may have opened while this request waited.
-        if state.is_open() {
-            return Err(Outcome::CircuitOpen);
         }
         let _global = self.global.acquire().await.map_err(|_| Outcome::BadUrl)?;
         budget.spend(self.request(url, state)).await?
@@ -364,9 +366,13 @@ impl Fetcher {
                 Ok(response) => response,
                 Err(error) => {
                     return Some(match send_outcome(&error) {
-                        outcome @ (Outcome::ConnectFailure | Outcome::Timeout) => {
-                            RobotsRules::Unreachable(outcome)
-                        }
+                        // A refused address (a name rebound since the image's lookup) is
+                        // the image's outcome too, not a robots.txt that says no.
+                        outcome @ (Outcome::ConnectFailure
+                        | Outcome::Timeout
+                        | Outcome::PrivateAddress
+                        | Outcome::ResolverError
+                        | Outcome::DnsFailure) => RobotsRules::Unreachable(outcome),
                         _ => RobotsRules::DisallowAll,
                     });
                 }
@@ -410,6 +416,7 @@ fn resolve_outcome(error: &ResolveError) -> Outcome {
         ResolveError::NotFound { .. } => Outcome::DnsFailure,
         ResolveError::Unanswered { .. } => Outcome::ResolverError,
         ResolveError::Refused { .. } => Outcome::PrivateAddress,
+        ResolveError::BadName { .. } => Outcome::BadUrl,
     }
 }
 

@@ -21,8 +21,8 @@ pub struct PolitenessConfig {
     pub per_host: usize,
     /// Fetch and obey robots.txt (default on).
     pub respect_robots: bool,
-    /// Consecutive failures (connect, timeout, 5xx, opt-out) that open a host's circuit;
-    /// 0 disables the breaker (default 8).
+    /// Consecutive failures (resolver error, connect, timeout, 5xx, opt-out) that open a host's
+    /// circuit; 0 disables the breaker (default 8).
     pub breaker_threshold: u32,
     /// Longest wait honoured for one host's `Retry-After` (default 30 s); a longer backoff is
     /// cut to this.
@@ -288,6 +288,12 @@ mod tests {
         hosts.record(&state, Outcome::OptOut);
         assert!(state.is_open());
         assert!(!hosts.get("b.test:80").is_open());
+        // A host whose names the resolver cannot look up fails as often as it is asked.
+        let broken_dns = hosts.get("c.test:80");
+        for _ in 0..3 {
+            hosts.record(&broken_dns, Outcome::ResolverError);
+        }
+        assert!(broken_dns.is_open(), "resolver errors count");
 
         let before = Instant::now();
         hosts.back_off(&state, parse_retry_after("3600"));
@@ -296,7 +302,8 @@ mod tests {
         assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
 
-        assert_eq!(hosts.forget_idle(), 1, "b.test is not in use");
+        drop(broken_dns);
+        assert_eq!(hosts.forget_idle(), 2, "b.test and c.test are not in use");
         assert_eq!(hosts.len(), 1);
         drop(state);
         assert_eq!(hosts.forget_idle(), 1);

@@ -130,6 +130,7 @@ impl Outcome {
         matches!(
             self,
             Outcome::ConnectFailure
+                | Outcome::ResolverError
                 | Outcome::Timeout
                 | Outcome::BadResponse
                 | Outcome::RateLimited

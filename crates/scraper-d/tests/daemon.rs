@@ -6,6 +6,7 @@ mod daemon {
     mod binary;
     mod broken_node;
     mod cross_job_dedup;
+    mod dns_stub;
     mod fake_tracker;
     mod faults;
     mod full_job;
@@ -14,5 +15,6 @@ mod daemon {
     mod lost_lease;
     mod odd_tracker;
     mod refusals;
+    mod resolver;
     mod support;
 }
