@@ -1,6 +1,7 @@
 //! One job half from candidates to a bundle file: downloads shuffled across hosts, validated
 //! and resized on a bounded pool of blocking threads, streamed into the tar.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,7 +45,13 @@ pub struct HalfOutput {
     pub bundle: PathBuf,
     pub stats: BundleStats,
     pub outcomes: OutcomeCounts,
+    /// Distinct hosts with a node-local failure (`Outcome::is_node_local`), counted up to
+    /// [`MAX_COUNTED_HOSTS`]: failures on one or two hosts are the hosts', not the node's.
+    pub node_local_hosts: usize,
 }
+
+/// Where the count of hosts with node-local failures stops (it only has to tell "a few").
+pub const MAX_COUNTED_HOSTS: usize = 64;
 
 impl Pipeline {
     /// Downloads `candidates` and writes the bundle of job `job` to `bundle_path`; `done`
@@ -60,10 +67,23 @@ impl Pipeline {
         let total = candidates.len() as u64;
         let mut writer = BundleWriter::create(bundle_path)?;
         let mut outcomes = OutcomeCounts::default();
+        let mut node_local_hosts: HashSet<String> = HashSet::new();
         let mut results = futures_util::stream::iter(candidates)
-            .map(|candidate| self.process(candidate))
+            .map(|candidate| {
+                let url = candidate.url.clone();
+                async move { (url, self.process(candidate).await) }
+            })
             .buffer_unordered(self.concurrency.max(1));
-        while let Some(result) = results.next().await {
+        while let Some((url, result)) = results.next().await {
+            if let Err(outcome) = &result
+                && outcome.is_node_local()
+                && node_local_hosts.len() < MAX_COUNTED_HOSTS
+                && let Some(host) = Url::parse(&url)
+                    .ok()
+                    .and_then(|url| url.host_str().map(str::to_owned))
+            {
+                node_local_hosts.insert(host);
+            }
             done.fetch_add(1, Ordering::Relaxed);
             match result {
                 Ok(processed) => {
@@ -95,6 +115,7 @@ impl Pipeline {
             bundle,
             stats,
             outcomes,
+            node_local_hosts: node_local_hosts.len(),
         })
     }
 

@@ -10,18 +10,23 @@
 //! The rule, per half, after its downloads: at least [`MIN_ATTEMPTS`] attempts, none stored,
 //! and at least nine in ten of them failed in a way that needs nothing from the host
 //! (`resolver_error`, `connect_failure`, `timeout`: see [`Outcome::is_node_local`]).
+//! Those failures must also span at least [`MIN_NODE_LOCAL_HOSTS`] distinct hosts: a half whose
+//! links all sit on one or a few hosts with broken DNS or a dead server fails the same way on
+//! every node, and released it would go back to its place in the claim order and be fetched
+//! again by every node, forever; such a half is completed, its failures the hosts'.
 //! `circuit_open` counts on neither side: no request was made, its host had already failed.
 //! A job of a normal WAT stores something, and its dead links end as `dns_failure` (NXDOMAIN,
 //! an answer), 4xx, 5xx and the like, which a node without a resolver or a network never
-//! gets. What the rule can still take for a broken node is a half whose every link points at
-//! a few hosts that all time out or refuse connections; released, it is only tried again by
-//! another node.
+//! gets.
 
 use crate::stats::{Outcome, OutcomeCounts};
 
 /// Attempts a half needs before its outcomes say anything about the node: a handful of links
 /// to one dead host must not stop a healthy node.
 pub(crate) const MIN_ATTEMPTS: u64 = 20;
+
+/// Distinct hosts the node-local failures must span before they are the node's.
+pub(crate) const MIN_NODE_LOCAL_HOSTS: usize = 5;
 
 /// The share of node-local failures, in tenths, from which the node is taken for broken.
 const NODE_LOCAL_TENTHS: u64 = 9;
@@ -42,8 +47,13 @@ pub(crate) struct BrokenNode {
 }
 
 impl BrokenNode {
-    /// The verdict on job `job`'s outcomes: `Some` when they show a broken node.
-    pub(crate) fn diagnose(job: u64, outcomes: &OutcomeCounts) -> Option<BrokenNode> {
+    /// The verdict on job `job`'s outcomes, whose node-local failures fell on
+    /// `node_local_hosts` distinct hosts: `Some` when they show a broken node.
+    pub(crate) fn diagnose(
+        job: u64,
+        outcomes: &OutcomeCounts,
+        node_local_hosts: usize,
+    ) -> Option<BrokenNode> {
         let attempts = outcomes.total() - outcomes.get(Outcome::CircuitOpen);
         let node_local: u64 = Outcome::ALL
             .iter()
@@ -52,7 +62,8 @@ impl BrokenNode {
             .sum();
         let broken = attempts >= MIN_ATTEMPTS
             && outcomes.get(Outcome::Ok) == 0
-            && node_local * 10 >= attempts * NODE_LOCAL_TENTHS;
+            && node_local * 10 >= attempts * NODE_LOCAL_TENTHS
+            && node_local_hosts >= MIN_NODE_LOCAL_HOSTS;
         broken.then(|| BrokenNode {
             job,
             attempts,
@@ -106,8 +117,31 @@ mod tests {
             (&[], false),
         ];
         for (outcomes, broken) in cases {
-            let verdict = BrokenNode::diagnose(7, &counts(outcomes));
+            let verdict = BrokenNode::diagnose(7, &counts(outcomes), 40);
             assert_eq!(verdict.is_some(), *broken, "{outcomes:?}: {verdict:?}");
+        }
+    }
+
+    #[test]
+    fn failures_on_a_few_hosts_are_the_hosts_not_the_nodes() {
+        use Outcome::*;
+        // (outcomes, distinct hosts with node-local failures, broken)
+        let cases: &[(&[(Outcome, u64)], usize, bool)] = &[
+            // A half whose every link is on one host with broken DNS, or a dead server.
+            (&[(ResolverError, 117)], 1, false),
+            (&[(ConnectFailure, 30), (CircuitOpen, 900)], 1, false),
+            (&[(Timeout, 10), (ResolverError, 20)], 4, false),
+            // Five hosts or more failing alike: the node.
+            (&[(Timeout, 10), (ResolverError, 20)], 5, true),
+            (&[(ResolverError, 117)], 64, true),
+        ];
+        for (outcomes, hosts, broken) in cases {
+            let verdict = BrokenNode::diagnose(7, &counts(outcomes), *hosts);
+            assert_eq!(
+                verdict.is_some(),
+                *broken,
+                "{outcomes:?} on {hosts}: {verdict:?}"
+            );
         }
     }
 
@@ -120,6 +154,7 @@ mod tests {
                 (Outcome::Timeout, 2),
                 (Outcome::CircuitOpen, 3),
             ]),
+            5,
         )
         .expect("broken");
         assert_eq!(

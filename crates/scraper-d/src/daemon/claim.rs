@@ -227,7 +227,9 @@ impl Worker<'_> {
                 }
             };
             self.metrics.record_half(&half.outcomes);
-            if let Some(broken) = BrokenNode::diagnose(number, &half.outcomes) {
+            if let Some(broken) =
+                BrokenNode::diagnose(number, &half.outcomes, half.node_local_hosts)
+            {
                 // The other half would fail the same way: the whole claim goes back.
                 bundle::discard(&half.bundle);
                 return Err(broken.into());
