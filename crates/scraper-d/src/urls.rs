@@ -87,7 +87,15 @@ pub fn check_host(url: &Url, allow_ip: bool) -> Result<(), SkipReason> {
             let tld_ok = labels
                 .last()
                 .is_some_and(|tld| !tld.bytes().all(|byte| byte.is_ascii_digit()));
-            if domain.len() <= 253 && labels.len() >= 2 && labels.iter().all(label_ok) && tld_ok {
+            // The resolver's own parser decides last: a name it rejects (an underscore where
+            // IDNA does not take one, too long once encoded) is never asked for.
+            let dns_ok = || hickory_resolver::proto::rr::Name::from_utf8(domain).is_ok();
+            if domain.len() <= 253
+                && labels.len() >= 2
+                && labels.iter().all(label_ok)
+                && tld_ok
+                && dns_ok()
+            {
                 Ok(())
             } else {
                 Err(SkipReason::Hostname)
@@ -286,7 +294,17 @@ mod tests {
         let cases: &[(&str, bool, Result<(), SkipReason>)] = &[
             ("http://img-0001.photos.test/a.jpg", false, Ok(())),
             ("http://xn--bcher-kva.example/a.jpg", false, Ok(())),
-            ("http://my_host.example.com/a.jpg", false, Ok(())),
+            // Names the resolver cannot ask for: no lookup, never a resolver error.
+            (
+                "http://my_host.example.com/a.jpg",
+                false,
+                Err(SkipReason::Hostname),
+            ),
+            (
+                "http://a1_.example.com/a.jpg",
+                false,
+                Err(SkipReason::Hostname),
+            ),
             ("http://localhost/a.jpg", false, Err(SkipReason::Hostname)),
             ("http://a.b-/a.jpg", false, Err(SkipReason::Hostname)),
             ("http://-a.test/a.jpg", false, Err(SkipReason::Hostname)),
@@ -311,6 +329,24 @@ mod tests {
         ];
         for (text, allow_ip, expected) in cases {
             assert_eq!(check_host(&url(text), *allow_ip), *expected, "{text}");
+        }
+        for length in [253, 254, 255] {
+            // Labels of 63 letters, the last shorter, then `.test`: `length` bytes in all.
+            let mut name = String::new();
+            while length - 5 - name.len() > 63 {
+                name.push_str(&"a".repeat(63));
+                name.push('.');
+            }
+            name.push_str(&"b".repeat(length - 5 - name.len()));
+            name.push_str(".test");
+            assert_eq!(name.len(), length);
+            let expected = if length <= 253 {
+                Ok(())
+            } else {
+                Err(SkipReason::Hostname)
+            };
+            let text = format!("http://{name}/a.jpg");
+            assert_eq!(check_host(&url(&text), false), expected, "{length}");
         }
     }
 }
