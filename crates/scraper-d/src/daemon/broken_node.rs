@@ -125,8 +125,9 @@ mod tests {
     #[test]
     fn failures_on_a_few_hosts_are_the_hosts_not_the_nodes() {
         use Outcome::*;
-        // (outcomes, distinct hosts with node-local failures, broken)
-        let cases: &[(&[(Outcome, u64)], usize, bool)] = &[
+        /// Outcomes, distinct hosts with node-local failures, broken.
+        type Case = (&'static [(Outcome, u64)], usize, bool);
+        let cases: &[Case] = &[
             // A half whose every link is on one host with broken DNS, or a dead server.
             (&[(ResolverError, 117)], 1, false),
             (&[(ConnectFailure, 30), (CircuitOpen, 900)], 1, false),
