@@ -22,15 +22,19 @@ fn scraper(tracker: &str, nickname: &str, work_dir: &std::path::Path) -> Command
     command
 }
 
+/// Runs `command` to its end off the async threads; its output.
+async fn output_of(mut command: Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("task")
+        .expect("runs")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_reads_its_environment_and_exits_when_idle() {
     let tracker = TestTracker::start(&[]).await;
     let work = tempfile::tempdir().expect("tempdir");
-    let mut command = scraper(&tracker.base, "env-test", work.path());
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("task")
-        .expect("runs");
+    let output = output_of(scraper(&tracker.base, "env-test", work.path())).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("no job left"), "{stderr}");
@@ -73,10 +77,7 @@ async fn fetch_downloads_a_url_list_into_one_bundle() {
         .arg("--output")
         .arg(&output)
         .env_clear();
-    let result = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("task")
-        .expect("runs");
+    let result = output_of(command).await;
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(result.status.success(), "{stderr}");
     let summary: serde_json::Value =
@@ -173,11 +174,7 @@ async fn a_work_dir_must_be_a_folder_and_only_its_last_component_is_created() {
     std::fs::write(&afile, b"not a folder").expect("write");
     let nested = dir.path().join("missing").join("dir");
     for (work_dir, refusal) in [(&afile, "is not a folder"), (&nested, "does not exist")] {
-        let mut command = scraper(&tracker.base, "work-dir-test", work_dir);
-        let output = tokio::task::spawn_blocking(move || command.output())
-            .await
-            .expect("task")
-            .expect("runs");
+        let output = output_of(scraper(&tracker.base, "work-dir-test", work_dir)).await;
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(64), "{stderr}");
         let named = format!(
@@ -192,11 +189,7 @@ async fn a_work_dir_must_be_a_folder_and_only_its_last_component_is_created() {
     );
 
     let fresh = dir.path().join("fresh");
-    let mut command = scraper(&tracker.base, "work-dir-test", &fresh);
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("task")
-        .expect("runs");
+    let output = output_of(scraper(&tracker.base, "work-dir-test", &fresh)).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("created the work folder"), "{stderr}");
@@ -214,10 +207,7 @@ async fn boolean_variables_take_the_usual_spellings() {
         .env("SCRAPER_ALLOW_PRIVATE_ADDRESSES", "yes")
         .env("SCRAPER_TRACKER_DEDUP", "Off")
         .env("SCRAPER_IGNORE_ROBOTS", "");
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("task")
-        .expect("runs");
+    let output = output_of(command).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     // SCRAPER_EXIT_WHEN_IDLE=1 was read as true.
@@ -225,10 +215,7 @@ async fn boolean_variables_take_the_usual_spellings() {
 
     let mut command = scraper(&tracker.base, "bool-test", work.path());
     command.env("SCRAPER_ALLOW_PRIVATE_ADDRESSES", "maybe");
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("task")
-        .expect("runs");
+    let output = output_of(command).await;
     assert_eq!(output.status.code(), Some(64));
     tracker.stop().await;
 }
@@ -242,10 +229,7 @@ async fn an_empty_node_name_variable_means_the_nickname() {
         .env("SCRAPER_NODE_NAME", "")
         .env("SCRAPER_SWARM", "")
         .env("SCRAPER_CONTACT_URL", "");
-    let output = tokio::task::spawn_blocking(move || command.output())
-        .await
-        .expect("task")
-        .expect("runs");
+    let output = output_of(command).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("node=blank-node"), "{stderr}");
