@@ -41,16 +41,6 @@ pub enum HeartbeatColumn {
     Unknown,
 }
 
-/// How hard a read of the tracker's client list tries.
-#[derive(Debug, Clone, Copy)]
-enum Patience {
-    /// One attempt with a short connect timeout, for the tables and `heal`: both are cheap to
-    /// run again, and a tracker that is down should not cost 8-20 s of retry warnings first.
-    Once,
-    /// The client's retries (up to 2 minutes), for `up --wait-ready`, which waits anyway.
-    Retrying,
-}
-
 /// `swarm-ctl status`. With the tracker unreachable it still prints the whole table, with
 /// heartbeats shown as `unknown`, then fails with one error naming the tracker and the cause.
 pub async fn status(ctl: &Ctl, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -87,7 +77,7 @@ pub async fn table_heartbeats(
     if ctl.tracker.is_none() {
         return (HeartbeatColumn::Off, None);
     }
-    match read_heartbeats(ctl, nodes, Patience::Once).await {
+    match read_heartbeats(ctl, nodes).await {
         Ok((beats, oldest_of_full_listing)) => {
             warn_if_full(oldest_of_full_listing);
             (HeartbeatColumn::Known(beats), None)
@@ -152,15 +142,6 @@ fn hourly_price(types: &[ServerType], node: &Node) -> Option<f64> {
         .hourly_net(&node.server.location.name)
 }
 
-/// Each node's newest tracker client, by node name, read with the client's retries. A node
-/// missing from the map may be alive when the tracker listed as many clients as one listing
-/// holds (a warning says so).
-pub async fn heartbeats(ctl: &Ctl, nodes: &[Node]) -> anyhow::Result<HashMap<String, Heartbeat>> {
-    let (beats, oldest_of_full_listing) = read_heartbeats(ctl, nodes, Patience::Retrying).await?;
-    warn_if_full(oldest_of_full_listing);
-    Ok(beats)
-}
-
 fn warn_if_full(oldest_of_full_listing: Option<i64>) {
     if oldest_of_full_listing.is_some() {
         tracing::warn!(
@@ -182,7 +163,7 @@ pub async fn heartbeats_of_silent(
     silent_before: i64,
     refusal: &str,
 ) -> anyhow::Result<HashMap<String, Heartbeat>> {
-    let (beats, oldest_of_full_listing) = read_heartbeats(ctl, nodes, Patience::Once)
+    let (beats, oldest_of_full_listing) = read_heartbeats(ctl, nodes)
         .await
         .context(refusal.to_owned())?;
     if !tells_silent_nodes(oldest_of_full_listing, silent_before) {
@@ -195,18 +176,17 @@ pub async fn heartbeats_of_silent(
 }
 
 /// Each node's newest tracker client, and when the listing was full, the oldest `last_seen`
-/// in it.
+/// in it. One attempt with a short connect timeout: the tables and `heal` are cheap to run
+/// again, `up --wait-ready` polls anyway, and a tracker that is down should not cost 8-20 s
+/// of retry warnings first.
 async fn read_heartbeats(
     ctl: &Ctl,
     nodes: &[Node],
-    patience: Patience,
 ) -> anyhow::Result<(HashMap<String, Heartbeat>, Option<i64>)> {
     let url = ctl.tracker()?;
     let mut config = ClientConfig::new(url.clone());
-    if let Patience::Once = patience {
-        config.retry = RetryPolicy::none();
-        config.connect_timeout = Duration::from_secs(5);
-    }
+    config.retry = RetryPolicy::none();
+    config.connect_timeout = Duration::from_secs(5);
     let client = TrackerClient::new(config).context("invalid tracker url")?;
     let clients = client
         .clients()
@@ -305,9 +285,26 @@ pub async fn wait_ready(ctl: &Ctl, names: &[String]) -> anyhow::Result<()> {
     ctl.tracker()?;
     let bar = fleet::progress_bar(names.len() as u64, "reaching the tracker");
     let deadline = tokio::time::Instant::now() + ctl.wait_timeout;
+    // A tracker that cannot be read yet (restarting, its DNS name not out yet) is a node not
+    // ready yet: waited for until the deadline, whose error then says why.
+    let mut last_error: Option<String> = None;
     loop {
         let nodes = fleet::list_nodes(ctl).await?;
-        let beats = heartbeats(ctl, &nodes).await?;
+        let beats = match read_heartbeats(ctl, &nodes).await {
+            Ok((beats, oldest_of_full_listing)) => {
+                warn_if_full(oldest_of_full_listing);
+                last_error = None;
+                beats
+            }
+            Err(error) => {
+                let error = format!("{error:#}");
+                if last_error.as_deref() != Some(error.as_str()) {
+                    tracing::warn!(error = %error, "cannot read the tracker's clients yet, waiting");
+                }
+                last_error = Some(error);
+                HashMap::new()
+            }
+        };
         let ready = names
             .iter()
             .filter(|name| beats.contains_key(*name))
@@ -323,6 +320,14 @@ pub async fn wait_ready(ctl: &Ctl, names: &[String]) -> anyhow::Result<()> {
                 .filter(|name| !beats.contains_key(*name))
                 .map(String::as_str)
                 .collect();
+            if let Some(error) = last_error {
+                bail!(
+                    "{} nodes not seen on the tracker within {:?}: {}; the tracker could not be read: {error}",
+                    waiting.len(),
+                    ctl.wait_timeout,
+                    waiting.join(", ")
+                );
+            }
             bail!(
                 "{} nodes never reached the tracker within {:?}: {}; read their boot logs with `swarm-ctl logs NODE`",
                 waiting.len(),

@@ -89,3 +89,29 @@ async fn heal_acts_on_nothing_without_heartbeats_and_says_so() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn up_wait_ready_polls_on_while_the_tracker_is_down_and_says_why_at_the_deadline() {
+    let mut world = World::single().await;
+    let tracker = dead_tracker().await;
+    world.extra_args = vec!["--tracker".into(), tracker.clone()];
+    let started = Instant::now();
+    let (result, _) = world
+        .run(&["up", "1", "--wait-ready", "--wait-timeout", "3s"])
+        .await;
+    let elapsed = started.elapsed();
+    let message = format!("{:#}", result.expect_err("the node never showed"));
+    assert!(
+        message.contains("1 nodes not seen on the tracker within 3s: cah-alpha-1")
+            && message.contains(&format!(
+                "the tracker could not be read: cannot list the clients of the tracker at {tracker}"
+            )),
+        "{message}"
+    );
+    // Polled until the deadline, not cut short by the first failed read, nor held up by the
+    // tracker client's two minutes of retries.
+    assert!(
+        elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(20),
+        "took {elapsed:?}"
+    );
+}
