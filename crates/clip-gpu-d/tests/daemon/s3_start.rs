@@ -6,47 +6,28 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
-
-use tokio::process::Command;
 
 use crate::parity_support;
+use crate::support::{output_within_a_minute, run_against_no_tracker};
 
 /// `clip-gpu-d run` to `s3://laion/runs` with no `AWS_*` variable but `envs` (every one the
 /// test process has is removed), an unreachable loopback store and tracker; the exit code and
 /// stderr, which must come within a minute.
 async fn run_without_credentials(dir: &std::path::Path, envs: &[(&str, &str)]) -> (i32, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_clip-gpu-d"));
-    command
-        .current_dir(dir)
-        .args([
-            "run",
-            "--devices",
-            "cpu",
-            "--tracker",
-            "http://127.0.0.1:1/",
-        ])
-        .arg("--model")
-        .arg(parity_support::tiny_model())
-        .args([
-            "--output",
-            "s3://laion/runs",
-            "--s3-endpoint",
-            "http://127.0.0.1:1",
-        ]);
+    let mut command = run_against_no_tracker(dir, &parity_support::tiny_model());
+    command.args([
+        "--output",
+        "s3://laion/runs",
+        "--s3-endpoint",
+        "http://127.0.0.1:1",
+    ]);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("AWS_") {
             command.env_remove(name);
         }
     }
-    let running = command
-        .envs(envs.iter().copied())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), running)
-        .await
-        .expect("clip-gpu-d stops within a minute")
-        .expect("run clip-gpu-d");
+    command.envs(envs.iter().copied());
+    let output = output_within_a_minute(command).await;
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     (output.status.code().unwrap_or(-1), stderr)
 }
@@ -110,18 +91,8 @@ async fn a_refusing_metadata_service_stops_the_start_instead_of_being_waited_out
 #[tokio::test]
 async fn an_s3_endpoint_that_is_not_http_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_clip-gpu-d"));
-    let running = command
-        .current_dir(dir.path())
-        .args([
-            "run",
-            "--devices",
-            "cpu",
-            "--tracker",
-            "http://127.0.0.1:1/",
-        ])
-        .arg("--model")
-        .arg(parity_support::tiny_model())
+    let mut command = run_against_no_tracker(dir.path(), &parity_support::tiny_model());
+    command
         .args([
             "--output",
             "s3://laion/runs",
@@ -133,13 +104,8 @@ async fn an_s3_endpoint_that_is_not_http_is_refused() {
             "key",
             "--s3-secret-access-key",
             "secret",
-        ])
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(60), running)
-        .await
-        .expect("clip-gpu-d stops within a minute")
-        .expect("run clip-gpu-d");
+        ]);
+    let output = output_within_a_minute(command).await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(64), "{stderr}");
     assert!(

@@ -9,7 +9,9 @@ use cah_protocol::ClientType;
 use tokio::io::AsyncReadExt;
 
 use crate::parity_support;
-use crate::support::{RealTracker, check_dataset, eventually, hand_in_photos, terminate};
+use crate::support::{
+    RealTracker, check_dataset, eventually, hand_in_photos, run_against_no_tracker, terminate,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_held_jobs_into_a_short_shard() {
@@ -93,20 +95,10 @@ async fn a_stop_while_the_checkpoint_loads_exits_cleanly() {
         .status()
         .expect("mkfifo");
     assert!(made.success());
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_clip-gpu-d"))
-        .args([
-            "run",
-            "--devices",
-            "cpu",
-            "--tracker",
-            "http://127.0.0.1:1/",
-        ])
-        .arg("--model")
-        .arg(&model)
+    let mut child = run_against_no_tracker(dir.path(), &model)
         .arg("--output")
         .arg(dir.path().join("dataset"))
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("spawn clip-gpu-d");
     let logs = tokio::spawn({

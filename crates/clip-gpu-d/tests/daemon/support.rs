@@ -424,3 +424,32 @@ pub(crate) async fn terminate(child: &mut tokio::process::Child) -> std::process
         .expect("clip-gpu-d exits after SIGTERM")
         .expect("wait")
 }
+
+/// `clip-gpu-d run` on the CPU with `model`, in `dir`, against a tracker port nothing listens
+/// on: a daemon that accepted its configuration waits there, so a refusal shows as an exit.
+pub(crate) fn run_against_no_tracker(dir: &Path, model: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_clip-gpu-d"));
+    command
+        .current_dir(dir)
+        .args([
+            "run",
+            "--devices",
+            "cpu",
+            "--tracker",
+            "http://127.0.0.1:1/",
+        ])
+        .arg("--model")
+        .arg(model)
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs `command` to its end, which must come within a minute.
+pub(crate) async fn output_within_a_minute(
+    mut command: tokio::process::Command,
+) -> std::process::Output {
+    tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("clip-gpu-d stops within a minute")
+        .expect("run clip-gpu-d")
+}

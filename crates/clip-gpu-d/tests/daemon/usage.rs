@@ -5,26 +5,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tokio::process::Command;
-
 use crate::parity_support;
+use crate::support::run_against_no_tracker;
 
 /// Runs `clip-gpu-d run` in `dir` with `extra` flags and `envs` against a tracker port nothing
 /// listens on; asserts exit 64 within a minute (a daemon that accepted the configuration waits
 /// for the tracker for ever), and returns stderr.
 async fn run_refused(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> String {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_clip-gpu-d"));
-    command
-        .current_dir(dir)
-        .args([
-            "run",
-            "--devices",
-            "cpu",
-            "--tracker",
-            "http://127.0.0.1:1/",
-        ])
-        .arg("--model")
-        .arg(parity_support::tiny_model());
+    let mut command = run_against_no_tracker(dir, &parity_support::tiny_model());
     if !extra.contains(&"--output") && !envs.iter().any(|(name, _)| *name == "CLIP_OUTPUT") {
         command.args(["--output", "dataset"]);
     }
@@ -32,7 +20,6 @@ async fn run_refused(dir: &Path, extra: &[&str], envs: &[(&str, &str)]) -> Strin
         .args(extra)
         .envs(envs.iter().copied())
         .env("RUST_BACKTRACE", "0")
-        .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(60), running)
         .await
