@@ -181,12 +181,18 @@ impl Resolver {
                 ip: IpAddr::from([127, 0, 0, 1]),
             });
         }
+        if let Some(answer) = self.lock().cache.get(&key, Instant::now()) {
+            return answer.map(|addresses| addresses.to_vec());
+        }
+        // Parsed only on a miss: a name the parser rejects is never cached, so every lookup
+        // of it comes here.
         let name = Name::from_utf8(host).map_err(|error| ResolveError::BadName {
             host: host.to_owned(),
             detail: short_detail(error.to_string()),
         })?;
         let shared = {
             let mut state = self.lock();
+            // Answered while the name was parsed.
             if let Some(answer) = state.cache.get(&key, Instant::now()) {
                 return answer.map(|addresses| addresses.to_vec());
             }
