@@ -59,6 +59,12 @@ pub struct Job {
     /// For GPU jobs: where to fetch the bundle.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bundle: Option<BundleLocation>,
+    /// For CPU jobs: the job was handed off or closed before and went back to scraping (its
+    /// bundle was reported invalid, or an admin reset it), so the tracker's `parsed` set may
+    /// already hold the job's own pairs. A scraper must not drop pairs of such a job for being
+    /// in `parsed`: they would be lost (clip-gpu-d's `main` set drops real duplicates).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scraped_before: bool,
 }
 
 /// Where a GPU client downloads a bundle.

@@ -55,6 +55,7 @@ async fn cpu_then_gpu_through_leases(backend: Backend) {
         end_id: u64::from(shard + 1) * 500_000,
         lease_until_ms,
         bundle: None,
+        scraped_before: false,
     };
     assert_eq!(jobs, [half(1, 0), half(2, 1)]);
 

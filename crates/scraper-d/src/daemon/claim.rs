@@ -207,7 +207,7 @@ impl Worker<'_> {
                 continue;
             }
             let candidates = by_half.remove(&job.shard).unwrap_or_default();
-            let candidates = self.drop_seen(session, number, candidates).await;
+            let candidates = self.drop_seen(session, job, candidates).await;
             let hashes: Vec<u64> = candidates.iter().map(|c| c.pair_hash).collect();
             progress.set(format!("job {number} downloading"), candidates.len() as u64);
             systemd::status(&progress.text());
@@ -293,13 +293,26 @@ impl Worker<'_> {
 
     /// Without the pairs other jobs already scraped (when tracker dedup is on); on a tracker
     /// failure, every candidate, since clip-gpu-d's `main` set still drops duplicates.
+    ///
+    /// A job the tracker says was scraped before (its bundle was reported invalid, or an admin
+    /// reset it) keeps every candidate: `parsed` holds its own pairs from that scrape, which
+    /// the check cannot tell from other jobs' pairs, so checking would drop the whole job.
     async fn drop_seen(
         &self,
         session: &Session,
-        number: u64,
+        job: &Job,
         candidates: Vec<Candidate>,
     ) -> Vec<Candidate> {
+        let number = job.number;
         if !self.config.tracker_dedup || candidates.is_empty() {
+            return candidates;
+        }
+        if job.scraped_before {
+            tracing::info!(
+                job = number,
+                candidates = candidates.len(),
+                "job scraped before, keeping the pairs the tracker's parsed set holds"
+            );
             return candidates;
         }
         let hashes: Vec<u64> = candidates.iter().map(|c| c.pair_hash).collect();

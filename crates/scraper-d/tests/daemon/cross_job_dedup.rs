@@ -1,5 +1,6 @@
 //! Cross-job dedup through the tracker's `parsed` set: a WAT whose pairs another job already
-//! scraped yields an empty bundle, and `--tracker-dedup false` scrapes them again.
+//! scraped yields an empty bundle, `--tracker-dedup false` scrapes them again, and a job sent
+//! back to scraping after its bundle was reported invalid keeps its own pairs.
 
 use std::io::Read;
 
@@ -100,5 +101,76 @@ async fn tracker_dedup_can_be_turned_off() {
     assert!(
         second > 0,
         "without tracker dedup the copy is scraped again"
+    );
+}
+
+/// A bundle that clip-gpu-d reported invalid sends its job back to be scraped; the pairs the
+/// first scrape added to `parsed` are the job's own, so the second scrape must keep them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_scraped_again_after_an_invalid_bundle_keeps_its_own_pairs() {
+    let test_web = support::start_web().await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = WatConfig {
+        n_pages: 6,
+        ..WatConfig::small(test_web.web.port(), 29)
+    };
+    write_crawl(root.path(), std::slice::from_ref(&config)).expect("crawl written");
+    let server = CommonCrawlServer::start_local(root.path())
+        .await
+        .expect("common crawl server");
+    let url = format!("{}{}", server.base_url(), config.relative_path());
+    let tracker = TestTracker::start(&[]).await;
+    tracker.import(std::slice::from_ref(&url)).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let run = support::run_config(&tracker.base, test_web.dns.addr(), work.path());
+    let summary = scraper_d::daemon::run(run.clone(), std::future::pending())
+        .await
+        .expect("first run");
+    assert_eq!(summary.completed.len(), 2, "{summary:?}");
+
+    let base = url::Url::parse(&tracker.base).expect("base");
+    let gpu = cah_tracker_client::TrackerClient::with_defaults(base.clone())
+        .expect("client")
+        .register("gpu-rejects", cah_protocol::ClientType::Gpu)
+        .await
+        .expect("register");
+    let jobs = gpu.claim(2, false).await.expect("claim gpu jobs");
+    assert_eq!(jobs.len(), 2);
+    let mut first_scrape = std::collections::BTreeMap::new();
+    let http = reqwest::Client::builder().no_proxy().build().expect("http");
+    for job in &jobs {
+        let location = job.bundle.clone().expect("gpu job has a bundle");
+        let bytes = http
+            .get(base.join(&location.url).expect("bundle url"))
+            .send()
+            .await
+            .expect("get bundle")
+            .bytes()
+            .await
+            .expect("bundle body");
+        first_scrape.insert(job.number, samples_in(&bytes));
+        gpu.report_invalid(job.number, "test: bundle rejected")
+            .await
+            .expect("report invalid");
+    }
+    assert!(
+        first_scrape.values().sum::<usize>() > 0,
+        "the first scrape stored pictures: {first_scrape:?}"
+    );
+
+    let summary = scraper_d::daemon::run(run, std::future::pending())
+        .await
+        .expect("second run");
+    assert_eq!(summary.completed.len(), 2, "{summary:?}");
+    let second_scrape: std::collections::BTreeMap<u64, usize> =
+        support::gpu_bundles(&tracker.base, 2)
+            .await
+            .into_iter()
+            .map(|(job, bytes)| (job.number, samples_in(&bytes)))
+            .collect();
+    tracker.stop().await;
+    assert_eq!(
+        second_scrape, first_scrape,
+        "the second scrape keeps the pairs its first scrape added to parsed"
     );
 }

@@ -36,6 +36,13 @@ use super::{Db, DbError, Dialect};
 /// Version 7: `clients_address` finds the clients of one address (a tokenless `lookup-wat`
 /// picks one) without reading every CPU client. An address never changes, so touches do not
 /// write this index.
+///
+/// Version 8: `scraped_before` is set by every completion (a handoff or a close) and never
+/// cleared, so a job that goes back to scraping (its bundle reported invalid, an admin reset)
+/// tells its next scraper that the `parsed` dedup set may hold the job's own pairs
+/// (`ext::Job::scraped_before`): before it, that scraper dropped them all as seen and the job
+/// came back empty. Jobs completed before the migration are marked by their stage and status;
+/// jobs already sent back before it cannot be told apart. Not indexed.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE jobs (
@@ -131,6 +138,10 @@ INSERT INTO dedup_sizes (set_id, slot, entries) SELECT set_id, 0, COUNT(*) FROM 
     r#"
 CREATE INDEX clients_address ON clients (address);
 "#,
+    r#"
+ALTER TABLE jobs ADD COLUMN scraped_before {bigint} NOT NULL DEFAULT 0;
+UPDATE jobs SET scraped_before = 1 WHERE stage = 'gpu' OR status = 'closed';
+"#,
 ];
 
 pub(super) async fn migrate(db: &Db) -> Result<(), DbError> {
@@ -201,6 +212,42 @@ mod tests {
             (DedupSet::Main, 1),
         ];
         assert_eq!(sizes, expected);
+        db.close().await;
+    }
+
+    #[tokio::test]
+    async fn version_8_marks_the_jobs_completed_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.sqlite", dir.path().display());
+        let db = Db::open(&url, 1).await.unwrap();
+        migrate_to(&db, 7).await.unwrap();
+        for (number, stage, status) in [
+            (1, "cpu", "open"),
+            (2, "cpu", "pending"),
+            (3, "gpu", "open"),
+            (4, "gpu", "pending"),
+            (5, "gpu", "closed"),
+            (6, "cpu", "closed"),
+            (7, "cpu", "failed"),
+        ] {
+            sqlx::query(
+                "INSERT INTO jobs (number, url, wat_index, shard, start_id, end_id, stage, status, shuffle_key) \
+                 VALUES ($1, 'u' || $1, 0, 0, 0, 1, $2, $3, $1)",
+            )
+            .bind(number)
+            .bind(stage)
+            .bind(status)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        }
+        migrate(&db).await.unwrap();
+        let marked: Vec<i64> =
+            sqlx::query_scalar("SELECT number FROM jobs WHERE scraped_before = 1 ORDER BY number")
+                .fetch_all(db.pool())
+                .await
+                .unwrap();
+        assert_eq!(marked, [3, 4, 5, 6]);
         db.close().await;
     }
 }

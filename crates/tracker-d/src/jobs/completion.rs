@@ -107,7 +107,7 @@ fn completion_sql(completion: &Completion) -> (&'static str, &'static str) {
     match completion {
         Completion::HandOff { .. } => (
             "UPDATE jobs SET stage = 'gpu', status = 'open', holder = NULL, lease_until = NULL, \
-             gpu_url = $2, cpu_completor = $1, cpu_holder = $5, cpu_done_at = $3 \
+             gpu_url = $2, cpu_completor = $1, cpu_holder = $5, cpu_done_at = $3, scraped_before = 1 \
              WHERE number = $4 AND holder = $5 AND status = 'pending' AND stage = $6 \
              AND ($2 NOT LIKE 'blob:%' OR upload_key = substr($2, 6))",
             "INSERT INTO cpu_leaderboard (nickname, jobs_completed) SELECT $1, 1 FROM done \
@@ -116,7 +116,7 @@ fn completion_sql(completion: &Completion) -> (&'static str, &'static str) {
         ),
         Completion::Close { .. } => (
             "UPDATE jobs SET status = 'closed', holder = NULL, lease_until = NULL, \
-             completor = $1, pairs = $2, closed_at = $3 \
+             completor = $1, pairs = $2, closed_at = $3, scraped_before = 1 \
              WHERE number = $4 AND holder = $5 AND status = 'pending' AND stage = $6 \
              AND $2 BETWEEN 0 AND end_id - start_id",
             "INSERT INTO leaderboard (nickname, jobs_completed, pairs_scraped) SELECT $1, 1, $2 FROM done \

@@ -90,6 +90,8 @@ impl Tracker {
     }
 
     async fn ext_job(&self, job: ClaimedJob) -> Result<ext::Job, TrackerError> {
+        // Only a scraper needs to know; a GPU job is always past a handoff.
+        let scraped_before = job.scraped_before && job.gpu_url.is_none();
         let bundle = match &job.gpu_url {
             Some(gpu_url) => Some(self.bundle_location(gpu_url).await?),
             None => None,
@@ -102,6 +104,7 @@ impl Tracker {
             end_id: job.end_id,
             lease_until_ms: job.lease_until,
             bundle,
+            scraped_before,
         })
     }
 

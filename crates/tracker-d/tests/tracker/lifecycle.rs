@@ -237,10 +237,68 @@ async fn invalid_bundle_sends_the_job_back_to_scraping() {
         assert_eq!(status, 200);
         assert_eq!(tracker.get("/api/jobCount?type=GPU").await.1, "0");
         assert_eq!(tracker.get("/api/jobCount?type=CPU").await.1, "2");
+        assert!(
+            jobs[0].get("scraped_before").is_none(),
+            "{backend:?}: a first claim says nothing: {jobs:?}"
+        );
         let again = tracker.claim(&cpu, 2, false).await;
+        // The scraper must keep the pairs its first scrape added to `parsed`.
+        for job in &again {
+            let expected = job["number"] == number;
+            assert_eq!(
+                job.get("scraped_before")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                expected,
+                "{backend:?}: {again:?}"
+            );
+        }
         assert!(
             again.iter().any(|job| job["number"] == number),
             "{backend:?}: {again:?}"
+        );
+        tracker.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_closed_job_reset_by_an_admin_is_marked_scraped_before() {
+    for backend in BACKENDS {
+        let tracker = TestTracker::start(backend, &[]).await;
+        tracker.import(1, 0).await;
+        let hybrid = tracker.register("ivan", "HYBRID").await;
+        let jobs = tracker.claim(&hybrid, 1, false).await;
+        let number = jobs[0]["number"].as_u64().expect("number");
+        let (status, text) = tracker
+            .post(
+                "/api/ext/complete",
+                &json!({"token": hybrid, "number": number, "count": 3}),
+            )
+            .await;
+        assert_eq!(status, 200, "{backend:?}: {text}");
+        let response = tracker
+            .http
+            .post(tracker.url("/admin/reset-job"))
+            .header(cah_protocol::ADMIN_SECRET_HEADER, support::ADMIN_SECRET)
+            .json(&json!({"number": number}))
+            .send()
+            .await
+            .expect("reset");
+        assert_eq!(response.status(), 200, "{backend:?}");
+        let again = tracker.claim(&hybrid, 2, false).await;
+        let flags: Vec<(u64, bool)> = again
+            .iter()
+            .map(|job| {
+                (
+                    job["number"].as_u64().expect("number"),
+                    job["scraped_before"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect();
+        assert!(flags.contains(&(number, true)), "{backend:?}: {again:?}");
+        assert!(
+            flags.iter().all(|(other, flag)| *other == number || !flag),
+            "{backend:?}: only the reset job: {again:?}"
         );
         tracker.stop().await;
     }
