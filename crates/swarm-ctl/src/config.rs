@@ -18,6 +18,12 @@ use crate::ssh::SshSettings;
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// The accounts file cannot be read or is invalid; `main` exits 78 (EX_CONFIG) for it: the
+/// flags were fine, the file needs fixing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct AccountsFileError(pub anyhow::Error);
+
 /// One Hetzner project with its API client.
 #[derive(Debug)]
 pub struct Project {
@@ -58,7 +64,7 @@ impl Ctl {
             .config
             .clone()
             .unwrap_or_else(|| state_dir.join("swarm.toml"));
-        let file = accounts::load(&config_path, env)?;
+        let file = accounts::load(&config_path, env).map_err(AccountsFileError)?;
         let retry = RetryPolicy {
             max_retries: args.api_retries,
             base: args.api_retry_base,
@@ -328,7 +334,7 @@ mod tests {
         for argv in cases {
             let error = refusal(argv);
             assert!(
-                !error.is::<UsageError>() && format!("{error:#}").contains("accounts file"),
+                error.is::<AccountsFileError>() && format!("{error:#}").contains("accounts file"),
                 "{argv:?}: {error:#}"
             );
         }

@@ -7,6 +7,10 @@ use std::process::ExitCode;
 /// as the daemons exit for theirs.
 const EX_USAGE: u8 = 64;
 
+/// EX_CONFIG: the accounts file cannot be read or is invalid
+/// ([`swarm_ctl::config::AccountsFileError`]).
+const EX_CONFIG: u8 = 78;
+
 fn main() -> ExitCode {
     // --help and --version exit 0; every other clap error is a usage error.
     let args = match <swarm_ctl::Args as clap::Parser>::try_parse() {
@@ -69,6 +73,10 @@ fn main() -> ExitCode {
         Err(error) if error.is::<swarm_ctl::config::UsageError>() => {
             say(&format!("error: {error:#}"));
             ExitCode::from(EX_USAGE)
+        }
+        Err(error) if error.is::<swarm_ctl::config::AccountsFileError>() => {
+            say(&format!("error: {error:#}"));
+            ExitCode::from(EX_CONFIG)
         }
         Err(error) => {
             say(&format!("error: {error:#}"));

@@ -344,3 +344,25 @@ async fn a_token_file_others_can_read_is_warned_about() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_missing_or_invalid_accounts_file_exits_78() {
+    let world = World::single().await;
+    let accounts = world.dir.path().join("swarm.toml");
+    let valid = std::fs::read_to_string(&accounts).expect("accounts file");
+    std::fs::remove_file(&accounts).expect("remove");
+    let output = world.run_binary(&["status"], &[]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(
+        stderr.contains("cannot read the accounts file")
+            && stderr.contains("deploy/swarm.example.toml"),
+        "{stderr}"
+    );
+    std::fs::write(&accounts, valid.replace("[[account]]", "[[account]\n")).expect("write");
+    let output = world.run_binary(&["up", "1"], &[]).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(78), "{stderr}");
+    assert!(stderr.contains("invalid accounts file"), "{stderr}");
+    assert_eq!(world.hetzner.requests().len(), 0, "nothing reached the api");
+}
