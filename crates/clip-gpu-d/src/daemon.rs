@@ -19,6 +19,7 @@ mod commit;
 mod config;
 mod download;
 mod fetch_failure;
+mod forbidden_address;
 mod holdings;
 mod jobs;
 mod liveness;

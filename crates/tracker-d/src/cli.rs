@@ -133,8 +133,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TRACKER_REGISTER_BURST", default_value_t = 60)]
     pub register_burst: u32,
     /// Accept CPU completions that hand off a bundle stored elsewhere: an http(s) URL or a 2021
-    /// `rsync <id>` (with `--upload-address`), which GPU clients then fetch. Off: only bundles
-    /// uploaded to this tracker (`blob:<key>`) are accepted.
+    /// `rsync <id>` (with `--upload-address`), which GPU clients then fetch, so turn it on only
+    /// for CPU clients you trust (a URL naming a link-local or cloud metadata address, such as
+    /// 169.254.169.254, is refused). Off: only bundles uploaded to this tracker (`blob:<key>`)
+    /// are accepted.
     /// The variable takes true/false, 1/0, yes/no or on/off.
     #[arg(long, env = "TRACKER_EXTERNAL_BUNDLES", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub external_bundles: bool,

@@ -9,6 +9,7 @@ use tokio::io::AsyncWriteExt;
 use tracing::warn;
 
 use super::fetch_failure::FetchError;
+use super::forbidden_address::{self, GuardedResolver};
 
 /// Slowest average rate of a bundle download, in bytes per second, once
 /// [`MIN_RATE_GRACE`] has passed: a server that drips a byte every few seconds never trips
@@ -55,12 +56,14 @@ impl DownloadLimits {
 }
 
 /// The HTTP client for bundle downloads: a stalled origin fails the attempt after
-/// [`BUNDLE_READ_TIMEOUT`] without a byte instead of holding the job until the drain deadline.
+/// [`BUNDLE_READ_TIMEOUT`] without a byte instead of holding the job until the drain deadline,
+/// and no name resolves to a link-local or metadata address ([`GuardedResolver`]).
 pub(super) fn bundle_client() -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(BUNDLE_READ_TIMEOUT)
         .redirect(super::redirect::policy())
+        .dns_resolver(std::sync::Arc::new(GuardedResolver))
         .build()
         .map_err(|error| anyhow::anyhow!("cannot build the bundle download client: {error}"))
 }
@@ -80,6 +83,9 @@ pub(super) async fn download(
         .ok()
         .filter(|url| matches!(url.scheme(), "http" | "https"))
         .ok_or_else(|| FetchError::NotHttp(location.url.clone()))?;
+    if forbidden_address::is_forbidden_literal(&url) {
+        return Err(FetchError::ForbiddenAddress(location.url.clone()));
+    }
     let limit = location.size.map_or(max_bytes, |size| size.min(max_bytes));
     if location.size.is_some_and(|size| size > max_bytes) {
         return Err(FetchError::TooLarge { limit: max_bytes });
@@ -240,6 +246,39 @@ mod tests {
             requests.load(Ordering::SeqCst),
             1 + super::super::redirect::MAX_REDIRECTS
         );
+    }
+
+    #[tokio::test]
+    async fn a_bundle_url_naming_the_metadata_service_is_refused_unsent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let http = bundle_client().expect("client");
+        for url in [
+            "http://169.254.169.254/latest/meta-data/iam/",
+            "http://[fd00:ec2::254]/latest/",
+        ] {
+            let location = BundleLocation {
+                url: url.to_owned(),
+                sha256: None,
+                size: None,
+            };
+            let error = download(
+                &http,
+                &location,
+                &dir.path().join("b.tar"),
+                1000,
+                DownloadLimits::standard(),
+            )
+            .await
+            .expect_err("refused");
+            assert!(
+                matches!(error, FetchError::ForbiddenAddress(_)),
+                "{url}: {error}"
+            );
+            assert_eq!(
+                error.verdict(),
+                super::super::fetch_failure::Verdict::Invalid
+            );
+        }
     }
 
     #[test]

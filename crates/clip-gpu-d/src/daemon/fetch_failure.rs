@@ -72,6 +72,8 @@ pub(super) fn invalid_reason(error: &FetchError) -> String {
 pub(super) enum FetchError {
     #[error("bundle url {0:?} is not an http(s) url")]
     NotHttp(String),
+    #[error("bundle url {0:?} names a link-local or cloud metadata address")]
+    ForbiddenAddress(String),
     #[error("bundle download failed: {0}")]
     Http(String),
     #[error("the bundle is gone (HTTP {0})")]
@@ -124,6 +126,7 @@ impl FetchError {
                 Verdict::ReleaseAndBackOff
             }
             FetchError::NotHttp(_)
+            | FetchError::ForbiddenAddress(_)
             | FetchError::TooLarge { .. }
             | FetchError::Size { .. }
             | FetchError::Digest { .. }

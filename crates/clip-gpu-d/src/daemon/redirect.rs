@@ -2,9 +2,9 @@
 //! to a link-local or cloud metadata address (a hostile bundle URL must not make the GPU host
 //! fetch its own instance credentials).
 
-use std::net::{IpAddr, Ipv6Addr};
+use url::Url;
 
-use url::{Host, Url};
+use super::forbidden_address;
 
 /// Most redirects one bundle download follows.
 pub(super) const MAX_REDIRECTS: usize = 5;
@@ -29,25 +29,8 @@ pub(super) fn refusal(previous: &[Url], next: &Url) -> Option<&'static str> {
     if previous.last().is_some_and(|last| last.scheme() == "https") && next.scheme() != "https" {
         return Some("redirect from https to http refused");
     }
-    let ip = match next.host()? {
-        Host::Ipv4(ip) => IpAddr::V4(ip),
-        Host::Ipv6(ip) => IpAddr::V6(ip),
-        Host::Domain(_) => return None,
-    };
-    is_link_local_or_metadata(ip).then_some("redirect to a link-local or metadata address refused")
-}
-
-fn is_link_local_or_metadata(ip: IpAddr) -> bool {
-    const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
-    match ip {
-        IpAddr::V4(ip) => ip.is_link_local(),
-        IpAddr::V6(ip) => {
-            if let Some(mapped) = ip.to_ipv4_mapped() {
-                return mapped.is_link_local();
-            }
-            (ip.segments()[0] & 0xffc0) == 0xfe80 || ip == AWS_METADATA_V6
-        }
-    }
+    forbidden_address::is_forbidden_literal(next)
+        .then_some("redirect to a link-local or metadata address refused")
 }
 
 #[cfg(test)]

@@ -277,8 +277,16 @@ impl Tracker {
             .strip_prefix("rsync ")
             .is_some_and(|id| !id.trim().is_empty());
         let web = url::Url::parse(bundle)
-            .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some());
-        if rsync || web {
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some());
+        if web.as_ref().is_some_and(names_link_local) {
+            return Err(TrackerError::Invalid(
+                "a bundle's url must not name a link-local or cloud metadata address \
+                 (169.254.0.0/16, fe80::/10, fd00:ec2::254): GPU clients would fetch it"
+                    .into(),
+            ));
+        }
+        if rsync || web.is_some() {
             Ok(())
         } else {
             Err(TrackerError::Invalid(
@@ -296,6 +304,27 @@ impl Tracker {
             )));
         }
         Ok(())
+    }
+}
+
+/// Whether `url`'s host is a link-local or cloud metadata address literal, which an external
+/// handoff must not point GPU clients at (clip-gpu-d refuses them too, resolved names
+/// included). Loopback and private addresses stay allowed: a swarm on one LAN may keep its
+/// bundles there, and `--external-bundles` is for CPU clients the operator trusts.
+fn names_link_local(url: &url::Url) -> bool {
+    use std::net::{IpAddr, Ipv6Addr};
+    const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+    let ip = match url.host() {
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+        _ => return false,
+    };
+    match ip {
+        IpAddr::V4(ip) => ip.is_link_local(),
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+            Some(mapped) => mapped.is_link_local(),
+            None => (ip.segments()[0] & 0xffc0) == 0xfe80 || ip == AWS_METADATA_V6,
+        },
     }
 }
 

@@ -167,6 +167,10 @@ async fn only_uploaded_bundles_are_handed_off_unless_external_ones_are_allowed()
             "gopher://x/",
             "rsync ",
             "javascript:alert(1)",
+            "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+            "http://[fe80::1%25eth0]/b.tar",
+            "https://[fd00:ec2::254]/latest/",
+            "http://[::ffff:169.254.169.254]/",
         ] {
             let (status, text) = complete(&tracker, &cpu, numbers[0], bundle).await;
             assert_eq!(status, 400, "{backend:?} {bundle}: {text}");
@@ -179,6 +183,9 @@ async fn only_uploaded_bundles_are_handed_off_unless_external_ones_are_allowed()
         )
         .await;
         assert_eq!(status, 200, "{backend:?}: {text}");
+        let (status, text) =
+            complete(&tracker, &cpu, numbers[2], "http://10.0.0.5/job-3.tar").await;
+        assert_eq!(status, 200, "{backend:?}: a LAN bundle store: {text}");
         let (status, text) = complete(&tracker, &cpu, numbers[1], "rsync 0b5e8a0e").await;
         assert_eq!(status, 200, "{backend:?}: {text}");
         tracker.stop().await;
