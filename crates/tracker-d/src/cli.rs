@@ -100,6 +100,13 @@ pub struct ServeArgs {
     /// at most three quarters of it, so heartbeats and completions find room.
     #[arg(long, env = "TRACKER_JSON_BODY_BUDGET", default_value_t = 256 << 20)]
     pub json_body_budget: usize,
+    /// Bytes of that budget the batch bodies (`/api/ext/dedup`, `/api/isCompleted`) from one
+    /// address (IPv4, or an IPv6 /64) may hold at once, at least `--max-json-bytes`; beyond
+    /// it, 503 with `Retry-After`. One host that opens batch bodies and never finishes them
+    /// then cannot keep the budget full for everyone; its small bodies are not counted.
+    /// Behind a reverse proxy every client has the proxy's address: raise it to the budget.
+    #[arg(long, env = "TRACKER_JSON_BODY_BUDGET_PER_ADDRESS", default_value_t = 32 << 20)]
+    pub json_body_budget_per_address: usize,
     /// Longest time to read a whole JSON request body; a slower one gets 408 (the body
     /// timeout bounds only the gaps between its bytes).
     #[arg(long, env = "TRACKER_JSON_BODY_DEADLINE", default_value = "30s", value_parser = humantime::parse_duration)]

@@ -176,8 +176,15 @@ impl TryFrom<ServeArgs> for ServeConfig {
         let json_bodies = JsonBodyLimits {
             max_bytes: args.max_json_bytes,
             budget_bytes: args.json_body_budget,
+            per_address_bytes: args.json_body_budget_per_address,
             deadline: args.json_body_deadline,
         };
+        if args.json_body_budget_per_address < args.max_json_bytes {
+            return Err(ConfigError(format!(
+                "--json-body-budget-per-address {} is less than --max-json-bytes {}: no address could send its largest batch; raise it (TRACKER_JSON_BODY_BUDGET_PER_ADDRESS)",
+                args.json_body_budget_per_address, args.max_json_bytes
+            )));
+        }
         if json_bodies.batch_budget() < args.max_json_bytes || args.json_body_budget > 1 << 40 {
             return Err(ConfigError(format!(
                 "--json-body-budget {} leaves batch bodies {} bytes, less than --max-json-bytes {}: raise it (TRACKER_JSON_BODY_BUDGET) to at least 4/3 of --max-json-bytes, and at most 1 TiB",
@@ -288,6 +295,12 @@ mod tests {
                 "800000",
             ],
             &["--max-json-bytes", "2000000000"],
+            &[
+                "--json-body-budget-per-address",
+                "1000000",
+                "--max-json-bytes",
+                "2000000",
+            ],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }

@@ -13,13 +13,20 @@
 //!   all of an announced `Content-Length` up front, a chunked body as its buffer grows. A body
 //!   that does not fit is refused with 503 and `Retry-After` at once. Batch bodies may hold at
 //!   most three quarters of the budget, so heartbeats and completions always find room;
+//! - the batch bodies from one address (IPv4, or an IPv6 /64) hold at most
+//!   `--json-body-budget-per-address` of it together (503 beyond), so one host that opens
+//!   batch bodies and never finishes them cannot keep the budget full for everyone (small
+//!   bodies are not counted per address: at most 64 KiB each, the connection cap keeps all
+//!   of them far below the budget, and a host whose batches are in flight still heartbeats);
 //! - a body must be whole within `--json-body-deadline` (408 after).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -43,6 +50,8 @@ pub struct JsonBodyLimits {
     pub max_bytes: usize,
     /// Bytes all bodies being read may hold together.
     pub budget_bytes: usize,
+    /// Bytes the batch bodies from one address (IPv4, or an IPv6 /64) may hold together.
+    pub per_address_bytes: usize,
     /// Longest time to read a whole body.
     pub deadline: Duration,
 }
@@ -69,9 +78,12 @@ pub struct BodyBudget {
     limits: JsonBodyLimits,
     all: Semaphore,
     batch: Semaphore,
+    /// Bytes held per address, for the addresses holding any.
+    addresses: Mutex<HashMap<IpAddr, usize>>,
     held: AtomicU64,
     peak: AtomicU64,
     refused: AtomicU64,
+    refused_for_address: AtomicU64,
     too_slow: AtomicU64,
 }
 
@@ -82,9 +94,11 @@ impl BodyBudget {
             limits,
             all: Semaphore::new(limits.budget_bytes),
             batch: Semaphore::new(limits.batch_budget()),
+            addresses: Mutex::new(HashMap::new()),
             held: AtomicU64::new(0),
             peak: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            refused_for_address: AtomicU64::new(0),
             too_slow: AtomicU64::new(0),
         })
     }
@@ -104,8 +118,13 @@ impl BodyBudget {
         if announced.is_some_and(|announced| announced > limit as u64) {
             return Err(AppError::TooLarge);
         }
+        let address = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(remote)| crate::rate_limit::bucket_key(remote.ip()));
         let mut reservation = Reservation {
             budget: self,
+            address,
             batch: route == JsonRoute::Batch,
             all: None,
             batch_share: None,
@@ -187,6 +206,11 @@ impl BodyBudget {
                 &self.refused,
             ),
             (
+                "tracker_json_bodies_refused_per_address_total",
+                "JSON request bodies refused with 503 because their address held its share of the budget (--json-body-budget-per-address)",
+                &self.refused_for_address,
+            ),
+            (
                 "tracker_json_bodies_too_slow_total",
                 "JSON request bodies cut with 408 at --json-body-deadline",
                 &self.too_slow,
@@ -205,6 +229,9 @@ impl BodyBudget {
 /// Bytes of one body held in the budget, given back when it is dropped.
 struct Reservation<'b> {
     budget: &'b BodyBudget,
+    /// Whose share a batch body's bytes count against (none for a request without a peer
+    /// address).
+    address: Option<IpAddr>,
     batch: bool,
     /// Permits of the whole budget.
     all: Option<SemaphorePermit<'b>>,
@@ -237,6 +264,19 @@ impl Reservation<'_> {
             None
         };
         let all = budget.all.try_acquire_many(n_permits).map_err(|_| busy())?;
+        // Last: refused here, the permits just taken go back as they drop.
+        if let (Some(address), true) = (self.address, self.batch) {
+            let mut addresses = budget
+                .addresses
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let held = addresses.get(&address).copied().unwrap_or(0);
+            if held + n > budget.limits.per_address_bytes {
+                budget.refused_for_address.fetch_add(1, Ordering::Relaxed);
+                return Err(busy());
+            }
+            addresses.insert(address, held + n);
+        }
         merge(&mut self.all, all);
         if let Some(batch_share) = batch_share {
             merge(&mut self.batch_share, batch_share);
@@ -254,6 +294,19 @@ impl Drop for Reservation<'_> {
         self.budget
             .held
             .fetch_sub(self.bytes as u64, Ordering::Relaxed);
+        if let (Some(address), true) = (self.address, self.bytes > 0) {
+            let mut addresses = self
+                .budget
+                .addresses
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(held) = addresses.get_mut(&address) {
+                *held = held.saturating_sub(self.bytes);
+                if *held == 0 {
+                    addresses.remove(&address);
+                }
+            }
+        }
     }
 }
 

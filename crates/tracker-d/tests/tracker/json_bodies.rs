@@ -13,7 +13,21 @@ use tokio::net::TcpStream;
 
 /// A request head for `path`, then `body`; the caller holds the rest back.
 async fn send(addr: SocketAddr, head: &str, body: &[u8]) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    send_on(stream, head, body).await
+}
+
+/// [`send`] from the loopback address `from` (any of 127.0.0.0/8 is this host on Linux).
+async fn send_from(from: [u8; 4], addr: SocketAddr, head: &str, body: &[u8]) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from((from, 0)))
+        .expect("bind the source address");
+    let stream = socket.connect(addr).await.expect("connect");
+    send_on(stream, head, body).await
+}
+
+async fn send_on(mut stream: TcpStream, head: &str, body: &[u8]) -> TcpStream {
     stream.write_all(head.as_bytes()).await.expect("head");
     stream.write_all(body).await.expect("body");
     stream
@@ -189,6 +203,78 @@ async fn slow_bodies_share_one_budget_and_the_rest_get_503_at_once() {
         )
         .await;
     assert_eq!(status, 200, "{text}");
+    tracker.stop().await;
+}
+
+#[tokio::test]
+async fn one_address_holds_at_most_its_share_of_the_budget() {
+    // Room for five 200 KB batch bodies (three quarters of the budget), two per address.
+    const BODY: usize = 200_000;
+    let tracker = TestTracker::start(
+        Backend::Sqlite,
+        &[
+            "--json-body-budget",
+            "1400000",
+            "--max-json-bytes",
+            "200000",
+            "--json-body-budget-per-address",
+            "400000",
+        ],
+    )
+    .await;
+    let head = post_head("/api/ext/dedup", BODY);
+    let mut held = Vec::new();
+    for from in [[127, 0, 0, 1], [127, 0, 0, 1], [127, 0, 0, 2]] {
+        let mut stream = send_from(from, tracker.addr, &head, b"{\"token\": \"").await;
+        assert_eq!(
+            answer(&mut stream, Duration::from_millis(500)).await,
+            None,
+            "{from:?}: held while it arrives"
+        );
+        held.push(stream);
+    }
+    // The first address's third body would pass the budget, but not its share.
+    let mut third = send_from([127, 0, 0, 1], tracker.addr, &head, b"{").await;
+    let refused = answer(&mut third, Duration::from_secs(5))
+        .await
+        .expect("refused at once");
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(
+        refused.to_lowercase().contains("retry-after: 5"),
+        "{refused}"
+    );
+    assert_eq!(
+        metric(&tracker, "tracker_json_bodies_refused_per_address_total").await,
+        1
+    );
+    // A heartbeat from the first address is not counted against its share.
+    let token = tracker.register("busy-host", "CPU").await;
+    let (status, text) = tracker
+        .post(
+            "/api/ext/heartbeat",
+            &json!({"token": token, "progress": "batches in flight"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+    // Another address still finds room for a batch.
+    let mut other = send_from([127, 0, 0, 3], tracker.addr, &head, b"{").await;
+    assert_eq!(answer(&mut other, Duration::from_millis(500)).await, None);
+    assert_eq!(
+        metric(&tracker, "tracker_json_body_bytes").await,
+        4 * BODY as u64
+    );
+    // Bytes go back when a body ends, and the address may send again.
+    drop(held.remove(0));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&tracker, "tracker_json_body_bytes").await > 3 * BODY as u64 {
+        assert!(
+            Instant::now() < deadline,
+            "a closed body gives its bytes back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut again = send_from([127, 0, 0, 1], tracker.addr, &head, b"{").await;
+    assert_eq!(answer(&mut again, Duration::from_millis(500)).await, None);
     tracker.stop().await;
 }
 
