@@ -398,8 +398,11 @@ def summarize(args, work, tracker, database, dataset, scrapers, clip, elapsed, d
     print(f"dataset:           {dataset}")
     print("                   NNNNN.tar (webdataset: key.jpg, key.txt, key.json), NNNNN.parquet,")
     print("                   img_emb/ and text_emb/ (.npy, float32, parquet row order), NNNNN_stats.json")
-    print(f"read it:           python -c \"import webdataset as wds; print(next(iter(wds.WebDataset('{dataset}/00000.tar'))).keys())\"")
-    print(f"                   python -c \"import pyarrow.parquet as pq; print(pq.read_table('{dataset}/00000.parquet').to_pandas().head())\"")
+    # The interpreter running this script is the one with webdataset and pyarrow (the venv
+    # scripts/setup-torch.sh made); pandas is not installed, so the parquet line needs none.
+    python = sys.executable
+    print(f"read it:           {python} -c \"import webdataset as wds; print(next(iter(wds.WebDataset('{dataset}/00000.tar', shardshuffle=False))).keys())\"")
+    print(f"                   {python} -c \"import pyarrow.parquet as pq; t = pq.read_table('{dataset}/00000.parquet'); print(t.num_rows, t.schema.names); print(t.slice(0, 2).to_pylist())\"")
     print(f"logs:              {work}/*.log")
     return summary
 
