@@ -139,6 +139,13 @@ pub struct ServeArgs {
     /// Registrations allowed at once from one address.
     #[arg(long, env = "TRACKER_REGISTER_BURST", default_value_t = 60)]
     pub register_burst: u32,
+    /// Most clients registered at once, from all addresses together: beyond it a registration
+    /// gets 503 with `Retry-After: 60` until clients say bye or are forgotten after
+    /// `--client-timeout`. It bounds what a flood of registrations from many addresses (an
+    /// IPv6 /48 holds 65,536 of the /64s the per-address limit counts) can add to the
+    /// database and to memory.
+    #[arg(long, env = "TRACKER_MAX_CLIENTS", default_value_t = 50_000)]
+    pub max_clients: u64,
     /// Accept CPU completions that hand off a bundle stored elsewhere: an http(s) URL or a 2021
     /// `rsync <id>` (with `--upload-address`), which GPU clients then fetch, so turn it on only
     /// for CPU clients you trust (a URL naming a link-local or cloud metadata address, such as

@@ -160,14 +160,22 @@ pub async fn flush(db: &Db, touches: &[PendingTouch], lease_ms: i64) -> Result<(
     Ok(())
 }
 
-/// Forgets a client.
-pub async fn remove(db: &Db, token: &str) -> Result<(), DbError> {
-    sqlx::query("DELETE FROM clients WHERE token = $1")
+/// Registered clients.
+pub async fn count(db: &Db) -> Result<i64, DbError> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM clients")
+        .fetch_one(db.pool())
+        .await?)
+}
+
+/// Forgets a client; whether it was registered.
+pub async fn remove(db: &Db, token: &str) -> Result<bool, DbError> {
+    let removed = sqlx::query("DELETE FROM clients WHERE token = $1")
         .bind(token)
         .execute(db.pool())
-        .await?;
+        .await?
+        .rows_affected();
     db.held_jobs().drop_client(token);
-    Ok(())
+    Ok(removed > 0)
 }
 
 /// The most recently seen CPU client at `address` that holds no job: the 2021 full-WAT client

@@ -71,6 +71,8 @@ pub struct Settings {
     pub register_per_minute: u32,
     /// Registration burst per address.
     pub register_burst: u32,
+    /// Most clients registered at once.
+    pub max_clients: u64,
     /// Admin secret.
     pub admin_secret: Option<Secret>,
     /// Legacy upload address.
@@ -156,6 +158,9 @@ impl TryFrom<ServeArgs> for ServeConfig {
         if args.reap_interval.is_zero() || args.url_ttl.is_zero() {
             return fail("--reap-interval and --url-ttl must be positive");
         }
+        if args.max_clients == 0 {
+            return fail("--max-clients must be at least 1");
+        }
         if args.max_jobs_per_client == 0 {
             return fail("--max-jobs-per-client must be at least 1");
         }
@@ -231,6 +236,7 @@ impl TryFrom<ServeArgs> for ServeConfig {
                 blob_grace: args.blob_grace,
                 register_per_minute: args.register_per_minute,
                 register_burst: args.register_burst,
+                max_clients: args.max_clients,
                 admin_secret: args.admin_secret.map(Secret),
                 upload_address: args.upload_address,
                 external_bundles: args.external_bundles,
@@ -282,6 +288,7 @@ mod tests {
             &["--lease", "3h"],
             &["--public-url", "ftp://x"],
             &["--max-jobs-per-client", "0"],
+            &["--max-clients", "0"],
             &["--dedup-per-job", "0"],
             &["--max-wat-failures", "0"],
             &["--max-connections", "0"],

@@ -12,6 +12,7 @@ pub struct Metrics {
     pub registrations: AtomicU64,
     /// Registrations refused by the rate limit.
     pub registrations_limited: AtomicU64,
+    pub registrations_refused_full: AtomicU64,
     /// Jobs claimed.
     pub claims: AtomicU64,
     /// Heartbeats.
@@ -60,7 +61,7 @@ impl Metrics {
     /// Prometheus text exposition of the counters and the current job and client gauges.
     pub fn render(&self, stats: &Stats) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 18] = [
+        let counters: [(&str, &str, &AtomicU64); 19] = [
             (
                 "tracker_registrations_total",
                 "clients registered",
@@ -70,6 +71,11 @@ impl Metrics {
                 "tracker_registrations_limited_total",
                 "registrations refused by the rate limit",
                 &self.registrations_limited,
+            ),
+            (
+                "tracker_registrations_refused_full_total",
+                "registrations refused because --max-clients clients were registered",
+                &self.registrations_refused_full,
             ),
             ("tracker_claims_total", "jobs claimed", &self.claims),
             (

@@ -8,6 +8,7 @@ mod upload;
 mod work;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use cah_protocol::ClientType;
@@ -52,6 +53,9 @@ pub enum TrackerError {
     /// Too many registrations from this address (429).
     #[error("too many registrations from this address, retry in {} s", .0.as_secs_f64().ceil().max(1.0))]
     RateLimited(Duration),
+    /// As many clients are registered as `--max-clients` allows (503).
+    #[error("the tracker is full: it has the {max} registered clients it takes; retry in {} s", FULL_RETRY_AFTER.as_secs())]
+    Full { max: u64 },
     /// Missing or wrong admin secret (401).
     #[error("missing or wrong admin secret in the x-cah-admin-secret header")]
     Unauthorized,
@@ -77,7 +81,13 @@ pub struct Tracker {
     claim_locks: KeyedLocks<String>,
     /// The answers of the tokenless reads.
     public_reads: public_reads::PublicReads,
+    /// Registered clients as last counted, for `--max-clients` (-1 until first counted).
+    registered: AtomicI64,
 }
+
+/// How long a registration refused for `--max-clients` waits: clients leave by bye or after
+/// `--client-timeout`, which the reaper checks every `--reap-interval`.
+pub const FULL_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 impl Tracker {
     /// Assembles a tracker over an open database and staging store.
@@ -99,6 +109,7 @@ impl Tracker {
             clients: ClientCache::new(dedup_limits),
             claim_locks: KeyedLocks::default(),
             public_reads,
+            registered: AtomicI64::new(-1),
         }
     }
 
@@ -138,6 +149,7 @@ impl Tracker {
             self.metrics.inc(&self.metrics.registrations_limited);
             return Err(TrackerError::RateLimited(wait));
         }
+        self.admit_registration().await?;
         let nickname = clean_label(nickname, 64);
         let nickname = if nickname.is_empty() {
             "anonymous".to_owned()
@@ -151,7 +163,10 @@ impl Tracker {
             &address.to_string(),
             now_ms(),
         )
-        .await?;
+        .await
+        .inspect_err(|_| {
+            self.registered.fetch_sub(1, Ordering::Relaxed);
+        })?;
         self.clients.insert(client.clone(), 0, None, now_ms());
         self.metrics.inc(&self.metrics.registrations);
         tracing::info!(display_name = %client.display_name, %nickname, client_type = %client_type, %address, "client registered");
@@ -160,6 +175,30 @@ impl Tracker {
             display_name: client.display_name,
             upload_address: self.upload_address(),
         })
+    }
+
+    /// Counts the registration about to be made against `--max-clients`, or refuses it. The
+    /// count is read from the database once, kept here as clients come and go, and read again
+    /// by every reaper round, so it cannot drift for long.
+    async fn admit_registration(&self) -> Result<(), TrackerError> {
+        if self.registered.load(Ordering::Relaxed) < 0 {
+            let counted = clients::count(&self.db).await?;
+            let _ =
+                self.registered
+                    .compare_exchange(-1, counted, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        let max = self.settings.max_clients;
+        let before = self.registered.fetch_add(1, Ordering::Relaxed);
+        if u64::try_from(before).unwrap_or(0) >= max {
+            self.registered.fetch_sub(1, Ordering::Relaxed);
+            self.metrics.inc(&self.metrics.registrations_refused_full);
+            tracing::warn!(
+                max_clients = max,
+                "registration refused: the tracker has --max-clients registered clients"
+            );
+            return Err(TrackerError::Full { max });
+        }
+        Ok(())
     }
 
     /// The legacy upload address: the configured rsync-style target, else our upload-URL endpoint.
@@ -217,7 +256,9 @@ impl Tracker {
     pub async fn bye(&self, token: &str) -> Result<(), TrackerError> {
         let client = self.client(token, None).await?;
         crate::jobs::release(&self.db, &client.token, None).await?;
-        clients::remove(&self.db, &client.token).await?;
+        if clients::remove(&self.db, &client.token).await? {
+            self.registered.fetch_sub(1, Ordering::Relaxed);
+        }
         self.clients.remove(&client.token);
         tracing::info!(display_name = %client.display_name, "client said bye");
         Ok(())
@@ -416,6 +457,8 @@ impl Tracker {
         }
         let reaped = reaped_tokens.len() as u64;
         self.metrics.add(&self.metrics.clients_reaped, reaped);
+        self.registered
+            .store(clients::count(&self.db).await?, Ordering::Relaxed);
         Ok((expired, reaped))
     }
 }

@@ -112,6 +112,7 @@ fn status_of(error: &TrackerError, legacy: bool) -> (StatusCode, String, Option<
         TrackerError::Invalid(_) => StatusCode::BAD_REQUEST,
         TrackerError::Forbidden(_) => StatusCode::FORBIDDEN,
         TrackerError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        TrackerError::Full { .. } => StatusCode::SERVICE_UNAVAILABLE,
         TrackerError::Unauthorized => StatusCode::UNAUTHORIZED,
         TrackerError::Staging(staging) => match staging {
             StagingError::BadSignature => StatusCode::FORBIDDEN,
@@ -131,6 +132,7 @@ fn status_of(error: &TrackerError, legacy: bool) -> (StatusCode, String, Option<
         // Rounded up: a client that waits exactly this long must find a token free.
         TrackerError::RateLimited(wait) => Some(wait.as_secs_f64().ceil().max(1.0) as u64),
         TrackerError::Db(_) | TrackerError::Staging(StagingError::Db(_)) => Some(1),
+        TrackerError::Full { .. } => Some(crate::tracker::FULL_RETRY_AFTER.as_secs()),
         TrackerError::Staging(StagingError::Full { .. }) => Some(STORE_FULL_RETRY_AFTER.as_secs()),
         _ => None,
     };
@@ -155,6 +157,7 @@ fn failure_detail(error: &TrackerError) -> String {
         TrackerError::Db(_) | TrackerError::Staging(StagingError::Db(_)) => {
             "the tracker's database is unavailable; retry later".to_owned()
         }
+        TrackerError::Full { .. } => error.to_string(),
         _ => "the tracker failed; retry later".to_owned(),
     }
 }

@@ -164,3 +164,64 @@ async fn nicknames_lose_invisible_characters_before_they_are_trimmed() {
     );
     tracker.stop().await;
 }
+
+/// A CPU registration through `/api/new`: the status, the body and its `Retry-After`.
+async fn register_from(tracker: &TestTracker, nickname: &str) -> (u16, String, Option<String>) {
+    let response = tracker
+        .http
+        .get(tracker.url(&format!("/api/new?nickname={nickname}&type=CPU")))
+        .send()
+        .await
+        .expect("register");
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    (status, response.text().await.expect("body"), retry_after)
+}
+
+#[tokio::test]
+async fn registrations_stop_at_max_clients_and_resume_as_clients_leave() {
+    for backend in BACKENDS {
+        let flags = ["--max-clients", "3", "--reap-interval", "1h"];
+        let tracker = TestTracker::start(backend, &flags).await;
+        let mut tokens = Vec::new();
+        for index in 0..3 {
+            tokens.push(tracker.register(&format!("n{index}"), "CPU").await);
+        }
+        let (status, text, retry_after) = register_from(&tracker, "fourth").await;
+        assert_eq!(status, 503, "{backend:?}: {text}");
+        assert_eq!(retry_after.as_deref(), Some("60"), "{backend:?}");
+        assert!(
+            text.contains("the tracker is full") && text.contains('3'),
+            "{backend:?}: {text}"
+        );
+        let (status, metrics) = tracker.get("/metrics").await;
+        assert_eq!(status, 200);
+        assert!(
+            metrics.contains("tracker_registrations_refused_full_total 1"),
+            "{backend:?}: {metrics}"
+        );
+        // A client that says bye makes room for one.
+        let (status, text) = tracker
+            .post(
+                "/api/bye",
+                &serde_json::json!({"token": tokens.pop().expect("token"), "type": "CPU"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{text}");
+        tokens.push(tracker.register("fifth", "CPU").await);
+        assert_eq!(register_from(&tracker, "sixth").await.0, 503, "{backend:?}");
+        // A restarted tracker counts the registered clients from its database.
+        let (dir, database_url) = tracker.stop().await;
+        let tracker = TestTracker::start_on(dir, database_url, &flags).await;
+        assert_eq!(
+            register_from(&tracker, "seventh").await.0,
+            503,
+            "{backend:?}"
+        );
+        tracker.stop().await;
+    }
+}
