@@ -23,7 +23,10 @@ use crate::photos::{Photo, PhotoCorpus};
 use crate::rng::stable_hash;
 use crate::serving::Serving;
 use scheme::Route;
-pub use scheme::{Expected, LONG_REDIRECT_BYTES, classify, classify_ignoring_robots};
+pub use scheme::{
+    Expected, LONG_REDIRECT_BYTES, STALL_BODY_BYTES, STALL_HELD_BACK_BYTES, STALL_HOLD, classify,
+    classify_ignoring_robots,
+};
 pub use stats::WebStats;
 
 /// Knobs of the image hosts.
@@ -59,6 +62,8 @@ struct Assets {
     bombs: Vec<(ImageKind, Bytes)>,
     zip_bomb: Bytes,
     scan_bomb: Bytes,
+    /// The noise of `/stall/` bodies, made on the first request (most tests never ask).
+    stall_noise: std::sync::OnceLock<Bytes>,
 }
 
 /// A running web server; dropping it stops it.
@@ -90,6 +95,7 @@ impl WebState {
                 images::SCAN_BOMB_SIDE,
                 images::SCAN_BOMB_SCANS,
             )),
+            stall_noise: std::sync::OnceLock::new(),
         };
         Ok(Self {
             config,
@@ -116,6 +122,17 @@ impl Assets {
             .find(|(bomb_kind, _)| *bomb_kind == kind)
             .map(|(_, bytes)| bytes.clone())
             .unwrap_or_default()
+    }
+
+    /// [`STALL_BODY_BYTES`] of noise, shared by every `/stall/` response.
+    fn stall_noise(&self) -> Bytes {
+        self.stall_noise
+            .get_or_init(|| {
+                let mut noise = vec![0u8; STALL_BODY_BYTES];
+                crate::rng::SplitMix64::new(0x57a1_1ed0).fill(&mut noise);
+                Bytes::from(noise)
+            })
+            .clone()
     }
 }
 

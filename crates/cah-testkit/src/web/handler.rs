@@ -11,7 +11,9 @@ use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 
 use super::WebState;
-use super::scheme::{self, LONG_REDIRECT_BYTES, Route};
+use super::scheme::{
+    self, LONG_REDIRECT_BYTES, Route, STALL_BODY_BYTES, STALL_HELD_BACK_BYTES, STALL_HOLD,
+};
 use crate::images::{self, ImageKind};
 use crate::names::{self, RobotsPolicy};
 
@@ -99,6 +101,12 @@ async fn respond(state: &WebState, host: &str, path: &str, depth: u32) -> Respon
         ),
         Route::Endless => endless(None),
         Route::HugeLength => endless(Some(10_000_000_000)),
+        Route::Stall { kind, sized } => stall(
+            &state.photo(kind, key),
+            kind,
+            sized,
+            state.assets.stall_noise(),
+        ),
         Route::Reset { kind } => reset_midway(state.photo(kind, key), kind),
         Route::WrongType { kind } => {
             let mut response = image_response(state.photo(kind, key), kind);
@@ -221,6 +229,24 @@ fn endless(content_length: Option<u64>) -> Response {
             .map(Ok::<Bytes, std::io::Error>),
     );
     streamed("image/jpeg", content_length, Body::from_stream(chunks))
+}
+
+/// The photo's magic number, then noise up to all but the last [`STALL_HELD_BACK_BYTES`] of
+/// [`STALL_BODY_BYTES`] at once, then silence on an open connection for [`STALL_HOLD`]; hyper
+/// drops the stream (and its timer) as soon as the client goes away.
+fn stall(photo: &Bytes, kind: ImageKind, sized: bool, noise: Bytes) -> Response {
+    let magic = photo.slice(..8.min(photo.len()));
+    let rest = noise.slice(magic.len()..STALL_BODY_BYTES - STALL_HELD_BACK_BYTES);
+    let chunks =
+        stream::iter([Ok::<Bytes, std::io::Error>(magic), Ok(rest)]).chain(stream::once(async {
+            tokio::time::sleep(STALL_HOLD).await;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "testkit gives up on a stalled body",
+            ))
+        }));
+    let length = sized.then_some(STALL_BODY_BYTES as u64);
+    streamed(kind.mime(), length, Body::from_stream(chunks))
 }
 
 fn reset_midway(bytes: Bytes, kind: ImageKind) -> Response {

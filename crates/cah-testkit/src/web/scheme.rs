@@ -13,6 +13,19 @@ use crate::names::{self, DnsBehaviour, RobotsPolicy};
 /// The length of the path `/long-redirect/` points to (hyper reads headers up to about 400 KB).
 pub const LONG_REDIRECT_BYTES: usize = 100_000;
 
+/// The whole body `/stall/` promises: below scraper-d's 10 MiB body cap, so only a time limit
+/// stops it.
+pub const STALL_BODY_BYTES: usize = 9_500_000;
+
+/// The bytes `/stall/` holds back at the end of its body: the rest is sent at once.
+pub const STALL_HELD_BACK_BYTES: usize = 1_000;
+
+const _: () = assert!(STALL_HELD_BACK_BYTES < STALL_BODY_BYTES);
+
+/// How long `/stall/` keeps a connection open after its bytes before cutting it (a client that
+/// goes away earlier ends it earlier).
+pub const STALL_HOLD: Duration = Duration::from_secs(300);
+
 /// What the server does for one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -42,6 +55,11 @@ pub enum Route {
     Endless,
     /// `/huge-length/...`: `Content-Length: 10000000000`, then an endless body.
     HugeLength,
+    /// `/stall/...` (with `Content-Length: 9500000`) and `/stall-unsized/...` (without):
+    /// a picture's first 8 bytes (its magic number) and noise, all of [`STALL_BODY_BYTES`] at once but the last
+    /// [`STALL_HELD_BACK_BYTES`], then nothing for [`STALL_HOLD`] while the connection stays
+    /// open. Many at once make a client hold many almost complete large bodies.
+    Stall { kind: ImageKind, sized: bool },
     /// `/reset/...`: Content-Length of a full picture, half of it, then the connection is cut.
     Reset { kind: ImageKind },
     /// `/wrongtype/...`: a real picture labelled `text/html`.
@@ -101,6 +119,8 @@ pub enum Expected {
     },
     /// The body arrives too slowly to finish within any sane timeout.
     SlowBody,
+    /// Almost all of a large body at once, then silence: only a time limit ends it.
+    StalledBody,
     /// A body without end and without Content-Length: a size cap must stop it.
     EndlessBody,
     /// A Content-Length far beyond any sane cap.
@@ -173,6 +193,8 @@ pub fn route(path: &str) -> Route {
         "drip" => Route::Drip { kind },
         "endless" => Route::Endless,
         "huge-length" => Route::HugeLength,
+        "stall" => Route::Stall { kind, sized: true },
+        "stall-unsized" => Route::Stall { kind, sized: false },
         "reset" => Route::Reset { kind },
         "wrongtype" => Route::WrongType { kind },
         "notimage" => Route::NotImage,
@@ -320,6 +342,7 @@ fn classify_with(url: &str, respect_robots: bool, depth: u32) -> Expected {
         Route::Drip { .. } => Expected::SlowBody,
         Route::Endless => Expected::EndlessBody,
         Route::HugeLength => Expected::HugeContentLength,
+        Route::Stall { .. } => Expected::StalledBody,
         Route::Reset { .. } => Expected::ConnectionReset,
         Route::WrongType { kind } => Expected::WrongContentType { kind },
         Route::NotImage | Route::RobotsTxt => Expected::NotAnImage,

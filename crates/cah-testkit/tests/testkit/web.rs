@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use cah_testkit::images::{self, ImageKind};
 use cah_testkit::photos::PhotoCorpus;
-use cah_testkit::web::{Expected, classify};
+use cah_testkit::web::{Expected, STALL_BODY_BYTES, STALL_HELD_BACK_BYTES, classify};
 
 use super::web_harness;
 
@@ -226,6 +226,36 @@ async fn slow_endless_and_broken_bodies() {
         .expect("get");
     assert_eq!(huge.content_length(), Some(10_000_000_000));
     drop(huge);
+
+    for (path, declared) in [
+        ("/stall/a.png", Some(STALL_BODY_BYTES as u64)),
+        ("/stall-unsized/a.jpg", None),
+    ] {
+        let mut stalled = harness.client.get(url(path)).send().await.expect("get");
+        assert_eq!(stalled.status(), 200, "{path}");
+        assert_eq!(stalled.content_length(), declared, "{path}");
+        let mut body = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while body.len() < STALL_BODY_BYTES - STALL_HELD_BACK_BYTES {
+                let chunk = stalled.chunk().await.expect("chunk").expect("more bytes");
+                body.extend_from_slice(&chunk);
+            }
+        })
+        .await
+        .expect("all but the held-back bytes come at once");
+        assert_eq!(
+            body.len(),
+            STALL_BODY_BYTES - STALL_HELD_BACK_BYTES,
+            "{path}"
+        );
+        let magic: &[u8] = match ImageKind::from_path(path) {
+            Some(ImageKind::Png) => b"\x89PNG",
+            _ => &[0xff, 0xd8, 0xff],
+        };
+        assert!(body.starts_with(magic), "{path}: {:?}", &body[..8]);
+        let more = tokio::time::timeout(Duration::from_millis(300), stalled.chunk()).await;
+        assert!(more.is_err(), "{path}: the last bytes never come");
+    }
 
     let reset = harness
         .client

@@ -46,6 +46,8 @@ const PATHS: &[&str] = &[
     "/drip/t.jpg",
     "/endless/u.jpg",
     "/huge-length/v.jpg",
+    "/stall/v.jpg",
+    "/stall-unsized/v.png",
     "/reset/w.jpg",
     "/wrongtype/x.png",
     "/notimage/y.jpg",

@@ -129,7 +129,7 @@ pub(crate) fn outcome_for(expected: &Expected) -> Outcome {
                 outcome_for(&then)
             }
         }
-        Expected::SlowBody => Outcome::Timeout,
+        Expected::SlowBody | Expected::StalledBody => Outcome::Timeout,
         Expected::EndlessBody | Expected::HugeContentLength => Outcome::TooBig,
         Expected::ConnectionReset => Outcome::BodyError,
         Expected::NotAnImage => Outcome::BadFormat,

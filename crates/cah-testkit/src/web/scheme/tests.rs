@@ -85,6 +85,8 @@ fn classify_table() {
         ("/drip/a.jpg", Expected::SlowBody),
         ("/endless/a.jpg", Expected::EndlessBody),
         ("/huge-length/a.jpg", Expected::HugeContentLength),
+        ("/stall/a.jpg", Expected::StalledBody),
+        ("/stall-unsized/a.png", Expected::StalledBody),
         ("/reset/a.jpg", Expected::ConnectionReset),
         (
             "/wrongtype/a.png",
@@ -162,6 +164,32 @@ fn hosts_change_the_outcome() {
         classify("http://example.com/ok/a.jpg"),
         Expected::Dns(DnsBehaviour::Refused)
     );
+}
+
+#[test]
+fn stall_routes_name_their_format_and_whether_they_are_sized() {
+    assert_eq!(
+        route("/stall/x/a.webp"),
+        Route::Stall {
+            kind: ImageKind::Webp,
+            sized: true
+        }
+    );
+    assert_eq!(
+        route("/stall-unsized/a"),
+        Route::Stall {
+            kind: ImageKind::Jpeg,
+            sized: false
+        }
+    );
+    assert_eq!(
+        classify("http://img-0001.photos.test/redirect/1/stall/a.jpg"),
+        Expected::Redirected {
+            hops: 1,
+            then: Box::new(Expected::StalledBody)
+        }
+    );
+    assert!(!Expected::StalledBody.is_image());
 }
 
 #[test]
