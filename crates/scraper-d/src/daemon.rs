@@ -55,16 +55,16 @@ pub async fn run(
     let stop = Stop::spawn(shutdown);
     prepare_work_dir(&config.work_dir)?;
     remove_stale_bundles(&config.work_dir);
-    let metrics = Arc::new(Metrics::default());
+    let resolver = Resolver::new(&config.resolver, config.policy.clone())
+        .context("failed to build the dns resolver")?;
+    let fetcher =
+        Fetcher::new(config.fetch.clone(), resolver).context("failed to build the http client")?;
+    let metrics = Arc::new(Metrics::new(fetcher.large_bodies()));
     if let Some(address) = config.metrics_listen {
         crate::metrics::serve(address, metrics.clone())
             .await
             .with_context(|| format!("failed to serve metrics on {address}"))?;
     }
-    let resolver = Resolver::new(&config.resolver, config.policy.clone())
-        .context("failed to build the dns resolver")?;
-    let fetcher =
-        Fetcher::new(config.fetch.clone(), resolver).context("failed to build the http client")?;
     let pipeline = Pipeline {
         fetcher,
         validate: Arc::new(config.validate.clone()),

@@ -1,7 +1,8 @@
 //! Image downloads: reqwest over our resolver, a global and a per-host limit, one time budget
 //! per image (name lookups, robots.txt and every request of its redirect chain), a body cap,
 //! redirects followed by hand (at most 5, each target checked again), robots.txt and
-//! `X-Robots-Tag`, each failure named as an [`Outcome`].
+//! `X-Robots-Tag`, each failure named as an [`Outcome`]; bodies past 1 MiB wait for one of a
+//! few permits (see [`crate::body`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use reqwest::header::{CONTENT_LENGTH, LOCATION, RETRY_AFTER};
 use tokio::sync::Semaphore;
 use url::Url;
 
+use crate::body::{BodyBuffer, LargeBodies, LargeBodyGauge, LargeBodyPermit};
 use crate::filters::Blocklist;
 use crate::politeness::{HostState, Hosts, PolitenessConfig, parse_retry_after};
 use crate::resolver::{ResolveError, Resolver};
@@ -47,6 +49,9 @@ pub struct FetchConfig {
     /// Requests in flight at once over all hosts (default 64, for a 1-vCPU node: downloads
     /// wait on the network, decoding is bounded separately).
     pub max_in_flight: usize,
+    /// Bodies past 1 MiB held at once, from their first byte past it (or a `Content-Length`
+    /// over it) until they are dropped after decoding (default 16: 160 MiB at the 10 MiB cap).
+    pub max_large_bodies: usize,
     pub politeness: PolitenessConfig,
 }
 
@@ -61,6 +66,7 @@ impl FetchConfig {
             max_url_bytes: crate::filters::DEFAULT_MAX_URL_BYTES,
             blocklist: None,
             max_in_flight: 64,
+            max_large_bodies: 16,
             politeness: PolitenessConfig::standard(),
         }
     }
@@ -71,6 +77,8 @@ impl FetchConfig {
 pub struct Fetched {
     pub bytes: Vec<u8>,
     pub final_url: Url,
+    /// The permit of a body past 1 MiB: keep it until `bytes` is dropped.
+    pub large: Option<LargeBodyPermit>,
 }
 
 /// Fetches images; cheap to clone.
@@ -80,17 +88,14 @@ pub struct Fetcher {
     resolver: Resolver,
     hosts: Arc<Hosts>,
     global: Arc<Semaphore>,
+    large_bodies: LargeBodies,
     config: Arc<FetchConfig>,
 }
 
 enum Step {
     Redirect(String),
-    Body(Vec<u8>),
+    Body(Vec<u8>, Option<LargeBodyPermit>),
 }
-
-/// The most of a body allocated before its bytes arrive: a `Content-Length` is the server's
-/// claim, and a hostile one can claim anything up to the body cap.
-const MAX_PREALLOCATION: u64 = 1024 * 1024;
 
 /// What is left of one image's time budget.
 struct Budget {
@@ -132,8 +137,14 @@ impl Fetcher {
             resolver,
             hosts: Arc::new(Hosts::new(config.politeness.clone())),
             global: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            large_bodies: LargeBodies::new(config.max_large_bodies),
             config: Arc::new(config),
         })
+    }
+
+    /// Large bodies held now and at most (metrics, tests).
+    pub fn large_bodies(&self) -> Arc<LargeBodyGauge> {
+        self.large_bodies.gauge()
     }
 
     /// Forgets per-host state of hosts not in use (between claims, so memory stays bounded).
@@ -173,10 +184,11 @@ impl Fetcher {
             };
             self.hosts.record(&state, Outcome::Ok);
             match step {
-                Step::Body(bytes) => {
+                Step::Body(bytes, large) => {
                     return Ok(Fetched {
                         bytes,
                         final_url: current,
+                        large,
                     });
                 }
                 Step::Redirect(location) => {
@@ -335,20 +347,30 @@ impl Fetcher {
         if declared.is_some_and(|length| length > self.config.max_body_bytes) {
             return Err(Outcome::TooBig);
         }
-        let capacity = declared
-            .unwrap_or(64 * 1024)
-            .min(self.config.max_body_bytes)
-            .min(MAX_PREALLOCATION);
-        let mut bytes = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+        // Waiting for a large-body permit is part of this request, so of the image's time
+        // budget: a body that waits too long is a `timeout` (see `crate::body` on deadlocks).
+        let mut body = BodyBuffer::new(declared, self.config.max_body_bytes);
+        if let Some(length) = declared
+            && body.needs_permit(length)
+        {
+            body.hold(self.large_bodies.acquire().await);
+        }
         loop {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
-                    if (bytes.len() + chunk.len()) as u64 > self.config.max_body_bytes {
+                    let additional = chunk.len() as u64;
+                    if body.len() as u64 + additional > self.config.max_body_bytes {
                         return Err(Outcome::TooBig);
                     }
-                    bytes.extend_from_slice(&chunk);
+                    if body.needs_permit(additional) {
+                        body.hold(self.large_bodies.acquire().await);
+                    }
+                    body.push(&chunk);
                 }
-                Ok(None) => return Ok(Step::Body(bytes)),
+                Ok(None) => {
+                    let (bytes, large) = body.finish();
+                    return Ok(Step::Body(bytes, large));
+                }
                 Err(error) if error.is_timeout() => return Err(Outcome::Timeout),
                 Err(_) => return Err(Outcome::BodyError),
             }

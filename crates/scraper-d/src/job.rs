@@ -130,12 +130,19 @@ impl Pipeline {
                 return Err(outcome);
             }
         };
+        // A large body waits here with its bytes and its large-body permit; decode permits are
+        // held only by the closure below, which waits for nothing (see `crate::body`).
         let permit = self.cpu.acquire().await.map_err(|_| Outcome::DecodeError)?;
         let validate = self.validate.clone();
         let resize = self.resize.clone();
         let bytes = fetched.bytes;
+        let large = fetched.large;
         let stored = tokio::task::spawn_blocking(move || {
-            let decoded = decode(&bytes, &validate, Some(resize.shorter_side))?;
+            let decoded = decode(&bytes, &validate, Some(resize.shorter_side));
+            // The body is not needed past decoding: free it, then let the next large one in.
+            drop(bytes);
+            drop(large);
+            let decoded = decoded?;
             let (width, height) = (decoded.original_width, decoded.original_height);
             let stored = resize_and_encode(decoded, &resize).ok_or(Outcome::DecodeError)?;
             let sha256 = hex(&Sha256::digest(&stored.jpeg));

@@ -14,6 +14,7 @@
 //! - `output.rs` (+ `output/parquet.rs`): JSON lines and Parquet files, written atomically.
 //! - `cli.rs`, `command.rs`, `summary.rs`, `telemetry.rs`: the binary's flags and glue.
 
+pub mod body;
 pub mod bundle;
 pub mod candidates;
 pub mod cli;

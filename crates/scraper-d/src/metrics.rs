@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::body::LargeBodyGauge;
 use crate::stats::{Outcome, OutcomeCounts};
 
 /// A monotonically increasing counter.
@@ -35,9 +36,19 @@ pub struct Metrics {
     /// Candidates skipped because the tracker's `parsed` set held their pair.
     pub seen_by_tracker: Counter,
     outcomes: [Counter; Outcome::ALL.len()],
+    /// Image bodies over 1 MiB held now and at most (the fetcher's, see [`Metrics::new`]).
+    large_bodies: Arc<LargeBodyGauge>,
 }
 
 impl Metrics {
+    /// Counters at zero, reporting the fetcher's large-body gauge.
+    pub fn new(large_bodies: Arc<LargeBodyGauge>) -> Self {
+        Metrics {
+            large_bodies,
+            ..Metrics::default()
+        }
+    }
+
     /// Adds one half's outcome counts.
     pub fn record_half(&self, counts: &OutcomeCounts) {
         for (index, outcome) in Outcome::ALL.iter().enumerate() {
@@ -61,6 +72,18 @@ impl Metrics {
         text.push_str(&format!(
             "scraper_seen_by_tracker_total {}\n",
             self.seen_by_tracker.get()
+        ));
+        text.push_str("# HELP scraper_large_bodies_held Image bodies over 1 MiB in memory now (--max-large-bodies at most).\n");
+        text.push_str("# TYPE scraper_large_bodies_held gauge\n");
+        text.push_str(&format!(
+            "scraper_large_bodies_held {}\n",
+            self.large_bodies.held()
+        ));
+        text.push_str("# HELP scraper_large_bodies_held_peak The most image bodies over 1 MiB in memory at once since the start.\n");
+        text.push_str("# TYPE scraper_large_bodies_held_peak gauge\n");
+        text.push_str(&format!(
+            "scraper_large_bodies_held_peak {}\n",
+            self.large_bodies.peak()
         ));
         text.push_str("# HELP scraper_images_total Candidate images by outcome.\n");
         text.push_str("# TYPE scraper_images_total counter\n");
@@ -115,7 +138,10 @@ mod tests {
 
     #[tokio::test]
     async fn metrics_are_served_in_the_text_format() {
-        let metrics = Arc::new(Metrics::default());
+        let large_bodies = crate::body::LargeBodies::new(4);
+        let held = large_bodies.acquire().await;
+        drop(large_bodies.acquire().await);
+        let metrics = Arc::new(Metrics::new(large_bodies.gauge()));
         let mut counts = OutcomeCounts::default();
         counts.add(Outcome::Ok);
         counts.add(Outcome::Ok);
@@ -138,5 +164,11 @@ mod tests {
         assert!(response.contains("scraper_jobs_completed_total 1\n"));
         assert!(response.contains("scraper_images_total{outcome=\"ok\"} 2\n"));
         assert!(response.contains("scraper_images_total{outcome=\"robots\"} 1\n"));
+        assert!(
+            response.contains("scraper_large_bodies_held 1\n"),
+            "{response}"
+        );
+        assert!(response.contains("scraper_large_bodies_held_peak 2\n"));
+        drop(held);
     }
 }

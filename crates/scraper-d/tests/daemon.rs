@@ -11,6 +11,7 @@ mod daemon {
     mod faults;
     mod full_job;
     mod hostile_http;
+    mod large_bodies;
     mod lifecycle;
     mod lost_lease;
     mod odd_tracker;

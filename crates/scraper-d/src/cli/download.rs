@@ -56,6 +56,11 @@ pub struct DownloadArgs {
     /// Requests to one host at once.
     #[arg(long, env = "SCRAPER_PER_HOST", default_value_t = 2)]
     pub per_host: usize,
+    /// Image bodies over 1 MiB held in memory at once, from their first byte past 1 MiB (or a
+    /// Content-Length over it) until decoded; others wait within their --timeout. Bounds the
+    /// bodies' memory at this times --max-body-bytes (160 MiB by default).
+    #[arg(long, env = "SCRAPER_MAX_LARGE_BODIES", default_value_t = 16)]
+    pub max_large_bodies: usize,
     /// Do not fetch or obey robots.txt.
     #[arg(long, env = "SCRAPER_IGNORE_ROBOTS", value_parser = super::EnvBool::off())]
     pub ignore_robots: bool,
@@ -92,6 +97,11 @@ impl DownloadArgs {
                 "--concurrency and --per-host must be at least 1".into(),
             ));
         }
+        if self.max_large_bodies == 0 {
+            return Err(ScraperError::Config(
+                "--max-large-bodies (SCRAPER_MAX_LARGE_BODIES) must be at least 1: no image over 1 MiB could be downloaded".into(),
+            ));
+        }
         if self.timeout.is_zero() {
             return Err(ScraperError::Config(
                 "--timeout must be more than 0 (e.g. 10s)".into(),
@@ -110,6 +120,7 @@ impl DownloadArgs {
         fetch.timeout = self.timeout;
         fetch.max_body_bytes = self.max_body_bytes;
         fetch.max_in_flight = self.concurrency;
+        fetch.max_large_bodies = self.max_large_bodies;
         fetch.politeness.per_host = self.per_host;
         fetch.politeness.respect_robots = !self.ignore_robots;
         fetch.politeness.breaker_threshold = self.breaker_threshold;
