@@ -6,13 +6,15 @@
 # the same work: download, decode, resize so the shorter side is 256 (aspect kept), JPEG quality 95.
 # Knobs: BENCH_URLS (default 2000), BENCH_THREADS (in-flight downloads of both, default 64),
 # SCRAPER_BIN (a scraper-d binary to use instead of a fresh release build, e.g. the one from
-# scripts/install-scraper.sh build).
+# scripts/install-scraper.sh build), BENCH_PEER=none (scraper-d alone: no img2dataset, so
+# nothing is installed from PyPI).
 # Prints images/s per core for each and the ratio; files go to target/bench-fetch/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 n_urls=${BENCH_URLS:-2000}
 threads=${BENCH_THREADS:-64}
+peer=${BENCH_PEER:-img2dataset}
 out=target/bench-fetch
 py=target/bench-py
 mkdir -p "$out"
@@ -20,7 +22,7 @@ mkdir -p "$out"
 if [ ! -f target/testkit-photos/manifest.json ]; then
   bash scripts/prepare-photos.sh
 fi
-if [ ! -x "$py/bin/img2dataset" ]; then
+if [ "$peer" = img2dataset ] && [ ! -x "$py/bin/img2dataset" ]; then
   echo "bench-fetch: installing img2dataset from PyPI into $py" >&2
   python3 -m pip install --quiet --disable-pip-version-check --target "$py" 'img2dataset==1.47.0'
 fi
@@ -67,6 +69,13 @@ run_timed scraper-d "$scraper" fetch --urls "$out/urls.txt" --output "$out/scrap
   --allow-cidr 127.0.0.1/32 --concurrency "$threads" --per-host "$threads" --breaker-threshold 0 \
   --resize 256 --jpeg-quality 95 --summary-json
 scraper_ok=$(tail -1 "$out/scraper-d.err" | python3 -c 'import json,sys; print(json.load(sys.stdin)["stored"])')
+
+if [ "$peer" != img2dataset ]; then
+  read -r scraper_s scraper_kb <"$out/scraper-d.time"
+  python3 -c 'import sys; n, ok, s, kb = sys.argv[1:]; print(f"urls: {n} (one core)\nscraper-d:   {ok} images in {float(s):.2f} s = {int(ok) / float(s):.1f} images/s per core, peak RSS {int(kb)/1024:.0f} MB")' \
+    "$n_urls" "$scraper_ok" "$scraper_s" "$scraper_kb"
+  exit 0
+fi
 
 PYTHONPATH="$PWD/$py" run_timed img2dataset python3 "$py/bin/img2dataset" --url_list "$out/urls.txt" \
   --output_folder "$out/img2dataset" --input_format txt --output_format files \
