@@ -4,7 +4,8 @@
 //! Without them, `--concurrency` (64) downloads that each stall just short of the 10 MiB body
 //! cap, or wait for one of the few decode threads, held 64 bodies of up to 16 MiB of capacity
 //! at once on a 2 GB node whose unit allows 1600 MB: `scripts/bench-stall.sh` (256 bodies
-//! stalled 1,000 bytes short of 9.5 MB) peaked at 1001 MB RSS; with the 16 permits, 210 MB.
+//! stalled 1,000 bytes short of 9.5 MB) peaked at 905–1001 MB RSS; with the 16 permits,
+//! 188–210 MB.
 //!
 //! Deadlock: a task waits for a large-body permit only inside `Fetcher::request`, within its
 //! time budget, so that wait ends at the latest when its budget does. A holder of a permit waits
