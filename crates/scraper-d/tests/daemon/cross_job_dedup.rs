@@ -128,27 +128,10 @@ async fn a_job_scraped_again_after_an_invalid_bundle_keeps_its_own_pairs() {
         .expect("first run");
     assert_eq!(summary.completed.len(), 2, "{summary:?}");
 
-    let base = url::Url::parse(&tracker.base).expect("base");
-    let gpu = cah_tracker_client::TrackerClient::with_defaults(base.clone())
-        .expect("client")
-        .register("gpu-rejects", cah_protocol::ClientType::Gpu)
-        .await
-        .expect("register");
-    let jobs = gpu.claim(2, false).await.expect("claim gpu jobs");
-    assert_eq!(jobs.len(), 2);
+    let (gpu, bundles) = support::gpu_claim_bundles(&tracker.base, "gpu-rejects", 2).await;
     let mut first_scrape = std::collections::BTreeMap::new();
-    let http = reqwest::Client::builder().no_proxy().build().expect("http");
-    for job in &jobs {
-        let location = job.bundle.clone().expect("gpu job has a bundle");
-        let bytes = http
-            .get(base.join(&location.url).expect("bundle url"))
-            .send()
-            .await
-            .expect("get bundle")
-            .bytes()
-            .await
-            .expect("bundle body");
-        first_scrape.insert(job.number, samples_in(&bytes));
+    for (job, bytes) in &bundles {
+        first_scrape.insert(job.number, samples_in(bytes));
         gpu.report_invalid(job.number, "test: bundle rejected")
             .await
             .expect("report invalid");

@@ -183,15 +183,28 @@ impl TestTracker {
     }
 }
 
-/// Claims `n` GPU jobs as a scorer would and downloads their bundles through the issued URLs.
+/// Claims `n` GPU jobs as a GPU client and downloads their bundles.
 pub(crate) async fn gpu_bundles(
     tracker_base: &str,
     n: u32,
 ) -> Vec<(cah_protocol::ext::Job, Vec<u8>)> {
+    gpu_claim_bundles(tracker_base, "gpu-test", n).await.1
+}
+
+/// [`gpu_bundles`] as a GPU client registered as `nickname`, which is returned too (it holds
+/// the jobs, so it may report them invalid).
+pub(crate) async fn gpu_claim_bundles(
+    tracker_base: &str,
+    nickname: &str,
+    n: u32,
+) -> (
+    cah_tracker_client::Session,
+    Vec<(cah_protocol::ext::Job, Vec<u8>)>,
+) {
     let base = url::Url::parse(tracker_base).expect("base");
     let gpu = cah_tracker_client::TrackerClient::with_defaults(base.clone())
         .expect("client")
-        .register("gpu-test", cah_protocol::ClientType::Gpu)
+        .register(nickname, cah_protocol::ClientType::Gpu)
         .await
         .expect("register");
     let jobs = gpu.claim(n, false).await.expect("claim gpu jobs");
@@ -212,7 +225,7 @@ pub(crate) async fn gpu_bundles(
             .expect("bundle body");
         bundles.push((job, bytes.to_vec()));
     }
-    bundles
+    (gpu, bundles)
 }
 
 /// CPU jobs the tracker has open (not claimed, not done).
