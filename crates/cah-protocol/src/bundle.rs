@@ -9,6 +9,7 @@
 //! checks sizes and SHA-256 against the metadata, and reports the job invalid otherwise.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,21 @@ pub const SAMPLES_FILE: &str = "samples.jsonl";
 pub const STATS_FILE: &str = "stats.json";
 /// Version of this layout, in [`BundleStats::format_version`].
 pub const BUNDLE_FORMAT_VERSION: u32 = 1;
+
+/// Whether a bundle URL must not lead to `ip`: link-local addresses (169.254.0.0/16 with the
+/// cloud metadata service at 169.254.169.254, fe80::/10), AWS's fd00:ec2::254, and their
+/// IPv4-mapped forms. A bundle URL can come from a CPU client (an external handoff), so
+/// tracker-d refuses handoffs naming these and clip-gpu-d never connects to them.
+pub fn is_forbidden_bundle_address(ip: IpAddr) -> bool {
+    const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
+    match ip {
+        IpAddr::V4(ip) => ip.is_link_local(),
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+            Some(mapped) => mapped.is_link_local(),
+            None => (ip.segments()[0] & 0xffc0) == 0xfe80 || ip == AWS_METADATA_V6,
+        },
+    }
+}
 
 /// One image–text pair in a bundle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,4 +83,26 @@ pub struct BundleStats {
     pub stored: u64,
     /// Count per outcome class (`ok`, `dns_failure`, `timeout`, `http_4xx`, `robots`, ...).
     pub outcomes: BTreeMap<String, u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forbidden_bundle_addresses() {
+        for (text, forbidden) in [
+            ("169.254.169.254", true),
+            ("fe80::1", true),
+            ("fd00:ec2::254", true),
+            ("::ffff:169.254.169.254", true),
+            ("127.0.0.1", false),
+            ("10.0.0.5", false),
+            ("192.0.2.7", false),
+            ("fd00:ec2::253", false),
+        ] {
+            let ip: IpAddr = text.parse().expect("ip");
+            assert_eq!(is_forbidden_bundle_address(ip), forbidden, "{text}");
+        }
+    }
 }

@@ -3,7 +3,8 @@
 //! The 2021 types live in [`legacy`] and are shaped exactly as the 2021 server and client sent them,
 //! so that old clients keep working. Everything new lives in [`ext`], under the `/api/ext/` prefix.
 //! The bundle format between scraper and GPU daemon lives in [`bundle`].
-//! This crate depends on `serde` only: no IO, no HTTP, no logic beyond (de)serialisation.
+//! This crate depends on `serde` only: no IO, no HTTP, no logic beyond (de)serialisation and
+//! the few rules both ends must apply alike (which addresses a bundle URL may not name).
 
 pub mod bundle;
 pub mod ext;

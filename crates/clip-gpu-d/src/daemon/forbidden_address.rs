@@ -1,26 +1,13 @@
-//! Addresses a bundle download never connects to: link-local ones (169.254.0.0/16 with the
-//! cloud metadata service at 169.254.169.254, fe80::/10) and AWS's fd00:ec2::254, whether
+//! Addresses a bundle download never connects to
+//! ([`cah_protocol::bundle::is_forbidden_bundle_address`]: link-local, cloud metadata), whether
 //! the bundle URL, a redirect or DNS names them. A bundle URL comes from a CPU client (an
 //! external handoff), so a hostile one must not make the GPU host fetch its own instance
 //! credentials.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 
+use cah_protocol::bundle::is_forbidden_bundle_address;
 use url::{Host, Url};
-
-/// Whether `ip` is link-local or a cloud metadata address.
-pub(super) fn is_link_local_or_metadata(ip: IpAddr) -> bool {
-    const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
-    match ip {
-        IpAddr::V4(ip) => ip.is_link_local(),
-        IpAddr::V6(ip) => {
-            if let Some(mapped) = ip.to_ipv4_mapped() {
-                return mapped.is_link_local();
-            }
-            (ip.segments()[0] & 0xffc0) == 0xfe80 || ip == AWS_METADATA_V6
-        }
-    }
-}
 
 /// Whether `url`'s host is an address literal a download must not connect to (names are
 /// checked by [`GuardedResolver`] when they are resolved).
@@ -30,7 +17,7 @@ pub(super) fn is_forbidden_literal(url: &Url) -> bool {
         Some(Host::Ipv6(ip)) => IpAddr::V6(ip),
         Some(Host::Domain(_)) | None => return false,
     };
-    is_link_local_or_metadata(ip)
+    is_forbidden_bundle_address(ip)
 }
 
 /// The system resolver without the answers a download must not connect to: a name that
@@ -58,7 +45,7 @@ fn allowed(
     let total = answers.len();
     let allowed: Vec<SocketAddr> = answers
         .into_iter()
-        .filter(|addr| !is_link_local_or_metadata(addr.ip()))
+        .filter(|addr| !is_forbidden_bundle_address(addr.ip()))
         .collect();
     if allowed.is_empty() && total > 0 {
         return Err(format!(

@@ -118,9 +118,11 @@ impl BodyBudget {
         if announced.is_some_and(|announced| announced > limit as u64) {
             return Err(AppError::TooLarge);
         }
+        // Only batch bodies count against their address's share.
         let address = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
+            .filter(|_| route == JsonRoute::Batch)
             .map(|ConnectInfo(remote)| crate::rate_limit::bucket_key(remote.ip()));
         let mut reservation = Reservation {
             budget: self,
@@ -229,8 +231,8 @@ impl BodyBudget {
 /// Bytes of one body held in the budget, given back when it is dropped.
 struct Reservation<'b> {
     budget: &'b BodyBudget,
-    /// Whose share a batch body's bytes count against (none for a request without a peer
-    /// address).
+    /// Whose share a batch body's bytes count against (none for a small body, or a request
+    /// without a peer address).
     address: Option<IpAddr>,
     batch: bool,
     /// Permits of the whole budget.
@@ -265,7 +267,7 @@ impl Reservation<'_> {
         };
         let all = budget.all.try_acquire_many(n_permits).map_err(|_| busy())?;
         // Last: refused here, the permits just taken go back as they drop.
-        if let (Some(address), true) = (self.address, self.batch) {
+        if let Some(address) = self.address {
             let mut addresses = budget
                 .addresses
                 .lock()

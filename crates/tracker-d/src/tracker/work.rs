@@ -2,6 +2,7 @@
 
 use cah_protocol::ClientType;
 use cah_protocol::IdString;
+use cah_protocol::bundle::is_forbidden_bundle_address;
 use cah_protocol::ext;
 use cah_protocol::legacy::{JobResponse, MarkAsDoneRequest};
 
@@ -312,19 +313,10 @@ impl Tracker {
 /// included). Loopback and private addresses stay allowed: a swarm on one LAN may keep its
 /// bundles there, and `--external-bundles` is for CPU clients the operator trusts.
 fn names_link_local(url: &url::Url) -> bool {
-    use std::net::{IpAddr, Ipv6Addr};
-    const AWS_METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254);
-    let ip = match url.host() {
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
-        _ => return false,
-    };
-    match ip {
-        IpAddr::V4(ip) => ip.is_link_local(),
-        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-            Some(mapped) => mapped.is_link_local(),
-            None => (ip.segments()[0] & 0xffc0) == 0xfe80 || ip == AWS_METADATA_V6,
-        },
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => is_forbidden_bundle_address(ip.into()),
+        Some(url::Host::Ipv6(ip)) => is_forbidden_bundle_address(ip.into()),
+        _ => false,
     }
 }
 

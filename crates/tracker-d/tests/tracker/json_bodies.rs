@@ -66,6 +66,15 @@ async fn metric(tracker: &TestTracker, name: &str) -> u64 {
         .expect("a number")
 }
 
+/// Waits (at most 10 s) until the bytes held by JSON bodies are at most `bytes`.
+async fn held_bytes_fall_to(tracker: &TestTracker, bytes: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(tracker, "tracker_json_body_bytes").await > bytes {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn only_batch_routes_take_large_bodies() {
     let tracker = TestTracker::start(Backend::Sqlite, &[]).await;
@@ -187,14 +196,7 @@ async fn slow_bodies_share_one_budget_and_the_rest_get_503_at_once() {
     );
     drop(held);
     drop(chunked);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&tracker, "tracker_json_body_bytes").await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "closed bodies give their bytes back"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    held_bytes_fall_to(&tracker, 0, "closed bodies give their bytes back").await;
     let hashes: Vec<u64> = (0..9_000).collect();
     let (status, text) = tracker
         .post(
@@ -265,14 +267,12 @@ async fn one_address_holds_at_most_its_share_of_the_budget() {
     );
     // Bytes go back when a body ends, and the address may send again.
     drop(held.remove(0));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while metric(&tracker, "tracker_json_body_bytes").await > 3 * BODY as u64 {
-        assert!(
-            Instant::now() < deadline,
-            "a closed body gives its bytes back"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    held_bytes_fall_to(
+        &tracker,
+        3 * BODY as u64,
+        "a closed body gives its bytes back",
+    )
+    .await;
     let mut again = send_from([127, 0, 0, 1], tracker.addr, &head, b"{").await;
     assert_eq!(answer(&mut again, Duration::from_millis(500)).await, None);
     tracker.stop().await;
