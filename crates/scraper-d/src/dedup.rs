@@ -7,6 +7,7 @@
 //! dedup sets store and what `pair:` blocklist entries name.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use cah_protocol::ext::DedupSet;
 use cah_tracker_client::Session;
@@ -41,8 +42,34 @@ fn first_u64(digest: &[u8]) -> u64 {
 /// What one job has already emitted.
 #[derive(Debug, Default)]
 pub struct SeenInJob {
-    urls: HashSet<u64>,
-    pairs: HashSet<u64>,
+    urls: HashSet<u64, DigestKeys>,
+    pairs: HashSet<u64, DigestKeys>,
+}
+
+/// Keys that are already the leading bytes of a SHA-256 digest are spread evenly, and nobody can
+/// choose them, so the sets use them as their own hash instead of running SipHash over them
+/// (the sets cost 4 % of extraction with SipHash).
+type DigestKeys = BuildHasherDefault<DigestKeyHasher>;
+
+/// The hasher of [`DigestKeys`]: a `u64` key is its own hash.
+#[derive(Debug, Default)]
+struct DigestKeyHasher(u64);
+
+impl Hasher for DigestKeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used by the sets; anything else still hashes every byte.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key;
+    }
 }
 
 impl SeenInJob {

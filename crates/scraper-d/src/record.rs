@@ -10,7 +10,8 @@
 //! Types are checked along the paths we read: an object, array or string where another kind of
 //! value stands is `invalid_json`, as is damage anywhere in the text (the DOM validates all of
 //! it). Of the `Links` entries, `path` is checked on all, `url` and `alt` on image links; other
-//! fields of anchors are not read. When an object repeats a key, the first one counts.
+//! fields of anchors are not read, nor `Head.Link` unless the record names
+//! `creativecommons.org`. When an object repeats a key, the first one counts.
 
 use std::sync::LazyLock;
 
@@ -73,7 +74,8 @@ impl Document {
     /// nesting deeper than [`nesting::MAX_DEPTH`] (the parser recurses; a hostile record must
     /// not overflow the stack).
     pub fn parse(body: &[u8]) -> Result<Self, SkipReason> {
-        let text = std::str::from_utf8(body).map_err(|_| SkipReason::InvalidUtf8)?;
+        // simdutf8 checks a record about four times as fast as `std::str::from_utf8`.
+        let text = simdutf8::basic::from_utf8(body).map_err(|_| SkipReason::InvalidUtf8)?;
         if !nesting::within(body, nesting::MAX_DEPTH) {
             return Err(SkipReason::InvalidJson);
         }
@@ -114,10 +116,13 @@ impl Document {
         };
         if let Some(head) = object(html, "Head")? {
             page.base = string(head, "Base")?;
-            page.head_links = array(head, "Link")?
-                .iter()
-                .map(link)
-                .collect::<Result<_, _>>()?;
+            // Head links only ever name a licence; without one on the page they are not read.
+            if with_licenses {
+                page.head_links = array(head, "Link")?
+                    .iter()
+                    .map(link)
+                    .collect::<Result<_, _>>()?;
+            }
         }
         for entry in array(html, "Links")? {
             if !entry.is_object() {
@@ -259,6 +264,12 @@ mod tests {
             assert_eq!(page.links.len(), 1);
             assert_eq!(page.links[0].url, Some("p.jpg"));
             assert_eq!(page.links[0].alt, Some("café \"x\""));
+            // Without licences to look for, the head links are not read at all.
+            let Ok(Parsed::Response(page)) = document.page(false) else {
+                panic!("a response");
+            };
+            assert!(page.head_links.is_empty());
+            assert_eq!(page.links.len(), 1);
         }
         let cases: &[(&[u8], SkipReason)] = &[
             (b"{\"Envelope\":", SkipReason::InvalidJson),
