@@ -45,12 +45,23 @@ pub struct HalfOutput {
     pub bundle: PathBuf,
     pub stats: BundleStats,
     pub outcomes: OutcomeCounts,
-    /// Distinct hosts with a node-local failure (`Outcome::is_node_local`), counted up to
-    /// [`MAX_COUNTED_HOSTS`]: failures on one or two hosts are the hosts', not the node's.
-    pub node_local_hosts: usize,
+    /// Distinct hosts of the failures that may be the node's, counted up to
+    /// [`MAX_COUNTED_HOSTS`]: failures on a few hosts are the hosts', not the node's.
+    pub failed_hosts: FailedHosts,
 }
 
-/// Where the count of hosts with node-local failures stops (it only has to tell "a few").
+/// Distinct hosts of a half's failures, each count stopping at
+/// [`MAX_COUNTED_HOSTS`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FailedHosts {
+    /// Hosts with a node-local failure ([`Outcome::is_node_local`]).
+    pub node_local: usize,
+    /// Hosts with a node-local failure or an answer a lying resolver gives for every name
+    /// ([`Outcome::may_be_resolver_lie`]).
+    pub node_local_or_lie: usize,
+}
+
+/// Where the counts of hosts with failures stop (they only have to tell "a few").
 pub const MAX_COUNTED_HOSTS: usize = 64;
 
 impl Pipeline {
@@ -68,6 +79,7 @@ impl Pipeline {
         let mut writer = BundleWriter::create(bundle_path)?;
         let mut outcomes = OutcomeCounts::default();
         let mut node_local_hosts: HashSet<String> = HashSet::new();
+        let mut node_local_or_lie_hosts: HashSet<String> = HashSet::new();
         let mut results = futures_util::stream::iter(candidates)
             .map(|candidate| {
                 let url = candidate.url.clone();
@@ -76,13 +88,16 @@ impl Pipeline {
             .buffer_unordered(self.concurrency.max(1));
         while let Some((url, result)) = results.next().await {
             if let Err(outcome) = &result
-                && outcome.is_node_local()
-                && node_local_hosts.len() < MAX_COUNTED_HOSTS
+                && (outcome.is_node_local() || outcome.may_be_resolver_lie())
+                && node_local_or_lie_hosts.len() < MAX_COUNTED_HOSTS
                 && let Some(host) = Url::parse(&url)
                     .ok()
                     .and_then(|url| url.host_str().map(str::to_owned))
             {
-                node_local_hosts.insert(host);
+                if outcome.is_node_local() && node_local_hosts.len() < MAX_COUNTED_HOSTS {
+                    node_local_hosts.insert(host.clone());
+                }
+                node_local_or_lie_hosts.insert(host);
             }
             done.fetch_add(1, Ordering::Relaxed);
             match result {
@@ -115,7 +130,10 @@ impl Pipeline {
             bundle,
             stats,
             outcomes,
-            node_local_hosts: node_local_hosts.len(),
+            failed_hosts: FailedHosts {
+                node_local: node_local_hosts.len(),
+                node_local_or_lie: node_local_or_lie_hosts.len(),
+            },
         })
     }
 

@@ -125,6 +125,13 @@ impl Outcome {
         )
     }
 
+    /// Whether this outcome is what a resolver that lies gives for every name: NXDOMAIN for
+    /// names that exist, or a sinkhole address (`0.0.0.0`, a private one). Dead domains give
+    /// the same, so only many hosts of it say anything about the node.
+    pub fn may_be_resolver_lie(self) -> bool {
+        matches!(self, Outcome::DnsFailure | Outcome::PrivateAddress)
+    }
+
     /// Whether this outcome counts against the host's circuit breaker.
     pub fn is_host_failure(self) -> bool {
         matches!(

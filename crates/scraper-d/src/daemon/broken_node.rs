@@ -18,7 +18,16 @@
 //! A job of a normal WAT stores something, and its dead links end as `dns_failure` (NXDOMAIN,
 //! an answer), 4xx, 5xx and the like, which a node without a resolver or a network never
 //! gets.
+//!
+//! A resolver that answers, but lies, is the second rule: one that says NXDOMAIN for every
+//! name (a filtering resolver blocking everything, a split-horizon server that does not
+//! recurse) or sinkholes every name to `0.0.0.0` or a private address gives `dns_failure` and
+//! `private_address` for every link. Those are also what dead domains give, so this rule asks
+//! for many more hosts: nothing stored, at least nine in ten attempts failed as either kind
+//! or as the first rule's, and those failures on at least [`MIN_LYING_RESOLVER_HOSTS`] distinct
+//! hosts. Real halves hold links to hundreds of hosts, most of them alive.
 
+use crate::job::FailedHosts;
 use crate::stats::{Outcome, OutcomeCounts};
 
 /// Attempts a half needs before its outcomes say anything about the node: a handful of links
@@ -28,6 +37,9 @@ pub(crate) const MIN_ATTEMPTS: u64 = 20;
 /// Distinct hosts the node-local failures must span before they are the node's.
 pub(crate) const MIN_NODE_LOCAL_HOSTS: usize = 5;
 
+/// Distinct hosts the failures of the second rule (a lying resolver) must span.
+pub(crate) const MIN_LYING_RESOLVER_HOSTS: usize = 20;
+
 /// The share of node-local failures, in tenths, from which the node is taken for broken.
 const NODE_LOCAL_TENTHS: u64 = 9;
 
@@ -35,7 +47,8 @@ const NODE_LOCAL_TENTHS: u64 = 9;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "job {job}: no image stored in {attempts} attempts, {resolver_error} resolver errors, \
-     {connect_failure} connect failures, {timeout} timeouts"
+     {connect_failure} connect failures, {timeout} timeouts, {dns_failure} names without an \
+     address, {private_address} private addresses"
 )]
 pub(crate) struct BrokenNode {
     pub(crate) job: u64,
@@ -44,32 +57,45 @@ pub(crate) struct BrokenNode {
     pub(crate) resolver_error: u64,
     pub(crate) connect_failure: u64,
     pub(crate) timeout: u64,
+    /// NXDOMAIN answers (`dns_failure`).
+    pub(crate) dns_failure: u64,
+    pub(crate) private_address: u64,
 }
 
 impl BrokenNode {
-    /// The verdict on job `job`'s outcomes, whose node-local failures fell on
-    /// `node_local_hosts` distinct hosts: `Some` when they show a broken node.
+    /// The verdict on job `job`'s outcomes, whose failures fell on `hosts`: `Some` when they
+    /// show a broken node.
     pub(crate) fn diagnose(
         job: u64,
         outcomes: &OutcomeCounts,
-        node_local_hosts: usize,
+        hosts: FailedHosts,
     ) -> Option<BrokenNode> {
         let attempts = outcomes.total() - outcomes.get(Outcome::CircuitOpen);
-        let node_local: u64 = Outcome::ALL
-            .iter()
-            .filter(|outcome| outcome.is_node_local())
-            .map(|outcome| outcomes.get(*outcome))
-            .sum();
+        let sum = |kind: fn(Outcome) -> bool| -> u64 {
+            Outcome::ALL
+                .iter()
+                .filter(|outcome| kind(**outcome))
+                .map(|outcome| outcomes.get(*outcome))
+                .sum()
+        };
+        let node_local = sum(Outcome::is_node_local);
+        let lies = sum(Outcome::may_be_resolver_lie);
+        let mostly = |failures: u64| failures * 10 >= attempts * NODE_LOCAL_TENTHS;
+        let no_network = mostly(node_local) && hosts.node_local >= MIN_NODE_LOCAL_HOSTS;
+        let lying_resolver = lies > 0
+            && mostly(node_local + lies)
+            && hosts.node_local_or_lie >= MIN_LYING_RESOLVER_HOSTS;
         let broken = attempts >= MIN_ATTEMPTS
             && outcomes.get(Outcome::Ok) == 0
-            && node_local * 10 >= attempts * NODE_LOCAL_TENTHS
-            && node_local_hosts >= MIN_NODE_LOCAL_HOSTS;
+            && (no_network || lying_resolver);
         broken.then(|| BrokenNode {
             job,
             attempts,
             resolver_error: outcomes.get(Outcome::ResolverError),
             connect_failure: outcomes.get(Outcome::ConnectFailure),
             timeout: outcomes.get(Outcome::Timeout),
+            dns_failure: outcomes.get(Outcome::DnsFailure),
+            private_address: outcomes.get(Outcome::PrivateAddress),
         })
     }
 }
@@ -103,9 +129,13 @@ mod tests {
             (&[(ResolverError, 19)], false),
             // One stored picture: the node works.
             (&[(ResolverError, 117), (Outcome::Ok, 1)], false),
-            // NXDOMAIN is an answer: a WAT of dead links on a healthy node.
-            (&[(DnsFailure, 117)], false),
-            (&[(ResolverError, 50), (DnsFailure, 50)], false),
+            // NXDOMAIN and private addresses for links on 40 hosts: a lying resolver.
+            (&[(DnsFailure, 117)], true),
+            (&[(PrivateAddress, 117)], true),
+            (&[(ResolverError, 50), (DnsFailure, 50)], true),
+            // ... but not when web servers answered the rest.
+            (&[(DnsFailure, 50), (Http4xx, 50)], false),
+            (&[(DnsFailure, 117), (Outcome::Ok, 1)], false),
             // Web servers answered.
             (&[(ConnectFailure, 20), (Http4xx, 20)], false),
             // Nine in ten is enough: a few links the client refuses on its own.
@@ -117,7 +147,11 @@ mod tests {
             (&[], false),
         ];
         for (outcomes, broken) in cases {
-            let verdict = BrokenNode::diagnose(7, &counts(outcomes), 40);
+            let hosts = FailedHosts {
+                node_local: 40,
+                node_local_or_lie: 40,
+            };
+            let verdict = BrokenNode::diagnose(7, &counts(outcomes), hosts);
             assert_eq!(verdict.is_some(), *broken, "{outcomes:?}: {verdict:?}");
         }
     }
@@ -136,12 +170,47 @@ mod tests {
             (&[(Timeout, 10), (ResolverError, 20)], 5, true),
             (&[(ResolverError, 117)], 64, true),
         ];
-        for (outcomes, hosts, broken) in cases {
-            let verdict = BrokenNode::diagnose(7, &counts(outcomes), *hosts);
+        for (outcomes, node_local, broken) in cases {
+            let hosts = FailedHosts {
+                node_local: *node_local,
+                node_local_or_lie: *node_local,
+            };
+            let verdict = BrokenNode::diagnose(7, &counts(outcomes), hosts);
             assert_eq!(
                 verdict.is_some(),
                 *broken,
-                "{outcomes:?} on {hosts}: {verdict:?}"
+                "{outcomes:?} on {hosts:?}: {verdict:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_without_addresses_must_span_many_hosts_to_blame_the_resolver() {
+        use Outcome::*;
+        /// Outcomes, distinct hosts with node-local failures and with those or lies, broken.
+        type Case = (&'static [(Outcome, u64)], usize, usize, bool);
+        let cases: &[Case] = &[
+            // Dead domains of an old crawl: NXDOMAIN on a few hosts is theirs.
+            (&[(DnsFailure, 117)], 0, 19, false),
+            (&[(DnsFailure, 117)], 0, 20, true),
+            (&[(PrivateAddress, 30), (CircuitOpen, 90)], 0, 19, false),
+            (&[(PrivateAddress, 30), (CircuitOpen, 90)], 0, 20, true),
+            // Mixed with the first rule's failures: the lie's host bar, not the first rule's.
+            (&[(ResolverError, 60), (DnsFailure, 60)], 5, 19, false),
+            (&[(ResolverError, 60), (DnsFailure, 60)], 5, 20, true),
+            // The first rule alone needs no lie and no more than its five hosts.
+            (&[(ResolverError, 120)], 5, 5, true),
+        ];
+        for (outcomes, node_local, node_local_or_lie, broken) in cases {
+            let hosts = FailedHosts {
+                node_local: *node_local,
+                node_local_or_lie: *node_local_or_lie,
+            };
+            let verdict = BrokenNode::diagnose(7, &counts(outcomes), hosts);
+            assert_eq!(
+                verdict.is_some(),
+                *broken,
+                "{outcomes:?} on {hosts:?}: {verdict:?}"
             );
         }
     }
@@ -155,7 +224,10 @@ mod tests {
                 (Outcome::Timeout, 2),
                 (Outcome::CircuitOpen, 3),
             ]),
-            5,
+            FailedHosts {
+                node_local: 5,
+                node_local_or_lie: 5,
+            },
         )
         .expect("broken");
         assert_eq!(
@@ -166,6 +238,8 @@ mod tests {
                 resolver_error: 20,
                 connect_failure: 0,
                 timeout: 2,
+                dns_failure: 0,
+                private_address: 0,
             }
         );
     }

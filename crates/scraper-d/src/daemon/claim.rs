@@ -171,10 +171,14 @@ impl Worker<'_> {
             resolver_error = broken.resolver_error,
             connect_failure = broken.connect_failure,
             timeout = broken.timeout,
+            dns_failure = broken.dns_failure,
+            private_address = broken.private_address,
             nameservers = %resolver,
             timeout_ms = self.config.fetch.timeout.as_millis() as u64,
-            "this node cannot download images: no image stored and nearly every download failed on the node's side; \
-             check its resolver (--nameserver, SCRAPER_NAMESERVERS), its network and firewall, and --timeout (SCRAPER_TIMEOUT); \
+            "this node cannot download images: no image stored and nearly every download failed on the node's side \
+             or got no usable address from its resolver; check its resolver (--nameserver, SCRAPER_NAMESERVERS: \
+             one that says NXDOMAIN or 0.0.0.0 for every name filters or does not recurse), its network and firewall, \
+             and --timeout (SCRAPER_TIMEOUT); \
              the claim's jobs are released and their pairs not marked as scraped"
         );
     }
@@ -227,9 +231,7 @@ impl Worker<'_> {
                 }
             };
             self.metrics.record_half(&half.outcomes);
-            if let Some(broken) =
-                BrokenNode::diagnose(number, &half.outcomes, half.node_local_hosts)
-            {
+            if let Some(broken) = BrokenNode::diagnose(number, &half.outcomes, half.failed_hosts) {
                 // The other half would fail the same way: the whole claim goes back.
                 bundle::discard(&half.bundle);
                 return Err(broken.into());

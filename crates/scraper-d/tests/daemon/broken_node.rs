@@ -36,6 +36,59 @@ async fn refusing_nameserver() -> SocketAddr {
     address
 }
 
+/// A nameserver that answers every query with what `answer` makes of it. Runs until the test
+/// ends.
+async fn nameserver_answering(answer: fn(&[u8]) -> Option<Vec<u8>>) -> SocketAddr {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("udp");
+    let address = socket.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let mut buffer = [0u8; 1500];
+        while let Ok((length, peer)) = socket.recv_from(&mut buffer).await {
+            if let Some(reply) = answer(&buffer[..length]) {
+                let _ = socket.send_to(&reply, peer).await;
+            }
+        }
+    });
+    address
+}
+
+/// The header and question of `query` as a reply with `rcode` and no records, and the
+/// question's type.
+fn bare_reply(query: &[u8], rcode: u8) -> Option<(Vec<u8>, u16)> {
+    let mut at = 12;
+    while *query.get(at)? != 0 {
+        at += 1 + usize::from(query[at]);
+    }
+    let question_end = at + 5;
+    let qtype = u16::from_be_bytes([*query.get(at + 1)?, *query.get(at + 2)?]);
+    let mut reply = query.get(..question_end)?.to_vec();
+    // QR and RA; QDCOUNT stays 1; no answer, authority or additional records (the query's
+    // EDNS record is dropped).
+    reply[2] |= 0x80;
+    reply[3] = 0x80 | rcode;
+    reply[6..12].fill(0);
+    Some((reply, qtype))
+}
+
+/// NXDOMAIN for every name, as a filtering resolver that blocks everything, or a
+/// split-horizon server that does not recurse, answers.
+fn nxdomain(query: &[u8]) -> Option<Vec<u8>> {
+    bare_reply(query, 3).map(|(reply, _)| reply)
+}
+
+/// `0.0.0.0` for every name's IPv4 address and no IPv6 address, as a sinkhole answers.
+fn sinkhole(query: &[u8]) -> Option<Vec<u8>> {
+    let (mut reply, qtype) = bare_reply(query, 0)?;
+    if qtype == 1 {
+        reply[7] = 1;
+        // The question's name by pointer, A, IN, a minute, four bytes of 0.0.0.0.
+        reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 0, 0, 0, 0]);
+    }
+    Some(reply)
+}
+
 /// What one daemon run with a broken resolver left behind.
 struct Broken {
     test_web: TestWeb,
@@ -48,8 +101,9 @@ struct Broken {
 /// are open again, then stops it (it waits an hour after a failed claim).
 async fn run_with_nameserver(nameserver: SocketAddr) -> Broken {
     let test_web = support::start_web().await;
-    // About 40 candidates a half: above the 20 attempts a verdict needs.
-    let crawl = small_crawl(test_web.web.port(), 30).await;
+    // About 80 candidates a half on more than 20 of the 50 image hosts: above the 20 attempts
+    // a verdict needs, and the 20 hosts the lying-resolver rule needs.
+    let crawl = small_crawl(test_web.web.port(), 60).await;
     let tracker = TestTracker::start(&[]).await;
     tracker.import(std::slice::from_ref(&crawl.wat_url)).await;
     let work = tempfile::tempdir().expect("tempdir");
@@ -176,6 +230,20 @@ async fn no_nameserver_at_all_gets_the_claim_released() {
         .local_addr()
         .expect("addr");
     let broken = run_with_nameserver(closed).await;
+    assert_released(&broken).await;
+    broken.tracker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolver_that_says_nxdomain_for_every_name_gets_the_claim_released() {
+    let broken = run_with_nameserver(nameserver_answering(nxdomain).await).await;
+    assert_released(&broken).await;
+    broken.tracker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resolver_that_sinkholes_every_name_gets_the_claim_released() {
+    let broken = run_with_nameserver(nameserver_answering(sinkhole).await).await;
     assert_released(&broken).await;
     broken.tracker.stop().await;
 }
