@@ -46,14 +46,22 @@ use crate::backend::BackendThread;
 use crate::backend::torch::{RuntimeInfo, TorchBackend};
 use crate::metrics::Metrics;
 use crate::output::Output;
-use crate::output::s3::{S3Error, ShardBucket};
+use crate::output::s3::{S3Error, ShardBucket, Writer};
 
 /// Runs the daemon until `shutdown` resolves, then drains: stops claiming, finishes the jobs
 /// it holds, closes the open shard, completes the jobs and returns. Past `--drain-timeout` it
 /// discards the open shard and releases the jobs it still holds instead.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let metrics_listener = bind_metrics(&config).await?;
-    run_with_stops(config, metrics_listener, shutdown, std::future::pending()).await
+    // Boxed, here and below: the whole daemon's state is about 16 KB, too much to move
+    // around inline in every caller's future.
+    Box::pin(run_with_stops(
+        config,
+        metrics_listener,
+        shutdown,
+        std::future::pending(),
+    ))
+    .await
 }
 
 /// [`run`] for the binary: the first stop request (SIGTERM or SIGINT) starts the drain, a
@@ -63,7 +71,13 @@ pub async fn run_until_stopped(
     stops: crate::shutdown::StopRequests,
 ) -> anyhow::Result<()> {
     let metrics_listener = bind_metrics(&config).await?;
-    run_with_stops(config, metrics_listener, stops.nth(1), stops.nth(2)).await
+    Box::pin(run_with_stops(
+        config,
+        metrics_listener,
+        stops.nth(1),
+        stops.nth(2),
+    ))
+    .await
 }
 
 /// [`run`] with an already bound metrics listener (tests bind `127.0.0.1:0`).
@@ -72,7 +86,13 @@ pub async fn run_with_listener(
     metrics_listener: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    run_with_stops(config, metrics_listener, shutdown, std::future::pending()).await
+    Box::pin(run_with_stops(
+        config,
+        metrics_listener,
+        shutdown,
+        std::future::pending(),
+    ))
+    .await
 }
 
 async fn bind_metrics(config: &Config) -> anyhow::Result<Option<tokio::net::TcpListener>> {
@@ -97,12 +117,28 @@ async fn run_with_stops(
     tokio::pin!(shutdown, cut_short);
     let bucket = match &config.output {
         Output::Local(_) => None,
-        Output::S3(location) => Some(ShardBucket::connect(location, &config.s3)?),
+        Output::S3(location) => Some(
+            ShardBucket::connect(location, &config.s3)?
+                .writing_as(Writer::this_process(&config.shard_dir)),
+        ),
     };
     if let Some(bucket) = &bucket {
         tokio::select! {
             checked = bucket.check_credentials() => checked?,
             () = shutdown.as_mut() => return stopped_while_starting(),
+        }
+    }
+    if let Some(bucket) = &bucket {
+        // One daemon per prefix, and taken before the listing: shard numbers come from it, so a
+        // daemon that waited for the prefix must list what the other one wrote meanwhile.
+        let prefix = format!("the S3 prefix {}", bucket.url(""));
+        if let Reached::Stopped =
+            until_reached(&prefix, shutdown.as_mut(), S3Error::is_transient, || {
+                bucket.claim_writer()
+            })
+            .await?
+        {
+            return stopped_while_starting();
         }
     }
     let published = match &bucket {
@@ -114,7 +150,9 @@ async fn run_with_stops(
             .await?
             {
                 Reached::Yes(published) => published,
-                Reached::Stopped => return stopped_while_starting(),
+                Reached::Stopped => {
+                    return stopped_holding_the_prefix(Some(bucket)).await;
+                }
             }
         }
         None => Default::default(),
@@ -158,7 +196,7 @@ async fn run_with_stops(
     // there; main does not wait long for them.
     let (tokenizer, side, backends) = tokio::select! {
         loaded = load => loaded?,
-        () = shutdown.as_mut() => return stopped_while_starting(),
+        () = shutdown.as_mut() => return stopped_holding_the_prefix(bucket.as_ref()).await,
     };
 
     let client = TrackerClient::with_defaults(config.tracker.clone())
@@ -174,7 +212,7 @@ async fn run_with_stops(
     .with_context(|| format!("failed to register with {}", config.tracker))?
     {
         Reached::Yes(session) => session,
-        Reached::Stopped => return stopped_while_starting(),
+        Reached::Stopped => return stopped_holding_the_prefix(bucket.as_ref()).await,
     };
     let lease = client
         .info()
@@ -186,6 +224,7 @@ async fn run_with_stops(
     let liveness = Liveness::new();
     // Cancelled at the drain deadline.
     let abandon = CancellationToken::new();
+    let writer_bucket = bucket.clone();
     let committer = commit::Committer::start(
         &config,
         Arc::clone(&registration),
@@ -222,6 +261,9 @@ async fn run_with_stops(
             Arc::clone(&metrics),
             stop.cancelled_owned(),
         ));
+    }
+    if let Some(bucket) = writer_bucket.clone() {
+        tokio::spawn(renew_writer(bucket, root.clone()));
     }
     let stop_claiming = root.child_token();
     let stop_heartbeat = root.child_token();
@@ -322,8 +364,39 @@ async fn run_with_stops(
     } else if let Err(error) = registration.session().0.bye().await {
         warn!(error = %error, "failed to say bye to the tracker");
     }
+    if let Some(bucket) = writer_bucket
+        && result.is_ok()
+        && !crate::shard::has_uncommitted(&config.shard_dir)
+        && let Err(error) = bucket.release_writer().await
+    {
+        warn!(error = %error, "failed to delete the writer object; the prefix frees itself later");
+    }
     info!("stopped");
     result
+}
+
+/// Writes the prefix's writer object every [`crate::output::s3::WRITER_RENEW_EVERY`] until
+/// `stop`; failures are logged (the uploads check the prefix themselves).
+async fn renew_writer(bucket: ShardBucket, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(crate::output::s3::WRITER_RENEW_EVERY) => {}
+            () = stop.cancelled() => return,
+        }
+        if let Err(error) = bucket.renew_writer().await {
+            warn!(error = %error, "failed to renew the writer object of the S3 prefix");
+        }
+    }
+}
+
+/// [`stopped_while_starting`] once the prefix was taken: the writer object goes too.
+async fn stopped_holding_the_prefix(bucket: Option<&ShardBucket>) -> anyhow::Result<()> {
+    if let Some(bucket) = bucket
+        && let Err(error) = bucket.release_writer().await
+    {
+        warn!(error = %error, "failed to delete the writer object; the prefix frees itself later");
+    }
+    stopped_while_starting()
 }
 
 /// Logs a stop requested while a service the start needs was unreachable (nothing is held yet).

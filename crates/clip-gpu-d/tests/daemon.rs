@@ -40,6 +40,8 @@ mod s3;
 mod s3_outage;
 #[path = "daemon/s3_start.rs"]
 mod s3_start;
+#[path = "daemon/s3_writer.rs"]
+mod s3_writer;
 #[path = "daemon/s3s.rs"]
 mod s3s;
 #[path = "daemon/signals.rs"]

@@ -39,7 +39,7 @@ use super::liveness::{Liveness, Stage as Watched};
 use super::main_backlog::MainBacklog;
 use super::registration::Registration;
 use crate::metrics::{Metrics, Stage};
-use crate::output::s3::ShardBucket;
+use crate::output::s3::{S3Error, ShardBucket};
 use crate::shard::{self, FinishedShard, KeptPair, Recovery, ShardFormat, ShardWriter};
 
 /// The first pause after a failed shard upload, and the longest.
@@ -370,7 +370,8 @@ impl Committer {
     /// A failed upload is tried again, 5 s later doubling to 5 min, for as long as it takes:
     /// exiting would let the leases of its jobs run out while their pairs wait in the spool,
     /// and another daemon would write them again. The heartbeats go on meanwhile; the drain
-    /// deadline stops the retries.
+    /// deadline stops the retries. A prefix another daemon took over is not retried: the
+    /// upload would overwrite its shards.
     async fn publish(&self, number: u32) -> anyhow::Result<()> {
         let Some(bucket) = &self.bucket else {
             return Ok(());
@@ -381,6 +382,12 @@ impl Committer {
             let started = std::time::Instant::now();
             match bucket.publish(&self.shard_dir, number).await {
                 Ok(uploaded) => break (started, uploaded),
+                // Another daemon writes the prefix now: retrying would overwrite its shards.
+                Err(error @ S3Error::PrefixTaken { .. }) => {
+                    return Err(anyhow::Error::new(error).context(format!(
+                        "shard {number:05} not uploaded; it stays in the spool"
+                    )));
+                }
                 Err(error) => {
                     Metrics::add(&self.metrics.upload_failures, 1);
                     warn!(

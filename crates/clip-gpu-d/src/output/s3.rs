@@ -10,12 +10,16 @@
 //! bucket. The pending marker stays in the spool until the tracker knows the shard.
 //!
 //! The credentials are fetched once at start ([`credentials`]), so that missing ones stop the
-//! daemon with what to set rather than look like a store outage.
+//! daemon with what to set rather than look like a store outage. One daemon writes a prefix
+//! ([`writer`]).
 
 mod credentials;
+mod writer;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
@@ -29,19 +33,25 @@ use self::credentials::CredentialSource;
 use super::{S3Location, S3Settings};
 use crate::shard::{self, ShardError};
 
+pub use self::writer::{WRITER_FRESH_FOR, WRITER_OBJECT, WRITER_RENEW_EVERY, Writer};
+
 /// Multipart part size: S3 wants at least 5 MiB for every part but the last, and allows
 /// 10,000 parts, so objects up to 80 GiB.
 const PART_SIZE: usize = 8 << 20;
 /// Parts of one object in flight at once.
 const PARTS_IN_FLIGHT: usize = 4;
 
-/// A bucket prefix that receives shards.
-#[derive(Debug)]
+/// A bucket prefix that receives shards. Clones share the writer claim.
+#[derive(Debug, Clone)]
 pub struct ShardBucket {
     store: AmazonS3,
     prefix: ObjectPath,
     location: S3Location,
     credentials: CredentialSource,
+    /// Who this daemon is to other daemons on the prefix.
+    writer: Writer,
+    /// Whether [`ShardBucket::claim_writer`] took the prefix.
+    writer_claimed: Arc<AtomicBool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +96,29 @@ pub enum S3Error {
     },
     #[error(transparent)]
     Spool(#[from] ShardError),
+    /// Another daemon's writer object is fresh: retried at start until it is not.
+    #[error(
+        "another clip-gpu-d ({holder}) writes {url}, last {age_s} s ago: give each daemon its own \
+         prefix (--output s3://bucket/run/gpu-1, s3://bucket/run/gpu-2); this start waits, and goes \
+         on by itself at the latest {free_in_s} s after that daemon stops"
+    )]
+    PrefixBusy {
+        url: String,
+        holder: String,
+        age_s: u64,
+        free_in_s: u64,
+    },
+    #[error(
+        "another clip-gpu-d ({holder}) took over {url} while this one did not write to it; this \
+         one uploads nothing more: give each daemon its own prefix"
+    )]
+    PrefixTaken { url: String, holder: String },
+    #[error("failed to read or write {url}")]
+    Writer {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
 }
 
 impl S3Error {
@@ -95,7 +128,9 @@ impl S3Error {
     pub fn is_transient(&self) -> bool {
         use object_store::Error as Store;
         match self {
-            S3Error::List { source, .. } | S3Error::Upload { source, .. } => !matches!(
+            S3Error::List { source, .. }
+            | S3Error::Upload { source, .. }
+            | S3Error::Writer { source, .. } => !matches!(
                 source,
                 Store::NotFound { .. }
                     | Store::PermissionDenied { .. }
@@ -105,7 +140,9 @@ impl S3Error {
                     | Store::NotImplemented { .. }
                     | Store::InvalidPath { .. }
             ),
+            S3Error::PrefixBusy { .. } => true,
             S3Error::Config { .. }
+            | S3Error::PrefixTaken { .. }
             | S3Error::Endpoint(_)
             | S3Error::Credentials { .. }
             | S3Error::Read { .. }
@@ -202,7 +239,15 @@ impl ShardBucket {
                 .fold(ObjectPath::default(), |path, part| path.join(part)),
             location: location.clone(),
             credentials,
+            writer: Writer::this_process(Path::new("")),
+            writer_claimed: Arc::default(),
         })
+    }
+
+    /// The same bucket, naming this daemon as `writer` in the prefix.
+    pub fn writing_as(mut self, writer: Writer) -> Self {
+        self.writer = writer;
+        self
     }
 
     /// Fetches the credentials once, where that takes a request (the instance metadata
@@ -234,8 +279,10 @@ impl ShardBucket {
 
     /// Uploads shard `number` if it is complete in `spool`, stats object last, then deletes its
     /// spool files; returns whether it uploaded anything. A shard not complete in the spool is
-    /// already in the bucket (a crash came after its upload): its leftovers are deleted.
+    /// already in the bucket (a crash came after its upload): its leftovers are deleted. Nothing
+    /// is uploaded once another daemon took the prefix over ([`S3Error::PrefixTaken`]).
     pub async fn publish(&self, spool: &Path, number: u32) -> Result<bool, S3Error> {
+        self.confirm_writer().await?;
         let names = shard::shard_files(number);
         let stats = spool.join(&names[names.len() - 1]);
         if !exists(&stats).await? {

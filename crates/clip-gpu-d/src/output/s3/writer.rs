@@ -1,0 +1,191 @@
+//! One daemon per prefix: the writer object `_clip-gpu-d-writer.json` names the daemon that
+//! writes the prefix, and its age says whether that daemon is still there.
+//!
+//! Shard numbers come from the listing at start and nothing in S3 locks a prefix, so a second
+//! daemon on the same prefix would overwrite the first one's shards. At start a daemon reads the
+//! writer object. Absent, its own holder's (the same host and spool folder: its previous run),
+//! or not written for [`WRITER_FRESH_FOR`] (a daemon that stopped without a clean exit): the
+//! daemon writes its own, then reads it back a moment later (of two daemons starting at once,
+//! the one whose object was overwritten waits). Another holder's fresh object: the start waits
+//! for it, with a warning that says what to do ([`S3Error::PrefixBusy`], retried).
+//! The daemon writes it again every [`WRITER_RENEW_EVERY`] and reads it before every shard
+//! upload: found taken over (this daemon was silent past the freshness window and another one
+//! started), it uploads nothing more and stops ([`S3Error::PrefixTaken`]). A clean stop deletes
+//! it, so the prefix can move to another machine at once.
+//!
+//! Not a lock: S3 gives no compare-and-swap here, and two daemons that start within the same
+//! moment can still both pass; it catches the operator's mistake (a second GPU machine started
+//! with a copy of the first one's configuration), which otherwise overwrote shards silently.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+use tracing::warn;
+
+use super::{S3Error, ShardBucket};
+
+/// The writer object's name in the prefix (no shard's name matches it).
+pub const WRITER_OBJECT: &str = "_clip-gpu-d-writer.json";
+/// How long a writer object keeps the prefix for its daemon after it was last written.
+pub const WRITER_FRESH_FOR: Duration = Duration::from_secs(300);
+/// How often a running daemon writes its object again.
+pub const WRITER_RENEW_EVERY: Duration = Duration::from_secs(60);
+/// How long a start waits before reading its object back.
+const CONFIRM_AFTER: Duration = Duration::from_millis(500);
+
+/// Who writes a prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Writer {
+    /// Host name and spool folder: the same for every run of one daemon.
+    pub holder: String,
+    /// Different for every run of the process.
+    pub instance: String,
+}
+
+impl Writer {
+    /// This process, writing from `spool` on this host.
+    pub fn this_process(spool: &std::path::Path) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "unknown-host".to_owned());
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        Self {
+            holder: format!("{host}:{}", spool.display()),
+            instance: format!("{}-{nanos:x}", std::process::id()),
+        }
+    }
+}
+
+/// The writer object as read.
+enum Seen {
+    Absent,
+    Found { writer: Writer, age: Duration },
+}
+
+impl ShardBucket {
+    /// Takes the prefix for this daemon at start, or says who holds it ([`S3Error::PrefixBusy`]).
+    pub async fn claim_writer(&self) -> Result<(), S3Error> {
+        let me = &self.writer;
+        if let Seen::Found { writer, age } = self.read_writer().await? {
+            let ours = writer.holder == me.holder || writer.instance == me.instance;
+            if !ours {
+                if age < WRITER_FRESH_FOR {
+                    return Err(self.busy(&writer, age));
+                }
+                warn!(
+                    url = %self.url(WRITER_OBJECT),
+                    holder = %writer.holder,
+                    silent_s = age.as_secs(),
+                    "taking over an S3 prefix whose last daemon stopped writing it"
+                );
+            }
+        }
+        self.write_writer().await?;
+        tokio::time::sleep(CONFIRM_AFTER).await;
+        match self.read_writer().await? {
+            Seen::Found { writer, age } if writer.instance != me.instance => {
+                Err(self.busy(&writer, age))
+            }
+            _ => {
+                self.writer_claimed.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes the object again, unless another daemon took the prefix over.
+    pub async fn renew_writer(&self) -> Result<(), S3Error> {
+        self.confirm_writer().await?;
+        self.write_writer().await
+    }
+
+    /// Checks, before an upload, that the prefix is still this daemon's; a no-op when it was
+    /// never claimed.
+    pub(super) async fn confirm_writer(&self) -> Result<(), S3Error> {
+        if !self.writer_claimed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        match self.read_writer().await? {
+            Seen::Found { writer, .. } if writer.instance != self.writer.instance => {
+                Err(S3Error::PrefixTaken {
+                    url: self.url(""),
+                    holder: writer.holder,
+                })
+            }
+            // Absent: nobody but this daemon deletes it; written again by the next renewal.
+            _ => Ok(()),
+        }
+    }
+
+    /// Deletes the object at a clean stop, if it is still this daemon's.
+    pub async fn release_writer(&self) -> Result<(), S3Error> {
+        if !self.writer_claimed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        if let Seen::Found { writer, .. } = self.read_writer().await?
+            && writer.instance == self.writer.instance
+        {
+            self.store
+                .delete(&self.key(WRITER_OBJECT))
+                .await
+                .map_err(|source| self.writer_error(source))?;
+        }
+        Ok(())
+    }
+
+    async fn read_writer(&self) -> Result<Seen, S3Error> {
+        let result = match self.store.get(&self.key(WRITER_OBJECT)).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Seen::Absent),
+            Err(source) => return Err(self.writer_error(source)),
+        };
+        let written = SystemTime::from(result.meta.last_modified);
+        let bytes = result
+            .bytes()
+            .await
+            .map_err(|source| self.writer_error(source))?;
+        let age = SystemTime::now()
+            .duration_since(written)
+            .unwrap_or_default();
+        // Unreadable (written by hand, cut short): whoever wrote it is unknown, and it counts
+        // as someone else's until it is old.
+        let writer = serde_json::from_slice(&bytes).unwrap_or_else(|_| Writer {
+            holder: "an unreadable writer object".to_owned(),
+            instance: String::new(),
+        });
+        Ok(Seen::Found { writer, age })
+    }
+
+    async fn write_writer(&self) -> Result<(), S3Error> {
+        let body = serde_json::to_vec(&self.writer).expect("a writer serializes");
+        self.store
+            .put(&self.key(WRITER_OBJECT), PutPayload::from(body))
+            .await
+            .map_err(|source| self.writer_error(source))?;
+        Ok(())
+    }
+
+    fn busy(&self, writer: &Writer, age: Duration) -> S3Error {
+        S3Error::PrefixBusy {
+            url: self.url(""),
+            holder: writer.holder.clone(),
+            age_s: age.as_secs(),
+            free_in_s: WRITER_FRESH_FOR.saturating_sub(age).as_secs(),
+        }
+    }
+
+    fn writer_error(&self, source: object_store::Error) -> S3Error {
+        S3Error::Writer {
+            url: self.url(WRITER_OBJECT),
+            source,
+        }
+    }
+}
