@@ -53,15 +53,7 @@ use crate::output::s3::{S3Error, ShardBucket, Writer};
 /// discards the open shard and releases the jobs it still holds instead.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let metrics_listener = bind_metrics(&config).await?;
-    // Boxed, here and below: the whole daemon's state is about 16 KB, too much to move
-    // around inline in every caller's future.
-    Box::pin(run_with_stops(
-        config,
-        metrics_listener,
-        shutdown,
-        std::future::pending(),
-    ))
-    .await
+    run_with_listener(config, metrics_listener, shutdown).await
 }
 
 /// [`run`] for the binary: the first stop request (SIGTERM or SIGINT) starts the drain, a
@@ -86,6 +78,8 @@ pub async fn run_with_listener(
     metrics_listener: Option<tokio::net::TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    // Boxed, here and in `run_until_stopped`: the whole daemon's state is about 16 KB, too
+    // much to move around inline in every caller's future.
     Box::pin(run_with_stops(
         config,
         metrics_listener,

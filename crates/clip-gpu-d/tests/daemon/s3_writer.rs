@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cah_protocol::ClientType;
+use cah_protocol::ext::Job;
+use cah_tracker_client::Session;
 
 use crate::parity_support;
 use crate::s3s::{BUCKET, S3sServer};
@@ -14,6 +16,32 @@ use crate::support::{RealTracker, check_dataset, daemon_config, eventually, hand
 
 const PREFIX: &str = "runs/gpu";
 const WRITER: &str = "_clip-gpu-d-writer.json";
+
+/// An S3 server, a tracker and `n_jobs` jobs of one WAT claimed by a CPU client.
+struct World {
+    s3: S3sServer,
+    tracker: RealTracker,
+    cpu: Session,
+    jobs: Vec<Job>,
+}
+
+impl World {
+    /// `None` where s3s-fs is not installed (see [`S3sServer::start`]).
+    async fn start(test: &str, n_jobs: u32) -> Option<World> {
+        let s3 = S3sServer::start(test).await?;
+        let tracker = RealTracker::start(&[]).await;
+        tracker.import(1).await;
+        let cpu = tracker.register("cpu", ClientType::Cpu).await;
+        let jobs = cpu.claim(n_jobs, false).await.expect("claim");
+        assert_eq!(jobs.len(), n_jobs as usize);
+        Some(World {
+            s3,
+            tracker,
+            cpu,
+            jobs,
+        })
+    }
+}
 
 /// A daemon config writing to [`PREFIX`] of `s3` through `spool`, one job's three pairs a shard.
 fn config(s3: &S3sServer, tracker: &RealTracker, spool: &Path) -> clip_gpu_d::daemon::Config {
@@ -48,15 +76,15 @@ fn published(s3: &S3sServer) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_daemon_on_a_prefix_waits_until_the_first_one_stops() {
-    let Some(s3) =
-        S3sServer::start("a_second_daemon_on_a_prefix_waits_until_the_first_one_stops").await
+    let Some(World {
+        s3,
+        tracker,
+        cpu,
+        jobs,
+    }) = World::start("a_second_daemon_on_a_prefix_waits_until_the_first_one_stops", 2).await
     else {
         return;
     };
-    let tracker = RealTracker::start(&[]).await;
-    tracker.import(1).await;
-    let cpu = tracker.register("cpu", ClientType::Cpu).await;
-    let jobs = cpu.claim(2, false).await.expect("claim");
     let photos = parity_support::photos();
     let dir = tempfile::tempdir().expect("tempdir");
     let (spool_a, spool_b) = (dir.path().join("spool-a"), dir.path().join("spool-b"));
@@ -135,15 +163,15 @@ async fn a_second_daemon_on_a_prefix_waits_until_the_first_one_stops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_whose_prefix_was_taken_over_uploads_nothing_more() {
-    let Some(s3) =
-        S3sServer::start("a_daemon_whose_prefix_was_taken_over_uploads_nothing_more").await
+    let Some(World {
+        s3,
+        tracker,
+        cpu,
+        jobs,
+    }) = World::start("a_daemon_whose_prefix_was_taken_over_uploads_nothing_more", 1).await
     else {
         return;
     };
-    let tracker = RealTracker::start(&[]).await;
-    tracker.import(1).await;
-    let cpu = tracker.register("cpu", ClientType::Cpu).await;
-    let jobs = cpu.claim(1, false).await.expect("claim");
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = dir.path().join("spool");
     let daemon = tokio::spawn(clip_gpu_d::daemon::run(
@@ -188,15 +216,15 @@ async fn a_daemon_whose_prefix_was_taken_over_uploads_nothing_more() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_object_not_renewed_for_five_minutes_is_taken_over() {
-    let Some(s3) =
-        S3sServer::start("a_writer_object_not_renewed_for_five_minutes_is_taken_over").await
+    let Some(World {
+        s3,
+        tracker,
+        cpu,
+        jobs,
+    }) = World::start("a_writer_object_not_renewed_for_five_minutes_is_taken_over", 1).await
     else {
         return;
     };
-    let tracker = RealTracker::start(&[]).await;
-    tracker.import(1).await;
-    let cpu = tracker.register("cpu", ClientType::Cpu).await;
-    let jobs = cpu.claim(1, false).await.expect("claim");
     let (blobs, _) = hand_in_photos(&cpu, &jobs, &parity_support::photos(), 3, "").await;
     // A daemon of another machine that died six minutes ago (s3s-fs dates an object by its
     // file's modification time).

@@ -13,29 +13,6 @@ use tracker_d::testing::job_state;
 use super::full_job::{Crawl, small_crawl};
 use super::support::{self, TestTracker, TestWeb};
 
-/// A nameserver that answers REFUSED to every query, as a resolver does to a client outside
-/// its ACL. Runs until the test ends.
-async fn refusing_nameserver() -> SocketAddr {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0")
-        .await
-        .expect("udp");
-    let address = socket.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let mut buffer = [0u8; 1500];
-        while let Ok((length, peer)) = socket.recv_from(&mut buffer).await {
-            if length < 12 {
-                continue;
-            }
-            let mut reply = buffer[..length].to_vec();
-            // QR (a response), RA, and RCODE 5 (REFUSED); the question is echoed back.
-            reply[2] |= 0x80;
-            reply[3] = 0x80 | 5;
-            let _ = socket.send_to(&reply, peer).await;
-        }
-    });
-    address
-}
-
 /// A nameserver that answers every query with what `answer` makes of it. Runs until the test
 /// ends.
 async fn nameserver_answering(answer: fn(&[u8]) -> Option<Vec<u8>>) -> SocketAddr {
@@ -70,6 +47,18 @@ fn bare_reply(query: &[u8], rcode: u8) -> Option<(Vec<u8>, u16)> {
     reply[3] = 0x80 | rcode;
     reply[6..12].fill(0);
     Some((reply, qtype))
+}
+
+/// REFUSED to every query, as a resolver answers a client outside its ACL; the question and
+/// whatever records the query carried are echoed back.
+fn refused(query: &[u8]) -> Option<Vec<u8>> {
+    if query.len() < 12 {
+        return None;
+    }
+    let mut reply = query.to_vec();
+    reply[2] |= 0x80;
+    reply[3] = 0x80 | 5;
+    Some(reply)
 }
 
 /// NXDOMAIN for every name, as a filtering resolver that blocks everything, or a
@@ -188,7 +177,7 @@ fn images_in(bundle: &[u8]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resolver_that_refuses_gets_the_claim_released_and_the_pairs_kept_for_later() {
-    let nameserver = refusing_nameserver().await;
+    let nameserver = nameserver_answering(refused).await;
     let broken = run_with_nameserver(nameserver).await;
     assert_released(&broken).await;
 
