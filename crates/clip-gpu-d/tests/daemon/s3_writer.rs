@@ -76,15 +76,20 @@ fn published(s3: &S3sServer) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_daemon_on_a_prefix_waits_until_the_first_one_stops() {
-    let Some(World {
+    let Some(world) = World::start(
+        "a_second_daemon_on_a_prefix_waits_until_the_first_one_stops",
+        2,
+    )
+    .await
+    else {
+        return;
+    };
+    let World {
         s3,
         tracker,
         cpu,
         jobs,
-    }) = World::start("a_second_daemon_on_a_prefix_waits_until_the_first_one_stops", 2).await
-    else {
-        return;
-    };
+    } = world;
     let photos = parity_support::photos();
     let dir = tempfile::tempdir().expect("tempdir");
     let (spool_a, spool_b) = (dir.path().join("spool-a"), dir.path().join("spool-b"));
@@ -163,15 +168,20 @@ async fn a_second_daemon_on_a_prefix_waits_until_the_first_one_stops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_whose_prefix_was_taken_over_uploads_nothing_more() {
-    let Some(World {
+    let Some(world) = World::start(
+        "a_daemon_whose_prefix_was_taken_over_uploads_nothing_more",
+        1,
+    )
+    .await
+    else {
+        return;
+    };
+    let World {
         s3,
         tracker,
         cpu,
         jobs,
-    }) = World::start("a_daemon_whose_prefix_was_taken_over_uploads_nothing_more", 1).await
-    else {
-        return;
-    };
+    } = world;
     let dir = tempfile::tempdir().expect("tempdir");
     let spool = dir.path().join("spool");
     let daemon = tokio::spawn(clip_gpu_d::daemon::run(
@@ -216,15 +226,20 @@ async fn a_daemon_whose_prefix_was_taken_over_uploads_nothing_more() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_object_not_renewed_for_five_minutes_is_taken_over() {
-    let Some(World {
+    let Some(world) = World::start(
+        "a_writer_object_not_renewed_for_five_minutes_is_taken_over",
+        1,
+    )
+    .await
+    else {
+        return;
+    };
+    let World {
         s3,
         tracker,
         cpu,
         jobs,
-    }) = World::start("a_writer_object_not_renewed_for_five_minutes_is_taken_over", 1).await
-    else {
-        return;
-    };
+    } = world;
     let (blobs, _) = hand_in_photos(&cpu, &jobs, &parity_support::photos(), 3, "").await;
     // A daemon of another machine that died six minutes ago (s3s-fs dates an object by its
     // file's modification time).
