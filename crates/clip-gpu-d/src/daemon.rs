@@ -256,9 +256,10 @@ async fn run_with_stops(
             stop.cancelled_owned(),
         ));
     }
-    if let Some(bucket) = writer_bucket.clone() {
-        tokio::spawn(renew_writer(bucket, root.clone()));
-    }
+    let stop_renewing = root.child_token();
+    let renewer = writer_bucket
+        .clone()
+        .map(|bucket| tokio::spawn(renew_writer(bucket, stop_renewing.clone())));
     let stop_claiming = root.child_token();
     let stop_heartbeat = root.child_token();
     let heartbeat = tokio::spawn(jobs::heartbeat(
@@ -358,6 +359,11 @@ async fn run_with_stops(
     } else if let Err(error) = registration.session().0.bye().await {
         warn!(error = %error, "failed to say bye to the tracker");
     }
+    // No renewal may write the object again after it is deleted.
+    stop_renewing.cancel();
+    if let Some(renewer) = renewer {
+        let _ = renewer.await;
+    }
     if let Some(bucket) = writer_bucket
         && result.is_ok()
         && !crate::shard::has_uncommitted(&config.shard_dir)
@@ -370,15 +376,21 @@ async fn run_with_stops(
 }
 
 /// Writes the prefix's writer object every [`crate::output::s3::WRITER_RENEW_EVERY`] until
-/// `stop`; failures are logged (the uploads check the prefix themselves).
+/// `stop`, which also ends a renewal under way; failures are logged (the uploads check the
+/// prefix themselves).
 async fn renew_writer(bucket: ShardBucket, stop: CancellationToken) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(crate::output::s3::WRITER_RENEW_EVERY) => {}
             () = stop.cancelled() => return,
         }
-        if let Err(error) = bucket.renew_writer().await {
-            warn!(error = %error, "failed to renew the writer object of the S3 prefix");
+        tokio::select! {
+            renewed = bucket.renew_writer() => {
+                if let Err(error) = renewed {
+                    warn!(error = %error, "failed to renew the writer object of the S3 prefix");
+                }
+            }
+            () = stop.cancelled() => return,
         }
     }
 }
