@@ -28,24 +28,13 @@ if [ "$peer" = img2dataset ] && [ ! -x "$py/bin/img2dataset" ]; then
 fi
 # img2dataset pulls the `dataclasses` backport, which shadows the standard module under --target.
 rm -rf "$py"/dataclasses.py "$py"/dataclasses-*.dist-info
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-scraper=${SCRAPER_BIN:-}
-if [ -z "$scraper" ]; then
-  cargo build --quiet --release --locked -p scraper-d --bin scraper-d
-  scraper="$target_dir/release/scraper-d"
-fi
-cargo build --quiet --release --locked -p cah-testkit --bin cah-testkit
+# shellcheck source=scripts/test-web.sh
+source scripts/test-web.sh
+scraper=$(release_bin scraper-d scraper-d "${SCRAPER_BIN:-}")
+testkit=$(release_bin cah-testkit cah-testkit "")
 
 # The test web on core 1.
-taskset -c 1 "$target_dir/release/cah-testkit" serve >"$out/world.txt" 2>"$out/world.log" &
-world=$!
-trap 'kill "$world" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  grep -q '^web=' "$out/world.txt" 2>/dev/null && break
-  sleep 0.1
-done
-web=$(grep '^web=' "$out/world.txt" | cut -d= -f2)
-[ -n "$web" ] || { echo "bench-fetch: the test web did not start" >&2; cat "$out/world.log" >&2; exit 1; }
+start_test_web "$testkit" "$out"
 grep '^photos=' "$out/world.txt" >&2 || true
 
 # Distinct URLs of real photos (JPEG, PNG, WebP mixed as the corpus is), by IP so that

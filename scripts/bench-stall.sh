@@ -18,28 +18,12 @@ route=${BENCH_STALL_ROUTE:-stall}
 out=target/bench-stall
 mkdir -p "$out"
 
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-scraper=${SCRAPER_BIN:-}
-if [ -z "$scraper" ]; then
-  cargo build --quiet --release --locked -p scraper-d --bin scraper-d
-  scraper="$target_dir/release/scraper-d"
-fi
-testkit=${TESTKIT_BIN:-}
-if [ -z "$testkit" ]; then
-  cargo build --quiet --release --locked -p cah-testkit --bin cah-testkit
-  testkit="$target_dir/release/cah-testkit"
-fi
+# shellcheck source=scripts/test-web.sh
+source scripts/test-web.sh
+scraper=$(release_bin scraper-d scraper-d "${SCRAPER_BIN:-}")
+testkit=$(release_bin cah-testkit cah-testkit "${TESTKIT_BIN:-}")
 
-taskset -c 1 "$testkit" serve >"$out/world.txt" 2>"$out/world.log" &
-world=$!
-trap 'kill "$world" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  grep -q '^web=' "$out/world.txt" 2>/dev/null && break
-  sleep 0.1
-done
-web=$(grep '^web=' "$out/world.txt" | cut -d= -f2)
-dns=$(grep '^dns=' "$out/world.txt" | cut -d= -f2)
-[ -n "$web" ] && [ -n "$dns" ] || { echo "bench-stall: the test web did not start" >&2; cat "$out/world.log" >&2; exit 1; }
+start_test_web "$testkit" "$out"
 port=${web##*:}
 
 python3 - "$port" "$n_urls" "$n_hosts" "$n_ok" "$route" >"$out/urls.txt" <<'EOF'

@@ -111,10 +111,11 @@ async fn run_with_stops(
     tokio::pin!(shutdown, cut_short);
     let bucket = match &config.output {
         Output::Local(_) => None,
-        Output::S3(location) => Some(
-            ShardBucket::connect(location, &config.s3)?
-                .writing_as(Writer::this_process(&config.shard_dir)),
-        ),
+        Output::S3(location) => Some(ShardBucket::connect(
+            location,
+            &config.s3,
+            Writer::this_process(&config.shard_dir),
+        )?),
     };
     if let Some(bucket) = &bucket {
         tokio::select! {
@@ -145,7 +146,8 @@ async fn run_with_stops(
             {
                 Reached::Yes(published) => published,
                 Reached::Stopped => {
-                    return stopped_holding_the_prefix(Some(bucket)).await;
+                    release_prefix(Some(bucket)).await;
+                    return stopped_while_starting();
                 }
             }
         }
@@ -190,7 +192,10 @@ async fn run_with_stops(
     // there; main does not wait long for them.
     let (tokenizer, side, backends) = tokio::select! {
         loaded = load => loaded?,
-        () = shutdown.as_mut() => return stopped_holding_the_prefix(bucket.as_ref()).await,
+        () = shutdown.as_mut() => {
+            release_prefix(bucket.as_ref()).await;
+            return stopped_while_starting();
+        }
     };
 
     let client = TrackerClient::with_defaults(config.tracker.clone())
@@ -206,7 +211,10 @@ async fn run_with_stops(
     .with_context(|| format!("failed to register with {}", config.tracker))?
     {
         Reached::Yes(session) => session,
-        Reached::Stopped => return stopped_holding_the_prefix(bucket.as_ref()).await,
+        Reached::Stopped => {
+            release_prefix(bucket.as_ref()).await;
+            return stopped_while_starting();
+        }
     };
     let lease = client
         .info()
@@ -364,12 +372,8 @@ async fn run_with_stops(
     if let Some(renewer) = renewer {
         let _ = renewer.await;
     }
-    if let Some(bucket) = writer_bucket
-        && result.is_ok()
-        && !crate::shard::has_uncommitted(&config.shard_dir)
-        && let Err(error) = bucket.release_writer().await
-    {
-        warn!(error = %error, "failed to delete the writer object; the prefix frees itself later");
+    if result.is_ok() && !crate::shard::has_uncommitted(&config.shard_dir) {
+        release_prefix(writer_bucket.as_ref()).await;
     }
     info!("stopped");
     result
@@ -395,14 +399,14 @@ async fn renew_writer(bucket: ShardBucket, stop: CancellationToken) {
     }
 }
 
-/// [`stopped_while_starting`] once the prefix was taken: the writer object goes too.
-async fn stopped_holding_the_prefix(bucket: Option<&ShardBucket>) -> anyhow::Result<()> {
+/// Deletes the prefix's writer object at a clean stop, so that another daemon may take the
+/// prefix at once; a failure is logged (the object frees the prefix once it is old).
+async fn release_prefix(bucket: Option<&ShardBucket>) {
     if let Some(bucket) = bucket
         && let Err(error) = bucket.release_writer().await
     {
         warn!(error = %error, "failed to delete the writer object; the prefix frees itself later");
     }
-    stopped_while_starting()
 }
 
 /// Logs a stop requested while a service the start needs was unreachable (nothing is held yet).

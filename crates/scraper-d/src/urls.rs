@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn plain_names_are_names_the_resolver_takes() {
-        // Every name of up to 12 bytes over a small alphabet that covers the edge cases (a
+        // Every name of up to 7 bytes over a small alphabet that covers the edge cases (a
         // hyphen at either end, `--` inside, empty labels, `xn--` prefixes, digits): whenever
         // the shortcut says yes, and the label rules hold, the resolver's parser agrees.
         let alphabet = [b'a', b'x', b'n', b'-', b'.', b'0'];

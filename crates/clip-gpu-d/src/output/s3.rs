@@ -33,7 +33,7 @@ use self::credentials::CredentialSource;
 use super::{S3Location, S3Settings};
 use crate::shard::{self, ShardError};
 
-pub use self::writer::{WRITER_FRESH_FOR, WRITER_OBJECT, WRITER_RENEW_EVERY, Writer};
+pub use self::writer::{WRITER_RENEW_EVERY, Writer};
 
 /// Multipart part size: S3 wants at least 5 MiB for every part but the last, and allows
 /// 10,000 parts, so objects up to 80 GiB.
@@ -174,8 +174,12 @@ impl ShardBucket {
     /// Builds the client: `AWS_*` variables first, then the settings from the flags. Refuses an
     /// endpoint that is not http(s), and missing credentials when the instance metadata service
     /// is turned off (`AWS_EC2_METADATA_DISABLED`); [`ShardBucket::check_credentials`] does the
-    /// rest.
-    pub fn connect(location: &S3Location, settings: &S3Settings) -> Result<Self, S3Error> {
+    /// rest. `writer` is who this daemon is to other daemons on the prefix.
+    pub fn connect(
+        location: &S3Location,
+        settings: &S3Settings,
+        writer: Writer,
+    ) -> Result<Self, S3Error> {
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&location.bucket);
         if let Some(region) = &settings.region {
             builder = builder.with_region(region);
@@ -239,15 +243,9 @@ impl ShardBucket {
                 .fold(ObjectPath::default(), |path, part| path.join(part)),
             location: location.clone(),
             credentials,
-            writer: Writer::this_process(Path::new("")),
+            writer,
             writer_claimed: Arc::default(),
         })
-    }
-
-    /// The same bucket, naming this daemon as `writer` in the prefix.
-    pub fn writing_as(mut self, writer: Writer) -> Self {
-        self.writer = writer;
-        self
     }
 
     /// Fetches the credentials once, where that takes a request (the instance metadata
@@ -428,7 +426,12 @@ mod tests {
             access_key_id: Some("key".to_owned()),
             secret_access_key: Some("secret".parse().expect("secret")),
         };
-        ShardBucket::connect(&location, &settings).expect("client")
+        ShardBucket::connect(
+            &location,
+            &settings,
+            Writer::this_process(Path::new("spool")),
+        )
+        .expect("client")
     }
 
     #[test]

@@ -82,9 +82,8 @@ impl BrokenNode {
         let lies = sum(Outcome::may_be_resolver_lie);
         let mostly = |failures: u64| failures * 10 >= attempts * NODE_LOCAL_TENTHS;
         let no_network = mostly(node_local) && hosts.node_local >= MIN_NODE_LOCAL_HOSTS;
-        let lying_resolver = lies > 0
-            && mostly(node_local + lies)
-            && hosts.node_local_or_lie >= MIN_LYING_RESOLVER_HOSTS;
+        let lying_resolver =
+            mostly(node_local + lies) && hosts.node_local_or_lie >= MIN_LYING_RESOLVER_HOSTS;
         let broken = attempts >= MIN_ATTEMPTS
             && outcomes.get(Outcome::Ok) == 0
             && (no_network || lying_resolver);

@@ -27,9 +27,9 @@ use tracing::warn;
 use super::{S3Error, ShardBucket};
 
 /// The writer object's name in the prefix (no shard's name matches it).
-pub const WRITER_OBJECT: &str = "_clip-gpu-d-writer.json";
+const WRITER_OBJECT: &str = "_clip-gpu-d-writer.json";
 /// How long a writer object keeps the prefix for its daemon after it was last written.
-pub const WRITER_FRESH_FOR: Duration = Duration::from_secs(300);
+const WRITER_FRESH_FOR: Duration = Duration::from_secs(300);
 /// How often a running daemon writes its object again.
 pub const WRITER_RENEW_EVERY: Duration = Duration::from_secs(60);
 /// How long a start waits before reading its object back.
