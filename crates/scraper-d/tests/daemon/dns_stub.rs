@@ -28,11 +28,24 @@ impl Queries {
     }
 }
 
+/// A UDP socket and a TCP listener on one free loopback port. The kernel picks the UDP port
+/// alone, so that port may be taken for TCP (another test's connection): then another port.
+async fn bind_udp_and_tcp() -> (UdpSocket, TcpListener, SocketAddr) {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
+        let addr = udp.local_addr().expect("addr");
+        match TcpListener::bind(addr).await {
+            Ok(tcp) => return (udp, tcp, addr),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(error) => panic!("bind tcp: {error}"),
+        }
+    }
+    panic!("no loopback port free for both UDP and TCP in 50 tries");
+}
+
 /// Starts the server; it runs until the test's runtime ends.
 pub(crate) async fn start() -> (SocketAddr, Queries) {
-    let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
-    let addr = udp.local_addr().expect("addr");
-    let tcp = TcpListener::bind(addr).await.expect("bind tcp");
+    let (udp, tcp, addr) = bind_udp_and_tcp().await;
     let queries = Queries::default();
     let seen = queries.clone();
     tokio::spawn(async move {
