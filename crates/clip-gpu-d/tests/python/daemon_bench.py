@@ -125,7 +125,7 @@ def metrics(url):
         return None
     values = {}
     for line in text.splitlines():
-        if line and not line.startswith("#") and "{" not in line:
+        if line and not line.startswith("#"):
             name, value = line.rsplit(" ", 1)
             values[name] = float(value)
     return values
@@ -240,6 +240,12 @@ def main():
             "handed_in_s": round(handed_in_s, 2), "seconds": round(seconds, 3),
             "completed_s": round(completed_s, 3), "pairs_per_second": round(pairs_per_second, 1),
             "busy_fraction": round(busy_fraction, 3),
+            # Seconds per pipeline stage over the window, summed over the batches in flight
+            # (so preprocessing, on the blocking pool, may exceed the wall time).
+            "stage_seconds": {
+                name.split('"')[1]: round(value - first[1].get(name, 0.0), 2)
+                for name, value in last[1].items() if name.startswith("clip_stage_seconds_total{")
+            },
             "target_pairs_per_second": args.target_pairs_per_second,
             "target_busy_fraction": args.target_busy_fraction,
             "meets_target": pairs_per_second >= args.target_pairs_per_second and busy_fraction >= args.target_busy_fraction,
