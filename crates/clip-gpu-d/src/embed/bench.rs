@@ -67,12 +67,16 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
             n_texts: batch_size,
             token_ids,
         };
-        let image_seconds = time(args, || {
-            backend.blocking_embed_images(images.clone()).map(|_| ())
-        })?;
-        let text_seconds = time(args, || {
-            backend.blocking_embed_texts(texts.clone()).map(|_| ())
-        })?;
+        let image_seconds = time(
+            args,
+            || images.clone(),
+            |batch| backend.blocking_embed_images(batch).map(|_| ()),
+        )?;
+        let text_seconds = time(
+            args,
+            || texts.clone(),
+            |batch| backend.blocking_embed_texts(batch).map(|_| ()),
+        )?;
         let report = serde_json::json!({
             "device": args.model.device.to_string(),
             "dtype": format!("{:?}", args.model.dtype),
@@ -89,19 +93,22 @@ pub fn run_bench(args: &BenchArgs) -> anyhow::Result<()> {
         .with_context(|| format!("failed to write {}", args.output.display()))
 }
 
-/// Median seconds of one call. Each call ends with the features copied to the CPU, which
-/// waits for the device.
-fn time<F>(args: &BenchArgs, mut call: F) -> anyhow::Result<f64>
+/// Median seconds of one call on an input made by `input` before the clock starts (a copy of
+/// the batch, as the daemon hands its batches over; the copy is not the model's time). Each
+/// call ends with the features copied to the CPU, which waits for the device.
+fn time<T, I, F>(args: &BenchArgs, mut input: I, mut call: F) -> anyhow::Result<f64>
 where
-    F: FnMut() -> Result<(), crate::BackendError>,
+    I: FnMut() -> T,
+    F: FnMut(T) -> Result<(), crate::BackendError>,
 {
     for _ in 0..args.warmup {
-        call()?;
+        call(input())?;
     }
     let mut seconds = Vec::with_capacity(args.iterations.get());
     for _ in 0..args.iterations.get() {
+        let batch = input();
         let started = Instant::now();
-        call()?;
+        call(batch)?;
         seconds.push(started.elapsed().as_secs_f64());
     }
     seconds.sort_by(f64::total_cmp);
