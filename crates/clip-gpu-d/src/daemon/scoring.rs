@@ -315,7 +315,9 @@ fn prepare(
             .map(|item| item.sample.image.as_slice())
             .collect();
         let prepared = crate::preprocess::preprocess_batch(&images, side);
-        let mut pixels = Vec::new();
+        // Sized once: grown by doubling, the 38.5 MB of a batch of 256 were copied several times
+        // and their pages faulted in again on each growth.
+        let mut pixels = Vec::with_capacity(batch.len() * side * side * 3);
         let mut texts = Vec::new();
         let mut ok = Vec::with_capacity(batch.len());
         for (item, prepared) in batch.iter_mut().zip(prepared) {

@@ -152,8 +152,10 @@ impl Coefficients {
     }
 }
 
-fn clip8(value: i64) -> u8 {
-    if value >= (1i64 << PRECISION_BITS << 8) {
+/// Pillow's `clip8`: the sums are `INT32` there too, and cannot overflow (255 times the
+/// largest sum of absolute weights, about 1.2 × 2^22, stays under 2^31).
+fn clip8(value: i32) -> u8 {
+    if value >= (1i32 << PRECISION_BITS << 8) {
         255
     } else if value <= 0 {
         0
@@ -180,32 +182,47 @@ fn crop(image: &Image8, rows: Range<usize>, columns: Range<usize>) -> Image8 {
 
 /// The horizontal pass over the input's `rows`, one output column per coefficient.
 fn horizontal(image: &Image8, rows: Range<usize>, coefficients: &Coefficients) -> Image8 {
-    let channels = image.channels;
+    // The channel count as a constant lets the compiler keep the sums in registers.
+    match image.channels {
+        1 => horizontal_pixels::<1>(image, rows, coefficients),
+        3 => horizontal_pixels::<3>(image, rows, coefficients),
+        4 => horizontal_pixels::<4>(image, rows, coefficients),
+        // Decoders give grey, RGB or CMYK pixels only.
+        other => unreachable!("an image of {other} channels"),
+    }
+}
+
+fn horizontal_pixels<const C: usize>(
+    image: &Image8,
+    rows: Range<usize>,
+    coefficients: &Coefficients,
+) -> Image8 {
+    debug_assert_eq!(image.channels, C);
     let width = coefficients.starts.len();
     let height = rows.len();
-    let mut pixels = vec![0u8; width * height * channels];
-    let mut sums = vec![0i64; channels];
-    for (out_y, y) in rows.enumerate() {
-        let row = &image.pixels[y * image.width * channels..(y + 1) * image.width * channels];
-        for x in 0..width {
+    let mut pixels = vec![0u8; width * height * C];
+    let row_bytes = image.width * C;
+    for (out_row, y) in pixels.chunks_exact_mut(width * C).zip(rows) {
+        let row = &image.pixels[y * row_bytes..(y + 1) * row_bytes];
+        for (x, out) in out_row.chunks_exact_mut(C).enumerate() {
             let kernel =
                 &coefficients.weights[x * coefficients.kernel_size..][..coefficients.counts[x]];
-            sums.fill(1i64 << (PRECISION_BITS - 1));
-            for (offset, weight) in kernel.iter().enumerate() {
-                let source = (coefficients.starts[x] + offset) * channels;
-                for (channel, sum) in sums.iter_mut().enumerate() {
-                    *sum += i64::from(row[source + channel]) * i64::from(*weight);
+            let source = &row[coefficients.starts[x] * C..][..kernel.len() * C];
+            let mut sums = [1i32 << (PRECISION_BITS - 1); C];
+            for (pixel, weight) in source.chunks_exact(C).zip(kernel) {
+                for (sum, value) in sums.iter_mut().zip(pixel) {
+                    *sum += i32::from(*value) * weight;
                 }
             }
-            for (channel, sum) in sums.iter().enumerate() {
-                pixels[(out_y * width + x) * channels + channel] = clip8(*sum);
+            for (out, sum) in out.iter_mut().zip(sums) {
+                *out = clip8(sum);
             }
         }
     }
     Image8 {
         width,
         height,
-        channels,
+        channels: C,
         pixels,
     }
 }
@@ -216,18 +233,22 @@ fn vertical(image: &Image8, coefficients: &Coefficients) -> Image8 {
     let stride = image.width * channels;
     let height = coefficients.starts.len();
     let mut pixels = vec![0u8; image.width * height * channels];
-    let mut sums = vec![0i64; stride];
-    for y in 0..height {
+    let mut sums = vec![0i32; stride];
+    for (y, out_row) in pixels
+        .chunks_exact_mut(stride.max(1))
+        .enumerate()
+        .take(height)
+    {
         let kernel =
             &coefficients.weights[y * coefficients.kernel_size..][..coefficients.counts[y]];
-        sums.fill(1i64 << (PRECISION_BITS - 1));
+        sums.fill(1i32 << (PRECISION_BITS - 1));
         for (offset, weight) in kernel.iter().enumerate() {
             let source = &image.pixels[(coefficients.starts[y] + offset) * stride..][..stride];
             for (sum, value) in sums.iter_mut().zip(source) {
-                *sum += i64::from(*value) * i64::from(*weight);
+                *sum += i32::from(*value) * weight;
             }
         }
-        for (out, sum) in pixels[y * stride..(y + 1) * stride].iter_mut().zip(&sums) {
+        for (out, sum) in out_row.iter_mut().zip(&sums) {
             *out = clip8(*sum);
         }
     }
