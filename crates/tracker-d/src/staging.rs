@@ -30,6 +30,9 @@ use crate::db::{Db, DbError, now_ms, to_i64, to_u64};
 use crate::keyed_locks::KeyedLocks;
 use receiving::Receiving;
 
+/// Bytes gathered before each write of an upload to its file.
+const WRITE_BUFFER: usize = 1024 * 1024;
+
 pub use error::StagingError;
 
 /// A folder of blobs plus the key that signs their URLs.
@@ -324,7 +327,7 @@ impl Staging {
         E: std::error::Error + 'static,
     {
         let io = |source| StagingError::io(tmp.to_path_buf(), source);
-        let mut file = match tokio::fs::File::create(tmp).await {
+        let file = match tokio::fs::File::create(tmp).await {
             // The folder was removed under the running server (an operator cleaning up):
             // make it again rather than fail every upload until a restart.
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
@@ -336,6 +339,9 @@ impl Staging {
             }
             created => created.map_err(io)?,
         };
+        // Body chunks are a few kilobytes; each write to a `tokio::fs::File` is a trip through
+        // the blocking pool, so they are gathered first.
+        let mut file = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
         let mut hasher = Sha256::new();
         let mut size = 0_u64;
         let mut cancelled = std::pin::pin!(cancelled);
@@ -368,7 +374,7 @@ impl Staging {
             file.write_all(&chunk).await.map_err(io)?;
         }
         file.flush().await.map_err(io)?;
-        file.sync_all().await.map_err(io)?;
+        file.get_ref().sync_all().await.map_err(io)?;
         Ok((size, hex::encode(hasher.finalize())))
     }
 

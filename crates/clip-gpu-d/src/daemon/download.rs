@@ -150,7 +150,12 @@ async fn download_once(
     let mut response = response
         .error_for_status()
         .map_err(|error| FetchError::Http(cah_tracker_client::with_causes(&error)))?;
-    let mut file = tokio::fs::File::create(path).await.map_err(local)?;
+    // Body chunks are a few kilobytes; each write to a `tokio::fs::File` is a trip through the
+    // blocking pool, so they are gathered first (1 MiB per write).
+    let mut file = tokio::io::BufWriter::with_capacity(
+        1024 * 1024,
+        tokio::fs::File::create(path).await.map_err(local)?,
+    );
     let mut hasher = Sha256::new();
     let mut got = 0u64;
     let started = tokio::time::Instant::now();

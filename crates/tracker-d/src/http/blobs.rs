@@ -13,6 +13,12 @@ use super::error::{AppError, announced_length};
 use crate::staging::StagingError;
 use crate::tracker::TrackerError;
 
+/// Bytes read from a blob file per step of its response body. `ReaderStream`'s default of 4 KiB
+/// made each step a round trip through the blocking pool: a 100 MB bundle took about 2 s to
+/// serve on the H200 machine (gVisor), which held a GPU daemon fed by one tracker to a fifth of
+/// its speed; 256 KiB reads a 100 MB file about 15 times as fast here.
+const BLOB_READ_CHUNK: usize = 256 * 1024;
+
 type Tracker = State<super::State>;
 
 #[derive(Debug, Deserialize)]
@@ -70,7 +76,7 @@ pub(super) async fn get(
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
             (header::CONTENT_LENGTH, length.to_string()),
         ],
-        Body::from_stream(ReaderStream::new(file)),
+        Body::from_stream(ReaderStream::with_capacity(file, BLOB_READ_CHUNK)),
     )
         .into_response())
 }
