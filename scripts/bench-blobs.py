@@ -28,7 +28,7 @@ import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "crates", "clip-gpu-d", "tests", "python"))
-import daemon_bench  # noqa: E402  (the tracker helpers: free_port, call, wait_until, hand_in)
+import daemon_bench  # noqa: E402  (the tracker helpers: start_tracker, call, hand_in)
 
 
 def entries(count, size):
@@ -44,26 +44,9 @@ def entries(count, size):
 
 def measure(binary, bundles, samples, thumbs):
     work = tempfile.mkdtemp(prefix="bench-blobs-")
-    database = f"sqlite://{os.path.join(work, 'tracker.sqlite')}"
-    wats = os.path.join(work, "wat.paths")
-    with open(wats, "w") as out:
-        for index in range((bundles + 1) // 2):
-            out.write(f"http://cc.bench-blobs.test/wat/{index}.warc.wat.gz\n")
-    subprocess.run([binary, "import", "--database-url", database, wats], check=True, capture_output=True)
-    port = daemon_bench.free_port()
-    base = f"http://127.0.0.1:{port}/"
-    tracker = subprocess.Popen(
-        [binary, "serve", "--listen", f"127.0.0.1:{port}", "--database-url", database,
-         "--blob-dir", os.path.join(work, "staging")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tracker = None
     try:
-        def up():
-            try:
-                return daemon_bench.call(base, "GET", "/api/ext/info")
-            except OSError:
-                return None
-
-        daemon_bench.wait_until("tracker-d", up, 60, [tracker])
+        tracker, base = daemon_bench.start_tracker(binary, work, bundles, subprocess.DEVNULL)
         token = daemon_bench.call(base, "GET", "/api/new?nickname=bench-scraper&type=CPU")["token"]
         jobs = daemon_bench.call(base, "POST", "/api/ext/claim",
                                  {"token": token, "max_jobs": bundles, "whole_wat": False})["jobs"]
@@ -81,8 +64,8 @@ def measure(binary, bundles, samples, thumbs):
         seconds = time.monotonic() - started
         return len(claimed), total, seconds
     finally:
-        tracker.terminate()
-        tracker.wait()
+        if tracker is not None:
+            daemon_bench.stop(tracker, 30)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -234,11 +234,7 @@ fn vertical(image: &Image8, coefficients: &Coefficients) -> Image8 {
     let height = coefficients.starts.len();
     let mut pixels = vec![0u8; image.width * height * channels];
     let mut sums = vec![0i32; stride];
-    for (y, out_row) in pixels
-        .chunks_exact_mut(stride.max(1))
-        .enumerate()
-        .take(height)
-    {
+    for (y, out_row) in pixels.chunks_exact_mut(stride.max(1)).enumerate() {
         let kernel =
             &coefficients.weights[y * coefficients.kernel_size..][..coefficients.counts[y]];
         sums.fill(1i32 << (PRECISION_BITS - 1));

@@ -72,6 +72,36 @@ def wait_until(what, check, timeout, processes):
     raise SystemExit(f"daemon_bench: timed out waiting for {what}")
 
 
+def start_tracker(binary, work, bundles, log):
+    """tracker-d on SQLite in `work`, with WATs imported for `bundles` jobs (two halves each),
+    on a free loopback port; returns the process and its URL once it answers."""
+    database = f"sqlite://{os.path.join(work, 'tracker.sqlite')}"
+    wats = os.path.join(work, "wat.paths")
+    with open(wats, "w") as out:
+        for index in range((bundles + 1) // 2):
+            out.write(f"http://cc.gpu-check.test/wat/{index}.warc.wat.gz\n")
+    subprocess.run([binary, "import", "--database-url", database, wats], check=True, stdout=log, stderr=log)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/"
+    tracker = subprocess.Popen([
+        binary, "serve", "--listen", f"127.0.0.1:{port}", "--database-url", database,
+        "--blob-dir", os.path.join(work, "staging"),
+    ], stdout=log, stderr=log)
+
+    def up():
+        try:
+            return call(base, "GET", "/api/ext/info")
+        except OSError:  # URLError and refused connections while it starts
+            return None
+
+    try:
+        wait_until("tracker-d", up, 60, [tracker])
+    except BaseException:
+        stop(tracker, 30)
+        raise
+    return tracker, base
+
+
 def bundle_bytes(job, samples, thumbs):
     """A bundle of `samples` thumbnails for `job`: images, samples.jsonl, stats.json."""
     out = io.BytesIO()
@@ -165,29 +195,10 @@ def main():
         data = open(os.path.join(args.thumbs, entry["file"]), "rb").read()
         thumbs.append({**entry, "bytes": data, "sha256": hashlib.sha256(data).hexdigest()})
 
-    database = f"sqlite://{os.path.join(args.work, 'tracker.sqlite')}"
-    wats = os.path.join(args.work, "wat.paths")
-    with open(wats, "w") as out:
-        for index in range((args.bundles + 1) // 2):
-            out.write(f"http://cc.gpu-check.test/wat/{index}.warc.wat.gz\n")
     tracker_log = open(os.path.join(args.logs, "daemon-bench-tracker.log"), "wb")
-    subprocess.run([args.tracker_bin, "import", "--database-url", database, wats],
-                   check=True, stdout=tracker_log, stderr=tracker_log)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}/"
-    tracker = subprocess.Popen([
-        args.tracker_bin, "serve", "--listen", f"127.0.0.1:{port}", "--database-url", database,
-        "--blob-dir", os.path.join(args.work, "staging"),
-    ], stdout=tracker_log, stderr=tracker_log)
+    tracker, base = start_tracker(args.tracker_bin, args.work, args.bundles, tracker_log)
     daemon = None
     try:
-        def tracker_up():
-            try:
-                return call(base, "GET", "/api/ext/info")
-            except (urllib.error.URLError, ConnectionError):
-                return None
-
-        wait_until("tracker-d", tracker_up, 60, [tracker])
         token = call(base, "GET", "/api/new?nickname=gpu-check-scraper&type=CPU")["token"]
         jobs = []
         while len(jobs) < args.bundles:
