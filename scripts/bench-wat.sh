@@ -4,6 +4,9 @@
 # orjson, scripts/cc2dataset_wat.py) and against plain decompression (gzip -dc), on the same
 # generated WAT file. Prints MB/s (compressed MB, 10^6 bytes), records/s, peak RSS and the ratios.
 # Every command runs BENCH_RUNS times (default 3), the fastest run counts.
+# scraper-d runs twice: the plain release build and the profile-guided one of scripts/pgo-build.sh
+# (trained on other generated files; adds about 15 minutes of building on 2 cores the first time;
+# BENCH_WAT_PGO=0 leaves it out). Both must write the same candidates, byte for byte.
 #
 #   BENCH_WAT_MB=100 scripts/bench-wat.sh     # default ~100 MB file; 400 for the full run
 #
@@ -30,6 +33,11 @@ fi
 echo "== building release binaries" >&2
 cargo build --release --quiet -p scraper-d -p cah-testkit
 cargo build --release --quiet -p scraper-d --example inflate_wat
+PGO_BIN=""
+if [[ "${BENCH_WAT_PGO:-1}" != 0 ]]; then
+    echo "== building the profile-guided release binary (scripts/pgo-build.sh)" >&2
+    PGO_BIN="$(scripts/pgo-build.sh | sed -n 's/^binary: //p')"
+fi
 
 echo "== generating (or reusing) a ${MB} MB WAT file" >&2
 WAT="$(target/release/cah-testkit wat --target-mb "$MB" --out-dir "$OUT/crawl-${MB}mb" | sed -n 's/^path=//p')"
@@ -73,6 +81,17 @@ SUMMARY="$(tail -n 1 "$OUT/ours.stderr")"
 RECORDS="$(echo "$SUMMARY" | python3 -c 'import json,sys; print(json.load(sys.stdin)["records"])')"
 OURS_CANDIDATES="$(echo "$SUMMARY" | python3 -c 'import json,sys; print(json.load(sys.stdin)["candidates"])')"
 
+PGO_S=0; PGO_RSS=0
+if [[ -n "$PGO_BIN" ]]; then
+    echo "== 1b. scraper-d extract, profile-guided build (one thread)" >&2
+    measure $CPU "$PGO_BIN" extract "$WAT" >/dev/null 2>/dev/null
+    PGO_S="$SECONDS_TAKEN"; PGO_RSS="$RSS_KB"
+    if ! cmp -s <(target/release/scraper-d extract "$WAT" 2>/dev/null) <("$PGO_BIN" extract "$WAT" 2>/dev/null); then
+        echo "bench-wat: the PGO build wrote other candidates than the release build" >&2
+        exit 1
+    fi
+fi
+
 echo "== 2. cc2dataset 1.5.0's own process_wat (fastwarc + simdjson, one thread)" >&2
 measure env PYTHONPATH="$PY" $CPU python3 scripts/cc2dataset_own.py "$WAT" >"$OUT/own.json" 2>"$OUT/own.stderr"
 OWN_S="$SECONDS_TAKEN"; OWN_RSS="$RSS_KB"
@@ -101,11 +120,11 @@ MEMBERS_S="$SECONDS_TAKEN"; MEMBERS_RSS="$RSS_KB"
 
 python3 - "$BYTES" "$RECORDS" "$OURS_S" "$OURS_RSS" "$PEER_S" "$PEER_RSS" "$ZCAT_S" "$ZCAT_RSS" \
     "$OURS_CANDIDATES" "$PEER_CANDIDATES" "$WAT" "$ORJSON_S" "$ORJSON_RSS" "$INFLATE_S" "$INFLATE_RSS" \
-    "$MEMBERS_S" "$MEMBERS_RSS" "$OWN_S" "$OWN_RSS" "$OWN_CANDIDATES" "$RUNS" <<'PYEOF'
+    "$MEMBERS_S" "$MEMBERS_RSS" "$OWN_S" "$OWN_RSS" "$OWN_CANDIDATES" "$RUNS" "$PGO_S" "$PGO_RSS" <<'PYEOF'
 import sys
 (bytes_, records, ours_s, ours_rss, peer_s, peer_rss, zcat_s, zcat_rss,
  ours_c, peer_c, wat, orjson_s, orjson_rss, inflate_s, inflate_rss,
- members_s, members_rss, own_s, own_rss, own_c, runs) = sys.argv[1:]
+ members_s, members_rss, own_s, own_rss, own_c, runs, pgo_s, pgo_rss) = sys.argv[1:]
 bytes_, records = int(bytes_), int(records)
 rows = [("scraper-d", float(ours_s), int(ours_rss)),
         ("cc2dataset 1.5.0 process_wat", float(own_s), int(own_rss)),
@@ -114,13 +133,20 @@ rows = [("scraper-d", float(ours_s), int(ours_rss)),
         ("gzip -dc", float(zcat_s), int(zcat_rss)),
         ("flate2/zlib-rs inflate loop", float(inflate_s), int(inflate_rss)),
         ("scraper-d member reader alone", float(members_s), int(members_rss))]
+pgo = float(pgo_s)
+if pgo > 0:
+    rows.insert(1, ("scraper-d, profile-guided build", pgo, int(pgo_rss)))
 print(f"file: {wat} ({bytes_ / 1e6:.1f} MB, {records} records); fastest of {runs} runs each")
 print(f"{'method':<34} {'seconds':>8} {'MB/s':>8} {'records/s':>10} {'peak RSS MB':>12}")
 for name, seconds, rss in rows:
     print(f"{name:<34} {seconds:8.2f} {bytes_ / 1e6 / seconds:8.1f} {records / seconds:10.0f} {rss / 1024:12.1f}")
-ours, own, peer, orjson, zcat, inflate, members = (r[1] for r in rows)
+ours, own, peer, orjson, zcat, inflate, members = (r[1] for r in rows if "profile-guided" not in r[0])
 print(f"ours/peer speed: {own / ours:.2f}x (cc2dataset's own code), {peer / ours:.2f}x (lean, simdjson), "
       f"{orjson / ours:.2f}x (lean, orjson)")
+if pgo > 0:
+    print(f"profile-guided build/peer speed: {own / pgo:.2f}x (cc2dataset's own code), "
+          f"{peer / pgo:.2f}x (lean, simdjson), {orjson / pgo:.2f}x (lean, orjson); "
+          f"{ours / pgo:.2f}x the plain release build")
 print(f"ours/decompression speed: {zcat / ours:.2f} (gzip -dc), {inflate / ours:.2f} (zlib-rs loop), "
       f"{members / ours:.2f} (our own member reader)")
 print(f"candidates: scraper-d {ours_c} (all filters), cc2dataset {own_c}, lean peer {peer_c} (cc2dataset's filters)")
