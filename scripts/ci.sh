@@ -13,6 +13,10 @@ if [ -d crates/clip-gpu-d ]; then
 fi
 
 cargo fmt --all -- --check
+# Every script parses (the benchmark and build scripts are not run here: they take too long).
+for script in scripts/*.sh .ci/run; do
+  bash -n "$script"
+done
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 if [ -z "${CAH_TEST_POSTGRES_URL:-}" ]; then
