@@ -133,6 +133,7 @@ rows = [("scraper-d", float(ours_s), int(ours_rss)),
         ("gzip -dc", float(zcat_s), int(zcat_rss)),
         ("flate2/zlib-rs inflate loop", float(inflate_s), int(inflate_rss)),
         ("scraper-d member reader alone", float(members_s), int(members_rss))]
+ours, own, peer, orjson, zcat, inflate, members = (r[1] for r in rows)
 pgo = float(pgo_s)
 if pgo > 0:
     rows.insert(1, ("scraper-d, profile-guided build", pgo, int(pgo_rss)))
@@ -140,7 +141,6 @@ print(f"file: {wat} ({bytes_ / 1e6:.1f} MB, {records} records); fastest of {runs
 print(f"{'method':<34} {'seconds':>8} {'MB/s':>8} {'records/s':>10} {'peak RSS MB':>12}")
 for name, seconds, rss in rows:
     print(f"{name:<34} {seconds:8.2f} {bytes_ / 1e6 / seconds:8.1f} {records / seconds:10.0f} {rss / 1024:12.1f}")
-ours, own, peer, orjson, zcat, inflate, members = (r[1] for r in rows if "profile-guided" not in r[0])
 print(f"ours/peer speed: {own / ours:.2f}x (cc2dataset's own code), {peer / ours:.2f}x (lean, simdjson), "
       f"{orjson / ours:.2f}x (lean, orjson)")
 if pgo > 0:

@@ -49,6 +49,7 @@ profile() {
   RUSTFLAGS="-Cprofile-generate=$raw" \
     cargo build --release --locked --quiet -p scraper-d --bin scraper-d --target "$HOST" \
     --target-dir "$DIR/gen"
+  # Profiles of an earlier training run would be merged in too.
   rm -rf "$raw"
   echo "pgo-build: training on two ${TRAIN_MB} MB WAT files" >&2
   # One file per header style: strings before CC-MAIN-2024-51, arrays from it.
@@ -83,13 +84,15 @@ stale() {
       \( -name '*.rs' -o -name Cargo.toml -o -name Cargo.lock \) -print -quit)" ]
 }
 
+case "${1:-}" in
+  "" | --profile) ;;
+  *) die "unknown argument $1 (usage: scripts/pgo-build.sh [--profile])" ;;
+esac
 mkdir -p "$DIR"
-if ! stale; then
+if stale; then
+  profile
+else
   echo "pgo-build: reusing $DIR/scraper-d.profdata (PGO_RETRAIN=1 writes it again)" >&2
   echo "profile: $DIR/scraper-d.profdata"
 fi
-case "${1:-}" in
-  "") { ! stale || profile; } && build ;;
-  --profile) ! stale || profile ;;
-  *) die "unknown argument $1 (usage: scripts/pgo-build.sh [--profile])" ;;
-esac
+[ "${1:-}" = --profile ] || build
