@@ -1,7 +1,8 @@
 //! One job half from candidates to a bundle file: downloads shuffled across hosts, validated
 //! and resized on a bounded pool of blocking threads, streamed into the tar.
 
-use std::collections::HashSet;
+mod host_tally;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +13,9 @@ use rand::seq::SliceRandom;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use url::Url;
+
+use host_tally::HostTally;
+pub use host_tally::{Answer, FailedHosts, MAX_COUNTED_HOSTS, SameAnswer, Skipped};
 
 use crate::Candidate;
 use crate::bundle::{BundleError, BundleWriter};
@@ -45,24 +49,10 @@ pub struct HalfOutput {
     pub bundle: PathBuf,
     pub stats: BundleStats,
     pub outcomes: OutcomeCounts,
-    /// Distinct hosts of the failures that may be the node's, counted up to
-    /// [`MAX_COUNTED_HOSTS`]: failures on a few hosts are the hosts', not the node's.
+    /// How the failures spread over hosts, counted up to [`MAX_COUNTED_HOSTS`]: failures on a
+    /// few hosts are the hosts', not the node's.
     pub failed_hosts: FailedHosts,
 }
-
-/// Distinct hosts of a half's failures, each count stopping at
-/// [`MAX_COUNTED_HOSTS`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FailedHosts {
-    /// Hosts with a node-local failure ([`Outcome::is_node_local`]).
-    pub node_local: usize,
-    /// Hosts with a node-local failure or an answer a lying resolver gives for every name
-    /// ([`Outcome::may_be_resolver_lie`]).
-    pub node_local_or_lie: usize,
-}
-
-/// Where the counts of hosts with failures stop (they only have to tell "a few").
-pub const MAX_COUNTED_HOSTS: usize = 64;
 
 impl Pipeline {
     /// Downloads `candidates` and writes the bundle of job `job` to `bundle_path`; `done`
@@ -78,34 +68,24 @@ impl Pipeline {
         let total = candidates.len() as u64;
         let mut writer = BundleWriter::create(bundle_path)?;
         let mut outcomes = OutcomeCounts::default();
-        let mut node_local_hosts: HashSet<String> = HashSet::new();
-        let mut node_local_or_lie_hosts: HashSet<String> = HashSet::new();
+        let mut tally = HostTally::default();
         let mut results = futures_util::stream::iter(candidates)
             .map(|candidate| {
                 let url = candidate.url.clone();
-                async move { (url, self.process(candidate).await) }
+                async move { (url, self.attempt(candidate).await) }
             })
             .buffer_unordered(self.concurrency.max(1));
         while let Some((url, result)) = results.next().await {
-            if let Err(outcome) = &result
-                && (outcome.is_node_local() || outcome.may_be_resolver_lie())
-                && node_local_or_lie_hosts.len() < MAX_COUNTED_HOSTS
-                && let Some(host) = Url::parse(&url)
-                    .ok()
-                    .and_then(|url| url.host_str().map(str::to_owned))
-            {
-                if outcome.is_node_local() && node_local_hosts.len() < MAX_COUNTED_HOSTS {
-                    node_local_hosts.insert(host.clone());
-                }
-                node_local_or_lie_hosts.insert(host);
-            }
             done.fetch_add(1, Ordering::Relaxed);
             match result {
                 Ok(processed) => {
                     writer.add(processed.sample, &processed.jpeg)?;
                     outcomes.add(Outcome::Ok);
                 }
-                Err(outcome) => outcomes.add(outcome),
+                Err(skipped) => {
+                    tally.record(&url, &skipped);
+                    outcomes.add(skipped.outcome);
+                }
             }
         }
         let stats = BundleStats {
@@ -130,22 +110,26 @@ impl Pipeline {
             bundle,
             stats,
             outcomes,
-            failed_hosts: FailedHosts {
-                node_local: node_local_hosts.len(),
-                node_local_or_lie: node_local_or_lie_hosts.len(),
-            },
+            failed_hosts: tally.finish(),
         })
     }
 
     /// Downloads, validates and resizes one candidate.
     pub async fn process(&self, candidate: Candidate) -> Result<Processed, Outcome> {
+        self.attempt(candidate)
+            .await
+            .map_err(|skipped| skipped.outcome)
+    }
+
+    /// [`Pipeline::process`], telling which refused body came back.
+    async fn attempt(&self, candidate: Candidate) -> Result<Processed, Skipped> {
         let url = Url::parse(&candidate.url).map_err(|_| Outcome::BadUrl)?;
         let fetched = self.fetcher.fetch(&url).await;
         let fetched = match fetched {
             Ok(fetched) => fetched,
             Err(outcome) => {
                 tracing::debug!(url = %candidate.url, outcome = outcome.as_str(), "image skipped");
-                return Err(outcome);
+                return Err(outcome.into());
             }
         };
         // A large body waits here with its bytes and its large-body permit; decode permits are
@@ -156,7 +140,14 @@ impl Pipeline {
         let bytes = fetched.bytes;
         let large = fetched.large;
         let stored = tokio::task::spawn_blocking(move || {
-            let decoded = decode(&bytes, &validate, Some(resize.shorter_side));
+            let decoded = decode(&bytes, &validate, Some(resize.shorter_side)).map_err(|outcome| {
+                let answer = matches!(
+                    outcome,
+                    Outcome::TooSmall | Outcome::BadFormat | Outcome::DecodeError
+                )
+                .then(|| Answer::of(&bytes));
+                Skipped { outcome, answer }
+            });
             // The body is not needed past decoding: free it, then let the next large one in.
             drop(bytes);
             drop(large);
@@ -164,16 +155,16 @@ impl Pipeline {
             let (width, height) = (decoded.original_width, decoded.original_height);
             let stored = resize_and_encode(decoded, &resize).ok_or(Outcome::DecodeError)?;
             let sha256 = hex(&Sha256::digest(&stored.jpeg));
-            Ok::<_, Outcome>((stored, width, height, sha256))
+            Ok::<_, Skipped>((stored, width, height, sha256))
         })
         .await
-        .map_err(|_| Outcome::DecodeError);
+        .map_err(|_| Skipped::from(Outcome::DecodeError));
         drop(permit);
         let (stored, original_width, original_height, sha256) = match stored.and_then(|r| r) {
             Ok(stored) => stored,
-            Err(outcome) => {
-                tracing::debug!(url = %candidate.url, outcome = outcome.as_str(), "image skipped");
-                return Err(outcome);
+            Err(skipped) => {
+                tracing::debug!(url = %candidate.url, outcome = skipped.outcome.as_str(), "image skipped");
+                return Err(skipped);
             }
         };
         let sample = BundleSample {

@@ -26,6 +26,13 @@
 //! for many more hosts: nothing stored, at least nine in ten attempts failed as either kind
 //! or as the first rule's, and those failures on at least [`MIN_LYING_RESOLVER_HOSTS`] distinct
 //! hosts. Real halves hold links to hundreds of hosts, most of them alive.
+//!
+//! A network that answers every name with one page is the third rule: a captive portal (a
+//! hotel's or a café's Wi-Fi, where volunteers run nodes too), a filtering proxy, or a resolver
+//! that sinkholes every name to a public block page. Its page is refused (`too_small`,
+//! `bad_format`) like any dead link's, but the same body never comes from many hosts on the
+//! real web: nothing stored, at least nine in ten attempts got that one body, and it came from
+//! at least [`MIN_SAME_ANSWER_HOSTS`] distinct hosts.
 
 use crate::job::FailedHosts;
 use crate::stats::{Outcome, OutcomeCounts};
@@ -40,6 +47,9 @@ pub(crate) const MIN_NODE_LOCAL_HOSTS: usize = 5;
 /// Distinct hosts the failures of the second rule (a lying resolver) must span.
 pub(crate) const MIN_LYING_RESOLVER_HOSTS: usize = 20;
 
+/// Distinct hosts that must have answered with the same refused body (the third rule).
+pub(crate) const MIN_SAME_ANSWER_HOSTS: usize = 20;
+
 /// The share of node-local failures, in tenths, from which the node is taken for broken.
 const NODE_LOCAL_TENTHS: u64 = 9;
 
@@ -48,7 +58,8 @@ const NODE_LOCAL_TENTHS: u64 = 9;
 #[error(
     "job {job}: no image stored in {attempts} attempts, {resolver_error} resolver errors, \
      {connect_failure} connect failures, {timeout} timeouts, {dns_failure} names without an \
-     address, {private_address} private addresses"
+     address, {private_address} private addresses, {same_answer} times the same refused page \
+     from {same_answer_hosts} hosts"
 )]
 pub(crate) struct BrokenNode {
     pub(crate) job: u64,
@@ -60,6 +71,9 @@ pub(crate) struct BrokenNode {
     /// NXDOMAIN answers (`dns_failure`).
     pub(crate) dns_failure: u64,
     pub(crate) private_address: u64,
+    /// Attempts answered with the refused body that came from the most hosts.
+    pub(crate) same_answer: u64,
+    pub(crate) same_answer_hosts: usize,
 }
 
 impl BrokenNode {
@@ -84,9 +98,11 @@ impl BrokenNode {
         let no_network = mostly(node_local) && hosts.node_local >= MIN_NODE_LOCAL_HOSTS;
         let lying_resolver =
             mostly(node_local + lies) && hosts.node_local_or_lie >= MIN_LYING_RESOLVER_HOSTS;
+        let one_page_for_all =
+            mostly(hosts.same_answer.attempts) && hosts.same_answer.hosts >= MIN_SAME_ANSWER_HOSTS;
         let broken = attempts >= MIN_ATTEMPTS
             && outcomes.get(Outcome::Ok) == 0
-            && (no_network || lying_resolver);
+            && (no_network || lying_resolver || one_page_for_all);
         broken.then(|| BrokenNode {
             job,
             attempts,
@@ -95,6 +111,8 @@ impl BrokenNode {
             timeout: outcomes.get(Outcome::Timeout),
             dns_failure: outcomes.get(Outcome::DnsFailure),
             private_address: outcomes.get(Outcome::PrivateAddress),
+            same_answer: hosts.same_answer.attempts,
+            same_answer_hosts: hosts.same_answer.hosts,
         })
     }
 }
@@ -102,6 +120,7 @@ impl BrokenNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::SameAnswer;
 
     fn counts(outcomes: &[(Outcome, u64)]) -> OutcomeCounts {
         let mut counts = OutcomeCounts::default();
@@ -149,6 +168,7 @@ mod tests {
             let hosts = FailedHosts {
                 node_local: 40,
                 node_local_or_lie: 40,
+                same_answer: SameAnswer::default(),
             };
             let verdict = BrokenNode::diagnose(7, &counts(outcomes), hosts);
             assert_eq!(verdict.is_some(), *broken, "{outcomes:?}: {verdict:?}");
@@ -173,6 +193,7 @@ mod tests {
             let hosts = FailedHosts {
                 node_local: *node_local,
                 node_local_or_lie: *node_local,
+                same_answer: SameAnswer::default(),
             };
             let verdict = BrokenNode::diagnose(7, &counts(outcomes), hosts);
             assert_eq!(
@@ -204,6 +225,7 @@ mod tests {
             let hosts = FailedHosts {
                 node_local: *node_local,
                 node_local_or_lie: *node_local_or_lie,
+                same_answer: SameAnswer::default(),
             };
             let verdict = BrokenNode::diagnose(7, &counts(outcomes), hosts);
             assert_eq!(
@@ -226,6 +248,7 @@ mod tests {
             FailedHosts {
                 node_local: 5,
                 node_local_or_lie: 5,
+                same_answer: SameAnswer::default(),
             },
         )
         .expect("broken");
@@ -239,7 +262,53 @@ mod tests {
                 timeout: 2,
                 dns_failure: 0,
                 private_address: 0,
+                same_answer: 0,
+                same_answer_hosts: 0,
             }
         );
+    }
+
+    #[test]
+    fn one_refused_page_from_many_hosts_is_a_portal_or_a_sinkhole() {
+        use Outcome::*;
+        /// Outcomes, the most common refused body's attempts and hosts, broken.
+        type Case = (&'static [(Outcome, u64)], u64, usize, bool);
+        let cases: &[Case] = &[
+            // A captive portal's page for every link, on 30 hosts.
+            (&[(TooSmall, 120)], 120, 30, true),
+            (&[(BadFormat, 100), (TooSmall, 20)], 120, 30, true),
+            // A site's own placeholder: the same body, but from a few hosts.
+            (&[(TooSmall, 120)], 120, 19, false),
+            (&[(TooSmall, 120)], 120, 20, true),
+            // Many hosts, but most refused bodies differ: dead links of a real crawl.
+            (&[(BadFormat, 120)], 100, 30, false),
+            (&[(BadFormat, 120)], 108, 30, true),
+            // One stored picture: the network reaches the web.
+            (&[(TooSmall, 120), (Outcome::Ok, 1)], 120, 30, false),
+            // Too few attempts to tell.
+            (&[(TooSmall, 19)], 19, 19, false),
+        ];
+        for (outcomes, attempts, hosts, broken) in cases {
+            let failed = FailedHosts {
+                node_local: 0,
+                node_local_or_lie: 0,
+                same_answer: SameAnswer {
+                    attempts: *attempts,
+                    hosts: *hosts,
+                },
+            };
+            let verdict = BrokenNode::diagnose(7, &counts(outcomes), failed);
+            assert_eq!(
+                verdict.is_some(),
+                *broken,
+                "{outcomes:?}, same answer {attempts} times from {hosts} hosts: {verdict:?}"
+            );
+            if let Some(verdict) = verdict {
+                assert_eq!(
+                    (verdict.same_answer, verdict.same_answer_hosts),
+                    (*attempts, *hosts)
+                );
+            }
+        }
     }
 }

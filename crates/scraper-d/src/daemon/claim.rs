@@ -173,12 +173,15 @@ impl Worker<'_> {
             timeout = broken.timeout,
             dns_failure = broken.dns_failure,
             private_address = broken.private_address,
+            same_answer = broken.same_answer,
+            same_answer_hosts = broken.same_answer_hosts,
             nameservers = %resolver,
             timeout_ms = self.config.fetch.timeout.as_millis() as u64,
             "this node cannot download images: no image stored and nearly every download failed on the node's side \
-             or got no usable address from its resolver; check its resolver (--nameserver, SCRAPER_NAMESERVERS: \
-             one that says NXDOMAIN or 0.0.0.0 for every name filters or does not recurse), its network and firewall, \
-             and --timeout (SCRAPER_TIMEOUT); \
+             or got no usable address from its resolver, or every host sent the same page; check its resolver \
+             (--nameserver, SCRAPER_NAMESERVERS: one that says NXDOMAIN or 0.0.0.0 for every name filters or does not \
+             recurse), its network and firewall (a captive portal, a filtering proxy or a sinkhole answers every name \
+             with one page: curl -v http://example.com/ on the node shows it), and --timeout (SCRAPER_TIMEOUT); \
              the claim's jobs are released and their pairs not marked as scraped"
         );
     }

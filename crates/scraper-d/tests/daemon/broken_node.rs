@@ -1,7 +1,7 @@
-//! A node whose resolver refuses or never answers cannot download anything: its claim is
-//! released, not completed with empty bundles, the tracker's `parsed` set gets none of the
-//! pairs, and the daemon waits before claiming again. Once the resolver works, the same jobs
-//! store pictures.
+//! A node whose resolver refuses or never answers, or whose network answers every name with
+//! one page, cannot download anything: its claim is released, not completed with empty
+//! bundles, the tracker's `parsed` set gets none of the pairs, and the daemon waits before
+//! claiming again. Once the resolver works, the same jobs store pictures.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -78,6 +78,57 @@ fn sinkhole(query: &[u8]) -> Option<Vec<u8>> {
     Some(reply)
 }
 
+/// `127.0.0.1` for every name's IPv4 address: with the port of the links, where
+/// [`block_page_server`] listens, a sinkhole to a public block page or a captive portal.
+fn to_loopback(query: &[u8]) -> Option<Vec<u8>> {
+    let (mut reply, qtype) = bare_reply(query, 0)?;
+    if qtype == 1 {
+        reply[7] = 1;
+        reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1]);
+    }
+    Some(reply)
+}
+
+/// The page a captive portal or a filtering network serves for every request.
+const BLOCK_PAGE: &str = "<html><head><title>Access restricted</title></head><body>\
+    <h1>This site is blocked</h1><p>Sign in to the guest network to continue.</p></body></html>";
+
+/// An HTTP server on loopback that answers every request, robots.txt included, with 200 and
+/// [`BLOCK_PAGE`], keeping connections open. Runs until the test ends; returns its port.
+async fn block_page_server() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("tcp");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\r\n{BLOCK_PAGE}",
+                    BLOCK_PAGE.len()
+                );
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buffer).await {
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buffer[..n]);
+                    // Requests have no body: one answer per header block.
+                    while let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        request.drain(..end + 4);
+                        if stream.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
 /// What one daemon run with a broken resolver left behind.
 struct Broken {
     test_web: TestWeb,
@@ -89,10 +140,15 @@ struct Broken {
 /// Runs a daemon whose resolver is `nameserver` until it has downloaded the WAT and both jobs
 /// are open again, then stops it (it waits an hour after a failed claim).
 async fn run_with_nameserver(nameserver: SocketAddr) -> Broken {
+    run_with(nameserver, None).await
+}
+
+/// [`run_with_nameserver`], with the links on `links_port` instead of the test web's.
+async fn run_with(nameserver: SocketAddr, links_port: Option<u16>) -> Broken {
     let test_web = support::start_web().await;
     // About 80 candidates a half on more than 20 of the 50 image hosts: above the 20 attempts
     // a verdict needs, and the 20 hosts the lying-resolver rule needs.
-    let crawl = small_crawl(test_web.web.port(), 60).await;
+    let crawl = small_crawl(links_port.unwrap_or(test_web.web.port()), 60).await;
     let tracker = TestTracker::start(&[]).await;
     tracker.import(std::slice::from_ref(&crawl.wat_url)).await;
     let work = tempfile::tempdir().expect("tempdir");
@@ -233,6 +289,14 @@ async fn a_resolver_that_says_nxdomain_for_every_name_gets_the_claim_released() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resolver_that_sinkholes_every_name_gets_the_claim_released() {
     let broken = run_with_nameserver(nameserver_answering(sinkhole).await).await;
+    assert_released(&broken).await;
+    broken.tracker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_that_answers_every_name_with_one_page_gets_the_claim_released() {
+    let port = block_page_server().await;
+    let broken = run_with(nameserver_answering(to_loopback).await, Some(port)).await;
     assert_released(&broken).await;
     broken.tracker.stop().await;
 }
