@@ -19,6 +19,15 @@ pub const MAX_IMAGE_BYTES: u64 = 32 * 1024 * 1024;
 pub const MAX_METADATA_BYTES: u64 = 256 * 1024 * 1024;
 /// Most entries in one bundle.
 pub const MAX_ENTRIES: usize = 200_000;
+/// Decoded pixels a bundle may hold per listed image on average, by the images' headers
+/// (`--max-bundle-megapixels`): 4 MP, 15 times a 256-pixel thumbnail of 16:9 as scraper-d
+/// stores by default, and more than a web original on average. Every image is decoded whole
+/// for CLIP, so a bundle of the largest images the per-image limits let through (flat 16,384 ×
+/// 10,900 JPEGs of 2.8 MB, 1.3 s of decoding each) would hold the preprocessing pool for
+/// minutes.
+pub const DEFAULT_PIXELS_PER_IMAGE: u64 = 4_000_000;
+/// A bundle of fewer images still gets this many images' worth of pixels.
+pub const MIN_BUDGET_IMAGES: u64 = 64;
 
 /// Why a bundle is rejected; the text goes to the tracker as the invalid reason.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +54,15 @@ pub enum BundleError {
     Unlisted(String),
     #[error("the bundle has more than {MAX_ENTRIES} entries")]
     TooManyEntries,
+    #[error(
+        "the bundle's images hold {pixels} pixels by their headers, more than its budget of \
+         {budget} ({per_image} per image on average, clip-gpu-d --max-bundle-megapixels)"
+    )]
+    PixelBudget {
+        pixels: u64,
+        budget: u64,
+        per_image: u64,
+    },
 }
 
 /// Longest alt text accepted, in bytes: the scraper keeps 2,000 characters (8,000 bytes at
@@ -82,7 +100,12 @@ pub struct Sample {
 }
 
 /// Reads and checks the bundle at `path` for a job owning sample IDs `start_id..end_id`.
-pub fn read_bundle(path: &Path, start_id: u64, end_id: u64) -> Result<Vec<Sample>, BundleError> {
+pub fn read_bundle(
+    path: &Path,
+    start_id: u64,
+    end_id: u64,
+    pixels_per_image: u64,
+) -> Result<Vec<Sample>, BundleError> {
     let file = std::fs::File::open(path).map_err(BundleError::Open)?;
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
     let mut images: HashMap<String, Vec<u8>> = HashMap::new();
@@ -218,6 +241,18 @@ pub fn read_bundle(path: &Path, start_id: u64, end_id: u64) -> Result<Vec<Sample
             listed: samples.len() as u64,
         });
     }
+    let budget = pixels_per_image.saturating_mul((samples.len() as u64).max(MIN_BUDGET_IMAGES));
+    let mut pixels = 0u64;
+    for sample in &samples {
+        pixels = pixels.saturating_add(crate::preprocess::header_pixels(&sample.image));
+        if pixels > budget {
+            return Err(BundleError::PixelBudget {
+                pixels,
+                budget,
+                per_image: pixels_per_image,
+            });
+        }
+    }
     Ok(samples)
 }
 
@@ -310,7 +345,7 @@ mod tests {
         let images: [(&str, &[u8]); 2] = [("5.jpg", b"jpeg"), ("6.png", b"png")];
         let samples = [sample(5, "5.jpg", b"jpeg"), sample(6, "6.png", b"png")];
         let path = write_bundle(&images, &samples);
-        let read = read_bundle(&path, 0, 10).expect("a good bundle");
+        let read = read_bundle(&path, 0, 10, DEFAULT_PIXELS_PER_IMAGE).expect("a good bundle");
         let ids: Vec<u64> = read.iter().map(|sample| sample.meta.sample_id).collect();
         assert_eq!(ids, [5, 6]);
     }
@@ -320,7 +355,8 @@ mod tests {
         let images: [(&str, &[u8]); 2] = [("5.jpg", b"jpeg"), ("5.png", b"png")];
         let samples = [sample(5, "5.jpg", b"jpeg"), sample(5, "5.png", b"png")];
         let path = write_bundle(&images, &samples);
-        let error = read_bundle(&path, 0, 10).expect_err("sample 5 twice");
+        let error =
+            read_bundle(&path, 0, 10, DEFAULT_PIXELS_PER_IMAGE).expect_err("sample 5 twice");
         assert!(
             matches!(&error, BundleError::BadSample { line: 2, detail } if detail == "sample id 5 is repeated"),
             "{error}"
@@ -336,7 +372,7 @@ mod tests {
         long_url.page_url = format!("http://page.test/{}", "a".repeat(MAX_URL_BYTES));
         for (bad_sample, what) in [(long_alt, "alt has"), (long_url, "page_url has")] {
             let path = write_bundle(&[("5.jpg", image)], &[bad_sample]);
-            let error = read_bundle(&path, 0, 10).expect_err(what);
+            let error = read_bundle(&path, 0, 10, DEFAULT_PIXELS_PER_IMAGE).expect_err(what);
             assert!(
                 matches!(&error, BundleError::BadSample { line: 1, detail } if detail.starts_with(what)),
                 "{error}"
@@ -345,7 +381,7 @@ mod tests {
         let mut longest = sample(5, "5.jpg", image);
         longest.alt = "a".repeat(MAX_ALT_BYTES);
         let path = write_bundle(&[("5.jpg", image)], &[longest]);
-        assert!(read_bundle(&path, 0, 10).is_ok());
+        assert!(read_bundle(&path, 0, 10, DEFAULT_PIXELS_PER_IMAGE).is_ok());
     }
 
     #[test]
@@ -353,10 +389,11 @@ mod tests {
         let images: [(&str, &[u8]); 2] = [("5.jpg", b"jpeg"), ("6.png", b"png")];
         let samples = [sample(5, "5.jpg", b"jpeg"), sample(6, "6.png", b"png")];
         let cut = write_bundle_with_stats(&images, &samples, None);
-        let error = read_bundle(&cut, 0, 10).expect_err("no stats.json");
+        let error = read_bundle(&cut, 0, 10, DEFAULT_PIXELS_PER_IMAGE).expect_err("no stats.json");
         assert!(matches!(error, BundleError::NoStats), "{error}");
         let miscounted = write_bundle_with_stats(&images, &samples, Some(r#"{"stored": 3}"#));
-        let error = read_bundle(&miscounted, 0, 10).expect_err("3 stored, 2 listed");
+        let error = read_bundle(&miscounted, 0, 10, DEFAULT_PIXELS_PER_IMAGE)
+            .expect_err("3 stored, 2 listed");
         assert!(
             matches!(
                 error,
@@ -368,7 +405,7 @@ mod tests {
             "{error}"
         );
         let no_count = write_bundle_with_stats(&images, &samples, Some("{}"));
-        assert!(read_bundle(&no_count, 0, 10).is_err());
+        assert!(read_bundle(&no_count, 0, 10, DEFAULT_PIXELS_PER_IMAGE).is_err());
     }
 
     #[test]
@@ -401,5 +438,45 @@ mod tests {
         ] {
             assert!(check_name(evil).is_err(), "{evil}");
         }
+    }
+
+    /// A PNG of `width` × `height` black pixels.
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        image::RgbImage::new(width, height)
+            .write_to(
+                &mut std::io::Cursor::new(&mut bytes),
+                image::ImageFormat::Png,
+            )
+            .expect("png");
+        bytes
+    }
+
+    #[test]
+    fn images_over_the_pixel_budget_reject_the_bundle() {
+        let small = png(100, 100);
+        let large = png(400, 300);
+        let images: [(&str, &[u8]); 3] = [("1.png", &small), ("2.png", &small), ("3.png", &large)];
+        let samples = [
+            sample(1, "1.png", &small),
+            sample(2, "2.png", &small),
+            sample(3, "3.png", &large),
+        ];
+        let path = write_bundle(&images, &samples);
+        // 140,000 pixels: within 64 images' worth of 2,500 (160,000), not of 2,000 (128,000).
+        assert_eq!(read_bundle(&path, 0, 10, 2_500).expect("within").len(), 3);
+        let error = read_bundle(&path, 0, 10, 2_000).expect_err("over the budget");
+        assert!(
+            matches!(
+                error,
+                BundleError::PixelBudget {
+                    pixels: 140_000,
+                    budget: 128_000,
+                    per_image: 2_000
+                }
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains("--max-bundle-megapixels"));
     }
 }

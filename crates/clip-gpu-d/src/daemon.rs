@@ -283,6 +283,7 @@ async fn run_with_stops(
             max_jobs: config.max_jobs,
             poll_interval: config.poll_interval,
             max_bundle_bytes: config.max_bundle_bytes,
+            bundle_pixels_per_image: config.bundle_pixels_per_image,
             work_dir: work_dir.clone(),
             http: download::bundle_client()?,
             metrics: Arc::clone(&metrics),

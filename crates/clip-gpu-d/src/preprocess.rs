@@ -100,6 +100,29 @@ pub fn prepare_image(bytes: &[u8], side: usize) -> Result<PreparedImage, Preproc
     })
 }
 
+/// Width × height by the image's header (0 when no decoder can read one): what preparing it
+/// would decode, known before any pixel is. For a JPEG the larger of libjpeg-turbo's reading
+/// and the `image` crate's, since either may decode it (a hostile file can show each parser
+/// another frame).
+pub fn header_pixels(bytes: &[u8]) -> u64 {
+    let by_image = || {
+        let mut reader = ImageReader::new(Cursor::new(bytes))
+            .with_guessed_format()
+            .ok()?;
+        let mut limits = Limits::default();
+        limits.max_alloc = Some(HEADER_BYTES);
+        reader.limits(limits);
+        let (width, height) = reader.into_dimensions().ok()?;
+        Some(u64::from(width) * u64::from(height))
+    };
+    let by_libjpeg = if matches!(image::guess_format(bytes), Ok(ImageFormat::Jpeg)) {
+        jpeg::header_pixels(bytes)
+    } else {
+        None
+    };
+    by_image().unwrap_or(0).max(by_libjpeg.unwrap_or(0))
+}
+
 /// Prepares many images on the current rayon pool, keeping their order.
 pub fn preprocess_batch<B: AsRef<[u8]> + Sync>(
     images: &[B],
@@ -353,5 +376,19 @@ mod tests {
             assert_eq!(cmyk_to_rgb(&cmyk), rgb, "cmyk {cmyk:?}");
         }
         assert_eq!(Mode::Grey.to_rgb(vec![7, 9]), vec![7, 7, 7, 9, 9, 9]);
+    }
+
+    #[test]
+    fn header_pixels_come_from_the_header_alone() {
+        let jpeg = encode_jpeg(image::RgbImage::new(320, 200));
+        assert_eq!(header_pixels(&jpeg), 64_000);
+        let mut png = Vec::new();
+        image::GrayImage::new(30, 20)
+            .write_to(&mut Cursor::new(&mut png), ImageFormat::Png)
+            .expect("png");
+        assert_eq!(header_pixels(&png), 600);
+        // A JPEG cut after its frame header still tells its size; garbage tells nothing.
+        assert_eq!(header_pixels(&jpeg[..jpeg.len() / 3]), 64_000);
+        assert_eq!(header_pixels(b"not an image"), 0);
     }
 }

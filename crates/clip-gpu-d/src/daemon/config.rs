@@ -102,6 +102,13 @@ pub struct RunArgs {
     /// Largest bundle downloaded, in bytes (a larger one is reported invalid).
     #[arg(long, env = "CLIP_MAX_BUNDLE_BYTES", default_value = "4294967296", value_parser = positive::<NonZeroU64>)]
     pub max_bundle_bytes: NonZeroU64,
+    /// Most decoded pixels a bundle may hold, in megapixels per image on average (by the images'
+    /// headers; a bundle of fewer than 64 images gets 64 images' worth). A bundle over it is
+    /// reported invalid before any image is decoded: every image is decoded whole, and the
+    /// per-image limit (16,384 pixels a side) would let one bundle hold the preprocessing pool
+    /// for minutes. Raise it for scrapers that store large originals (scraper-d --resize).
+    #[arg(long, env = "CLIP_MAX_BUNDLE_MEGAPIXELS", default_value = "4", value_parser = positive::<NonZeroU64>)]
+    pub max_bundle_megapixels: NonZeroU64,
     /// libtorch CPU threads, at least 1 (default: libtorch's choice).
     #[arg(long, env = "CLIP_CPU_THREADS", value_parser = positive::<NonZeroU16>)]
     pub cpu_threads: Option<NonZeroU16>,
@@ -147,6 +154,8 @@ pub struct Config {
     pub poll_interval: Duration,
     pub flush_interval: Duration,
     pub max_bundle_bytes: u64,
+    /// Decoded pixels a bundle may hold per image on average (`--max-bundle-megapixels`).
+    pub bundle_pixels_per_image: u64,
     pub cpu_threads: Option<NonZeroU16>,
     pub metrics_listen: Option<SocketAddr>,
     pub embedding_dtype: EmbeddingDtype,
@@ -223,6 +232,7 @@ impl TryFrom<RunArgs> for Config {
             poll_interval: args.poll_interval,
             flush_interval: args.flush_interval,
             max_bundle_bytes: args.max_bundle_bytes.get(),
+            bundle_pixels_per_image: args.max_bundle_megapixels.get().saturating_mul(1_000_000),
             cpu_threads: args.cpu_threads,
             metrics_listen: args.metrics_listen,
             embedding_dtype: args.embedding_dtype,

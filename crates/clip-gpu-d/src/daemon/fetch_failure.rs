@@ -193,6 +193,14 @@ mod tests {
             (FetchError::TooLarge { limit: 1 }, Verdict::Invalid),
             (FetchError::Bundle(BundleError::NoSamples), Verdict::Invalid),
             (
+                FetchError::Bundle(BundleError::PixelBudget {
+                    pixels: 2,
+                    budget: 1,
+                    per_image: 1,
+                }),
+                Verdict::Invalid,
+            ),
+            (
                 FetchError::Bundle(BundleError::Io(std::io::Error::other("bad tar header"))),
                 Verdict::Invalid,
             ),

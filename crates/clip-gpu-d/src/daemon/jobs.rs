@@ -39,6 +39,8 @@ pub(super) struct ClaimContext {
     pub(super) max_jobs: u32,
     pub(super) poll_interval: Duration,
     pub(super) max_bundle_bytes: u64,
+    /// Decoded pixels a bundle may hold per image on average.
+    pub(super) bundle_pixels_per_image: u64,
     pub(super) work_dir: PathBuf,
     pub(super) http: reqwest::Client,
     pub(super) metrics: Arc<Metrics>,
@@ -405,10 +407,13 @@ async fn load(context: &ClaimContext, job: &Job, path: &Path) -> Result<Vec<Samp
     )
     .await?;
     let (path, start, end) = (path.to_owned(), job.start_id, job.end_id);
-    tokio::task::spawn_blocking(move || crate::bundle::read_bundle(&path, start, end))
-        .await
-        .map_err(|error| FetchError::Local(error.to_string()))?
-        .map_err(FetchError::from)
+    let pixels_per_image = context.bundle_pixels_per_image;
+    tokio::task::spawn_blocking(move || {
+        crate::bundle::read_bundle(&path, start, end, pixels_per_image)
+    })
+    .await
+    .map_err(|error| FetchError::Local(error.to_string()))?
+    .map_err(FetchError::from)
 }
 
 #[cfg(test)]

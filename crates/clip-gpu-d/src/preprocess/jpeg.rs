@@ -26,6 +26,12 @@ pub(super) enum Failure {
     Library(turbojpeg::Error),
 }
 
+/// Width × height as libjpeg-turbo reads the frame header, which is what [`decode`] would decode.
+pub(super) fn header_pixels(bytes: &[u8]) -> Option<u64> {
+    let header = Decompressor::new().ok()?.read_header(bytes).ok()?;
+    Some((header.width as u64).saturating_mul(header.height as u64))
+}
+
 /// Decodes `bytes` in Pillow's mode, refusing images over the limits before decoding them.
 pub(super) fn decode(bytes: &[u8]) -> Result<Decoded, Failure> {
     let mut decompressor = Decompressor::new().map_err(Failure::Library)?;
