@@ -69,22 +69,23 @@ fn nxdomain(query: &[u8]) -> Option<Vec<u8>> {
 
 /// `0.0.0.0` for every name's IPv4 address and no IPv6 address, as a sinkhole answers.
 fn sinkhole(query: &[u8]) -> Option<Vec<u8>> {
-    let (mut reply, qtype) = bare_reply(query, 0)?;
-    if qtype == 1 {
-        reply[7] = 1;
-        // The question's name by pointer, A, IN, a minute, four bytes of 0.0.0.0.
-        reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 0, 0, 0, 0]);
-    }
-    Some(reply)
+    reply_with_ipv4(query, [0, 0, 0, 0])
 }
 
 /// `127.0.0.1` for every name's IPv4 address: with the port of the links, where
 /// [`block_page_server`] listens, a sinkhole to a public block page or a captive portal.
 fn to_loopback(query: &[u8]) -> Option<Vec<u8>> {
+    reply_with_ipv4(query, [127, 0, 0, 1])
+}
+
+/// `address` for the question's name if it asks for IPv4 addresses, no record otherwise.
+fn reply_with_ipv4(query: &[u8], address: [u8; 4]) -> Option<Vec<u8>> {
     let (mut reply, qtype) = bare_reply(query, 0)?;
     if qtype == 1 {
         reply[7] = 1;
-        reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 1]);
+        // The question's name by pointer, A, IN, a minute, the four bytes of the address.
+        reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        reply.extend_from_slice(&address);
     }
     Some(reply)
 }
