@@ -7,7 +7,8 @@
 # Knobs: BENCH_URLS (default 2000), BENCH_THREADS (in-flight downloads of both, default 64),
 # SCRAPER_BIN (a scraper-d binary to use instead of a fresh release build, e.g. the one from
 # scripts/install-scraper.sh build), BENCH_PEER=none (scraper-d alone: no img2dataset, so
-# nothing is installed from PyPI).
+# nothing is installed from PyPI), BENCH_RUNS (runs of each, alternating, default 1: with more,
+# the medians and their ratio are printed too).
 # Prints images/s per core for each and the ratio; files go to target/bench-fetch/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,10 @@ cd "$(dirname "$0")/.."
 n_urls=${BENCH_URLS:-2000}
 threads=${BENCH_THREADS:-64}
 peer=${BENCH_PEER:-img2dataset}
+runs=${BENCH_RUNS:-1}
+case "$runs" in
+  '' | *[!0-9]* | 0*) echo "bench-fetch: BENCH_RUNS must be a whole number from 1 (got '$runs')" >&2; exit 2 ;;
+esac
 out=target/bench-fetch
 py=target/bench-py
 mkdir -p "$out"
@@ -53,36 +58,56 @@ run_timed() { # name, command...
   /usr/bin/time -f '%e %M' -o "$out/$name.time" taskset -c 0 "$@" >"$out/$name.out" 2>"$out/$name.err"
 }
 
-rm -rf "$out/scraper.tar" "$out/img2dataset"
-run_timed scraper-d "$scraper" fetch --urls "$out/urls.txt" --output "$out/scraper.tar" \
-  --allow-cidr 127.0.0.1/32 --concurrency "$threads" --per-host "$threads" --breaker-threshold 0 \
-  --resize 256 --jpeg-quality 95 --summary-json
-scraper_ok=$(tail -1 "$out/scraper-d.err" | python3 -c 'import json,sys; print(json.load(sys.stdin)["stored"])')
+# One run of each client, scraper-d first; run I's files are NAME.I.{time,out,err,ok}.
+run_scraper() { # run number
+  rm -f "$out/scraper.tar"
+  run_timed "scraper-d.$1" "$scraper" fetch --urls "$out/urls.txt" --output "$out/scraper.tar" \
+    --allow-cidr 127.0.0.1/32 --concurrency "$threads" --per-host "$threads" --breaker-threshold 0 \
+    --resize 256 --jpeg-quality 95 --summary-json
+  tail -1 "$out/scraper-d.$1.err" | python3 -c 'import json,sys; print(json.load(sys.stdin)["stored"])' \
+    >"$out/scraper-d.$1.ok"
+}
+run_img2dataset() { # run number
+  rm -rf "$out/img2dataset"
+  PYTHONPATH="$PWD/$py" run_timed "img2dataset.$1" python3 "$py/bin/img2dataset" --url_list "$out/urls.txt" \
+    --output_folder "$out/img2dataset" --input_format txt --output_format files \
+    --processes_count 1 --thread_count "$threads" --image_size 256 --resize_mode keep_ratio \
+    --encode_format jpg --encode_quality 95 --timeout 10 --retries 0 \
+    --enable_wandb False --distributor multiprocessing
+  python3 -c 'import json,glob,sys; print(sum(json.load(open(f))["successes"] for f in glob.glob(sys.argv[1] + "/img2dataset/*_stats.json")))' \
+    "$out" >"$out/img2dataset.$1.ok"
+}
 
-if [ "$peer" != img2dataset ]; then
-  read -r scraper_s scraper_kb <"$out/scraper-d.time"
-  python3 -c 'import sys; n, ok, s, kb = sys.argv[1:]; print(f"urls: {n} (one core)\nscraper-d:   {ok} images in {float(s):.2f} s = {int(ok) / float(s):.1f} images/s per core, peak RSS {int(kb)/1024:.0f} MB")' \
-    "$n_urls" "$scraper_ok" "$scraper_s" "$scraper_kb"
-  exit 0
-fi
+for run in $(seq 1 "$runs"); do
+  run_scraper "$run"
+  if [ "$peer" = img2dataset ]; then
+    run_img2dataset "$run"
+  fi
+done
 
-PYTHONPATH="$PWD/$py" run_timed img2dataset python3 "$py/bin/img2dataset" --url_list "$out/urls.txt" \
-  --output_folder "$out/img2dataset" --input_format txt --output_format files \
-  --processes_count 1 --thread_count "$threads" --image_size 256 --resize_mode keep_ratio \
-  --encode_format jpg --encode_quality 95 --timeout 10 --retries 0 \
-  --enable_wandb False --distributor multiprocessing
-img_ok=$(python3 -c 'import json,glob; print(sum(json.load(open(f))["successes"] for f in glob.glob("'"$out"'/img2dataset/*_stats.json")))')
-
-read -r scraper_s scraper_kb <"$out/scraper-d.time"
-read -r img_s img_kb <"$out/img2dataset.time"
-python3 - "$n_urls" "$scraper_ok" "$scraper_s" "$scraper_kb" "$img_ok" "$img_s" "$img_kb" <<'EOF'
-import sys
-n, s_ok, s_s, s_kb, i_ok, i_s, i_kb = sys.argv[1:]
-n, s_ok, i_ok = int(n), int(s_ok), int(i_ok)
-s_s, i_s = float(s_s), float(i_s)
-s_rate, i_rate = s_ok / s_s, i_ok / i_s
-print(f"urls: {n} (one core each)")
-print(f"scraper-d:   {s_ok} images in {s_s:.2f} s = {s_rate:.1f} images/s per core, peak RSS {int(s_kb)/1024:.0f} MB")
-print(f"img2dataset: {i_ok} images in {i_s:.2f} s = {i_rate:.1f} images/s per core, peak RSS {int(i_kb)/1024:.0f} MB")
-print(f"ratio: {s_rate / i_rate:.2f}x" if i_rate > 0 else "ratio: n/a (img2dataset stored nothing)")
+# Each run's rates, then (for several runs) the medians and the ratio of the medians: the
+# VM's speed drifts between minutes, and the two runs of a pair share a minute.
+python3 - "$out" "$n_urls" "$runs" "$peer" <<'EOF'
+import statistics, sys
+out, n, runs, peer = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+clients = ["scraper-d"] + (["img2dataset"] if peer == "img2dataset" else [])
+rates = {name: [] for name in clients}
+print(f"urls: {n} (one core each), {runs} run(s)")
+for run in range(1, runs + 1):
+    prefix = f"run {run} " if runs > 1 else ""
+    for name in clients:
+        ok = int(open(f"{out}/{name}.{run}.ok").read())
+        seconds, kb = open(f"{out}/{name}.{run}.time").read().split()
+        rate = ok / float(seconds)
+        rates[name].append(rate)
+        print(f"{prefix}{name + ':':<13}{ok} images in {float(seconds):.2f} s = {rate:.1f} images/s per core, peak RSS {int(kb) / 1024:.0f} MB")
+    if len(clients) == 2:
+        s, i = rates["scraper-d"][-1], rates["img2dataset"][-1]
+        print(f"{prefix}ratio: {s / i:.2f}x" if i > 0 else f"{prefix}ratio: n/a (img2dataset stored nothing)")
+if runs > 1:
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    for name, median in medians.items():
+        print(f"median {name}: {median:.1f} images/s per core ({min(rates[name]):.1f}-{max(rates[name]):.1f})")
+    if len(clients) == 2 and medians["img2dataset"] > 0:
+        print(f"ratio of the medians: {medians['scraper-d'] / medians['img2dataset']:.2f}x")
 EOF
