@@ -6,7 +6,8 @@
 # Every command runs BENCH_RUNS times (default 3), the fastest run counts.
 # scraper-d runs twice: the plain release build and the profile-guided one of scripts/pgo-build.sh
 # (trained on other generated files; adds about 15 minutes of building on 2 cores the first time;
-# BENCH_WAT_PGO=0 leaves it out). Both must write the same candidates, byte for byte.
+# BENCH_WAT_PGO=0 leaves it out; BENCH_WAT_PGO=portable takes the nodes' portable one instead,
+# scripts/pgo-build.sh --portable). Both must write the same candidates, byte for byte.
 #
 #   BENCH_WAT_MB=100 scripts/bench-wat.sh     # default ~100 MB file; 400 for the full run
 #
@@ -34,10 +35,17 @@ echo "== building release binaries" >&2
 cargo build --release --quiet -p scraper-d -p cah-testkit
 cargo build --release --quiet -p scraper-d --example inflate_wat
 PGO_BIN=""
-if [[ "${BENCH_WAT_PGO:-1}" != 0 ]]; then
-    echo "== building the profile-guided release binary (scripts/pgo-build.sh)" >&2
-    PGO_BIN="$(scripts/pgo-build.sh | sed -n 's/^binary: //p')"
-fi
+case "${BENCH_WAT_PGO:-1}" in
+    0) ;;
+    portable)
+        echo "== building the portable profile-guided binary (scripts/pgo-build.sh --portable)" >&2
+        PGO_BIN="$(scripts/pgo-build.sh --portable | sed -n 's/^binary: //p')"
+        ;;
+    *)
+        echo "== building the profile-guided release binary (scripts/pgo-build.sh)" >&2
+        PGO_BIN="$(scripts/pgo-build.sh | sed -n 's/^binary: //p')"
+        ;;
+esac
 
 echo "== generating (or reusing) a ${MB} MB WAT file" >&2
 WAT="$(target/release/cah-testkit wat --target-mb "$MB" --out-dir "$OUT/crawl-${MB}mb" | sed -n 's/^path=//p')"
