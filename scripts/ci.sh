@@ -17,6 +17,18 @@ cargo fmt --all -- --check
 for script in scripts/*.sh .ci/run; do
   bash -n "$script"
 done
+# The zig shim of the portable profile-guided build (scripts/zigbuild-env.sh) hands zig cc
+# rustc's `-u SYMBOL` as `-Wl,-u,SYMBOL`; checked with echo for zig, since that build takes half
+# an hour.
+shim_says=$(
+  # shellcheck source=scripts/zigbuild-env.sh
+  source scripts/zigbuild-env.sh
+  PYTHONPATH="$(zig_u_shim)" ZIG_SHIM_REAL_ZIG=/bin/echo python3 -m ziglang cc -u __llvm_profile_runtime main.o -o main
+)
+if [ "$shim_says" != "cc -Wl,-u,__llvm_profile_runtime main.o -o main" ]; then
+  echo "ci: the zig -u shim of scripts/zigbuild-env.sh passed on: $shim_says" >&2
+  exit 1
+fi
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 if [ -z "${CAH_TEST_POSTGRES_URL:-}" ]; then
