@@ -105,22 +105,14 @@ pub fn prepare_image(bytes: &[u8], side: usize) -> Result<PreparedImage, Preproc
 /// and the `image` crate's, since either may decode it (a hostile file can show each parser
 /// another frame).
 pub fn header_pixels(bytes: &[u8]) -> u64 {
-    let by_image = || {
-        let mut reader = ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .ok()?;
-        let mut limits = Limits::default();
-        limits.max_alloc = Some(HEADER_BYTES);
-        reader.limits(limits);
-        let (width, height) = reader.into_dimensions().ok()?;
-        Some(u64::from(width) * u64::from(height))
-    };
+    let by_image =
+        header_size(bytes).map_or(0, |(width, height)| u64::from(width) * u64::from(height));
     let by_libjpeg = if matches!(image::guess_format(bytes), Ok(ImageFormat::Jpeg)) {
         jpeg::header_pixels(bytes)
     } else {
         None
     };
-    by_image().unwrap_or(0).max(by_libjpeg.unwrap_or(0))
+    by_image.max(by_libjpeg.unwrap_or(0))
 }
 
 /// Prepares many images on the current rayon pool, keeping their order.
@@ -176,31 +168,44 @@ fn cmyk_to_rgb(cmyk: &[u8]) -> [u8; 3] {
     [cmyk[0], cmyk[1], cmyk[2]].map(|value| not_k.saturating_sub(scaled(value)) as u8)
 }
 
-/// Decodes with the `image` crate and converts to RGB, within the decompression-bomb limits.
-fn decode_rgb(bytes: &[u8]) -> Result<Decoded, PreprocessError> {
-    let reader = || {
-        ImageReader::new(Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(PreprocessError::Format)
-    };
+/// The `image` crate's reader of `bytes`, its format guessed from them.
+fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, PreprocessError> {
+    ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(PreprocessError::Format)
+}
+
+/// Limits with the largest side we accept and a header's worth of memory.
+fn side_limits() -> Limits {
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
     limits.max_alloc = Some(HEADER_BYTES);
-    let mut probe = reader()?;
-    probe.limits(limits.clone());
-    let (width, height) = probe.into_dimensions()?;
+    limits
+}
+
+/// Width and height by the `image` crate's reading of the header, within [`side_limits`].
+fn header_size(bytes: &[u8]) -> Result<(u32, u32), PreprocessError> {
+    let mut probe = reader(bytes)?;
+    probe.limits(side_limits());
+    Ok(probe.into_dimensions()?)
+}
+
+/// Decodes with the `image` crate and converts to RGB, within the decompression-bomb limits.
+fn decode_rgb(bytes: &[u8]) -> Result<Decoded, PreprocessError> {
+    let (width, height) = header_size(bytes)?;
     if width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
         return Err(PreprocessError::TooLarge { width, height });
     }
     // The pixels at up to 8 bytes each (16-bit RGBA) and a header's worth of slack: all a
     // decode of this picture needs, so nothing before the pixels can take more.
+    let mut limits = side_limits();
     limits.max_alloc = Some(
         (u64::from(width) * u64::from(height) * 8)
             .saturating_add(HEADER_BYTES)
             .min(MAX_DECODE_BYTES),
     );
-    let mut reader = reader()?;
+    let mut reader = reader(bytes)?;
     reader.limits(limits);
     let decoded = reader.decode()?;
     let (width, height) = (decoded.width(), decoded.height());

@@ -140,14 +140,8 @@ impl Pipeline {
         let bytes = fetched.bytes;
         let large = fetched.large;
         let stored = tokio::task::spawn_blocking(move || {
-            let decoded = decode(&bytes, &validate, Some(resize.shorter_side)).map_err(|outcome| {
-                let answer = matches!(
-                    outcome,
-                    Outcome::TooSmall | Outcome::BadFormat | Outcome::DecodeError
-                )
-                .then(|| Answer::of(&bytes));
-                Skipped { outcome, answer }
-            });
+            let decoded = decode(&bytes, &validate, Some(resize.shorter_side))
+                .map_err(|outcome| Skipped::refused(outcome, &bytes));
             // The body is not needed past decoding: free it, then let the next large one in.
             drop(bytes);
             drop(large);

@@ -27,6 +27,19 @@ pub struct Skipped {
     pub answer: Option<Answer>,
 }
 
+impl Skipped {
+    /// `outcome` for a body that was read and refused; it keeps the body's fingerprint when the
+    /// outcome judges the body itself (`too_small`, `bad_format`, `decode_error`).
+    pub fn refused(outcome: Outcome, body: &[u8]) -> Skipped {
+        let answer = matches!(
+            outcome,
+            Outcome::TooSmall | Outcome::BadFormat | Outcome::DecodeError
+        )
+        .then(|| Answer::of(body));
+        Skipped { outcome, answer }
+    }
+}
+
 impl From<Outcome> for Skipped {
     fn from(outcome: Outcome) -> Skipped {
         Skipped {
