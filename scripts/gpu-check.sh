@@ -16,7 +16,8 @@
 #   scripts/gpu-check.sh --cpu-dry-run (development machine, no GPU) runs the same `run` path
 #       on the CPU with the tiny checkpoint, small batches and the torch venv, so this script
 #       itself is tested (cargo test runs it: tests/parity/gpu_check.rs).
-# Env: CLIP_GPU_D_BIN, TRACKER_D_BIN (already built binaries; skip their release builds),
+# Env: CLIP_GPU_CHECK_DAEMON_ONLY=1 (run only the daemon check; with CLIP_GPU_CHECK_DAEMON_RUNS
+#      to choose its runs), CLIP_GPU_D_BIN, TRACKER_D_BIN (already built binaries; skip their release builds),
 #      CLIP_GPU_CHECK_KIT (kit folder, default target/gpu-check), GPU_PYTHON (python with torch
 #      and transformers on the GPU machine), OUT (results folder; the device tool sets it),
 #      CLIP_GPU_CHECK_WORK (scratch folder of the daemon check, default $TMPDIR/clip-gpu-check-daemon;
@@ -33,10 +34,12 @@
 #     transformers' max_memory_allocated at batch 256.
 #   daemon: tracker-d and `clip-gpu-d run` end to end (daemon_bench.py): 40 bundles of 5,000
 #     real-photo thumbnails handed in through the tracker's upload path, scored with the
-#     ViT-B/32-shaped checkpoint in fp16 at batch 256 on cuda (threshold -1 and tags off, so
-#     every pair is written); prints pairs scored per second and the model thread's busy
-#     fraction from the daemon's metrics. Target on an H200: 15,000 pairs/s, busy >= 0.8
-#     (reported as meets_target; the run fails only if the daemon fails or loses pairs).
+#     ViT-B/32-shaped checkpoint in fp16 on cuda (threshold -1 and tags off, so every pair is
+#     written), once per BATCH:MAX_JOBS in CLIP_GPU_CHECK_DAEMON_RUNS (default "256:8 1024:16":
+#     the defaults, then larger batches and more bundles in flight); prints pairs scored per
+#     second, the model thread's busy fraction and seconds per stage from the daemon's metrics.
+#     Target on an H200: 15,000 pairs/s, busy >= 0.8 (reported as meets_target; the run fails
+#     only if the daemon fails or loses pairs).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -104,7 +107,7 @@ PY
 
 run_checks() {
     local device="$1" python="$2" bench_model_kind="$3" iterations="$4"
-    local daemon_bundles="$5" daemon_samples="$6" daemon_batch="$7"
+    local daemon_bundles="$5" daemon_samples="$6" daemon_runs="$7"
     shift 7
     local batches=("$@")
     local out="${OUT:-$kit/results}"
@@ -126,59 +129,69 @@ run_checks() {
         models+=(full)
     fi
     local status=0 name model_dir dtype
-    for name in "${models[@]}"; do
-        model_dir="$kit/tiny"
-        [[ "$name" == full ]] && model_dir="$full_dir"
-        for dtype in f32 f16 bf16; do
-            if ! "$bin" --log-format json embed --model "$model_dir" --device "$device" --dtype "$dtype" \
-                --images "$kit"/photos/* --texts-file "$kit/texts.txt" --output "$out/ours-$name-$dtype" \
-                --dump-inputs 2>>"$out/clip-gpu-d.log"; then
-                echo "{\"check\": \"parity-$name-$device-$dtype\", \"error\": \"clip-gpu-d embed failed (see clip-gpu-d.log)\"}"
-                status=1
-                continue
-            fi
-            if [[ "$dtype" == f32 ]]; then
-                "$python" "$kit/python/model_reference.py" --model "$model_dir" --device "$device" \
-                    --pixels "$out/ours-$name-f32.pixels.npy" --tokens "$out/ours-$name-f32.tokens.npy" \
-                    --out "$out/hf-$name" || status=1
-            fi
-            local max_abs=1e-3 min_cosine=0.99999
-            [[ "$dtype" != f32 ]] && max_abs=0.05 && min_cosine=0.999
-            "$python" "$kit/python/compare_embeddings.py" "$out/ours-$name-$dtype" "$out/hf-$name" \
-                "parity-$name-$device-$dtype" "$max_abs" "$min_cosine" | tee -a "$out/parity.jsonl" || status=1
-        done
-    done
-
     local bench_model="$kit/tiny" bench_dtype=f16
     [[ "$bench_model_kind" == full ]] && bench_model="$full_dir"
     [[ "$device" == cpu ]] && bench_dtype=f32
-    "$python" "$kit/python/hf_bench.py" --model "$bench_model" --device "$device" --dtype "$bench_dtype" \
-        --batch-sizes "${batches[@]}" --iterations "$iterations" --out "$out/bench-hf.json" 2>"$out/hf-bench.log" |
-        sed 's/^/{"check": "throughput-hf", "result": /; s/$/}/' || status=1
-    local smi_pid=""
-    if [[ "$device" == cuda* ]]; then
-        nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 > "$out/memory-ours.txt" &
-        smi_pid=$!
-        # Batch 256 alone first, for its peak memory.
+    # CLIP_GPU_CHECK_DAEMON_ONLY=1: the daemon runs alone (a second call after changing the daemon).
+    if [[ "${CLIP_GPU_CHECK_DAEMON_ONLY:-0}" != 1 ]]; then
+        for name in "${models[@]}"; do
+            model_dir="$kit/tiny"
+            [[ "$name" == full ]] && model_dir="$full_dir"
+            for dtype in f32 f16 bf16; do
+                if ! "$bin" --log-format json embed --model "$model_dir" --device "$device" --dtype "$dtype" \
+                    --images "$kit"/photos/* --texts-file "$kit/texts.txt" --output "$out/ours-$name-$dtype" \
+                    --dump-inputs 2>>"$out/clip-gpu-d.log"; then
+                    echo "{\"check\": \"parity-$name-$device-$dtype\", \"error\": \"clip-gpu-d embed failed (see clip-gpu-d.log)\"}"
+                    status=1
+                    continue
+                fi
+                if [[ "$dtype" == f32 ]]; then
+                    "$python" "$kit/python/model_reference.py" --model "$model_dir" --device "$device" \
+                        --pixels "$out/ours-$name-f32.pixels.npy" --tokens "$out/ours-$name-f32.tokens.npy" \
+                        --out "$out/hf-$name" || status=1
+                fi
+                local max_abs=1e-3 min_cosine=0.99999
+                [[ "$dtype" != f32 ]] && max_abs=0.05 && min_cosine=0.999
+                "$python" "$kit/python/compare_embeddings.py" "$out/ours-$name-$dtype" "$out/hf-$name" \
+                    "parity-$name-$device-$dtype" "$max_abs" "$min_cosine" | tee -a "$out/parity.jsonl" || status=1
+            done
+        done
+
+        "$python" "$kit/python/hf_bench.py" --model "$bench_model" --device "$device" --dtype "$bench_dtype" \
+            --batch-sizes "${batches[@]}" --iterations "$iterations" --out "$out/bench-hf.json" 2>"$out/hf-bench.log" |
+            sed 's/^/{"check": "throughput-hf", "result": /; s/$/}/' || status=1
+        local smi_pid=""
+        if [[ "$device" == cuda* ]]; then
+            nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 > "$out/memory-ours.txt" &
+            smi_pid=$!
+            # Batch 256 alone first, for its peak memory.
+            "$bin" --log-format json bench --model "$bench_model" --device "$device" --dtype "$bench_dtype" \
+                --batch-sizes 256 --iterations 3 --warmup 1 --output "$out/bench-ours-256.json" 2>>"$out/clip-gpu-d.log" ||
+                status=1
+            kill "$smi_pid" && wait "$smi_pid" 2>/dev/null || true
+            echo "{\"check\": \"memory-ours-batch-256\", \"peak_used_mib\": $(sort -n "$out/memory-ours.txt" | tail -n 1)}"
+        fi
         "$bin" --log-format json bench --model "$bench_model" --device "$device" --dtype "$bench_dtype" \
-            --batch-sizes 256 --iterations 3 --warmup 1 --output "$out/bench-ours-256.json" 2>>"$out/clip-gpu-d.log" ||
+            --batch-sizes "${batches[@]}" --iterations "$iterations" --output "$out/bench-ours.json" 2>>"$out/clip-gpu-d.log" ||
             status=1
-        kill "$smi_pid" && wait "$smi_pid" 2>/dev/null || true
-        echo "{\"check\": \"memory-ours-batch-256\", \"peak_used_mib\": $(sort -n "$out/memory-ours.txt" | tail -n 1)}"
+        [[ -f "$out/bench-ours.json" ]] &&
+            echo "{\"check\": \"throughput-ours\", \"result\": $(tr -d '\n' < "$out/bench-ours.json")}"
     fi
-    "$bin" --log-format json bench --model "$bench_model" --device "$device" --dtype "$bench_dtype" \
-        --batch-sizes "${batches[@]}" --iterations "$iterations" --output "$out/bench-ours.json" 2>>"$out/clip-gpu-d.log" ||
-        status=1
-    [[ -f "$out/bench-ours.json" ]] &&
-        echo "{\"check\": \"throughput-ours\", \"result\": $(tr -d '\n' < "$out/bench-ours.json")}"
 
     # The whole daemon: tracker-d, bundles through its upload path, `clip-gpu-d run`. The
     # scratch folder (tracker staging and dataset, GBs on the GPU machine) stays outside $OUT.
-    "$python" "$kit/python/daemon_bench.py" --tracker-bin "$kit/tracker-d" --daemon-bin "$bin" \
-        --model "$bench_model" --thumbs "$kit/thumbs" --device "$device" --dtype "$bench_dtype" \
-        --bundles "$daemon_bundles" --samples "$daemon_samples" --batch-size "$daemon_batch" \
-        --work "${CLIP_GPU_CHECK_WORK:-${TMPDIR:-/tmp}/clip-gpu-check-daemon}" --logs "$out" |
-        tee "$out/daemon-bench.json" || status=1
+    # Once per BATCH:MAX_JOBS in $daemon_runs, each with its own logs; a stuck daemon fails its
+    # run after 240 s rather than spend the device time of the whole call.
+    local run batch max_jobs
+    for run in $daemon_runs; do
+        batch="${run%%:*}" max_jobs="${run##*:}"
+        "$python" "$kit/python/daemon_bench.py" --tracker-bin "$kit/tracker-d" --daemon-bin "$bin" \
+            --model "$bench_model" --thumbs "$kit/thumbs" --device "$device" --dtype "$bench_dtype" \
+            --bundles "$daemon_bundles" --samples "$daemon_samples" --batch-size "$batch" \
+            --max-jobs "$max_jobs" --timeout 240 \
+            --work "${CLIP_GPU_CHECK_WORK:-${TMPDIR:-/tmp}/clip-gpu-check-daemon}" --logs "$out/daemon-$batch-$max_jobs" |
+            tee -a "$out/daemon-bench.json" || status=1
+    done
     if [[ "$status" != 0 ]]; then
         echo "gpu-check: a check failed (see $out/parity.jsonl, $out/*.log and $out/daemon-bench*); the others ran" >&2
         return 1
@@ -193,11 +206,12 @@ case "$mode" in
         ;;
     run)
         [[ -x "$kit/clip-gpu-d" ]] || { echo "error: no $kit/clip-gpu-d; run scripts/gpu-check.sh prepare first" >&2; exit 1; }
-        run_checks "${CLIP_GPU_CHECK_DEVICE:-cuda}" "${GPU_PYTHON:-/opt/torch/.venv/bin/python}" full 20 40 5000 256 256 1024
+        run_checks "${CLIP_GPU_CHECK_DEVICE:-cuda}" "${GPU_PYTHON:-/opt/torch/.venv/bin/python}" full 20 40 5000 \
+            "${CLIP_GPU_CHECK_DAEMON_RUNS:-256:8 1024:16}" 256 1024
         ;;
     --cpu-dry-run)
         prepare
-        OUT="${OUT:-$kit/results-cpu}" CLIP_GPU_CHECK_WORK="${CLIP_GPU_CHECK_WORK:-$kit/daemon-work}" run_checks cpu "${CAH_TORCH_PYTHON:-$repo_root/.venv/bin/python}" tiny 2 4 24 8 4 8
+        OUT="${OUT:-$kit/results-cpu}" CLIP_GPU_CHECK_WORK="${CLIP_GPU_CHECK_WORK:-$kit/daemon-work}" run_checks cpu "${CAH_TORCH_PYTHON:-$repo_root/.venv/bin/python}" tiny 2 4 24 "8:8 16:2" 4 8
         ;;
     *)
         echo "usage: $0 prepare | run | --cpu-dry-run" >&2

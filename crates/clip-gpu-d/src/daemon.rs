@@ -4,9 +4,11 @@
 //! Stages, joined by bounded channels so memory stays bounded: the claimer holds at most
 //! `--max-jobs` jobs (one semaphore permit each, released when the job is completed or
 //! reported invalid); each job's bundle is downloaded, verified and parsed on its own task;
-//! the scorer decodes and preprocesses on the CPU pool, batches samples across jobs for the
-//! model threads (one per device), filters and tags; the committer writes shards and
-//! completes each job only after the shard holding its last pair is visible. A job waiting in
+//! the scorer batches samples across jobs, has them decoded on the preprocessing pool
+//! (`--preprocess-threads`, a core left to each model thread) and embedded on the model
+//! threads (one per device, the next batch always queued), filters and tags; the committer,
+//! running beside the scorer so the GPUs never wait on it, writes shards and completes each
+//! job only after the shard holding its last pair is visible. A job waiting in
 //! the open shard keeps its permit, so when every permit waits there the committer closes the
 //! shard at once rather than leave the GPU idle until `--flush-interval`.
 //!
@@ -15,7 +17,9 @@
 //! whether the stages move. On shutdown the daemon drains until `--drain-timeout` (or a second
 //! stop request), then releases what it still holds.
 
+mod batch;
 mod commit;
+mod commit_feed;
 mod config;
 mod download;
 mod fetch_failure;
@@ -298,10 +302,23 @@ async fn run_with_stops(
         job_sender,
         stop_claiming.clone(),
     ));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(config.preprocess_threads)
+        .thread_name(|index| format!("clip-preprocess-{index}"))
+        .build()
+        .context("failed to start the preprocessing threads")?;
+    info!(
+        threads = config.preprocess_threads,
+        "preprocessing pool started"
+    );
     let scorer = scoring::Scorer {
-        backends,
-        tokenizer: std::sync::Arc::new(tokenizer),
-        side,
+        backends: backends.into_iter().map(Arc::new).collect(),
+        preparer: batch::Preparer {
+            tokenizer: Arc::new(tokenizer),
+            side,
+            pool: Arc::new(pool),
+            metrics: Arc::clone(&metrics),
+        },
         prompts,
         batch_size: config.batch_size,
         threshold: config.threshold,

@@ -4,7 +4,10 @@
 //! No libtorch call runs on a tokio worker; the thread holds `tch::no_grad_guard()` for its
 //! whole life.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Span, debug, warn};
@@ -26,6 +29,8 @@ pub struct BackendThread {
     sender: Option<mpsc::Sender<Command>>,
     healthy: watch::Receiver<bool>,
     handle: Option<JoinHandle<()>>,
+    /// Microseconds the thread spent embedding, so far.
+    busy_micros: Arc<AtomicU64>,
 }
 
 impl BackendThread {
@@ -38,9 +43,11 @@ impl BackendThread {
         let (sender, receiver) = mpsc::channel(queue_depth.max(1));
         let (health_sender, healthy) = watch::channel(false);
         let (ready_sender, ready_receiver) = oneshot::channel();
+        let busy_micros = Arc::new(AtomicU64::new(0));
+        let busy = Arc::clone(&busy_micros);
         let handle = std::thread::Builder::new()
             .name("clip-backend".to_owned())
-            .spawn(move || run(load, receiver, health_sender, ready_sender))
+            .spawn(move || run(load, receiver, health_sender, ready_sender, &busy))
             .map_err(|error| {
                 BackendError::DeviceUnavailable("backend thread".to_owned(), error.to_string())
             })?;
@@ -49,6 +56,7 @@ impl BackendThread {
                 sender: Some(sender),
                 healthy,
                 handle: Some(handle),
+                busy_micros,
             }),
             Ok(Err(error)) => {
                 let _ = handle.join();
@@ -113,6 +121,12 @@ impl BackendThread {
             .map_err(|_| BackendError::Stopped)?
     }
 
+    /// Time the thread has spent embedding batches since it started: with batches queued back to
+    /// back, the device's busy time, which the time a caller waits for its reply overstates.
+    pub fn busy(&self) -> Duration {
+        Duration::from_micros(self.busy_micros.load(Ordering::Relaxed))
+    }
+
     /// `true` while the last health check or batch succeeded.
     pub fn healthy(&self) -> watch::Receiver<bool> {
         self.healthy.clone()
@@ -139,6 +153,7 @@ fn run<B, F>(
     mut receiver: mpsc::Receiver<Command>,
     healthy: watch::Sender<bool>,
     ready: oneshot::Sender<Result<(), BackendError>>,
+    busy: &AtomicU64,
 ) where
     B: Backend,
     F: FnOnce() -> Result<B, BackendError>,
@@ -154,6 +169,8 @@ fn run<B, F>(
     healthy.send_replace(true);
     let _ = ready.send(Ok(()));
     while let Some(command) = receiver.blocking_recv() {
+        let started = Instant::now();
+        let embeds = !matches!(command, Command::Health(_));
         // Health is published before the reply, so a caller that saw a failure sees it too.
         match command {
             Command::Images(batch, span, reply) => {
@@ -183,6 +200,9 @@ fn run<B, F>(
                 healthy.send_replace(result.is_ok());
                 let _ = reply.send(result);
             }
+        }
+        if embeds {
+            busy.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         }
     }
     healthy.send_replace(false);
@@ -220,6 +240,72 @@ mod tests {
         let healthy = thread.healthy();
         drop(thread);
         assert!(!*healthy.borrow());
+    }
+
+    /// A backend whose every call takes `pause`.
+    struct Slow {
+        inner: FakeBackend,
+        pause: Duration,
+    }
+
+    impl Backend for Slow {
+        fn embed_images(&self, batch: &ImageBatch) -> Result<Embeddings, BackendError> {
+            std::thread::sleep(self.pause);
+            self.inner.embed_images(batch)
+        }
+
+        fn embed_texts(&self, batch: &TextBatch) -> Result<Embeddings, BackendError> {
+            std::thread::sleep(self.pause);
+            self.inner.embed_texts(batch)
+        }
+
+        fn health(&self) -> Result<(), BackendError> {
+            std::thread::sleep(self.pause);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn busy_time_counts_the_batches_the_thread_ran_not_the_callers_wait() {
+        let pause = Duration::from_millis(40);
+        let thread = BackendThread::spawn(4, move || {
+            Ok(Slow {
+                inner: FakeBackend {
+                    dim: 4,
+                    image_bytes: 3,
+                    context: 2,
+                },
+                pause,
+            })
+        })
+        .expect("spawn");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        runtime.block_on(thread.check_health()).expect("health");
+        assert_eq!(thread.busy(), Duration::ZERO, "a health check is no batch");
+        // Three batches queued at once: each caller waits up to all three, the thread ran three.
+        let images = || ImageBatch {
+            n_images: 1,
+            pixels: vec![1, 2, 3],
+        };
+        let texts = TextBatch {
+            n_texts: 1,
+            token_ids: vec![1, 2],
+        };
+        let started = Instant::now();
+        let (first, second, third) = runtime.block_on(async {
+            tokio::join!(
+                thread.embed_images(images()),
+                thread.embed_images(images()),
+                thread.embed_texts(texts),
+            )
+        });
+        let waited = started.elapsed();
+        assert!(first.is_ok() && second.is_ok() && third.is_ok());
+        let busy = thread.busy();
+        assert!(busy >= 3 * pause, "{busy:?}");
+        assert!(busy <= waited, "{busy:?} busy in {waited:?}");
     }
 
     #[test]

@@ -1,38 +1,46 @@
-//! The scorer: batches samples across jobs, preprocesses them on the CPU pool, embeds them on
-//! the model threads (one batch per device at a time), and applies threshold and tags.
+//! The scorer: batches samples across jobs, has them preprocessed on the CPU pool and embedded
+//! on the model threads, several batches in flight so each GPU has the next batch queued while
+//! it embeds one, applies threshold and tags, and hands each scored job to the committer, which
+//! runs beside it (`commit_feed`).
 //!
 //! Jobs the tracker took back are dropped when they arrive. At the drain deadline (`abandon`)
-//! the scorer stops at its next wait and discards the open shard; a commit in progress is
-//! finished first.
+//! the scorer stops at its next wait and the committer discards the open shard; a commit in
+//! progress is finished first.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use futures_util::future::join_all;
 use tokio::sync::mpsc::{self, error::TryRecvError};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use super::batch::{self, Pending, Prepared, Preparer, Scored};
 use super::commit::{Committer, JobResult};
+use super::commit_feed::{self, FEED_DEPTH, ToCommit};
 use super::holdings::Claim;
 use super::jobs::LoadedJob;
 use super::liveness::{Liveness, Stage as Watched};
 use super::registration::Registration;
-use crate::backend::{BackendThread, Embeddings, ImageBatch, TextBatch};
+use crate::backend::{BackendThread, TextBatch};
 use crate::bundle::Sample;
 use crate::dedup::pair_hash;
 use crate::metrics::{Metrics, Stage};
 use crate::shard::KeptPair;
 use crate::tags::{self, NsfwPolicy, NsfwTag, PromptEmbeddings, TagMode, Verdict};
-use crate::tokenizer::{CONTEXT_LENGTH, Tokenizer};
+use crate::tokenizer::Tokenizer;
+
+/// Batches being preprocessed ahead of the model, per model thread.
+const PREPARED_AHEAD: usize = 2;
+/// Batches queued on or running on each model thread: one embedding, one waiting behind it.
+const ON_THE_MODEL: usize = 2;
 
 /// Everything the scoring stage owns.
 pub(super) struct Scorer {
-    pub(super) backends: Vec<BackendThread>,
-    pub(super) tokenizer: Arc<Tokenizer>,
-    pub(super) side: usize,
+    pub(super) backends: Vec<Arc<BackendThread>>,
+    pub(super) preparer: Preparer,
     pub(super) prompts: PromptEmbeddings,
     pub(super) batch_size: usize,
     pub(super) threshold: f32,
@@ -44,12 +52,6 @@ pub(super) struct Scorer {
     pub(super) liveness: Arc<Liveness>,
     /// Cancelled at the drain deadline.
     pub(super) abandon: CancellationToken,
-}
-
-/// A sample waiting for the model.
-struct Pending {
-    claim: Claim,
-    sample: Sample,
 }
 
 /// A job whose samples are being scored.
@@ -92,32 +94,49 @@ impl Scorer {
     /// the drain deadline, discards the open shard instead.
     pub(super) async fn run(
         self,
-        mut jobs: mpsc::Receiver<LoadedJob>,
-        mut committer: Committer,
+        jobs: mpsc::Receiver<LoadedJob>,
+        committer: Committer,
     ) -> anyhow::Result<()> {
-        let tokenizer = Arc::clone(&self.tokenizer);
+        let (feed, receiver) = mpsc::channel(FEED_DEPTH);
+        let committing = commit_feed::serve(committer, receiver, self.abandon.clone());
+        // The scorer's end drops its sender, and the committer then closes the open shard.
+        tokio::try_join!(self.score(jobs, feed), committing)?;
+        Ok(())
+    }
+
+    async fn score(
+        self,
+        mut jobs: mpsc::Receiver<LoadedJob>,
+        feed: mpsc::Sender<ToCommit>,
+    ) -> anyhow::Result<()> {
         let mut queue: VecDeque<Pending> = VecDeque::new();
         let mut states: HashMap<Claim, JobState> = HashMap::new();
         let mut closed = false;
-        // Batches preprocessing on the CPU pool while the model threads embed earlier ones.
-        let mut ahead: VecDeque<tokio::task::JoinHandle<Prepared>> = VecDeque::new();
-        let depth = 2 * self.backends.len();
+        // Whether pairs went to the committer since the shard was last flushed.
+        let mut unflushed = false;
+        let mut preparing: VecDeque<JoinHandle<Prepared>> = VecDeque::new();
+        let mut embedding: VecDeque<JoinHandle<anyhow::Result<Scored>>> = VecDeque::new();
+        let n_backends = self.backends.len();
+        let mut next_backend = 0;
+        // The prompts were embedded before scoring started.
+        let mut busy_seen: Duration = self.backends.iter().map(|backend| backend.busy()).sum();
         loop {
             if self.abandon.is_cancelled() {
-                return committer.discard().await;
+                return Ok(());
             }
-            if queue.is_empty() && ahead.is_empty() {
+            if queue.is_empty() && preparing.is_empty() && embedding.is_empty() {
                 if closed {
                     break;
                 }
-                let next = if committer.open_rows() > 0 {
+                let next = if unflushed {
                     let next = tokio::time::timeout(self.flush_interval, jobs.recv());
                     match self.unless_abandoned(next).await {
                         None => continue,
                         Some(Ok(next)) => next,
                         Some(Err(_)) => {
                             debug!("no new pairs for the flush interval; closing the shard");
-                            committer.flush().await?;
+                            self.commit(&feed, ToCommit::Flush).await?;
+                            unflushed = false;
                             continue;
                         }
                     }
@@ -128,86 +147,89 @@ impl Scorer {
                     }
                 };
                 match next {
-                    Some(job) => {
-                        self.admit(job, &mut queue, &mut states, &mut committer)
-                            .await?
-                    }
+                    Some(job) => self.admit(job, &mut queue, &mut states, &feed).await?,
                     None => closed = true,
                 }
             }
-            while queue.len() < self.batch_size * self.backends.len() && !closed {
+            while queue.len() < self.batch_size * n_backends && !closed {
                 match jobs.try_recv() {
-                    Ok(job) => {
-                        self.admit(job, &mut queue, &mut states, &mut committer)
-                            .await?
-                    }
+                    Ok(job) => self.admit(job, &mut queue, &mut states, &feed).await?,
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => closed = true,
                 }
             }
-            while ahead.len() < depth && !queue.is_empty() {
+            while preparing.len() < PREPARED_AHEAD * n_backends && !queue.is_empty() {
                 let take = queue.len().min(self.batch_size);
                 let batch: Vec<Pending> = queue.drain(..take).collect();
                 self.metrics
                     .queued_samples
                     .fetch_sub(take as i64, std::sync::atomic::Ordering::Relaxed);
-                ahead.push_back(prepare(
-                    Arc::clone(&tokenizer),
-                    self.side,
-                    batch,
-                    Arc::clone(&self.metrics),
-                ));
+                preparing.push_back(self.preparer.prepare(batch));
             }
-            let mut prepared = Vec::new();
-            for _ in 0..self.backends.len() {
-                let Some(handle) = ahead.pop_front() else {
-                    break;
+            // Keep every model thread's queue full; take results only when it is.
+            if embedding.len() < ON_THE_MODEL * n_backends
+                && let Some(handle) = preparing.pop_front()
+            {
+                let prepared = {
+                    let _busy = self.liveness.busy(Watched::Preprocess);
+                    match self.unless_abandoned(handle).await {
+                        Some(prepared) => prepared.context("preprocessing task failed")?,
+                        None => continue,
+                    }
                 };
-                let _busy = self.liveness.busy(Watched::Preprocess);
-                let Some(batch) = self.unless_abandoned(handle).await else {
-                    break;
-                };
-                prepared.push(batch.context("preprocessing task failed")?);
-            }
-            if self.abandon.is_cancelled() {
+                let backend = Arc::clone(&self.backends[next_backend]);
+                next_backend = (next_backend + 1) % n_backends;
+                embedding.push_back(batch::embed(backend, prepared));
                 continue;
             }
+            let Some(handle) = embedding.pop_front() else {
+                continue;
+            };
             let scored = {
                 let _busy = self.liveness.busy(Watched::Model);
-                let embedded = join_all(
-                    prepared
-                        .into_iter()
-                        .zip(&self.backends)
-                        .map(|(batch, backend)| embed(backend, batch, &self.metrics)),
-                );
-                match self.unless_abandoned(embedded).await {
-                    Some(scored) => scored,
+                match self.unless_abandoned(handle).await {
+                    Some(scored) => scored.context("embedding task failed")??,
                     None => continue,
                 }
             };
-            for batch in scored {
-                for (pending, embeddings) in batch? {
-                    let Some(state) = states.get_mut(&pending.claim) else {
-                        continue;
-                    };
-                    if let Some((image, text)) = embeddings {
-                        self.judge(state, pending.sample, image, text);
-                    } else {
-                        state.result.undecodable += 1;
-                    }
-                    state.remaining -= 1;
-                    if state.remaining == 0
-                        && let Some(state) = states.remove(&pending.claim)
-                    {
-                        committer.add_job(state.result).await?;
-                    }
+            self.count_busy(&mut busy_seen);
+            for (pending, embeddings) in scored {
+                let Some(state) = states.get_mut(&pending.claim) else {
+                    continue;
+                };
+                if let Some((image, text)) = embeddings {
+                    self.judge(state, pending.sample, image, text);
+                } else {
+                    state.result.undecodable += 1;
+                }
+                state.remaining -= 1;
+                if state.remaining == 0
+                    && let Some(state) = states.remove(&pending.claim)
+                {
+                    self.commit(&feed, ToCommit::Job(state.result)).await?;
+                    unflushed = true;
                 }
             }
         }
-        if self.abandon.is_cancelled() {
-            return committer.discard().await;
+        Ok(())
+    }
+
+    /// Hands the committer a message. It stops early only at the drain deadline (when the
+    /// message no longer matters) or on an error, which `run` returns in place of this one.
+    async fn commit(&self, feed: &mpsc::Sender<ToCommit>, message: ToCommit) -> anyhow::Result<()> {
+        if feed.send(message).await.is_err() && !self.abandon.is_cancelled() {
+            anyhow::bail!("the committer stopped");
         }
-        committer.flush().await
+        Ok(())
+    }
+
+    /// Adds the model threads' busy time since the last call to the metrics.
+    fn count_busy(&self, seen: &mut Duration) {
+        let busy: Duration = self.backends.iter().map(|backend| backend.busy()).sum();
+        let new = busy.saturating_sub(*seen);
+        *seen = busy;
+        self.metrics.observe(Stage::Embed, new);
+        Metrics::add(&self.metrics.backend_busy_micros, new.as_micros() as u64);
     }
 
     /// `work`'s output, or `None` when the drain deadline passes first.
@@ -225,7 +247,7 @@ impl Scorer {
         job: LoadedJob,
         queue: &mut VecDeque<Pending>,
         states: &mut HashMap<Claim, JobState>,
-        committer: &mut Committer,
+        feed: &mpsc::Sender<ToCommit>,
     ) -> anyhow::Result<()> {
         let claim = job.claim;
         if !self.registration.holdings.is_held(claim) {
@@ -237,7 +259,7 @@ impl Scorer {
         }
         let result = JobResult::new(claim, job.permit, job.samples.len());
         if job.samples.is_empty() {
-            return committer.add_job(result).await;
+            return self.commit(feed, ToCommit::Job(result)).await;
         }
         let remaining = job.samples.len();
         self.metrics
@@ -289,116 +311,4 @@ impl Scorer {
             }
         }
     }
-}
-
-type Scored = Vec<(Pending, Option<(Vec<f32>, Vec<f32>)>)>;
-
-/// A batch decoded and tokenized: pixels and tokens of the decodable samples, in order.
-struct Prepared {
-    batch: Vec<Pending>,
-    pixels: Vec<u8>,
-    tokens: Vec<i64>,
-    ok: Vec<bool>,
-}
-
-/// Starts decoding, preprocessing and tokenizing one batch on the blocking pool (rayon inside).
-fn prepare(
-    tokenizer: Arc<Tokenizer>,
-    side: usize,
-    mut batch: Vec<Pending>,
-    metrics: Arc<Metrics>,
-) -> tokio::task::JoinHandle<Prepared> {
-    tokio::task::spawn_blocking(move || {
-        let started = std::time::Instant::now();
-        let images: Vec<&[u8]> = batch
-            .iter()
-            .map(|item| item.sample.image.as_slice())
-            .collect();
-        let prepared = crate::preprocess::preprocess_batch(&images, side);
-        // Sized once: grown by doubling, the 38.5 MB of a batch of 256 were copied several times
-        // and their pages faulted in again on each growth.
-        let mut pixels = Vec::with_capacity(batch.len() * side * side * 3);
-        let mut texts = Vec::new();
-        let mut ok = Vec::with_capacity(batch.len());
-        for (item, prepared) in batch.iter_mut().zip(prepared) {
-            match prepared {
-                Ok(prepared) => {
-                    pixels.extend(prepared.pixels);
-                    // The dataset stores the size of the bytes it stores, not the bundle's word.
-                    let meta = &mut item.sample.meta;
-                    if (meta.width, meta.height) != (prepared.width, prepared.height) {
-                        debug!(
-                            sample = meta.sample_id,
-                            claimed = ?(meta.width, meta.height),
-                            decoded = ?(prepared.width, prepared.height),
-                            "bundle metadata gave the wrong image size; storing the decoded one"
-                        );
-                        (meta.width, meta.height) = (prepared.width, prepared.height);
-                    }
-                    texts.push(item.sample.meta.alt.as_str());
-                    ok.push(true);
-                }
-                Err(error) => {
-                    debug!(sample = item.sample.meta.sample_id, error = %error, "image not decodable");
-                    ok.push(false);
-                }
-            }
-        }
-        let tokens = tokenizer.tokenize_batch(&texts);
-        metrics.observe(Stage::Preprocess, started.elapsed());
-        Prepared {
-            batch,
-            pixels,
-            tokens,
-            ok,
-        }
-    })
-}
-
-/// Embeds a prepared batch on one model thread; undecodable images get `None`.
-async fn embed(
-    backend: &BackendThread,
-    prepared: Prepared,
-    metrics: &Metrics,
-) -> anyhow::Result<Scored> {
-    let Prepared {
-        batch,
-        pixels,
-        tokens,
-        ok,
-    } = prepared;
-    let started = std::time::Instant::now();
-    let n_ok = tokens.len() / CONTEXT_LENGTH;
-    let images = backend
-        .embed_images(ImageBatch {
-            n_images: n_ok,
-            pixels,
-        })
-        .await
-        .context("image batch failed")?;
-    let texts = backend
-        .embed_texts(TextBatch {
-            n_texts: n_ok,
-            token_ids: tokens,
-        })
-        .await
-        .context("text batch failed")?;
-    let elapsed = started.elapsed();
-    metrics.observe(Stage::Embed, elapsed);
-    Metrics::add(&metrics.backend_busy_micros, elapsed.as_micros() as u64);
-    let mut rows = 0..n_ok;
-    let mut out = Vec::with_capacity(batch.len());
-    for (item, ok) in batch.into_iter().zip(ok) {
-        let embeddings = if ok {
-            rows.next().map(|row| row_pair(&images, &texts, row))
-        } else {
-            None
-        };
-        out.push((item, embeddings));
-    }
-    Ok(out)
-}
-
-fn row_pair(images: &Embeddings, texts: &Embeddings, row: usize) -> (Vec<f32>, Vec<f32>) {
-    (images.row(row).to_vec(), texts.row(row).to_vec())
 }

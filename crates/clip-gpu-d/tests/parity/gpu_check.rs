@@ -63,20 +63,28 @@ fn gpu_check_script_passes_its_cpu_dry_run() {
         stdout.contains("\"check\": \"throughput-ours\""),
         "no throughput result:\n{stdout}"
     );
-    // The daemon check: 4 bundles of 24 thumbnails through tracker-d and `clip-gpu-d run`.
-    let daemon: serde_json::Value = stdout
+    // The daemon check, twice: 4 bundles of 24 thumbnails through tracker-d and `clip-gpu-d
+    // run`, at batch 8 with 8 jobs held and at batch 16 with 2.
+    let daemons: Vec<serde_json::Value> = stdout
         .lines()
         .filter(|line| line.contains("\"check\": \"daemon-end-to-end\""))
-        .find_map(|line| serde_json::from_str(line).ok())
-        .unwrap_or_else(|| panic!("no daemon result:\n{stdout}"));
-    assert_eq!(daemon["ok"], true, "{daemon}");
-    assert_eq!(
-        (daemon["pairs"].as_u64(), daemon["rows"].as_u64()),
-        (Some(96), Some(96))
-    );
-    let pairs_per_second = daemon["pairs_per_second"].as_f64().unwrap_or_default();
-    let busy = daemon["busy_fraction"].as_f64().unwrap_or(-1.0);
-    assert!(pairs_per_second > 0.0, "{daemon}");
-    assert!((0.0..=1.0).contains(&busy), "{daemon}");
-    assert_eq!(daemon["device"], "cpu");
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let runs: Vec<_> = daemons
+        .iter()
+        .map(|daemon| (daemon["batch_size"].as_u64(), daemon["max_jobs"].as_u64()))
+        .collect();
+    assert_eq!(runs, [(Some(8), Some(8)), (Some(16), Some(2))], "{stdout}");
+    for daemon in &daemons {
+        assert_eq!(daemon["ok"], true, "{daemon}");
+        assert_eq!(
+            (daemon["pairs"].as_u64(), daemon["rows"].as_u64()),
+            (Some(96), Some(96))
+        );
+        let pairs_per_second = daemon["pairs_per_second"].as_f64().unwrap_or_default();
+        let busy = daemon["busy_fraction"].as_f64().unwrap_or(-1.0);
+        assert!(pairs_per_second > 0.0, "{daemon}");
+        assert!((0.0..=1.0).contains(&busy), "{daemon}");
+        assert_eq!(daemon["device"], "cpu");
+    }
 }

@@ -248,6 +248,7 @@ def main():
         result = {
             "check": "daemon-end-to-end", "device": args.device, "dtype": args.dtype,
             "bundles": args.bundles, "pairs": total, "rows": rows, "batch_size": args.batch_size,
+            "max_jobs": args.max_jobs,
             "handed_in_s": round(handed_in_s, 2), "seconds": round(seconds, 3),
             "completed_s": round(completed_s, 3), "pairs_per_second": round(pairs_per_second, 1),
             "busy_fraction": round(busy_fraction, 3),
