@@ -38,6 +38,38 @@ struct Coefficients {
 /// 1×16,384 image resized to a shorter side of 224 would be 224×3,670,016.
 pub(crate) fn resize_bicubic_crop(
     image: &Image8,
+    size: (usize, usize),
+    columns: Range<usize>,
+    rows: Range<usize>,
+) -> Image8 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[allow(unsafe_code)] // See the SAFETY note.
+        // SAFETY: `resize_avx2` only needs AVX2, and the CPU was just found to have it.
+        return unsafe { resize_avx2(image, size, columns, rows) };
+    }
+    resize(image, size, columns, rows)
+}
+
+/// [`resize`] compiled for AVX2 (the release build targets the x86-64 baseline, SSE2, which
+/// has no 32-bit multiply across lanes): the passes are inlined into it, and their
+/// multiply-adds run on vector lanes. The same integer arithmetic, so the same pixels; a
+/// thumbnail's whole preparation (decoding included) took 0.81 ms instead of 1.08 on the
+/// development VM (fastest of six interleaved runs each).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn resize_avx2(
+    image: &Image8,
+    size: (usize, usize),
+    columns: Range<usize>,
+    rows: Range<usize>,
+) -> Image8 {
+    resize(image, size, columns, rows)
+}
+
+#[inline(always)]
+fn resize(
+    image: &Image8,
     (width, height): (usize, usize),
     columns: Range<usize>,
     rows: Range<usize>,
@@ -165,6 +197,7 @@ fn clip8(value: i32) -> u8 {
 }
 
 /// The input's `rows` × `columns`, unresized.
+#[inline(always)]
 fn crop(image: &Image8, rows: Range<usize>, columns: Range<usize>) -> Image8 {
     let channels = image.channels;
     let mut pixels = Vec::with_capacity(rows.len() * columns.len() * channels);
@@ -181,6 +214,7 @@ fn crop(image: &Image8, rows: Range<usize>, columns: Range<usize>) -> Image8 {
 }
 
 /// The horizontal pass over the input's `rows`, one output column per coefficient.
+#[inline(always)]
 fn horizontal(image: &Image8, rows: Range<usize>, coefficients: &Coefficients) -> Image8 {
     // The channel count as a constant lets the compiler keep the sums in registers.
     match image.channels {
@@ -192,6 +226,7 @@ fn horizontal(image: &Image8, rows: Range<usize>, coefficients: &Coefficients) -
     }
 }
 
+#[inline(always)]
 fn horizontal_pixels<const C: usize>(
     image: &Image8,
     rows: Range<usize>,
@@ -228,6 +263,7 @@ fn horizontal_pixels<const C: usize>(
 }
 
 /// The vertical pass, one output row per coefficient.
+#[inline(always)]
 fn vertical(image: &Image8, coefficients: &Coefficients) -> Image8 {
     let channels = image.channels;
     let stride = image.width * channels;
@@ -312,6 +348,31 @@ mod tests {
         let cropped = resize_bicubic_crop(&image, (224, height), 0..224, top..top + 224);
         assert_eq!((cropped.width, cropped.height), (224, 224));
         assert_eq!(cropped.pixels.len(), 224 * 224 * 3);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_build_gives_the_same_pixels() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return; // The portable build is the one that runs, and the tests above check it.
+        }
+        let cases = [
+            ((256, 341, 3), (224, 298), (0..224, 37..261)),
+            ((400, 256, 1), (350, 224), (63..287, 0..224)),
+            ((301, 257, 4), (262, 224), (19..243, 0..224)),
+            ((9, 50, 3), (20, 50), (0..20, 13..37)),
+        ];
+        for ((in_width, in_height, channels), size, (columns, rows)) in cases {
+            let image = noise(in_width, in_height, channels);
+            #[allow(unsafe_code)] // See the SAFETY note.
+            // SAFETY: the CPU was just found to have AVX2.
+            let fast = unsafe { resize_avx2(&image, size, columns.clone(), rows.clone()) };
+            assert_eq!(
+                fast,
+                resize(&image, size, columns, rows),
+                "{in_width}x{in_height}x{channels}"
+            );
+        }
     }
 
     #[test]
