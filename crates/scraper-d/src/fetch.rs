@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_LENGTH, LOCATION, RETRY_AFTER};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER, SERVER};
 use tokio::sync::Semaphore;
 use url::Url;
 
 use crate::body::{BodyBuffer, LargeBodies, LargeBodyGauge, LargeBodyPermit};
 use crate::filters::Blocklist;
+use crate::job::Skipped;
 use crate::politeness::{HostState, Hosts, PolitenessConfig, parse_retry_after};
 use crate::resolver::{ResolveError, Resolver};
 use crate::robots::{RobotsRules, x_robots_opts_out};
@@ -154,6 +155,14 @@ impl Fetcher {
 
     /// Downloads `url`, following redirects; every failure is one outcome.
     pub async fn fetch(&self, url: &Url) -> Result<Fetched, Outcome> {
+        self.fetch_answered(url)
+            .await
+            .map_err(|skipped| skipped.outcome)
+    }
+
+    /// [`Fetcher::fetch`], with a fingerprint of the answer when a server refused the image
+    /// with an HTTP error status (see [`Skipped::answered`]).
+    pub async fn fetch_answered(&self, url: &Url) -> Result<Fetched, Skipped> {
         let mut current = url.clone();
         current.set_fragment(None);
         let mut visited: HashSet<String> = HashSet::new();
@@ -165,7 +174,7 @@ impl Fetcher {
             visited.insert(current.as_str().to_owned());
             let state = self.host_state(&current)?;
             if state.is_open() {
-                return Err(Outcome::CircuitOpen);
+                return Err(Outcome::CircuitOpen.into());
             }
             let fair_share = budget.is_fair_share(self.config.timeout);
             let step = self
@@ -173,13 +182,13 @@ impl Fetcher {
                 .await;
             let step = match step {
                 Ok(step) => step,
-                Err(outcome) => {
+                Err(skipped) => {
                     // A hop that began with most of the budget already spent by earlier hosts
                     // of the chain times out through no fault of this one.
-                    if outcome != Outcome::Timeout || fair_share {
-                        self.hosts.record(&state, outcome);
+                    if skipped.outcome != Outcome::Timeout || fair_share {
+                        self.hosts.record(&state, skipped.outcome);
                     }
-                    return Err(outcome);
+                    return Err(skipped);
                 }
             };
             self.hosts.record(&state, Outcome::Ok);
@@ -197,18 +206,18 @@ impl Fetcher {
                     // The fragment never goes to the server, and is no part of the image's URL.
                     next.set_fragment(None);
                     if next.as_str().len() > self.config.max_url_bytes {
-                        return Err(Outcome::BadUrl);
+                        return Err(Outcome::BadUrl.into());
                     }
                     if let Some(blocklist) = &self.config.blocklist
                         && blocklist.blocks_url(&next, next.as_str())
                     {
-                        return Err(Outcome::Blocklisted);
+                        return Err(Outcome::Blocklisted.into());
                     }
                     if visited.contains(next.as_str()) {
-                        return Err(Outcome::RedirectLoop);
+                        return Err(Outcome::RedirectLoop.into());
                     }
                     if hops > self.config.max_redirects {
-                        return Err(Outcome::TooManyRedirects);
+                        return Err(Outcome::TooManyRedirects.into());
                     }
                     current = next;
                 }
@@ -238,7 +247,7 @@ impl Fetcher {
         state: &HostState,
         budget: &mut Budget,
         fair_share: bool,
-    ) -> Result<Step, Outcome> {
+    ) -> Result<Step, Skipped> {
         let host = url.host_str().ok_or(Outcome::BadUrl)?;
         // Waiting for a host (its backoff, then one of its slots) holds none of the global
         // permits, which are for requests on the wire. The slot comes before the lookup, so
@@ -253,7 +262,7 @@ impl Fetcher {
         }
         // The breaker may have opened while this request waited.
         if state.is_open() {
-            return Err(Outcome::CircuitOpen);
+            return Err(Outcome::CircuitOpen.into());
         }
         // A lookup that runs out a fair share of the budget is a resolver error (a silent
         // nameserver), not the host's; one that only finds the budget spent by earlier hops is
@@ -282,17 +291,17 @@ impl Fetcher {
                 path.push_str(query);
             }
             if let RobotsRules::Unreachable(outcome) = rules {
-                return Err(*outcome);
+                return Err((*outcome).into());
             }
             if !rules.allows(&path) {
-                return Err(Outcome::Robots);
+                return Err(Outcome::Robots.into());
             }
         }
         let _global = self.global.acquire().await.map_err(|_| Outcome::BadUrl)?;
         budget.spend(self.request(url, state)).await?
     }
 
-    async fn request(&self, url: &Url, state: &HostState) -> Result<Step, Outcome> {
+    async fn request(&self, url: &Url, state: &HostState) -> Result<Step, Skipped> {
         let mut response = self
             .client
             .get(url.clone())
@@ -308,7 +317,7 @@ impl Fetcher {
                     std::str::from_utf8(location.as_bytes()).map_err(|_| Outcome::BadUrl)?;
                 return Ok(Step::Redirect(location.to_owned()));
             }
-            return Err(Outcome::HttpOther);
+            return Err(Outcome::HttpOther.into());
         }
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             let retry_after = response
@@ -319,16 +328,16 @@ impl Fetcher {
             self.hosts.back_off(state, retry_after);
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
-            return Err(Outcome::RateLimited);
+            return Err(refusal(Outcome::RateLimited, &response));
         }
         if status.is_client_error() {
-            return Err(Outcome::Http4xx);
+            return Err(refusal(Outcome::Http4xx, &response));
         }
         if status.is_server_error() {
-            return Err(Outcome::Http5xx);
+            return Err(refusal(Outcome::Http5xx, &response));
         }
         if !status.is_success() {
-            return Err(Outcome::HttpOther);
+            return Err(Outcome::HttpOther.into());
         }
         let opted_out = response
             .headers()
@@ -337,7 +346,7 @@ impl Fetcher {
             .filter_map(|value| value.to_str().ok())
             .any(|value| x_robots_opts_out(value, ROBOTS_AGENT));
         if opted_out {
-            return Err(Outcome::OptOut);
+            return Err(Outcome::OptOut.into());
         }
         let declared = response
             .headers()
@@ -345,7 +354,7 @@ impl Fetcher {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.parse::<u64>().ok());
         if declared.is_some_and(|length| length > self.config.max_body_bytes) {
-            return Err(Outcome::TooBig);
+            return Err(Outcome::TooBig.into());
         }
         // Waiting for a large-body permit is part of this request, so of the image's time
         // budget: a body that waits too long is a `timeout` (see `crate::body` on deadlocks).
@@ -360,7 +369,7 @@ impl Fetcher {
                 Ok(Some(chunk)) => {
                     let additional = chunk.len() as u64;
                     if body.len() as u64 + additional > self.config.max_body_bytes {
-                        return Err(Outcome::TooBig);
+                        return Err(Outcome::TooBig.into());
                     }
                     if body.needs_permit(additional) {
                         body.hold(self.large_bodies.acquire().await);
@@ -371,8 +380,8 @@ impl Fetcher {
                     let (bytes, large) = body.finish();
                     return Ok(Step::Body(bytes, large));
                 }
-                Err(error) if error.is_timeout() => return Err(Outcome::Timeout),
-                Err(_) => return Err(Outcome::BodyError),
+                Err(error) if error.is_timeout() => return Err(Outcome::Timeout.into()),
+                Err(_) => return Err(Outcome::BodyError.into()),
             }
         }
     }
@@ -440,6 +449,24 @@ fn resolve_outcome(error: &ResolveError) -> Outcome {
         ResolveError::Refused { .. } => Outcome::PrivateAddress,
         ResolveError::BadName { .. } => Outcome::BadUrl,
     }
+}
+
+/// An HTTP error status as a skipped image, fingerprinted by what every answer of one proxy
+/// or filter shares: the status and the length, type and server of its page, whose body is
+/// never read (see `daemon::broken_node`, third rule).
+fn refusal(outcome: Outcome, response: &reqwest::Response) -> Skipped {
+    let header = |name: reqwest::header::HeaderName| {
+        response
+            .headers()
+            .get(name)
+            .map_or(&b""[..], |value| value.as_bytes())
+    };
+    let mut parts = format!("status {}\n", response.status().as_u16()).into_bytes();
+    for name in [CONTENT_LENGTH, CONTENT_TYPE, SERVER] {
+        parts.extend_from_slice(header(name));
+        parts.push(b'\n');
+    }
+    Skipped::answered(outcome, &parts)
 }
 
 fn send_outcome(error: &reqwest::Error) -> Outcome {

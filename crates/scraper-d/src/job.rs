@@ -124,12 +124,12 @@ impl Pipeline {
     /// [`Pipeline::process`], telling which refused body came back.
     async fn attempt(&self, candidate: Candidate) -> Result<Processed, Skipped> {
         let url = Url::parse(&candidate.url).map_err(|_| Outcome::BadUrl)?;
-        let fetched = self.fetcher.fetch(&url).await;
+        let fetched = self.fetcher.fetch_answered(&url).await;
         let fetched = match fetched {
             Ok(fetched) => fetched,
-            Err(outcome) => {
-                tracing::debug!(url = %candidate.url, outcome = outcome.as_str(), "image skipped");
-                return Err(outcome.into());
+            Err(skipped) => {
+                tracing::debug!(url = %candidate.url, outcome = skipped.outcome.as_str(), "image skipped");
+                return Err(skipped);
             }
         };
         // A large body waits here with its bytes and its large-body permit; decode permits are

@@ -32,7 +32,9 @@
 //! that sinkholes every name to a public block page. Its page is refused (`too_small`,
 //! `bad_format`) like any dead link's, but the same body never comes from many hosts on the
 //! real web: nothing stored, at least nine in ten attempts got that one body, and it came from
-//! at least [`MIN_SAME_ANSWER_HOSTS`] distinct hosts.
+//! at least [`MIN_SAME_ANSWER_HOSTS`] distinct hosts. A proxy that refuses every request with
+//! an error status counts the same way: its answers share the status and the page's length,
+//! type and server (`fetch::refusal`), while real servers' error pages differ in them.
 
 use crate::job::FailedHosts;
 use crate::stats::{Outcome, OutcomeCounts};

@@ -1,6 +1,6 @@
 //! How a half's failures spread over hosts: the distinct hosts of the failures that may be the
-//! node's, and the refused body most hosts answered alike (a captive portal or a sinkhole
-//! serves one page for every name).
+//! node's, and the refused answer most hosts gave alike (a captive portal or a sinkhole serves
+//! one page for every name, a filtering proxy one error page).
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,7 +23,8 @@ const FINGERPRINT_PREFIX: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Skipped {
     pub outcome: Outcome,
-    /// The refused body's fingerprint (`too_small`, `bad_format`, `decode_error`).
+    /// The refused body's fingerprint (`too_small`, `bad_format`, `decode_error`), or the
+    /// refusing answer's (an HTTP error status: its status and headers).
     pub answer: Option<Answer>,
 }
 
@@ -37,6 +38,17 @@ impl Skipped {
         )
         .then(|| Answer::of(body));
         Skipped { outcome, answer }
+    }
+}
+
+impl Skipped {
+    /// `outcome` for an answer that refused the image without a body worth reading (an HTTP
+    /// error status), fingerprinted by `parts`, what of the answer one sender repeats.
+    pub fn answered(outcome: Outcome, parts: &[u8]) -> Skipped {
+        Skipped {
+            outcome,
+            answer: Some(Answer::of(parts)),
+        }
     }
 }
 

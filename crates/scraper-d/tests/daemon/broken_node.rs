@@ -94,9 +94,10 @@ fn reply_with_ipv4(query: &[u8], address: [u8; 4]) -> Option<Vec<u8>> {
 const BLOCK_PAGE: &str = "<html><head><title>Access restricted</title></head><body>\
     <h1>This site is blocked</h1><p>Sign in to the guest network to continue.</p></body></html>";
 
-/// An HTTP server on loopback that answers every request, robots.txt included, with 200 and
-/// [`BLOCK_PAGE`], keeping connections open. Runs until the test ends; returns its port.
-async fn block_page_server() -> u16 {
+/// An HTTP server on loopback that answers every request, robots.txt included, with `status`
+/// (`200 OK`, `403 Forbidden`) and [`BLOCK_PAGE`], keeping connections open. Runs until the
+/// test ends; returns its port.
+async fn block_page_server(status: &'static str) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -106,7 +107,7 @@ async fn block_page_server() -> u16 {
         while let Ok((mut stream, _)) = listener.accept().await {
             tokio::spawn(async move {
                 let response = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\r\n{BLOCK_PAGE}",
+                    "HTTP/1.1 {status}\r\ncontent-type: text/html\r\ncontent-length: {}\r\n\r\n{BLOCK_PAGE}",
                     BLOCK_PAGE.len()
                 );
                 let mut request = Vec::new();
@@ -296,7 +297,18 @@ async fn a_resolver_that_sinkholes_every_name_gets_the_claim_released() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_network_that_answers_every_name_with_one_page_gets_the_claim_released() {
-    let port = block_page_server().await;
+    let port = block_page_server("200 OK").await;
+    let broken = run_with(nameserver_answering(to_loopback).await, Some(port)).await;
+    assert_released(&broken).await;
+    broken.tracker.stop().await;
+}
+
+/// A filtering proxy (or a firewall's block page) that refuses every request with one error
+/// page: no body is read for an error status, so the status and the page's length, type and
+/// server are what repeats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_that_refuses_every_request_with_one_error_page_gets_the_claim_released() {
+    let port = block_page_server("403 Forbidden").await;
     let broken = run_with(nameserver_answering(to_loopback).await, Some(port)).await;
     assert_released(&broken).await;
     broken.tracker.stop().await;
