@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER, SERVER};
+use reqwest::header::{CONTENT_LENGTH, LOCATION, RETRY_AFTER};
 use tokio::sync::Semaphore;
 use url::Url;
 
@@ -328,13 +328,13 @@ impl Fetcher {
             self.hosts.back_off(state, retry_after);
         }
         if status == StatusCode::TOO_MANY_REQUESTS {
-            return Err(refusal(Outcome::RateLimited, &response));
+            return Err(Skipped::answered(Outcome::RateLimited, &response));
         }
         if status.is_client_error() {
-            return Err(refusal(Outcome::Http4xx, &response));
+            return Err(Skipped::answered(Outcome::Http4xx, &response));
         }
         if status.is_server_error() {
-            return Err(refusal(Outcome::Http5xx, &response));
+            return Err(Skipped::answered(Outcome::Http5xx, &response));
         }
         if !status.is_success() {
             return Err(Outcome::HttpOther.into());
@@ -449,24 +449,6 @@ fn resolve_outcome(error: &ResolveError) -> Outcome {
         ResolveError::Refused { .. } => Outcome::PrivateAddress,
         ResolveError::BadName { .. } => Outcome::BadUrl,
     }
-}
-
-/// An HTTP error status as a skipped image, fingerprinted by what every answer of one proxy
-/// or filter shares: the status and the length, type and server of its page, whose body is
-/// never read (see `daemon::broken_node`, third rule).
-fn refusal(outcome: Outcome, response: &reqwest::Response) -> Skipped {
-    let header = |name: reqwest::header::HeaderName| {
-        response
-            .headers()
-            .get(name)
-            .map_or(&b""[..], |value| value.as_bytes())
-    };
-    let mut parts = format!("status {}\n", response.status().as_u16()).into_bytes();
-    for name in [CONTENT_LENGTH, CONTENT_TYPE, SERVER] {
-        parts.extend_from_slice(header(name));
-        parts.push(b'\n');
-    }
-    Skipped::answered(outcome, &parts)
 }
 
 fn send_outcome(error: &reqwest::Error) -> Outcome {

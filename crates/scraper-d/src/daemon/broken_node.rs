@@ -34,7 +34,7 @@
 //! real web: nothing stored, at least nine in ten attempts got that one body, and it came from
 //! at least [`MIN_SAME_ANSWER_HOSTS`] distinct hosts. A proxy that refuses every request with
 //! an error status counts the same way: its answers share the status and the page's length,
-//! type and server (`fetch::refusal`), while real servers' error pages differ in them.
+//! type and server (`Skipped::answered`), while real servers' error pages differ in them.
 
 use crate::job::FailedHosts;
 use crate::stats::{Outcome, OutcomeCounts};

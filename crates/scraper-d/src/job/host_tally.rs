@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, SERVER};
 use sha2::{Digest, Sha256};
 use url::Url;
 
@@ -42,12 +43,20 @@ impl Skipped {
 }
 
 impl Skipped {
-    /// `outcome` for an answer that refused the image without a body worth reading (an HTTP
-    /// error status), fingerprinted by `parts`, what of the answer one sender repeats.
-    pub fn answered(outcome: Outcome, parts: &[u8]) -> Skipped {
+    /// `outcome` for an HTTP error status, whose body is never read: fingerprinted by what
+    /// every answer of one proxy or filter shares, the status and the length, type and server
+    /// of its page (see `daemon::broken_node`, third rule).
+    pub fn answered(outcome: Outcome, response: &reqwest::Response) -> Skipped {
+        let mut parts = format!("status {}\n", response.status().as_u16()).into_bytes();
+        for name in [CONTENT_LENGTH, CONTENT_TYPE, SERVER] {
+            if let Some(value) = response.headers().get(name) {
+                parts.extend_from_slice(value.as_bytes());
+            }
+            parts.push(b'\n');
+        }
         Skipped {
             outcome,
-            answer: Some(Answer::of(parts)),
+            answer: Some(Answer::of(&parts)),
         }
     }
 }
