@@ -218,6 +218,10 @@ impl TryFrom<RunArgs> for Config {
         };
         check_folder(shard_dir_flag, args.output.shard_dir(&args.spool_dir))?;
         let devices = parse_devices(&args.devices)?;
+        let cuda_devices = devices
+            .iter()
+            .filter(|device| matches!(device, DeviceSpec::Cuda(_)))
+            .count();
         Ok(Self {
             tracker: args.tracker,
             model: args.model,
@@ -242,15 +246,13 @@ impl TryFrom<RunArgs> for Config {
             flush_interval: args.flush_interval,
             max_bundle_bytes: args.max_bundle_bytes.get(),
             bundle_pixels_per_image: args.max_bundle_megapixels.get().saturating_mul(1_000_000),
-            cpu_threads: args.cpu_threads.or_else(|| {
-                devices
-                    .iter()
-                    .all(|device| matches!(device, DeviceSpec::Cuda(_)))
-                    .then_some(NonZeroU16::MIN)
-            }),
-            preprocess_threads: args
-                .preprocess_threads
-                .map_or_else(|| default_preprocess_threads(&devices), NonZeroUsize::get),
+            cpu_threads: args
+                .cpu_threads
+                .or((cuda_devices == devices.len()).then_some(NonZeroU16::MIN)),
+            preprocess_threads: args.preprocess_threads.map_or_else(
+                || default_preprocess_threads(cuda_devices),
+                NonZeroUsize::get,
+            ),
             devices,
             metrics_listen: args.metrics_listen,
             embedding_dtype: args.embedding_dtype,
@@ -263,13 +265,9 @@ impl TryFrom<RunArgs> for Config {
 }
 
 /// Every core but one per CUDA device (that device's model thread), at least one.
-fn default_preprocess_threads(devices: &[DeviceSpec]) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    let model_threads = devices
-        .iter()
-        .filter(|device| matches!(device, DeviceSpec::Cuda(_)))
-        .count();
-    cores.saturating_sub(model_threads).max(1)
+fn default_preprocess_threads(cuda_devices: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    cores.saturating_sub(cuda_devices).max(1)
 }
 
 /// `cpu`, or CUDA indices such as `0,1` (also `cuda:0,cuda:1`).

@@ -40,9 +40,7 @@ impl Skipped {
         .then(|| Answer::of(body));
         Skipped { outcome, answer }
     }
-}
 
-impl Skipped {
     /// `outcome` for an HTTP error status, whose body is never read: fingerprinted by what
     /// every answer of one proxy or filter shares, the status and the length, type and server
     /// of its page (see `daemon::broken_node`, third rule).
