@@ -170,8 +170,7 @@ fn run<B, F>(
     let _ = ready.send(Ok(()));
     while let Some(command) = receiver.blocking_recv() {
         let started = Instant::now();
-        let embeds = !matches!(command, Command::Health(_));
-        // Health is published before the reply, so a caller that saw a failure sees it too.
+        // Busy time and health are published before the reply, so a caller sees both.
         match command {
             Command::Images(batch, span, reply) => {
                 let _entered = span.enter();
@@ -181,6 +180,7 @@ fn run<B, F>(
                     ok = result.is_ok(),
                     "image batch embedded"
                 );
+                count_busy(busy, started);
                 healthy.send_replace(result.is_ok());
                 let _ = reply.send(result);
             }
@@ -192,6 +192,7 @@ fn run<B, F>(
                     ok = result.is_ok(),
                     "text batch embedded"
                 );
+                count_busy(busy, started);
                 healthy.send_replace(result.is_ok());
                 let _ = reply.send(result);
             }
@@ -201,11 +202,13 @@ fn run<B, F>(
                 let _ = reply.send(result);
             }
         }
-        if embeds {
-            busy.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        }
     }
     healthy.send_replace(false);
+}
+
+/// Adds the time since `started` to the thread's busy counter.
+fn count_busy(busy: &AtomicU64, started: Instant) {
+    busy.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
 }
 
 #[cfg(test)]
