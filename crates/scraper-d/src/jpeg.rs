@@ -3,6 +3,8 @@
 //!
 //! Each worker thread keeps one decompressor and one compressor.
 
+mod progression;
+
 use std::cell::RefCell;
 
 use image::DynamicImage;
@@ -29,13 +31,24 @@ pub(crate) enum Refusal {
     SizeMismatch,
 }
 
+/// How a JPEG is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reduce {
+    /// Decode at the largest 1/2, 1/4 or 1/8 reduction whose shorter side stays at least this
+    /// long (at full size without it).
+    pub scale_to: Option<u32>,
+    /// Leave out the AC refinement scans of a progressive JPEG decoded at a reduction
+    /// ([`progression`]): about 2.5 times faster on such files, a difference smaller than the
+    /// stored thumbnail's own JPEG encoding.
+    pub skip_ac_refinement: bool,
+}
+
 /// Decodes an RGB or greyscale JPEG whose header was read as `width` × `height` (and checked
-/// against the pixel cap), at the largest 1/2, 1/4 or 1/8 reduction whose shorter side stays at
-/// least `scale_to` (at full size without it).
+/// against the pixel cap), reduced as `reduce` says.
 pub(crate) fn decode(
     bytes: &[u8],
     (width, height): (u32, u32),
-    scale_to: Option<u32>,
+    reduce: Reduce,
 ) -> Result<DynamicImage, Refusal> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
@@ -55,7 +68,8 @@ pub(crate) fn decode(
             Colorspace::CMYK | Colorspace::YCCK => return Err(Refusal::Declined),
         };
         let shorter = header.width.min(header.height);
-        let factor = scale_to
+        let factor = reduce
+            .scale_to
             .and_then(|target| {
                 REDUCTIONS
                     .iter()
@@ -80,7 +94,17 @@ pub(crate) fn decode(
             height: scaled.height,
             format,
         };
-        let decoded = decompressor.decompress(bytes, image.as_deref_mut());
+        let pruned =
+            (reduce.skip_ac_refinement && header.is_progressive && factor != ScalingFactor::ONE)
+                .then(|| progression::without_ac_refinement(bytes))
+                .flatten();
+        let decoded = match pruned {
+            // Should libjpeg-turbo refuse the copy, the file as it came decides.
+            Some(pruned) => decompressor
+                .decompress(&pruned.bytes, image.as_deref_mut())
+                .or_else(|_| decompressor.decompress(bytes, image.as_deref_mut())),
+            None => decompressor.decompress(bytes, image.as_deref_mut()),
+        };
         // Scaling is per call: leave the decompressor at full size for the next picture.
         let _ = decompressor.set_scaling_factor(ScalingFactor::ONE);
         decoded.map_err(|_| Refusal::Declined)?;
@@ -133,6 +157,13 @@ pub(crate) fn encode_rgb(pixels: &[u8], width: u32, height: u32, quality: u8) ->
 mod tests {
     use super::*;
 
+    fn at(scale_to: Option<u32>) -> Reduce {
+        Reduce {
+            scale_to,
+            skip_ac_refinement: true,
+        }
+    }
+
     fn photo_like(width: u32, height: u32) -> image::RgbImage {
         image::RgbImage::from_fn(width, height, |x, y| {
             image::Rgb([(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8])
@@ -153,10 +184,10 @@ mod tests {
             (Some(10), (128, 96)),
         ];
         for (scale_to, size) in cases {
-            let image = decode(&jpeg, (1024, 768), scale_to).expect("decodes");
+            let image = decode(&jpeg, (1024, 768), at(scale_to)).expect("decodes");
             assert_eq!((image.width(), image.height()), size, "{scale_to:?}");
         }
-        let full = decode(&jpeg, (1024, 768), None)
+        let full = decode(&jpeg, (1024, 768), at(None))
             .expect("decodes")
             .into_rgb8();
         let error = full
@@ -175,19 +206,19 @@ mod tests {
         let jpeg = encode_rgb(rgb.as_raw(), 320, 240, 90).expect("encodes");
         let size = (320, 240);
         assert_eq!(
-            decode(&jpeg[..jpeg.len() / 2], size, None).err(),
+            decode(&jpeg[..jpeg.len() / 2], size, at(None)).err(),
             Some(Refusal::Declined)
         );
         assert_eq!(
-            decode(&[0xff, 0xd8, 0xff, 0x00, 1, 2, 3], size, None).err(),
+            decode(&[0xff, 0xd8, 0xff, 0x00, 1, 2, 3], size, at(None)).err(),
             Some(Refusal::Declined)
         );
         assert_eq!(
-            decode(&jpeg, (320, 241), None).err(),
+            decode(&jpeg, (320, 241), at(None)).err(),
             Some(Refusal::SizeMismatch)
         );
         // The decompressor is still usable afterwards, at full size.
-        let again = decode(&jpeg, size, None).expect("decodes");
+        let again = decode(&jpeg, size, at(None)).expect("decodes");
         assert_eq!((again.width(), again.height()), (320, 240));
     }
 }

@@ -23,6 +23,9 @@ pub struct ValidateConfig {
     pub max_jpeg_scans: usize,
     /// Accepted formats (default JPEG, PNG, WebP).
     pub formats: Vec<ImageFormat>,
+    /// Leave out the AC refinement scans of progressive JPEGs decoded at a reduced scale
+    /// (default on; see `jpeg/progression.rs`).
+    pub skip_ac_refinement: bool,
 }
 
 impl ValidateConfig {
@@ -33,6 +36,7 @@ impl ValidateConfig {
             max_pixels: 40_000_000,
             max_jpeg_scans: 100,
             formats: vec![ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::WebP],
+            skip_ac_refinement: true,
         }
     }
 }
@@ -83,7 +87,11 @@ pub fn decode(
         return Err(Outcome::DecodeError);
     }
     if format == ImageFormat::Jpeg {
-        match crate::jpeg::decode(bytes, (width, height), scale_to) {
+        let reduce = crate::jpeg::Reduce {
+            scale_to,
+            skip_ac_refinement: config.skip_ac_refinement,
+        };
+        match crate::jpeg::decode(bytes, (width, height), reduce) {
             Ok(image) => {
                 return Ok(Decoded {
                     image,
@@ -253,6 +261,38 @@ mod scan_tests {
         assert!(!crate::jpeg::has_more_scans(&jpeg, n));
         assert!(crate::jpeg::has_more_scans(&jpeg, n - 1));
         assert!(crate::jpeg::has_more_scans(&jpeg, 0));
+    }
+
+    #[test]
+    fn progressive_refinements_are_skipped_only_at_a_reduced_scale_and_when_configured() {
+        let jpeg = progressive();
+        let skip = ValidateConfig {
+            min_bytes: 1,
+            ..ValidateConfig::standard()
+        };
+        let all = ValidateConfig {
+            skip_ac_refinement: false,
+            ..skip.clone()
+        };
+        let pixels = |config: &ValidateConfig, scale_to| {
+            let decoded = decode(&jpeg, config, scale_to).expect("decodes");
+            (
+                decoded.original_width,
+                decoded.original_height,
+                decoded.image.into_rgb8(),
+            )
+        };
+        // Half size (320×240 for a 160-pixel shorter side): without the refinements.
+        let (quick, whole) = (pixels(&skip, Some(160)), pixels(&all, Some(160)));
+        assert_eq!(
+            (quick.0, quick.1, quick.2.dimensions()),
+            (640, 480, (320, 240))
+        );
+        assert_eq!(whole.2.dimensions(), (320, 240));
+        assert_ne!(quick.2, whole.2);
+        // At full size every scan counts either way.
+        assert_eq!(pixels(&skip, None).2, pixels(&all, None).2);
+        assert_eq!(pixels(&skip, Some(480)).2, pixels(&all, Some(480)).2);
     }
 
     #[test]
