@@ -32,6 +32,7 @@ mod redirect;
 mod registration;
 mod scoring;
 mod startup;
+mod token_file;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -226,7 +227,9 @@ async fn run_with_stops(
         .map(|info| Duration::from_secs(info.lease_seconds.max(1)))
         .unwrap_or(Duration::from_secs(300));
     info!(tracker = %config.tracker, lease_s = lease.as_secs(), "tracker reached");
-    let registration = Arc::new(Registration::new(session, Arc::clone(&metrics)));
+    let token_file = token_file::TokenFile::open(&config.shard_dir);
+    let left_by_a_crash = token_file.tokens();
+    let registration = Arc::new(Registration::new(session, Arc::clone(&metrics), token_file));
     let liveness = Liveness::new();
     // Cancelled at the drain deadline.
     let abandon = CancellationToken::new();
@@ -240,6 +243,8 @@ async fn run_with_stops(
         abandon.clone(),
     )
     .await?;
+    // The shards an earlier run left are committed: its jobs can go back now.
+    registration.say_bye_for(left_by_a_crash).await;
     let prompts = scoring::embed_prompts(&backends[0], &tokenizer).await?;
 
     // READY=1 after a forward pass (the prompts), as external-interfaces.md §2.3 asks.
@@ -382,7 +387,7 @@ async fn run_with_stops(
         // another daemon at once, which would write their pairs again. Their leases run out
         // instead, and the restart commits the shard first.
         warn!("a written shard is not committed; leaving its jobs to their leases, no bye");
-    } else if let Err(error) = registration.session().0.bye().await {
+    } else if let Err(error) = registration.bye().await {
         warn!(error = %error, "failed to say bye to the tracker");
     }
     // No renewal may write the object again after it is deleted.

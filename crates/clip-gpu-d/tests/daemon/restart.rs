@@ -1,4 +1,5 @@
-//! A daemon killed mid-run and restarted leaves no duplicate and no lost shard.
+//! A daemon killed mid-run and restarted leaves no duplicate and no lost shard, and the restart
+//! hands the killed run's jobs back at once instead of at the end of their leases.
 
 use std::collections::BTreeSet;
 
@@ -11,7 +12,9 @@ use crate::support::{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_and_restart_keep_every_pair_once() {
-    let tracker = RealTracker::start(&["--lease", "2s", "--reap-interval", "100ms"]).await;
+    // Leases far longer than the test: only the restart's bye for the killed run's registration
+    // can bring its jobs back.
+    let tracker = RealTracker::start(&["--lease", "1h", "--reap-interval", "100ms"]).await;
     tracker.import(3).await;
     let cpu = tracker.register("cpu", ClientType::Cpu).await;
     let jobs = cpu.claim(6, false).await.expect("claim");
@@ -29,6 +32,9 @@ async fn crash_and_restart_keep_every_pair_once() {
         &["--shard-size", "4", "--max-jobs", "6"],
     );
     run_until_file(config, &output.join("00000_stats.json")).await;
+    let tokens = output.join(".clip-gpu-d.tokens");
+    let killed_token = std::fs::read_to_string(&tokens).expect("the running registration's token");
+    assert_eq!(killed_token.lines().count(), 1, "{killed_token:?}");
     // A crash in the middle of a shard: leftovers of a half-written shard 00090.
     std::fs::write(output.join("00090.tar.tmp"), b"partial").expect("plant");
     std::fs::write(
@@ -37,9 +43,14 @@ async fn crash_and_restart_keep_every_pair_once() {
     )
     .expect("plant");
 
-    // Second run: the first run's jobs come back after their leases expire.
+    // Second run: it says bye for the first run's registration once the shards are committed,
+    // and the tracker hands those jobs out again.
     let config = daemon_config(&tracker.base_url, &output, &["--shard-size", "4"]);
     run_until_completed(&tracker, config, &blobs).await;
+    assert!(
+        !tokens.exists(),
+        "both registrations said bye: no token is left in the output folder"
+    );
 
     let summary = check_dataset(&output);
     let ids: BTreeSet<u64> = summary.sample_ids.iter().copied().collect();
