@@ -126,6 +126,32 @@ pub fn preprocess_batch<B: AsRef<[u8]> + Sync>(
         .collect()
 }
 
+/// As [`preprocess_batch`], each image's pixels written by the thread that prepared it into its
+/// own `side × side × 3` slice of `out` (the batch's buffer, in image order; a failed image
+/// leaves its slice as it was). The copy and the first touch of a batch's pages (38.5 MB at 224
+/// pixels and 256 images) are then spread over the pool instead of done on one thread.
+///
+/// # Panics
+/// When `out` does not hold exactly one slice per image.
+pub fn prepare_batch_into<B: AsRef<[u8]> + Sync>(
+    images: &[B],
+    side: usize,
+    out: &mut [u8],
+) -> Vec<Result<(u32, u32), PreprocessError>> {
+    let image_bytes = side * side * 3;
+    assert_eq!(out.len(), images.len() * image_bytes, "one slice per image");
+    images
+        .par_iter()
+        .zip(out.par_chunks_mut(image_bytes.max(1)))
+        .map(|(bytes, slot)| {
+            prepare_image(bytes.as_ref(), side).map(|prepared| {
+                slot.copy_from_slice(&prepared.pixels);
+                (prepared.width, prepared.height)
+            })
+        })
+        .collect()
+}
+
 /// Pillow's mode of a decoded image, which `_transform` resizes in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -296,6 +322,33 @@ mod tests {
         let pixels = preprocess(&png, 32).expect("preprocess");
         assert_eq!(pixels.len(), 32 * 32 * 3);
         assert!(preprocess(b"not an image", 32).is_err());
+    }
+
+    #[test]
+    fn a_batch_prepared_in_place_equals_the_images_prepared_one_by_one() {
+        let wide = encode_jpeg(image::RgbImage::from_fn(90, 40, |x, y| {
+            image::Rgb([x as u8 * 2, y as u8 * 6, (x + y) as u8])
+        }));
+        let tall = encode_jpeg(image::GrayImage::from_fn(30, 70, |x, y| {
+            image::Luma([(x * y) as u8])
+        }));
+        let images: [&[u8]; 3] = [&wide, b"not an image", &tall];
+        let side = 32;
+        let mut out = vec![7u8; 3 * side * side * 3];
+        let sizes = prepare_batch_into(&images, side, &mut out);
+        let one_by_one = preprocess_batch(&images, side);
+        let slots: Vec<&[u8]> = out.chunks(side * side * 3).collect();
+        assert_eq!(sizes[0].as_ref().ok(), Some(&(90, 40)));
+        assert_eq!(sizes[2].as_ref().ok(), Some(&(30, 70)));
+        assert!(sizes[1].is_err() && one_by_one[1].is_err());
+        for index in [0, 2] {
+            let alone = one_by_one[index].as_ref().expect("prepared");
+            assert_eq!(slots[index], alone.pixels.as_slice(), "image {index}");
+        }
+        assert!(
+            slots[1].iter().all(|&byte| byte == 7),
+            "a failed image leaves its slot"
+        );
     }
 
     #[test]

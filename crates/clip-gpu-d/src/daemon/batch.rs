@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use rayon::prelude::*;
 use tracing::debug;
 
 use super::holdings::Claim;
@@ -51,30 +52,54 @@ impl Preparer {
                 .iter()
                 .map(|item| item.sample.image.as_slice())
                 .collect();
-            let prepared = this
-                .pool
-                .install(|| crate::preprocess::preprocess_batch(&images, this.side));
-            // Sized once: grown by doubling, the 38.5 MB of a batch of 256 were copied several
-            // times and their pages faulted in again on each growth.
-            let mut pixels = Vec::with_capacity(batch.len() * this.side * this.side * 3);
-            let mut texts = Vec::new();
+            let texts: Vec<&str> = batch
+                .iter()
+                .map(|item| item.sample.meta.alt.as_str())
+                .collect();
+            // Images and texts both on the pool, each image written straight into the batch's
+            // buffer: this thread's share of a batch (the 38.5 MB copy and its page faults, the
+            // tokenizer) took about as long as the pool's on the development VM.
+            let image_bytes = this.side * this.side * 3;
+            let mut pixels = vec![0u8; batch.len() * image_bytes];
+            let (prepared, rows) = this.pool.install(|| {
+                rayon::join(
+                    || crate::preprocess::prepare_batch_into(&images, this.side, &mut pixels),
+                    || {
+                        texts
+                            .par_iter()
+                            .map(|text| this.tokenizer.tokenize(text))
+                            .collect::<Vec<_>>()
+                    },
+                )
+            });
+            let mut tokens = Vec::with_capacity(batch.len() * CONTEXT_LENGTH);
             let mut ok = Vec::with_capacity(batch.len());
-            for (item, prepared) in batch.iter_mut().zip(prepared) {
+            let mut kept = 0;
+            for (index, ((item, prepared), row)) in
+                batch.iter_mut().zip(prepared).zip(rows).enumerate()
+            {
                 match prepared {
-                    Ok(prepared) => {
-                        pixels.extend(prepared.pixels);
+                    Ok((width, height)) => {
+                        // Failed images leave holes: later images move down over them.
+                        if kept != index {
+                            pixels.copy_within(
+                                index * image_bytes..(index + 1) * image_bytes,
+                                kept * image_bytes,
+                            );
+                        }
+                        kept += 1;
                         // The dataset stores the size of the bytes it stores, not the bundle's.
                         let meta = &mut item.sample.meta;
-                        if (meta.width, meta.height) != (prepared.width, prepared.height) {
+                        if (meta.width, meta.height) != (width, height) {
                             debug!(
                                 sample = meta.sample_id,
                                 claimed = ?(meta.width, meta.height),
-                                decoded = ?(prepared.width, prepared.height),
+                                decoded = ?(width, height),
                                 "bundle metadata gave the wrong image size; storing the decoded one"
                             );
-                            (meta.width, meta.height) = (prepared.width, prepared.height);
+                            (meta.width, meta.height) = (width, height);
                         }
-                        texts.push(item.sample.meta.alt.as_str());
+                        tokens.extend_from_slice(&row);
                         ok.push(true);
                     }
                     Err(error) => {
@@ -83,7 +108,7 @@ impl Preparer {
                     }
                 }
             }
-            let tokens = this.tokenizer.tokenize_batch(&texts);
+            pixels.truncate(kept * image_bytes);
             this.metrics.observe(Stage::Preprocess, started.elapsed());
             Prepared {
                 batch,
@@ -137,4 +162,103 @@ pub(super) fn embed(
 
 fn row_pair(images: &Embeddings, texts: &Embeddings, row: usize) -> (Vec<f32>, Vec<f32>) {
     (images.row(row).to_vec(), texts.row(row).to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use cah_protocol::bundle::BundleSample;
+
+    use super::*;
+    use crate::daemon::holdings::Holdings;
+
+    /// A tokenizer of the one-letter words `a`, `b` and `c`, with no merges.
+    fn letters_tokenizer(dir: &std::path::Path) -> Tokenizer {
+        let path = dir.join("tokenizer.json");
+        let json = serde_json::json!({"model": {
+            "vocab": {"a</w>": 0, "b</w>": 1, "c</w>": 2, "<|startoftext|>": 3, "<|endoftext|>": 4},
+            "merges": [],
+        }});
+        std::fs::write(&path, json.to_string()).expect("write tokenizer");
+        Tokenizer::from_file(&path).expect("tokenizer")
+    }
+
+    fn png(width: u32, height: u32, shade: u8) -> Vec<u8> {
+        let image = image::RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([shade, (x * 7) as u8, (y * 5) as u8])
+        });
+        let mut bytes = Vec::new();
+        image
+            .write_to(&mut Cursor::new(&mut bytes), image::ImageFormat::Png)
+            .expect("encode");
+        bytes
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_image_leaves_no_hole_in_the_pixels_or_the_tokens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tokenizer = Arc::new(letters_tokenizer(dir.path()));
+        let side = 16;
+        let preparer = Preparer {
+            tokenizer: Arc::clone(&tokenizer),
+            side,
+            pool: Arc::new(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(2)
+                    .build()
+                    .expect("pool"),
+            ),
+            metrics: Metrics::new(),
+        };
+        let holdings = Holdings::new(Metrics::new());
+        let images = [png(40, 20, 10), b"not an image".to_vec(), png(20, 30, 200)];
+        let alts = ["a b", "c c c", "b a c"];
+        let batch: Vec<Pending> = images
+            .iter()
+            .zip(alts)
+            .enumerate()
+            .map(|(index, (image, alt))| Pending {
+                claim: holdings.claimed(1, 0),
+                sample: Sample {
+                    meta: BundleSample {
+                        sample_id: index as u64,
+                        file: format!("{index}.png"),
+                        url: String::new(),
+                        final_url: String::new(),
+                        alt: alt.to_owned(),
+                        page_url: String::new(),
+                        license: None,
+                        language: None,
+                        original_width: 1,
+                        original_height: 1,
+                        width: 1,
+                        height: 1,
+                        bytes: image.len() as u64,
+                        sha256: String::new(),
+                    },
+                    image: image.clone(),
+                },
+            })
+            .collect();
+        let prepared = preparer.prepare(batch).await.expect("prepared");
+        assert_eq!(prepared.ok, [true, false, true]);
+        let alone: Vec<u8> = [&images[0], &images[2]]
+            .iter()
+            .flat_map(|bytes| crate::preprocess::preprocess(bytes, side).expect("decodes"))
+            .collect();
+        assert_eq!(
+            prepared.pixels, alone,
+            "the third image moved into the second slot"
+        );
+        let mut tokens = tokenizer.tokenize("a b").to_vec();
+        tokens.extend(tokenizer.tokenize("b a c"));
+        assert_eq!(prepared.tokens, tokens);
+        let sizes: Vec<_> = prepared
+            .batch
+            .iter()
+            .map(|item| (item.sample.meta.width, item.sample.meta.height))
+            .collect();
+        assert_eq!(sizes, [(40, 20), (1, 1), (20, 30)], "decoded sizes stored");
+    }
 }
