@@ -285,10 +285,11 @@ fn bad(name: &str, reason: &'static str) -> BundleError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample(sample_id: u64, file: &str, image: &[u8]) -> BundleSample {
+    /// A sample of `image` stored as `file`, with a placeholder caption and URLs.
+    pub(crate) fn sample(sample_id: u64, file: &str, image: &[u8]) -> BundleSample {
         BundleSample {
             sample_id,
             file: file.to_owned(),

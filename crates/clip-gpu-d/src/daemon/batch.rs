@@ -222,20 +222,8 @@ mod tests {
                 claim: holdings.claimed(1, 0),
                 sample: Sample {
                     meta: BundleSample {
-                        sample_id: index as u64,
-                        file: format!("{index}.png"),
-                        url: String::new(),
-                        final_url: String::new(),
                         alt: alt.to_owned(),
-                        page_url: String::new(),
-                        license: None,
-                        language: None,
-                        original_width: 1,
-                        original_height: 1,
-                        width: 1,
-                        height: 1,
-                        bytes: image.len() as u64,
-                        sha256: String::new(),
+                        ..crate::bundle::tests::sample(index as u64, "image", image)
                     },
                     image: image.clone(),
                 },
