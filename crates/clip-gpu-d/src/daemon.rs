@@ -228,7 +228,6 @@ async fn run_with_stops(
         .unwrap_or(Duration::from_secs(300));
     info!(tracker = %config.tracker, lease_s = lease.as_secs(), "tracker reached");
     let token_file = token_file::TokenFile::open(&config.shard_dir);
-    let left_by_a_crash = token_file.tokens();
     let registration = Arc::new(Registration::new(session, Arc::clone(&metrics), token_file));
     let liveness = Liveness::new();
     // Cancelled at the drain deadline.
@@ -244,7 +243,7 @@ async fn run_with_stops(
     )
     .await?;
     // The shards an earlier run left are committed: its jobs can go back now.
-    registration.say_bye_for(left_by_a_crash).await;
+    registration.say_bye_for_earlier_runs().await;
     let prompts = scoring::embed_prompts(&backends[0], &tokenizer).await?;
 
     // READY=1 after a forward pass (the prompts), as external-interfaces.md §2.3 asks.

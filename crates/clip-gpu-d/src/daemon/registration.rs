@@ -68,13 +68,18 @@ impl Registration {
     }
 
     /// Says bye for the registrations an earlier run of this daemon left without one (a crash, a
-    /// kill, an uncommitted shard at its exit), so the tracker hands their jobs out again now
-    /// instead of when their leases run out. Call it once the shards that run left are
-    /// committed. A token the tracker no longer knows counts as done; one it could not be told
-    /// about stays in the file for the next start.
-    pub(super) async fn say_bye_for(&self, tokens: Vec<String>) {
+    /// kill, an uncommitted shard at its exit): every token in the token file but the current
+    /// one. The tracker then hands their jobs out again now instead of when their leases run
+    /// out. Call it once the shards that run left are committed. A token the tracker no longer
+    /// knows counts as done; one it could not be told about stays in the file for the next start.
+    pub(super) async fn say_bye_for_earlier_runs(&self) {
         let current = self.session().0;
-        for token in tokens.into_iter().filter(|token| token != current.token()) {
+        for token in self
+            .token_file
+            .tokens()
+            .into_iter()
+            .filter(|token| token != current.token())
+        {
             let earlier = Session::resume(
                 current.client().clone(),
                 current.nickname().to_owned(),

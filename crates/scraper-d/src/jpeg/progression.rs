@@ -16,14 +16,14 @@
 const SOF2: u8 = 0xC2;
 /// Start of scan.
 const SOS: u8 = 0xDA;
-/// Most low bits an AC coefficient may lack once its refinements are left out: libjpeg's and
-/// mozjpeg's standard scripts hold back two for luma and one for chroma. A file whose first AC
-/// scans hold back more is decoded whole.
-const MAX_MISSING_BITS: u8 = 2;
 /// End of image.
 const EOI: u8 = 0xD9;
 /// Start of image.
 const SOI: u8 = 0xD8;
+/// Most low bits an AC coefficient may lack once its refinements are left out: libjpeg's and
+/// mozjpeg's standard scripts hold back two for luma and one for chroma. A file whose first AC
+/// scans hold back more is decoded whole.
+const MAX_MISSING_BITS: u8 = 2;
 
 /// What [`without_ac_refinement`] made of a file.
 #[derive(Debug, PartialEq, Eq)]
@@ -65,25 +65,24 @@ pub(crate) fn without_ac_refinement(bytes: &[u8]) -> Option<Pruned> {
             *bytes.get(start + 2)?,
             *bytes.get(start + 3)?,
         ]));
-        let segment_end = start.checked_add(2 + length)?;
-        let segment = bytes.get(start..segment_end)?;
         if length < 2 {
             return None;
         }
+        let segment_end = start + 2 + length;
+        let segment = bytes.get(start..segment_end)?;
         match marker {
-            0xC0..=0xCF if marker != 0xC4 && marker != 0xC8 && marker != 0xCC => {
-                progressive = marker == SOF2;
-                if !progressive {
-                    return None;
-                }
+            SOF2 => {
+                progressive = true;
                 out.extend_from_slice(segment);
                 at = segment_end;
             }
+            // Any other start of frame (DHT, JPG and DAC share the range).
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => return None,
             SOS => {
-                let data_end = entropy_data_end(bytes, segment_end);
                 if !progressive {
                     return None;
                 }
+                let data_end = entropy_data_end(bytes, segment_end);
                 let scan = Scan::read(segment)?;
                 if scan.first_ac() && scan.low_bit > MAX_MISSING_BITS {
                     return None;
