@@ -23,9 +23,9 @@ pub struct ValidateConfig {
     pub max_jpeg_scans: usize,
     /// Accepted formats (default JPEG, PNG, WebP).
     pub formats: Vec<ImageFormat>,
-    /// Leave out the AC refinement scans of progressive JPEGs decoded at a reduced scale
-    /// (default on; see `jpeg/progression.rs`).
-    pub skip_ac_refinement: bool,
+    /// Leave out the refinement scans of progressive JPEGs decoded at a reduced scale (default
+    /// on; see `jpeg/progression.rs`).
+    pub skip_refinements: bool,
 }
 
 impl ValidateConfig {
@@ -36,7 +36,7 @@ impl ValidateConfig {
             max_pixels: 40_000_000,
             max_jpeg_scans: 100,
             formats: vec![ImageFormat::Jpeg, ImageFormat::Png, ImageFormat::WebP],
-            skip_ac_refinement: true,
+            skip_refinements: true,
         }
     }
 }
@@ -89,7 +89,7 @@ pub fn decode(
     if format == ImageFormat::Jpeg {
         let reduce = crate::jpeg::Reduce {
             scale_to,
-            skip_ac_refinement: config.skip_ac_refinement,
+            skip_refinements: config.skip_refinements,
         };
         match crate::jpeg::decode(bytes, (width, height), reduce) {
             Ok(image) => {
@@ -271,7 +271,7 @@ mod scan_tests {
             ..ValidateConfig::standard()
         };
         let all = ValidateConfig {
-            skip_ac_refinement: false,
+            skip_refinements: false,
             ..skip.clone()
         };
         let pixels = |config: &ValidateConfig, scale_to| {

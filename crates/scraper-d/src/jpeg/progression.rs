@@ -1,4 +1,4 @@
-//! The scans of a progressive JPEG, and a copy of one without its AC refinement scans, which a
+//! The scans of a progressive JPEG, and a copy of one without its refinement scans, which a
 //! thumbnail does not need.
 //!
 //! A progressive JPEG (`SOF2`) sends its DCT coefficients in several scans: first the DC values
@@ -6,167 +6,136 @@
 //! `Al` > 0), then refinement scans (`Ah` > 0) that add one bit at a time. In libjpeg's standard
 //! script the last luma refinement alone carries the lowest bit of every AC coefficient, and
 //! decoding the refinement scans is most of a progressive file's decoding time. Without them the
-//! AC coefficients lack their lowest bit or two; libjpeg then estimates the missing low-frequency
-//! ones from the neighbouring blocks (block smoothing, as a browser's progressive preview), and a
-//! picture shrunk 8 to 16 times for a thumbnail keeps almost nothing of that detail anyway.
-//! `scripts/bench-fetch.sh` and the tests measure what it changes.
+//! coefficients lack their lowest bit or two, and a picture shrunk 8 to 16 times for a thumbnail
+//! keeps almost nothing of that detail anyway. `scripts/bench-fetch.sh` and the tests measure
+//! what it changes.
 
-/// Start of frame, progressive with Huffman coding: the only kind [`without_ac_refinement`]
-/// changes.
-const SOF2: u8 = 0xC2;
-/// Start of scan.
-const SOS: u8 = 0xDA;
-/// End of image.
-const EOI: u8 = 0xD9;
-/// Start of image.
-const SOI: u8 = 0xD8;
+use std::collections::HashMap;
+
+use super::layout::{Layout, Piece, Scan};
+use super::quantization::{self, Shifts};
+
 /// Most low bits an AC coefficient may lack once its refinements are left out: libjpeg's and
 /// mozjpeg's standard scripts hold back two for luma and one for chroma. A file whose first AC
 /// scans hold back more is decoded whole.
-const MAX_MISSING_BITS: u8 = 2;
+const MAX_MISSING_AC_BITS: u8 = 2;
+/// Most low bits a DC value may lack: the standard scripts hold back one. A file whose first DC
+/// scans hold back more keeps its DC refinements.
+const MAX_MISSING_DC_BITS: u8 = 1;
 
-/// What [`without_ac_refinement`] made of a file.
+/// What [`without_refinements`] made of a file.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Pruned {
-    /// The file without its AC refinement scans.
+    /// The file without its refinement scans.
     pub bytes: Vec<u8>,
     /// Scans left out.
     pub dropped: usize,
+    /// Whether the first scans' point transforms went into the quantization tables (see
+    /// [`fold_point_transforms`]), and the DC refinements were left out too.
+    pub folded: bool,
 }
 
-/// A copy of a progressive JPEG without the scans that refine AC coefficients, or `None` when
-/// the file is not a Huffman-coded progressive JPEG, has no such scan, or does not parse (the
-/// caller then decodes the file as it came, and libjpeg-turbo decides).
+/// A copy of a progressive JPEG without the scans that refine coefficients, or `None` when the
+/// file is not a Huffman-coded progressive JPEG, has no such scan, or does not parse (the caller
+/// then decodes the file as it came, and libjpeg-turbo decides).
 ///
-/// DC refinements stay (they are cheap, and a block's mean is what a thumbnail keeps best); no
-/// scan that stays refers to one left out, so the progression libjpeg checks stays consistent.
-pub(crate) fn without_ac_refinement(bytes: &[u8]) -> Option<Pruned> {
-    if bytes.get(..2)? != [0xFF, SOI] {
+/// Where the quantization tables can carry the first scans' point transforms, those go into
+/// the tables and every refinement scan is left out; otherwise only the AC refinements are, the
+/// DC values stay whole, and libjpeg estimates the missing low-frequency AC bits from the
+/// neighbouring blocks (block smoothing). No scan that stays refers to one left out, so the
+/// progression libjpeg checks stays consistent. The copy is always shorter than the file.
+pub(crate) fn without_refinements(bytes: &[u8]) -> Option<Pruned> {
+    let layout = Layout::read(bytes)?;
+    if layout
+        .scans()
+        .any(|scan| scan.first_ac() && scan.low_bit > MAX_MISSING_AC_BITS)
+    {
+        return None;
+    }
+    let folded = fold_point_transforms(&layout, bytes);
+    let left_out = |scan: &Scan| scan.refines_ac() || (folded.is_some() && scan.refines_dc());
+    let dropped = layout.scans().filter(|scan| left_out(scan)).count();
+    if dropped == 0 {
         return None;
     }
     let mut out = Vec::with_capacity(bytes.len());
-    out.extend_from_slice(&bytes[..2]);
-    let mut at = 2;
-    let mut progressive = false;
-    let mut dropped = 0;
-    loop {
-        let (marker, start) = next_marker(bytes, at)?;
-        match marker {
-            EOI => {
-                out.extend_from_slice(&bytes[start..start + 2]);
-                break;
-            }
-            // Standalone markers outside entropy-coded data: a file that has them is unusual
-            // enough to be left to libjpeg-turbo as it is.
-            0x01 | 0xD0..=0xD8 => return None,
-            _ => {}
-        }
-        let length = usize::from(u16::from_be_bytes([
-            *bytes.get(start + 2)?,
-            *bytes.get(start + 3)?,
-        ]));
-        if length < 2 {
-            return None;
-        }
-        let segment_end = start + 2 + length;
-        let segment = bytes.get(start..segment_end)?;
-        match marker {
-            SOF2 => {
-                progressive = true;
-                out.extend_from_slice(segment);
-                at = segment_end;
-            }
-            // Any other start of frame (DHT, JPG and DAC share the range).
-            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => return None,
-            SOS => {
-                if !progressive {
-                    return None;
+    for piece in &layout.pieces {
+        match piece {
+            Piece::Verbatim(range) => out.extend_from_slice(&bytes[range.clone()]),
+            Piece::Quant(range) => match &folded {
+                Some(tables) => out.extend_from_slice(&tables[&range.start]),
+                None => out.extend_from_slice(&bytes[range.clone()]),
+            },
+            Piece::Scan { scan, .. } if left_out(scan) => {}
+            Piece::Scan { header, data, scan } => {
+                let start = out.len();
+                out.extend_from_slice(&bytes[header.start..data.end]);
+                if folded.is_some() && scan.high_bit == 0 {
+                    // Ah/Al is the header's last byte: Al to 0, the tables carry the shift.
+                    out[start + header.len() - 1] = 0;
                 }
-                let data_end = entropy_data_end(bytes, segment_end);
-                let scan = Scan::read(segment)?;
-                if scan.first_ac() && scan.low_bit > MAX_MISSING_BITS {
-                    return None;
-                }
-                if scan.refines_ac() {
-                    dropped += 1;
-                } else {
-                    out.extend_from_slice(&bytes[start..data_end]);
-                }
-                at = data_end;
-            }
-            _ => {
-                out.extend_from_slice(segment);
-                at = segment_end;
             }
         }
     }
-    (dropped > 0).then_some(Pruned {
+    (out.len() < bytes.len()).then_some(Pruned {
         bytes: out,
         dropped,
+        folded: folded.is_some(),
     })
 }
 
-/// The next marker at or after `at` (fill bytes `FF` skipped) and where its `FF` is.
-fn next_marker(bytes: &[u8], at: usize) -> Option<(u8, usize)> {
-    if *bytes.get(at)? != 0xFF {
+/// Takes the point transform out of the first scans: each sends coefficient values shifted
+/// right by `Al` bits, which libjpeg shifts back before dequantizing; with `Al` set to 0 and the
+/// quantization values of those coefficients multiplied by 2^`Al` instead, libjpeg computes the
+/// same products. It then sees every coefficient complete and skips its block smoothing, which
+/// is slower than the decode itself and, measured on thumbnails, brought them no closer to the
+/// ones with every scan. The DC refinements can then go too: a DC value one bit short is off
+/// by at most one quantization step (a fraction of a grey level after the reduction).
+///
+/// Returns the rewritten `DQT` segments by their offset in `bytes`, or `None` when the tables
+/// cannot carry the shifts: components sharing a table whose first scans leave out different
+/// bit counts for one coefficient, a DC scan holding back more than [`MAX_MISSING_DC_BITS`], a
+/// table defined after the first scan, a component without a table, or a value that would
+/// outgrow libjpeg's 16-bit multipliers.
+fn fold_point_transforms(layout: &Layout, bytes: &[u8]) -> Option<HashMap<usize, Vec<u8>>> {
+    if layout.tables_after_scans {
         return None;
     }
-    let mut code = at + 1;
-    while *bytes.get(code)? == 0xFF {
-        code += 1;
-    }
-    Some((bytes[code], code - 1))
-}
-
-/// Where the entropy-coded data that starts at `from` ends: at the first `FF` followed by
-/// neither a stuffed `00` nor a restart marker (or at the end of the file).
-fn entropy_data_end(bytes: &[u8], from: usize) -> usize {
-    let mut at = from;
-    while let Some(found) = memchr::memchr(0xFF, &bytes[at.min(bytes.len())..]) {
-        let ff = at + found;
-        match bytes.get(ff + 1) {
-            Some(0x00 | 0xD0..=0xD7) => at = ff + 2,
-            // A run of fill bytes before a marker: the marker starts at the first of them.
-            Some(_) => return ff,
-            None => return bytes.len(),
+    let mut shifts = Shifts::default();
+    for scan in layout.scans().filter(|scan| scan.high_bit == 0) {
+        if scan.last > 63 || scan.first > scan.last {
+            return None;
+        }
+        if scan.first == 0 && scan.low_bit > MAX_MISSING_DC_BITS {
+            return None;
+        }
+        for id in &scan.components {
+            let table = layout
+                .components
+                .iter()
+                .find(|(component, _)| component == id)?
+                .1;
+            for k in scan.first..=scan.last {
+                if !shifts.record(table, k, scan.low_bit) {
+                    return None;
+                }
+            }
         }
     }
-    bytes.len()
-}
-
-/// The spectral selection and successive approximation of one scan.
-struct Scan {
-    /// First coefficient (`Ss`, 0 for DC).
-    first: u8,
-    /// Bit position before this scan (`Ah`, 0 for a first scan).
-    high_bit: u8,
-    /// Bit position this scan sends (`Al`).
-    low_bit: u8,
-}
-
-impl Scan {
-    /// Reads a start-of-scan segment: `FF DA`, length, component count and selectors, `Ss`,
-    /// `Se`, `Ah`/`Al`.
-    fn read(segment: &[u8]) -> Option<Scan> {
-        let n_components = usize::from(*segment.get(4)?);
-        let spectral = 5 + 2 * n_components;
-        let approximation = *segment.get(spectral + 2)?;
-        Some(Scan {
-            first: *segment.get(spectral)?,
-            high_bit: approximation >> 4,
-            low_bit: approximation & 0x0F,
+    layout
+        .pieces
+        .iter()
+        .filter_map(|piece| match piece {
+            Piece::Quant(range) => Some(range),
+            _ => None,
         })
-    }
-
-    /// A first pass over AC coefficients.
-    fn first_ac(&self) -> bool {
-        self.first > 0 && self.high_bit == 0
-    }
-
-    /// A refinement of AC coefficients.
-    fn refines_ac(&self) -> bool {
-        self.first > 0 && self.high_bit > 0
-    }
+        .map(|range| {
+            Some((
+                range.start,
+                quantization::scaled(&bytes[range.clone()], &shifts)?,
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -174,6 +143,7 @@ mod tests {
     use turbojpeg::{Compressor, Decompressor, Image, PixelFormat, ScalingFactor, Subsamp};
 
     use super::*;
+    use crate::jpeg::layout::{EOI, SOF2, SOS, entropy_data_end, next_marker};
 
     /// A 1024×768 picture with detail at every frequency: gradients, stripes and noise.
     fn detailed() -> Vec<u8> {
@@ -218,22 +188,53 @@ mod tests {
             .expect("encodes")
     }
 
-    /// The scans of a file, in order, as `(Ss, Ah)`.
-    fn scans(bytes: &[u8]) -> Vec<(u8, u8)> {
-        let mut found = Vec::new();
-        let mut at = 2;
-        while let Some((marker, start)) = next_marker(bytes, at) {
-            if marker == EOI {
-                break;
+    /// The scans of a file, in order, as `(Ss, Ah, Al)`.
+    fn scans(bytes: &[u8]) -> Vec<(u8, u8, u8)> {
+        Layout::read(bytes)
+            .expect("a progressive file")
+            .scans()
+            .map(|scan| (scan.first, scan.high_bit, scan.low_bit))
+            .collect()
+    }
+
+    /// The file without any refinement scan and nothing else changed: what the folded copy
+    /// must decode like.
+    fn without_refinements_unfolded(bytes: &[u8]) -> Vec<u8> {
+        let layout = Layout::read(bytes).expect("a progressive file");
+        let mut out = Vec::new();
+        for piece in &layout.pieces {
+            match piece {
+                Piece::Verbatim(range) | Piece::Quant(range) => {
+                    out.extend_from_slice(&bytes[range.clone()])
+                }
+                Piece::Scan { scan, .. } if scan.high_bit > 0 => {}
+                Piece::Scan { header, data, .. } => {
+                    out.extend_from_slice(&bytes[header.start..data.end])
+                }
             }
-            let length = usize::from(u16::from_be_bytes([bytes[start + 2], bytes[start + 3]]));
-            let end = start + 2 + length;
-            if marker == SOS {
-                let scan = Scan::read(&bytes[start..end]).expect("scan header");
-                found.push((scan.first, scan.high_bit));
-                at = entropy_data_end(bytes, end);
-            } else {
-                at = end;
+        }
+        out
+    }
+
+    /// The quantization tables of a file in zigzag order, by table number.
+    fn tables(bytes: &[u8]) -> Vec<(u8, Vec<u16>)> {
+        let layout = Layout::read(bytes).expect("a progressive file");
+        let mut found = Vec::new();
+        for piece in &layout.pieces {
+            let Piece::Quant(range) = piece else { continue };
+            let mut rest = &bytes[range.start + 4..range.end];
+            while let Some((&id, after)) = rest.split_first() {
+                let width = usize::from(id >> 4) + 1;
+                let values = after[..64 * width]
+                    .chunks_exact(width)
+                    .map(|value| {
+                        value
+                            .iter()
+                            .fold(0u16, |sum, byte| sum << 8 | u16::from(*byte))
+                    })
+                    .collect();
+                found.push((id & 0x0F, values));
+                rest = &after[64 * width..];
             }
         }
         found
@@ -261,21 +262,37 @@ mod tests {
     }
 
     #[test]
-    fn leaves_out_exactly_the_ac_refinement_scans() {
+    fn leaves_out_the_refinement_scans_and_folds_the_point_transforms() {
         let jpeg = encode(true, false);
         let before = scans(&jpeg);
-        let pruned = without_ac_refinement(&jpeg).expect("a progressive file with refinements");
-        let after = scans(&pruned.bytes);
-        let refinements = before.iter().filter(|(ss, ah)| *ss > 0 && *ah > 0).count();
-        // libjpeg's standard script: 10 scans, of which four refine AC coefficients.
-        assert_eq!((before.len(), refinements), (10, 4), "{before:?}");
+        // libjpeg's standard script: DC first (Al 1), luma AC 1-5 (Al 2), chroma AC (Al 1),
+        // luma AC 6-63 (Al 2), four AC refinements and one DC refinement.
+        let refinements = before.iter().filter(|(_, ah, _)| *ah > 0).count();
+        assert_eq!((before.len(), refinements), (10, 5), "{before:?}");
+        let pruned = without_refinements(&jpeg).expect("a progressive file with refinements");
+        assert!(pruned.folded);
         assert_eq!(pruned.dropped, refinements);
         let kept: Vec<_> = before
             .iter()
-            .copied()
-            .filter(|(ss, ah)| *ss == 0 || *ah == 0)
+            .filter(|(_, ah, _)| *ah == 0)
+            .map(|(ss, _, _)| (*ss, 0, 0))
             .collect();
-        assert_eq!(after, kept);
+        assert_eq!(scans(&pruned.bytes), kept);
+        // Each table's values doubled once per bit its first scans held back.
+        let (luma_shift, chroma_shift) = (2, 1);
+        let folded: Vec<_> = tables(&jpeg)
+            .into_iter()
+            .map(|(id, values)| {
+                let ac_shift = if id == 0 { luma_shift } else { chroma_shift };
+                let values = values
+                    .iter()
+                    .enumerate()
+                    .map(|(k, value)| value << if k == 0 { 1 } else { ac_shift })
+                    .collect();
+                (id, values)
+            })
+            .collect();
+        assert_eq!(tables(&pruned.bytes), folded);
         assert!(
             pruned.bytes.len() < jpeg.len() * 3 / 4,
             "{} of {}",
@@ -283,6 +300,50 @@ mod tests {
             jpeg.len()
         );
         assert_eq!(&pruned.bytes[pruned.bytes.len() - 2..], [0xFF, EOI]);
+    }
+
+    #[test]
+    fn folding_changes_no_coefficient() {
+        // The `image` crate's decoder (zune-jpeg) has no block smoothing, so the file without
+        // refinements decodes the same whether the tables or the scans carry the shifts.
+        let jpeg = encode(true, false);
+        let folded = without_refinements(&jpeg).expect("pruned");
+        assert!(folded.folded);
+        let decode = |bytes: &[u8]| {
+            image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
+                .expect("decodes")
+                .into_rgb8()
+        };
+        let unfolded = decode(&without_refinements_unfolded(&jpeg));
+        assert_eq!(decode(&folded.bytes), unfolded);
+        assert_ne!(decode(&jpeg), unfolded, "the refinements carried something");
+    }
+
+    #[test]
+    fn tables_that_cannot_carry_the_shifts_keep_the_dc_refinements() {
+        // All three components on table 0: luma holds back two bits of AC 1-5, chroma one.
+        let mut jpeg = encode(true, false);
+        let layout = Layout::read(&jpeg).expect("progressive");
+        let frame = layout
+            .pieces
+            .iter()
+            .find_map(|piece| match piece {
+                Piece::Verbatim(range) if jpeg[range.start + 1] == SOF2 => Some(range.start),
+                _ => None,
+            })
+            .expect("a frame header");
+        for component in 0..3 {
+            jpeg[frame + 12 + 3 * component] = 0;
+        }
+        let pruned = without_refinements(&jpeg).expect("pruned");
+        assert!(!pruned.folded);
+        let kept: Vec<_> = scans(&jpeg)
+            .into_iter()
+            .filter(|(ss, ah, _)| *ss == 0 || *ah == 0)
+            .collect();
+        assert_eq!(pruned.dropped, 4, "the AC refinements only");
+        assert_eq!(scans(&pruned.bytes), kept, "point transforms as they were");
+        assert_eq!(tables(&pruned.bytes), tables(&jpeg));
     }
 
     fn squared_error(a: &[u8], b: &[u8]) -> f64 {
@@ -304,7 +365,7 @@ mod tests {
     #[test]
     fn the_pruned_file_differs_less_than_storing_the_thumbnail_does() {
         let jpeg = encode(true, false);
-        let pruned = without_ac_refinement(&jpeg).expect("pruned");
+        let pruned = without_refinements(&jpeg).expect("pruned");
         let (whole, quick) = (decode_quarter(&jpeg), decode_quarter(&pruned.bytes));
         assert_ne!(whole, quick, "the refinements carried something");
         let pruning = squared_error(&whole, &quick);
@@ -314,24 +375,20 @@ mod tests {
 
     #[test]
     fn other_files_are_left_as_they_are() {
+        assert_eq!(without_refinements(&encode(false, false)), None, "baseline");
         assert_eq!(
-            without_ac_refinement(&encode(false, false)),
-            None,
-            "baseline"
-        );
-        assert_eq!(
-            without_ac_refinement(&encode(true, true)),
+            without_refinements(&encode(true, true)),
             None,
             "arithmetic coding"
         );
         let jpeg = encode(true, false);
         assert_eq!(
-            without_ac_refinement(&jpeg[..jpeg.len() / 2]),
+            without_refinements(&jpeg[..jpeg.len() / 2]),
             None,
             "truncated"
         );
-        assert_eq!(without_ac_refinement(b"\xFF\xD8\xFF"), None);
-        assert_eq!(without_ac_refinement(b"GIF89a"), None);
+        assert_eq!(without_refinements(b"\xFF\xD8\xFF"), None);
+        assert_eq!(without_refinements(b"GIF89a"), None);
         // A first AC scan that holds back three bits: the refinements are needed.
         let mut coarse = jpeg.clone();
         let mut at = 2;
@@ -349,7 +406,7 @@ mod tests {
                 at = end;
             }
         }
-        assert_eq!(without_ac_refinement(&coarse), None, "three bits held back");
+        assert_eq!(without_refinements(&coarse), None, "three bits held back");
     }
 
     #[test]
@@ -373,20 +430,12 @@ mod tests {
             if next() % 4 == 0 {
                 damaged.truncate(damaged.len() - next() % 64);
             }
-            if let Some(copy) = without_ac_refinement(&damaged) {
+            if let Some(copy) = without_refinements(&damaged) {
                 assert!(copy.bytes.len() < damaged.len());
                 pruned += 1;
             }
         }
         // Damage inside entropy data leaves the structure as it was (about 1,350 of 3,000).
         assert!(pruned > 1_000, "{pruned} of 3,000 pruned");
-    }
-
-    #[test]
-    fn entropy_data_ends_at_a_marker_not_at_stuffing_or_restarts() {
-        let data = [1, 0xFF, 0x00, 2, 0xFF, 0xD3, 3, 0xFF, 0xFF, 0xDA, 0, 0];
-        assert_eq!(entropy_data_end(&data, 0), 7);
-        assert_eq!(entropy_data_end(&[1, 2, 0xFF], 0), 3);
-        assert_eq!(entropy_data_end(&[1, 2, 3], 0), 3);
     }
 }
