@@ -6,7 +6,9 @@
 //!
 //! Large JPEGs arrive here already decoded at a reduced scale (see `validate.rs`).
 
-use fast_image_resize::images::Image;
+use std::cell::RefCell;
+
+use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
 use crate::validate::Decoded;
@@ -101,26 +103,68 @@ fn into_rgb8(image: image::DynamicImage) -> image::RgbImage {
     image::RgbImage::from_raw(width, height, pixels).unwrap_or_else(|| image.into_rgb8())
 }
 
+thread_local! {
+    /// Each worker thread's resizer and the buffer its thumbnails are resized into, kept
+    /// between pictures so that neither is allocated and zeroed for each one.
+    static RESIZER: RefCell<(Resizer, Vec<u8>)> = RefCell::new((Resizer::new(), Vec::new()));
+}
+
+/// Most scratch memory a worker thread keeps between pictures (the resizer's intermediate
+/// image and the thumbnail buffer); a larger picture's buffers are freed after it.
+const KEPT_BUFFERS: usize = 1024 * 1024;
+
 /// Resizes and encodes; `None` when the resizer or encoder fails (counted as a decode error).
+/// Grey pictures are resized as one channel and made RGB afterwards, at the thumbnail's size.
 pub fn resize_and_encode(decoded: Decoded, config: &ResizeConfig) -> Option<Stored> {
-    let rgb = into_rgb8(decoded.image);
-    let (width, height) = rgb.dimensions();
-    let (target_width, target_height) = target_size(width, height, config.shorter_side);
-    let pixels = if (target_width, target_height) == (width, height) {
-        rgb.into_raw()
-    } else {
-        let source = Image::from_vec_u8(width, height, rgb.into_raw(), PixelType::U8x3).ok()?;
-        let mut target = Image::new(target_width, target_height, PixelType::U8x3);
-        let options =
-            ResizeOptions::new().resize_alg(ResizeAlg::Convolution(config.filter.filter_type()));
-        Resizer::new().resize(&source, &mut target, &options).ok()?;
-        target.into_vec()
+    let (width, height) = (decoded.image.width(), decoded.image.height());
+    let (pixels, pixel_type) = match decoded.image {
+        image::DynamicImage::ImageLuma8(grey) => (grey.into_raw(), PixelType::U8),
+        image => (into_rgb8(image).into_raw(), PixelType::U8x3),
     };
-    let jpeg = crate::jpeg::encode_rgb(&pixels, target_width, target_height, config.jpeg_quality)?;
-    Some(Stored {
-        jpeg,
-        width: target_width,
-        height: target_height,
+    let (target_width, target_height) = target_size(width, height, config.shorter_side);
+    RESIZER.with(|cell| {
+        let (resizer, buffer) = &mut *cell.borrow_mut();
+        let resized = if (target_width, target_height) == (width, height) {
+            pixels.as_slice()
+        } else {
+            let n_bytes = target_width as usize * target_height as usize * pixel_type.size();
+            if buffer.len() < n_bytes {
+                buffer.resize(n_bytes, 0);
+            }
+            let source = ImageRef::new(width, height, &pixels, pixel_type).ok()?;
+            let mut target = Image::from_slice_u8(
+                target_width,
+                target_height,
+                &mut buffer[..n_bytes],
+                pixel_type,
+            )
+            .ok()?;
+            let options = ResizeOptions::new()
+                .resize_alg(ResizeAlg::Convolution(config.filter.filter_type()));
+            let resized = resizer.resize(&source, &mut target, &options);
+            if resizer.size_of_internal_buffers() > KEPT_BUFFERS {
+                resizer.reset_internal_buffers();
+            }
+            resized.ok()?;
+            &buffer[..n_bytes]
+        };
+        let rgb;
+        let rgb_pixels = if pixel_type == PixelType::U8 {
+            rgb = resized.iter().flat_map(|&v| [v, v, v]).collect::<Vec<u8>>();
+            rgb.as_slice()
+        } else {
+            resized
+        };
+        let jpeg =
+            crate::jpeg::encode_rgb(rgb_pixels, target_width, target_height, config.jpeg_quality);
+        if buffer.capacity() > KEPT_BUFFERS {
+            *buffer = Vec::new();
+        }
+        Some(Stored {
+            jpeg: jpeg?,
+            width: target_width,
+            height: target_height,
+        })
     })
 }
 
@@ -186,6 +230,49 @@ mod tests {
                 "{filter:?}"
             );
         }
+    }
+
+    fn decoded(image: image::DynamicImage) -> Decoded {
+        Decoded {
+            original_width: image.width(),
+            original_height: image.height(),
+            image,
+            format: image::ImageFormat::Png,
+        }
+    }
+
+    #[test]
+    fn grey_pictures_are_stored_as_their_rgb_copies_are() {
+        let grey = image::GrayImage::from_fn(900, 601, |x, y| {
+            image::Luma([((x * 37 + y * 11) ^ (x * y)) as u8])
+        });
+        let rgb = image::DynamicImage::ImageLuma8(grey.clone()).into_rgb8();
+        let config = ResizeConfig::standard();
+        let from_grey = resize_and_encode(decoded(grey.into()), &config).expect("stored");
+        let from_rgb = resize_and_encode(decoded(rgb.into()), &config).expect("stored");
+        assert_eq!((from_grey.width, from_grey.height), (383, 256));
+        assert_eq!(from_grey.jpeg, from_rgb.jpeg);
+    }
+
+    #[test]
+    fn a_thread_keeps_small_buffers_and_frees_large_ones() {
+        let config = ResizeConfig::standard();
+        let kept = || {
+            RESIZER.with(|cell| {
+                let (resizer, buffer) = &*cell.borrow();
+                (resizer.size_of_internal_buffers(), buffer.capacity())
+            })
+        };
+        let photo = image::RgbImage::from_pixel(1000, 750, image::Rgb([90, 120, 200]));
+        resize_and_encode(decoded(photo.into()), &config).expect("stored");
+        let (scratch, thumbnail) = kept();
+        assert!(scratch > 0 && thumbnail >= 341 * 256 * 3, "{scratch}, {thumbnail}");
+        // A panorama: a 12,800×256 thumbnail (9.8 MB) through a 12,800×400 intermediate.
+        let panorama = image::RgbImage::from_pixel(20_000, 400, image::Rgb([10, 20, 30]));
+        let stored = resize_and_encode(decoded(panorama.into()), &config).expect("stored");
+        assert_eq!((stored.width, stored.height), (12_800, 256));
+        let (scratch, thumbnail) = kept();
+        assert!(scratch <= KEPT_BUFFERS && thumbnail <= KEPT_BUFFERS, "{scratch}, {thumbnail}");
     }
 
     #[test]
