@@ -266,13 +266,19 @@ mod tests {
         let photo = image::RgbImage::from_pixel(1000, 750, image::Rgb([90, 120, 200]));
         resize_and_encode(decoded(photo.into()), &config).expect("stored");
         let (scratch, thumbnail) = kept();
-        assert!(scratch > 0 && thumbnail >= 341 * 256 * 3, "{scratch}, {thumbnail}");
+        assert!(
+            scratch > 0 && thumbnail >= 341 * 256 * 3,
+            "{scratch}, {thumbnail}"
+        );
         // A panorama: a 12,800×256 thumbnail (9.8 MB) through a 12,800×400 intermediate.
         let panorama = image::RgbImage::from_pixel(20_000, 400, image::Rgb([10, 20, 30]));
         let stored = resize_and_encode(decoded(panorama.into()), &config).expect("stored");
         assert_eq!((stored.width, stored.height), (12_800, 256));
         let (scratch, thumbnail) = kept();
-        assert!(scratch <= KEPT_BUFFERS && thumbnail <= KEPT_BUFFERS, "{scratch}, {thumbnail}");
+        assert!(
+            scratch <= KEPT_BUFFERS && thumbnail <= KEPT_BUFFERS,
+            "{scratch}, {thumbnail}"
+        );
     }
 
     #[test]
