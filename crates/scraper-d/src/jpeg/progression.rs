@@ -167,8 +167,12 @@ mod tests {
     }
 
     fn encode(progressive: bool, arithmetic: bool) -> Vec<u8> {
+        encode_at(90, progressive, arithmetic)
+    }
+
+    fn encode_at(quality: i32, progressive: bool, arithmetic: bool) -> Vec<u8> {
         let mut compressor = Compressor::new().expect("compressor");
-        compressor.set_quality(90).expect("quality");
+        compressor.set_quality(quality).expect("quality");
         compressor
             .set_subsamp(Subsamp::Sub2x2)
             .expect("subsampling");
@@ -300,6 +304,32 @@ mod tests {
             jpeg.len()
         );
         assert_eq!(&pruned.bytes[pruned.bytes.len() - 2..], [0xFF, EOI]);
+    }
+
+    #[test]
+    fn libjpeg_reads_the_tables_that_outgrow_a_byte() {
+        // At quality 40 the luma values reach 120 and more: times 4 they need 16 bits.
+        let jpeg = encode_at(40, true, false);
+        let pruned = without_refinements(&jpeg).expect("pruned");
+        assert!(pruned.folded);
+        let widest = tables(&pruned.bytes)
+            .iter()
+            .flat_map(|(_, values)| values.iter().copied())
+            .max();
+        assert!(widest.is_some_and(|value| value > 255), "{widest:?}");
+        // libjpeg-turbo decodes it without a warning, and the `image` crate's decoder exactly as
+        // the unfolded copy.
+        let quarter = decode_quarter(&pruned.bytes);
+        assert_eq!(quarter.len(), 256 * 192 * 3);
+        let decode = |bytes: &[u8]| {
+            image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
+                .expect("decodes")
+                .into_rgb8()
+        };
+        assert_eq!(
+            decode(&pruned.bytes),
+            decode(&without_refinements_unfolded(&jpeg))
+        );
     }
 
     #[test]
