@@ -10,8 +10,6 @@
 //! keeps almost nothing of that detail anyway. `scripts/bench-fetch.sh` and the tests measure
 //! what it changes.
 
-use std::collections::HashMap;
-
 use super::layout::{Layout, Piece, Scan};
 use super::quantization::{self, Shifts};
 
@@ -58,12 +56,14 @@ pub(crate) fn without_refinements(bytes: &[u8]) -> Option<Pruned> {
     if dropped == 0 {
         return None;
     }
+    // The rewritten `DQT` segments, in the order of the pieces they replace.
+    let mut rewritten = folded.iter().flatten();
     let mut out = Vec::with_capacity(bytes.len());
     for piece in &layout.pieces {
         match piece {
             Piece::Verbatim(range) => out.extend_from_slice(&bytes[range.clone()]),
-            Piece::Quant(range) => match &folded {
-                Some(tables) => out.extend_from_slice(&tables[&range.start]),
+            Piece::Quant(range) => match rewritten.next() {
+                Some(segment) => out.extend_from_slice(segment),
                 None => out.extend_from_slice(&bytes[range.clone()]),
             },
             Piece::Scan { scan, .. } if left_out(scan) => {}
@@ -92,12 +92,12 @@ pub(crate) fn without_refinements(bytes: &[u8]) -> Option<Pruned> {
 /// ones with every scan. The DC refinements can then go too: a DC value one bit short is off
 /// by at most one quantization step (a fraction of a grey level after the reduction).
 ///
-/// Returns the rewritten `DQT` segments by their offset in `bytes`, or `None` when the tables
+/// Returns the rewritten `DQT` segments in file order, or `None` when the tables
 /// cannot carry the shifts: components sharing a table whose first scans leave out different
 /// bit counts for one coefficient, a DC scan holding back more than [`MAX_MISSING_DC_BITS`], a
 /// table defined after the first scan, a component without a table, or a value that would
 /// outgrow libjpeg's 16-bit multipliers.
-fn fold_point_transforms(layout: &Layout, bytes: &[u8]) -> Option<HashMap<usize, Vec<u8>>> {
+fn fold_point_transforms(layout: &Layout, bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
     if layout.tables_after_scans {
         return None;
     }
@@ -129,12 +129,7 @@ fn fold_point_transforms(layout: &Layout, bytes: &[u8]) -> Option<HashMap<usize,
             Piece::Quant(range) => Some(range),
             _ => None,
         })
-        .map(|range| {
-            Some((
-                range.start,
-                quantization::scaled(&bytes[range.clone()], &shifts)?,
-            ))
-        })
+        .map(|range| quantization::scaled(&bytes[range.clone()], &shifts))
         .collect()
 }
 
@@ -226,19 +221,9 @@ mod tests {
         let mut found = Vec::new();
         for piece in &layout.pieces {
             let Piece::Quant(range) = piece else { continue };
-            let mut rest = &bytes[range.start + 4..range.end];
-            while let Some((&id, after)) = rest.split_first() {
-                let width = usize::from(id >> 4) + 1;
-                let values = after[..64 * width]
-                    .chunks_exact(width)
-                    .map(|value| {
-                        value
-                            .iter()
-                            .fold(0u16, |sum, byte| sum << 8 | u16::from(*byte))
-                    })
-                    .collect();
-                found.push((id & 0x0F, values));
-                rest = &after[64 * width..];
+            for table in quantization::tables(&bytes[range.clone()]).expect("a DQT segment") {
+                let values = table.values.iter().map(|value| *value as u16).collect();
+                found.push((table.id, values));
             }
         }
         found

@@ -45,41 +45,62 @@ impl Shifts {
 /// of its integer IDCTs in 16-bit signed integers.
 const MAX_SCALED: u32 = i16::MAX as u32;
 
+/// One table of a `DQT` segment.
+#[derive(Debug)]
+pub(super) struct Table {
+    /// Its number, 0–3.
+    pub(super) id: u8,
+    /// Its values in zigzag order.
+    pub(super) values: [u32; 64],
+}
+
+/// The tables of a `DQT` segment (from its `FF DB`), or `None` when it does not parse.
+pub(super) fn tables(segment: &[u8]) -> Option<Vec<Table>> {
+    let mut rest = segment.get(4..)?;
+    let mut found = Vec::new();
+    while let Some((&id, after)) = rest.split_first() {
+        let (sixteen_bit, table) = (id >> 4, id & 0x0F);
+        if sixteen_bit > 1 || table > 3 {
+            return None;
+        }
+        let width = usize::from(sixteen_bit) + 1;
+        let (bytes, after) = (after.get(..64 * width)?, after.get(64 * width..)?);
+        let mut values = [0u32; 64];
+        for (value, bytes) in values.iter_mut().zip(bytes.chunks_exact(width)) {
+            *value = bytes
+                .iter()
+                .fold(0u32, |sum, byte| sum << 8 | u32::from(*byte));
+        }
+        found.push(Table { id: table, values });
+        rest = after;
+    }
+    Some(found)
+}
+
 /// A `DQT` segment (from its `FF DB`) with each value multiplied by 2^shift of its table and
 /// coefficient, written with 16-bit precision where a value no longer fits a byte; `None` when
 /// the segment does not parse or a value would exceed [`MAX_SCALED`].
 pub(super) fn scaled(segment: &[u8], shifts: &Shifts) -> Option<Vec<u8>> {
-    let mut rest = segment.get(4..)?;
     let mut body = Vec::with_capacity(segment.len() + 128);
-    while let Some((&id, after)) = rest.split_first() {
-        let (sixteen_bit, table) = (id >> 4, usize::from(id & 0x0F));
-        if sixteen_bit > 1 || table > 3 {
-            return None;
-        }
-        let width = if sixteen_bit == 1 { 2 } else { 1 };
-        let (values, after) = (after.get(..64 * width)?, after.get(64 * width..)?);
-        let mut scaled = [0u32; 64];
-        for (k, value) in values.chunks_exact(width).enumerate() {
-            let value = value
-                .iter()
-                .fold(0u32, |sum, byte| sum << 8 | u32::from(*byte));
-            scaled[k] = value << shifts.of(table, k);
-            if scaled[k] > MAX_SCALED {
+    for table in tables(segment)? {
+        let mut scaled = table.values;
+        for (k, value) in scaled.iter_mut().enumerate() {
+            *value <<= shifts.of(usize::from(table.id), k);
+            if *value > MAX_SCALED {
                 return None;
             }
         }
         if scaled.iter().any(|value| *value > 255) {
-            body.push(0x10 | id & 0x0F);
+            body.push(0x10 | table.id);
             body.extend(
                 scaled
                     .iter()
                     .flat_map(|value| (*value as u16).to_be_bytes()),
             );
         } else {
-            body.push(id & 0x0F);
+            body.push(table.id);
             body.extend(scaled.iter().map(|value| *value as u8));
         }
-        rest = after;
     }
     let length = u16::try_from(body.len() + 2).ok()?;
     let mut out = Vec::with_capacity(body.len() + 4);
