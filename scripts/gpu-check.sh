@@ -5,7 +5,7 @@
 # Three modes:
 #   scripts/gpu-check.sh prepare       (development machine) builds target/release/clip-gpu-d
 #       and target/release/tracker-d and assembles target/gpu-check/ (both binaries stripped,
-#       tiny test checkpoint, a few photos, thumbnails of all 28 test photos, captions, the
+#       tiny test checkpoint, a few photos, thumbnails of all 36 test photos, captions, the
 #       Python helpers), well under the 64 MiB the device tool carries (prepare fails above 48 MiB).
 #   scripts/gpu-check.sh run           (GPU machine) runs every check with the PyTorch there
 #       (default /opt/torch/.venv/bin/python, transformers preinstalled; no Rust, no network).

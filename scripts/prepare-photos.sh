@@ -13,7 +13,7 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out_dir="${1:-${CAH_TESTKIT_PHOTOS:-$repo_root/target/testkit-photos}}"
 py_dir="${CAH_PHOTOS_PY_DIR:-$repo_root/target/photos-py}"
 python="${PYTHON:-python3}"
-recipe_version="2"
+recipe_version="3"
 # Pinned so the corpus is the same on every machine.
 pillow_version="12.0.0"
 skimage_version="0.26.0"

@@ -16,6 +16,7 @@ from PIL import Image, ImageChops
 # (source file, target megapixels, format, quality, progressive)
 # Mostly baseline JPEG 4:2:0 at quality 85-90, some progressive JPEG, some PNG and WebP,
 # from 0.05 to 4 megapixels. Sources are at most ~0.9 MP, so the big ones are Lanczos upscales.
+# These make the test web's default mix: a URL under /ok/ gets one of them by a hash of the URL.
 RECIPE = [
     ("astronaut.png", 0.05, "jpeg", 88, False),
     ("astronaut.png", 0.8, "jpeg", 90, False),
@@ -45,6 +46,20 @@ RECIPE = [
     ("coins.png", 0.1, "jpeg", 88, False),
     ("moon.png", 0.26, "jpeg", 85, False),
     ("page.png", 0.05, "png", 0, False),
+]
+
+# Small pictures (shorter side below 256, at least 5 KB) that only /photo/{file} serves, so the
+# default mix stays as it was: scripts/bench_mix.py needs them for a mix with LAION's share of
+# small images (43% of laion2B-en has a side below 256).
+SMALL_RECIPE = [
+    ("coffee.png", 0.04, "jpeg", 82, False),
+    ("rocket.jpg", 0.05, "jpeg", 85, False),
+    ("motorcycle_left.png", 0.04, "jpeg", 80, False),
+    ("camera.png", 0.04, "jpeg", 85, False),
+    ("hubble_deep_field.jpg", 0.05, "jpeg", 85, False),
+    ("ihc.png", 0.03, "jpeg", 88, False),
+    ("chelsea.png", 0.04, "webp", 80, False),
+    ("motorcycle_left.png", 0.05, "webp", 82, False),
 ]
 
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
@@ -84,7 +99,8 @@ def main():
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(staging)
     photos = []
-    for source, megapixels, fmt, quality, progressive in RECIPE:
+    recipe = [(*entry, True) for entry in RECIPE] + [(*entry, False) for entry in SMALL_RECIPE]
+    for source, megapixels, fmt, quality, progressive, default_mix in recipe:
         with Image.open(os.path.join(args.skimage_data, source)) as original:
             original.load()
             image = resized(original, megapixels)
@@ -101,6 +117,7 @@ def main():
             "origin": f"scikit-image skimage/data/{source}",
             "quality": quality or None,
             "progressive": progressive,
+            "default_mix": default_mix,
         })
     manifest = {
         "recipe_version": args.recipe_version,

@@ -3,6 +3,8 @@
 //!
 //! The prepared corpus is a folder with `manifest.json` and the encoded files (JPEG 4:2:0 mostly,
 //! some PNG and WebP, 0.05 to 4 megapixels, re-encoded from scikit-image's sample photos).
+//! Entries marked `"default_mix": false` are served only by name ([`PhotoCorpus::named`]), never
+//! by [`PhotoCorpus::pick`], so adding them leaves the default mix as it was.
 //! GIF and SVG are always generated here: the corpus holds no such files.
 
 use std::collections::BTreeMap;
@@ -40,7 +42,10 @@ pub struct Photo {
 #[derive(Debug)]
 pub struct PhotoCorpus {
     source: CorpusSource,
+    /// The default mix, what [`Self::pick`] chooses from.
     by_kind: BTreeMap<ImageKind, Vec<Photo>>,
+    /// Pictures outside the default mix, reachable only through [`Self::named`].
+    by_name_only: Vec<Photo>,
 }
 
 #[derive(serde::Deserialize)]
@@ -54,6 +59,12 @@ struct ManifestEntry {
     format: ImageKind,
     width: u32,
     height: u32,
+    #[serde(default = "in_default_mix")]
+    default_mix: bool,
+}
+
+fn in_default_mix() -> bool {
+    true
 }
 
 impl PhotoCorpus {
@@ -67,21 +78,28 @@ impl PhotoCorpus {
                 source,
             })?;
         let mut by_kind: BTreeMap<ImageKind, Vec<Photo>> = BTreeMap::new();
+        let mut by_name_only = Vec::new();
         for entry in manifest.photos {
             let path = dir.join(&entry.file);
             let bytes = std::fs::read(&path).map_err(TestkitError::file(&path))?;
-            by_kind.entry(entry.format).or_default().push(Photo {
+            let photo = Photo {
                 name: entry.file,
                 kind: entry.format,
                 width: entry.width,
                 height: entry.height,
                 bytes: Bytes::from(bytes),
-            });
+            };
+            if entry.default_mix {
+                by_kind.entry(entry.format).or_default().push(photo);
+            } else {
+                by_name_only.push(photo);
+            }
         }
-        let n_photos = by_kind.values().map(Vec::len).sum();
-        if n_photos == 0 {
+        let n_photos = by_kind.values().map(Vec::len).sum::<usize>() + by_name_only.len();
+        // `pick` falls back to the default mix's JPEGs, so there must be one.
+        if by_kind.get(&ImageKind::Jpeg).is_none_or(Vec::is_empty) {
             return Err(TestkitError::Config(format!(
-                "photo corpus {} is empty",
+                "photo corpus {} has no JPEG in its default mix (run scripts/prepare-photos.sh again)",
                 dir.display()
             )));
         }
@@ -92,6 +110,7 @@ impl PhotoCorpus {
                 n_photos,
             },
             by_kind,
+            by_name_only,
         })
     }
 
@@ -104,6 +123,7 @@ impl PhotoCorpus {
                 reason: reason.into(),
             },
             by_kind,
+            by_name_only: Vec::new(),
         })
     }
 
@@ -146,19 +166,27 @@ impl PhotoCorpus {
         matches!(self.source, CorpusSource::Prepared { .. })
     }
 
+    /// Every picture, the default mix and those served only by name.
     pub fn len(&self) -> usize {
-        self.by_kind.values().map(Vec::len).sum()
+        self.by_kind.values().map(Vec::len).sum::<usize>() + self.by_name_only.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Every picture, the default mix first.
     pub fn photos(&self) -> impl Iterator<Item = &Photo> {
-        self.by_kind.values().flatten()
+        self.by_kind.values().flatten().chain(&self.by_name_only)
     }
 
-    /// The pictures of one format (possibly none, e.g. WebP in a corpus prepared without it).
+    /// The picture whose file name is `name`, in the default mix or not.
+    pub fn named(&self, name: &str) -> Option<&Photo> {
+        self.photos().find(|photo| photo.name == name)
+    }
+
+    /// The pictures of one format in the default mix (possibly none, e.g. WebP in a corpus
+    /// prepared without it).
     pub fn of_kind(&self, kind: ImageKind) -> &[Photo] {
         self.by_kind
             .get(&kind)
@@ -166,7 +194,8 @@ impl PhotoCorpus {
             .unwrap_or_default()
     }
 
-    /// A deterministic choice for `key` among the pictures of `kind`, or of any raster kind if none.
+    /// A deterministic choice for `key` among the default mix's pictures of `kind`, or its JPEGs if
+    /// it has none of that kind.
     pub fn pick(&self, kind: ImageKind, key: u64) -> &Photo {
         let candidates = match self.of_kind(kind) {
             [] => self.of_kind(ImageKind::Jpeg),
@@ -272,5 +301,50 @@ mod tests {
             "missing kinds fall back to jpeg"
         );
         assert_eq!(corpus.of_kind(ImageKind::Gif).len(), 2);
+    }
+
+    #[test]
+    fn pictures_outside_the_default_mix_are_served_only_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let big = images::encode(&images::photo_like(60, 40, 1), ImageKind::Jpeg).expect("encode");
+        let small =
+            images::encode(&images::photo_like(30, 20, 2), ImageKind::Jpeg).expect("encode");
+        std::fs::write(dir.path().join("big.jpg"), &big).expect("write");
+        std::fs::write(dir.path().join("small.jpg"), &small).expect("write");
+        std::fs::write(
+            dir.path().join("manifest.json"),
+            r#"{"photos": [
+                {"file": "big.jpg", "format": "jpeg", "width": 60, "height": 40},
+                {"file": "small.jpg", "format": "jpeg", "width": 30, "height": 20, "default_mix": false}
+            ]}"#,
+        )
+        .expect("write");
+        let corpus = PhotoCorpus::load(dir.path()).expect("load");
+        assert_eq!(corpus.of_kind(ImageKind::Jpeg).len(), 1);
+        for key in 0..16 {
+            assert_eq!(corpus.pick(ImageKind::Jpeg, key).name, "big.jpg");
+        }
+        let named = corpus.named("small.jpg").expect("served by name");
+        assert_eq!(named.bytes.as_ref(), small.as_slice());
+        assert_eq!(corpus.named("big.jpg").map(|photo| photo.width), Some(60));
+        assert!(corpus.named("missing.jpg").is_none());
+        assert_eq!(corpus.len(), 2 + 2 + 2, "two photos, two GIFs, two SVGs");
+    }
+
+    #[test]
+    fn a_corpus_without_a_jpeg_in_its_default_mix_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let jpeg = images::encode(&images::photo_like(30, 20, 2), ImageKind::Jpeg).expect("encode");
+        std::fs::write(dir.path().join("a.jpg"), &jpeg).expect("write");
+        std::fs::write(
+            dir.path().join("manifest.json"),
+            r#"{"photos": [{"file": "a.jpg", "format": "jpeg", "width": 30, "height": 20, "default_mix": false}]}"#,
+        )
+        .expect("write");
+        let error = PhotoCorpus::load(dir.path()).expect_err("refused");
+        assert!(
+            error.to_string().contains("no JPEG in its default mix"),
+            "{error}"
+        );
     }
 }

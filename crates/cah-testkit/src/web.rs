@@ -220,6 +220,7 @@ impl WebServer {
                 | Route::RobotsTag { kind, .. } => {
                     return Some(self.state.corpus.pick(kind, key).clone());
                 }
+                Route::Named { name, .. } => return self.state.corpus.named(&name).cloned(),
                 Route::Pixel => {
                     let bytes = self.state.assets.pixel.clone();
                     return Some(Photo {

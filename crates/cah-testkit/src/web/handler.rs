@@ -51,6 +51,10 @@ async fn respond(state: &WebState, host: &str, path: &str, depth: u32) -> Respon
         Route::Image { kind } | Route::RobotsPrivate { kind } => {
             image_response(state.photo(kind, key), kind)
         }
+        Route::Named { name, .. } => match state.corpus.named(&name) {
+            Some(photo) => image_response(photo.bytes.clone(), photo.kind),
+            None => status_page(404),
+        },
         Route::Pixel => image_response(state.assets.pixel.clone(), ImageKind::Gif),
         Route::Status { code } => status_page(code),
         Route::RateLimited { retry_after } => {

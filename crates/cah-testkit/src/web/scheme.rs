@@ -29,8 +29,12 @@ pub const STALL_HOLD: Duration = Duration::from_secs(300);
 /// What the server does for one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// `/ok/...`: 200 with a picture of the path's format.
+    /// `/ok/...`: 200 with a picture of the path's format from the corpus's default mix.
     Image { kind: ImageKind },
+    /// `/photo/{file}`: 200 with the corpus picture of that file name (the manifest's `file`),
+    /// including those outside the default mix; 404 when the corpus has no such file. For
+    /// benchmarks that choose their own mix of pictures (`scripts/bench_mix.py`).
+    Named { name: String, kind: ImageKind },
     /// `/pixel/...`: 200 with a 1x1 GIF (a tracking-pixel placeholder).
     Pixel,
     /// `/status/{code}/...`: that status with a short HTML body (`/status/429/` has no Retry-After).
@@ -158,6 +162,10 @@ pub fn route(path: &str) -> Route {
     let (arg, after_arg) = rest.split_once('/').unwrap_or((rest, ""));
     match head {
         "ok" => Route::Image { kind },
+        "photo" if !arg.is_empty() && after_arg.is_empty() => Route::Named {
+            name: arg.to_owned(),
+            kind,
+        },
         "pixel" => Route::Pixel,
         "status" => match arg.parse::<u16>() {
             Ok(code) if (200..=599).contains(&code) => Route::Status { code },
@@ -307,7 +315,10 @@ fn classify_with(url: &str, respect_robots: bool, depth: u32) -> Expected {
     };
     let inner_url = |inner: &str| format!("http://{host}:{port}{inner}");
     match route(&path) {
-        Route::Image { kind } | Route::RobotsPrivate { kind } => image(kind),
+        // A named picture the corpus lacks is a 404 that the scheme alone cannot foresee.
+        Route::Image { kind } | Route::Named { kind, .. } | Route::RobotsPrivate { kind } => {
+            image(kind)
+        }
         Route::Pixel => image(ImageKind::Gif),
         Route::Status { code } => Expected::Status {
             status: code,

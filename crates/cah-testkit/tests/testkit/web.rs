@@ -54,6 +54,31 @@ async fn pictures_come_in_every_format_and_requests_are_counted() {
 }
 
 #[tokio::test]
+async fn every_corpus_picture_is_served_by_its_name() {
+    let harness = harness().await;
+    let host = "img-0001.photos.test";
+    let corpus = harness.web.corpus();
+    assert!(corpus.len() >= 6, "{} pictures", corpus.len());
+    for photo in corpus.photos() {
+        let url = harness
+            .web
+            .url(host, &format!("/photo/{}?copy=3", photo.name));
+        assert_eq!(classify(&url), Expected::Image { kind: photo.kind });
+        let response = harness.client.get(&url).send().await.expect("get");
+        assert_eq!(response.status(), 200, "{}", photo.name);
+        assert_eq!(response.headers()["content-type"], photo.kind.mime());
+        let bytes = response.bytes().await.expect("body");
+        assert_eq!(bytes.as_ref(), photo.bytes.as_ref(), "{}", photo.name);
+        let expected = harness.web.expected_photo(&url).expect("named photo");
+        assert_eq!(expected.name, photo.name);
+    }
+    let missing = harness.web.url(host, "/photo/no-such-picture.jpg");
+    let response = harness.client.get(&missing).send().await.expect("get");
+    assert_eq!(response.status(), 404);
+    assert!(harness.web.expected_photo(&missing).is_none());
+}
+
+#[tokio::test]
 async fn redirects_robots_and_tags() {
     let harness = harness().await;
     let get = |url: String| harness.client.get(url).send();
@@ -364,7 +389,10 @@ fn corpus_is_the_prepared_one_when_present() {
             "real photos expected, got {:?}",
             corpus.source()
         );
-        let n_jpeg = corpus.of_kind(ImageKind::Jpeg).len();
+        let n_jpeg = corpus
+            .photos()
+            .filter(|photo| photo.kind == ImageKind::Jpeg)
+            .count();
         assert!(
             n_jpeg * 2 > corpus.len(),
             "mostly JPEG: {n_jpeg} of {}",

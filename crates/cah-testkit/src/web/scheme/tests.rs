@@ -167,6 +167,23 @@ fn hosts_change_the_outcome() {
 }
 
 #[test]
+fn photo_routes_name_one_file() {
+    assert_eq!(
+        route("/photo/coffee-0.04mp-base.webp?copy=17"),
+        Route::Named {
+            name: "coffee-0.04mp-base.webp".to_owned(),
+            kind: ImageKind::Webp
+        }
+    );
+    assert_eq!(route("/photo/"), Route::NotFound);
+    assert_eq!(route("/photo/a/b.jpg"), Route::NotFound, "one segment only");
+    assert_eq!(
+        classify("http://img-0001.photos.test/photo/logo-0.10mp-base.png"),
+        image(ImageKind::Png)
+    );
+}
+
+#[test]
 fn stall_routes_name_their_format_and_whether_they_are_sized() {
     assert_eq!(
         route("/stall/x/a.webp"),
