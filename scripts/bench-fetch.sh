@@ -8,7 +8,12 @@
 # SCRAPER_BIN (a scraper-d binary to use instead of a fresh release build, e.g. the one from
 # scripts/install-scraper.sh build), BENCH_PEER=none (scraper-d alone: no img2dataset, so
 # nothing is installed from PyPI), BENCH_RUNS (runs of each, alternating, default 1: with more,
-# the medians and their ratio are printed too).
+# the medians and their ratio are printed too), BENCH_MIX (which pictures, scripts/bench_mix.py:
+# `corpus`, the default, is heavier than the web at 183 KB a URL; `laion` weights the pictures
+# to laion2B-en's shorter sides, 96 KB a URL as on the wire), BENCH_PEER_ARGS (more img2dataset
+# flags, e.g. `--resize_only_if_bigger True`: img2dataset upscales pictures whose shorter side
+# is below 256 by default, where scraper-d keeps their size; with the flag it stores their bytes
+# as they came, without encoding them, where scraper-d encodes them).
 # Prints images/s per core for each and the ratio; files go to target/bench-fetch/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +22,12 @@ n_urls=${BENCH_URLS:-2000}
 threads=${BENCH_THREADS:-64}
 peer=${BENCH_PEER:-img2dataset}
 runs=${BENCH_RUNS:-1}
+mix=${BENCH_MIX:-corpus}
+read -r -a peer_args <<<"${BENCH_PEER_ARGS:-}"
+case "$mix" in
+  corpus | laion) ;;
+  *) echo "bench-fetch: BENCH_MIX must be corpus or laion (got '$mix')" >&2; exit 2 ;;
+esac
 case "$runs" in
   '' | *[!0-9]* | 0*) echo "bench-fetch: BENCH_RUNS must be a whole number from 1 (got '$runs')" >&2; exit 2 ;;
 esac
@@ -24,9 +35,7 @@ out=target/bench-fetch
 py=target/bench-py
 mkdir -p "$out"
 
-if [ ! -f target/testkit-photos/manifest.json ]; then
-  bash scripts/prepare-photos.sh
-fi
+bash scripts/prepare-photos.sh >&2
 if [ "$peer" = img2dataset ] && [ ! -x "$py/bin/img2dataset" ]; then
   echo "bench-fetch: installing img2dataset from PyPI into $py" >&2
   python3 -m pip install --quiet --disable-pip-version-check --target "$py" 'img2dataset==1.47.0'
@@ -42,15 +51,9 @@ testkit=$(release_bin cah-testkit cah-testkit "")
 start_test_web "$testkit" "$out"
 grep '^photos=' "$out/world.txt" >&2 || true
 
-# Distinct URLs of real photos (JPEG, PNG, WebP mixed as the corpus is), by IP so that
-# img2dataset's system resolver needs no test DNS.
-python3 - "$web" "$n_urls" >"$out/urls.txt" <<'EOF'
-import sys
-web, n = sys.argv[1], int(sys.argv[2])
-exts = ["jpg"] * 7 + ["png", "webp"]
-for i in range(n):
-    print(f"http://{web}/ok/photo-{i:06d}.{exts[i % len(exts)]}")
-EOF
+# Distinct URLs of real photos by IP, so that img2dataset's system resolver needs no test DNS:
+# BENCH_MIX picks which (scripts/bench_mix.py; it prints the mix's make-up).
+python3 scripts/bench_mix.py target/testkit-photos/manifest.json "$mix" "$web" "$n_urls" >"$out/urls.txt"
 
 run_timed() { # name, command...
   local name=$1
@@ -73,7 +76,7 @@ run_img2dataset() { # run number
     --output_folder "$out/img2dataset" --input_format txt --output_format files \
     --processes_count 1 --thread_count "$threads" --image_size 256 --resize_mode keep_ratio \
     --encode_format jpg --encode_quality 95 --timeout 10 --retries 0 \
-    --enable_wandb False --distributor multiprocessing
+    --enable_wandb False --distributor multiprocessing "${peer_args[@]}"
   python3 -c 'import json,glob,sys; print(sum(json.load(open(f))["successes"] for f in glob.glob(sys.argv[1] + "/img2dataset/*_stats.json")))' \
     "$out" >"$out/img2dataset.$1.ok"
 }
@@ -87,12 +90,12 @@ done
 
 # Each run's rates, then (for several runs) the medians and the ratio of the medians: the
 # VM's speed drifts between minutes, and the two runs of a pair share a minute.
-python3 - "$out" "$n_urls" "$runs" "$peer" <<'EOF'
+python3 - "$out" "$n_urls" "$runs" "$peer" "$mix" "${BENCH_PEER_ARGS:-}" <<'EOF'
 import statistics, sys
-out, n, runs, peer = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+out, n, runs, peer, mix, peer_args = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5], sys.argv[6]
 clients = ["scraper-d"] + (["img2dataset"] if peer == "img2dataset" else [])
 rates = {name: [] for name in clients}
-print(f"urls: {n} (one core each), {runs} run(s)")
+print(f"urls: {n} (one core each), {runs} run(s), mix {mix}" + (f", img2dataset {peer_args}" if peer_args and peer == "img2dataset" else ""))
 for run in range(1, runs + 1):
     prefix = f"run {run} " if runs > 1 else ""
     for name in clients:

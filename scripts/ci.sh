@@ -42,6 +42,12 @@ fi
 # Real photos for the test web (scikit-image's samples from PyPI, re-encoded once and cached).
 scripts/prepare-photos.sh
 export CAH_TESTKIT_REQUIRE_PHOTOS=1
+# The benchmark's URL lists: both mixes give 2,000 distinct URLs (scripts/bench_mix.py exits
+# with an error when one of the LAION mix's size classes has no picture).
+for mix in corpus laion; do
+  n_distinct=$(python3 scripts/bench_mix.py target/testkit-photos/manifest.json "$mix" 127.0.0.1:1 2000 | sort -u | wc -l)
+  [ "$n_distinct" = 2000 ] || { echo "ci: bench_mix.py $mix gave $n_distinct distinct URLs, not 2000" >&2; exit 1; }
+done
 # clip-gpu-d's S3 tests fail instead of skipping when s3s-fs is missing (.ci/run installs it).
 export CAH_REQUIRE_S3S=1
 
