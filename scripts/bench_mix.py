@@ -21,7 +21,6 @@ import sys
 LAION_TOTAL = 2_322_161_807
 LAION_AT_LEAST = {256: 1_324e6, 512: 488e6, 1024: 76e6}
 FORMAT_SHARE = {"jpeg": 7 / 9, "png": 1 / 9, "webp": 1 / 9}
-EXTENSION = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 
 
 def size_class(photo):
