@@ -15,7 +15,7 @@ pub mod held;
 pub mod reservation;
 pub mod upload_key;
 
-pub use completion::{Completion, complete, pair_room};
+pub use completion::{Completion, Pending, complete, complete_all, pair_room};
 
 use sqlx::Row;
 use sqlx::any::AnyRow;

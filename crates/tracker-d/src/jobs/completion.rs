@@ -1,5 +1,5 @@
 //! Completions of held jobs: a CPU client's handoff and a HYBRID or GPU client's close, each
-//! one guarded `UPDATE` together with its leaderboard credit.
+//! one guarded `UPDATE` together with its leaderboard credit; a batch of them all or none.
 
 use super::Stage;
 use crate::db::{Db, DbError, Dialect, now_ms, to_i64, to_u64};
@@ -31,19 +31,81 @@ pub async fn complete(
     number: u64,
     completion: &Completion,
 ) -> Result<bool, DbError> {
-    let now = now_ms();
-    let (update, credit) = completion_sql(completion);
-    let bound = |sql| {
-        bind_completion(
-            sqlx::query_scalar(sql),
-            completion,
-            holder,
-            nickname,
-            number,
-            now,
-        )
+    let item = Pending {
+        holder,
+        nickname,
+        number,
+        completion,
     };
-    match db.dialect() {
+    let key = match db.dialect() {
+        // One statement, so no transaction around it.
+        Dialect::Postgres => {
+            let mut connection = db.pool().acquire().await?;
+            apply(&mut connection, Dialect::Postgres, &item, now_ms()).await?
+        }
+        Dialect::Sqlite => {
+            let mut transaction = db.pool().begin().await?;
+            let key = apply(&mut transaction, Dialect::Sqlite, &item, now_ms()).await?;
+            if key.is_some() {
+                transaction.commit().await?;
+            } else {
+                transaction.rollback().await?;
+            }
+            key
+        }
+    };
+    Ok(completed(db, &item, key))
+}
+
+/// One completion of a batch for [`complete_all`].
+#[derive(Debug, Clone, Copy)]
+pub struct Pending<'a> {
+    /// The client that must hold the job.
+    pub holder: &'a str,
+    /// Who is credited on the leaderboard.
+    pub nickname: &'a str,
+    /// The job.
+    pub number: u64,
+    /// What happens to it.
+    pub completion: &'a Completion,
+}
+
+/// Applies every completion of `batch` or none of them, in one transaction: returns `None`
+/// when all applied, else the index of the first that did not (its holder no longer holds
+/// the job, or its count does not fit), with nothing changed. A database error changes
+/// nothing either. For requests that complete several jobs at once (`markasdone-cpu`), so a
+/// lease expiring between the request's checks and its completions cannot leave it half done.
+pub async fn complete_all(db: &Db, batch: &[Pending<'_>]) -> Result<Option<usize>, DbError> {
+    let now = now_ms();
+    let mut transaction = db.pool().begin().await?;
+    let mut keys = Vec::with_capacity(batch.len());
+    for (index, item) in batch.iter().enumerate() {
+        match apply(&mut transaction, db.dialect(), item, now).await? {
+            Some(key) => keys.push(key),
+            None => {
+                transaction.rollback().await?;
+                return Ok(Some(index));
+            }
+        }
+    }
+    transaction.commit().await?;
+    for (item, key) in batch.iter().zip(keys) {
+        completed(db, item, Some(key));
+    }
+    Ok(None)
+}
+
+/// Runs one completion's guarded update and its credit on `connection` (a transaction for
+/// SQLite, where they are two statements); returns the job's `shuffle_key` if it applied.
+async fn apply(
+    connection: &mut sqlx::AnyConnection,
+    dialect: Dialect,
+    item: &Pending<'_>,
+    now: i64,
+) -> Result<Option<i64>, DbError> {
+    let (update, credit) = completion_sql(item.completion);
+    let bound = |sql| bind_completion(sqlx::query_scalar(sql), item, now);
+    match dialect {
         // One statement: the credit happens only for the row the update returned.
         Dialect::Postgres => {
             // Data-modifying CTEs run to completion whether or not the outer query reads them.
@@ -51,45 +113,35 @@ pub async fn complete(
                 "WITH done AS ({update} RETURNING shuffle_key), credit AS ({credit}) \
                  SELECT shuffle_key FROM done"
             );
-            let key: Option<i64> = bound(&sql).fetch_optional(db.pool()).await?;
-            Ok(completed(db, holder, number, completion, key))
+            Ok(bound(&sql).fetch_optional(&mut *connection).await?)
         }
         Dialect::Sqlite => {
-            let mut transaction = db.pool().begin().await?;
             let sql = format!("{update} RETURNING shuffle_key");
-            let key: Option<i64> = bound(&sql).fetch_optional(&mut *transaction).await?;
+            let key: Option<i64> = bound(&sql).fetch_optional(&mut *connection).await?;
             if key.is_none() {
-                transaction.rollback().await?;
-                return Ok(false);
+                return Ok(None);
             }
             // SQLite's upsert needs a WHERE after INSERT … SELECT to parse.
             let credit = credit.replace(" FROM done", " WHERE true");
-            let query = sqlx::query(&credit).bind(nickname);
-            let query = match completion {
+            let query = sqlx::query(&credit).bind(item.nickname);
+            let query = match item.completion {
                 Completion::HandOff { .. } => query,
                 Completion::Close { pairs, .. } => query.bind(to_i64(*pairs)),
             };
-            query.execute(&mut *transaction).await?;
-            transaction.commit().await?;
-            Ok(completed(db, holder, number, completion, key))
+            query.execute(&mut *connection).await?;
+            Ok(key)
         }
     }
 }
 
 /// Whether a completion applied (its update returned the job's key); the holder let go of
 /// the job, and a handoff opened a GPU job.
-fn completed(
-    db: &Db,
-    holder: &str,
-    number: u64,
-    completion: &Completion,
-    key: Option<i64>,
-) -> bool {
+fn completed(db: &Db, item: &Pending<'_>, key: Option<i64>) -> bool {
     let Some(key) = key else {
         return false;
     };
-    db.held_jobs().remove(holder, number);
-    if let Completion::HandOff { .. } = completion {
+    db.held_jobs().remove(item.holder, item.number);
+    if let Completion::HandOff { .. } = item.completion {
         db.open_floor().lower(Stage::Gpu, key);
     }
     true
@@ -128,21 +180,18 @@ fn completion_sql(completion: &Completion) -> (&'static str, &'static str) {
 
 fn bind_completion<'q, O>(
     query: sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>>,
-    completion: &'q Completion,
-    holder: &'q str,
-    nickname: &'q str,
-    number: u64,
+    item: &Pending<'q>,
     now: i64,
 ) -> sqlx::query::QueryScalar<'q, sqlx::Any, O, sqlx::any::AnyArguments<'q>> {
-    let query = query.bind(nickname);
-    let (query, stage) = match completion {
+    let query = query.bind(item.nickname);
+    let (query, stage) = match item.completion {
         Completion::HandOff { gpu_url } => (query.bind(gpu_url.as_str()), Stage::Cpu),
         Completion::Close { stage, pairs } => (query.bind(to_i64(*pairs)), *stage),
     };
     query
         .bind(now)
-        .bind(to_i64(number))
-        .bind(holder)
+        .bind(to_i64(item.number))
+        .bind(item.holder)
         .bind(stage.as_str())
 }
 

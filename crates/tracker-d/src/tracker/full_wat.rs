@@ -7,7 +7,7 @@ use cah_protocol::{ClientType, IdString};
 
 use super::{Tracker, TrackerError};
 use crate::clients;
-use crate::jobs;
+use crate::jobs::{self, Completion};
 
 impl Tracker {
     /// `/custom/get-cpu-wat`: a WAT whose halves are all open, or `None`.
@@ -93,8 +93,9 @@ impl Tracker {
     /// address it picked). A job claimed with a token is completed by that token alone.
     ///
     /// At most [`MAX_SHARDS_PER_MARK`] shards (2021's client sends the two halves of its WAT),
-    /// and every shard and handoff is checked before any is completed, so a refusal leaves
-    /// them all held.
+    /// every shard and handoff is checked before any is completed, and the completions are
+    /// one transaction, so a refusal, a lease lost meanwhile or a database error leaves them
+    /// all held.
     pub async fn mark_as_done_cpu(
         &self,
         request: &MarkAsDoneCpuRequest,
@@ -130,20 +131,40 @@ impl Tracker {
                 client_type: ClientType::Cpu,
                 ..caller.clone()
             };
-            self.check_cpu_completion(&as_caller, *number, url).await?;
+            let url = self.check_cpu_completion(&as_caller, *number, url).await?;
             handoffs.push((*number, as_caller, url));
         }
-        let mut completed = 0;
-        for (number, as_caller, url) in handoffs {
-            self.complete_as(&as_caller, number, Some(url), None)
-                .await?;
-            completed += 1;
+        // All or none: a lease that expired since the checks refuses the whole request.
+        let completions: Vec<Completion> = handoffs
+            .iter()
+            .map(|(_, _, url)| Completion::HandOff {
+                gpu_url: (*url).to_owned(),
+            })
+            .collect();
+        let batch: Vec<jobs::Pending<'_>> = handoffs
+            .iter()
+            .zip(&completions)
+            .map(|((number, as_caller, _), completion)| jobs::Pending {
+                holder: &as_caller.token,
+                nickname: &as_caller.nickname,
+                number: *number,
+                completion,
+            })
+            .collect();
+        if let Some(index) = jobs::complete_all(&self.db, &batch).await? {
+            let (number, as_caller, _) = &handoffs[index];
+            return Err(self
+                .refusal(as_caller, *number, &completions[index])
+                .await?);
+        }
+        for ((number, as_caller, _), completion) in handoffs.iter().zip(&completions) {
+            self.count_completion(as_caller, *number, completion);
         }
         Ok(CustomResponse {
             status: "success".into(),
             detail: None,
             shards: None,
-            completed: Some(completed),
+            completed: Some(handoffs.len() as u64),
         })
     }
 

@@ -189,16 +189,21 @@ impl Tracker {
         if !applied {
             return Err(self.refusal(client, number, &completion).await?);
         }
+        self.count_completion(client, number, &completion);
+        Ok(())
+    }
+
+    /// The bookkeeping of a completion that applied: the client's credit, metrics, a log line.
+    pub(super) fn count_completion(&self, client: &Client, number: u64, completion: &Completion) {
         self.clients.credit(&client.token);
         match completion {
             Completion::HandOff { .. } => self.metrics.add(&self.metrics.handoffs, 1),
             Completion::Close { pairs, .. } => {
                 self.metrics.add(&self.metrics.closes, 1);
-                self.metrics.add(&self.metrics.pairs, pairs);
+                self.metrics.add(&self.metrics.pairs, *pairs);
             }
         }
         tracing::debug!(number, display_name = %client.display_name, "job completed");
-        Ok(())
     }
 
     /// Checks a CPU client's handoff of job `number` and returns the bundle string to store:
@@ -233,7 +238,7 @@ impl Tracker {
 
     /// Why a completion did not apply: a count the job cannot hold (400), else the job is not
     /// held (409, or 403 in the 2021 API).
-    async fn refusal(
+    pub(super) async fn refusal(
         &self,
         client: &Client,
         number: u64,

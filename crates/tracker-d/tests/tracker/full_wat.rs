@@ -235,3 +235,86 @@ async fn markasdone_cpu_is_capped_and_checks_every_shard_before_completing_any()
         tracker.stop().await;
     }
 }
+
+/// Makes the guarded update that hands off job `number` find no row, as when the reaper took
+/// its lease between a request's checks and its completions.
+async fn lose_lease_at_handoff(tracker: &TestTracker, backend: support::Backend, number: u64) {
+    let url = &tracker.database_url;
+    match backend {
+        support::Backend::Sqlite => {
+            tracker_d::testing::execute(
+                url,
+                &format!(
+                    "CREATE TRIGGER lose_lease BEFORE UPDATE ON jobs \
+                     WHEN OLD.number = {number} AND NEW.stage = 'gpu' \
+                     BEGIN SELECT RAISE(IGNORE); END"
+                ),
+            )
+            .await;
+        }
+        support::Backend::Postgres => {
+            tracker_d::testing::execute(
+                url,
+                "CREATE FUNCTION lose_lease() RETURNS trigger LANGUAGE plpgsql \
+                 AS $$ BEGIN RETURN NULL; END $$",
+            )
+            .await;
+            tracker_d::testing::execute(
+                url,
+                &format!(
+                    "CREATE TRIGGER lose_lease BEFORE UPDATE ON jobs FOR EACH ROW \
+                     WHEN (OLD.number = {number} AND NEW.stage = 'gpu') EXECUTE FUNCTION lose_lease()"
+                ),
+            )
+            .await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn markasdone_cpu_completes_both_halves_or_neither() {
+    for backend in BACKENDS {
+        let tracker = TestTracker::start(backend, &[]).await;
+        tracker.import(1, 0).await;
+        let token = tracker.register("fullwat", "CPU").await;
+        let numbers: Vec<u64> = tracker
+            .claim(&token, 2, false)
+            .await
+            .iter()
+            .map(|job| job["number"].as_u64().unwrap())
+            .collect();
+        assert_eq!(numbers.len(), 2);
+        // Both halves pass the checks; the second's lease is gone when it is completed.
+        lose_lease_at_handoff(&tracker, backend, numbers[1]).await;
+        let urls: serde_json::Map<String, Value> = numbers
+            .iter()
+            .map(|number| (number.to_string(), json!(format!("rsync {number:032x}"))))
+            .collect();
+        let (status, text) = tracker
+            .post(
+                "/custom/markasdone-cpu",
+                &json!({"shards": numbers, "urls": urls, "nickname": "fullwat", "token": token}),
+            )
+            .await;
+        // The 2021 API's answer for a job no longer held.
+        assert_eq!(status, 403, "{backend:?}: {text}");
+        assert_eq!(
+            tracker.job_states().await,
+            [("cpu".to_owned(), "pending".to_owned(), 2)],
+            "{backend:?}: the first half's handoff was rolled back with the second's"
+        );
+        let (_, leaderboard) = tracker.get("/leaderboard").await;
+        assert!(
+            leaderboard.contains("leaderboard-gpu") && !leaderboard.contains("fullwat"),
+            "{backend:?}: no credit for a refused request: {leaderboard}"
+        );
+        let drop = match backend {
+            support::Backend::Sqlite => "DROP TRIGGER lose_lease",
+            support::Backend::Postgres => "DROP TRIGGER lose_lease ON jobs",
+        };
+        tracker_d::testing::execute(&tracker.database_url, drop).await;
+        let done = mark_done(&tracker, &numbers, "fullwat", &token).await;
+        assert_eq!(done["completed"], 2, "{backend:?}: {done}");
+        tracker.stop().await;
+    }
+}
