@@ -33,7 +33,7 @@ use self::credentials::CredentialSource;
 use super::{S3Location, S3Settings};
 use crate::shard::{self, ShardError};
 
-pub use self::writer::{WRITER_RENEW_EVERY, Writer};
+pub use self::writer::{WRITER_RENEW_EVERY, Writer, WriterState};
 
 /// Multipart part size: S3 wants at least 5 MiB for every part but the last, and allows
 /// 10,000 parts, so objects up to 80 GiB.

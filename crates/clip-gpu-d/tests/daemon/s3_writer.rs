@@ -264,3 +264,84 @@ async fn a_writer_object_not_renewed_for_five_minutes_is_taken_over() {
     );
     tracker.stop().await;
 }
+
+/// A client of [`PREFIX`] on `s3` for a daemon writing from `spool`.
+fn bucket(s3: &S3sServer, spool: &str) -> clip_gpu_d::output::s3::ShardBucket {
+    let location = clip_gpu_d::output::S3Location {
+        bucket: BUCKET.to_owned(),
+        prefix: PREFIX.to_owned(),
+    };
+    let settings = clip_gpu_d::output::S3Settings {
+        endpoint: Some(s3.endpoint.clone()),
+        region: Some("us-east-1".to_owned()),
+        access_key_id: Some(crate::s3s::ACCESS_KEY.to_owned()),
+        secret_access_key: Some(crate::s3s::SECRET_KEY.parse().expect("secret")),
+    };
+    let writer = clip_gpu_d::output::s3::Writer::this_process(Path::new(spool));
+    clip_gpu_d::output::s3::ShardBucket::connect(&location, &settings, writer).expect("connect")
+}
+
+/// Asserts that `error` is a busy prefix held by the daemon writing from `spool`.
+fn assert_busy_with(error: &clip_gpu_d::output::s3::S3Error, spool: &str) {
+    match error {
+        clip_gpu_d::output::s3::S3Error::PrefixBusy { holder, .. } => {
+            assert!(holder.ends_with(&format!(":{spool}")), "{holder}");
+        }
+        other => panic!("expected a busy prefix, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_daemons_that_found_the_prefix_free_only_one_takes_it() {
+    let Some(s3) =
+        S3sServer::start("of_two_daemons_that_found_the_prefix_free_only_one_takes_it").await
+    else {
+        return;
+    };
+    let (first, second) = (bucket(&s3, "/spool/a"), bucket(&s3, "/spool/b"));
+
+    // Both read an absent object; the second writes its own before the first does.
+    let seen = first.read_writer_state().await.expect("read");
+    second
+        .claim_writer()
+        .await
+        .expect("the second takes the free prefix");
+    let error = first
+        .take_writer(seen)
+        .await
+        .expect_err("the first is refused");
+    assert_busy_with(&error, "/spool/b");
+    assert!(holder(&s3).expect("writer object").ends_with(":/spool/b"));
+
+    // Both read a dead daemon's object; the second takes it over first.
+    second.release_writer().await.expect("release");
+    assert_eq!(holder(&s3), None);
+    let object = s3.folder(PREFIX).join(WRITER);
+    std::fs::write(&object, r#"{"holder":"gpu-old:/spool","instance":"1-1"}"#).expect("write");
+    let status = std::process::Command::new("touch")
+        .args(["-d", "6 minutes ago"])
+        .arg(&object)
+        .status()
+        .expect("touch");
+    assert!(status.success());
+    let (first, second) = (bucket(&s3, "/spool/a"), bucket(&s3, "/spool/b"));
+    let seen = first.read_writer_state().await.expect("read");
+    second
+        .claim_writer()
+        .await
+        .expect("the second takes the dead daemon's prefix over");
+    let error = first
+        .take_writer(seen)
+        .await
+        .expect_err("the first is refused");
+    assert_busy_with(&error, "/spool/b");
+    assert!(holder(&s3).expect("writer object").ends_with(":/spool/b"));
+
+    // Once the second stops cleanly, the first takes the prefix.
+    second.release_writer().await.expect("release");
+    first
+        .claim_writer()
+        .await
+        .expect("the first takes the prefix");
+    assert!(holder(&s3).expect("writer object").ends_with(":/spool/a"));
+}
