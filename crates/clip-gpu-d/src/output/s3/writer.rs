@@ -132,11 +132,13 @@ impl ShardBucket {
             }
         }
         if !self.write_writer(seen.unchanged()).await? {
-            // Another daemon wrote it since it was read: it starts, this one waits.
-            return Err(match self.read_writer().await? {
-                Seen::Found { writer, age, .. } => self.busy(&writer, age),
-                Seen::Absent => self.busy(&someone_else(), Duration::ZERO),
-            });
+            // Another daemon wrote it since it was read: it starts, this one waits. (Our own
+            // object: a write that applied but whose answer was lost and retried.)
+            match self.read_writer().await? {
+                Seen::Found { writer, .. } if writer.instance == me.instance => {}
+                Seen::Found { writer, age, .. } => return Err(self.busy(&writer, age)),
+                Seen::Absent => return Err(self.busy(&someone_else(), Duration::ZERO)),
+            }
         }
         tokio::time::sleep(CONFIRM_AFTER).await;
         match self.read_writer().await? {
@@ -166,10 +168,11 @@ impl ShardBucket {
         if self.write_writer(seen.unchanged()).await? {
             return Ok(());
         }
-        Err(match self.read_writer().await? {
-            Seen::Found { writer, .. } => self.taken(&writer),
-            Seen::Absent => self.taken(&someone_else()),
-        })
+        match self.read_writer().await? {
+            Seen::Found { writer, .. } if writer.instance == self.writer.instance => Ok(()),
+            Seen::Found { writer, .. } => Err(self.taken(&writer)),
+            Seen::Absent => Err(self.taken(&someone_else())),
+        }
     }
 
     /// Checks, before an upload, that the prefix is still this daemon's; a no-op when it was
