@@ -206,7 +206,7 @@ impl WebServer {
     }
 
     /// The exact picture a client gets for `url` after following its redirects, if the outcome
-    /// is a picture (`/ok/`, `/xrobots/`, `/private/`, `/wrongtype/`, `/pixel/`).
+    /// is a picture (`/ok/`, `/xrobots/`, `/tdm/`, `/private/`, `/wrongtype/`, `/pixel/`).
     pub fn expected_photo(&self, url: &str) -> Option<Photo> {
         let mut current = url::Url::parse(url).ok()?;
         for _ in 0..64 {
@@ -217,7 +217,8 @@ impl WebServer {
                 Route::Image { kind }
                 | Route::RobotsPrivate { kind }
                 | Route::WrongType { kind }
-                | Route::RobotsTag { kind, .. } => {
+                | Route::RobotsTag { kind, .. }
+                | Route::Tdm { kind, .. } => {
                     return Some(self.state.corpus.pick(kind, key).clone());
                 }
                 Route::Named { name, .. } => return self.state.corpus.named(&name).cloned(),

@@ -19,7 +19,7 @@ use crate::filters::Blocklist;
 use crate::job::Skipped;
 use crate::politeness::{HostState, Hosts, PolitenessConfig, parse_retry_after};
 use crate::resolver::{ResolveError, Resolver};
-use crate::robots::{RobotsRules, x_robots_opts_out};
+use crate::robots::{RobotsRules, tdm_reserved, x_robots_opts_out};
 use crate::stats::Outcome;
 
 /// The product token robots.txt groups are matched against.
@@ -344,7 +344,14 @@ impl Fetcher {
             .get_all("x-robots-tag")
             .iter()
             .filter_map(|value| value.to_str().ok())
-            .any(|value| x_robots_opts_out(value, ROBOTS_AGENT));
+            .any(|value| x_robots_opts_out(value, ROBOTS_AGENT))
+            || (self.config.politeness.respect_tdm_reservation
+                && response
+                    .headers()
+                    .get_all("tdm-reservation")
+                    .iter()
+                    .filter_map(|value| value.to_str().ok())
+                    .any(tdm_reserved));
         if opted_out {
             return Err(Outcome::OptOut.into());
         }

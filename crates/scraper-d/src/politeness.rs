@@ -21,6 +21,9 @@ pub struct PolitenessConfig {
     pub per_host: usize,
     /// Fetch and obey robots.txt (default on).
     pub respect_robots: bool,
+    /// Treat an image whose response says `tdm-reservation: 1` (TDMRep) as opted out (default
+    /// on).
+    pub respect_tdm_reservation: bool,
     /// Consecutive failures (resolver error, connect, timeout, 5xx, opt-out) that open a host's
     /// circuit; 0 disables the breaker (default 8).
     pub breaker_threshold: u32,
@@ -41,6 +44,7 @@ impl PolitenessConfig {
         PolitenessConfig {
             per_host: 2,
             respect_robots: true,
+            respect_tdm_reservation: true,
             breaker_threshold: 8,
             max_backoff: Duration::from_secs(30),
             default_backoff: Duration::from_secs(5),

@@ -1,6 +1,6 @@
 //! robots.txt rules (the group for our agent token, else `*`; longest match wins, `Allow`
-//! on a tie; `*` and `$` wildcards; RFC 9309) and the `X-Robots-Tag` opt-outs, as img2dataset
-//! reads them.
+//! on a tie; `*` and `$` wildcards; RFC 9309), the `X-Robots-Tag` opt-outs, as img2dataset
+//! reads them, and TDMRep's `tdm-reservation` header.
 
 use crate::stats::Outcome;
 
@@ -172,6 +172,13 @@ pub fn x_robots_opts_out(value: &str, agent: &str) -> bool {
         .any(|directive| OPT_OUT_DIRECTIVES.contains(&directive))
 }
 
+/// Whether a TDMRep `tdm-reservation` header value reserves text and data mining rights (W3C
+/// TDM Reservation Protocol, the machine-readable opt-out of the EU's DSM directive, article 4):
+/// `1` reserves them, `0` does not, and any other value is not valid and is ignored.
+pub fn tdm_reserved(value: &str) -> bool {
+    value.trim() == "1"
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,5 +259,14 @@ mod tests {
             assert!(!x_robots_opts_out(value, "scraper-d"), "{value}");
         }
         assert!(x_robots_opts_out("scraper-d: noimageai", "scraper-d/0.1"));
+    }
+
+    #[test]
+    fn only_a_tdm_reservation_of_1_reserves() {
+        assert!(tdm_reserved("1"));
+        assert!(tdm_reserved(" 1 "));
+        for value in ["0", "", "true", "yes", "11", "1, 0"] {
+            assert!(!tdm_reserved(value), "{value:?}");
+        }
     }
 }

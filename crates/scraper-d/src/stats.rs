@@ -31,7 +31,8 @@ pub enum Outcome {
     /// The server answered, but not in HTTP (garbage, a status line or header that does not
     /// parse, conflicting `Content-Length`s, a header block over the limit).
     BadResponse,
-    /// `X-Robots-Tag` opted the image out (noai, noimageai, noindex, noimageindex).
+    /// `X-Robots-Tag` opted the image out (noai, noimageai, noindex, noimageindex), or TDMRep's
+    /// `tdm-reservation: 1` reserved its mining rights.
     OptOut,
     /// robots.txt disallows the URL for our user agent.
     Robots,

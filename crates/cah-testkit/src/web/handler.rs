@@ -143,6 +143,18 @@ async fn respond(state: &WebState, host: &str, path: &str, depth: u32) -> Respon
             }
             response
         }
+        Route::Tdm { value, kind } => {
+            let mut response = image_response(state.photo(kind, key), kind);
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                let headers = response.headers_mut();
+                headers.insert("tdm-reservation", value);
+                headers.insert(
+                    "tdm-policy",
+                    HeaderValue::from_static("https://rights.example/tdm-policy.json"),
+                );
+            }
+            response
+        }
         Route::RobotsTxt => robots_txt(names::host_profile(host).robots),
         Route::NotFound => status_page(404),
     }

@@ -85,6 +85,9 @@ pub enum Route {
     ScanBomb,
     /// `/xrobots/{tag}/...`: a picture with `X-Robots-Tag: {tag}`.
     RobotsTag { tag: String, kind: ImageKind },
+    /// `/tdm/{value}/...`: a picture with TDMRep's `tdm-reservation: {value}` (`1`: text and
+    /// data mining rights reserved, with a `tdm-policy` URL; `0`: not reserved).
+    Tdm { value: String, kind: ImageKind },
     /// `/private/...`: a picture, but robots.txt disallows `/private/` for every agent.
     RobotsPrivate { kind: ImageKind },
     /// `/robots.txt`.
@@ -100,6 +103,8 @@ pub enum Expected {
     Image { kind: ImageKind },
     /// A picture whose response carries `X-Robots-Tag: {tag}` (`noai`, `noimageai`, `noindex`, `noimageindex`, `none`).
     RobotsTag { tag: String, kind: ImageKind },
+    /// A picture whose response reserves text and data mining rights (`tdm-reservation: 1`).
+    TdmReserved { kind: ImageKind },
     /// An HTTP error status, with the Retry-After seconds when sent.
     Status {
         status: u16,
@@ -216,6 +221,10 @@ pub fn route(path: &str) -> Route {
             tag: arg.to_ascii_lowercase(),
             kind,
         },
+        "tdm" if !arg.is_empty() => Route::Tdm {
+            value: arg.to_owned(),
+            kind,
+        },
         "private" => Route::RobotsPrivate { kind },
         "robots.txt" if rest.is_empty() => Route::RobotsTxt,
         _ => Route::NotFound,
@@ -274,7 +283,9 @@ impl Expected {
     /// True for outcomes that end with a usable picture in hand (tags included).
     pub fn is_image(&self) -> bool {
         match self {
-            Expected::Image { .. } | Expected::RobotsTag { .. } => true,
+            Expected::Image { .. } | Expected::RobotsTag { .. } | Expected::TdmReserved { .. } => {
+                true
+            }
             Expected::Redirected { then, .. } | Expected::SlowHeaders { then, .. } => {
                 then.is_image()
             }
@@ -364,6 +375,8 @@ fn classify_with(url: &str, respect_robots: bool, depth: u32) -> Expected {
         Route::ZipBomb => Expected::ZipBomb,
         Route::ScanBomb => Expected::ScanBomb,
         Route::RobotsTag { tag, kind } => Expected::RobotsTag { tag, kind },
+        Route::Tdm { value, kind } if value == "1" => Expected::TdmReserved { kind },
+        Route::Tdm { kind, .. } => image(kind),
         Route::NotFound => Expected::Status {
             status: 404,
             retry_after: None,

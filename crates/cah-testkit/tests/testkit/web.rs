@@ -164,6 +164,16 @@ async fn redirects_robots_and_tags() {
         .await
         .expect("get");
     assert_eq!(tagged.headers()["x-robots-tag"], "noimageai");
+    let reserved = get(harness.web.url("a.photos.test", "/tdm/1/a.png"))
+        .await
+        .expect("get");
+    assert_eq!(reserved.headers()["tdm-reservation"], "1");
+    assert!(reserved.headers().contains_key("tdm-policy"));
+    let expected = harness
+        .web
+        .expected_photo(&harness.web.url("a.photos.test", "/tdm/1/a.png"))
+        .expect("a picture");
+    assert_eq!(reserved.bytes().await.expect("body"), expected.bytes);
     let host_tagged = get(harness.web.url("noindex-a.photos.test", "/ok/a.png"))
         .await
         .expect("get");

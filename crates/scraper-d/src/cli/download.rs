@@ -64,6 +64,10 @@ pub struct DownloadArgs {
     /// Do not fetch or obey robots.txt.
     #[arg(long, env = "SCRAPER_IGNORE_ROBOTS", value_parser = super::EnvBool::off())]
     pub ignore_robots: bool,
+    /// Store images whose response reserves text and data mining rights with TDMRep's
+    /// `tdm-reservation: 1` header (by default they are `opt_out`, as `X-Robots-Tag: noai`).
+    #[arg(long, env = "SCRAPER_IGNORE_TDM_RESERVATION", value_parser = super::EnvBool::off())]
+    pub ignore_tdm_reservation: bool,
     /// Consecutive failures that stop requests to a host (0: never).
     #[arg(long, env = "SCRAPER_BREAKER_THRESHOLD", default_value_t = 8)]
     pub breaker_threshold: u32,
@@ -130,6 +134,7 @@ impl DownloadArgs {
         fetch.max_large_bodies = self.max_large_bodies;
         fetch.politeness.per_host = self.per_host;
         fetch.politeness.respect_robots = !self.ignore_robots;
+        fetch.politeness.respect_tdm_reservation = !self.ignore_tdm_reservation;
         fetch.politeness.breaker_threshold = self.breaker_threshold;
         let mut resolver = ResolverSettings::standard();
         resolver.nameservers = self.nameservers.clone();

@@ -245,6 +245,16 @@ mod tests {
     }
 
     #[test]
+    fn opt_outs_are_honoured_unless_a_flag_says_otherwise() {
+        let config = run_config(&[]).expect("valid");
+        assert!(config.fetch.politeness.respect_robots);
+        assert!(config.fetch.politeness.respect_tdm_reservation);
+        let config = run_config(&["--ignore-tdm-reservation"]).expect("valid");
+        assert!(!config.fetch.politeness.respect_tdm_reservation);
+        assert!(config.fetch.politeness.respect_robots);
+    }
+
+    #[test]
     fn tracker_intervals_below_a_second_are_refused() {
         let cases: &[(&[&str], Option<&str>)] = &[
             (&[], None),

@@ -65,6 +65,8 @@ const PATHS: &[&str] = &[
     "/xrobots/noindex/g.jpg",
     "/xrobots/noimageindex/g.jpg",
     "/xrobots/none/g.jpg",
+    "/tdm/1/g.jpg",
+    "/tdm/0/g.png",
     "/private/h.jpg",
     "/nothing-here/i.jpg",
 ];
@@ -174,6 +176,24 @@ async fn every_fault_class_gets_the_predicted_outcome() {
     assert_eq!(stats.outcomes, want_counts);
     assert_eq!(stats.stored, want_counts["ok"]);
     assert!(!work.path().join("job-1.tar.tmp").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tdm_reservation_opts_out_unless_the_node_ignores_it() {
+    let test_web = support::start_web().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let reserved = test_web.web.url("img-tdm.photos.test", "/tdm/1/a.jpg");
+    let unreserved = test_web.web.url("img-tdm.photos.test", "/tdm/0/b.jpg");
+    for (respect, want) in [(true, Outcome::OptOut), (false, Outcome::Ok)] {
+        let mut config =
+            support::run_config("http://127.0.0.1:9/", test_web.dns.addr(), work.path());
+        config.fetch.politeness.respect_tdm_reservation = respect;
+        let pipeline = support::pipeline(&config);
+        let got = outcome(&pipeline, candidate(0, reserved.clone())).await;
+        assert_eq!(got, want, "respect_tdm_reservation {respect}");
+        let got = outcome(&pipeline, candidate(1, unreserved.clone())).await;
+        assert_eq!(got, Outcome::Ok, "tdm-reservation: 0 reserves nothing");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,6 +110,7 @@ pub(crate) fn outcome_for(expected: &Expected) -> Outcome {
                 image(&kind)
             }
         }
+        Expected::TdmReserved { .. } => Outcome::OptOut,
         Expected::Status { status, .. } => match status {
             429 => Outcome::RateLimited,
             400..=499 => Outcome::Http4xx,

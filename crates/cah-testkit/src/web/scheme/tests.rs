@@ -109,6 +109,18 @@ fn classify_table() {
                 kind: ImageKind::Jpeg,
             },
         ),
+        (
+            "/tdm/1/a.webp",
+            Expected::TdmReserved {
+                kind: ImageKind::Webp,
+            },
+        ),
+        (
+            "/tdm/0/a.jpg",
+            Expected::Image {
+                kind: ImageKind::Jpeg,
+            },
+        ),
         ("/private/a.jpg", Expected::RobotsDisallowed),
         (
             "/redirect/1/private/a.jpg",
