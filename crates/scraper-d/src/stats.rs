@@ -148,6 +148,48 @@ impl Outcome {
     }
 }
 
+/// Attempts a run needs before its share of `resolver_error` says anything about the node.
+pub const STRAIN_MIN_ATTEMPTS: u64 = 20;
+
+/// A run (a job half, a `fetch`) that lost a fifth or more of its attempts to the node's
+/// resolver (`resolver_error`: SERVFAIL, REFUSED, no answer), though not all of them (that is a
+/// broken node, `crate::daemon`). It is img2dataset's most reported trouble: an overloaded or
+/// rate-limited resolver fails names that exist, and the images are lost to the node, not to
+/// the web; the counts alone leave it for the operator to notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResolverStrain {
+    /// `resolver_error` outcomes.
+    pub resolver_errors: u64,
+    /// Outcomes other than `circuit_open` (no request was made).
+    pub attempts: u64,
+}
+
+impl ResolverStrain {
+    /// `Some` when `outcomes` hold at least [`STRAIN_MIN_ATTEMPTS`] attempts, a fifth or more of
+    /// them `resolver_error`.
+    pub fn of(outcomes: &OutcomeCounts) -> Option<Self> {
+        let attempts = outcomes.total() - outcomes.get(Outcome::CircuitOpen);
+        let resolver_errors = outcomes.get(Outcome::ResolverError);
+        (attempts >= STRAIN_MIN_ATTEMPTS && resolver_errors * 5 >= attempts).then_some(Self {
+            resolver_errors,
+            attempts,
+        })
+    }
+
+    /// Logs a warning that says what to check; `job` names the job half, if any.
+    pub fn warn(&self, job: Option<u64>) {
+        tracing::warn!(
+            job,
+            resolver_errors = self.resolver_errors,
+            attempts = self.attempts,
+            "a fifth or more of the downloads failed at the node's resolver (resolver_error: \
+             SERVFAIL, REFUSED or no answer), so images are lost to the node, not to the web: check \
+             that --nameserver (SCRAPER_NAMESERVERS) or /etc/resolv.conf names a working caching \
+             resolver, or lower --concurrency"
+        );
+    }
+}
+
 /// Outcome counts of one job half.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutcomeCounts {
@@ -176,5 +218,45 @@ impl OutcomeCounts {
             .iter()
             .map(|(outcome, count)| (outcome.as_str().to_owned(), *count))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(outcomes: &[(Outcome, u64)]) -> OutcomeCounts {
+        let mut counts = OutcomeCounts::default();
+        for (outcome, n) in outcomes {
+            for _ in 0..*n {
+                counts.add(*outcome);
+            }
+        }
+        counts
+    }
+
+    #[test]
+    fn a_fifth_of_the_attempts_lost_to_the_resolver_is_a_strain() {
+        use Outcome::*;
+        type Case<'a> = (&'a [(Outcome, u64)], Option<(u64, u64)>);
+        let cases: &[Case<'_>] = &[
+            (&[(Ok, 16), (ResolverError, 4)], Some((4, 20))),
+            (&[(Ok, 17), (ResolverError, 3)], None),
+            // Too few attempts to tell.
+            (&[(Ok, 10), (ResolverError, 9)], None),
+            // Breaker skips are no attempts.
+            (&[(Ok, 12), (ResolverError, 3), (CircuitOpen, 40)], None),
+            (
+                &[(Ok, 12), (ResolverError, 8), (CircuitOpen, 40)],
+                Some((8, 20)),
+            ),
+            // Names that do not exist are the web's dead links, not the resolver's fault.
+            (&[(Ok, 10), (DnsFailure, 30)], None),
+        ];
+        for (outcomes, want) in cases {
+            let got = ResolverStrain::of(&counts(outcomes))
+                .map(|strain| (strain.resolver_errors, strain.attempts));
+            assert_eq!(got, *want, "{outcomes:?}");
+        }
     }
 }

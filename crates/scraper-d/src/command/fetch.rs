@@ -12,7 +12,7 @@ use crate::cli::FetchArgs;
 use crate::fetch::Fetcher;
 use crate::job::Pipeline;
 use crate::resolver::Resolver;
-use crate::stats::Outcome;
+use crate::stats::{Outcome, ResolverStrain};
 use crate::terminal::Progress;
 
 /// What a fetch did.
@@ -98,6 +98,9 @@ pub async fn run_fetch(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
     }
     let half = half.context("failed to write the bundle")?;
     let seconds = started.elapsed().as_secs_f64();
+    if let Some(strain) = ResolverStrain::of(&half.outcomes) {
+        strain.warn(None);
+    }
     let stored = half.outcomes.get(Outcome::Ok);
     Ok(FetchSummary {
         urls,

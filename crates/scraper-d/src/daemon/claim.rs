@@ -21,6 +21,7 @@ use crate::extract::{DEFAULT_MAX_RECORD_BYTES, ExtractConfig, Extractor};
 use crate::job::{HalfOutput, Pipeline};
 use crate::metrics::Metrics;
 use crate::shutdown::{AbortOnDrop, Stop};
+use crate::stats::ResolverStrain;
 use crate::{Candidate, HalfJob, bundle, source, systemd};
 
 /// How long the releases of a stop may take together: the tracker client retries for up to two
@@ -238,6 +239,9 @@ impl Worker<'_> {
                 // The other half would fail the same way: the whole claim goes back.
                 bundle::discard(&half.bundle);
                 return Err(broken.into());
+            }
+            if let Some(strain) = ResolverStrain::of(&half.outcomes) {
+                strain.warn(Some(number));
             }
             if is_lost(held, number) {
                 tracing::warn!(

@@ -90,6 +90,51 @@ async fn fetch_downloads_a_url_list_into_one_bundle() {
     assert!(output.exists());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_warns_when_the_resolver_fails_a_fifth_of_the_lookups() {
+    let test_web = super::support::start_web().await;
+    let work = tempfile::tempdir().expect("tempdir");
+    // 20 URLs, `failing` of them on hosts whose names the test DNS answers with SERVFAIL.
+    let fetch = |failing: usize| {
+        let urls: Vec<String> = (0..20)
+            .map(|index| {
+                let host = if index < failing {
+                    format!("servfail-{index}.photos.test")
+                } else {
+                    format!("img-{index:04}.photos.test")
+                };
+                test_web.web.url(&host, "/ok/a.jpg")
+            })
+            .collect();
+        let list = work.path().join(format!("urls-{failing}.txt"));
+        std::fs::write(&list, urls.join("\n")).expect("list");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_scraper-d"));
+        command
+            .args(["fetch", "--summary-json", "--allow-cidr", "127.0.0.1/32"])
+            .arg("--nameserver")
+            .arg(test_web.dns.addr().to_string())
+            .arg("--urls")
+            .arg(&list)
+            .arg("--output")
+            .arg(work.path().join(format!("out-{failing}.tar")))
+            .env_clear();
+        output_of(command)
+    };
+    for (failing, warned) in [(4, true), (3, false)] {
+        let result = fetch(failing).await;
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(result.status.success(), "{stderr}");
+        let summary: serde_json::Value =
+            serde_json::from_str(stderr.lines().last().expect("summary line")).expect("json");
+        assert_eq!(summary["outcomes"]["resolver_error"], failing, "{stderr}");
+        assert_eq!(
+            stderr.contains("failed at the node's resolver"),
+            warned,
+            "{failing} of 20: {stderr}"
+        );
+    }
+}
+
 /// Every datagram the daemon sent to `socket` until one contains `wanted` (at most 15 s).
 async fn notifications_until(socket: &tokio::net::UnixDatagram, wanted: &str) -> Vec<String> {
     let mut messages = Vec::new();
