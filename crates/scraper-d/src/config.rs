@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::fetch::FetchConfig;
 use crate::filters::FilterConfig;
+use crate::job::TailPolicy;
 use crate::resize::ResizeConfig;
 use crate::resolver::ResolverSettings;
 use crate::safety::AddressPolicy;
@@ -37,6 +38,8 @@ pub struct RunConfig {
     pub decode_threads: usize,
     /// Images downloaded at once per job half.
     pub concurrency: usize,
+    /// How long the last images of a half may take.
+    pub tail: TailPolicy,
     /// Heartbeat period (default 30 s); a heartbeat is also sent on every phase change.
     pub heartbeat_interval: Duration,
     /// Wait after an empty claim or a tracker failure (default 30 s).
@@ -62,4 +65,6 @@ pub struct DownloadSettings {
     pub resize: ResizeConfig,
     pub decode_threads: usize,
     pub concurrency: usize,
+    /// How long the last images of a half may take.
+    pub tail: TailPolicy,
 }

@@ -71,6 +71,7 @@ pub async fn run(
         resize: Arc::new(config.resize.clone()),
         cpu: Arc::new(Semaphore::new(config.decode_threads.max(1))),
         concurrency: config.concurrency,
+        tail: config.tail,
     };
     let wat_client = reqwest::Client::builder()
         .no_proxy()

@@ -148,6 +148,11 @@ impl Fetcher {
         self.large_bodies.gauge()
     }
 
+    /// Requests one host may have on the wire at once (`--per-host`).
+    pub fn per_host(&self) -> usize {
+        self.config.politeness.per_host
+    }
+
     /// Forgets per-host state of hosts not in use (between claims, so memory stays bounded).
     pub fn forget_idle_hosts(&self) -> usize {
         self.hosts.forget_idle()

@@ -1,21 +1,26 @@
 //! One job half from candidates to a bundle file: downloads shuffled across hosts, validated
 //! and resized on a bounded pool of blocking threads, streamed into the tar.
 
+mod dispatch;
 mod host_tally;
+mod tail;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use cah_protocol::bundle::{BUNDLE_FORMAT_VERSION, BundleSample, BundleStats};
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use rand::seq::SliceRandom;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use url::Url;
 
+use dispatch::{Dispatch, Start};
 use host_tally::HostTally;
 pub use host_tally::{Answer, FailedHosts, MAX_COUNTED_HOSTS, SameAnswer, Skipped};
+pub use tail::{TAIL_STARTS_AT_PERMILLE, TailPolicy};
 
 use crate::Candidate;
 use crate::bundle::{BundleError, BundleWriter};
@@ -34,6 +39,8 @@ pub struct Pipeline {
     pub cpu: Arc<Semaphore>,
     /// Images downloaded at once by one job half (default 64).
     pub concurrency: usize,
+    /// How long the last candidates of a half may take ([`TailPolicy`]).
+    pub tail: TailPolicy,
 }
 
 /// A stored image and what the bundle says about it.
@@ -69,13 +76,62 @@ impl Pipeline {
         let mut writer = BundleWriter::create(bundle_path)?;
         let mut outcomes = OutcomeCounts::default();
         let mut tally = HostTally::default();
-        let mut results = futures_util::stream::iter(candidates)
-            .map(|candidate| {
-                let url = candidate.url.clone();
-                async move { (url, self.attempt(candidate).await) }
-            })
-            .buffer_unordered(self.concurrency.max(1));
-        while let Some((url, result)) = results.next().await {
+        let dispatch = Mutex::new(Dispatch::new(candidates, self.fetcher.per_host()));
+        let start = |(candidate, host): Start| {
+            let url = candidate.url.clone();
+            let fetching = Fetching {
+                dispatch: &dispatch,
+                host,
+            };
+            async move { (url, self.attempt(candidate, Some(fetching)).await) }
+        };
+        let mut running = FuturesUnordered::new();
+        let started = tokio::time::Instant::now();
+        let mut finished = 0;
+        let mut tail_ends = None;
+        let mut tail_began = std::time::Duration::ZERO;
+        loop {
+            while running.len() < self.concurrency.max(1) {
+                let Some(next) = lock(&dispatch).next() else {
+                    break;
+                };
+                running.push(start(next));
+            }
+            let next = match tail_ends {
+                None => running.next().await,
+                Some(at) => match tokio::time::timeout_at(at, running.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        // Dropping `running` below cancels what is still waiting.
+                        let abandoned = total - finished;
+                        for _ in 0..abandoned {
+                            outcomes.add(Outcome::Abandoned);
+                        }
+                        done.fetch_add(abandoned, Ordering::Relaxed);
+                        tracing::info!(
+                            job,
+                            abandoned,
+                            tail_began_s = tail_began.as_secs_f32(),
+                            ended_s = (at - started).as_secs_f32(),
+                            "abandoned the last images of the half"
+                        );
+                        break;
+                    }
+                },
+            };
+            let Some((url, result)) = next else {
+                // Nothing running: every candidate has started (held ones start once their
+                // host has room, and a host with none has some of them running).
+                debug_assert_eq!(lock(&dispatch).left(), 0);
+                break;
+            };
+            finished += 1;
+            if tail_ends.is_none()
+                && let Some(allowance) = self.tail.allowance(finished, total, started.elapsed())
+            {
+                tail_began = started.elapsed();
+                tail_ends = Some(tokio::time::Instant::now() + allowance);
+            }
             done.fetch_add(1, Ordering::Relaxed);
             match result {
                 Ok(processed) => {
@@ -88,6 +144,7 @@ impl Pipeline {
                 }
             }
         }
+        drop(running);
         let stats = BundleStats {
             format_version: BUNDLE_FORMAT_VERSION,
             job,
@@ -116,15 +173,22 @@ impl Pipeline {
 
     /// Downloads, validates and resizes one candidate.
     pub async fn process(&self, candidate: Candidate) -> Result<Processed, Outcome> {
-        self.attempt(candidate)
+        self.attempt(candidate, None)
             .await
             .map_err(|skipped| skipped.outcome)
     }
 
     /// [`Pipeline::process`], telling which refused body came back.
-    async fn attempt(&self, candidate: Candidate) -> Result<Processed, Skipped> {
+    /// `fetching`, if any, is let go of once the download is done (before decoding), so its
+    /// host may start another.
+    async fn attempt(
+        &self,
+        candidate: Candidate,
+        fetching: Option<Fetching<'_>>,
+    ) -> Result<Processed, Skipped> {
         let url = Url::parse(&candidate.url).map_err(|_| Outcome::BadUrl)?;
         let fetched = self.fetcher.fetch_answered(&url).await;
+        drop(fetching);
         let fetched = match fetched {
             Ok(fetched) => fetched,
             Err(skipped) => {
@@ -192,4 +256,23 @@ pub fn hex(bytes: &[u8]) -> String {
         let _ = write!(text, "{byte:02x}");
     }
     text
+}
+
+/// A started download of a half, counted against its host until it is dropped (done,
+/// failed or cancelled).
+struct Fetching<'a> {
+    dispatch: &'a Mutex<Dispatch>,
+    host: Option<String>,
+}
+
+impl Drop for Fetching<'_> {
+    fn drop(&mut self) {
+        lock(self.dispatch).finished(self.host.as_deref());
+    }
+}
+
+fn lock(dispatch: &Mutex<Dispatch>) -> std::sync::MutexGuard<'_, Dispatch> {
+    dispatch
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

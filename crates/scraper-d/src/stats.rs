@@ -56,11 +56,14 @@ pub enum Outcome {
     BadUrl,
     /// A redirect led to a URL or domain of the blocklist.
     Blocklisted,
+    /// Still waiting (for its host's slots or backoff, or on the wire) when the half's tail ran
+    /// out (`--max-tail`).
+    Abandoned,
 }
 
 impl Outcome {
     /// Every outcome, in a fixed order.
-    pub const ALL: [Outcome; 23] = [
+    pub const ALL: [Outcome; 24] = [
         Outcome::Ok,
         Outcome::DnsFailure,
         Outcome::ResolverError,
@@ -84,6 +87,7 @@ impl Outcome {
         Outcome::CircuitOpen,
         Outcome::BadUrl,
         Outcome::Blocklisted,
+        Outcome::Abandoned,
     ];
 
     /// The stable snake_case name used in stats and metrics.
@@ -112,6 +116,7 @@ impl Outcome {
             Outcome::CircuitOpen => "circuit_open",
             Outcome::BadUrl => "bad_url",
             Outcome::Blocklisted => "blocklisted",
+            Outcome::Abandoned => "abandoned",
         }
     }
 

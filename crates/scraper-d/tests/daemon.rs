@@ -18,4 +18,5 @@ mod daemon {
     mod refusals;
     mod resolver;
     mod support;
+    mod tail;
 }

@@ -9,6 +9,7 @@ use ipnet::IpNet;
 use crate::config::DownloadSettings;
 use crate::error::ScraperError;
 use crate::fetch::FetchConfig;
+use crate::job::TailPolicy;
 use crate::resize::{ResizeConfig, ResizeFilter};
 use crate::resolver::ResolverSettings;
 use crate::safety::AddressPolicy;
@@ -53,6 +54,17 @@ pub struct DownloadArgs {
     /// Image downloads in flight at once (1-vCPU default).
     #[arg(long, env = "SCRAPER_CONCURRENCY", default_value_t = 64)]
     pub concurrency: usize,
+    /// Once 95 % of a job half's images are done, the rest get at most this percentage of the
+    /// time the half has taken so far (and at least --timeout); those still waiting then
+    /// (usually queued behind one slow host's --per-host slots) are abandoned, counted as
+    /// `abandoned`. 0: wait for every image.
+    #[arg(
+        long,
+        env = "SCRAPER_MAX_TAIL",
+        value_name = "PERCENT",
+        default_value_t = 10
+    )]
+    pub max_tail: u32,
     /// Requests to one host at once.
     #[arg(long, env = "SCRAPER_PER_HOST", default_value_t = 2)]
     pub per_host: usize,
@@ -159,6 +171,10 @@ impl DownloadArgs {
             },
             decode_threads: std::thread::available_parallelism().map_or(1, usize::from),
             concurrency: self.concurrency,
+            tail: TailPolicy {
+                percent: self.max_tail,
+                floor: self.timeout,
+            },
         })
     }
 }

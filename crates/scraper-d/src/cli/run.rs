@@ -176,6 +176,7 @@ impl TryFrom<RunArgs> for RunConfig {
             },
             decode_threads: settings.decode_threads,
             concurrency: settings.concurrency,
+            tail: settings.tail,
             heartbeat_interval: args.heartbeat,
             idle_wait: args.idle_wait,
             shutdown_grace: args.shutdown_grace,

@@ -75,6 +75,7 @@ pub async fn run_fetch(args: &FetchArgs) -> anyhow::Result<FetchSummary> {
         resize: Arc::new(settings.resize.clone()),
         cpu: Arc::new(tokio::sync::Semaphore::new(settings.decode_threads.max(1))),
         concurrency: settings.concurrency,
+        tail: settings.tail,
     };
     let urls = candidates.len() as u64;
     let started = Instant::now();

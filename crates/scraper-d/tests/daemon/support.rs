@@ -91,6 +91,7 @@ pub(crate) fn pipeline(config: &RunConfig) -> Pipeline {
         resize: Arc::new(config.resize.clone()),
         cpu: Arc::new(tokio::sync::Semaphore::new(config.decode_threads)),
         concurrency: config.concurrency,
+        tail: config.tail,
     }
 }
 
