@@ -217,6 +217,18 @@ impl OutcomeCounts {
         self.counts.values().sum()
     }
 
+    /// Counts `n` of each `(outcome, n)` (tests).
+    #[cfg(test)]
+    pub(crate) fn of(outcomes: &[(Outcome, u64)]) -> Self {
+        let mut counts = OutcomeCounts::default();
+        for (outcome, n) in outcomes {
+            for _ in 0..*n {
+                counts.add(*outcome);
+            }
+        }
+        counts
+    }
+
     /// The counts by name, as `BundleStats::outcomes` holds them (zeros left out).
     pub fn by_name(&self) -> BTreeMap<String, u64> {
         self.counts
@@ -229,16 +241,6 @@ impl OutcomeCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn counts(outcomes: &[(Outcome, u64)]) -> OutcomeCounts {
-        let mut counts = OutcomeCounts::default();
-        for (outcome, n) in outcomes {
-            for _ in 0..*n {
-                counts.add(*outcome);
-            }
-        }
-        counts
-    }
 
     #[test]
     fn a_fifth_of_the_attempts_lost_to_the_resolver_is_a_strain() {
@@ -259,7 +261,7 @@ mod tests {
             (&[(Ok, 10), (DnsFailure, 30)], None),
         ];
         for (outcomes, want) in cases {
-            let got = ResolverStrain::of(&counts(outcomes))
+            let got = ResolverStrain::of(&OutcomeCounts::of(outcomes))
                 .map(|strain| (strain.resolver_errors, strain.attempts));
             assert_eq!(got, *want, "{outcomes:?}");
         }

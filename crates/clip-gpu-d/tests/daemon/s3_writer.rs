@@ -241,18 +241,7 @@ async fn a_writer_object_not_renewed_for_five_minutes_is_taken_over() {
         jobs,
     } = world;
     let (blobs, _) = hand_in_photos(&cpu, &jobs, &parity_support::photos(), 3, "").await;
-    // A daemon of another machine that died six minutes ago (s3s-fs dates an object by its
-    // file's modification time).
-    let folder = s3.folder(PREFIX);
-    std::fs::create_dir_all(&folder).expect("prefix folder");
-    let object = folder.join(WRITER);
-    std::fs::write(&object, r#"{"holder":"gpu-old:/spool","instance":"1-1"}"#).expect("write");
-    let status = std::process::Command::new("touch")
-        .args(["-d", "6 minutes ago"])
-        .arg(&object)
-        .status()
-        .expect("touch");
-    assert!(status.success());
+    write_dead_writer(&s3);
 
     let dir = tempfile::tempdir().expect("tempdir");
     crate::support::run_until_completed(&tracker, config(&s3, &tracker, dir.path()), &blobs).await;
@@ -263,6 +252,21 @@ async fn a_writer_object_not_renewed_for_five_minutes_is_taken_over() {
         "taken over, then deleted at the clean stop"
     );
     tracker.stop().await;
+}
+
+/// The writer object of a daemon of another machine that died six minutes ago (s3s-fs dates
+/// an object by its file's modification time).
+fn write_dead_writer(s3: &S3sServer) {
+    let folder = s3.folder(PREFIX);
+    std::fs::create_dir_all(&folder).expect("prefix folder");
+    let object = folder.join(WRITER);
+    std::fs::write(&object, r#"{"holder":"gpu-old:/spool","instance":"1-1"}"#).expect("write");
+    let status = std::process::Command::new("touch")
+        .args(["-d", "6 minutes ago"])
+        .arg(&object)
+        .status()
+        .expect("touch");
+    assert!(status.success());
 }
 
 /// A client of [`PREFIX`] on `s3` for a daemon writing from `spool`.
@@ -316,14 +320,7 @@ async fn of_two_daemons_that_found_the_prefix_free_only_one_takes_it() {
     // Both read a dead daemon's object; the second takes it over first.
     second.release_writer().await.expect("release");
     assert_eq!(holder(&s3), None);
-    let object = s3.folder(PREFIX).join(WRITER);
-    std::fs::write(&object, r#"{"holder":"gpu-old:/spool","instance":"1-1"}"#).expect("write");
-    let status = std::process::Command::new("touch")
-        .args(["-d", "6 minutes ago"])
-        .arg(&object)
-        .status()
-        .expect("touch");
-    assert!(status.success());
+    write_dead_writer(&s3);
     let (first, second) = (bucket(&s3, "/spool/a"), bucket(&s3, "/spool/b"));
     let seen = first.read_writer_state().await.expect("read");
     second

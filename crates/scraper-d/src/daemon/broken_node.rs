@@ -124,16 +124,6 @@ mod tests {
     use super::*;
     use crate::job::SameAnswer;
 
-    fn counts(outcomes: &[(Outcome, u64)]) -> OutcomeCounts {
-        let mut counts = OutcomeCounts::default();
-        for (outcome, n) in outcomes {
-            for _ in 0..*n {
-                counts.add(*outcome);
-            }
-        }
-        counts
-    }
-
     #[test]
     fn only_many_node_local_failures_and_nothing_stored_make_a_broken_node() {
         use Outcome::*;
@@ -172,7 +162,7 @@ mod tests {
                 node_local_or_lie: 40,
                 same_answer: SameAnswer::default(),
             };
-            let verdict = BrokenNode::diagnose(7, &counts(outcomes), hosts);
+            let verdict = BrokenNode::diagnose(7, &OutcomeCounts::of(outcomes), hosts);
             assert_eq!(verdict.is_some(), *broken, "{outcomes:?}: {verdict:?}");
         }
     }
@@ -197,7 +187,7 @@ mod tests {
                 node_local_or_lie: *node_local,
                 same_answer: SameAnswer::default(),
             };
-            let verdict = BrokenNode::diagnose(7, &counts(outcomes), hosts);
+            let verdict = BrokenNode::diagnose(7, &OutcomeCounts::of(outcomes), hosts);
             assert_eq!(
                 verdict.is_some(),
                 *broken,
@@ -229,7 +219,7 @@ mod tests {
                 node_local_or_lie: *node_local_or_lie,
                 same_answer: SameAnswer::default(),
             };
-            let verdict = BrokenNode::diagnose(7, &counts(outcomes), hosts);
+            let verdict = BrokenNode::diagnose(7, &OutcomeCounts::of(outcomes), hosts);
             assert_eq!(
                 verdict.is_some(),
                 *broken,
@@ -242,7 +232,7 @@ mod tests {
     fn the_verdict_names_the_counts() {
         let verdict = BrokenNode::diagnose(
             7,
-            &counts(&[
+            &OutcomeCounts::of(&[
                 (Outcome::ResolverError, 20),
                 (Outcome::Timeout, 2),
                 (Outcome::CircuitOpen, 3),
@@ -299,7 +289,7 @@ mod tests {
                     hosts: *hosts,
                 },
             };
-            let verdict = BrokenNode::diagnose(7, &counts(outcomes), failed);
+            let verdict = BrokenNode::diagnose(7, &OutcomeCounts::of(outcomes), failed);
             assert_eq!(
                 verdict.is_some(),
                 *broken,

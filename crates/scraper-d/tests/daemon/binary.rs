@@ -1,6 +1,7 @@
 //! The `scraper-d run` binary configured only through `SCRAPER_*` variables, as systemd's
 //! `EnvironmentFile=/etc/cah/scraper-d.env` does.
 
+use std::path::Path;
 use std::process::Command;
 
 use super::support::TestTracker;
@@ -67,17 +68,7 @@ async fn fetch_downloads_a_url_list_into_one_bundle() {
     bytes.extend_from_slice(b"http://img-0004.photos.test/\xff\xfe.jpg\n");
     std::fs::write(&list, bytes).expect("list");
     let output = work.path().join("out.tar");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_scraper-d"));
-    command
-        .args(["fetch", "--summary-json", "--allow-cidr", "127.0.0.1/32"])
-        .arg("--nameserver")
-        .arg(test_web.dns.addr().to_string())
-        .arg("--urls")
-        .arg(&list)
-        .arg("--output")
-        .arg(&output)
-        .env_clear();
-    let result = output_of(command).await;
+    let result = output_of(fetch_command(&test_web, &list, &output)).await;
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(result.status.success(), "{stderr}");
     let summary: serde_json::Value =
@@ -108,17 +99,8 @@ async fn fetch_warns_when_the_resolver_fails_a_fifth_of_the_lookups() {
             .collect();
         let list = work.path().join(format!("urls-{failing}.txt"));
         std::fs::write(&list, urls.join("\n")).expect("list");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_scraper-d"));
-        command
-            .args(["fetch", "--summary-json", "--allow-cidr", "127.0.0.1/32"])
-            .arg("--nameserver")
-            .arg(test_web.dns.addr().to_string())
-            .arg("--urls")
-            .arg(&list)
-            .arg("--output")
-            .arg(work.path().join(format!("out-{failing}.tar")))
-            .env_clear();
-        output_of(command)
+        let output = work.path().join(format!("out-{failing}.tar"));
+        output_of(fetch_command(&test_web, &list, &output))
     };
     for (failing, warned) in [(4, true), (3, false)] {
         let result = fetch(failing).await;
@@ -133,6 +115,22 @@ async fn fetch_warns_when_the_resolver_fails_a_fifth_of_the_lookups() {
             "{failing} of 20: {stderr}"
         );
     }
+}
+
+/// `scraper-d fetch` of the URLs in `list` into `output` through the test web's DNS, with a
+/// JSON summary and no inherited environment.
+fn fetch_command(test_web: &super::support::TestWeb, list: &Path, output: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_scraper-d"));
+    command
+        .args(["fetch", "--summary-json", "--allow-cidr", "127.0.0.1/32"])
+        .arg("--nameserver")
+        .arg(test_web.dns.addr().to_string())
+        .arg("--urls")
+        .arg(list)
+        .arg("--output")
+        .arg(output)
+        .env_clear();
+    command
 }
 
 /// Every datagram the daemon sent to `socket` until one contains `wanted` (at most 15 s).

@@ -12,7 +12,7 @@ use scraper_d::job::Pipeline;
 use scraper_d::resolver::ResolveError;
 use scraper_d::stats::Outcome;
 
-use super::support::{self, outcome_for};
+use super::support::{self, candidate, outcome_for};
 
 const PATHS: &[&str] = &[
     "/ok/a.jpg",
@@ -87,19 +87,6 @@ const FLAGGED_HOSTS: &[&str] = &[
     "noimageindex-img.photos.test",
     "img.unknown-zone.example",
 ];
-
-fn candidate(index: usize, url: String) -> Candidate {
-    Candidate {
-        sample_id: 1000 + index as u64,
-        half: 0,
-        url,
-        alt: format!("picture number {index}"),
-        page_url: "http://blog.test/page.html".to_owned(),
-        license: None,
-        language: None,
-        pair_hash: index as u64,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fault_class_gets_the_predicted_outcome() {

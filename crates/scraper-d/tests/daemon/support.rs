@@ -11,6 +11,7 @@ use cah_testkit::names::DnsBehaviour;
 use cah_testkit::photos::PhotoCorpus;
 use cah_testkit::web::{Expected, WebConfig, WebServer};
 use clap::Parser;
+use scraper_d::Candidate;
 use scraper_d::config::RunConfig;
 use scraper_d::fetch::Fetcher;
 use scraper_d::job::Pipeline;
@@ -92,6 +93,20 @@ pub(crate) fn pipeline(config: &RunConfig) -> Pipeline {
         cpu: Arc::new(tokio::sync::Semaphore::new(config.decode_threads)),
         concurrency: config.concurrency,
         tail: config.tail,
+    }
+}
+
+/// Candidate number `index` of a test half, for `url`.
+pub(crate) fn candidate(index: usize, url: String) -> Candidate {
+    Candidate {
+        sample_id: 1000 + index as u64,
+        half: 0,
+        url,
+        alt: format!("picture number {index}"),
+        page_url: "http://blog.test/page.html".to_owned(),
+        license: None,
+        language: None,
+        pair_hash: index as u64,
     }
 }
 

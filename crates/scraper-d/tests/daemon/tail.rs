@@ -7,20 +7,7 @@ use scraper_d::Candidate;
 use scraper_d::job::TailPolicy;
 use scraper_d::stats::Outcome;
 
-use super::support;
-
-fn candidate(index: usize, url: String) -> Candidate {
-    Candidate {
-        sample_id: index as u64,
-        half: 0,
-        url,
-        alt: format!("picture number {index}"),
-        page_url: "http://blog.test/page.html".to_owned(),
-        license: None,
-        language: None,
-        pair_hash: index as u64,
-    }
-}
+use super::support::{self, candidate};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_queued_behind_a_slow_host_are_abandoned_when_the_tail_runs_out() {
