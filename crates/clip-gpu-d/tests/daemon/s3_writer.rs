@@ -302,40 +302,30 @@ async fn of_two_daemons_that_found_the_prefix_free_only_one_takes_it() {
     else {
         return;
     };
-    let (first, second) = (bucket(&s3, "/spool/a"), bucket(&s3, "/spool/b"));
+    // Both read the same state (no object, then a dead daemon's); the second writes its own
+    // before the first does.
+    for dead_writer in [false, true] {
+        if dead_writer {
+            write_dead_writer(&s3);
+        }
+        let (first, second) = (bucket(&s3, "/spool/a"), bucket(&s3, "/spool/b"));
+        let seen = first.read_writer_state().await.expect("read");
+        second
+            .claim_writer()
+            .await
+            .expect("the second takes the prefix");
+        let error = first
+            .take_writer(seen)
+            .await
+            .expect_err("the first is refused");
+        assert_busy_with(&error, "/spool/b");
+        assert!(holder(&s3).expect("writer object").ends_with(":/spool/b"));
+        second.release_writer().await.expect("release");
+        assert_eq!(holder(&s3), None);
+    }
 
-    // Both read an absent object; the second writes its own before the first does.
-    let seen = first.read_writer_state().await.expect("read");
-    second
-        .claim_writer()
-        .await
-        .expect("the second takes the free prefix");
-    let error = first
-        .take_writer(seen)
-        .await
-        .expect_err("the first is refused");
-    assert_busy_with(&error, "/spool/b");
-    assert!(holder(&s3).expect("writer object").ends_with(":/spool/b"));
-
-    // Both read a dead daemon's object; the second takes it over first.
-    second.release_writer().await.expect("release");
-    assert_eq!(holder(&s3), None);
-    write_dead_writer(&s3);
-    let (first, second) = (bucket(&s3, "/spool/a"), bucket(&s3, "/spool/b"));
-    let seen = first.read_writer_state().await.expect("read");
-    second
-        .claim_writer()
-        .await
-        .expect("the second takes the dead daemon's prefix over");
-    let error = first
-        .take_writer(seen)
-        .await
-        .expect_err("the first is refused");
-    assert_busy_with(&error, "/spool/b");
-    assert!(holder(&s3).expect("writer object").ends_with(":/spool/b"));
-
-    // Once the second stops cleanly, the first takes the prefix.
-    second.release_writer().await.expect("release");
+    // Once the second stopped cleanly, the first takes the prefix.
+    let first = bucket(&s3, "/spool/a");
     first
         .claim_writer()
         .await
