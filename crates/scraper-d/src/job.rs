@@ -20,6 +20,7 @@ use url::Url;
 use dispatch::{Dispatch, Start};
 use host_tally::HostTally;
 pub use host_tally::{Answer, FailedHosts, MAX_COUNTED_HOSTS, SameAnswer, Skipped};
+use tail::TailClock;
 pub use tail::{TAIL_STARTS_AT_PERMILLE, TailPolicy};
 
 use crate::Candidate;
@@ -86,10 +87,8 @@ impl Pipeline {
             async move { (url, self.attempt(candidate, Some(fetching)).await) }
         };
         let mut running = FuturesUnordered::new();
-        let started = tokio::time::Instant::now();
+        let mut tail = TailClock::start(self.tail);
         let mut finished = 0;
-        let mut tail_ends = None;
-        let mut tail_began = std::time::Duration::ZERO;
         loop {
             while running.len() < self.concurrency.max(1) {
                 let Some(next) = lock(&dispatch).next() else {
@@ -97,24 +96,16 @@ impl Pipeline {
                 };
                 running.push(start(next));
             }
-            let next = match tail_ends {
+            let next = match tail.ends() {
                 None => running.next().await,
                 Some(at) => match tokio::time::timeout_at(at, running.next()).await {
                     Ok(next) => next,
                     Err(_) => {
                         // Dropping `running` below cancels what is still waiting.
                         let abandoned = total - finished;
-                        for _ in 0..abandoned {
-                            outcomes.add(Outcome::Abandoned);
-                        }
+                        outcomes.add_many(Outcome::Abandoned, abandoned);
                         done.fetch_add(abandoned, Ordering::Relaxed);
-                        tracing::info!(
-                            job,
-                            abandoned,
-                            tail_began_s = tail_began.as_secs_f32(),
-                            ended_s = (at - started).as_secs_f32(),
-                            "abandoned the last images of the half"
-                        );
+                        tail.log_abandoned(job, abandoned);
                         break;
                     }
                 },
@@ -126,12 +117,7 @@ impl Pipeline {
                 break;
             };
             finished += 1;
-            if tail_ends.is_none()
-                && let Some(allowance) = self.tail.allowance(finished, total, started.elapsed())
-            {
-                tail_began = started.elapsed();
-                tail_ends = Some(tokio::time::Instant::now() + allowance);
-            }
+            tail.finished(finished, total);
             done.fetch_add(1, Ordering::Relaxed);
             match result {
                 Ok(processed) => {

@@ -207,6 +207,13 @@ impl OutcomeCounts {
         *self.counts.entry(outcome).or_default() += 1;
     }
 
+    /// Counts `n` more of `outcome`.
+    pub fn add_many(&mut self, outcome: Outcome, n: u64) {
+        if n > 0 {
+            *self.counts.entry(outcome).or_default() += n;
+        }
+    }
+
     /// The count of `outcome`.
     pub fn get(&self, outcome: Outcome) -> u64 {
         self.counts.get(&outcome).copied().unwrap_or_default()
@@ -222,9 +229,7 @@ impl OutcomeCounts {
     pub(crate) fn of(outcomes: &[(Outcome, u64)]) -> Self {
         let mut counts = OutcomeCounts::default();
         for (outcome, n) in outcomes {
-            for _ in 0..*n {
-                counts.add(*outcome);
-            }
+            counts.add_many(*outcome, *n);
         }
         counts
     }

@@ -13,6 +13,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 /// The share of a half's candidates, in thousandths, done when its tail begins.
 pub const TAIL_STARTS_AT_PERMILLE: u64 = 950;
 
@@ -43,6 +45,55 @@ impl TailPolicy {
         }
         let share = elapsed.mul_f64(f64::from(self.percent) / 100.0);
         Some(share.max(self.floor))
+    }
+}
+
+/// The tail of one half as it runs: when it began and when it ends.
+#[derive(Debug)]
+pub(super) struct TailClock {
+    policy: TailPolicy,
+    started: Instant,
+    /// When the tail began (since `started`) and when it ends.
+    tail: Option<(Duration, Instant)>,
+}
+
+impl TailClock {
+    /// The clock of a half starting now.
+    pub(super) fn start(policy: TailPolicy) -> Self {
+        TailClock {
+            policy,
+            started: Instant::now(),
+            tail: None,
+        }
+    }
+
+    /// Notes that `finished` of `total` candidates are done, which may begin the tail.
+    pub(super) fn finished(&mut self, finished: u64, total: u64) {
+        if self.tail.is_none()
+            && let Some(allowance) = self
+                .policy
+                .allowance(finished, total, self.started.elapsed())
+        {
+            self.tail = Some((self.started.elapsed(), Instant::now() + allowance));
+        }
+    }
+
+    /// When what is still unfinished is abandoned, once the tail has begun.
+    pub(super) fn ends(&self) -> Option<Instant> {
+        self.tail.map(|(_, ends)| ends)
+    }
+
+    /// Logs that `abandoned` candidates of half `job` were left when the tail ended.
+    pub(super) fn log_abandoned(&self, job: u64, abandoned: u64) {
+        if let Some((began, ends)) = self.tail {
+            tracing::info!(
+                job,
+                abandoned,
+                tail_began_s = began.as_secs_f32(),
+                ended_s = (ends - self.started).as_secs_f32(),
+                "abandoned the last images of the half"
+            );
+        }
     }
 }
 
