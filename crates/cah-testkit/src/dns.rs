@@ -89,14 +89,22 @@ impl DnsServer {
         })
     }
 
-    /// Binds UDP on `127.0.0.1:0` and TCP on the same port when it is free.
+    /// Binds UDP on `127.0.0.1:0` and TCP on the same port. The kernel picks the UDP port
+    /// without looking at TCP, so that port may be taken for TCP (another test's connection
+    /// uses it): a few other UDP ports are tried before the server goes without TCP.
     pub async fn start_local(config: DnsConfig) -> Result<Self, TestkitError> {
-        let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .map_err(TestkitError::Socket)?;
-        let port = udp.local_addr().map_err(TestkitError::Socket)?.port();
-        let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await.ok();
-        Self::start(udp, tcp, config)
+        let mut tries = 0;
+        loop {
+            let udp = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+                .await
+                .map_err(TestkitError::Socket)?;
+            let port = udp.local_addr().map_err(TestkitError::Socket)?.port();
+            let tcp = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await.ok();
+            tries += 1;
+            if tcp.is_some() || tries == 16 {
+                return Self::start(udp, tcp, config);
+            }
+        }
     }
 
     /// The UDP address (also the TCP address when [`Self::tcp_addr`] is the same port).
