@@ -8,11 +8,10 @@ use cah_testkit::web::{Expected, classify};
 use clap::Parser;
 use futures_util::future::join_all;
 use scraper_d::Candidate;
-use scraper_d::job::Pipeline;
 use scraper_d::resolver::ResolveError;
 use scraper_d::stats::Outcome;
 
-use super::support::{self, candidate, outcome_for};
+use super::support::{self, candidate, outcome, outcome_for};
 
 const PATHS: &[&str] = &[
     "/ok/a.jpg",
@@ -286,14 +285,6 @@ async fn a_host_that_refuses_connections_is_a_connect_failure_not_robots() {
     let cut_off = got.iter().filter(|o| **o == Outcome::CircuitOpen).count();
     assert!(refused >= 3, "{got:?}");
     assert_eq!(refused + cut_off, 6, "{got:?}");
-}
-
-/// What fetching `candidate` ends as.
-async fn outcome(pipeline: &Pipeline, candidate: Candidate) -> Outcome {
-    match pipeline.process(candidate).await {
-        Ok(_) => Outcome::Ok,
-        Err(outcome) => outcome,
-    }
 }
 
 fn read_stats(path: &std::path::Path) -> BundleStats {

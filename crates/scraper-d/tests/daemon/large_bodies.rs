@@ -14,27 +14,7 @@ use scraper_d::stats::Outcome;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use super::support;
-
-fn candidate(index: usize, url: String) -> Candidate {
-    Candidate {
-        sample_id: 5000 + index as u64,
-        half: 0,
-        url,
-        alt: format!("large body test {index}"),
-        page_url: "http://blog.test/large.html".to_owned(),
-        license: None,
-        language: None,
-        pair_hash: index as u64,
-    }
-}
-
-async fn outcome(pipeline: &Pipeline, candidate: Candidate) -> Outcome {
-    match pipeline.process(candidate).await {
-        Ok(_) => Outcome::Ok,
-        Err(outcome) => outcome,
-    }
-}
+use super::support::{self, candidate, outcome};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_large_bodies_are_held_two_at_a_time_and_small_pictures_pass_freely() {

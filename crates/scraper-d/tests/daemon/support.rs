@@ -110,6 +110,14 @@ pub(crate) fn candidate(index: usize, url: String) -> Candidate {
     }
 }
 
+/// What the pipeline made of `candidate`.
+pub(crate) async fn outcome(pipeline: &Pipeline, candidate: Candidate) -> Outcome {
+    match pipeline.process(candidate).await {
+        Ok(_) => Outcome::Ok,
+        Err(outcome) => outcome,
+    }
+}
+
 /// The outcome our fetcher must report for what cah-testkit predicts, with at least
 /// `min_bytes` for a picture and `TIMEOUT` per request.
 pub(crate) fn outcome_for(expected: &Expected) -> Outcome {
