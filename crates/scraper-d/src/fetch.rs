@@ -17,7 +17,7 @@ use url::Url;
 use crate::body::{BodyBuffer, LargeBodies, LargeBodyGauge, LargeBodyPermit};
 use crate::filters::Blocklist;
 use crate::job::Skipped;
-use crate::politeness::{HostState, Hosts, PolitenessConfig, parse_retry_after};
+use crate::politeness::{HostState, Hosts, PolitenessConfig, host_key, parse_retry_after};
 use crate::resolver::{ResolveError, Resolver};
 use crate::robots::{RobotsRules, tdm_reserved, x_robots_opts_out};
 use crate::stats::Outcome;
@@ -238,9 +238,8 @@ impl Fetcher {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(Outcome::BadUrl);
         }
-        let host = url.host_str().ok_or(Outcome::BadUrl)?;
-        let port = url.port_or_known_default().ok_or(Outcome::BadUrl)?;
-        Ok(self.hosts.get(&format!("{host}:{port}")))
+        let host = host_key(url).ok_or(Outcome::BadUrl)?;
+        Ok(self.hosts.get(&host))
     }
 
     /// One HTTP request of a chain: backoff and the host's slot, then the address check,

@@ -10,9 +10,18 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use tokio::sync::{OnceCell, Semaphore};
 use tokio::time::Instant;
+use url::Url;
 
 use crate::robots::RobotsRules;
 use crate::stats::Outcome;
+
+/// The key of a URL's host in [`Hosts`]: its name and port (`img.example:443`), or `None` when
+/// the URL has no host or no known port.
+pub fn host_key(url: &Url) -> Option<String> {
+    let host = url.host_str()?;
+    let port = url.port_or_known_default()?;
+    Some(format!("{host}:{port}"))
+}
 
 /// Politeness settings.
 #[derive(Debug, Clone)]
@@ -153,7 +162,7 @@ impl Hosts {
         &self.config
     }
 
-    /// The state of `host` (`name:port`), created on first use.
+    /// The state of `host` ([`host_key`]), created on first use.
     pub fn get(&self, host: &str) -> Arc<HostState> {
         let mut hosts = match self.hosts.lock() {
             Ok(hosts) => hosts,
